@@ -122,6 +122,9 @@ class RespAudioConfig(PreTrainedConfig):
     """
 
     model_type = "resp_audio"
+    # Declared as a dataclass field so that `save_pretrained` does not mistake it for the generation parameter of
+    # the same name (transformers refuses to save configs carrying undeclared generation parameters).
+    max_length: int = 998
 
     def __init__(
         self,

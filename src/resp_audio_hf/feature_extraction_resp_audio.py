@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -96,6 +97,14 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
             max_length=max_length, padding_value=padding_value,
         )
         settings = {k: (FRONTEND_DEFAULTS[frontend][k] if v is None else v) for k, v in given.items()}
+        kwargs.pop("feature_size", None)  # saved by the base class; always num_mel_bins here
+        # preprocessor_config.json stores `feature_size`, which is always `num_mel_bins`: drop the saved copy so that
+        # `from_pretrained` does not pass it twice to `SequenceFeatureExtractor.__init__`.
+        feature_size = kwargs.pop("feature_size", settings["num_mel_bins"])
+        if feature_size != settings["num_mel_bins"]:
+            raise ValueError(
+                f"feature_size ({feature_size}) must equal num_mel_bins ({settings['num_mel_bins']}); set num_mel_bins."
+            )
         super().__init__(
             feature_size=settings["num_mel_bins"],
             sampling_rate=settings["sampling_rate"],
@@ -140,16 +149,19 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
             scale, norm, triangularize = "slaney", "slaney", False
         else:
             scale, norm, triangularize = "kaldi", None, True
-        filters = mel_filter_bank(
-            num_frequency_bins=self.n_fft // 2 + 1,
-            num_mel_filters=self.num_mel_bins,
-            min_frequency=self.f_min,
-            max_frequency=self.f_max,
-            sampling_rate=self.sampling_rate,
-            norm=norm,
-            mel_scale=scale,
-            triangularize_in_mel_space=triangularize,
-        )
+        with warnings.catch_warnings():
+            # Kaldi's 128 bands over a 512-point FFT leave the lowest bands empty; AST was trained with them as is.
+            warnings.filterwarnings("ignore", message="At least one mel filter has all zero values")
+            filters = mel_filter_bank(
+                num_frequency_bins=self.n_fft // 2 + 1,
+                num_mel_filters=self.num_mel_bins,
+                min_frequency=self.f_min,
+                max_frequency=self.f_max,
+                sampling_rate=self.sampling_rate,
+                norm=norm,
+                mel_scale=scale,
+                triangularize_in_mel_space=triangularize,
+            )
         return torch.from_numpy(filters.astype(np.float32))  # [n_freq, n_mels]
 
     def _build_window(self) -> torch.Tensor:
@@ -229,7 +241,11 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
     # ------------------------------------------------------------------ spectrograms
 
     def _minimum_samples(self) -> int:
-        return (self.patch_size - 1) * self.hop_length + self.win_length
+        """Fewest samples that give one patch (`patch_size` frames)."""
+        if self.frontend == "ast":
+            return (self.patch_size - 1) * self.hop_length + self.win_length
+        extra = 1 if self.frontend == "passt" else 0  # pre-emphasis drops one sample
+        return (self.patch_size - 1) * self.hop_length + extra
 
     def num_frames(self, num_samples: int) -> int:
         """Frames the front end yields for a clip of `num_samples` samples at `sampling_rate`."""

@@ -1,0 +1,55 @@
+"""Respiratory-audio corpora and the OPERA task registry.
+
+Importing this package is cheap: ``datasets``, ``pandas`` and ``scikit-learn`` are imported only by
+the functions that need them (install them with ``pip install resp_audio_hf[data]``).
+
+Main entry points:
+
+* ``scan_corpus(name, root)`` / ``build_corpus_dataset(name, root)`` - one corpus as a table or a
+  ``datasets.DatasetDict`` with an ``Audio`` column, labels and subject ids, plus a build report.
+* ``load_task("T7", data_root)`` - a benchmark task with OPERA's labels, filters and splits.
+* ``download_corpus(name, data_root)`` - fetch an open corpus (or explain how to request it).
+* ``OperaFiles`` - OPERA's committed split files, pinned by commit and SHA-256.
+"""
+
+from importlib import import_module
+
+_EXPORTS = {
+    "AudioDecodeError": ".audio",
+    "load_audio": ".audio",
+    "probe_audio": ".audio",
+    "BuildReport": ".corpora",
+    "CORPORA": ".corpora",
+    "CorpusNotFoundError": ".corpora",
+    "CorpusTable": ".corpora",
+    "build_corpus_dataset": ".corpora",
+    "find_corpus_dir": ".corpora",
+    "scan_corpus": ".corpora",
+    "ChecksumError": ".download",
+    "DownloadError": ".download",
+    "download_file": ".download",
+    "extract_archive": ".download",
+    "OPERA_COMMIT": ".opera_files",
+    "OPERA_FILES": ".opera_files",
+    "OperaFileError": ".opera_files",
+    "OperaFiles": ".opera_files",
+    "CORPUS_SOURCES": ".sources",
+    "CorpusAccessError": ".sources",
+    "download_corpus": ".sources",
+    "OPERA_TASK_IDS": ".tasks",
+    "TASKS": ".tasks",
+    "ProbeProtocol": ".tasks",
+    "TaskData": ".tasks",
+    "TaskSpec": ".tasks",
+    "get_task_spec": ".tasks",
+    "load_task": ".tasks",
+    "resolve_task_ids": ".tasks",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,88 @@
+"""Audio decoding through torchcodec (FFmpeg): WAV, FLAC, MP3, OGG/Opus and WebM all go one way."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".webm", ".m4a", ".opus")
+
+
+class AudioDecodeError(RuntimeError):
+    """A file could not be decoded into a finite, non-empty mono signal."""
+
+
+@dataclass(frozen=True)
+class AudioProbe:
+    """Header-level facts about one file (no full decode)."""
+
+    path: str
+    ok: bool
+    reason: str = ""
+    sample_rate: int | None = None
+    num_channels: int | None = None
+    duration_s: float | None = None
+
+
+def _decoder(path, sampling_rate=None, mono=True):
+    from torchcodec.decoders import AudioDecoder
+
+    return AudioDecoder(os.fspath(path), sample_rate=sampling_rate, num_channels=1 if mono else None)
+
+
+def probe_audio(path: str | os.PathLike) -> AudioProbe:
+    """Check that ``path`` exists, is non-empty and has a decodable audio stream of positive length."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        return AudioProbe(path, False, "file not found")
+    if os.path.getsize(path) == 0:
+        return AudioProbe(path, False, "empty file (0 bytes)")
+    try:
+        metadata = _decoder(path, mono=False).metadata
+    except Exception as error:  # torchcodec raises RuntimeError/ValueError subclasses for bad streams
+        return AudioProbe(path, False, f"not decodable: {str(error).splitlines()[0][:200]}")
+    duration = metadata.duration_seconds_from_header or metadata.duration_seconds
+    if duration is not None and duration <= 0:
+        return AudioProbe(path, False, "audio stream has zero duration", metadata.sample_rate, metadata.num_channels, duration)
+    return AudioProbe(path, True, "", metadata.sample_rate, metadata.num_channels, duration)
+
+
+def load_audio(
+    path: str | os.PathLike,
+    sampling_rate: int | None = None,
+    start_s: float | None = None,
+    end_s: float | None = None,
+) -> tuple[np.ndarray, int]:
+    """Decode ``path`` to a mono float32 array, resampled to ``sampling_rate`` when given.
+
+    ``start_s``/``end_s`` select a segment (for event-level tasks). Raises ``AudioDecodeError`` naming
+    the file when decoding fails or yields an empty or non-finite signal, so a bad file is never
+    turned into a silent zero embedding.
+    """
+    try:
+        decoder = _decoder(path, sampling_rate)
+        if start_s is None and end_s is None:
+            samples = decoder.get_all_samples()
+        else:
+            samples = decoder.get_samples_played_in_range(
+                start_seconds=float(start_s or 0.0), stop_seconds=None if end_s is None else float(end_s)
+            )
+    except Exception as error:
+        raise AudioDecodeError(f"Could not decode {path}: {error}") from error
+    data = samples.data
+    if data.ndim == 2:
+        data = data.mean(dim=0) if data.shape[0] > 1 else data[0]
+    array = data.numpy().astype(np.float32, copy=False)
+    if array.size == 0:
+        segment = "" if start_s is None and end_s is None else f" (segment {start_s}-{end_s} s)"
+        raise AudioDecodeError(f"{path}{segment} decoded to an empty signal")
+    if not np.isfinite(array).all():
+        raise AudioDecodeError(f"{path} decoded to non-finite samples (NaN/inf)")
+    return array, int(samples.sample_rate)
+
+
+def duration_to_samples(seconds: float, sampling_rate: int) -> int:
+    return int(math.floor(seconds * sampling_rate))

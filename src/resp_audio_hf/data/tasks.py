@@ -1,0 +1,629 @@
+"""The OPERA task registry (T1-T19) plus SPRSound tasks, with OPERA's exact labels, filters and splits.
+
+Each task turns a corpus (and, where OPERA committed them, OPERA's split files) into a *task table*:
+one row per expected recording with ``file``, ``audio`` (resolved path, or ``None`` when the file is
+not on disk), ``label``, ``subject_id`` and either ``split`` (``train``/``validation``/``test``) or
+``fold`` (cross-validation). Splits are drawn on OPERA's full recording list *before* looking at which
+audio is present, so a missing file never changes the partition of the others; missing files are
+named in the task's :class:`~resp_audio_hf.data.corpora.BuildReport`.
+
+Protocol constants (epochs, batch size, learning rate, L2, checkpoint period, validation draws) are
+those of OPERA's ``src/benchmark/linear_eval.py`` and ``scripts/eval_all.sh`` at the pinned commit.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from .corpora import (
+    BuildReport,
+    CorpusNotFoundError,
+    FileIndex,
+    check_audio_files,
+    find_corpus_dir,
+    get_corpus_spec,
+    kauh_opera_diagnosis,
+    parse_kauh_filename,
+    read_icbhi_diagnosis,
+    read_icbhi_split_list,
+    records_to_dataset_dict,
+    scan_corpus,
+)
+from .opera_files import OperaFileError, OperaFiles
+
+
+@dataclass(frozen=True)
+class ProbeProtocol:
+    """Linear-probe hyper-parameters of one task (OPERA defaults).
+
+    Attributes:
+        epochs: training epochs.
+        batch_size: mini-batch size (``None`` = full batch).
+        learning_rate: Adam learning rate.
+        l2_strength: weight of the summed squared head parameters added to the loss.
+        lr_decay: learning-rate factor applied after every epoch.
+        grad_clip: maximum global gradient norm per run.
+        checkpoint_every: the best-validation checkpoint is only considered every this many epochs
+            (OPERA's ``ModelCheckpoint(every_n_epochs=...)``).
+        early_stopping_patience: stop after this many validations without improvement (``None`` = off).
+        early_stopping_min_delta: improvement needed to reset the patience counter.
+        seeds: random seeds; one probe per seed (classification) or per fold (cross-validation).
+        inner_validation_fraction: for cross-validated tasks, fraction of each fold's training rows
+            held out for checkpoint selection.
+        inner_validation_seed: ``random_state`` of that draw.
+    """
+
+    epochs: int = 64
+    batch_size: int | None = 64
+    learning_rate: float = 1e-4
+    l2_strength: float = 1e-5
+    lr_decay: float = 0.97
+    grad_clip: float = 1.0
+    checkpoint_every: int = 1
+    early_stopping_patience: int | None = None
+    early_stopping_min_delta: float = 0.0
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    inner_validation_fraction: float | None = None
+    inner_validation_seed: int = 42
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One downstream task.
+
+    Attributes:
+        task_id: ``"T1"`` ... ``"T19"`` for OPERA, ``"S1"``/``"S2"`` for SPRSound, variants with a suffix.
+        name: short description.
+        corpus: corpus registry name.
+        modality: recorded sound (lung sound, cough, breath, ...).
+        kind: ``"classification"`` or ``"regression"``.
+        class_names: label names indexed by class id (classification).
+        target: regression target name.
+        evaluation: ``"holdout"`` (fixed train/validation/test), ``"loocv"`` (leave one subject out,
+            every subject a fold) or ``"loso"`` (leave one listed subject out).
+        protocol: linear-probe hyper-parameters.
+        split_description: how the split is made, in words (shown in reports).
+        opera: part of OPERA's 19 tasks (``False`` for extra tasks such as SPRSound).
+        table_builder: ``(TaskContext) -> DataFrame``.
+    """
+
+    task_id: str
+    name: str
+    corpus: str
+    modality: str
+    kind: str
+    evaluation: str
+    protocol: ProbeProtocol
+    split_description: str
+    class_names: tuple[str, ...] | None = None
+    target: str | None = None
+    opera: bool = True
+    table_builder: Callable = field(default=None, repr=False, compare=False)
+
+    @property
+    def metric(self) -> str:
+        return "auroc" if self.kind == "classification" else "mae"
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.kind == "classification"
+
+
+@dataclass
+class TaskContext:
+    """What a task-table builder needs: the corpus folder (may be ``None``), its file index, OPERA's
+    pinned files and the report to fill."""
+
+    spec: TaskSpec
+    root: Path | None
+    index: FileIndex
+    opera: OperaFiles
+    report: BuildReport
+    data_root: Path | None = None
+    verify_audio: bool = True
+
+    def scan(self):
+        """The corpus table (requires the corpus on disk)."""
+        if self.root is None:
+            raise CorpusNotFoundError(f"{self.spec.task_id} needs the {self.spec.corpus} recordings themselves (their labels live in the audio folder).")
+        table = scan_corpus(self.spec.corpus, self.root, opera=self.opera, verify_audio=False)
+        self.report.missing.extend(table.report.missing)
+        self.report.unlabelled.extend(table.report.unlabelled)
+        self.report.notes.extend(table.report.notes)
+        return table.records
+
+
+@dataclass
+class TaskData:
+    """A task's table and the report on its files.
+
+    Attributes:
+        spec: the task.
+        table: every expected row (``audio`` is ``None`` where the file is missing or corrupt).
+        report: missing/corrupt/excluded files by name.
+    """
+
+    spec: TaskSpec
+    table: "object"
+    report: BuildReport
+
+    @property
+    def available(self):
+        """Rows whose audio is present and decodable."""
+        return self.table[self.table["audio"].notna()].reset_index(drop=True)
+
+    def counts(self, available_only: bool = False) -> dict:
+        """Row counts per split (or fold count) and label, for reports and sanity checks."""
+        frame = self.available if available_only else self.table
+        column = "split" if "split" in frame.columns else None
+        counts: dict = {"total": int(len(frame))}
+        if column:
+            counts["per_split"] = {str(k): int(v) for k, v in frame[column].value_counts().items()}
+        if self.spec.kind == "classification":
+            counts["per_label"] = {str(self.spec.class_names[int(k)]): int(v) for k, v in frame["label"].value_counts().sort_index().items()}
+        return counts
+
+    def to_dataset_dict(self, sampling_rate: int | None = None):
+        """``DatasetDict`` (train/validation/test, or ``all`` for cross-validated tasks) of available rows."""
+        frame = self.available
+        split_column = "split" if "split" in frame.columns else None
+        return records_to_dataset_dict(frame, split_column, sampling_rate)
+
+
+# --------------------------------------------------------------------------------------------------
+# Split helpers (scikit-learn's splitters, called exactly as OPERA calls them)
+# --------------------------------------------------------------------------------------------------
+
+
+def _draw_validation(frame, fraction: float, seed: int, stratify: bool = True):
+    """Move ``fraction`` of the ``train`` rows (in table order) to ``validation``, as OPERA's
+    ``train_test_split(X_train, y_train, test_size=fraction, random_state=seed, stratify=y_train)``."""
+    from sklearn.model_selection import train_test_split
+
+    train_positions = [i for i, s in enumerate(frame["split"]) if s == "train"]
+    labels = frame["label"].to_numpy()[train_positions]
+    _, val_positions = train_test_split(
+        train_positions, test_size=fraction, random_state=seed, stratify=labels if stratify else None
+    )
+    split = frame["split"].to_numpy(dtype=object).copy()
+    split[val_positions] = "validation"
+    frame = frame.copy()
+    frame["split"] = split
+    return frame
+
+
+def _patient_grouped_split(frame, seed: int = 1337, n_splits: int = 5, test: bool = True):
+    """Stratified, subject-grouped split: one fold of subjects to test (when ``test``), one to
+    validation, the rest to train. Rows already marked ``test`` are left alone."""
+    import numpy as np
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    frame = frame.copy()
+    split = frame["split"].to_numpy(dtype=object).copy() if "split" in frame.columns else np.array(["train"] * len(frame), dtype=object)
+    pool = np.flatnonzero(split != "test")
+    folds = list(StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(
+        pool, frame["label"].to_numpy()[pool], frame["subject_id"].to_numpy()[pool]
+    ))
+    if test:
+        split[pool[folds[0][1]]] = "test"
+        split[pool[folds[1][1]]] = "validation"
+    else:
+        split[pool[folds[0][1]]] = "validation"
+    frame["split"] = split
+    return frame
+
+
+def _resolve(ctx: TaskContext, rows: list[dict], *, by: str = "name", tail: int = 1) -> list[dict]:
+    """Fill ``audio`` for each row from the corpus index (``None`` when absent)."""
+    for row in rows:
+        if by == "name":
+            path = ctx.index.find(name=Path(row["file"]).name)
+        elif by == "stem":
+            stem = Path(row["file"]).stem
+            path = ctx.index.find(stem=stem) or ctx.index.find(stem=stem[:-1])
+        else:
+            path = ctx.index.find(relpath=row["file"], tail=tail)
+        row["audio"] = str(path) if path is not None else None
+    return rows
+
+
+def _opera_relative(path: str, corpus_folder: str) -> str:
+    """``datasets/KAUH/AudioFiles/x.wav`` -> ``AudioFiles/x.wav`` (path inside the corpus folder)."""
+    marker = f"datasets/{corpus_folder}/"
+    return path.split(marker, 1)[1] if marker in path else path
+
+
+def _frame(rows: list[dict]):
+    import pandas as pd
+
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------------
+# Task tables
+# --------------------------------------------------------------------------------------------------
+
+
+def _coviduk_table(modality: str):
+    def build(ctx: TaskContext):
+        files = ctx.opera.load_npy(f"feature/coviduk_eval/sound_dir_loc_{modality}.npy")
+        labels = ctx.opera.load_npy(f"feature/coviduk_eval/label_{modality}.npy")
+        splits = ctx.opera.load_npy(f"feature/coviduk_eval/split_{modality}.npy")
+        participants = {}
+        metadata = ctx.index.find_metadata("audio_metadata.csv")
+        if metadata is not None:
+            import csv
+
+            with open(metadata, newline="", encoding="utf-8-sig") as handle:
+                for row in csv.DictReader(handle):
+                    participants[row.get(f"{modality}_file_name")] = row.get("participant_identifier")
+        rows = []
+        for path, label, split in zip(files, labels, splits):
+            name = Path(str(path)).name
+            rows.append({"file": name, "label": int(label), "subject_id": participants.get(name, Path(name).stem),
+                         "split": {"val": "validation"}.get(str(split), str(split))})
+        return _frame(_resolve(ctx, rows, by="name"))
+
+    return build
+
+
+def _covid19_sounds_table(modality: str):
+    def build(ctx: TaskContext):
+        records = ctx.scan()
+        records = records[records["modality"] == modality].sort_values("row_index", kind="stable").reset_index(drop=True)
+        # OPERA keeps every 5th training row (csv order) and all validation/test rows.
+        train = records[records["official_split"] == "train"]
+        kept_train = set(train["row_index"].tolist()[::5])
+        dropped = train[~train["row_index"].isin(kept_train)]
+        ctx.report.exclude("OPERA keeps every 5th COVID-19 Sounds training sample", dropped["file"].tolist())
+        records = records[(records["official_split"] != "train") | records["row_index"].isin(kept_train)]
+        rows = [{"file": r.file, "audio": r.audio, "label": int(r.label), "subject_id": r.subject_id, "split": r.official_split}
+                for r in records.itertuples()]
+        return _frame(rows)
+
+    return build
+
+
+def _coughvid_table(label_name: str):
+    def build(ctx: TaskContext):
+        files = ctx.opera.load_npy(f"feature/coughvid_eval/sound_dir_loc_{label_name}.npy")
+        labels = ctx.opera.load_npy(f"feature/coughvid_eval/label_{label_name}.npy")
+        splits = ctx.opera.load_npy(f"feature/coughvid_eval/split_{label_name}.npy")
+        rows = [{"file": Path(str(f)).name, "label": int(y), "subject_id": Path(str(f)).stem,
+                 "split": {"val": "validation"}.get(str(s), str(s))} for f, y, s in zip(files, labels, splits)]
+        return _frame(_resolve(ctx, rows, by="stem"))
+
+    return build
+
+
+def _icbhi_copd_table(ctx: TaskContext):
+    diagnosis = read_icbhi_diagnosis(ctx.opera.path("datasets/icbhi/ICBHI_Challenge_diagnosis.txt"))
+    listed = dict(read_icbhi_split_list(ctx.opera.path("datasets/icbhi/ICBHI_challenge_train_test.txt")))
+    order_file = "feature/icbhidisease_eval/sound_dir_loc.npy"
+    try:
+        order = [Path(str(p)).stem for p in ctx.opera.load_npy(order_file)]
+        ctx.report.notes.append("row order: OPERA's sound_dir_loc.npy (reproduces its validation draw exactly)")
+    except OperaFileError:
+        order = sorted(listed)
+        ctx.report.notes.append(f"row order: sorted recording ids ({order_file} unavailable, so the 20 % validation draw may differ from OPERA's)")
+    if set(order) != set(listed):
+        raise ValueError("OPERA's ICBHI row order and the official train/test list disagree")
+    classes = {"Healthy": 0, "COPD": 1}
+    rows, excluded = [], []
+    for recording in order:
+        patient = recording.split("_")[0]
+        label = classes.get(diagnosis.get(patient))
+        if label is None:
+            excluded.append(recording)
+            continue
+        rows.append({"file": f"{recording}.wav", "label": label, "subject_id": patient, "split": listed[recording]})
+    ctx.report.exclude("diagnosis other than COPD/Healthy (T7 filter)", excluded)
+    frame = _draw_validation(_frame(rows), fraction=0.2, seed=1337)
+    return _frame(_resolve(ctx, frame.to_dict("records"), by="name"))
+
+
+def _coswara_table(label_name: str, split_variant: str):
+    def build(ctx: TaskContext):
+        from sklearn.model_selection import train_test_split
+
+        files = [str(f) for f in ctx.opera.load_npy(f"feature/coswara_eval/cough_aligned_filenames_{label_name}_w_cough-shallow.npy")]
+        labels = [int(y) for y in ctx.opera.load_npy(f"feature/coswara_eval/cough_aligned_{label_name}_label_cough-shallow.npy")]
+        if split_variant == "hear":
+            split = [str(s) for s in ctx.opera.load_npy(f"feature/coswara_eval/google_{label_name}_cough_split.npy")]
+            if len(split) != len(files):
+                raise ValueError(f"OPERA's HeAR split for Coswara {label_name} has {len(split)} rows for {len(files)} files")
+        else:
+            _, test_positions = train_test_split(list(range(len(files))), test_size=0.2, random_state=1337, stratify=labels)
+            test_positions = set(test_positions)
+            split = ["test" if i in test_positions else "train" for i in range(len(files))]
+        rows = []
+        for path, label, part in zip(files, labels, split):
+            relative = _opera_relative(path, "Coswara-Data")
+            rows.append({"file": relative, "label": label, "subject_id": Path(relative).parent.name, "split": part})
+        frame = _draw_validation(_frame(rows), fraction=0.2, seed=1337)
+        return _frame(_resolve(ctx, frame.to_dict("records"), by="relpath", tail=2))
+
+    return build
+
+
+def _kauh_table(ctx: TaskContext):
+    files = [str(f) for f in ctx.opera.load_npy("feature/kauh_eval/sound_dir_loc_subset.npy")]
+    groups = [str(g) for g in ctx.opera.load_npy("feature/kauh_eval/labels_both.npy")]
+    splits = [str(s) for s in ctx.opera.load_npy("feature/kauh_eval/train_test_split.npy")]
+    label_of = {"healthy": 0, "asthma": 1, "COPD": 1, "obstructive": 1}
+    rows = []
+    for path, group, split in zip(files, groups, splits):
+        name = Path(path).name
+        if kauh_opera_diagnosis(parse_kauh_filename(name)["diagnosis"]) != group:
+            raise ValueError(f"OPERA's KAUH label {group!r} does not match the file name {name!r}")
+        # OPERA's train_test_split_from_list sends everything that is not "train" (its "val" and
+        # "test" entries) to the test set; the validation set is re-drawn from the training rows.
+        rows.append({"file": name, "label": label_of[group], "subject_id": parse_kauh_filename(name)["subject_id"],
+                     "split": "train" if split == "train" else "test"})
+    if ctx.root is not None:
+        listed = {r["file"] for r in rows}
+        ctx.report.exclude("not in OPERA's T10 subset (diagnosis other than healthy/asthma/COPD)",
+                           [p.name for p in ctx.index.paths() if p.suffix.lower() == ".wav" and p.name not in listed])
+    frame = _draw_validation(_frame(rows), fraction=0.1, seed=1337)
+    return _frame(_resolve(ctx, frame.to_dict("records"), by="name"))
+
+
+def _respiratory_tr_table(ctx: TaskContext):
+    files = [str(f) for f in ctx.opera.load_npy("feature/copd_eval/sound_dir_loc.npy")]
+    labels = [int(y) for y in ctx.opera.load_npy("feature/copd_eval/labels.npy")]
+    splits = [str(s) for s in ctx.opera.load_npy("feature/copd_eval/train_test_split.npy")]
+    rows = [{"file": Path(f).name, "label": y, "subject_id": Path(f).name[:4], "split": {"val": "validation"}.get(s, s)}
+            for f, y, s in zip(files, labels, splits)]
+    return _frame(_resolve(ctx, rows, by="name"))
+
+
+def _ssbpr_table(ctx: TaskContext):
+    from sklearn.model_selection import train_test_split
+
+    records = ctx.scan().sort_values("file", kind="stable").reset_index(drop=True)
+    ctx.report.exclude("prone position (class 5) is not used by OPERA's T12", records.loc[records["position"] == 5, "file"].tolist())
+    records = records[records["position"] != 5].reset_index(drop=True)
+    labels = records["position"].to_numpy()
+    positions = list(range(len(records)))
+    # OPERA: 60/20/20 stratified, random_state 42 (first test, then validation from the rest).
+    rest, test = train_test_split(positions, test_size=0.2, random_state=42, stratify=labels)
+    train, val = train_test_split(rest, test_size=0.25, random_state=42, stratify=labels[rest])
+    split = {**{i: "train" for i in train}, **{i: "validation" for i in val}, **{i: "test" for i in test}}
+    rows = [{"file": r.file, "audio": r.audio, "label": int(r.position), "subject_id": r.subject_id, "split": split[i]}
+            for i, r in enumerate(records.itertuples())]
+    ctx.report.notes.append("row order: sorted file names (OPERA used unsorted glob order, so its exact 60/20/20 draw cannot be reproduced)")
+    return _frame(rows)
+
+
+def _mmlung_table(modality: str, target: str):
+    def build(ctx: TaskContext):
+        records = ctx.scan()
+        records = records[records["modality"] == modality].reset_index(drop=True)
+        rows = [{"file": r.file, "audio": r.audio, "label": float(getattr(r, target)), "subject_id": r.subject_id, "fold": str(r.subject_id)}
+                for r in records.itertuples()]
+        return _frame(rows)
+
+    return build
+
+
+NOSEMIC_TEST_SUBJECTS = ("4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "17", "18", "19", "20", "21")
+
+
+def _nosemic_table(ctx: TaskContext):
+    records = ctx.scan()
+    # OPERA leaves out each listed subject in turn; other subjects are always in the training folds.
+    rows = [{"file": r.file, "audio": r.audio, "label": float(r.respiratory_rate), "subject_id": r.subject_id,
+             "fold": r.subject_id if r.subject_id in NOSEMIC_TEST_SUBJECTS else ""} for r in records.itertuples()]
+    return _frame(rows)
+
+
+def _sprsound_split(frame, ctx: TaskContext):
+    has_official_train = (frame["official_split"] == "train").any()
+    frame = frame.copy()
+    if has_official_train:
+        frame["split"] = ["train" if s == "train" else "test" for s in frame["official_split"]]
+        ctx.report.notes.append("split: official train part -> train/validation (patient-grouped 20 %), official test parts -> test")
+        return _patient_grouped_split(frame, test=False)
+    frame["split"] = "train"
+    ctx.report.notes.append("split: only part of SPRSound is present; patient-grouped stratified 60/20/20 split (seed 1337)")
+    return _patient_grouped_split(frame, test=True)
+
+
+def _sprsound_record_table(ctx: TaskContext):
+    records = ctx.scan()
+    poor = records["record_label"] == "Poor Quality"
+    ctx.report.exclude("record label Poor Quality", records.loc[poor, "file"].tolist())
+    records = records[~poor].reset_index(drop=True)
+    frame = _frame([{"file": r.file, "audio": r.audio, "label": int(r.record_label != "Normal"), "subject_id": r.subject_id,
+                     "official_split": r.official_split} for r in records.itertuples()])
+    return _sprsound_split(frame, ctx).drop(columns=["official_split"])
+
+
+def _sprsound_event_table(ctx: TaskContext):
+    records = ctx.scan()
+    rows = []
+    for r in records.itertuples():
+        for number, event in enumerate(r.events):
+            if event["end_ms"] <= event["start_ms"]:
+                ctx.report.exclude("event with end <= start", [f"{r.file}#{number}"])
+                continue
+            rows.append({"file": f"{r.file}#{number}", "audio": r.audio, "label": int(event["type"] != "Normal"),
+                         "subject_id": r.subject_id, "start_s": event["start_ms"] / 1000.0, "end_s": event["end_ms"] / 1000.0,
+                         "official_split": r.official_split})
+    return _sprsound_split(_frame(rows), ctx).drop(columns=["official_split"])
+
+
+# --------------------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------------------
+
+_BINARY = ("negative", "positive")
+_CLS64 = ProbeProtocol(batch_size=64)
+_CLS32 = ProbeProtocol(batch_size=32)
+_MMLUNG = ProbeProtocol(epochs=64, batch_size=64, learning_rate=1e-1, l2_strength=1e-1, checkpoint_every=3,
+                        early_stopping_patience=5, early_stopping_min_delta=0.001, seeds=(0,), inner_validation_fraction=0.11)
+_NOSEMIC = ProbeProtocol(epochs=64, batch_size=64, learning_rate=1e-4, l2_strength=1e-1, seeds=(0,), inner_validation_fraction=0.2)
+
+TASKS: dict[str, TaskSpec] = {}
+
+
+def _task(spec: TaskSpec) -> None:
+    TASKS[spec.task_id] = spec
+
+
+_task(TaskSpec("T1", "UK COVID-19 exhalation: COVID-19 detection", "uk_covid19", "exhalation", "classification", "holdout", _CLS64,
+               "OPERA's committed participant-disjoint train/val/test files (1000/500/1000)", _BINARY, table_builder=_coviduk_table("exhalation")))
+_task(TaskSpec("T2", "UK COVID-19 cough: COVID-19 detection", "uk_covid19", "cough", "classification", "holdout", _CLS64,
+               "OPERA's committed participant-disjoint train/val/test files (1000/500/1000)", _BINARY, table_builder=_coviduk_table("cough")))
+_task(TaskSpec("T3", "COVID-19 Sounds breath: COVID-19 detection", "covid19_sounds", "breath", "classification", "holdout", _CLS64,
+               "official task-1 train/validation/test; every 5th training sample (OPERA)", _BINARY, table_builder=_covid19_sounds_table("breath")))
+_task(TaskSpec("T4", "COVID-19 Sounds cough: COVID-19 detection", "covid19_sounds", "cough", "classification", "holdout", _CLS64,
+               "official task-1 train/validation/test; every 5th training sample (OPERA)", _BINARY, table_builder=_covid19_sounds_table("cough")))
+_task(TaskSpec("T5", "CoughVID: COVID-19 detection", "coughvid", "cough", "classification", "holdout", _CLS64,
+               "OPERA's committed train/val/test uuids", ("healthy", "COVID-19"), table_builder=_coughvid_table("covid")))
+_task(TaskSpec("T6", "CoughVID: gender detection", "coughvid", "cough", "classification", "holdout", _CLS64,
+               "OPERA's committed train/val/test uuids", ("male", "female"), table_builder=_coughvid_table("gender")))
+_task(TaskSpec("T7", "ICBHI: COPD detection", "icbhi", "lung sound", "classification", "holdout", _CLS32,
+               "official ICBHI train/test list; 20 % stratified validation from train (seed 1337)", ("Healthy", "COPD"), table_builder=_icbhi_copd_table))
+_task(TaskSpec("T8", "Coswara shallow cough: smoker detection", "coswara", "cough", "classification", "holdout", _CLS32,
+               "HeAR-aligned test set (OPERA's committed split); 20 % stratified validation (seed 1337)", ("non-smoker", "smoker"),
+               table_builder=_coswara_table("smoker", "hear")))
+_task(TaskSpec("T9", "Coswara shallow cough: sex detection", "coswara", "cough", "classification", "holdout", _CLS32,
+               "HeAR-aligned test set (OPERA's committed split); 20 % stratified validation (seed 1337)", ("male", "female"),
+               table_builder=_coswara_table("sex", "hear")))
+_task(TaskSpec("T8-random", "Coswara shallow cough: smoker detection (random split)", "coswara", "cough", "classification", "holdout", _CLS32,
+               "random stratified 80/20 train/test (seed 1337); 20 % stratified validation (seed 1337)", ("non-smoker", "smoker"),
+               table_builder=_coswara_table("smoker", "random")))
+_task(TaskSpec("T9-random", "Coswara shallow cough: sex detection (random split)", "coswara", "cough", "classification", "holdout", _CLS32,
+               "random stratified 80/20 train/test (seed 1337); 20 % stratified validation (seed 1337)", ("male", "female"),
+               table_builder=_coswara_table("sex", "random")))
+_task(TaskSpec("T10", "KAUH: obstructive (asthma/COPD) vs healthy", "kauh", "lung sound", "classification", "holdout",
+               ProbeProtocol(epochs=50, batch_size=32, checkpoint_every=5),
+               "OPERA's committed subject-disjoint split (non-train rows are test); 10 % stratified validation (seed 1337)",
+               ("healthy", "obstructive"), table_builder=_kauh_table))
+_task(TaskSpec("T11", "Respiratory@TR: COPD severity (COPD0-4)", "respiratory_tr", "lung sound", "classification", "holdout", _CLS32,
+               "OPERA's committed patient-level train/val/test split", ("COPD0", "COPD1", "COPD2", "COPD3", "COPD4"), table_builder=_respiratory_tr_table))
+_task(TaskSpec("T12", "SSBPR: snoring body position", "ssbpr", "snoring", "classification", "holdout",
+               ProbeProtocol(epochs=32, batch_size=64, checkpoint_every=3),
+               "stratified 60/20/20 (seed 42); prone recordings excluded", ("supine", "supine-left-head", "supine-right-head", "left-side", "right-side"),
+               table_builder=_ssbpr_table))
+for _number, (_modality, _label) in enumerate([(m, t) for m in ("deep_breath", "o_single") for t in ("FVC", "FEV1", "FEV1_FVC")], start=13):
+    _task(TaskSpec(f"T{_number}", f"MMlung {_modality.replace('_', ' ')}: {_label.replace('_', '/')} estimation", "mmlung",
+                   "breath" if _modality == "deep_breath" else "vowel", "regression", "loocv", _MMLUNG,
+                   "leave-one-subject-out over all 40 subjects; 11 % inner validation (seed 42)", target=_label,
+                   table_builder=_mmlung_table(_modality, _label)))
+_task(TaskSpec("T19", "NoseMic: respiratory rate estimation", "nosemic", "nasal breath", "regression", "loso", _NOSEMIC,
+               "leave-one-subject-out over OPERA's 16 listed subjects; 20 % inner validation (seed 42)", target="respiratory_rate",
+               table_builder=_nosemic_table))
+_task(TaskSpec("S1", "SPRSound record level: normal vs adventitious", "sprsound", "lung sound", "classification", "holdout", _CLS64,
+               "patient-grouped stratified split (seed 1337); Poor Quality records excluded", ("Normal", "Adventitious"), opera=False,
+               table_builder=_sprsound_record_table))
+_task(TaskSpec("S2", "SPRSound event level: normal vs adventitious", "sprsound", "lung sound", "classification", "holdout", _CLS64,
+               "patient-grouped stratified split (seed 1337) of annotated respiratory events", ("Normal", "Adventitious"), opera=False,
+               table_builder=_sprsound_event_table))
+
+TASK_ALIASES = {"sprsound-record": "S1", "sprsound-event": "S2", "sprsound": "S1"}
+OPERA_TASK_IDS = tuple(f"T{i}" for i in range(1, 20))
+
+
+def get_task_spec(task_id: str) -> TaskSpec:
+    key = TASK_ALIASES.get(task_id.strip().lower(), task_id.strip())
+    for candidate in TASKS:
+        if candidate.lower() == key.lower():
+            return TASKS[candidate]
+    raise KeyError(f"Unknown task {task_id!r}. Known tasks: {', '.join(TASKS)} (aliases: {', '.join(TASK_ALIASES)}).")
+
+
+def resolve_task_ids(selection: str | list[str]) -> list[str]:
+    """``"T7,T10"`` / ``["T7"]`` / ``"all"`` (T1-T19 and the SPRSound tasks) / ``"opera"`` (T1-T19)."""
+    items = selection.split(",") if isinstance(selection, str) else list(selection)
+    items = [i.strip() for i in items if i.strip()]
+    if not items:
+        raise ValueError("No task given: use e.g. --tasks T7,T10,T11, --tasks opera or --tasks all.")
+    result: list[str] = []
+    for item in items:
+        if item.lower() == "all":
+            expanded = list(OPERA_TASK_IDS) + ["S1", "S2"]
+        elif item.lower() == "opera":
+            expanded = list(OPERA_TASK_IDS)
+        else:
+            expanded = [get_task_spec(item).task_id]
+        result.extend(t for t in expanded if t not in result)
+    return result
+
+
+def default_opera_files(data_root: str | os.PathLike | None, opera_dir: str | os.PathLike | None = None, **kwargs) -> OperaFiles:
+    """OPERA file resolver that also looks in ``<data_root>/opera`` and an OPERA checkout above ``data_root``."""
+    local = []
+    if opera_dir is not None:
+        local.append(Path(opera_dir))
+    if data_root is not None:
+        data_root = Path(data_root)
+        local.append(data_root / "opera")
+        # A data root that is an OPERA checkout's datasets/ folder: the repository is its parent.
+        if data_root.name == "datasets":
+            local.append(data_root.parent)
+    return OperaFiles(local_dirs=tuple(local), **kwargs)
+
+
+def load_task(
+    task_id: str,
+    data_root: str | os.PathLike | None,
+    *,
+    opera: OperaFiles | None = None,
+    opera_dir: str | os.PathLike | None = None,
+    verify_audio: bool = True,
+    require_audio: bool = True,
+) -> TaskData:
+    """Build a task's table from the corpus under ``data_root`` and OPERA's pinned files.
+
+    Args:
+        task_id: e.g. ``"T7"`` (see ``TASKS``).
+        data_root: folder holding the corpus folders (``icbhi/``, ``KAUH/``, ``copd/``, ``sprsound/``...).
+        opera: resolver for OPERA's split files (default: ``<data_root>/opera``, ``opera_dir``, cache,
+            then the pinned commit online).
+        verify_audio: probe every resolved file with torchcodec and treat undecodable files as corrupt.
+        require_audio: raise when the corpus folder is absent. With ``False`` a table is still built
+            from OPERA's files (every row then has ``audio=None`` and is listed as missing).
+    """
+    spec = get_task_spec(task_id)
+    opera = opera or default_opera_files(data_root, opera_dir)
+    root = None
+    if data_root is not None:
+        try:
+            root = find_corpus_dir(spec.corpus, data_root)
+        except CorpusNotFoundError:
+            if require_audio:
+                raise
+    elif require_audio:
+        raise CorpusNotFoundError(f"{spec.task_id} needs --data-root with the {get_corpus_spec(spec.corpus).title} corpus.")
+    report = BuildReport(spec.task_id, str(root) if root else "")
+    index = FileIndex(root) if root is not None else FileIndex(Path(os.devnull))
+    ctx = TaskContext(spec, root, index, opera, report, Path(data_root) if data_root else None, verify_audio)
+    table = spec.table_builder(ctx).reset_index(drop=True)
+    table = _check_table_audio(table, report, verify_audio)
+    report.n_usable = int(table["audio"].notna().sum())
+    report.log()
+    return TaskData(spec, table, report)
+
+
+def _check_table_audio(table, report: BuildReport, verify_audio: bool):
+    """Record missing files and blank out undecodable ones (each file probed once)."""
+    if "audio" not in table.columns:
+        table["audio"] = None
+    table = table.astype({"audio": object})
+    missing = table["audio"].isna()
+    report.missing.extend(table.loc[missing, "file"].tolist())
+    unique_paths = sorted(set(table.loc[~missing, "audio"]))
+    usable = dict(zip(unique_paths, check_audio_files([Path(p) for p in unique_paths], report, verify_audio)))
+    bad = table["audio"].map(lambda p: p is not None and not usable.get(p, True))
+    table.loc[bad, "audio"] = None
+    return table
+
+
+def with_protocol(spec: TaskSpec, **overrides) -> TaskSpec:
+    """A copy of ``spec`` with some probe hyper-parameters replaced (e.g. fewer epochs for a smoke test)."""
+    return replace(spec, protocol=replace(spec.protocol, **overrides))

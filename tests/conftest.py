@@ -1,0 +1,29 @@
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data next to the repository (real recordings no one here made)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def sprsound_clips(shared_data):
+    """Four real SPRSound recordings of different lengths, as (float32 array, sampling rate) pairs."""
+    import soundfile
+
+    paths = sorted((shared_data / "sprsound" / "test_wav").glob("*.wav"))[:40:10]
+    clips = []
+    for path in paths:
+        audio, rate = soundfile.read(path, dtype="float32")
+        clips.append((audio, rate))
+    return clips

@@ -1,0 +1,145 @@
+"""RespAudioFeatureExtractor: filterbanks against torchaudio, resampling, channels, padding and bad input."""
+
+import numpy as np
+import pytest
+import torch
+import torchaudio
+
+from resp_audio_hf import RespAudioConfig, RespAudioFeatureExtractor
+
+
+@pytest.fixture(params=["passt", "ast", "m2d"])
+def extractor(request):
+    return RespAudioFeatureExtractor(frontend=request.param)
+
+
+def test_kaldi_filterbanks_match_torchaudio():
+    for frontend in ("passt", "ast"):
+        fe = RespAudioFeatureExtractor(frontend=frontend)
+        reference, _ = torchaudio.compliance.kaldi.get_mel_banks(
+            fe.num_mel_bins, fe.n_fft, float(fe.sampling_rate), fe.f_min, fe.f_max, 100.0, -500.0, 1.0
+        )
+        reference = torch.nn.functional.pad(reference, (0, 1))  # Kaldi leaves out the Nyquist bin
+        torch.testing.assert_close(fe.mel_filters.T, reference.float(), atol=1e-5, rtol=1e-4)
+
+
+def test_slaney_filterbank_matches_torchaudio():
+    fe = RespAudioFeatureExtractor(frontend="m2d")
+    reference = torchaudio.functional.melscale_fbanks(
+        fe.n_fft // 2 + 1, fe.f_min, fe.f_max, fe.num_mel_bins, fe.sampling_rate, norm="slaney", mel_scale="slaney"
+    )
+    torch.testing.assert_close(fe.mel_filters, reference, atol=1e-6, rtol=1e-4)
+
+
+def test_m2d_front_end_equals_torchaudio_melspectrogram(sprsound_clips):
+    fe = RespAudioFeatureExtractor(frontend="m2d")
+    audio, rate = sprsound_clips[1]
+    wave = torchaudio.functional.resample(torch.from_numpy(audio), rate, 16000)
+    mel = torchaudio.transforms.MelSpectrogram(
+        sample_rate=16000, n_fft=400, win_length=400, hop_length=160, f_min=50, f_max=8000, n_mels=80,
+        power=2.0, center=True, norm="slaney", mel_scale="slaney",
+    )(wave)
+    reference = ((mel + torch.finfo(torch.float32).eps).log() - fe.mean) / fe.std
+    ours = fe(wave.numpy(), sampling_rate=16000, return_tensors="pt")["input_values"][0]
+    assert ours.shape == reference.T.shape
+    torch.testing.assert_close(ours, reference.T, atol=2e-4, rtol=1e-4)
+
+
+def test_resampling_equals_torchaudio_resample_first(extractor, sprsound_clips):
+    audio, rate = sprsound_clips[0]
+    direct = extractor(audio, sampling_rate=rate, return_tensors="pt")
+    resampled = torchaudio.functional.resample(torch.from_numpy(audio), rate, extractor.sampling_rate)
+    reference = extractor(resampled.numpy(), sampling_rate=extractor.sampling_rate, return_tensors="pt")
+    torch.testing.assert_close(direct["input_values"], reference["input_values"])
+    assert direct["attention_mask"].sum() == reference["attention_mask"].sum()
+
+
+def test_batch_equals_single_clips_on_valid_frames(extractor, sprsound_clips):
+    rate = sprsound_clips[0][1]
+    # Different lengths on purpose, cropped here explicitly: 2 s, 5 s and the whole 9.2 s recording.
+    clips = [sprsound_clips[0][0][: 2 * rate], sprsound_clips[1][0][: 5 * rate], sprsound_clips[2][0]]
+    batch = extractor(clips, sampling_rate=rate, return_tensors="pt")
+    frames = batch["attention_mask"].sum(dim=1)
+    assert frames.tolist() == sorted(frames.tolist()) and len(set(frames.tolist())) == 3
+    for row, clip in enumerate(clips):
+        single = extractor(clip, sampling_rate=rate, return_tensors="pt")["input_values"][0]
+        n = int(frames[row])
+        assert single.shape[0] == n
+        torch.testing.assert_close(batch["input_values"][row, :n], single, atol=1e-5, rtol=1e-5)
+        padded = batch["input_values"][row, n:]
+        assert torch.all(padded == torch.tensor(extractor.padding_value, dtype=padded.dtype))
+
+
+def test_stereo_is_downmixed_either_layout(extractor, sprsound_clips):
+    left, rate = sprsound_clips[0]
+    right = sprsound_clips[1][0][: left.size]
+    mono = extractor((left + right) / 2, sampling_rate=rate)["input_values"]
+    channels_first = extractor([np.stack([left, right])], sampling_rate=rate)["input_values"]
+    channels_last = extractor([np.stack([left, right], axis=1)], sampling_rate=rate)["input_values"]
+    np.testing.assert_allclose(channels_first, mono, atol=1e-5)
+    np.testing.assert_allclose(channels_last, mono, atol=1e-5)
+
+
+def test_int16_pcm_is_scaled(extractor, sprsound_clips):
+    audio, rate = sprsound_clips[2]
+    pcm = np.round(audio * 32767).astype(np.int16)
+    from_int = extractor(pcm, sampling_rate=rate)["input_values"]
+    from_float = extractor(pcm.astype(np.float32) / 32768, sampling_rate=rate)["input_values"]
+    np.testing.assert_allclose(from_int, from_float, atol=1e-5)
+
+
+def test_short_clip_is_padded_to_one_patch(extractor):
+    rng = np.random.default_rng(0)
+    out = extractor(rng.standard_normal(400).astype(np.float32), sampling_rate=8000)
+    assert out["input_values"].shape[1] == 16
+    assert np.isfinite(out["input_values"]).all()
+
+
+@pytest.mark.parametrize(
+    "audio, kwargs, message",
+    [
+        (np.zeros(0, dtype=np.float32), {}, "empty"),
+        (np.array([0.1, np.nan] * 4000, dtype=np.float32), {}, "NaN or infinite"),
+        (np.array([0.1, np.inf] * 4000, dtype=np.float32), {}, "NaN or infinite"),
+        (np.zeros(16000, dtype=np.float32), {}, "silent"),
+        ([np.ones((6, 16000), dtype=np.float32)], {}, "6 channels"),
+        (np.ones((2, 2, 16000), dtype=np.float32), {}, "shape"),
+        (np.ones(16000, dtype=np.float32), {"sampling_rate": None}, "sampling_rate is required"),
+        (np.ones(16000, dtype=np.float32), {"sampling_rate": 0}, "plausible"),
+        (np.array(["a", "b"]), {}, "dtype"),
+    ],
+)
+def test_bad_input_raises_clear_error(audio, kwargs, message):
+    fe = RespAudioFeatureExtractor(frontend="m2d")
+    kwargs = {"sampling_rate": 16000, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        fe(audio, **kwargs)
+
+
+def test_silence_allowed_when_asked_gives_finite_features():
+    fe = RespAudioFeatureExtractor(frontend="passt", reject_silent_audio=False)
+    out = fe(np.zeros(32000, dtype=np.float32), sampling_rate=32000)
+    assert np.isfinite(out["input_values"]).all()
+
+
+def test_no_silent_truncation():
+    fe = RespAudioFeatureExtractor(frontend="m2d", max_length=100)
+    long_clip = np.random.default_rng(1).standard_normal(16000 * 3).astype(np.float32)
+    with pytest.raises(ValueError, match="truncation=True"):
+        fe(long_clip, sampling_rate=16000, padding="max_length")
+    cut = fe(long_clip, sampling_rate=16000, padding="max_length", truncation=True)
+    assert cut["input_values"].shape[1] == 100 and cut["attention_mask"].sum() == 100
+    whole = fe(long_clip, sampling_rate=16000)
+    assert whole["input_values"].shape[1] == 1 + 16000 * 3 // 160
+
+
+def test_from_model_config_and_json_round_trip(tmp_path):
+    config = RespAudioConfig.from_preset("tiny-m2d")
+    fe = RespAudioFeatureExtractor.from_model_config(config)
+    assert (fe.frontend, fe.sampling_rate, fe.num_mel_bins, fe.max_length) == ("m2d", 16000, 80, 208)
+    fe.save_pretrained(tmp_path)
+    text = (tmp_path / "preprocessor_config.json").read_text()
+    assert "mel_filters" not in text and "window" not in text.replace("win_length", "")
+    reloaded = RespAudioFeatureExtractor.from_pretrained(tmp_path)
+    clip = np.random.default_rng(2).standard_normal(16000).astype(np.float32)
+    np.testing.assert_array_equal(reloaded(clip, sampling_rate=16000)["input_values"], fe(clip, sampling_rate=16000)["input_values"])
