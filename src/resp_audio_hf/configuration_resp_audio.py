@@ -119,6 +119,9 @@ class RespAudioConfig(PreTrainedConfig):
             During training, number of random frequency rows of the patch grid to drop.
         window_batch_size (`int`, *optional*, defaults to 16):
             How many windows of a long input are encoded at once; bounds memory for recordings of hours.
+        classifier_layer_norm_eps (`float`, *optional*):
+            Epsilon of the classification head's LayerNorm; `None` uses `layer_norm_eps`. PaSST's and the original
+            AST's heads use PyTorch's default 1e-5 whatever their encoders use, and converted checkpoints record it.
     """
 
     model_type = "resp_audio"
@@ -151,6 +154,7 @@ class RespAudioConfig(PreTrainedConfig):
         structured_patchout_time: int = 0,
         structured_patchout_frequency: int = 0,
         window_batch_size: int = 16,
+        classifier_layer_norm_eps: float | None = None,
         **kwargs,
     ):
         if frontend not in FRONTENDS:
@@ -194,6 +198,7 @@ class RespAudioConfig(PreTrainedConfig):
         self.structured_patchout_time = structured_patchout_time
         self.structured_patchout_frequency = structured_patchout_frequency
         self.window_batch_size = window_batch_size
+        self.classifier_layer_norm_eps = classifier_layer_norm_eps
         super().__init__(**kwargs)
 
     @classmethod

@@ -125,6 +125,18 @@ class RespAudioEmbeddings(nn.Module):
             grid = grid[:, :, keep]
         return grid, time_mask
 
+    def embed_patch_grid(self, input_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        The pieces masked-modelling objectives (M2D) choose from before calling the encoder: the position-embedded
+        patch tokens `[batch, F' * T', dim]` (frequency-major, no patchout, no dropout) and the position-embedded
+        prefix tokens `[1, P, dim]`. `forward` joins the same pieces after optional patchout.
+        """
+        grid = self.patch_embeddings(input_values)
+        grid_positions, prefix_positions = self._grid_and_prefix_positions(grid.shape[-1])
+        patches = (grid + grid_positions).flatten(2).transpose(1, 2)
+        prefix = [self.cls_token] + ([self.distillation_token] if self.distillation_token is not None else [])
+        return patches, torch.cat(prefix, dim=1) + prefix_positions
+
     def forward(self, input_values: torch.Tensor, patch_time_mask: torch.Tensor):
         """
         Returns the token sequence `[batch, P + F'' * T'', dim]`, the number of frequency rows `F''` kept and the time
@@ -441,7 +453,8 @@ class RespAudioClassificationHead(nn.Module):
 
     def __init__(self, config: RespAudioConfig):
         super().__init__()
-        self.layernorm = nn.LayerNorm(config.pooled_size, eps=config.layer_norm_eps)
+        eps = config.classifier_layer_norm_eps or config.layer_norm_eps
+        self.layernorm = nn.LayerNorm(config.pooled_size, eps=eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.dense = nn.Linear(config.pooled_size, config.num_labels)
 

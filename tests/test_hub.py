@@ -1,0 +1,587 @@
+"""Publishing to the Hub (resp_audio_hf.hub, scripts/push_to_hub.py) without network.
+
+Uploads are intercepted at `HfApi.create_repo` / `HfApi.create_commit`; the intercepted files are laid out as a Hub
+cache snapshot and loaded by a fresh Python process that cannot import resp_audio_hf, as a Hub user would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi, ModelCard, RepoUrl
+
+from resp_audio_hf import (
+    RespAudioConfig,
+    RespAudioFeatureExtractor,
+    RespAudioForAudioClassification,
+    RespAudioModel,
+)
+from resp_audio_hf import hub
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SECRET_TOKEN = "hf_TestSecretTokenThatMustNeverBeShown0123"
+LABELS = ("healthy", "copd", "other")
+EXPECTED_FILES = {
+    "README.md",
+    "config.json",
+    "model.safetensors",
+    "preprocessor_config.json",
+    "configuration_resp_audio.py",
+    "modeling_resp_audio.py",
+    "feature_extraction_resp_audio.py",
+}
+# Per-run test scores of four tasks, written to results.json by the benchmark harness's own writer. T5 and T6 share
+# a corpus on purpose: the model-index must keep them apart.
+BENCHMARK_SCORES = {
+    "T1": [0.701, 0.688, 0.715, 0.694, 0.707],
+    "T5": [0.605, 0.633, 0.587, 0.611, 0.598],
+    "T6": [0.779, 0.771, 0.785, 0.776, 0.783],
+    "T14": [0.871, 0.902, 0.845, 0.866, 0.893, 0.859],
+}
+# The corpus of each task, from OPERA's paper (Zhang et al., 2024, Table 2).
+TASK_CORPORA = {"T1": "UK COVID-19 Vocal Audio", "T5": "CoughVID", "T6": "CoughVID", "T14": "MMlung"}
+
+
+def _load_push_script():
+    spec = importlib.util.spec_from_file_location("push_to_hub", REPO_ROOT / "scripts" / "push_to_hub.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+push_to_hub = _load_push_script()
+
+
+def _tiny_classifier(preset: str = "tiny-passt") -> RespAudioForAudioClassification:
+    torch.manual_seed(0)
+    config = RespAudioConfig.from_preset(
+        preset,
+        num_labels=len(LABELS),
+        id2label=dict(enumerate(LABELS)),
+        label2id={name: i for i, name in enumerate(LABELS)},
+    )
+    return RespAudioForAudioClassification(config).eval()
+
+
+@pytest.fixture(scope="module")
+def classifier_dir(tmp_path_factory) -> Path:
+    """A trained-looking checkpoint: tiny PaSST classifier with its feature extractor, as save_pretrained writes it."""
+    folder = tmp_path_factory.mktemp("checkpoint")
+    model = _tiny_classifier()
+    model.save_pretrained(folder)
+    RespAudioFeatureExtractor.from_model_config(model.config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def benchmark_file(classifier_dir, tmp_path_factory) -> Path:
+    """results.json of the classifier as `resp-audio-hf bench` writes it (harness dataclasses and writer)."""
+    from resp_audio_hf.benchmark import AudioEncoder, BenchmarkResult, write_reports
+    from resp_audio_hf.benchmark import TaskResult as HarnessTaskResult
+    from resp_audio_hf.data.tasks import get_task_spec
+
+    encoder = AudioEncoder.from_pretrained(str(classifier_dir))
+    result = BenchmarkResult(model=str(classifier_dir), model_fingerprint=encoder.fingerprint())
+    for task_id, scores in BENCHMARK_SCORES.items():
+        spec = get_task_spec(task_id)
+        result.tasks[task_id] = HarnessTaskResult(
+            task_id=task_id, name=spec.name, metric=spec.metric, higher_is_better=spec.higher_is_better,
+            mean=float(np.mean(scores)), std=float(np.std(scores)), scores=scores, runs=[], counts={}, protocol={},
+            data_report="", embedding_dim=encoder.model.config.pooled_size,
+        )
+    result.unavailable["T3"] = "COVID-19 Sounds not found under /home/someone/private/data"
+    return write_reports(result.to_dict(), tmp_path_factory.mktemp("bench"))["json"]
+
+
+@pytest.fixture(scope="module")
+def benchmark_rows(benchmark_file) -> dict:
+    """The task entries of the results file, read with json alone."""
+    return json.loads(benchmark_file.read_text())["tasks"]
+
+
+@dataclass
+class DryRun:
+    path: Path
+    stdout: str
+
+
+@pytest.fixture(scope="module")
+def staged(classifier_dir, benchmark_file, tmp_path_factory) -> DryRun:
+    """`push_to_hub.py --dry-run` of the classifier: the staged folder (validated, including the isolated
+    remote-code load) and what the script printed."""
+    target = tmp_path_factory.mktemp("staging") / "org--resp-passt"
+    stdout = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(stdout):
+        _forbid_hub(patch)
+        _remove_token(patch, tmp_path_factory.mktemp("no-login"))
+        code = push_to_hub.main([
+            str(classifier_dir), "--repo-id", "org/resp-passt", "--dry-run", "--output-dir", str(target),
+            "--benchmark", str(benchmark_file),
+        ])
+    assert code == 0
+    return DryRun(target, stdout.getvalue())
+
+
+def _remove_token(patch: pytest.MonkeyPatch, empty_dir: Path) -> None:
+    from huggingface_hub import constants
+
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
+        patch.delenv(name, raising=False)
+    patch.setattr(constants, "HF_TOKEN_PATH", str(empty_dir / "no-such-token"))
+    patch.setattr(constants, "HF_STORED_TOKENS_PATH", str(empty_dir / "no-such-stored-tokens"))
+
+
+def _forbid_hub(patch: pytest.MonkeyPatch) -> None:
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the Hub was contacted")
+
+    for name in ("create_repo", "create_commit", "upload_folder", "upload_file"):
+        patch.setattr(HfApi, name, forbidden)
+
+
+@pytest.fixture
+def no_token(monkeypatch, tmp_path):
+    """No HF_TOKEN and no cached login."""
+    _remove_token(monkeypatch, tmp_path)
+
+
+@pytest.fixture
+def hub_forbidden(monkeypatch):
+    """Any call to the Hub fails the test."""
+    _forbid_hub(monkeypatch)
+
+
+class FakeHub:
+    """Stands in for the Hub: records create_repo/create_commit and writes the committed files as a cache snapshot."""
+
+    revision = "0123456789abcdef0123456789abcdef01234567"
+
+    def __init__(self, cache_dir: Path):
+        self.cache_dir = cache_dir
+        self.repos: list[dict] = []
+        self.commits: list[dict] = []
+
+    def install(self, monkeypatch):
+        fake = self
+
+        def create_repo(api, repo_id, **kwargs):
+            fake.repos.append({"repo_id": repo_id, "token": api.token, **kwargs})
+            return RepoUrl(f"https://huggingface.co/{repo_id}")
+
+        def create_commit(api, repo_id, operations, **kwargs):
+            operations = list(operations)
+            fake.commits.append({"repo_id": repo_id, "operations": operations, "token": api.token, **kwargs})
+            fake._write_snapshot(repo_id, operations)
+            return CommitInfo(
+                commit_url=f"https://huggingface.co/{repo_id}/commit/{fake.revision}",
+                commit_message=kwargs["commit_message"], commit_description="", oid=fake.revision,
+            )
+
+        def forbidden(*args, **kwargs):
+            raise AssertionError("only create_repo and create_commit may be used")
+
+        monkeypatch.setattr(HfApi, "create_repo", create_repo)
+        monkeypatch.setattr(HfApi, "create_commit", create_commit)
+        monkeypatch.setattr(HfApi, "upload_folder", forbidden)
+        monkeypatch.setattr(HfApi, "upload_file", forbidden)
+
+    def _write_snapshot(self, repo_id: str, operations) -> None:
+        # The layout hf_hub_download reads offline: models--org--name/{refs/main, snapshots/<sha>/...}.
+        repo_folder = self.cache_dir / f"models--{repo_id.replace('/', '--')}"
+        snapshot = repo_folder / "snapshots" / self.revision
+        snapshot.mkdir(parents=True)
+        for operation in operations:
+            assert isinstance(operation, CommitOperationAdd)
+            destination = snapshot / operation.path_in_repo
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(operation.path_or_fileobj, destination)
+        (repo_folder / "refs").mkdir()
+        (repo_folder / "refs" / "main").write_text(self.revision)
+
+
+def _test_clips(sampling_rate: int) -> list[np.ndarray]:
+    """A linear chirp (0.9 s) and amplitude-modulated noise (2.7 s, longer than one tiny-passt window)."""
+    generator = np.random.default_rng(123)
+    t = np.arange(int(0.9 * sampling_rate)) / sampling_rate
+    chirp = 0.5 * np.sin(2 * np.pi * (100 * t + 2000 * t**2))
+    t2 = np.arange(int(2.7 * sampling_rate)) / sampling_rate
+    noise = generator.standard_normal(t2.size) * (0.2 + 0.1 * np.sin(2 * np.pi * 3 * t2))
+    return [chirp.astype(np.float32), noise.astype(np.float32)]
+
+
+# Loads the "pushed" repository exactly as a user without resp_audio_hf would: offline, from the Hub cache, by repo id.
+FRESH_PROCESS = textwrap.dedent(
+    """
+    import importlib.abc, json, sys
+
+    class Blocked(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "resp_audio_hf":
+                raise ImportError("resp_audio_hf is not installed here")
+
+    sys.meta_path.insert(0, Blocked())
+    import numpy as np, torch
+    from transformers import AutoFeatureExtractor, AutoModel, pipeline
+
+    repo_id, cache_dir, clips_file, output_file = sys.argv[1:5]
+    data = np.load(clips_file)
+    clips, rate = [data["clip0"], data["clip1"]], int(data["rate"])
+    extractor = AutoFeatureExtractor.from_pretrained(repo_id, trust_remote_code=True, cache_dir=cache_dir)
+    model = AutoModel.from_pretrained(repo_id, trust_remote_code=True, cache_dir=cache_dir).eval()
+    with torch.no_grad():
+        pooled = model(**extractor(clips, sampling_rate=rate, return_tensors="pt")).pooler_output
+    # No cache_dir here: the pipeline finds the snapshot through HF_HUB_CACHE, as for a user.
+    classifier = pipeline("audio-classification", model=repo_id, trust_remote_code=True)
+    scores = [classifier({"raw": clip, "sampling_rate": rate}, top_k=None) for clip in clips]
+    json.dump({
+        "pooler_output": pooled.tolist(),
+        "scores": scores,
+        "model_module": type(model).__module__,
+        "pipeline_model_class": type(classifier.model).__name__,
+        "extractor_module": type(extractor).__module__,
+        "package_imported": any(m.split(".")[0] == "resp_audio_hf" for m in sys.modules),
+    }, open(output_file, "w"))
+    """
+)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Model card
+
+
+def _front_matter(text: str) -> dict:
+    """The YAML front matter, parsed with PyYAML alone (independent of huggingface_hub's parser)."""
+    assert text.startswith("---\n")
+    return yaml.safe_load(text.split("---\n", 2)[1])
+
+
+@pytest.mark.parametrize(
+    "preset, family, license_, citation_key",
+    [
+        ("tiny-passt", "resp-passt", "apache-2.0", "koutini2022passt"),
+        ("tiny-ast", "resp-ast", "bsd-3-clause", "gong2021ast"),
+        ("tiny-m2d", "resp-m2d", "other", "niizumi2024m2dx"),
+    ],
+)
+def test_card_front_matter_and_results_round_trip(
+    preset, family, license_, citation_key, benchmark_file, benchmark_rows, tmp_path
+):
+    config = RespAudioConfig.from_preset(preset)
+    card = hub.render_model_card(config, "org/" + family, benchmark=hub.load_benchmark_results(benchmark_file))
+    card.save(tmp_path / "README.md")
+    loaded = ModelCard.load(tmp_path / "README.md")
+
+    data = loaded.data
+    assert data.library_name == "transformers"
+    assert data.pipeline_tag == "audio-classification"
+    assert data.license == license_
+    assert "custom_code" in data.tags and "respiratory-sounds" in data.tags
+    assert data.datasets == ["AudioSet"]
+    if family == "resp-m2d":
+        assert data.license_link == "https://github.com/nttcslab/m2d/blob/master/LICENSE.pdf"
+    assert data.model_name == family
+
+    # Each benchmark task comes back as one result with the file's values, T5/T6 (same corpus) included.
+    parsed = {result.dataset_config: result for result in data.eval_results}
+    assert sorted(parsed) == sorted(BENCHMARK_SCORES)
+    for task_id, row in benchmark_rows.items():
+        result = parsed[task_id]
+        assert result.metric_value == row["mean"] == pytest.approx(np.mean(BENCHMARK_SCORES[task_id]))
+        assert result.dataset_name == TASK_CORPORA[task_id]
+        assert result.task_name == f"{task_id}: {row['name']}"
+        assert result.metric_type == {"auroc": "roc_auc", "mae": "mae"}[row["metric"]]
+        assert result.task_type == ("audio-classification" if row["metric"] == "auroc" else "audio-regression")
+        assert result.dataset_split == "test"
+    raw = _front_matter(str(loaded))
+    assert len(raw["model-index"][0]["results"]) == len(BENCHMARK_SCORES)
+
+    # The body: the frequency-preserving pooling size from the config, the results table with std and number of
+    # runs, the tasks not scored (without the local path of the reason), the medical disclaimer and the citations.
+    body = loaded.text
+    assert f"{config.num_frequency_patches} x {config.hidden_size} = {config.pooled_size} features" in body
+    for task_id, row in benchmark_rows.items():
+        arrow = "↑" if row["metric"] == "auroc" else "↓"
+        assert (
+            f"| {task_id} | {row['name']} | {TASK_CORPORA[task_id]} | {row['metric'].upper()} {arrow} | "
+            f"{row['mean']:.3f} ± {row['std']:.3f} | {len(BENCHMARK_SCORES[task_id])} |"
+        ) in body
+    assert "evaluation failed): T3." in body and "/home/someone" not in body
+    assert "**Not a medical device.**" in body
+    assert f"@inproceedings{{{citation_key}," in body or f"@article{{{citation_key}," in body
+    assert "@inproceedings{zhang2024opera," in body and "@inproceedings{niizumi2025respiratory," in body
+    assert "{{ " not in body and "{%" not in body  # nothing left unrendered
+
+
+def test_card_without_benchmark_has_no_model_index():
+    config = RespAudioConfig.from_preset("tiny-ast")
+    card = hub.render_model_card(config, "org/resp-ast")
+    assert "model-index" not in _front_matter(str(card))
+    assert not card.data.eval_results
+    assert "No benchmark results were attached to this card." in card.text
+    assert "pipeline(" not in card.text  # an encoder has no classification head to run in a pipeline
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda tasks: tasks["T1"].pop("std"), "T1 lacks ['std']"),
+        (lambda tasks: tasks["T5"].update(metric="accuracy"), "metric 'accuracy' is not one of"),
+        (lambda tasks: tasks["T6"].update(task_id="T9"), "filed under 'T6' but says task_id='T9'"),
+        (lambda tasks: tasks["T14"].update(mean=float("nan")), "need a finite mean"),
+        (lambda tasks: tasks["T14"].update(scores=[]), "at least one score"),
+        (lambda tasks: tasks.update(T99=dict(tasks["T1"], task_id="T99")), "Unknown task 'T99'"),
+        (lambda tasks: tasks.clear(), "no scored task"),
+    ],
+)
+def test_bad_benchmark_json_is_refused(mutate, message, benchmark_file, tmp_path):
+    payload = json.loads(benchmark_file.read_text())
+    mutate(payload["tasks"])
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(payload))
+    with pytest.raises(hub.HubPublishError, match=re.escape(message)):
+        hub.load_benchmark_results(path)
+
+
+def test_results_of_other_weights_are_refused(benchmark_file, tmp_path):
+    other = _tiny_classifier()
+    with torch.no_grad():
+        other.classifier.dense.bias.zero_()
+        other.resp_audio.layernorm.bias.add_(0.01)  # a different encoder than the benchmarked one
+    other.save_pretrained(tmp_path / "other")
+    with pytest.raises(hub.HubPublishError, match="holds results for other weights"):
+        hub.stage_for_hub(tmp_path / "other", tmp_path / "staged", "org/resp-passt", benchmark=benchmark_file)
+    assert not (tmp_path / "staged").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Staging and validation
+
+
+def test_dry_run_stages_exact_folder_without_contacting_hub(staged, no_token, hub_forbidden, capsys, tmp_path):
+    assert {p.name for p in staged.path.iterdir()} == EXPECTED_FILES
+    listed = staged.stdout.splitlines()
+    assert listed[0] == f"Dry run: 7 files for org/resp-passt staged in {staged.path}"
+    assert sorted(line.split()[-1] for line in listed[1:]) == sorted(EXPECTED_FILES)
+    for line in listed[1:]:
+        size, name = line.split()
+        assert int(size.replace(",", "")) == (staged.path / name).stat().st_size
+    config = json.loads((staged.path / "config.json").read_text())
+    assert config["auto_map"] == {
+        "AutoConfig": "configuration_resp_audio.RespAudioConfig",
+        "AutoModel": "modeling_resp_audio.RespAudioModel",
+        "AutoModelForAudioClassification": "modeling_resp_audio.RespAudioForAudioClassification",
+        "AutoFeatureExtractor": "feature_extraction_resp_audio.RespAudioFeatureExtractor",
+    }
+    # The remote code is the installed package's code, byte for byte.
+    for name in hub.REMOTE_CODE_FILES:
+        assert (staged.path / name).read_bytes() == (Path(hub.__file__).parent / name).read_bytes()
+
+    # The CLI dry run needs no token, lists every file, and refuses to overwrite without --overwrite.
+    output = tmp_path / "dry"
+    shutil.copytree(staged.path, output)
+    before = {p.name: p.read_bytes() for p in output.iterdir()}
+    code = push_to_hub.main([str(staged.path), "--repo-id", "org/resp-passt", "--dry-run", "--output-dir", str(output)])
+    assert code == 1
+    assert "already exists" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in output.iterdir()} == before
+    # --overwrite only ever replaces an earlier staging folder, never a folder holding other files.
+    (output / "notes.txt").write_text("keep me")
+    code = push_to_hub.main(
+        [str(staged.path), "--repo-id", "org/resp-passt", "--dry-run", "--output-dir", str(output), "--overwrite"]
+    )
+    assert code == 1
+    assert "refusing to replace it" in capsys.readouterr().err
+    assert (output / "notes.txt").read_text() == "keep me"
+
+
+def test_push_uploads_one_commit_that_loads_in_a_fresh_process(
+    classifier_dir, benchmark_file, monkeypatch, caplog, capsys, tmp_path
+):
+    monkeypatch.setenv("HF_TOKEN", SECRET_TOKEN)
+    fake_hub = FakeHub(tmp_path / "hub-cache")
+    fake_hub.install(monkeypatch)
+    caplog.set_level(logging.DEBUG)
+    # Staging's own isolated load is covered by the `staged` fixture and the tamper test; here the fresh process
+    # below does that job on the uploaded files, so staging validates in process only (saves one slow subprocess).
+    isolated_requests = []
+    validate = hub.validate_staged_folder
+
+    def validate_in_process(folder, reference_model=None, isolated=True, **kwargs):
+        isolated_requests.append(isolated)
+        return validate(folder, reference_model=reference_model, isolated=False, **kwargs)
+
+    monkeypatch.setattr(hub, "validate_staged_folder", validate_in_process)
+
+    code = push_to_hub.main(
+        [str(classifier_dir), "--repo-id", "org/resp-passt", "--private", "--benchmark", str(benchmark_file)]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+
+    assert isolated_requests == [True]
+    assert len(fake_hub.repos) == 1 and len(fake_hub.commits) == 1
+    assert fake_hub.repos[0]["repo_id"] == "org/resp-passt"
+    assert fake_hub.repos[0]["private"] is True and fake_hub.repos[0]["exist_ok"] is True
+    commit = fake_hub.commits[0]
+    assert {op.path_in_repo for op in commit["operations"]} == EXPECTED_FILES
+    assert len(commit["operations"]) == len(EXPECTED_FILES)
+    assert commit["token"] == SECRET_TOKEN == fake_hub.repos[0]["token"]
+    # The token reaches HfApi only: never stdout, stderr or any log record.
+    assert SECRET_TOKEN not in captured.out + captured.err
+    assert SECRET_TOKEN not in caplog.text
+    assert all(SECRET_TOKEN not in str(record.args) for record in caplog.records)
+    assert "Uploaded 7 files to org/resp-passt in one commit" in captured.out
+
+    # The uploaded card parses and carries the benchmark JSON's results.
+    snapshot = tmp_path / "hub-cache" / "models--org--resp-passt" / "snapshots" / FakeHub.revision
+    card = ModelCard.load(snapshot / "README.md")
+    assert {r.dataset_config: r.metric_value for r in card.data.eval_results} == {
+        task_id: row["mean"] for task_id, row in json.loads(benchmark_file.read_text())["tasks"].items()
+    }
+
+    # A fresh process without resp_audio_hf loads the uploaded files by repo id and reproduces the source model.
+    model = RespAudioForAudioClassification.from_pretrained(classifier_dir).eval()
+    extractor = RespAudioFeatureExtractor.from_pretrained(classifier_dir)
+    clips = _test_clips(extractor.sampling_rate)
+    np.savez(tmp_path / "clips.npz", clip0=clips[0], clip1=clips[1], rate=extractor.sampling_rate)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub-cache"),
+           "HF_MODULES_CACHE": str(tmp_path / "modules"), "TRANSFORMERS_VERBOSITY": "error"}
+    env.pop("HF_TOKEN")
+    completed = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS, "org/resp-passt", str(tmp_path / "hub-cache"),
+         str(tmp_path / "clips.npz"), str(tmp_path / "fresh.json")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    fresh = json.loads((tmp_path / "fresh.json").read_text())
+    assert not fresh["package_imported"]
+    assert fresh["model_module"].startswith("transformers_modules.")
+    assert fresh["extractor_module"].startswith("transformers_modules.")
+    assert fresh["pipeline_model_class"] == "RespAudioForAudioClassification"
+
+    with torch.no_grad():
+        inputs = extractor(clips, sampling_rate=extractor.sampling_rate, return_tensors="pt")
+        pooled = model.resp_audio(**inputs).pooler_output
+        probabilities = [model(**extractor([clip], sampling_rate=extractor.sampling_rate, return_tensors="pt"))
+                         .logits.softmax(-1)[0] for clip in clips]
+    torch.testing.assert_close(torch.tensor(fresh["pooler_output"]), pooled, atol=1e-5, rtol=1e-4)
+    for scores, expected in zip(fresh["scores"], probabilities):
+        by_label = {entry["label"]: entry["score"] for entry in scores}
+        assert set(by_label) == set(LABELS)
+        torch.testing.assert_close(
+            torch.tensor([by_label[name] for name in LABELS]), expected, atol=1e-5, rtol=1e-4
+        )
+
+
+def test_missing_token_fails_fast_with_instructions(classifier_dir, no_token, hub_forbidden, capsys, tmp_path):
+    code = push_to_hub.main([str(classifier_dir), "--repo-id", "org/resp-passt", "--output-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "No Hugging Face token found" in err and "hf auth login" in err and "HF_TOKEN" in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("missing", hub.REMOTE_CODE_FILES + ("model.safetensors", "README.md"))
+def test_upload_refuses_folder_missing_a_file(staged, missing, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_TOKEN", SECRET_TOKEN)
+    fake_hub = FakeHub(tmp_path / "cache")
+    fake_hub.install(monkeypatch)
+    folder = tmp_path / "staged"
+    shutil.copytree(staged.path, folder)
+    (folder / missing).unlink()
+    with pytest.raises(hub.HubPublishError, match=f"lacks \\['{missing}'\\]"):
+        hub.upload_staged_folder(folder, "org/resp-passt")
+    assert fake_hub.repos == [] and fake_hub.commits == []
+
+
+def test_upload_refuses_incomplete_auto_map(staged, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_TOKEN", SECRET_TOKEN)
+    fake_hub = FakeHub(tmp_path / "cache")
+    fake_hub.install(monkeypatch)
+    folder = tmp_path / "staged"
+    shutil.copytree(staged.path, folder)
+    config = json.loads((folder / "config.json").read_text())
+    del config["auto_map"]["AutoModel"]
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(hub.HubPublishError, match=r"auto_map lacks \['AutoModel'\]"):
+        hub.upload_staged_folder(folder, "org/resp-passt")
+    assert fake_hub.commits == []
+
+
+def test_isolated_check_catches_remote_code_needing_the_package(staged, tmp_path):
+    # Remote code that leans on the installed package works here but not for Hub users; the check must see that.
+    folder = tmp_path / "staged"
+    shutil.copytree(staged.path, folder)
+    modeling = folder / "modeling_resp_audio.py"
+    modeling.write_text("import resp_audio_hf.modeling_resp_audio\n" + modeling.read_text())
+    hub.check_staged_folder(folder)  # structurally complete
+    with pytest.raises(hub.HubPublishError, match="does not load with trust_remote_code=True"):
+        hub.validate_staged_folder(folder, isolated=True)
+
+
+def test_staging_refuses_non_finite_weights_and_leaves_nothing(tmp_path):
+    model = _tiny_classifier("tiny-ast")
+    with torch.no_grad():
+        model.resp_audio.layernorm.weight[0] = float("nan")  # e.g. a diverged training run
+    model.save_pretrained(tmp_path / "checkpoint")
+    with pytest.raises(hub.HubPublishError, match="non-finite"):
+        hub.stage_for_hub(tmp_path / "checkpoint", tmp_path / "staged", "org/resp-ast")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
+
+
+def test_staging_refuses_checkpoint_with_missing_weights(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model = _tiny_classifier("tiny-m2d")
+    model.save_pretrained(tmp_path / "checkpoint")
+    weights = load_file(tmp_path / "checkpoint" / "model.safetensors")
+    dropped = next(name for name in weights if name.startswith("classifier.dense"))
+    save_file({k: v for k, v in weights.items() if k != dropped}, tmp_path / "checkpoint" / "model.safetensors",
+              metadata={"format": "pt"})
+    with pytest.raises(hub.HubPublishError, match="partly random"):
+        hub.stage_for_hub(tmp_path / "checkpoint", tmp_path / "staged", "org/resp-m2d")
+    assert not (tmp_path / "staged").exists()
+
+
+def test_encoder_checkpoint_stages_without_classification_head(tmp_path):
+    torch.manual_seed(1)
+    model = RespAudioModel(RespAudioConfig.from_preset("tiny-m2d")).eval()
+    model.save_pretrained(tmp_path / "encoder")
+    # The remote code is the same for every family; its isolated load is tested on the PaSST classifier.
+    (tmp_path / "staged").mkdir()
+    (tmp_path / "staged" / "README.md").write_text("an earlier staging")
+    staged = hub.stage_for_hub(
+        tmp_path / "encoder", tmp_path / "staged", "org/resp-m2d", check_remote_code=False, overwrite=True
+    )
+    assert set(staged.files) == EXPECTED_FILES
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["encoder", "staged"]  # no temporary folder left
+    auto_map = json.loads((staged.path / "config.json").read_text())["auto_map"]
+    assert "AutoModelForAudioClassification" not in auto_map and auto_map["AutoModel"].endswith(".RespAudioModel")
+    card = ModelCard.load(staged.path / "README.md")
+    assert card.data.license == "other" and "**M2D** family" in card.text
+    assert "pipeline(" not in card.text
+    # The feature extractor was built from the configuration (the checkpoint had none) and matches it.
+    preprocessor = json.loads((staged.path / "preprocessor_config.json").read_text())
+    assert (preprocessor["frontend"], preprocessor["num_mel_bins"], preprocessor["sampling_rate"]) == ("m2d", 80, 16000)
+
+
+def test_invalid_repo_id_is_refused(classifier_dir, tmp_path):
+    for repo_id in ("resp-passt", "org/resp passt", "a/b/c"):
+        with pytest.raises(hub.HubPublishError, match="repository id|Repository id"):
+            hub.stage_for_hub(classifier_dir, tmp_path / "staged", repo_id)
