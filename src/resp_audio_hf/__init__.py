@@ -13,6 +13,7 @@ from transformers import (
     AutoModelForAudioClassification,
 )
 
+from .collation import RespAudioCollator
 from .configuration_resp_audio import PRESETS, RespAudioConfig
 from .feature_extraction_resp_audio import RespAudioFeatureExtractor
 from .modeling_resp_audio import (
@@ -40,6 +41,7 @@ __all__ = [
     "PRESETS",
     "FrequencyPreservingPooler",
     "MeanPooler",
+    "RespAudioCollator",
     "RespAudioConfig",
     "RespAudioFeatureExtractor",
     "RespAudioForAudioClassification",

@@ -32,6 +32,13 @@ FRONTEND_DEFAULTS: dict[str, dict[str, Any]] = {
 PASST_LOG_OFFSET = 1e-5
 FLOAT32_EPS = float(torch.finfo(torch.float32).eps)
 MIN_SAMPLING_RATE = 1000
+# On CPU the batch is transformed a few clips at a time, about this many spectrogram bins per chunk (a few MiB): every
+# temporary then stays in cache and below glibc's mmap threshold, so buffers are reused rather than page-faulted in
+# afresh, which made one whole-batch pass several times slower than per-clip processing.
+CPU_CHUNK_BINS = 2**20
+# The mel filters are applied in blocks of this many consecutive filters, each to the FFT bins it spans only: a bin
+# feeds at most two triangles, so a dense [bins, mels] product would mostly multiply zeros.
+MEL_BLOCK_SIZE = 16
 
 
 class RespAudioFeatureExtractor(SequenceFeatureExtractor):
@@ -97,7 +104,6 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
             max_length=max_length, padding_value=padding_value,
         )
         settings = {k: (FRONTEND_DEFAULTS[frontend][k] if v is None else v) for k, v in given.items()}
-        kwargs.pop("feature_size", None)  # saved by the base class; always num_mel_bins here
         # preprocessor_config.json stores `feature_size`, which is always `num_mel_bins`: drop the saved copy so that
         # `from_pretrained` does not pass it twice to `SequenceFeatureExtractor.__init__`.
         feature_size = kwargs.pop("feature_size", settings["num_mel_bins"])
@@ -198,6 +204,8 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
         if isinstance(clip, (list, tuple)):
             clip = np.asarray(clip)
         if isinstance(clip, np.ndarray):
+            if not clip.flags.writeable:  # e.g. ffmpeg_read's buffer; torch.from_numpy warns on read-only memory
+                clip = clip.copy()
             if clip.dtype.kind in "iu":
                 clip = _integer_pcm_to_float(clip)
             elif clip.dtype.kind != "f":
@@ -224,14 +232,15 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
             raise ValueError(f"Audio clip {index} has shape {tuple(tensor.shape)}; expected 1-D mono or 2-D stereo.")
         if tensor.numel() == 0:
             raise ValueError(f"Audio clip {index} is empty (0 samples): check that the file decoded.")
-        finite = torch.isfinite(tensor)
-        if not bool(finite.all()):
-            bad = int((~finite).sum())
+        # One min/max pass checks both: NaN and inf propagate to the extremes, and only silence has both at zero.
+        low, high = torch.aminmax(tensor)
+        if not bool(torch.isfinite(low) & torch.isfinite(high)):
+            bad = int((~torch.isfinite(tensor)).sum())
             raise ValueError(
                 f"Audio clip {index} contains {bad} NaN or infinite samples out of {tensor.numel()}; "
                 "repair or drop the recording before feature extraction."
             )
-        if self.reject_silent_audio and not bool(tensor.any()):
+        if self.reject_silent_audio and float(low) == 0.0 and float(high) == 0.0:
             raise ValueError(
                 f"Audio clip {index} is silent (all {tensor.numel()} samples are zero), which usually means a failed "
                 "decode. Check the file, or build the feature extractor with reject_silent_audio=False to allow it."
@@ -260,29 +269,58 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
         Normalised log-mel frames `[batch, frames, num_mel_bins]` of zero-padded `waveforms` `[batch, samples]` whose
         real lengths are `lengths`. Frames past a clip's own end are undefined; callers mask them.
         """
-        window = self.window.to(waveforms.device)
-        if self.frontend == "ast":
-            frames = waveforms.unfold(-1, self.win_length, self.hop_length)
-            frames = frames - frames.mean(dim=-1, keepdim=True)
-            previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
-            frames = (frames - self.preemphasis * previous) * window
-            power = torch.fft.rfft(frames, n=self.n_fft).abs().pow(2)
-            mel = torch.matmul(power, self.mel_filters.to(waveforms.device))
-            log_mel = mel.clamp_min(FLOAT32_EPS).log()
-        else:
-            if self.preemphasis:
-                waveforms = waveforms[:, 1:] - self.preemphasis * waveforms[:, :-1]
-                lengths = lengths - 1
-            centred = _reflect_pad_each(waveforms, lengths, self.n_fft // 2)
-            spec = torch.stft(
-                centred, self.n_fft, hop_length=self.hop_length, win_length=self.win_length, window=window,
-                center=False, return_complex=True,
-            )
-            power = spec.abs().pow(2).transpose(1, 2)
-            mel = torch.matmul(power, self.mel_filters.to(waveforms.device))
-            offset = PASST_LOG_OFFSET if self.frontend == "passt" else FLOAT32_EPS
-            log_mel = (mel + offset).log()
-        return (log_mel - self.mean) / self.std
+        batch, device = waveforms.shape[0], waveforms.device
+        num_frames = self.num_frames(waveforms.shape[1])
+        output = torch.empty(batch, num_frames, self.num_mel_bins, dtype=torch.float32, device=device)
+        rows = batch if device.type != "cpu" else max(1, CPU_CHUNK_BINS // (num_frames * (self.n_fft // 2 + 1)))
+        blocks = _mel_filter_blocks(self.mel_filters.to(device), MEL_BLOCK_SIZE)
+        window = self.window.to(device)
+        # AST frames are written into the first win_length columns; the zero tail is the FFT padding, kept across chunks.
+        frame_buffer = (
+            torch.zeros(min(rows, batch), num_frames, self.n_fft, dtype=torch.float32, device=device)
+            if self.frontend == "ast"
+            else None
+        )
+        for start in range(0, batch, rows):
+            stop = min(start + rows, batch)
+            if self.frontend == "ast":
+                power = self._kaldi_power(waveforms[start:stop], frame_buffer[: stop - start], window)
+            else:
+                power = self._stft_power(waveforms[start:stop], lengths[start:stop], window)
+            power = power.reshape(-1, power.shape[-1])
+            mel = output[start:stop].view(-1, self.num_mel_bins)
+            for first, last, low, high, filters in blocks:
+                torch.mm(power[:, low:high], filters, out=mel[:, first:last])
+            if self.frontend == "ast":
+                mel.clamp_min_(FLOAT32_EPS)
+            else:
+                mel.add_(PASST_LOG_OFFSET if self.frontend == "passt" else FLOAT32_EPS)
+            mel.log_().sub_(self.mean).div_(self.std)
+        return output
+
+    def _kaldi_power(self, waveforms: torch.Tensor, frame_buffer: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+        """Power spectrum `[batch, frames, n_fft // 2 + 1]` of Kaldi's frames (mean removed, pre-emphasis, window)."""
+        frames = waveforms.unfold(-1, self.win_length, self.hop_length)
+        centred = frames - frames.mean(dim=-1, keepdim=True)
+        body = frame_buffer[..., : self.win_length]
+        # Kaldi pre-emphasises each frame on its own, the first sample against itself. The product is rounded before
+        # the subtraction, as in Kaldi: a fused multiply-add differs visibly on tonal input.
+        torch.mul(centred[..., :-1], self.preemphasis, out=body[..., 1:])
+        torch.mul(centred[..., :1], self.preemphasis, out=body[..., :1])
+        torch.sub(centred, body, out=body).mul_(window)
+        return _power(torch.fft.rfft(frame_buffer))
+
+    def _stft_power(self, waveforms: torch.Tensor, lengths: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+        """Power spectrum `[batch, frames, n_fft // 2 + 1]` of the centred STFT (PaSST and M2D)."""
+        if self.preemphasis:
+            waveforms = waveforms[:, 1:] - self.preemphasis * waveforms[:, :-1]
+            lengths = lengths - 1
+        centred = _reflect_pad_each(waveforms, lengths, self.n_fft // 2)
+        spec = torch.stft(
+            centred, self.n_fft, hop_length=self.hop_length, win_length=self.win_length, window=window,
+            center=False, return_complex=True,
+        )
+        return _power(spec.transpose(1, 2))
 
     def __call__(
         self,
@@ -334,7 +372,9 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
         if batch.shape[1] < int(lengths.max()):
             batch = torch.nn.functional.pad(batch, (0, int(lengths.max()) - batch.shape[1]))
 
-        with torch.inference_mode():
+        # no_grad rather than inference_mode: the features are returned to callers (who may train on them) and masked
+        # in place below, neither of which inference tensors allow.
+        with torch.no_grad():
             features = self.log_mel(batch, lengths.to(batch.device))
         num_frames = torch.tensor([self.num_frames(int(n)) for n in lengths])
 
@@ -353,13 +393,15 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
         elif padding in (False, "do_not_pad") and int(num_frames.min()) != int(num_frames.max()):
             raise ValueError("Clips have different lengths; use padding='longest' (the default) to batch them.")
 
-        features = features[:, :target_frames]
-        if features.shape[1] < target_frames:
+        if features.shape[1] > target_frames:
+            features = features[:, :target_frames].contiguous()
+        elif features.shape[1] < target_frames:
             pad = target_frames - features.shape[1]
             features = torch.nn.functional.pad(features, (0, 0, 0, pad))
         frame_index = torch.arange(target_frames, device=features.device)
         attention_mask = frame_index[None, :] < num_frames.to(features.device)[:, None]
-        features = features.masked_fill(~attention_mask[..., None], self.padding_value).float().cpu()
+        # `features` is this call's own tensor, so padding is masked in place rather than in a copy.
+        features = features.masked_fill_(~attention_mask[..., None], self.padding_value).cpu()
 
         output = {"input_values": features}
         if return_attention_mask if return_attention_mask is not None else self.return_attention_mask:
@@ -378,14 +420,44 @@ def _integer_pcm_to_float(samples: np.ndarray) -> np.ndarray:
 
 
 def _pad_stack(clips: list[torch.Tensor], length: int) -> torch.Tensor:
-    batch = torch.zeros(len(clips), length, dtype=torch.float32)
+    batch = torch.empty(len(clips), length, dtype=torch.float32)
     for row, clip in enumerate(clips):
         batch[row, : clip.numel()] = clip
+        batch[row, clip.numel() :] = 0.0
     return batch
+
+
+def _power(spec: torch.Tensor) -> torch.Tensor:
+    """`|spec|^2` without the square root of `abs` (several times slower on complex tensors)."""
+    power = spec.real.square()
+    return power.addcmul_(spec.imag, spec.imag)
+
+
+def _mel_filter_blocks(filters: torch.Tensor, size: int) -> list[tuple[int, int, int, int, torch.Tensor]]:
+    """
+    Split `[bins, mels]` filters into blocks of `size` consecutive mel filters, each restricted to the contiguous range
+    of FFT bins it uses: `(first_mel, last_mel, first_bin, last_bin, block)`.
+    """
+    blocks = []
+    for first in range(0, filters.shape[1], size):
+        last = min(first + size, filters.shape[1])
+        used = filters[:, first:last].ne(0).any(dim=1).nonzero()[:, 0]
+        low, high = (int(used[0]), int(used[-1]) + 1) if used.numel() else (0, 1)
+        blocks.append((first, last, low, high, filters[low:high, first:last].contiguous()))
+    return blocks
 
 
 def _reflect_pad_each(waveforms: torch.Tensor, lengths: torch.Tensor, pad: int) -> torch.Tensor:
     """Reflect-pad every row at both ends of its own length, as `torch.stft(center=True)` does for one clip."""
+    if int(lengths.min()) > pad:
+        # Common case: reflect the whole batch at its width, then redo the right edge of the rows that are shorter.
+        padded = torch.nn.functional.pad(waveforms[:, None], (pad, pad), mode="reflect")[:, 0]
+        short = (lengths < waveforms.shape[1]).nonzero()[:, 0]
+        if short.numel():
+            offsets = torch.arange(1, pad + 1, device=waveforms.device)
+            ends = lengths[short, None]
+            padded[short[:, None], ends + pad - 1 + offsets] = waveforms[short[:, None], ends - 1 - offsets]
+        return padded
     positions = torch.arange(-pad, waveforms.shape[1] + pad, device=waveforms.device)
     last = (lengths - 1).clamp_min(1)[:, None]
     index = positions.abs()[None, :].expand(waveforms.shape[0], -1)

@@ -476,6 +476,15 @@ class RespAudioForAudioClassification(RespAudioPreTrainedModel):
         self.classifier = RespAudioClassificationHead(config)
         self.post_init()
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        # A published classifier should also load as a bare encoder, `AutoModel.from_pretrained(repo,
+        # trust_remote_code=True)`, where this package is not installed: name the encoder class in auto_map too.
+        if self._auto_class is not None:
+            auto_map = dict(getattr(self.config, "auto_map", None) or {})
+            auto_map.setdefault("AutoModel", f"{RespAudioModel.__module__.split('.')[-1]}.{RespAudioModel.__name__}")
+            self.config.auto_map = auto_map
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
     def forward(
         self,
         input_values: torch.Tensor,
