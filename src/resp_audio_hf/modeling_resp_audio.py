@@ -125,39 +125,39 @@ class RespAudioEmbeddings(nn.Module):
             grid = grid[:, :, keep]
         return grid, time_mask
 
-    def embed_patch_grid(self, input_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """
-        The pieces masked-modelling objectives (M2D) choose from before calling the encoder: the position-embedded
-        patch tokens `[batch, F' * T', dim]` (frequency-major, no patchout, no dropout) and the position-embedded
-        prefix tokens `[1, P, dim]`. `forward` joins the same pieces after optional patchout.
-        """
+    def _position_embedded_pieces(self, input_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The position-embedded patch grid `[batch, dim, F', T']` and prefix tokens `[1, P, dim]`."""
         grid = self.patch_embeddings(input_values)
-        grid_positions, prefix_positions = self._grid_and_prefix_positions(grid.shape[-1])
-        patches = (grid + grid_positions).flatten(2).transpose(1, 2)
-        prefix = [self.cls_token] + ([self.distillation_token] if self.distillation_token is not None else [])
-        return patches, torch.cat(prefix, dim=1) + prefix_positions
-
-    def forward(self, input_values: torch.Tensor, patch_time_mask: torch.Tensor):
-        """
-        Returns the token sequence `[batch, P + F'' * T'', dim]`, the number of frequency rows `F''` kept and the time
-        mask `[batch, T'']` (patchout may drop rows and columns during training).
-        """
-        grid = self.patch_embeddings(input_values)
-        batch, _, _, time_patches = grid.shape
+        time_patches = grid.shape[-1]
         if time_patches > self.config.num_time_patches:
             raise ValueError(
                 f"Got {time_patches} time patches but the position embeddings cover {self.config.num_time_patches}; "
                 "RespAudioModel splits longer input into windows, call it rather than the embeddings directly."
             )
         grid_positions, prefix_positions = self._grid_and_prefix_positions(time_patches)
-        grid = grid + grid_positions
+        prefix = [self.cls_token] + ([self.distillation_token] if self.distillation_token is not None else [])
+        return grid + grid_positions, torch.cat(prefix, dim=1) + prefix_positions
+
+    def embed_patch_grid(self, input_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        The pieces masked-modelling objectives (M2D) choose from before calling the encoder: the position-embedded
+        patch tokens `[batch, F' * T', dim]` (frequency-major, no patchout, no dropout) and the position-embedded
+        prefix tokens `[1, P, dim]`. `forward` joins the same pieces after optional patchout.
+        """
+        grid, prefix = self._position_embedded_pieces(input_values)
+        return grid.flatten(2).transpose(1, 2), prefix
+
+    def forward(self, input_values: torch.Tensor, patch_time_mask: torch.Tensor):
+        """
+        Returns the token sequence `[batch, P + F'' * T'', dim]`, the number of frequency rows `F''` kept and the time
+        mask `[batch, T'']` (patchout may drop rows and columns during training).
+        """
+        grid, prefix = self._position_embedded_pieces(input_values)
         if self.training:
             grid, patch_time_mask = self._structured_patchout(grid, patch_time_mask)
         frequency_rows = grid.shape[2]
         patches = grid.flatten(2).transpose(1, 2)
-        prefix = [self.cls_token] + ([self.distillation_token] if self.distillation_token is not None else [])
-        prefix = torch.cat(prefix, dim=1) + prefix_positions
-        tokens = torch.cat([prefix.expand(batch, -1, -1), patches], dim=1)
+        tokens = torch.cat([prefix.expand(grid.shape[0], -1, -1), patches], dim=1)
         return self.dropout(tokens), frequency_rows, patch_time_mask
 
 

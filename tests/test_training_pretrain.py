@@ -1,0 +1,206 @@
+"""training/pretrain.py end to end: 2-process CPU (gloo) M2D runs on real recordings, kill + exact resume, bf16."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "training"))
+
+from checkpointing import latest_checkpoint, list_checkpoints, save_final_folder  # noqa: E402
+
+MAX_STEPS = 6
+
+
+def run_config(shared_data: Path, output_dir: Path, **train_overrides) -> dict:
+    """A tiny M2D run (dropout on, so the resume test also covers the restored RNG) on SPRSound and cough files."""
+    return {
+        "model": {"preset": "tiny-m2d", "config_overrides": {"hidden_dropout_prob": 0.1}},
+        "objective": {"predictor_hidden_size": 32, "predictor_num_layers": 1, "predictor_num_heads": 2},
+        "data": {
+            "batch_size": 4,
+            "corpora": [
+                {"name": "sprsound", "path": str(shared_data / "sprsound" / "test_wav"), "limit": 20},
+                {
+                    "name": "covid19-cough",
+                    "path": str(shared_data / "covid19-cough" / "raw"),
+                    "metadata": str(shared_data / "covid19-cough" / "metadata.json"),
+                    "file_column": "filename",
+                    "filters": ["verified == true"],
+                    "limit": 8,
+                    "repeat": 2,
+                },
+            ],
+        },
+        "optimizer": {"lr": 2e-3, "warmup_steps": 1},
+        "train": {
+            "output_dir": str(output_dir),
+            "max_steps": MAX_STEPS,
+            "save_every_steps": 2,
+            "keep_last": 2,
+            "log_every_steps": 1,
+            **train_overrides,
+        },
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch(config: dict, tmp_path: Path, name: str, *extra: str, processes: int = 2) -> subprocess.CompletedProcess:
+    config_path = tmp_path / f"{name}.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    script = [str(REPO / "training" / "pretrain.py"), "--config", str(config_path), *extra]
+    if processes > 1:
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            f"--nproc_per_node={processes}",
+            f"--master_port={free_port()}",
+            *script,
+        ]
+    else:
+        command = [sys.executable, *script]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    (tmp_path / f"{name}.log").write_text(result.stdout + result.stderr)
+    return result
+
+
+def metrics(output_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def reference_run(shared_data, tmp_path_factory):
+    """An uninterrupted 2-process run."""
+    tmp_path = tmp_path_factory.mktemp("reference")
+    output_dir = tmp_path / "run"
+    result = launch(run_config(shared_data, output_dir), tmp_path, "reference")
+    assert result.returncode == 0, result.stderr[-4000:]
+    return output_dir
+
+
+def test_two_process_run_trains_and_saves_an_automodel_folder(reference_run):
+    records = metrics(reference_run)
+    assert [r["step"] for r in records] == list(range(1, MAX_STEPS + 1))
+    losses = [r["loss"] for r in records]
+    assert all(torch.isfinite(torch.tensor(losses)))
+    # Cosine distances of unit vectors: 0 <= loss <= 4. Training must bring it down from the untrained value.
+    assert all(0.0 <= loss <= 4.0 for loss in losses)
+    assert sum(losses[-2:]) / 2 < losses[0] - 0.2, losses
+    assert records[0]["lr"] == pytest.approx(2e-3) and records[-1]["lr"] < records[1]["lr"]
+    assert all(r["clips_per_second"] > 0 and r["peak_rss_mb"] > 0 for r in records)
+
+    schedule = json.loads((reference_run / "pretrain_config.json").read_text())["schedule"]
+    assert schedule["effective_batch_size"] == 8 and schedule["total_steps"] == MAX_STEPS
+    assert [p.name for p in list_checkpoints(reference_run)] == ["checkpoint-4", "checkpoint-6"], "keep_last=2"
+    checkpoint = latest_checkpoint(reference_run)
+    assert sorted(p.name for p in checkpoint.glob("data_state_*.json")) == ["data_state_0.json", "data_state_1.json"]
+
+    from transformers import AutoFeatureExtractor, AutoModel
+
+    import resp_audio_hf  # noqa: F401  (registers the Auto classes)
+
+    model = AutoModel.from_pretrained(reference_run / "model")
+    assert type(model).__name__ == "RespAudioModel" and model.config.max_length == 208
+    feature_extractor = AutoFeatureExtractor.from_pretrained(reference_run / "model")
+    assert feature_extractor.frontend == "m2d"
+    # The saved encoder is the online encoder of the objective at the last step.
+    objective_state = load_file(checkpoint / "model.safetensors")
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, objective_state[f"encoder_model.{name}"]), name
+    # ... and the EMA target, at decay ~0.99995, has barely left the initial weights while the online encoder moved.
+    moved = objective_state["encoder_model.encoder.layers.0.mlp.fc1.weight"]
+    target = objective_state["target_encoder.layers.0.mlp.fc1.weight"]
+    assert not torch.equal(moved, target)
+
+
+def test_killed_run_resumes_to_the_same_weights(shared_data, reference_run, tmp_path):
+    output_dir = tmp_path / "run"
+    config = run_config(shared_data, output_dir)
+    killed = launch(config, tmp_path, "killed", "--stop-after-steps", "3")
+    assert killed.returncode != 0 and "SIGKILL" in killed.stderr
+    # Killed after step 3: the step-2 checkpoint is the newest complete one and there is no final model.
+    assert [p.name for p in list_checkpoints(output_dir)] == ["checkpoint-2"]
+    assert not (output_dir / "model").exists()
+    assert [r["step"] for r in metrics(output_dir)] == [1, 2, 3]
+
+    resumed = launch(config, tmp_path, "resumed", "--resume", "auto")
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    assert "Resumed from" in resumed.stderr and "at step 2" in resumed.stderr
+    # Step 3 was redone; the log holds each step once, with the same losses as the uninterrupted run.
+    assert metrics(output_dir) == [
+        {**record, "clips_per_second": r["clips_per_second"], "peak_rss_mb": r["peak_rss_mb"]}
+        for record, r in zip(metrics(reference_run), metrics(output_dir))
+    ]
+    for relative in ("model/model.safetensors", "checkpoint-6/model.safetensors"):
+        expected, actual = load_file(reference_run / relative), load_file(output_dir / relative)
+        assert expected.keys() == actual.keys()
+        for name in expected:
+            assert torch.equal(expected[name], actual[name]), f"{relative}: {name} differs after resume"
+    optimizer_expected = torch.load(reference_run / "checkpoint-6" / "optimizer.bin", weights_only=False)
+    optimizer_actual = torch.load(output_dir / "checkpoint-6" / "optimizer.bin", weights_only=False)
+    for key, state in optimizer_expected["state"].items():
+        assert torch.equal(state["exp_avg_sq"], optimizer_actual["state"][key]["exp_avg_sq"])
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """Accelerate keeps process-wide state (mixed precision, device); start and leave it clean for other tests."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_bf16_run_is_finite(shared_data, tmp_path, fresh_accelerate_state):
+    # In this process rather than a launch: one process, bf16 autocast through Accelerate, two steps.
+    from config import PretrainConfig, build_dataclass
+    from pretrain import train
+
+    output_dir = tmp_path / "run"
+    config = build_dataclass(PretrainConfig, run_config(shared_data, output_dir, mixed_precision="bf16", max_steps=2))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        final = train(config)
+    finally:
+        torch.set_num_threads(threads)
+    losses = [r["loss"] for r in metrics(output_dir)]
+    assert len(losses) == 2 and all(0.0 <= loss <= 4.0 for loss in losses)
+    weights = load_file(final / "model.safetensors")
+    assert all(t.dtype == torch.float32 and torch.isfinite(t).all() for t in weights.values())
+
+
+def test_incomplete_checkpoints_are_never_resumed_from(tmp_path):
+    for step in (2, 4):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "training_state.json").write_text("{}")
+    (tmp_path / ".tmp-checkpoint-6").mkdir()  # killed while saving
+    (tmp_path / ".tmp-checkpoint-6" / "training_state.json").write_text("{}")
+    (tmp_path / "checkpoint-8").mkdir()  # a folder without the state written last
+    assert latest_checkpoint(tmp_path).name == "checkpoint-4"
+
+    def fail(folder: Path):
+        (folder / "half.bin").write_bytes(b"x")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        save_final_folder(tmp_path, "model", fail)
+    assert not (tmp_path / "model").exists() and not list(tmp_path.glob(".tmp-model-*"))

@@ -1,0 +1,266 @@
+"""Configuration of the training scripts: dataclasses filled from a YAML file plus `key.sub=value` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from m2d_objective import M2DObjectiveConfig
+
+MIXED_PRECISION = ("no", "bf16", "fp16")
+
+
+@dataclass
+class CorpusConfig:
+    """
+    One pre-training corpus. Exactly one of `corpus` and `path` says where it comes from.
+
+    Args:
+        name: label used in logs (defaults to `corpus` or the last part of `path`).
+        corpus: a corpus of the `resp_audio_hf.data` registry (`icbhi`, `coughvid`, `sprsound`, ...), found in
+            `root`, or under `data_root` by its usual folder names.
+        root: folder of a registry corpus.
+        data_root: folder holding registry corpus folders.
+        path: a folder of audio files (searched recursively), a folder written by `datasets.save_to_disk`, or
+            anything `datasets.load_dataset` accepts (a Hub id, a builder name with `data_dir`...).
+        data_dir: `data_dir` argument of `datasets.load_dataset`.
+        dataset_config: configuration name of a `datasets.load_dataset` dataset.
+        split: split to use (`train`, or `test_inter` for SPRSound...); `None` joins every split of the corpus.
+        audio_column: column holding the audio.
+        metadata: for a folder of audio files, a CSV/JSON/JSONL table with one row per file (other columns can then
+            be filtered on).
+        file_column: column of `metadata` naming the file (relative path, file name, or stem without extension).
+        filters: conditions rows must meet, `"<column> <op> <value>"` with op in `> >= < <= == !=`, e.g.
+            `"cough_detected > 0.95"` (CoughVID as in the paper) or `"official_split == train"`.
+        repeat: times the corpus is listed per epoch (fractions draw a random subset for the remainder).
+        weight: mixing weight; when any corpus has one, every corpus needs one and an epoch holds
+            `data.epoch_size` clips drawn in these proportions (streaming corpora always mix by weight).
+        limit: keep only the first `limit` rows (smoke tests).
+    """
+
+    name: str | None = None
+    corpus: str | None = None
+    root: str | None = None
+    data_root: str | None = None
+    path: str | None = None
+    data_dir: str | None = None
+    dataset_config: str | None = None
+    split: str | None = None
+    audio_column: str = "audio"
+    metadata: str | None = None
+    file_column: str = "file"
+    filters: list[str] = field(default_factory=list)
+    repeat: float = 1.0
+    weight: float | None = None
+    limit: int | None = None
+
+    def __post_init__(self):
+        if (self.corpus is None) == (self.path is None):
+            raise ValueError(f"Corpus {self.name!r}: give exactly one of `corpus` (a registry name) and `path`.")
+        if self.repeat <= 0 or (self.weight is not None and self.weight <= 0):
+            raise ValueError(f"Corpus {self.label}: repeat and weight must be positive.")
+        if self.metadata is not None and self.path is None:
+            raise ValueError(f"Corpus {self.label}: `metadata` applies to a `path` folder of audio files.")
+
+    @property
+    def label(self) -> str:
+        return self.name or self.corpus or Path(str(self.path)).name
+
+
+@dataclass
+class DataConfig:
+    """
+    Pre-training data.
+
+    Args:
+        corpora: the corpora to mix.
+        batch_size: clips per process and micro-batch.
+        num_workers: DataLoader worker processes per training process (decoding, resampling, log-mel).
+        streaming: read the corpora as `datasets.IterableDataset` streams (Hub datasets too large to download);
+            local folders and `save_to_disk` datasets are memory-mapped and need no streaming.
+        shuffle_buffer: examples in the shuffle buffer of a stream.
+        epoch_size: clips per epoch when corpora are mixed by weight (default: the sum of their sizes).
+        short_clips: `"repeat"` tiles clips shorter than a crop (M2D's `repeat_short`), `"pad"` zero-pads them.
+    """
+
+    corpora: list[CorpusConfig] = field(default_factory=list)
+    batch_size: int = 64
+    num_workers: int = 0
+    streaming: bool = False
+    shuffle_buffer: int = 1000
+    epoch_size: int | None = None
+    short_clips: str = "repeat"
+
+    def __post_init__(self):
+        if not self.corpora:
+            raise ValueError("data.corpora is empty: list at least one corpus to pre-train on.")
+        if self.batch_size < 1:
+            raise ValueError(f"data.batch_size must be positive, got {self.batch_size}.")
+        if self.short_clips not in ("repeat", "pad"):
+            raise ValueError(f"data.short_clips must be 'repeat' or 'pad', got {self.short_clips!r}.")
+
+
+@dataclass
+class ModelConfig:
+    """
+    The encoder to train.
+
+    Args:
+        init_from: folder of a saved `RespAudioModel` (e.g. an AudioSet-pre-trained M2D encoder) to start from.
+        preset: `RespAudioConfig` preset used when training from scratch (`init_from` unset).
+        config_overrides: `RespAudioConfig` fields to change on the preset (e.g. `{max_length: 608}`).
+    """
+
+    init_from: str | None = None
+    preset: str | None = "resp-m2d"
+    config_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimizerConfig:
+    """
+    AdamW with a cosine schedule after a linear warm-up (M2D's `util/lr_sched.py`).
+
+    Args:
+        blr: base learning rate; the actual rate is `blr * effective_batch_size / 256` (M2D: 3e-4).
+        lr: absolute learning rate, overriding `blr`.
+        min_lr: rate at the end of the cosine.
+        weight_decay: decoupled weight decay of matrices (biases, norms and tokens get none, as in timm).
+        betas: AdamW betas (M2D: 0.9, 0.95).
+        warmup_epochs: warm-up length in epochs (ignored when `warmup_steps` is set).
+        warmup_steps: warm-up length in optimizer steps.
+        clip_grad: maximum global gradient norm (M2D: 3.0); `None` disables clipping.
+    """
+
+    blr: float = 3e-4
+    lr: float | None = None
+    min_lr: float = 0.0
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    warmup_epochs: float = 5.0
+    warmup_steps: int | None = None
+    clip_grad: float | None = 3.0
+
+
+@dataclass
+class TrainConfig:
+    """
+    The training loop.
+
+    Args:
+        output_dir: where checkpoints, logs and the final model go.
+        epochs: passes over the mixed corpora (ignored when `max_steps` is set; streams need `max_steps`).
+        max_steps: optimizer steps to run.
+        gradient_accumulation_steps: micro-batches per optimizer step.
+        mixed_precision: `"no"`, `"bf16"` or `"fp16"` autocast (Accelerate).
+        seed: seed of weights, data order, crops and masks.
+        save_every_steps: checkpoint period in optimizer steps (a final checkpoint is always written).
+        keep_last: checkpoints kept on disk.
+        log_every_steps: logging period in optimizer steps.
+        gradient_checkpointing: recompute encoder activations in the backward pass to save memory.
+    """
+
+    output_dir: str = "runs/pretrain"
+    epochs: int = 50
+    max_steps: int | None = None
+    gradient_accumulation_steps: int = 1
+    mixed_precision: str = "no"
+    seed: int = 0
+    save_every_steps: int = 1000
+    keep_last: int = 3
+    log_every_steps: int = 10
+    gradient_checkpointing: bool = False
+
+    def __post_init__(self):
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(f"train.mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}.")
+        if self.gradient_accumulation_steps < 1 or self.save_every_steps < 1 or self.keep_last < 1:
+            raise ValueError("train.gradient_accumulation_steps, save_every_steps and keep_last must be positive.")
+
+
+@dataclass
+class PretrainConfig:
+    """Everything `pretrain.py` reads."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: M2DObjectiveConfig = field(default_factory=M2DObjectiveConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# ---------------------------------------------------------------------------------------------- YAML + CLI
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Set `a.b.c=value` entries in a nested dict; values are parsed as YAML (`3`, `1e-4`, `true`, `[1, 2]`)."""
+    import yaml
+
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"Override {item!r} is not of the form section.key=value (e.g. train.max_steps=100).")
+        node = raw
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"Override {item!r}: {part!r} is not a section.")
+        node[leaf] = yaml.safe_load(value)
+    return raw
+
+
+def build_dataclass(cls, raw: Any, where: str = ""):
+    """Instantiate dataclass `cls` from nested dicts/lists, rejecting unknown keys with the list of valid ones."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where or cls.__name__} must be a mapping, got {type(raw).__name__}.")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ValueError(f"Unknown key(s) {unknown} in {where or cls.__name__}; valid keys: {sorted(names)}.")
+    values = {key: _convert(hints[key], value, f"{where}.{key}" if where else key) for key, value in raw.items()}
+    return cls(**values)
+
+
+def _convert(hint, value, where: str):
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        hint = next(a for a in args if a is not type(None))
+        return _convert(hint, value, where)
+    if dataclasses.is_dataclass(hint):
+        return build_dataclass(hint, value, where)
+    if origin is list and args and dataclasses.is_dataclass(args[0]):
+        if not isinstance(value, list):
+            raise ValueError(f"{where} must be a list.")
+        return [build_dataclass(args[0], item, f"{where}[{i}]") for i, item in enumerate(value)]
+    if origin is tuple and isinstance(value, list):
+        return tuple(value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def load_config(cls, path: str | None, overrides: list[str] | None = None):
+    """Read `path` (YAML, optional), apply `overrides` and build `cls`."""
+    import yaml
+
+    raw: dict = {}
+    if path is not None:
+        with open(path, encoding="utf-8") as handle:
+            raw = yaml.safe_load(handle) or {}
+    return build_dataclass(cls, apply_overrides(raw, list(overrides or [])))
+
+
+def to_plain_dict(config) -> dict:
+    """Nested plain-Python copy of a config dataclass, for logs and checkpoints."""
+    return dataclasses.asdict(config)
