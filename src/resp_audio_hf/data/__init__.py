@@ -46,7 +46,7 @@ _EXPORTS = {
     "resolve_task_ids": ".tasks",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = list(_EXPORTS)
 
 
 def __getattr__(name):

@@ -12,8 +12,9 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 _HASH_CHUNK = 1 << 20
 
@@ -79,7 +80,6 @@ def atomic_save_npy(path: str | os.PathLike, array) -> Path:
     """``np.save`` through a temporary file (``np.save`` would append ``.npy`` to a bare temp name)."""
     import numpy as np
 
-    with atomic_path(path, suffix=".npy") as tmp:
-        with open(tmp, "wb") as handle:
-            np.save(handle, array, allow_pickle=False)
+    with atomic_path(path, suffix=".npy") as tmp, open(tmp, "wb") as handle:
+        np.save(handle, array, allow_pickle=False)
     return Path(path)

@@ -27,10 +27,42 @@ class AudioProbe:
     duration_s: float | None = None
 
 
+def _short_error(error: Exception) -> str:
+    """FFmpeg/torchcodec messages start with C++ source locations; keep the human-readable tail."""
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if ".cpp:" in text:
+        text = text.split(".cpp:", 1)[1].split(", ", 1)[-1]
+    return text[:200]
+
+
 def _decoder(path, sampling_rate=None, mono=True):
     from torchcodec.decoders import AudioDecoder
 
     return AudioDecoder(os.fspath(path), sample_rate=sampling_rate, num_channels=1 if mono else None)
+
+
+def _probe_with_soundfile(path: str) -> AudioProbe | None:
+    """Header check through libsndfile (~0.1 ms instead of ~10 ms for an FFmpeg open).
+
+    Returns ``None`` when soundfile is not installed or cannot parse the format (WebM, some MP3s),
+    in which case the caller falls back to torchcodec.
+    """
+    try:
+        import soundfile
+    except ImportError:
+        return None
+    try:
+        info = soundfile.info(path)
+    except (
+        RuntimeError,
+        ValueError,
+        TypeError,
+        OSError,
+    ):  # unsupported container or damaged header: let FFmpeg decide
+        return None
+    if info.frames <= 0:
+        return AudioProbe(path, False, "audio stream has zero duration", info.samplerate, info.channels, 0.0)
+    return AudioProbe(path, True, "", info.samplerate, info.channels, info.frames / info.samplerate)
 
 
 def probe_audio(path: str | os.PathLike) -> AudioProbe:
@@ -40,13 +72,18 @@ def probe_audio(path: str | os.PathLike) -> AudioProbe:
         return AudioProbe(path, False, "file not found")
     if os.path.getsize(path) == 0:
         return AudioProbe(path, False, "empty file (0 bytes)")
+    quick = _probe_with_soundfile(path)
+    if quick is not None:
+        return quick
     try:
         metadata = _decoder(path, mono=False).metadata
-    except Exception as error:  # torchcodec raises RuntimeError/ValueError subclasses for bad streams
-        return AudioProbe(path, False, f"not decodable: {str(error).splitlines()[0][:200]}")
+    except (RuntimeError, ValueError, OSError) as error:  # torchcodec's errors for unreadable streams
+        return AudioProbe(path, False, f"not decodable: {_short_error(error)}")
     duration = metadata.duration_seconds_from_header or metadata.duration_seconds
     if duration is not None and duration <= 0:
-        return AudioProbe(path, False, "audio stream has zero duration", metadata.sample_rate, metadata.num_channels, duration)
+        return AudioProbe(
+            path, False, "audio stream has zero duration", metadata.sample_rate, metadata.num_channels, duration
+        )
     return AudioProbe(path, True, "", metadata.sample_rate, metadata.num_channels, duration)
 
 
@@ -70,8 +107,8 @@ def load_audio(
             samples = decoder.get_samples_played_in_range(
                 start_seconds=float(start_s or 0.0), stop_seconds=None if end_s is None else float(end_s)
             )
-    except Exception as error:
-        raise AudioDecodeError(f"Could not decode {path}: {error}") from error
+    except (RuntimeError, ValueError, OSError) as error:
+        raise AudioDecodeError(f"Could not decode {path}: {_short_error(error)}") from error
     data = samples.data
     if data.ndim == 2:
         data = data.mean(dim=0) if data.shape[0] > 1 else data[0]
@@ -85,4 +122,4 @@ def load_audio(
 
 
 def duration_to_samples(seconds: float, sampling_rate: int) -> int:
-    return int(math.floor(seconds * sampling_rate))
+    return math.floor(seconds * sampling_rate)

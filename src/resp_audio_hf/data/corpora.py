@@ -19,12 +19,13 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import os
 import re
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterable
 
 from .audio import AUDIO_EXTENSIONS, probe_audio
 from .opera_files import OperaFileError, OperaFiles
@@ -117,7 +118,7 @@ class CorpusTable:
 
     name: str
     root: Path
-    records: "object"
+    records: object
     report: BuildReport
     split_column: str | None = None
 
@@ -150,7 +151,12 @@ def records_to_dataset_dict(records, split_column: str | None = None, sampling_r
 def _column_values(series) -> list:
     # pandas NA/NaN must become None for Arrow; numpy scalars become Python scalars.
     values = series.tolist()
-    return [None if (isinstance(v, float) and v != v) else v for v in values]
+    return [None if is_missing(v) else v for v in values]
+
+
+def is_missing(value) -> bool:
+    """``None`` or a float NaN (how pandas marks an absent value)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _ordered_splits(names) -> list:
@@ -196,7 +202,9 @@ class FileIndex:
     def paths(self) -> list[Path]:
         return list(self.by_relpath.values())
 
-    def find(self, relpath: str | None = None, name: str | None = None, stem: str | None = None, tail: int = 1) -> Path | None:
+    def find(
+        self, relpath: str | None = None, name: str | None = None, stem: str | None = None, tail: int = 1
+    ) -> Path | None:
         """Resolve a file by exact relative path, then by trailing components, name or stem.
 
         ``tail`` > 1 requires the last ``tail`` path components of ``relpath`` to match (Coswara's
@@ -230,7 +238,7 @@ class FileIndex:
 
     def find_metadata(self, name: str) -> Path | None:
         matches = self.by_name.get(name, [])
-        return sorted(matches, key=lambda p: len(p.parts))[0] if matches else None
+        return min(matches, key=lambda p: len(p.parts)) if matches else None
 
 
 def _audio_files(index: FileIndex) -> list[Path]:
@@ -355,7 +363,9 @@ def build_corpus_dataset(name: str, root=None, *, data_root=None, opera=None, ve
 # --------------------------------------------------------------------------------------------------
 
 
-def _metadata_file(index: FileIndex, name: str, opera: OperaFiles | None, opera_relpath: str | None, report: BuildReport) -> Path | None:
+def _metadata_file(
+    index: FileIndex, name: str, opera: OperaFiles | None, opera_relpath: str | None, report: BuildReport
+) -> Path | None:
     """A metadata file from the corpus folder, else OPERA's pinned copy, else ``None``."""
     local = index.find_metadata(name)
     if local is not None:
@@ -371,7 +381,9 @@ def _metadata_file(index: FileIndex, name: str, opera: OperaFiles | None, opera_
     return None
 
 
-def _finish(name: str, root: Path, rows: list[dict], report: BuildReport, verify_audio: bool, split_column=None) -> CorpusTable:
+def _finish(
+    name: str, root: Path, rows: list[dict], report: BuildReport, verify_audio: bool, split_column=None
+) -> CorpusTable:
     import pandas as pd
 
     usable = check_audio_files([Path(r["audio"]) if r.get("audio") else None for r in rows], report, verify_audio)
@@ -417,6 +429,11 @@ def read_icbhi_split_list(path: Path) -> list[tuple[str, str]]:
     return pairs
 
 
+# The official train/test list names one recording that is not in the released database (patient
+# 226, Pneumonia); OPERA's 920-file list omits it too.
+ICBHI_LISTED_WITHOUT_AUDIO = frozenset({"226_1b1_Pl_sc_Meditron"})
+
+
 def _build_icbhi(root: Path, opera: OperaFiles, verify_audio: bool) -> CorpusTable:
     """ICBHI 2017 Respiratory Sound Database (``ICBHI_final_database/*.wav``).
 
@@ -425,23 +442,53 @@ def _build_icbhi(root: Path, opera: OperaFiles, verify_audio: bool) -> CorpusTab
     """
     report = BuildReport("icbhi", str(root))
     index = FileIndex(root)
-    diagnosis_path = _metadata_file(index, "ICBHI_Challenge_diagnosis.txt", opera, "datasets/icbhi/ICBHI_Challenge_diagnosis.txt", report)
-    split_path = _metadata_file(index, "ICBHI_challenge_train_test.txt", opera, "datasets/icbhi/ICBHI_challenge_train_test.txt", report)
+    diagnosis_path = _metadata_file(
+        index, "ICBHI_Challenge_diagnosis.txt", opera, "datasets/icbhi/ICBHI_Challenge_diagnosis.txt", report
+    )
+    split_path = _metadata_file(
+        index, "ICBHI_challenge_train_test.txt", opera, "datasets/icbhi/ICBHI_challenge_train_test.txt", report
+    )
     if diagnosis_path is None or split_path is None:
-        raise FileNotFoundError("ICBHI needs ICBHI_Challenge_diagnosis.txt and ICBHI_challenge_train_test.txt (in the corpus folder or OPERA's copy).")
+        raise FileNotFoundError(
+            "ICBHI needs ICBHI_Challenge_diagnosis.txt and ICBHI_challenge_train_test.txt (in the corpus folder or OPERA's copy)."
+        )
     diagnosis = read_icbhi_diagnosis(diagnosis_path)
     listed = read_icbhi_split_list(split_path)
     rows = []
+    report.exclude(
+        "listed in ICBHI_challenge_train_test.txt but not part of the released database",
+        [r for r, _ in listed if r in ICBHI_LISTED_WITHOUT_AUDIO],
+    )
     for recording, split in listed:
+        if recording in ICBHI_LISTED_WITHOUT_AUDIO:
+            continue
         patient = recording.split("_")[0]
         path = index.find(name=f"{recording}.wav")
-        rows.append({"audio": path, "file": recording, "subject_id": patient, "diagnosis": diagnosis.get(patient), "official_split": split})
+        rows.append(
+            {
+                "audio": path,
+                "file": recording,
+                "subject_id": patient,
+                "diagnosis": diagnosis.get(patient),
+                "official_split": split,
+            }
+        )
     listed_ids = {r for r, _ in listed}
     report.unlabelled.extend(str(p) for p in _audio_files(index) if p.stem not in listed_ids)
     return _finish("icbhi", root, rows, report, verify_audio, split_column="official_split")
 
 
-_register(CorpusSpec("icbhi", "ICBHI 2017", ("icbhi", "ICBHI", "ICBHI_final_database"), "open", "https://bhichallenge.med.auth.gr", "CC0", _build_icbhi))
+_register(
+    CorpusSpec(
+        "icbhi",
+        "ICBHI 2017",
+        ("icbhi", "ICBHI", "ICBHI_final_database"),
+        "open",
+        "https://bhichallenge.med.auth.gr",
+        "CC0",
+        _build_icbhi,
+    )
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -480,11 +527,29 @@ def _build_respiratory_tr(root: Path, opera: OperaFiles, verify_audio: bool) -> 
         if patient not in labels:
             report.unlabelled.append(str(path))
             continue
-        rows.append({"audio": path, "file": path.stem, "subject_id": patient, "copd_severity": labels[patient], "channel": path.stem[5:]})
+        rows.append(
+            {
+                "audio": path,
+                "file": path.stem,
+                "subject_id": patient,
+                "copd_severity": labels[patient],
+                "channel": path.stem[5:],
+            }
+        )
     return _finish("respiratory_tr", root, rows, report, verify_audio)
 
 
-_register(CorpusSpec("respiratory_tr", "Respiratory@TR", ("respiratory_tr", "copd", "RespiratoryDatabase@TR"), "open", "https://data.mendeley.com/datasets/p9z4h98s6j/1", "CC BY 4.0", _build_respiratory_tr))
+_register(
+    CorpusSpec(
+        "respiratory_tr",
+        "Respiratory@TR",
+        ("respiratory_tr", "copd", "RespiratoryDatabase@TR"),
+        "open",
+        "https://data.mendeley.com/datasets/p9z4h98s6j/1",
+        "CC BY 4.0",
+        _build_respiratory_tr,
+    )
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -539,11 +604,23 @@ def _build_kauh(root: Path, opera: OperaFiles, verify_audio: bool) -> CorpusTabl
         if not fields["diagnosis"]:
             report.unlabelled.append(str(path))
             continue
-        rows.append({"audio": path, "file": path.name, **fields, "opera_group": kauh_opera_diagnosis(fields["diagnosis"])})
+        rows.append(
+            {"audio": path, "file": path.name, **fields, "opera_group": kauh_opera_diagnosis(fields["diagnosis"])}
+        )
     return _finish("kauh", root, rows, report, verify_audio)
 
 
-_register(CorpusSpec("kauh", "KAUH", ("kauh", "KAUH"), "open", "https://data.mendeley.com/datasets/jwyy9np4gv/3", "CC BY 4.0", _build_kauh))
+_register(
+    CorpusSpec(
+        "kauh",
+        "KAUH",
+        ("kauh", "KAUH"),
+        "open",
+        "https://data.mendeley.com/datasets/jwyy9np4gv/3",
+        "CC BY 4.0",
+        _build_kauh,
+    )
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -585,7 +662,17 @@ def _build_coughvid(root: Path, opera: OperaFiles, verify_audio: bool) -> Corpus
     return _finish("coughvid", root, rows, report, verify_audio)
 
 
-_register(CorpusSpec("coughvid", "CoughVID", ("coughvid", "CoughVID", "COUGHVID"), "open", "https://zenodo.org/records/4048312", "CC BY 4.0", _build_coughvid))
+_register(
+    CorpusSpec(
+        "coughvid",
+        "CoughVID",
+        ("coughvid", "CoughVID", "COUGHVID"),
+        "open",
+        "https://zenodo.org/records/4048312",
+        "CC BY 4.0",
+        _build_coughvid,
+    )
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -639,7 +726,17 @@ def _build_coswara(root: Path, opera: OperaFiles, verify_audio: bool) -> CorpusT
     return _finish("coswara", root, rows, report, verify_audio)
 
 
-_register(CorpusSpec("coswara", "Coswara", ("coswara", "Coswara-Data", "Coswara"), "open", "https://github.com/iiscleap/Coswara-Data", "CC BY 4.0", _build_coswara))
+_register(
+    CorpusSpec(
+        "coswara",
+        "Coswara",
+        ("coswara", "Coswara-Data", "Coswara"),
+        "open",
+        "https://github.com/iiscleap/Coswara-Data",
+        "CC BY 4.0",
+        _build_coswara,
+    )
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -659,7 +756,9 @@ def _build_uk_covid19(root: Path, opera: OperaFiles, verify_audio: bool) -> Corp
     audio_meta = index.find_metadata("audio_metadata.csv")
     participant_meta = index.find_metadata("participant_metadata.csv")
     if audio_meta is None or participant_meta is None:
-        raise FileNotFoundError(f"UK COVID-19: audio_metadata.csv and participant_metadata.csv are required under {root}.")
+        raise FileNotFoundError(
+            f"UK COVID-19: audio_metadata.csv and participant_metadata.csv are required under {root}."
+        )
     results = {row["participant_identifier"]: row.get("covid_test_result") for row in _read_csv_rows(participant_meta)}
     splits = {}
     split_file = index.find_metadata("train_test_splits.csv")
@@ -686,7 +785,17 @@ def _build_uk_covid19(root: Path, opera: OperaFiles, verify_audio: bool) -> Corp
     return _finish("uk_covid19", root, rows, report, verify_audio, split_column="official_split")
 
 
-_register(CorpusSpec("uk_covid19", "UK COVID-19 Vocal Audio", ("uk_covid19", "covidUK", "uk-covid19"), "manual", "https://zenodo.org/records/10043978", "OGL 3.0", _build_uk_covid19))
+_register(
+    CorpusSpec(
+        "uk_covid19",
+        "UK COVID-19 Vocal Audio",
+        ("uk_covid19", "covidUK", "uk-covid19"),
+        "manual",
+        "https://zenodo.org/records/10043978",
+        "OGL 3.0",
+        _build_uk_covid19,
+    )
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -707,7 +816,9 @@ def _build_covid19_sounds(root: Path, opera: OperaFiles, verify_audio: bool) -> 
     index = FileIndex(root)
     csv_path = index.find_metadata(COVID19_SOUNDS_TASK1_CSV)
     if csv_path is None:
-        raise FileNotFoundError(f"COVID-19 Sounds: {COVID19_SOUNDS_TASK1_CSV} not found under {root} (it ships with the task-1 release).")
+        raise FileNotFoundError(
+            f"COVID-19 Sounds: {COVID19_SOUNDS_TASK1_CSV} not found under {root} (it ships with the task-1 release)."
+        )
     split_names = {"0": "train", "1": "validation", "2": "test"}
     rows = []
     for row_index, row in enumerate(_read_csv_rows(csv_path, delimiter=";")):
@@ -730,14 +841,31 @@ def _build_covid19_sounds(root: Path, opera: OperaFiles, verify_audio: bool) -> 
     return _finish("covid19_sounds", root, rows, report, verify_audio, split_column="official_split")
 
 
-_register(CorpusSpec("covid19_sounds", "COVID-19 Sounds", ("covid19_sounds", "covid19-sounds"), "request", "https://covid-19-sounds.org/blog/neurips_dataset", "custom (data transfer agreement)", _build_covid19_sounds))
+_register(
+    CorpusSpec(
+        "covid19_sounds",
+        "COVID-19 Sounds",
+        ("covid19_sounds", "covid19-sounds"),
+        "request",
+        "https://covid-19-sounds.org/blog/neurips_dataset",
+        "custom (data transfer agreement)",
+        _build_covid19_sounds,
+    )
+)
 
 
 # --------------------------------------------------------------------------------------------------
 # SSBPR
 # --------------------------------------------------------------------------------------------------
 
-SSBPR_POSITIONS = ("supine", "supine, left lateral head", "supine, right lateral head", "left-side lying", "right-side lying", "prone")
+SSBPR_POSITIONS = (
+    "supine",
+    "supine, left lateral head",
+    "supine, right lateral head",
+    "left-side lying",
+    "right-side lying",
+    "prone",
+)
 
 
 def _build_ssbpr(root: Path, opera: OperaFiles, verify_audio: bool) -> CorpusTable:
@@ -766,7 +894,17 @@ def _build_ssbpr(root: Path, opera: OperaFiles, verify_audio: bool) -> CorpusTab
     return _finish("ssbpr", root, rows, report, verify_audio)
 
 
-_register(CorpusSpec("ssbpr", "SSBPR", ("ssbpr", "SSBPR"), "request", "https://github.com/xiaoli1996/SSBPR", "CC BY 4.0", _build_ssbpr))
+_register(
+    CorpusSpec(
+        "ssbpr",
+        "SSBPR",
+        ("ssbpr", "SSBPR"),
+        "request",
+        "https://github.com/xiaoli1996/SSBPR",
+        "CC BY 4.0",
+        _build_ssbpr,
+    )
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -793,10 +931,14 @@ def _read_mmlung_targets(index: FileIndex, root: Path, report: BuildReport) -> l
             item.update({"FVC": float(row["FVC"]), "FEV1": float(row["FEV1"]), "FEV1_FVC": float(row["FEV1/FVC"])})
             for key, column in MMLUNG_MODALITIES.items():
                 value = row.get(column)
-                item[key] = None if value is None or (isinstance(value, float) and value != value) else str(value).lstrip("./")
+                item[key] = None if is_missing(value) else str(value).lstrip("./")
             rows.append(item)
         return rows
-    spiro_files = sorted(p for p in index.paths() if p.parent.name == "spirometry_ground_truth" and p.suffix.lower() in {".xls", ".xlsx"})
+    spiro_files = sorted(
+        p
+        for p in index.paths()
+        if p.parent.name == "spirometry_ground_truth" and p.suffix.lower() in {".xls", ".xlsx"}
+    )
     if not spiro_files:
         raise FileNotFoundError(f"MMlung: neither All_path.xlsx nor spirometry_ground_truth/*.xls found under {root}.")
     rows = []
@@ -804,7 +946,9 @@ def _read_mmlung_targets(index: FileIndex, root: Path, report: BuildReport) -> l
         try:
             sheet = pd.read_excel(spiro, header=None, sheet_name=0)
         except ImportError as error:
-            raise ImportError(f"Reading MMlung's .xls spirometry files needs the 'xlrd' package ({error}); install it or generate All_path.xlsx with OPERA's extract_mmlung.py.") from error
+            raise ImportError(
+                f"Reading MMlung's .xls spirometry files needs the 'xlrd' package ({error}); install it or generate All_path.xlsx with OPERA's extract_mmlung.py."
+            ) from error
         # Cells B23/B24/B25 hold FVC, FEV1 and FEV1/FVC (OPERA's extract_mmlung.py); '*' marks flagged values.
         values = [float(str(sheet.iat[r, 1]).replace("*", "")) for r in (22, 23, 24)]
         subject = spiro.stem.split("_")[0]
@@ -852,7 +996,17 @@ def _build_mmlung(root: Path, opera: OperaFiles, verify_audio: bool) -> CorpusTa
     return _finish("mmlung", root, rows, report, verify_audio)
 
 
-_register(CorpusSpec("mmlung", "MMlung", ("mmlung", "MMlung"), "request", "https://github.com/MohammedMosuily/mmlung", "custom (data transfer agreement)", _build_mmlung))
+_register(
+    CorpusSpec(
+        "mmlung",
+        "MMlung",
+        ("mmlung", "MMlung"),
+        "request",
+        "https://github.com/MohammedMosuily/mmlung",
+        "custom (data transfer agreement)",
+        _build_mmlung,
+    )
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -878,7 +1032,17 @@ def _build_nosemic(root: Path, opera: OperaFiles, verify_audio: bool) -> CorpusT
     return _finish("nosemic", root, rows, report, verify_audio)
 
 
-_register(CorpusSpec("nosemic", "NoseMic", ("nosemic", "NoseMic"), "manual", "https://github.com/evelyn0414/OPERA/tree/main/datasets/nosemic", "custom (University of Cambridge)", _build_nosemic))
+_register(
+    CorpusSpec(
+        "nosemic",
+        "NoseMic",
+        ("nosemic", "NoseMic"),
+        "manual",
+        "https://github.com/evelyn0414/OPERA/tree/main/datasets/nosemic",
+        "custom (University of Cambridge)",
+        _build_nosemic,
+    )
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -895,7 +1059,13 @@ def parse_sprsound_filename(name: str) -> dict:
     if len(parts) != 5:
         raise ValueError(f"SPRSound file name {name!r} does not follow <patient>_<age>_<sex>_<location>_<n>.wav")
     patient, age, sex, location, number = parts
-    return {"subject_id": patient, "age": float(age), "sex": "female" if sex == "1" else "male", "location": location, "recording_number": number}
+    return {
+        "subject_id": patient,
+        "age": float(age),
+        "sex": "female" if sex == "1" else "male",
+        "location": location,
+        "recording_number": number,
+    }
 
 
 def _sprsound_part(json_path: Path) -> str:
@@ -954,4 +1124,14 @@ def _build_sprsound(root: Path, opera: OperaFiles, verify_audio: bool) -> Corpus
     return _finish("sprsound", root, rows, report, verify_audio, split_column="official_split")
 
 
-_register(CorpusSpec("sprsound", "SPRSound 2022", ("sprsound", "SPRSound"), "open", "https://github.com/SJTU-YONGFU-RESEARCH-GRP/SPRSound", "GPL-3.0 (as shipped; cite Zhang et al., TBioCAS 2022)", _build_sprsound))
+_register(
+    CorpusSpec(
+        "sprsound",
+        "SPRSound 2022",
+        ("sprsound", "SPRSound"),
+        "open",
+        "https://github.com/SJTU-YONGFU-RESEARCH-GRP/SPRSound",
+        "GPL-3.0 (as shipped; cite Zhang et al., TBioCAS 2022)",
+        _build_sprsound,
+    )
+)

@@ -95,7 +95,9 @@ def _transfer(url: str, part: Path, offset: int, timeout: float, chunk_size: int
         if offset and status == 206:
             content_range = response.headers.get("Content-Range", "")
             if not content_range.startswith(f"bytes {offset}-"):
-                raise DownloadError(f"{url}: server answered Range bytes={offset}- with Content-Range {content_range!r}")
+                raise DownloadError(
+                    f"{url}: server answered Range bytes={offset}- with Content-Range {content_range!r}"
+                )
             mode = "ab"
         else:
             # 200 to a Range request means the server ignores ranges: start over.
@@ -149,7 +151,9 @@ def download_file(
         actual = sha256_file(dest)
         if expected is None or actual == expected:
             return DownloadResult(dest, actual, verified=expected is not None, cached=True)
-        logger.warning("%s exists but its SHA-256 %s is not the expected %s; downloading it again.", dest, actual, expected)
+        logger.warning(
+            "%s exists but its SHA-256 %s is not the expected %s; downloading it again.", dest, actual, expected
+        )
         dest.unlink()
 
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -170,7 +174,9 @@ def download_file(
             raise DownloadError(f"{url}: HTTP {error.code} {error.reason}") from error
         except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError, OSError) as error:
             if attempt < retries:
-                logger.info("Download of %s interrupted (%s); resuming (attempt %d/%d).", url, error, attempt + 2, retries + 1)
+                logger.info(
+                    "Download of %s interrupted (%s); resuming (attempt %d/%d).", url, error, attempt + 2, retries + 1
+                )
                 time.sleep(backoff * (2**attempt))
                 continue
             kept = part.stat().st_size if part.exists() else 0

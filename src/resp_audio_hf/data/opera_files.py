@@ -35,6 +35,8 @@ OPERA_FILES: dict[str, str] = {
     "feature/kauh_eval/sound_dir_loc_subset.npy": "70b3ef85b2b87a5509de1b766062c083e030a525270b620cac462c7884cbb124",
     "feature/kauh_eval/labels_both.npy": "5f9655042ad0212a71037e002a0f50ac811b750272a3586637c610a86747a875",
     "feature/kauh_eval/train_test_split.npy": "f86bd4646603d3c25b23f6344dcdfdda0bcd199f617d63a2d2cc8457e1f195b0",
+    # OPERA's subject-disjoint KAUH split (committed, but not the one its linear_eval.py reads).
+    "feature/kauh_eval/train_test.npy": "cedc5c773950945f5f3eb41c5d1a38449cc1e9b3ad4b54c003cead37ca53608a",
     # T11 - Respiratory@TR.
     "datasets/copd/Labels.csv": "582eb3877b2e0272af9e7dc53ecfa60c4fbc1d1a9148cd725b03179f111922d4",
     "feature/copd_eval/sound_dir_loc.npy": "8d2cdf80cf98107ce1f2c965a458223165cf773994f1557cb6b28a00dead93de",

@@ -16,9 +16,9 @@ import logging
 import os
 import shutil
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from ._io import atomic_write_text
 from .corpora import get_corpus_spec
@@ -87,7 +87,9 @@ class CorpusDownloadReport:
     def summary(self) -> str:
         text = f"{self.corpus}: {len(self.downloaded)} file(s) ready in {self.directory}"
         if self.unverified:
-            text += "; unverified (no pinned SHA-256): " + ", ".join(f"{name} sha256={digest}" for name, digest in self.unverified.items())
+            text += "; unverified (no pinned SHA-256): " + ", ".join(
+                f"{name} sha256={digest}" for name, digest in self.unverified.items()
+            )
         if self.failed:
             text += "; FAILED: " + "; ".join(f"{url}: {reason}" for url, reason in self.failed.items())
         return text
@@ -111,7 +113,9 @@ def _coswara_join_parts(corpus_dir: Path) -> None:
                     shutil.copyfileobj(handle, out)
         try:
             if not tarfile.is_tarfile(joined):
-                raise DownloadError(f"Coswara parts {', '.join(p.name for p in parts)} do not form a valid tar archive")
+                raise DownloadError(
+                    f"Coswara parts {', '.join(p.name for p in parts)} do not form a valid tar archive"
+                )
             extract_archive(joined, target)
         finally:
             joined.unlink(missing_ok=True)
@@ -121,35 +125,62 @@ _MENDELEY = "https://data.mendeley.com/public-files/datasets"
 
 CORPUS_SOURCES: dict[str, CorpusSource] = {
     "icbhi": CorpusSource(
-        "icbhi", "open",
-        (RemoteFile("https://bhichallenge.med.auth.gr/sites/default/files/ICBHI_final_database/ICBHI_final_database.zip", "ICBHI_final_database.zip"),),
+        "icbhi",
+        "open",
+        (
+            RemoteFile(
+                "https://bhichallenge.med.auth.gr/sites/default/files/ICBHI_final_database/ICBHI_final_database.zip",
+                "ICBHI_final_database.zip",
+            ),
+        ),
         "Diagnosis and split lists are taken from OPERA's pinned copies.",
     ),
     "kauh": CorpusSource(
-        "kauh", "open",
-        (RemoteFile(f"{_MENDELEY}/jwyy9np4gv/files/99d7bd63-eb5d-4000-9c2a-a8dd31168cbc/file_downloaded", "kauh.zip", extract_to="AudioFiles"),),
+        "kauh",
+        "open",
+        (
+            RemoteFile(
+                f"{_MENDELEY}/jwyy9np4gv/files/99d7bd63-eb5d-4000-9c2a-a8dd31168cbc/file_downloaded",
+                "kauh.zip",
+                extract_to="AudioFiles",
+            ),
+        ),
     ),
     "respiratory_tr": CorpusSource(
-        "respiratory_tr", "open",
-        (RemoteFile(f"{_MENDELEY}/p9z4h98s6j/files/4920eb3e-cecd-47b2-95b0-75b6446a4aad/file_downloaded", "respiratory_tr.zip"),),
+        "respiratory_tr",
+        "open",
+        (
+            RemoteFile(
+                f"{_MENDELEY}/p9z4h98s6j/files/4920eb3e-cecd-47b2-95b0-75b6446a4aad/file_downloaded",
+                "respiratory_tr.zip",
+            ),
+        ),
     ),
     "coughvid": CorpusSource(
-        "coughvid", "open",
+        "coughvid",
+        "open",
         (RemoteFile("https://zenodo.org/records/4048312/files/public_dataset.zip?download=1", "public_dataset.zip"),),
         "The .webm/.ogg recordings are decoded directly by torchcodec; no conversion to WAV is needed.",
     ),
     "coswara": CorpusSource(
-        "coswara", "open",
+        "coswara",
+        "open",
         (RemoteFile("https://github.com/iiscleap/Coswara-Data/archive/refs/heads/master.zip", "coswara-master.zip"),),
         "The split per-date tarballs are joined and unpacked into Extracted_data/.",
         post_extract=_coswara_join_parts,
     ),
     "sprsound": CorpusSource(
-        "sprsound", "open",
-        (RemoteFile("https://github.com/SJTU-YONGFU-RESEARCH-GRP/SPRSound/archive/refs/heads/main.zip", "sprsound-main.zip"),),
+        "sprsound",
+        "open",
+        (
+            RemoteFile(
+                "https://github.com/SJTU-YONGFU-RESEARCH-GRP/SPRSound/archive/refs/heads/main.zip", "sprsound-main.zip"
+            ),
+        ),
     ),
     "uk_covid19": CorpusSource(
-        "uk_covid19", "manual",
+        "uk_covid19",
+        "manual",
         instructions=(
             "Download the UK COVID-19 Vocal Audio Dataset from https://zenodo.org/records/10043978 (several large parts; "
             "access is granted through Zenodo). Unpack the audio and the csv files (audio_metadata.csv, "
@@ -157,14 +188,16 @@ CORPUS_SOURCES: dict[str, CorpusSource] = {
         ),
     ),
     "nosemic": CorpusSource(
-        "nosemic", "manual",
+        "nosemic",
+        "manual",
         instructions=(
             "Download the 'audio' folder from the Google Drive link in "
             "https://github.com/evelyn0414/OPERA/tree/main/datasets/nosemic and put it at <data_root>/nosemic/audio/."
         ),
     ),
     "covid19_sounds": CorpusSource(
-        "covid19_sounds", "request",
+        "covid19_sounds",
+        "request",
         instructions=(
             "COVID-19 Sounds is available on request under a data transfer agreement: see "
             "https://covid-19-sounds.org/blog/neurips_dataset. Put data_0426_en_task1.csv and the 0426_EN_used_task1/ "
@@ -172,14 +205,16 @@ CORPUS_SOURCES: dict[str, CorpusSource] = {
         ),
     ),
     "ssbpr": CorpusSource(
-        "ssbpr", "request",
+        "ssbpr",
+        "request",
         instructions=(
             "SSBPR is available on request from its authors (https://github.com/xiaoli1996/SSBPR). Unzip it so that "
             "<data_root>/SSBPR/female and <data_root>/SSBPR/male hold the recordings."
         ),
     ),
     "mmlung": CorpusSource(
-        "mmlung", "request",
+        "mmlung",
+        "request",
         instructions=(
             "MMlung is available on request (mtm1g19@soton.ac.uk; https://github.com/MohammedMosuily/mmlung). Put "
             "'Trimmed Data from phone/' and 'spirometry_ground_truth/' (or OPERA's generated All_path.xlsx) under "
@@ -231,7 +266,9 @@ def download_corpus(
             report.extracted.extend(extract_archive(downloads / remote.filename, directory / remote.extract_to))
             continue
         try:
-            result = download_file(remote.url, downloads / remote.filename, sha256=expected, progress=progress, **download_kwargs)
+            result = download_file(
+                remote.url, downloads / remote.filename, sha256=expected, progress=progress, **download_kwargs
+            )
         except DownloadError as error:
             report.failed[remote.url] = str(error)
             logger.error("%s", error)
@@ -239,7 +276,9 @@ def download_corpus(
         report.downloaded.append(result)
         if not result.verified:
             report.unverified[remote.filename] = result.sha256
-            atomic_write_text(result.path.with_name(result.path.name + ".sha256"), f"{result.sha256}  {result.path.name}\n")
+            atomic_write_text(
+                result.path.with_name(result.path.name + ".sha256"), f"{result.sha256}  {result.path.name}\n"
+            )
         if remote.extract:
             try:
                 report.extracted.extend(extract_archive(result.path, directory / remote.extract_to))

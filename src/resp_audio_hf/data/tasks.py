@@ -14,11 +14,12 @@ those of OPERA's ``src/benchmark/linear_eval.py`` and ``scripts/eval_all.sh`` at
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 from .corpora import (
+    ICBHI_LISTED_WITHOUT_AUDIO,
     BuildReport,
     CorpusNotFoundError,
     FileIndex,
@@ -128,7 +129,9 @@ class TaskContext:
     def scan(self):
         """The corpus table (requires the corpus on disk)."""
         if self.root is None:
-            raise CorpusNotFoundError(f"{self.spec.task_id} needs the {self.spec.corpus} recordings themselves (their labels live in the audio folder).")
+            raise CorpusNotFoundError(
+                f"{self.spec.task_id} needs the {self.spec.corpus} recordings themselves (their labels live in the audio folder)."
+            )
         table = scan_corpus(self.spec.corpus, self.root, opera=self.opera, verify_audio=False)
         self.report.missing.extend(table.report.missing)
         self.report.unlabelled.extend(table.report.unlabelled)
@@ -147,7 +150,7 @@ class TaskData:
     """
 
     spec: TaskSpec
-    table: "object"
+    table: object
     report: BuildReport
 
     @property
@@ -159,11 +162,16 @@ class TaskData:
         """Row counts per split (or fold count) and label, for reports and sanity checks."""
         frame = self.available if available_only else self.table
         column = "split" if "split" in frame.columns else None
-        counts: dict = {"total": int(len(frame))}
+        counts: dict = {"total": len(frame)}
         if column:
             counts["per_split"] = {str(k): int(v) for k, v in frame[column].value_counts().items()}
+        if "fold" in frame.columns:
+            counts["folds"] = int(frame.loc[frame["fold"] != "", "fold"].nunique())
         if self.spec.kind == "classification":
-            counts["per_label"] = {str(self.spec.class_names[int(k)]): int(v) for k, v in frame["label"].value_counts().sort_index().items()}
+            counts["per_label"] = {
+                str(self.spec.class_names[int(k)]): int(v)
+                for k, v in frame["label"].value_counts().sort_index().items()
+            }
         return counts
 
     def to_dataset_dict(self, sampling_rate: int | None = None):
@@ -195,18 +203,24 @@ def _draw_validation(frame, fraction: float, seed: int, stratify: bool = True):
     return frame
 
 
-def _patient_grouped_split(frame, seed: int = 1337, n_splits: int = 5, test: bool = True):
+def patient_grouped_split(frame, seed: int = 1337, n_splits: int = 5, test: bool = True):
     """Stratified, subject-grouped split: one fold of subjects to test (when ``test``), one to
     validation, the rest to train. Rows already marked ``test`` are left alone."""
     import numpy as np
     from sklearn.model_selection import StratifiedGroupKFold
 
     frame = frame.copy()
-    split = frame["split"].to_numpy(dtype=object).copy() if "split" in frame.columns else np.array(["train"] * len(frame), dtype=object)
+    split = (
+        frame["split"].to_numpy(dtype=object).copy()
+        if "split" in frame.columns
+        else np.array(["train"] * len(frame), dtype=object)
+    )
     pool = np.flatnonzero(split != "test")
-    folds = list(StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(
-        pool, frame["label"].to_numpy()[pool], frame["subject_id"].to_numpy()[pool]
-    ))
+    folds = list(
+        StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(
+            pool, frame["label"].to_numpy()[pool], frame["subject_id"].to_numpy()[pool]
+        )
+    )
     if test:
         split[pool[folds[0][1]]] = "test"
         split[pool[folds[1][1]]] = "validation"
@@ -263,8 +277,14 @@ def _coviduk_table(modality: str):
         rows = []
         for path, label, split in zip(files, labels, splits):
             name = Path(str(path)).name
-            rows.append({"file": name, "label": int(label), "subject_id": participants.get(name, Path(name).stem),
-                         "split": {"val": "validation"}.get(str(split), str(split))})
+            rows.append(
+                {
+                    "file": name,
+                    "label": int(label),
+                    "subject_id": participants.get(name, Path(name).stem),
+                    "split": {"val": "validation"}.get(str(split), str(split)),
+                }
+            )
         return _frame(_resolve(ctx, rows, by="name"))
 
     return build
@@ -273,15 +293,25 @@ def _coviduk_table(modality: str):
 def _covid19_sounds_table(modality: str):
     def build(ctx: TaskContext):
         records = ctx.scan()
-        records = records[records["modality"] == modality].sort_values("row_index", kind="stable").reset_index(drop=True)
+        records = (
+            records[records["modality"] == modality].sort_values("row_index", kind="stable").reset_index(drop=True)
+        )
         # OPERA keeps every 5th training row (csv order) and all validation/test rows.
         train = records[records["official_split"] == "train"]
         kept_train = set(train["row_index"].tolist()[::5])
         dropped = train[~train["row_index"].isin(kept_train)]
         ctx.report.exclude("OPERA keeps every 5th COVID-19 Sounds training sample", dropped["file"].tolist())
         records = records[(records["official_split"] != "train") | records["row_index"].isin(kept_train)]
-        rows = [{"file": r.file, "audio": r.audio, "label": int(r.label), "subject_id": r.subject_id, "split": r.official_split}
-                for r in records.itertuples()]
+        rows = [
+            {
+                "file": r.file,
+                "audio": r.audio,
+                "label": int(r.label),
+                "subject_id": r.subject_id,
+                "split": r.official_split,
+            }
+            for r in records.itertuples()
+        ]
         return _frame(rows)
 
     return build
@@ -292,8 +322,15 @@ def _coughvid_table(label_name: str):
         files = ctx.opera.load_npy(f"feature/coughvid_eval/sound_dir_loc_{label_name}.npy")
         labels = ctx.opera.load_npy(f"feature/coughvid_eval/label_{label_name}.npy")
         splits = ctx.opera.load_npy(f"feature/coughvid_eval/split_{label_name}.npy")
-        rows = [{"file": Path(str(f)).name, "label": int(y), "subject_id": Path(str(f)).stem,
-                 "split": {"val": "validation"}.get(str(s), str(s))} for f, y, s in zip(files, labels, splits)]
+        rows = [
+            {
+                "file": Path(str(f)).name,
+                "label": int(y),
+                "subject_id": Path(str(f)).stem,
+                "split": {"val": "validation"}.get(str(s), str(s)),
+            }
+            for f, y, s in zip(files, labels, splits)
+        ]
         return _frame(_resolve(ctx, rows, by="stem"))
 
     return build
@@ -302,13 +339,20 @@ def _coughvid_table(label_name: str):
 def _icbhi_copd_table(ctx: TaskContext):
     diagnosis = read_icbhi_diagnosis(ctx.opera.path("datasets/icbhi/ICBHI_Challenge_diagnosis.txt"))
     listed = dict(read_icbhi_split_list(ctx.opera.path("datasets/icbhi/ICBHI_challenge_train_test.txt")))
+    ctx.report.exclude(
+        "listed in ICBHI_challenge_train_test.txt but not part of the released database",
+        [r for r in listed if r in ICBHI_LISTED_WITHOUT_AUDIO],
+    )
+    listed = {r: s for r, s in listed.items() if r not in ICBHI_LISTED_WITHOUT_AUDIO}
     order_file = "feature/icbhidisease_eval/sound_dir_loc.npy"
     try:
         order = [Path(str(p)).stem for p in ctx.opera.load_npy(order_file)]
         ctx.report.notes.append("row order: OPERA's sound_dir_loc.npy (reproduces its validation draw exactly)")
     except OperaFileError:
         order = sorted(listed)
-        ctx.report.notes.append(f"row order: sorted recording ids ({order_file} unavailable, so the 20 % validation draw may differ from OPERA's)")
+        ctx.report.notes.append(
+            f"row order: sorted recording ids ({order_file} unavailable, so the 20 % validation draw may differ from OPERA's)"
+        )
     if set(order) != set(listed):
         raise ValueError("OPERA's ICBHI row order and the official train/test list disagree")
     classes = {"Healthy": 0, "COPD": 1}
@@ -329,14 +373,26 @@ def _coswara_table(label_name: str, split_variant: str):
     def build(ctx: TaskContext):
         from sklearn.model_selection import train_test_split
 
-        files = [str(f) for f in ctx.opera.load_npy(f"feature/coswara_eval/cough_aligned_filenames_{label_name}_w_cough-shallow.npy")]
-        labels = [int(y) for y in ctx.opera.load_npy(f"feature/coswara_eval/cough_aligned_{label_name}_label_cough-shallow.npy")]
+        files = [
+            str(f)
+            for f in ctx.opera.load_npy(
+                f"feature/coswara_eval/cough_aligned_filenames_{label_name}_w_cough-shallow.npy"
+            )
+        ]
+        labels = [
+            int(y)
+            for y in ctx.opera.load_npy(f"feature/coswara_eval/cough_aligned_{label_name}_label_cough-shallow.npy")
+        ]
         if split_variant == "hear":
             split = [str(s) for s in ctx.opera.load_npy(f"feature/coswara_eval/google_{label_name}_cough_split.npy")]
             if len(split) != len(files):
-                raise ValueError(f"OPERA's HeAR split for Coswara {label_name} has {len(split)} rows for {len(files)} files")
+                raise ValueError(
+                    f"OPERA's HeAR split for Coswara {label_name} has {len(split)} rows for {len(files)} files"
+                )
         else:
-            _, test_positions = train_test_split(list(range(len(files))), test_size=0.2, random_state=1337, stratify=labels)
+            _, test_positions = train_test_split(
+                list(range(len(files))), test_size=0.2, random_state=1337, stratify=labels
+            )
             test_positions = set(test_positions)
             split = ["test" if i in test_positions else "train" for i in range(len(files))]
         rows = []
@@ -349,10 +405,21 @@ def _coswara_table(label_name: str, split_variant: str):
     return build
 
 
-def _kauh_table(ctx: TaskContext):
+def _kauh_table(split_file: str):
+    """T10 from OPERA's KAUH subset. ``train_test_split.npy`` is the split OPERA's linear_eval.py uses
+    (and its published T10 numbers); it puts the bell/diaphragm/extended-filter versions of one
+    patient's recording in different splits. ``train_test.npy`` is OPERA's subject-disjoint split."""
+
+    def build(ctx: TaskContext):
+        return _kauh_rows(ctx, split_file)
+
+    return build
+
+
+def _kauh_rows(ctx: TaskContext, split_file: str):
     files = [str(f) for f in ctx.opera.load_npy("feature/kauh_eval/sound_dir_loc_subset.npy")]
     groups = [str(g) for g in ctx.opera.load_npy("feature/kauh_eval/labels_both.npy")]
-    splits = [str(s) for s in ctx.opera.load_npy("feature/kauh_eval/train_test_split.npy")]
+    splits = [str(s) for s in ctx.opera.load_npy(f"feature/kauh_eval/{split_file}")]
     label_of = {"healthy": 0, "asthma": 1, "COPD": 1, "obstructive": 1}
     rows = []
     for path, group, split in zip(files, groups, splits):
@@ -361,12 +428,24 @@ def _kauh_table(ctx: TaskContext):
             raise ValueError(f"OPERA's KAUH label {group!r} does not match the file name {name!r}")
         # OPERA's train_test_split_from_list sends everything that is not "train" (its "val" and
         # "test" entries) to the test set; the validation set is re-drawn from the training rows.
-        rows.append({"file": name, "label": label_of[group], "subject_id": parse_kauh_filename(name)["subject_id"],
-                     "split": "train" if split == "train" else "test"})
+        rows.append(
+            {
+                "file": name,
+                "label": label_of[group],
+                "subject_id": parse_kauh_filename(name)["subject_id"],
+                "split": "train" if split == "train" else "test",
+            }
+        )
     if ctx.root is not None:
         listed = {r["file"] for r in rows}
-        ctx.report.exclude("not in OPERA's T10 subset (diagnosis other than healthy/asthma/COPD)",
-                           [p.name for p in ctx.index.paths() if p.suffix.lower() == ".wav" and p.name not in listed])
+        ctx.report.exclude(
+            "not in OPERA's T10 subset (diagnosis other than healthy/asthma/COPD)",
+            [p.name for p in ctx.index.paths() if p.suffix.lower() == ".wav" and p.name not in listed],
+        )
+    if split_file == "train_test_split.npy":
+        ctx.report.notes.append(
+            "split: OPERA's train_test_split.npy, as its linear_eval.py; it is not subject-disjoint (T10-subject is)"
+        )
     frame = _draw_validation(_frame(rows), fraction=0.1, seed=1337)
     return _frame(_resolve(ctx, frame.to_dict("records"), by="name"))
 
@@ -375,8 +454,10 @@ def _respiratory_tr_table(ctx: TaskContext):
     files = [str(f) for f in ctx.opera.load_npy("feature/copd_eval/sound_dir_loc.npy")]
     labels = [int(y) for y in ctx.opera.load_npy("feature/copd_eval/labels.npy")]
     splits = [str(s) for s in ctx.opera.load_npy("feature/copd_eval/train_test_split.npy")]
-    rows = [{"file": Path(f).name, "label": y, "subject_id": Path(f).name[:4], "split": {"val": "validation"}.get(s, s)}
-            for f, y, s in zip(files, labels, splits)]
+    rows = [
+        {"file": Path(f).name, "label": y, "subject_id": Path(f).name[:4], "split": {"val": "validation"}.get(s, s)}
+        for f, y, s in zip(files, labels, splits)
+    ]
     return _frame(_resolve(ctx, rows, by="name"))
 
 
@@ -384,7 +465,9 @@ def _ssbpr_table(ctx: TaskContext):
     from sklearn.model_selection import train_test_split
 
     records = ctx.scan().sort_values("file", kind="stable").reset_index(drop=True)
-    ctx.report.exclude("prone position (class 5) is not used by OPERA's T12", records.loc[records["position"] == 5, "file"].tolist())
+    ctx.report.exclude(
+        "prone position (class 5) is not used by OPERA's T12", records.loc[records["position"] == 5, "file"].tolist()
+    )
     records = records[records["position"] != 5].reset_index(drop=True)
     labels = records["position"].to_numpy()
     positions = list(range(len(records)))
@@ -392,9 +475,13 @@ def _ssbpr_table(ctx: TaskContext):
     rest, test = train_test_split(positions, test_size=0.2, random_state=42, stratify=labels)
     train, val = train_test_split(rest, test_size=0.25, random_state=42, stratify=labels[rest])
     split = {**{i: "train" for i in train}, **{i: "validation" for i in val}, **{i: "test" for i in test}}
-    rows = [{"file": r.file, "audio": r.audio, "label": int(r.position), "subject_id": r.subject_id, "split": split[i]}
-            for i, r in enumerate(records.itertuples())]
-    ctx.report.notes.append("row order: sorted file names (OPERA used unsorted glob order, so its exact 60/20/20 draw cannot be reproduced)")
+    rows = [
+        {"file": r.file, "audio": r.audio, "label": int(r.position), "subject_id": r.subject_id, "split": split[i]}
+        for i, r in enumerate(records.itertuples())
+    ]
+    ctx.report.notes.append(
+        "row order: sorted file names (OPERA used unsorted glob order, so its exact 60/20/20 draw cannot be reproduced)"
+    )
     return _frame(rows)
 
 
@@ -402,8 +489,16 @@ def _mmlung_table(modality: str, target: str):
     def build(ctx: TaskContext):
         records = ctx.scan()
         records = records[records["modality"] == modality].reset_index(drop=True)
-        rows = [{"file": r.file, "audio": r.audio, "label": float(getattr(r, target)), "subject_id": r.subject_id, "fold": str(r.subject_id)}
-                for r in records.itertuples()]
+        rows = [
+            {
+                "file": r.file,
+                "audio": r.audio,
+                "label": float(getattr(r, target)),
+                "subject_id": r.subject_id,
+                "fold": str(r.subject_id),
+            }
+            for r in records.itertuples()
+        ]
         return _frame(rows)
 
     return build
@@ -415,8 +510,16 @@ NOSEMIC_TEST_SUBJECTS = ("4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "
 def _nosemic_table(ctx: TaskContext):
     records = ctx.scan()
     # OPERA leaves out each listed subject in turn; other subjects are always in the training folds.
-    rows = [{"file": r.file, "audio": r.audio, "label": float(r.respiratory_rate), "subject_id": r.subject_id,
-             "fold": r.subject_id if r.subject_id in NOSEMIC_TEST_SUBJECTS else ""} for r in records.itertuples()]
+    rows = [
+        {
+            "file": r.file,
+            "audio": r.audio,
+            "label": float(r.respiratory_rate),
+            "subject_id": r.subject_id,
+            "fold": r.subject_id if r.subject_id in NOSEMIC_TEST_SUBJECTS else "",
+        }
+        for r in records.itertuples()
+    ]
     return _frame(rows)
 
 
@@ -425,11 +528,15 @@ def _sprsound_split(frame, ctx: TaskContext):
     frame = frame.copy()
     if has_official_train:
         frame["split"] = ["train" if s == "train" else "test" for s in frame["official_split"]]
-        ctx.report.notes.append("split: official train part -> train/validation (patient-grouped 20 %), official test parts -> test")
-        return _patient_grouped_split(frame, test=False)
+        ctx.report.notes.append(
+            "split: official train part -> train/validation (patient-grouped 20 %), official test parts -> test"
+        )
+        return patient_grouped_split(frame, test=False)
     frame["split"] = "train"
-    ctx.report.notes.append("split: only part of SPRSound is present; patient-grouped stratified 60/20/20 split (seed 1337)")
-    return _patient_grouped_split(frame, test=True)
+    ctx.report.notes.append(
+        "split: only part of SPRSound is present; patient-grouped stratified 60/20/20 split (seed 1337)"
+    )
+    return patient_grouped_split(frame, test=True)
 
 
 def _sprsound_record_table(ctx: TaskContext):
@@ -437,8 +544,18 @@ def _sprsound_record_table(ctx: TaskContext):
     poor = records["record_label"] == "Poor Quality"
     ctx.report.exclude("record label Poor Quality", records.loc[poor, "file"].tolist())
     records = records[~poor].reset_index(drop=True)
-    frame = _frame([{"file": r.file, "audio": r.audio, "label": int(r.record_label != "Normal"), "subject_id": r.subject_id,
-                     "official_split": r.official_split} for r in records.itertuples()])
+    frame = _frame(
+        [
+            {
+                "file": r.file,
+                "audio": r.audio,
+                "label": int(r.record_label != "Normal"),
+                "subject_id": r.subject_id,
+                "official_split": r.official_split,
+            }
+            for r in records.itertuples()
+        ]
+    )
     return _sprsound_split(frame, ctx).drop(columns=["official_split"])
 
 
@@ -450,9 +567,17 @@ def _sprsound_event_table(ctx: TaskContext):
             if event["end_ms"] <= event["start_ms"]:
                 ctx.report.exclude("event with end <= start", [f"{r.file}#{number}"])
                 continue
-            rows.append({"file": f"{r.file}#{number}", "audio": r.audio, "label": int(event["type"] != "Normal"),
-                         "subject_id": r.subject_id, "start_s": event["start_ms"] / 1000.0, "end_s": event["end_ms"] / 1000.0,
-                         "official_split": r.official_split})
+            rows.append(
+                {
+                    "file": f"{r.file}#{number}",
+                    "audio": r.audio,
+                    "label": int(event["type"] != "Normal"),
+                    "subject_id": r.subject_id,
+                    "start_s": event["start_ms"] / 1000.0,
+                    "end_s": event["end_ms"] / 1000.0,
+                    "official_split": r.official_split,
+                }
+            )
     return _sprsound_split(_frame(rows), ctx).drop(columns=["official_split"])
 
 
@@ -463,9 +588,20 @@ def _sprsound_event_table(ctx: TaskContext):
 _BINARY = ("negative", "positive")
 _CLS64 = ProbeProtocol(batch_size=64)
 _CLS32 = ProbeProtocol(batch_size=32)
-_MMLUNG = ProbeProtocol(epochs=64, batch_size=64, learning_rate=1e-1, l2_strength=1e-1, checkpoint_every=3,
-                        early_stopping_patience=5, early_stopping_min_delta=0.001, seeds=(0,), inner_validation_fraction=0.11)
-_NOSEMIC = ProbeProtocol(epochs=64, batch_size=64, learning_rate=1e-4, l2_strength=1e-1, seeds=(0,), inner_validation_fraction=0.2)
+_MMLUNG = ProbeProtocol(
+    epochs=64,
+    batch_size=64,
+    learning_rate=1e-1,
+    l2_strength=1e-1,
+    checkpoint_every=3,
+    early_stopping_patience=5,
+    early_stopping_min_delta=0.001,
+    seeds=(0,),
+    inner_validation_fraction=0.11,
+)
+_NOSEMIC = ProbeProtocol(
+    epochs=64, batch_size=64, learning_rate=1e-4, l2_strength=1e-1, seeds=(0,), inner_validation_fraction=0.2
+)
 
 TASKS: dict[str, TaskSpec] = {}
 
@@ -474,56 +610,279 @@ def _task(spec: TaskSpec) -> None:
     TASKS[spec.task_id] = spec
 
 
-_task(TaskSpec("T1", "UK COVID-19 exhalation: COVID-19 detection", "uk_covid19", "exhalation", "classification", "holdout", _CLS64,
-               "OPERA's committed participant-disjoint train/val/test files (1000/500/1000)", _BINARY, table_builder=_coviduk_table("exhalation")))
-_task(TaskSpec("T2", "UK COVID-19 cough: COVID-19 detection", "uk_covid19", "cough", "classification", "holdout", _CLS64,
-               "OPERA's committed participant-disjoint train/val/test files (1000/500/1000)", _BINARY, table_builder=_coviduk_table("cough")))
-_task(TaskSpec("T3", "COVID-19 Sounds breath: COVID-19 detection", "covid19_sounds", "breath", "classification", "holdout", _CLS64,
-               "official task-1 train/validation/test; every 5th training sample (OPERA)", _BINARY, table_builder=_covid19_sounds_table("breath")))
-_task(TaskSpec("T4", "COVID-19 Sounds cough: COVID-19 detection", "covid19_sounds", "cough", "classification", "holdout", _CLS64,
-               "official task-1 train/validation/test; every 5th training sample (OPERA)", _BINARY, table_builder=_covid19_sounds_table("cough")))
-_task(TaskSpec("T5", "CoughVID: COVID-19 detection", "coughvid", "cough", "classification", "holdout", _CLS64,
-               "OPERA's committed train/val/test uuids", ("healthy", "COVID-19"), table_builder=_coughvid_table("covid")))
-_task(TaskSpec("T6", "CoughVID: gender detection", "coughvid", "cough", "classification", "holdout", _CLS64,
-               "OPERA's committed train/val/test uuids", ("male", "female"), table_builder=_coughvid_table("gender")))
-_task(TaskSpec("T7", "ICBHI: COPD detection", "icbhi", "lung sound", "classification", "holdout", _CLS32,
-               "official ICBHI train/test list; 20 % stratified validation from train (seed 1337)", ("Healthy", "COPD"), table_builder=_icbhi_copd_table))
-_task(TaskSpec("T8", "Coswara shallow cough: smoker detection", "coswara", "cough", "classification", "holdout", _CLS32,
-               "HeAR-aligned test set (OPERA's committed split); 20 % stratified validation (seed 1337)", ("non-smoker", "smoker"),
-               table_builder=_coswara_table("smoker", "hear")))
-_task(TaskSpec("T9", "Coswara shallow cough: sex detection", "coswara", "cough", "classification", "holdout", _CLS32,
-               "HeAR-aligned test set (OPERA's committed split); 20 % stratified validation (seed 1337)", ("male", "female"),
-               table_builder=_coswara_table("sex", "hear")))
-_task(TaskSpec("T8-random", "Coswara shallow cough: smoker detection (random split)", "coswara", "cough", "classification", "holdout", _CLS32,
-               "random stratified 80/20 train/test (seed 1337); 20 % stratified validation (seed 1337)", ("non-smoker", "smoker"),
-               table_builder=_coswara_table("smoker", "random")))
-_task(TaskSpec("T9-random", "Coswara shallow cough: sex detection (random split)", "coswara", "cough", "classification", "holdout", _CLS32,
-               "random stratified 80/20 train/test (seed 1337); 20 % stratified validation (seed 1337)", ("male", "female"),
-               table_builder=_coswara_table("sex", "random")))
-_task(TaskSpec("T10", "KAUH: obstructive (asthma/COPD) vs healthy", "kauh", "lung sound", "classification", "holdout",
-               ProbeProtocol(epochs=50, batch_size=32, checkpoint_every=5),
-               "OPERA's committed subject-disjoint split (non-train rows are test); 10 % stratified validation (seed 1337)",
-               ("healthy", "obstructive"), table_builder=_kauh_table))
-_task(TaskSpec("T11", "Respiratory@TR: COPD severity (COPD0-4)", "respiratory_tr", "lung sound", "classification", "holdout", _CLS32,
-               "OPERA's committed patient-level train/val/test split", ("COPD0", "COPD1", "COPD2", "COPD3", "COPD4"), table_builder=_respiratory_tr_table))
-_task(TaskSpec("T12", "SSBPR: snoring body position", "ssbpr", "snoring", "classification", "holdout",
-               ProbeProtocol(epochs=32, batch_size=64, checkpoint_every=3),
-               "stratified 60/20/20 (seed 42); prone recordings excluded", ("supine", "supine-left-head", "supine-right-head", "left-side", "right-side"),
-               table_builder=_ssbpr_table))
-for _number, (_modality, _label) in enumerate([(m, t) for m in ("deep_breath", "o_single") for t in ("FVC", "FEV1", "FEV1_FVC")], start=13):
-    _task(TaskSpec(f"T{_number}", f"MMlung {_modality.replace('_', ' ')}: {_label.replace('_', '/')} estimation", "mmlung",
-                   "breath" if _modality == "deep_breath" else "vowel", "regression", "loocv", _MMLUNG,
-                   "leave-one-subject-out over all 40 subjects; 11 % inner validation (seed 42)", target=_label,
-                   table_builder=_mmlung_table(_modality, _label)))
-_task(TaskSpec("T19", "NoseMic: respiratory rate estimation", "nosemic", "nasal breath", "regression", "loso", _NOSEMIC,
-               "leave-one-subject-out over OPERA's 16 listed subjects; 20 % inner validation (seed 42)", target="respiratory_rate",
-               table_builder=_nosemic_table))
-_task(TaskSpec("S1", "SPRSound record level: normal vs adventitious", "sprsound", "lung sound", "classification", "holdout", _CLS64,
-               "patient-grouped stratified split (seed 1337); Poor Quality records excluded", ("Normal", "Adventitious"), opera=False,
-               table_builder=_sprsound_record_table))
-_task(TaskSpec("S2", "SPRSound event level: normal vs adventitious", "sprsound", "lung sound", "classification", "holdout", _CLS64,
-               "patient-grouped stratified split (seed 1337) of annotated respiratory events", ("Normal", "Adventitious"), opera=False,
-               table_builder=_sprsound_event_table))
+_task(
+    TaskSpec(
+        "T1",
+        "UK COVID-19 exhalation: COVID-19 detection",
+        "uk_covid19",
+        "exhalation",
+        "classification",
+        "holdout",
+        _CLS64,
+        "OPERA's committed participant-disjoint train/val/test files (1000/500/1000)",
+        _BINARY,
+        table_builder=_coviduk_table("exhalation"),
+    )
+)
+_task(
+    TaskSpec(
+        "T2",
+        "UK COVID-19 cough: COVID-19 detection",
+        "uk_covid19",
+        "cough",
+        "classification",
+        "holdout",
+        _CLS64,
+        "OPERA's committed participant-disjoint train/val/test files (1000/500/1000)",
+        _BINARY,
+        table_builder=_coviduk_table("cough"),
+    )
+)
+_task(
+    TaskSpec(
+        "T3",
+        "COVID-19 Sounds breath: COVID-19 detection",
+        "covid19_sounds",
+        "breath",
+        "classification",
+        "holdout",
+        _CLS64,
+        "official task-1 train/validation/test; every 5th training sample (OPERA)",
+        _BINARY,
+        table_builder=_covid19_sounds_table("breath"),
+    )
+)
+_task(
+    TaskSpec(
+        "T4",
+        "COVID-19 Sounds cough: COVID-19 detection",
+        "covid19_sounds",
+        "cough",
+        "classification",
+        "holdout",
+        _CLS64,
+        "official task-1 train/validation/test; every 5th training sample (OPERA)",
+        _BINARY,
+        table_builder=_covid19_sounds_table("cough"),
+    )
+)
+_task(
+    TaskSpec(
+        "T5",
+        "CoughVID: COVID-19 detection",
+        "coughvid",
+        "cough",
+        "classification",
+        "holdout",
+        _CLS64,
+        "OPERA's committed train/val/test uuids",
+        ("healthy", "COVID-19"),
+        table_builder=_coughvid_table("covid"),
+    )
+)
+_task(
+    TaskSpec(
+        "T6",
+        "CoughVID: gender detection",
+        "coughvid",
+        "cough",
+        "classification",
+        "holdout",
+        _CLS64,
+        "OPERA's committed train/val/test uuids",
+        ("male", "female"),
+        table_builder=_coughvid_table("gender"),
+    )
+)
+_task(
+    TaskSpec(
+        "T7",
+        "ICBHI: COPD detection",
+        "icbhi",
+        "lung sound",
+        "classification",
+        "holdout",
+        _CLS32,
+        "official ICBHI train/test list; 20 % stratified validation from train (seed 1337)",
+        ("Healthy", "COPD"),
+        table_builder=_icbhi_copd_table,
+    )
+)
+_task(
+    TaskSpec(
+        "T8",
+        "Coswara shallow cough: smoker detection",
+        "coswara",
+        "cough",
+        "classification",
+        "holdout",
+        _CLS32,
+        "HeAR-aligned test set (OPERA's committed split); 20 % stratified validation (seed 1337)",
+        ("non-smoker", "smoker"),
+        table_builder=_coswara_table("smoker", "hear"),
+    )
+)
+_task(
+    TaskSpec(
+        "T9",
+        "Coswara shallow cough: sex detection",
+        "coswara",
+        "cough",
+        "classification",
+        "holdout",
+        _CLS32,
+        "HeAR-aligned test set (OPERA's committed split); 20 % stratified validation (seed 1337)",
+        ("male", "female"),
+        table_builder=_coswara_table("sex", "hear"),
+    )
+)
+_task(
+    TaskSpec(
+        "T8-random",
+        "Coswara shallow cough: smoker detection (random split)",
+        "coswara",
+        "cough",
+        "classification",
+        "holdout",
+        _CLS32,
+        "random stratified 80/20 train/test (seed 1337); 20 % stratified validation (seed 1337)",
+        ("non-smoker", "smoker"),
+        table_builder=_coswara_table("smoker", "random"),
+    )
+)
+_task(
+    TaskSpec(
+        "T9-random",
+        "Coswara shallow cough: sex detection (random split)",
+        "coswara",
+        "cough",
+        "classification",
+        "holdout",
+        _CLS32,
+        "random stratified 80/20 train/test (seed 1337); 20 % stratified validation (seed 1337)",
+        ("male", "female"),
+        table_builder=_coswara_table("sex", "random"),
+    )
+)
+_task(
+    TaskSpec(
+        "T10",
+        "KAUH: obstructive (asthma/COPD) vs healthy",
+        "kauh",
+        "lung sound",
+        "classification",
+        "holdout",
+        ProbeProtocol(epochs=50, batch_size=32, checkpoint_every=5),
+        "OPERA's committed split used by its linear_eval.py (non-train rows are test; filter variants of one "
+        "recording can fall in different splits); 10 % stratified validation (seed 1337)",
+        ("healthy", "obstructive"),
+        table_builder=_kauh_table("train_test_split.npy"),
+    )
+)
+_task(
+    TaskSpec(
+        "T10-subject",
+        "KAUH: obstructive vs healthy (subject-disjoint split)",
+        "kauh",
+        "lung sound",
+        "classification",
+        "holdout",
+        ProbeProtocol(epochs=50, batch_size=32, checkpoint_every=5),
+        "OPERA's committed subject-disjoint split (train_test.npy); 10 % stratified validation (seed 1337)",
+        ("healthy", "obstructive"),
+        opera=False,
+        table_builder=_kauh_table("train_test.npy"),
+    )
+)
+_task(
+    TaskSpec(
+        "T11",
+        "Respiratory@TR: COPD severity (COPD0-4)",
+        "respiratory_tr",
+        "lung sound",
+        "classification",
+        "holdout",
+        _CLS32,
+        "OPERA's committed patient-level train/val/test split",
+        ("COPD0", "COPD1", "COPD2", "COPD3", "COPD4"),
+        table_builder=_respiratory_tr_table,
+    )
+)
+_task(
+    TaskSpec(
+        "T12",
+        "SSBPR: snoring body position",
+        "ssbpr",
+        "snoring",
+        "classification",
+        "holdout",
+        ProbeProtocol(epochs=32, batch_size=64, checkpoint_every=3),
+        "stratified 60/20/20 (seed 42); prone recordings excluded",
+        ("supine", "supine-left-head", "supine-right-head", "left-side", "right-side"),
+        table_builder=_ssbpr_table,
+    )
+)
+for _number, (_modality, _label) in enumerate(
+    [(m, t) for m in ("deep_breath", "o_single") for t in ("FVC", "FEV1", "FEV1_FVC")], start=13
+):
+    _task(
+        TaskSpec(
+            f"T{_number}",
+            f"MMlung {_modality.replace('_', ' ')}: {_label.replace('_', '/')} estimation",
+            "mmlung",
+            "breath" if _modality == "deep_breath" else "vowel",
+            "regression",
+            "loocv",
+            _MMLUNG,
+            "leave-one-subject-out over all 40 subjects; 11 % inner validation (seed 42)",
+            target=_label,
+            table_builder=_mmlung_table(_modality, _label),
+        )
+    )
+_task(
+    TaskSpec(
+        "T19",
+        "NoseMic: respiratory rate estimation",
+        "nosemic",
+        "nasal breath",
+        "regression",
+        "loso",
+        _NOSEMIC,
+        "leave-one-subject-out over OPERA's 16 listed subjects; 20 % inner validation (seed 42)",
+        target="respiratory_rate",
+        table_builder=_nosemic_table,
+    )
+)
+_task(
+    TaskSpec(
+        "S1",
+        "SPRSound record level: normal vs adventitious",
+        "sprsound",
+        "lung sound",
+        "classification",
+        "holdout",
+        _CLS64,
+        "patient-grouped stratified split (seed 1337); Poor Quality records excluded",
+        ("Normal", "Adventitious"),
+        opera=False,
+        table_builder=_sprsound_record_table,
+    )
+)
+_task(
+    TaskSpec(
+        "S2",
+        "SPRSound event level: normal vs adventitious",
+        "sprsound",
+        "lung sound",
+        "classification",
+        "holdout",
+        _CLS64,
+        "patient-grouped stratified split (seed 1337) of annotated respiratory events",
+        ("Normal", "Adventitious"),
+        opera=False,
+        table_builder=_sprsound_event_table,
+    )
+)
 
 TASK_ALIASES = {"sprsound-record": "S1", "sprsound-event": "S2", "sprsound": "S1"}
 OPERA_TASK_IDS = tuple(f"T{i}" for i in range(1, 20))
@@ -531,9 +890,9 @@ OPERA_TASK_IDS = tuple(f"T{i}" for i in range(1, 20))
 
 def get_task_spec(task_id: str) -> TaskSpec:
     key = TASK_ALIASES.get(task_id.strip().lower(), task_id.strip())
-    for candidate in TASKS:
+    for candidate, spec in TASKS.items():
         if candidate.lower() == key.lower():
-            return TASKS[candidate]
+            return spec
     raise KeyError(f"Unknown task {task_id!r}. Known tasks: {', '.join(TASKS)} (aliases: {', '.join(TASK_ALIASES)}).")
 
 
@@ -555,7 +914,9 @@ def resolve_task_ids(selection: str | list[str]) -> list[str]:
     return result
 
 
-def default_opera_files(data_root: str | os.PathLike | None, opera_dir: str | os.PathLike | None = None, **kwargs) -> OperaFiles:
+def default_opera_files(
+    data_root: str | os.PathLike | None, opera_dir: str | os.PathLike | None = None, **kwargs
+) -> OperaFiles:
     """OPERA file resolver that also looks in ``<data_root>/opera`` and an OPERA checkout above ``data_root``."""
     local = []
     if opera_dir is not None:
@@ -599,7 +960,9 @@ def load_task(
             if require_audio:
                 raise
     elif require_audio:
-        raise CorpusNotFoundError(f"{spec.task_id} needs --data-root with the {get_corpus_spec(spec.corpus).title} corpus.")
+        raise CorpusNotFoundError(
+            f"{spec.task_id} needs --data-root with the {get_corpus_spec(spec.corpus).title} corpus."
+        )
     report = BuildReport(spec.task_id, str(root) if root else "")
     index = FileIndex(root) if root is not None else FileIndex(Path(os.devnull))
     ctx = TaskContext(spec, root, index, opera, report, Path(data_root) if data_root else None, verify_audio)

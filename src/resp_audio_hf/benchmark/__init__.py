@@ -1,0 +1,47 @@
+"""OPERA-style evaluation of audio encoders: embeddings, linear probes, metrics and reports.
+
+Imports are lazy so ``import resp_audio_hf.benchmark`` stays cheap; scikit-learn, scipy and matplotlib
+are loaded by the functions that use them (``pip install resp_audio_hf[benchmark]``).
+
+* ``AudioEncoder`` - any transformers audio model + feature extractor -> one vector per clip.
+* ``extract_embeddings`` - streamed, batched, cached and resumable extraction.
+* ``train_linear_probes`` - OPERA's linear probe, vectorised over seeds/folds.
+* ``run_benchmark`` / ``write_reports`` - what ``resp-audio-hf bench`` runs.
+* ``run_demo`` - what ``resp-audio-hf demo`` runs.
+"""
+
+from importlib import import_module
+
+_EXPORTS = {
+    "OPERA_BASELINE_METHODS": ".baselines",
+    "OPERA_PUBLISHED_RESULTS": ".baselines",
+    "DemoConfig": ".demo",
+    "run_demo": ".demo",
+    "ArrayClipDataset": ".embeddings",
+    "AudioEncoder": ".embeddings",
+    "FeatureCollator": ".embeddings",
+    "FileClipDataset": ".embeddings",
+    "extract_embeddings": ".embeddings",
+    "make_dataloader": ".embeddings",
+    "auroc_ovr_macro": ".metrics",
+    "mean_absolute_error": ".metrics",
+    "mean_reciprocal_rank": ".metrics",
+    "ProbeOutcome": ".probe",
+    "ProbeRun": ".probe",
+    "train_linear_probes": ".probe",
+    "markdown_table": ".report",
+    "write_reports": ".report",
+    "BenchmarkResult": ".runner",
+    "TaskResult": ".runner",
+    "evaluate_task": ".runner",
+    "run_benchmark": ".runner",
+    "score_task": ".runner",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,182 @@
+"""``bench`` and ``demo`` subcommands of ``resp-audio-hf`` (argument definitions and handlers).
+
+Heavy imports (torch models, datasets, scikit-learn, matplotlib) happen inside the handlers, so
+building the command-line parser stays cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from pathlib import Path
+
+
+def _default_cache_dir() -> Path:
+    root = os.environ.get("RESP_AUDIO_HF_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "resp_audio_hf")
+    return Path(root) / "embeddings"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "model"
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes comma-separated integers, got {text!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("--seeds needs at least one seed")
+    return seeds
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--model", help="local folder or Hub id of a transformers audio model (resp_audio or any AutoModel)"
+    )
+    source.add_argument(
+        "--preset", help="randomly initialised RespAudioConfig preset instead of a checkpoint (smoke tests)"
+    )
+    parser.add_argument(
+        "--tasks",
+        default="all",
+        help="comma-separated task ids (T1-T19, T8-random, T9-random, T10-subject, S1, S2), 'opera' (T1-T19) or 'all' (default)",
+    )
+    parser.add_argument(
+        "--data-root",
+        required=True,
+        type=Path,
+        help="folder holding the corpus folders (icbhi/, KAUH/, copd/, sprsound/, ...)",
+    )
+    parser.add_argument(
+        "--opera-dir",
+        type=Path,
+        help="local copy of the OPERA repository's split files (default: <data-root>/opera, then the cache, then download)",
+    )
+    parser.add_argument(
+        "--output-dir", type=Path, help="where results.json/.md/.png go (default: outputs/bench/<model>)"
+    )
+    parser.add_argument("--cache-dir", type=Path, help=f"embedding cache (default: {_default_cache_dir()})")
+    parser.add_argument("--batch-size", type=_positive_int, default=16)
+    parser.add_argument(
+        "--num-workers", type=int, default=0, help="DataLoader worker processes for decoding/featurising"
+    )
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--max-duration",
+        type=_positive_float,
+        help="keep only the first N seconds of each clip (off by default; recorded in the results)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=_positive_int,
+        help="override the probe epochs of every task (quick checks; the OPERA protocol uses 64, KAUH 50)",
+    )
+    parser.add_argument("--seeds", type=_seeds, help="override the probe seeds, e.g. 0,1,2 (OPERA: 0,1,2,3,4)")
+    parser.add_argument(
+        "--compare-opera",
+        action="store_true",
+        help="show OPERA's published baselines and the mean reciprocal rank beside our scores",
+    )
+    parser.add_argument(
+        "--no-verify-audio", action="store_true", help="skip the decode check of every file before extraction"
+    )
+    parser.add_argument("--revision", help="model revision on the Hub")
+    parser.add_argument("--trust-remote-code", action="store_true")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from ..data.tasks import resolve_task_ids
+    from .embeddings import AudioEncoder
+    from .report import write_reports
+    from .runner import run_benchmark
+
+    try:
+        task_ids = resolve_task_ids(args.tasks)
+    except (KeyError, ValueError) as error:
+        print(f"error: {error.args[0] if error.args else error}", file=sys.stderr)
+        return 2
+    if not args.data_root.is_dir():
+        print(f"error: --data-root {args.data_root} is not a directory", file=sys.stderr)
+        return 2
+    try:
+        if args.preset:
+            encoder = AudioEncoder.from_preset(args.preset, device=args.device)
+        else:
+            encoder = AudioEncoder.from_pretrained(
+                args.model, device=args.device, revision=args.revision, trust_remote_code=args.trust_remote_code
+            )
+    except (OSError, ValueError, KeyError) as error:
+        print(f"error: could not load the model: {error}", file=sys.stderr)
+        return 2
+    overrides = {}
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    if args.seeds is not None:
+        overrides["seeds"] = args.seeds
+    output_dir = args.output_dir or Path("outputs") / "bench" / _slug(args.model or f"preset-{args.preset}")
+    result = run_benchmark(
+        encoder,
+        task_ids,
+        args.data_root,
+        opera_dir=args.opera_dir,
+        cache_dir=args.cache_dir or _default_cache_dir(),
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        max_duration=args.max_duration,
+        protocol_overrides=overrides or None,
+        verify_audio=not args.no_verify_audio,
+        progress=not args.quiet,
+    )
+    paths = write_reports(result.to_dict(), output_dir, baselines=args.compare_opera)
+    print(paths["markdown"].read_text(encoding="utf-8"))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    explicit = args.tasks.strip().lower() not in {"all", "opera"}
+    if result.failed:
+        return 1
+    if not result.tasks:
+        print("error: no task could be scored (see the reasons above)", file=sys.stderr)
+        return 1
+    if explicit and result.unavailable:
+        return 2
+    return 0
+
+
+def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--output-dir", type=Path, default=Path("outputs") / "demo", help="where results.json/.md/.png go"
+    )
+    parser.add_argument(
+        "--preset", default="tiny-passt", help="RespAudioConfig preset of the randomly initialised encoder"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    from .demo import DemoConfig, run_demo
+
+    run_demo(args.output_dir, DemoConfig(preset=args.preset, seed=args.seed), progress=not args.quiet)
+    print((args.output_dir / "results.md").read_text(encoding="utf-8"))
+    print(
+        f"wrote {args.output_dir / 'results.json'}, {args.output_dir / 'results.md'}, {args.output_dir / 'results.png'}"
+    )
+    return 0

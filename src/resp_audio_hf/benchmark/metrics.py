@@ -1,0 +1,94 @@
+"""Metrics of the OPERA benchmark: macro one-vs-rest AUROC, MAE, and mean reciprocal rank across models."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+
+def auroc_ovr_macro(y_true, scores) -> float | np.ndarray:
+    """Macro-averaged one-vs-rest AUROC (torchmetrics' ``AUROC(task="multiclass")``, OPERA's metric).
+
+    Computed with the rank-sum (Mann-Whitney) statistic, ties sharing their average rank, which is
+    exactly the area under the ROC curve. For two classes with probabilities summing to one the
+    result equals the binary AUROC of the positive class.
+
+    Args:
+        y_true: ``[n]`` integer class ids.
+        scores: ``[n, C]`` class scores (probabilities or logits), or ``[..., n, C]`` to score many
+            runs at once (e.g. one row per seed), or ``[n]`` positive-class scores for a binary task.
+
+    Returns:
+        A float, or an array with the leading dimensions of ``scores``. Classes absent from
+        ``y_true`` are left out of the average (their one-vs-rest AUROC is undefined).
+    """
+    from scipy.stats import rankdata
+
+    y = np.asarray(y_true).astype(np.int64).ravel()
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim == 1:
+        s = np.stack([-s, s], axis=-1)
+    if s.shape[-2] != y.shape[0]:
+        raise ValueError(f"scores have {s.shape[-2]} rows for {y.shape[0]} labels")
+    if not np.isfinite(s).all():
+        raise ValueError("scores contain NaN or infinite values; AUROC is undefined")
+    n_classes = s.shape[-1]
+    if y.min(initial=0) < 0 or y.max(initial=0) >= n_classes:
+        raise ValueError(f"labels must be in [0, {n_classes}); got range [{y.min()}, {y.max()}]")
+    per_class = []
+    for c in range(n_classes):
+        positive = y == c
+        n_pos = int(positive.sum())
+        n_neg = y.size - n_pos
+        if n_pos == 0 or n_neg == 0:
+            continue
+        ranks = rankdata(s[..., c], axis=-1)
+        per_class.append((ranks[..., positive].sum(axis=-1) - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    if not per_class:
+        raise ValueError("AUROC is undefined: y_true contains a single class")
+    result = np.mean(per_class, axis=0)
+    return float(result) if np.ndim(result) == 0 else result
+
+
+def mean_absolute_error(y_true, y_pred) -> float | np.ndarray:
+    """MAE over the last axis (``[..., n]`` predictions give one value per leading index)."""
+    y_true = np.asarray(y_true, dtype=np.float64)
+    y_pred = np.asarray(y_pred, dtype=np.float64)
+    result = np.abs(y_pred - y_true).mean(axis=-1)
+    return float(result) if np.ndim(result) == 0 else result
+
+
+def mean_reciprocal_rank(
+    scores: Mapping[str, Mapping[str, float]],
+    higher_is_better: Mapping[str, bool],
+    tasks: list[str] | None = None,
+) -> dict[str, float]:
+    """OPERA's mean reciprocal rank of several models over tasks.
+
+    On every task the models are ranked (1 = best; ties share the lowest rank, as
+    ``scipy.stats.rankdata(method="min")``), and each model's reciprocal ranks are averaged.
+
+    Args:
+        scores: ``{model: {task: score}}``.
+        higher_is_better: ``{task: bool}`` (AUROC: ``True``; MAE: ``False``).
+        tasks: tasks to rank on; default: every task that all models have a score for.
+
+    Returns:
+        ``{model: mrr}``.
+    """
+    from scipy.stats import rankdata
+
+    models = list(scores)
+    if not models:
+        return {}
+    if tasks is None:
+        tasks = [t for t in higher_is_better if all(t in scores[m] and scores[m][t] is not None for m in models)]
+    if not tasks:
+        raise ValueError("No task has a score for every model; cannot rank.")
+    reciprocal = np.zeros((len(tasks), len(models)))
+    for i, task in enumerate(tasks):
+        values = np.array([scores[m][task] for m in models], dtype=np.float64)
+        ranks = rankdata(-values if higher_is_better[task] else values, method="min")
+        reciprocal[i] = 1.0 / ranks
+    return {m: float(v) for m, v in zip(models, reciprocal.mean(axis=0))}

@@ -1,0 +1,342 @@
+"""OPERA's linear probe, trained for many seeds/folds at once on cached embeddings.
+
+The protocol is OPERA's ``LinearHead``/``LinearHeadR`` under PyTorch Lightning: one linear layer
+initialised N(0, 0.01) with zero bias; cross-entropy (classification) or MSE on a head whose output is
+de-standardised with the training targets' mean and std (regression); the summed squares of the head
+parameters times ``l2_strength`` added to the loss; Adam; gradient-norm clipping at 1.0 per run; the
+learning rate multiplied by 0.97 after every epoch; the weights of the best validation epoch
+(AUROC up / MAE down, considered every ``checkpoint_every`` epochs) are the ones tested; optional early
+stopping on validation MAE.
+
+Instead of one Python/Lightning loop per seed and per sample, all runs that share a training-set size
+are stacked: their weights form one ``[runs, features, classes]`` tensor, every mini-batch of every run
+is gathered with one index operation, and the gradients (written out analytically), the per-run clipping
+and Adam are batched tensor operations. Each run keeps its own initialisation and shuffling stream, so
+the result is the same as training the runs one after another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..data.tasks import ProbeProtocol
+from .metrics import auroc_ovr_macro, mean_absolute_error
+
+_ADAM_BETAS = (0.9, 0.999)
+_ADAM_EPS = 1e-8
+_CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_ adds this to the norm
+
+
+@dataclass(frozen=True)
+class ProbeRun:
+    """One probe to train: row indices into the embedding matrix, and the seed.
+
+    Attributes:
+        train: indices of training rows.
+        validation: indices used to pick the checkpoint (and for early stopping).
+        test: indices the selected checkpoint is scored on.
+        seed: seeds the initialisation and the per-epoch shuffling of this run.
+        name: label for reports (``"seed 0"``, ``"fold 12"``).
+    """
+
+    train: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray
+    seed: int
+    name: str = ""
+
+
+@dataclass
+class ProbeOutcome:
+    """Result of one run.
+
+    Attributes:
+        name: the run's name.
+        seed: its seed.
+        test_score: AUROC (classification) or MAE (regression) on the test rows.
+        best_validation: validation score of the selected checkpoint.
+        best_epoch: 0-based epoch of the selected checkpoint (-1: no checkpoint epoch reached,
+            the final weights were used).
+        epochs_run: epochs trained before stopping.
+        test_predictions: class probabilities ``[n_test, C]`` or predictions ``[n_test]``.
+    """
+
+    name: str
+    seed: int
+    test_score: float
+    best_validation: float
+    best_epoch: int
+    epochs_run: int
+    test_predictions: np.ndarray = field(repr=False)
+
+
+# Below this many multiply-adds per step, thread hand-off costs more than it saves (and on a busy
+# machine OpenMP spin-waiting can make tiny batched matmuls ~100x slower).
+_SINGLE_THREAD_WORK = 1 << 21
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None):
+    if n is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _check_inputs(features: np.ndarray, targets: np.ndarray, runs: list[ProbeRun], kind: str, n_classes: int | None):
+    if kind not in {"classification", "regression"}:
+        raise ValueError(f"kind must be 'classification' or 'regression', got {kind!r}")
+    if features.ndim != 2:
+        raise ValueError(f"features must be [n_samples, n_features], got shape {features.shape}")
+    if not np.isfinite(features).all():
+        bad = np.flatnonzero(~np.isfinite(features).all(axis=1))
+        raise ValueError(f"features contain NaN/inf in rows {bad[:10].tolist()}; refusing to train on them")
+    if len(targets) != len(features):
+        raise ValueError(f"{len(targets)} targets for {len(features)} feature rows")
+    if kind == "classification":
+        if n_classes is None or n_classes < 2:
+            raise ValueError("classification needs n_classes >= 2")
+        if targets.min() < 0 or targets.max() >= n_classes:
+            raise ValueError(f"class ids must lie in [0, {n_classes})")
+    for run in runs:
+        for part in ("train", "validation", "test"):
+            if len(getattr(run, part)) == 0:
+                raise ValueError(f"run {run.name or run.seed}: the {part} set is empty")
+        if kind == "classification":
+            for part in ("validation", "test"):
+                if len(np.unique(targets[getattr(run, part)])) < 2:
+                    raise ValueError(
+                        f"run {run.name or run.seed}: the {part} set has a single class, so AUROC is undefined; "
+                        "more recordings (or a different split) are needed."
+                    )
+        elif np.std(targets[run.train]) == 0:
+            raise ValueError(f"run {run.name or run.seed}: all training targets are equal; cannot standardise them")
+
+
+class _StackedAdam:
+    """Adam (as ``torch.optim.Adam``, no weight decay) over stacked per-run parameters."""
+
+    def __init__(self, params: list[torch.Tensor]):
+        self.params = params
+        self.exp_avg = [torch.zeros_like(p) for p in params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in params]
+        self.steps = 0
+
+    def step(self, grads: list[torch.Tensor], lr: float) -> None:
+        self.steps += 1
+        beta1, beta2 = _ADAM_BETAS
+        bias_correction1 = 1 - beta1**self.steps
+        bias_correction2_sqrt = math.sqrt(1 - beta2**self.steps)
+        for param, grad, exp_avg, exp_avg_sq in zip(self.params, grads, self.exp_avg, self.exp_avg_sq):
+            exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
+            exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            denominator = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(_ADAM_EPS)
+            param.addcdiv_(exp_avg, denominator, value=-lr / bias_correction1)
+
+
+def _score(kind: str, y: np.ndarray, outputs: np.ndarray) -> np.ndarray:
+    """Per-run validation/test score: AUROC of probabilities ``[R, n, C]`` or MAE of ``[R, n]``."""
+    if kind == "classification":
+        return np.atleast_1d(auroc_ovr_macro(y, outputs))
+    return np.atleast_1d(mean_absolute_error(y, outputs))
+
+
+def _outputs(kind, features, theta, mean, std) -> torch.Tensor:
+    """Probabilities ``[R, n, C]`` or de-standardised predictions ``[R, n]`` for per-run row sets
+    (``features`` carry a trailing column of ones, so ``theta``'s last row is the bias)."""
+    logits = torch.bmm(features, theta)
+    if kind == "classification":
+        return torch.softmax(logits, dim=-1)
+    return logits[..., 0] * std[:, None] + mean[:, None]
+
+
+class _EvalSet:
+    """Rows each run is evaluated on, gathered once (they do not change between epochs)."""
+
+    def __init__(self, features: torch.Tensor, targets: np.ndarray, indices: list[np.ndarray]):
+        self.indices = indices
+        self.targets = [targets[i] for i in indices]
+        same_size = len({len(i) for i in indices}) == 1
+        self.stacked = features[torch.as_tensor(np.stack(indices))] if same_size else None
+        self.separate = None if same_size else [features[torch.as_tensor(i)] for i in indices]
+        # All runs share one set (the usual case: seeds of a hold-out task): score them in one call.
+        self.shared = same_size and all(np.array_equal(indices[0], i) for i in indices[1:])
+
+
+def _evaluate(kind: str, evalset: _EvalSet, theta, mean, std) -> tuple[np.ndarray, list[np.ndarray]]:
+    with torch.no_grad():
+        if evalset.stacked is not None:
+            outputs = _outputs(kind, evalset.stacked, theta, mean, std).numpy()
+            per_run = list(outputs)
+            if evalset.shared:
+                return _score(kind, evalset.targets[0], outputs), per_run
+        else:
+            per_run = [
+                _outputs(kind, rows[None], theta[r : r + 1], mean[r : r + 1], std[r : r + 1])[0].numpy()
+                for r, rows in enumerate(evalset.separate)
+            ]
+    scores = np.array([float(_score(kind, y, out[None])[0]) for y, out in zip(evalset.targets, per_run)])
+    return scores, per_run
+
+
+def _train_group(
+    features: torch.Tensor,
+    targets_np: np.ndarray,
+    runs: list[ProbeRun],
+    protocol: ProbeProtocol,
+    kind: str,
+    n_classes: int,
+) -> list[ProbeOutcome]:
+    """Train runs that share one training-set size, stacked along a leading run dimension."""
+    n_runs, dim = len(runs), features.shape[1]
+    out_dim = n_classes if kind == "classification" else 1
+    targets = torch.as_tensor(targets_np, dtype=torch.long if kind == "classification" else torch.float32)
+    generators = [torch.Generator().manual_seed(int(run.seed)) for run in runs]
+    # Weight and bias live in one tensor theta = [W; b] acting on features with a column of ones, so every
+    # step is one batched matmul forward and one backward. OPERA's weights_init: W ~ N(0, 0.01) drawn in
+    # nn.Linear's [out, in] layout, b = 0. The L2 term covers both, as OPERA's sum over head parameters.
+    augmented = torch.cat([features, torch.ones(features.shape[0], 1)], dim=1)
+    theta = torch.zeros(n_runs, dim + 1, out_dim)
+    for r, generator in enumerate(generators):
+        theta[r, :dim] = (torch.randn(out_dim, dim, generator=generator) * 0.01).T
+    train_index = torch.as_tensor(np.stack([run.train for run in runs]), dtype=torch.long)
+    n_train = train_index.shape[1]
+    batch_size = min(protocol.batch_size or n_train, n_train)
+    if kind == "regression":
+        train_targets = np.stack([targets_np[run.train] for run in runs]).astype(np.float64)
+        mean = torch.as_tensor(train_targets.mean(axis=1), dtype=torch.float32)
+        std = torch.as_tensor(train_targets.std(axis=1), dtype=torch.float32)
+    else:
+        mean = std = torch.zeros(n_runs)
+
+    optimizer = _StackedAdam([theta])
+    lr, l2 = protocol.learning_rate, protocol.l2_strength
+    higher_better = kind == "classification"
+    best_theta = theta.clone()
+    best_val = np.full(n_runs, -np.inf if higher_better else np.inf)
+    best_epoch = np.full(n_runs, -1)
+    active = np.ones(n_runs, dtype=bool)
+    stopped_at = np.full(n_runs, protocol.epochs)
+    stop_best = np.full(n_runs, np.inf)
+    stop_wait = np.zeros(n_runs, dtype=int)
+    validation = _EvalSet(augmented, targets_np, [run.validation for run in runs])
+
+    for epoch in range(protocol.epochs):
+        permutation = torch.stack([torch.randperm(n_train, generator=g) for g in generators])
+        order = torch.gather(train_index, 1, permutation)
+        for start in range(0, n_train, batch_size):
+            rows = order[:, start : start + batch_size]
+            x = augmented[rows]  # [R, b, D + 1]
+            logits = torch.bmm(x, theta)
+            if kind == "classification":
+                grad_logits = torch.softmax(logits, dim=-1)
+                grad_logits.scatter_add_(-1, targets[rows].unsqueeze(-1), torch.full((*rows.shape, 1), -1.0))
+            else:
+                prediction = logits[..., 0] * std[:, None] + mean[:, None]
+                grad_logits = (2.0 * (prediction - targets[rows]) * std[:, None]).unsqueeze(-1)
+            grad_logits /= rows.shape[1]
+            grad = torch.bmm(x.transpose(1, 2), grad_logits).add_(theta, alpha=2 * l2)
+            # clip_grad_norm_ per run: one global norm over that run's weight and bias.
+            norm = grad.pow(2).sum(dim=(1, 2)).sqrt()
+            grad.mul_((protocol.grad_clip / (norm + _CLIP_EPS)).clamp(max=1.0)[:, None, None])
+            optimizer.step([grad], lr)
+        lr *= protocol.lr_decay
+
+        val_scores, _ = _evaluate(kind, validation, theta, mean, std)
+        if (epoch + 1) % protocol.checkpoint_every == 0:
+            improved = (val_scores > best_val) if higher_better else (val_scores < best_val)
+            improved &= active
+            if improved.any():
+                best_theta[torch.as_tensor(improved)] = theta[torch.as_tensor(improved)]
+                best_val[improved] = val_scores[improved]
+                best_epoch[improved] = epoch
+        if protocol.early_stopping_patience is not None:
+            better = val_scores < stop_best - protocol.early_stopping_min_delta
+            stop_best = np.where(better & active, val_scores, stop_best)
+            stop_wait = np.where(better, 0, stop_wait + 1)
+            newly_stopped = active & (stop_wait >= protocol.early_stopping_patience)
+            stopped_at[newly_stopped] = epoch + 1
+            active &= ~newly_stopped
+            if not active.any():
+                break
+
+    # Runs that never reached a checkpoint epoch are tested with their final weights.
+    never = best_epoch < 0
+    if never.any():
+        best_theta[torch.as_tensor(never)] = theta[torch.as_tensor(never)]
+    test_scores, test_outputs = _evaluate(
+        kind, _EvalSet(augmented, targets_np, [run.test for run in runs]), best_theta, mean, std
+    )
+    return [
+        ProbeOutcome(
+            run.name or f"seed {run.seed}",
+            int(run.seed),
+            float(test_scores[r]),
+            float(best_val[r]),
+            int(best_epoch[r]),
+            int(stopped_at[r]),
+            test_outputs[r],
+        )
+        for r, run in enumerate(runs)
+    ]
+
+
+def train_linear_probes(
+    features: np.ndarray,
+    targets: np.ndarray,
+    runs: list[ProbeRun],
+    protocol: ProbeProtocol,
+    kind: str = "classification",
+    n_classes: int | None = None,
+) -> list[ProbeOutcome]:
+    """Train one OPERA linear probe per run (seed or fold), vectorised over runs.
+
+    Args:
+        features: ``[n_samples, n_features]`` embeddings (finite).
+        targets: class ids (classification) or real targets (regression), one per row.
+        runs: the probes to train; runs with equal training-set sizes are trained together.
+        protocol: hyper-parameters (see :class:`~resp_audio_hf.data.tasks.ProbeProtocol`).
+        kind: ``"classification"`` or ``"regression"``.
+        n_classes: number of classes (classification).
+
+    Returns:
+        One :class:`ProbeOutcome` per run, in the order of ``runs``.
+    """
+    features = np.asarray(features, dtype=np.float32)
+    targets = np.asarray(targets)
+    runs = [
+        ProbeRun(
+            np.asarray(r.train, dtype=np.int64),
+            np.asarray(r.validation, dtype=np.int64),
+            np.asarray(r.test, dtype=np.int64),
+            int(r.seed),
+            r.name,
+        )
+        for r in runs
+    ]
+    _check_inputs(features, targets, runs, kind, n_classes)
+    feature_tensor = torch.from_numpy(features)
+    groups: dict[int, list[int]] = {}
+    for position, run in enumerate(runs):
+        groups.setdefault(len(run.train), []).append(position)
+    outcomes: list[ProbeOutcome | None] = [None] * len(runs)
+    for positions in groups.values():
+        n_train = len(runs[positions[0]].train)
+        work = (
+            len(positions) * min(protocol.batch_size or n_train, n_train) * features.shape[1] * max(n_classes or 1, 1)
+        )
+        with _torch_threads(1 if work < _SINGLE_THREAD_WORK else None):
+            group = _train_group(feature_tensor, targets, [runs[p] for p in positions], protocol, kind, n_classes or 1)
+        for position, outcome in zip(positions, group):
+            outcomes[position] = outcome
+    return outcomes

@@ -1,0 +1,145 @@
+"""Write benchmark results: ``results.json``, a markdown table like OPERA's and a PNG bar chart."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..data._io import atomic_path, atomic_write_json, atomic_write_text
+from .baselines import (
+    OPERA_BASELINE_METHODS,
+    OPERA_BASELINE_SOURCE,
+    OPERA_PUBLISHED_RESULTS,
+)
+from .metrics import mean_reciprocal_rank
+
+# Our model first in a strong red, baselines in the remaining tab10 colours.
+_PALETTE = ("C3", "C0", "C1", "C2", "C4", "C5", "C6", "C7", "C8", "C9")
+
+
+def _fmt(mean: float, std: float) -> str:
+    return f"{mean:.3f} ± {std:.3f}"
+
+
+def comparison_scores(results: dict, baselines: bool) -> dict[str, dict[str, float]]:
+    """``{model: {task: mean}}`` for our model and, optionally, OPERA's published methods."""
+    scores = {results["model"]: {t: r["mean"] for t, r in results["tasks"].items()}}
+    if baselines:
+        for method in OPERA_BASELINE_METHODS:
+            scores[method] = {
+                t: v["mean"] for t, v in OPERA_PUBLISHED_RESULTS[method].items() if t in results["tasks"]
+            }
+    return scores
+
+
+def add_mean_reciprocal_rank(results: dict, baselines: bool) -> dict:
+    """Add ``results["mrr"]``: MRR over the tasks run, against OPERA's methods when ``baselines``."""
+    higher = {t: r["higher_is_better"] for t, r in results["tasks"].items()}
+    opera_tasks = [t for t in higher if t in OPERA_PUBLISHED_RESULTS[OPERA_BASELINE_METHODS[0]]]
+    if baselines and opera_tasks:
+        scores = comparison_scores(results, baselines=True)
+        results["mrr"] = {
+            "tasks": opera_tasks,
+            "values": mean_reciprocal_rank(scores, {t: higher[t] for t in opera_tasks}, opera_tasks),
+        }
+    return results
+
+
+def markdown_table(results: dict, baselines: bool = False) -> str:
+    """Tasks as rows, ``mean ± std`` per model as columns (OPERA's Table 4/5 layout)."""
+    model = results["model"]
+    methods = list(OPERA_BASELINE_METHODS) if baselines else []
+    header = ["Task", "Description", "Metric", f"{model}"] + methods
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+    for task_id, task in results["tasks"].items():
+        arrow = "↑" if task["higher_is_better"] else "↓"
+        row = [task_id, task["name"], f"{task['metric'].upper()} {arrow}", _fmt(task["mean"], task["std"])]
+        for method in methods:
+            published = OPERA_PUBLISHED_RESULTS[method].get(task_id)
+            row.append(_fmt(published["mean"], published["std"]) if published else "–")
+        lines.append("| " + " | ".join(row) + " |")
+    if results.get("mrr"):
+        values = results["mrr"]["values"]
+        lines.append(
+            "| MRR | mean reciprocal rank over "
+            + ", ".join(results["mrr"]["tasks"])
+            + " | ↑ | "
+            + " | ".join(f"{values[m]:.3f}" for m in [model] + methods)
+            + " |"
+        )
+    notes = []
+    for task_id, reason in {**results.get("unavailable", {}), **results.get("failed", {})}.items():
+        notes.append(f"- {task_id} not scored: {reason}")
+    if baselines:
+        notes.append(f"- Baselines: {OPERA_BASELINE_SOURCE}.")
+    return "\n".join(lines) + ("\n\n" + "\n".join(notes) if notes else "") + "\n"
+
+
+def bar_chart(results: dict, path: str | os.PathLike, baselines: bool = False) -> Path:
+    """Grouped bars with std error bars; AUROC and MAE tasks on separate panels."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    tasks = results["tasks"]
+    panels = [(metric, [t for t, r in tasks.items() if r["metric"] == metric]) for metric in ("auroc", "mae")]
+    panels = [(m, ids) for m, ids in panels if ids]
+    if not panels:
+        raise ValueError("No task results to plot.")
+    methods = [results["model"]] + (list(OPERA_BASELINE_METHODS) if baselines else [])
+    fig, axes = plt.subplots(
+        len(panels),
+        1,
+        figsize=(max(6.0, 1.2 * max(len(ids) for _, ids in panels) * len(methods) / 3), 3.6 * len(panels)),
+        squeeze=False,
+    )
+    width = min(0.8 / len(methods), 0.4)
+    for axis, (metric, ids) in zip(axes[:, 0], panels):
+        x = np.arange(len(ids))
+        for k, method in enumerate(methods):
+            if k == 0:
+                means = [tasks[t]["mean"] for t in ids]
+                stds = [tasks[t]["std"] for t in ids]
+            else:
+                published = [OPERA_PUBLISHED_RESULTS[method].get(t) for t in ids]
+                means = [p["mean"] if p else np.nan for p in published]
+                stds = [p["std"] if p else 0.0 for p in published]
+            axis.bar(
+                x + (k - (len(methods) - 1) / 2) * width,
+                means,
+                width,
+                yerr=stds,
+                capsize=2,
+                label=method,
+                color=_PALETTE[k % len(_PALETTE)],
+                alpha=1.0 if k == 0 else 0.75,
+            )
+        axis.set_xticks(x, ids)
+        axis.set_ylabel(metric.upper() + (" (higher is better)" if metric == "auroc" else " (lower is better)"))
+        if metric == "auroc":
+            # Headroom above 1.0 keeps the legend clear of the bars.
+            axis.set_ylim(0.0, 1.2 if len(methods) > 1 else 1.0)
+            axis.set_yticks(np.linspace(0.0, 1.0, 6))
+            axis.axhline(0.5, color="grey", linewidth=0.8, linestyle="--")
+        axis.grid(axis="y", alpha=0.3)
+    axes[0, 0].legend(fontsize=7, ncol=min(4, len(methods)), loc="upper right")
+    axes[0, 0].set_title(f"Linear-probe results: {results['model']}")
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def write_reports(results: dict, output_dir: str | os.PathLike, baselines: bool = False) -> dict[str, Path]:
+    """Write ``results.json``, ``results.md`` and (when any task was scored) ``results.png``."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    results = add_mean_reciprocal_rank(dict(results), baselines)
+    paths = {"json": atomic_write_json(output_dir / "results.json", results)}
+    paths["markdown"] = atomic_write_text(output_dir / "results.md", markdown_table(results, baselines))
+    if results["tasks"]:
+        paths["png"] = bar_chart(results, output_dir / "results.png", baselines)
+    return paths

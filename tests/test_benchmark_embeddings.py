@@ -1,0 +1,252 @@
+"""Embedding extraction: equals a direct model call, caches, resumes, streams, works with any AutoModel."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from _data_helpers import REPO_ROOT, tone, write_wav
+
+from resp_audio_hf.benchmark.embeddings import (
+    AudioEncoder,
+    FileClipDataset,
+    cache_entries,
+    extract_embeddings,
+    make_dataloader,
+)
+from resp_audio_hf.data.audio import AudioDecodeError
+
+SR = 16000  # tiny-m2d's rate: files at the model rate need no resampling, so a direct call is comparable
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return AudioEncoder.from_preset("tiny-m2d", seed=0)
+
+
+@pytest.fixture(scope="module")
+def clip_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("clips")
+    return [write_wav(folder / f"clip{i:02d}.wav", tone(1.0, SR, 120 + 40 * i, seed=i), SR) for i in range(20)]
+
+
+def _read_wav(path):
+    import wave
+
+    with wave.open(str(path)) as handle:
+        return np.frombuffer(handle.readframes(handle.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
+
+
+class CountingEncoder:
+    """Wraps an encoder and counts how many clips it embedded (to see what a cache hit skips)."""
+
+    def __init__(self, encoder):
+        self.inner = encoder
+        self.embedded = 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def embed(self, inputs):
+        out = self.inner.embed(inputs)
+        self.embedded += len(out)
+        return out
+
+
+def test_extraction_equals_a_direct_model_call(encoder, clip_files):
+    dataset = FileClipDataset(clip_files, encoder.sampling_rate)
+    embeddings = extract_embeddings(encoder, dataset, batch_size=6, progress=False)
+    with torch.inference_mode():
+        direct = encoder.model(**encoder.featurize([_read_wav(p) for p in clip_files])).pooler_output.numpy()
+    assert embeddings.shape == (20, encoder.model.config.pooled_size) and embeddings.dtype == np.float32
+    np.testing.assert_allclose(embeddings, direct, atol=1e-4)
+
+
+def test_cache_hit_skips_the_model_and_key_tracks_preprocessing_and_weights(encoder, clip_files, tmp_path):
+    counting = CountingEncoder(encoder)
+    dataset = FileClipDataset(clip_files, encoder.sampling_rate)
+    first = extract_embeddings(counting, dataset, cache_dir=tmp_path, batch_size=8, shard_size=8, progress=False)
+    second = extract_embeddings(counting, dataset, cache_dir=tmp_path, batch_size=8, shard_size=8, progress=False)
+    assert counting.embedded == 20 and np.array_equal(first, second)
+    cropped = FileClipDataset(clip_files, encoder.sampling_rate, max_duration=0.5)
+    extract_embeddings(counting, cropped, cache_dir=tmp_path, batch_size=8, progress=False)
+    other_model = AudioEncoder.from_preset("tiny-m2d", seed=1)
+    extract_embeddings(other_model, dataset, cache_dir=tmp_path, batch_size=8, progress=False)
+    entries = cache_entries(tmp_path)
+    assert len(entries) == 3 and all(e["complete"] for e in entries)
+    assert {e["data"]["max_duration"] for e in entries} == {None, 0.5}
+    assert len({e["model"]["fingerprint"] for e in entries}) == 2
+    assert not list(tmp_path.glob("*/shard_*.npy")) and not list(tmp_path.glob("*/*.tmp*"))
+
+
+class FailsOnce(FileClipDataset):
+    """Simulates an interruption (e.g. Ctrl-C or a lost disk) at one item, the first time only."""
+
+    failed = False
+
+    def __getitem__(self, index):
+        if index == 13 and not FailsOnce.failed:
+            FailsOnce.failed = True
+            raise KeyboardInterrupt("simulated interruption")
+        return super().__getitem__(index)
+
+
+def test_interrupted_extraction_resumes_from_finished_shards(encoder, clip_files, tmp_path):
+    reference = extract_embeddings(
+        encoder, FileClipDataset(clip_files, encoder.sampling_rate), batch_size=4, progress=False
+    )
+    counting = CountingEncoder(encoder)
+    dataset = FailsOnce(clip_files, encoder.sampling_rate)
+    with pytest.raises(KeyboardInterrupt):
+        extract_embeddings(counting, dataset, cache_dir=tmp_path, batch_size=4, shard_size=4, progress=False)
+    assert counting.embedded == 12 and len(list(tmp_path.glob("*/shard_*.npy"))) == 3
+    assert not list(tmp_path.glob("*/embeddings.npy"))  # no half-written result
+    counting.embedded = 0
+    resumed = extract_embeddings(counting, dataset, cache_dir=tmp_path, batch_size=4, shard_size=4, progress=False)
+    assert counting.embedded == 8  # only the unfinished shards were computed
+    np.testing.assert_allclose(resumed, reference, atol=1e-5)
+
+
+def test_dataloader_with_workers_gives_the_same_embeddings(encoder, clip_files, tmp_path):
+    dataset = FileClipDataset(clip_files, encoder.sampling_rate)
+    single = extract_embeddings(encoder, dataset, batch_size=5, progress=False)
+    loader = make_dataloader(dataset, encoder, batch_size=5, num_workers=2)
+    parallel = extract_embeddings(encoder, loader, cache_dir=tmp_path, shard_size=8, progress=False)
+    np.testing.assert_allclose(parallel, single, atol=1e-5)
+
+
+def test_nan_embeddings_are_refused_by_file_name(encoder, clip_files, tmp_path):
+    class NaNForOne(CountingEncoder):
+        def embed(self, inputs):
+            out = self.inner.embed(inputs)
+            if self.embedded == 0:
+                out[1] = np.nan
+            self.embedded += len(out)
+            return out
+
+    with pytest.raises(ValueError, match=r"NaN/inf embeddings for: .*clip01\.wav"):
+        extract_embeddings(
+            NaNForOne(encoder),
+            FileClipDataset(clip_files, encoder.sampling_rate),
+            cache_dir=tmp_path,
+            batch_size=4,
+            shard_size=4,
+            progress=False,
+        )
+    assert not list(tmp_path.glob("*/shard_*.npy")) and not list(tmp_path.glob("*/embeddings.npy"))
+
+
+def test_undecodable_file_is_named(encoder, tmp_path):
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"RIFF....WAVEnot audio")
+    with pytest.raises(AudioDecodeError, match="junk.wav"):
+        extract_embeddings(encoder, FileClipDataset([junk], encoder.sampling_rate), progress=False)
+
+
+def test_any_transformers_audio_model_via_auto_classes(tmp_path, clip_files):
+    from transformers import (
+        ASTConfig,
+        ASTFeatureExtractor,
+        ASTModel,
+        Wav2Vec2Config,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2Model,
+    )
+
+    torch.manual_seed(0)
+    ast_dir, w2v_dir = tmp_path / "ast", tmp_path / "w2v"
+    ASTModel(
+        ASTConfig(
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_length=128,
+            num_mel_bins=64,
+        )
+    ).save_pretrained(ast_dir)
+    ASTFeatureExtractor(num_mel_bins=64, max_length=128).save_pretrained(ast_dir)
+    Wav2Vec2Model(
+        Wav2Vec2Config(
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            conv_dim=(16, 16),
+            conv_stride=(5, 4),
+            conv_kernel=(10, 4),
+            num_conv_pos_embeddings=16,
+            num_conv_pos_embedding_groups=2,
+        )
+    ).save_pretrained(w2v_dir)
+    Wav2Vec2FeatureExtractor(sampling_rate=16000).save_pretrained(w2v_dir)
+    clips = clip_files[:4]
+
+    ast = AudioEncoder.from_pretrained(str(ast_dir))
+    ast_embeddings = extract_embeddings(ast, FileClipDataset(clips, ast.sampling_rate), batch_size=2, progress=False)
+    with torch.inference_mode():
+        expected = ast.model(
+            **ast.feature_extractor([_read_wav(p) for p in clips], sampling_rate=16000, return_tensors="pt")
+        ).pooler_output.numpy()
+    np.testing.assert_allclose(ast_embeddings, expected, atol=1e-4)
+
+    w2v = AudioEncoder.from_pretrained(str(w2v_dir))
+    w2v_embeddings = extract_embeddings(w2v, FileClipDataset(clips, w2v.sampling_rate), batch_size=4, progress=False)
+    with torch.inference_mode():
+        hidden = w2v.model(
+            **w2v.feature_extractor([_read_wav(p) for p in clips], sampling_rate=16000, return_tensors="pt")
+        ).last_hidden_state
+    assert w2v_embeddings.shape == (4, 32)
+    np.testing.assert_allclose(w2v_embeddings, hidden.mean(dim=1).numpy(), atol=1e-4)  # no pooler: mean over time
+
+
+_RSS_SCRIPT = textwrap.dedent(
+    """
+    import json, resource, sys
+    sys.path.insert(0, {tests!r})
+    import numpy as np
+    from _data_helpers import write_wav
+    from pathlib import Path
+    from resp_audio_hf.benchmark.embeddings import AudioEncoder, FileClipDataset, extract_embeddings
+    folder = Path(sys.argv[1])
+    rng = np.random.default_rng(0)
+    # One 60 s clip written 28 times: decoded float32 audio is 3.8 MB per clip.
+    samples = 0.1 * rng.standard_normal(60 * 16000)
+    paths = [write_wav(folder / f"c{{i}}.wav", samples, 16000) for i in range(28)]
+    encoder = AudioEncoder.from_preset("tiny-m2d")
+    peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    extract_embeddings(encoder, FileClipDataset(paths[:2], 16000), batch_size=2, progress=False)  # warm up
+    extract_embeddings(encoder, FileClipDataset(paths[:4], 16000), cache_dir=folder / "a", batch_size=2, progress=False)
+    small = peak()
+    extract_embeddings(encoder, FileClipDataset(paths, 16000), cache_dir=folder / "b", batch_size=2, shard_size=8, progress=False)
+    print(json.dumps({{"peak_mb_4_clips": small, "peak_mb_28_clips": peak()}}))
+    """
+)
+
+
+def test_peak_memory_does_not_grow_with_the_dataset(tmp_path):
+    script = tmp_path / "rss.py"
+    script.write_text(_RSS_SCRIPT.format(tests=str(REPO_ROOT / "tests")))
+    # A fixed mmap threshold stops glibc from keeping freed multi-MB buffers in its heap, so the peak RSS
+    # reflects what the code still references rather than the allocator's growth policy.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": "1048576"}
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, check=True, env=env
+    )
+    stats = json.loads(done.stdout.strip().splitlines()[-1])
+    # Holding the decoded audio would raise the peak by 3.8 MB per clip: ~90 MB from 4 to 28 clips.
+    assert stats["peak_mb_28_clips"] - stats["peak_mb_4_clips"] < 30, stats
+
+
+def test_segments_and_max_duration_are_cut_exactly(encoder, clip_files):
+    dataset = FileClipDataset(
+        clip_files[:2], encoder.sampling_rate, starts=[0.25, None], ends=[0.75, None], max_duration=0.5
+    )
+    segment, whole = dataset[0]["audio"], dataset[1]["audio"]
+    full = _read_wav(clip_files[0])
+    assert segment.size == int(0.5 * SR) and whole.size == int(0.5 * SR)
+    np.testing.assert_allclose(segment, full[int(0.25 * SR) : int(0.75 * SR)], atol=1e-4)

@@ -1,0 +1,123 @@
+"""``resp-audio-hf bench`` end to end on real SPRSound recordings with a tiny saved model, and its errors."""
+
+import json
+
+import numpy as np
+import pytest
+from _data_helpers import shared_path
+
+from resp_audio_hf.cli import SUBCOMMANDS, build_parser, main
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    import torch
+
+    from resp_audio_hf import RespAudioConfig, RespAudioFeatureExtractor, RespAudioModel
+
+    folder = tmp_path_factory.mktemp("tiny-m2d")
+    config = RespAudioConfig.from_preset("tiny-m2d")
+    torch.manual_seed(0)
+    RespAudioModel(config).save_pretrained(folder)
+    RespAudioFeatureExtractor.from_model_config(config).save_pretrained(folder)
+    return folder
+
+
+def test_bench_sprsound_end_to_end(tiny_model_dir, tmp_path, capsys):
+    data_root = shared_path()
+    shared_path("sprsound")
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    argv = [
+        "bench",
+        "--model",
+        str(tiny_model_dir),
+        "--tasks",
+        "S1",
+        "--data-root",
+        str(data_root),
+        "--output-dir",
+        str(out),
+        "--cache-dir",
+        str(cache),
+        "--max-duration",
+        "2",
+        "--num-workers",
+        "2",
+        "--quiet",
+    ]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    task = results["tasks"]["S1"]
+
+    from resp_audio_hf.data import load_task
+
+    expected = load_task("S1", data_root, verify_audio=False)
+    assert task["counts"] == expected.counts()  # all 724 labelled recordings, patient-grouped splits
+    assert task["counts"]["total"] == 724
+    assert (
+        task["metric"] == "auroc" and task["protocol"]["epochs"] == 64 and task["protocol"]["seeds"] == [0, 1, 2, 3, 4]
+    )
+    scores = [run["test"] for run in task["runs"]]
+    assert len(scores) == 5 and all(0.0 <= s <= 1.0 for s in scores)
+    assert task["mean"] == pytest.approx(np.mean(scores)) and task["std"] == pytest.approx(np.std(scores))
+    assert task["embedding_dim"] == 160 and results["settings"]["max_duration"] == 2.0
+    row = f"{task['mean']:.3f} ± {task['std']:.3f}"
+    assert row in (out / "results.md").read_text() and row in printed
+    png = (out / "results.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    import matplotlib.image
+
+    assert matplotlib.image.imread(out / "results.png").shape[0] > 100
+
+    # A second run reuses the cached embeddings and reproduces the scores exactly.
+    assert main(argv + ["--no-verify-audio"]) == 0
+    again = json.loads((out / "results.json").read_text())["tasks"]["S1"]
+    assert [r["test"] for r in again["runs"]] == scores
+    assert len(list(cache.glob("*/embeddings.npy"))) == 1
+
+
+def test_bench_reports_tasks_whose_corpus_is_missing(tmp_path, capsys):
+    data_root = shared_path()
+    code = main(
+        [
+            "bench",
+            "--preset",
+            "tiny-m2d",
+            "--tasks",
+            "T7",
+            "--data-root",
+            str(data_root),
+            "--output-dir",
+            str(tmp_path),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--quiet",
+        ]
+    )
+    assert code != 0
+    report = (tmp_path / "results.md").read_text()
+    assert "T7 not scored" in report and "ICBHI 2017 not found" in report
+    assert json.loads((tmp_path / "results.json").read_text())["tasks"] == {}
+
+
+def test_bench_rejects_unknown_tasks_and_bad_arguments(tmp_path, capsys):
+    assert main(["bench", "--preset", "tiny-m2d", "--tasks", "T42", "--data-root", str(tmp_path)]) == 2
+    assert "Unknown task 'T42'" in capsys.readouterr().err
+    assert main(["bench", "--preset", "tiny-m2d", "--tasks", "T7", "--data-root", str(tmp_path / "absent")]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+    assert (
+        main(["bench", "--model", str(tmp_path / "no-such-model"), "--tasks", "S1", "--data-root", str(tmp_path)]) == 2
+    )
+    assert "could not load the model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["bench", "--preset", "tiny-m2d", "--data-root", str(tmp_path), "--seeds", "a,b"])
+    with pytest.raises(SystemExit):
+        main(["bench", "--data-root", str(tmp_path)])  # neither --model nor --preset
+
+
+def test_cli_lists_its_subcommands():
+    assert {c.name for c in SUBCOMMANDS} >= {"bench", "demo"}
+    help_text = build_parser().format_help()
+    assert "bench" in help_text and "demo" in help_text
+    assert main([]) == 2
