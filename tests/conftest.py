@@ -27,3 +27,14 @@ def sprsound_clips(shared_data):
         audio, rate = soundfile.read(path, dtype="float32")
         clips.append((audio, rate))
     return clips
+
+
+@pytest.fixture
+def single_torch_thread():
+    """One intra-op thread: on two shared cores, spin-waiting between threads slows small tensors down a lot."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

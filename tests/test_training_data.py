@@ -30,12 +30,7 @@ from resp_audio_hf import RespAudioConfig, RespAudioFeatureExtractor  # noqa: E4
 SAMPLING_RATE = 16000
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 @pytest.fixture(scope="module")

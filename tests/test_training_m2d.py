@@ -26,13 +26,7 @@ from resp_audio_hf import RespAudioConfig, RespAudioModel  # noqa: E402
 TINY_PREDICTOR = dict(predictor_hidden_size=32, predictor_num_layers=1, predictor_num_heads=2)
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    # Two shared cores: one intra-op thread avoids spin-wait contention and keeps these tests fast.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def tiny_objective(preset: str = "tiny-m2d", seed: int = 0, **objective_overrides) -> M2DObjective:
