@@ -275,7 +275,7 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
         rows = batch if device.type != "cpu" else max(1, CPU_CHUNK_BINS // (num_frames * (self.n_fft // 2 + 1)))
         blocks = _mel_filter_blocks(self.mel_filters.to(device), MEL_BLOCK_SIZE)
         window = self.window.to(device)
-        # AST frames are written into the first win_length columns; the zero tail is the FFT padding, kept across chunks.
+        # AST frames go into the first win_length columns; the zero tail, kept across chunks, is the FFT padding.
         frame_buffer = (
             torch.zeros(min(rows, batch), num_frames, self.n_fft, dtype=torch.float32, device=device)
             if self.frontend == "ast"
@@ -400,8 +400,12 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
             features = torch.nn.functional.pad(features, (0, 0, 0, pad))
         frame_index = torch.arange(target_frames, device=features.device)
         attention_mask = frame_index[None, :] < num_frames.to(features.device)[:, None]
-        # `features` is this call's own tensor, so padding is masked in place rather than in a copy.
-        features = features.masked_fill_(~attention_mask[..., None], self.padding_value).cpu()
+        # `features` is this call's own tensor, so padding is masked in place rather than in a copy, and only from the
+        # shortest clip's end on (no frame before it is padding).
+        shortest = int(num_frames.min())
+        padding_frames = ~attention_mask[:, shortest:, None]
+        features[:, shortest:].masked_fill_(padding_frames, self.padding_value)
+        features = features.cpu()
 
         output = {"input_values": features}
         if return_attention_mask if return_attention_mask is not None else self.return_attention_mask:
