@@ -128,7 +128,7 @@ def extract(preset: str, distinct: int, copies: int, workers: int, batch_size: i
 
 
 def main() -> None:
-    parser = make_parser(__doc__.splitlines()[0], repeats=1)
+    parser = make_parser(__doc__.splitlines()[0], repeats=2)
     parser.add_argument("--clips", type=int, default=32, help="N: the small dataset size (the large one is 10 N)")
     parser.add_argument("--preset", default="tiny-passt", help="RespAudio preset of the (random) encoder")
     parser.add_argument("--batch-size", type=int, default=16)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import shutil
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -211,11 +211,7 @@ def main() -> None:
         "ours_auroc",
         "max_auroc_diff",
     ]
-    settings = {
-        "protocol": protocol.__dict__ if hasattr(protocol, "__dict__") else str(protocol),
-        "repeats": repeats,
-        "tasks": [task.__dict__ for task in tasks],
-    }
+    settings = {"protocol": asdict(protocol), "repeats": repeats, "tasks": [asdict(task) for task in tasks]}
     finish(
         NAME, args, settings, rows, f"OPERA linear probe on cached embeddings (median of {repeats})", columns, targets
     )
