@@ -38,3 +38,13 @@ def single_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def hub_offline():
+    """Hub offline mode regardless of the environment, so pipelines and Auto classes cannot reach the network."""
+    import huggingface_hub
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+        yield

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import huggingface_hub.constants
 import numpy as np
 import pytest
 import torch
@@ -20,12 +19,7 @@ FAMILIES = ("tiny-passt", "tiny-m2d")  # 32 kHz and 16 kHz front ends
 FILE_SCORE_ATOL = 2e-2
 
 
-@pytest.fixture(scope="module", autouse=True)
-def offline():
-    """Hub offline mode regardless of the environment, so the pipeline cannot reach the network."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-        yield
+pytestmark = pytest.mark.usefixtures("hub_offline")
 
 
 @pytest.fixture(scope="module")

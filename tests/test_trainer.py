@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import huggingface_hub.constants
 import numpy as np
 import pytest
 import torch
@@ -35,11 +34,7 @@ MAX_SECONDS = 2.0
 EPOCHS = 30
 
 
-@pytest.fixture(scope="module", autouse=True)
-def offline():
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-        yield
+pytestmark = pytest.mark.usefixtures("hub_offline")
 
 
 @pytest.fixture(scope="module")
