@@ -17,6 +17,7 @@ from typing import Callable
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 TRAINING_STATE_NAME = "training_state.json"
+FINAL_MODEL_NAME = "model"
 
 
 def data_state_name(process_index: int) -> str:
@@ -156,3 +157,16 @@ def save_final_folder(output_dir: str | os.PathLike, name: str, write: Callable[
     final = output_dir / name
     publish_folder(tmp, final)
     return final
+
+
+def save_final_model(output_dir: str | os.PathLike, model, feature_extractor) -> Path:
+    """
+    Main process only: publish `model` and its `feature_extractor` as one Hugging Face folder, `output_dir/model`,
+    which `from_pretrained` (and `pipeline`) load directly. Written atomically by `save_final_folder`.
+    """
+
+    def write_model(folder: Path) -> None:
+        model.save_pretrained(folder)
+        feature_extractor.save_pretrained(folder)
+
+    return save_final_folder(output_dir, FINAL_MODEL_NAME, write_model)

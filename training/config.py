@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import types
 import typing
@@ -248,6 +249,20 @@ def _convert(hint, value, where: str):
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     return value
+
+
+def training_argument_parser(
+    description: str, config_help: str, resume_help: str, overrides_help: str
+) -> argparse.ArgumentParser:
+    """
+    The command line the training scripts share: `--config` (YAML), `--resume` (a checkpoint folder or `auto`) and
+    positional `section.key=value` overrides, the last two read by [`load_config`]. Scripts add their own options.
+    """
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help=config_help)
+    parser.add_argument("--resume", default=None, metavar="CHECKPOINT|auto", help=resume_help)
+    parser.add_argument("overrides", nargs="*", help=overrides_help)
+    return parser
 
 
 def load_config(cls, path: str | None, overrides: list[str] | None = None):

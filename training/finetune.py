@@ -27,12 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from checkpointing import save_final_folder, write_json_atomic  # noqa: E402
-from config import load_config, to_plain_dict  # noqa: E402
+from checkpointing import save_final_model, write_json_atomic  # noqa: E402
+from config import load_config, to_plain_dict, training_argument_parser  # noqa: E402
 
 logger = logging.getLogger("finetune")
 COMPLETE_MARKER = "checkpoint_complete.json"
-FINAL_MODEL_NAME = "model"
 _TRAINER_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -111,15 +110,13 @@ class LabelledSplits:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="YAML with the sections model, task, training_args.")
-    parser.add_argument(
-        "--resume",
-        default=None,
-        metavar="CHECKPOINT|auto",
-        help="Continue from a Trainer checkpoint folder, or with 'auto' from the newest complete one in output_dir.",
+    parser = training_argument_parser(
+        __doc__,
+        config_help="YAML with the sections model, task, training_args.",
+        resume_help="Continue from a Trainer checkpoint folder, or with 'auto' from the newest complete one in "
+        "output_dir.",
+        overrides_help="section.key=value overrides (e.g. training_args.max_steps=100).",
     )
-    parser.add_argument("overrides", nargs="*", help="section.key=value overrides (e.g. training_args.max_steps=100).")
     return parser.parse_args(argv)
 
 
@@ -352,12 +349,7 @@ def run(config: FinetuneConfig, resume: str | None = None) -> dict:
     for name in dict.fromkeys(s for s in (eval_split, config.task.test_split) if s in splits):
         results[name] = trainer.evaluate(splits[name], metric_key_prefix=name)
     if trainer.is_world_process_zero():
-
-        def write_model(folder: Path) -> None:
-            trainer.model.save_pretrained(folder)
-            feature_extractor.save_pretrained(folder)
-
-        final = save_final_folder(training_args.output_dir, FINAL_MODEL_NAME, write_model)
+        final = save_final_model(training_args.output_dir, trainer.model, feature_extractor)
         write_json_atomic(
             Path(training_args.output_dir) / "finetune_results.json",
             {"config": to_plain_dict(config), "metrics": results, "model": str(final)},

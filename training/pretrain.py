@@ -32,36 +32,30 @@ from checkpointing import (  # noqa: E402
     load_checkpoint,
     resolve_resume,
     save_checkpoint,
-    save_final_folder,
+    save_final_model,
     write_json_atomic,
 )
-from config import OptimizerConfig, PretrainConfig, load_config, to_plain_dict  # noqa: E402
+from config import OptimizerConfig, PretrainConfig, load_config, to_plain_dict, training_argument_parser  # noqa: E402
 from data import build_batch_stream  # noqa: E402
 from m2d_objective import M2DObjective, ema_decay_at  # noqa: E402
 
 logger = logging.getLogger("pretrain")
 METRICS_NAME = "metrics.jsonl"
-FINAL_MODEL_NAME = "model"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="YAML file with the sections model, objective, data, optimizer, train.")
-    parser.add_argument(
-        "--resume",
-        default=None,
-        metavar="CHECKPOINT|auto",
-        help="Continue from a checkpoint folder, or with 'auto' from the newest one in train.output_dir (starting "
-        "afresh when there is none, so a preempted job can be relaunched unchanged).",
+    parser = training_argument_parser(
+        __doc__,
+        config_help="YAML file with the sections model, objective, data, optimizer, train.",
+        resume_help="Continue from a checkpoint folder, or with 'auto' from the newest one in train.output_dir "
+        "(starting afresh when there is none, so a preempted job can be relaunched unchanged).",
+        overrides_help="section.key=value overrides of the YAML (e.g. train.max_steps=100).",
     )
     parser.add_argument(
         "--stop-after-steps",
         type=int,
         default=None,
         help="Testing aid: SIGKILL every process right after this optimizer step (and its checkpoint, if one is due).",
-    )
-    parser.add_argument(
-        "overrides", nargs="*", help="section.key=value overrides of the YAML (e.g. train.max_steps=100)."
     )
     return parser.parse_args(argv)
 
@@ -359,12 +353,7 @@ def train(config: PretrainConfig, resume: str | None = None, stop_after_steps: i
     final = None
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-
-        def write_model(folder: Path) -> None:
-            online.encoder_model.save_pretrained(folder)
-            feature_extractor.save_pretrained(folder)
-
-        final = save_final_folder(output_dir, FINAL_MODEL_NAME, write_model)
+        final = save_final_model(output_dir, online.encoder_model, feature_extractor)
         logger.info("Saved the pre-trained encoder to %s.", final)
     accelerator.wait_for_everyone()
     accelerator.end_training()

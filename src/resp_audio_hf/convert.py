@@ -23,6 +23,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from safetensors.torch import load_file
@@ -33,6 +34,15 @@ from .modeling_resp_audio import RespAudioForAudioClassification, RespAudioModel
 
 FAMILIES = ("passt", "ast", "m2d")
 Renames = list[tuple[str, str]]
+
+
+class ClassifierLayout(NamedTuple):
+    """Where a checkpoint layout keeps its optional classifier head."""
+
+    weight_key: str  # present only in checkpoints that carry the classifier
+    renames: Renames  # applied when the classifier is converted
+    pattern: str  # all its keys, set aside as unused when only the encoder is converted
+
 
 # ---------------------------------------------------------------------------------------------------- key tables
 
@@ -60,6 +70,7 @@ PASST_HEAD_RENAMES: Renames = [
     (r"^head\.0\.", "classifier.layernorm."),
     (r"^head\.1\.", "classifier.dense."),
 ]
+PASST_HEAD = ClassifierLayout("head.1.weight", PASST_HEAD_RENAMES, r"^head\.")
 # PaSST's forward feeds (CLS + distillation) / 2 to `head` only; `head_dist` is trained but never used at inference.
 PASST_UNUSED = [r"^head_dist\."]
 
@@ -72,6 +83,7 @@ AST_ORIGINAL_HEAD_RENAMES: Renames = [
     (r"^mlp_head\.0\.", "classifier.layernorm."),
     (r"^mlp_head\.1\.", "classifier.dense."),
 ]
+AST_ORIGINAL_HEAD = ClassifierLayout("mlp_head.1.weight", AST_ORIGINAL_HEAD_RENAMES, r"^mlp_head\.")
 # The ImageNet heads of the DeiT backbone, which AST replaces by `mlp_head` and never calls.
 AST_ORIGINAL_UNUSED = [r"^head\.", r"^head_dist\."]
 
@@ -106,6 +118,7 @@ AST_HF_HEAD_RENAMES: Renames = [
     (r"^classifier\.layernorm\.", "classifier.layernorm."),
     (r"^classifier\.dense\.", "classifier.dense."),
 ]
+AST_HF_HEAD = ClassifierLayout("classifier.dense.weight", AST_HF_HEAD_RENAMES, r"^classifier\.")
 
 # M2D `checkpoint-*.pth` (its `model` entry): the timm encoder plus its fixed sine-cosine table.
 M2D_RENAMES: Renames = TIMM_VIT_RENAMES + [
@@ -388,6 +401,29 @@ def _with_head_or_pooling(has_head: bool, with_head: bool, pooling: str | None, 
     return with_head, ("cls" if with_head else pooling)
 
 
+def _rename_with_optional_head(
+    state: dict[str, torch.Tensor],
+    renames: Renames,
+    unused: list[str],
+    head: ClassifierLayout,
+    with_head: bool,
+    pooling: str | None,
+    family: str,
+) -> tuple[dict[str, torch.Tensor], list[str], bool, str | None]:
+    """
+    Rename the keys of a checkpoint that may carry a classifier (PaSST and both AST layouts).
+
+    The classifier is converted when the checkpoint has one and `with_head` asks for it; otherwise its keys are set
+    aside as unused rather than rejected as unknown, so the encoder of a fine-tuned checkpoint converts on its own.
+    Returns the renamed state, the keys left out, and the resolved `with_head` and `pooling`.
+    """
+    with_head, pooling = _with_head_or_pooling(head.weight_key in state, with_head, pooling, family)
+    renames = renames + (head.renames if with_head else [])
+    unused = unused + ([] if with_head else [head.pattern])
+    state, unused_keys = rename_keys(state, renames, unused, family)
+    return state, unused_keys, with_head, pooling
+
+
 def _label_overrides(num_labels: int, id2label: dict | None) -> dict:
     if id2label is None:
         return dict(num_labels=num_labels)
@@ -430,11 +466,9 @@ def convert_passt(
             "Not a PaSST state dict: it has no time_new_pos_embed (PaSST's separate time/frequency position "
             "embeddings). For an AST or M2D checkpoint use --family ast or --family m2d."
         )
-    has_head = "head.1.weight" in state
-    with_head, pooling = _with_head_or_pooling(has_head, with_head, pooling, "PaSST")
-    renames = PASST_RENAMES + (PASST_HEAD_RENAMES if with_head else [])
-    unused = PASST_UNUSED + ([] if with_head else [r"^head\."])
-    state, unused_keys = rename_keys(state, renames, unused, "PaSST")
+    state, unused_keys, with_head, pooling = _rename_with_optional_head(
+        state, PASST_RENAMES, PASST_UNUSED, PASST_HEAD, with_head, pooling, "PaSST"
+    )
 
     shape = _encoder_shape(state, num_attention_heads)
     patch = shape["patch_size"]
@@ -517,11 +551,9 @@ def convert_ast(
         raise ValueError(
             "Not an original AST state dict (no v.pos_embed / v.dist_token). For PaSST or M2D use --family passt/m2d."
         )
-    has_head = "mlp_head.1.weight" in state
-    with_head, pooling = _with_head_or_pooling(has_head, with_head, pooling, "AST")
-    renames = AST_ORIGINAL_RENAMES + (AST_ORIGINAL_HEAD_RENAMES if with_head else [])
-    unused = AST_ORIGINAL_UNUSED + ([] if with_head else [r"^mlp_head\."])
-    state, unused_keys = rename_keys(state, renames, unused, "AST")
+    state, unused_keys, with_head, pooling = _rename_with_optional_head(
+        state, AST_ORIGINAL_RENAMES, AST_ORIGINAL_UNUSED, AST_ORIGINAL_HEAD, with_head, pooling, "AST"
+    )
 
     shape = _encoder_shape(state, num_attention_heads)
     preset = RespAudioConfig.from_preset("resp-ast")
@@ -558,11 +590,9 @@ def _convert_ast_folder(folder: Path, max_length, with_head, pooling) -> Convert
         raise ValueError(f"{config_path} describes a {ast_config.get('model_type')!r} model, not an AST.")
     state = _load_folder_weights(folder)
     state = _strip_prefix(state, "audio_spectrogram_transformer.")
-    has_head = "classifier.dense.weight" in state
-    with_head, pooling = _with_head_or_pooling(has_head, with_head, pooling, "AST")
-    renames = AST_HF_RENAMES + (AST_HF_HEAD_RENAMES if with_head else [])
-    unused = [] if with_head else [r"^classifier\."]
-    state, unused_keys = rename_keys(state, renames, unused, "AST")
+    state, unused_keys, with_head, pooling = _rename_with_optional_head(
+        state, AST_HF_RENAMES, [], AST_HF_HEAD, with_head, pooling, "AST"
+    )
     state = _fuse_qkv(state)
 
     shape = _encoder_shape(state, ast_config["num_attention_heads"])

@@ -10,7 +10,7 @@ are loaded by the functions that use them (``pip install resp_audio_hf[benchmark
 * ``run_demo`` - what ``resp-audio-hf demo`` runs.
 """
 
-from importlib import import_module
+from .._lazy import lazy_exports
 
 _EXPORTS = {
     "OPERA_BASELINE_METHODS": ".baselines",
@@ -39,9 +39,4 @@ _EXPORTS = {
 }
 
 __all__ = list(_EXPORTS)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -256,6 +256,19 @@ def _frame(rows: list[dict]):
     return pd.DataFrame(rows)
 
 
+def _opera_committed_split(
+    ctx: TaskContext, files_npy: str, labels_npy: str, splits_npy: str
+) -> list[tuple[str, int, str]]:
+    """``(file name, label, split)`` per row of a split OPERA committed as three parallel ``.npy`` arrays (recording
+    paths, class ids, ``train``/``val``/``test``); OPERA's ``val`` is renamed ``validation`` as in every task table."""
+    files = ctx.opera.load_npy(files_npy)
+    labels = ctx.opera.load_npy(labels_npy)
+    splits = ctx.opera.load_npy(splits_npy)
+    return [
+        (Path(str(f)).name, int(y), {"val": "validation"}.get(str(s), str(s))) for f, y, s in zip(files, labels, splits)
+    ]
+
+
 # --------------------------------------------------------------------------------------------------
 # Task tables
 # --------------------------------------------------------------------------------------------------
@@ -263,9 +276,12 @@ def _frame(rows: list[dict]):
 
 def _coviduk_table(modality: str):
     def build(ctx: TaskContext):
-        files = ctx.opera.load_npy(f"feature/coviduk_eval/sound_dir_loc_{modality}.npy")
-        labels = ctx.opera.load_npy(f"feature/coviduk_eval/label_{modality}.npy")
-        splits = ctx.opera.load_npy(f"feature/coviduk_eval/split_{modality}.npy")
+        committed = _opera_committed_split(
+            ctx,
+            f"feature/coviduk_eval/sound_dir_loc_{modality}.npy",
+            f"feature/coviduk_eval/label_{modality}.npy",
+            f"feature/coviduk_eval/split_{modality}.npy",
+        )
         participants = {}
         metadata = ctx.index.find_metadata("audio_metadata.csv")
         if metadata is not None:
@@ -274,17 +290,10 @@ def _coviduk_table(modality: str):
             with open(metadata, newline="", encoding="utf-8-sig") as handle:
                 for row in csv.DictReader(handle):
                     participants[row.get(f"{modality}_file_name")] = row.get("participant_identifier")
-        rows = []
-        for path, label, split in zip(files, labels, splits):
-            name = Path(str(path)).name
-            rows.append(
-                {
-                    "file": name,
-                    "label": int(label),
-                    "subject_id": participants.get(name, Path(name).stem),
-                    "split": {"val": "validation"}.get(str(split), str(split)),
-                }
-            )
+        rows = [
+            {"file": name, "label": label, "subject_id": participants.get(name, Path(name).stem), "split": split}
+            for name, label, split in committed
+        ]
         return _frame(_resolve(ctx, rows, by="name"))
 
     return build
@@ -319,17 +328,15 @@ def _covid19_sounds_table(modality: str):
 
 def _coughvid_table(label_name: str):
     def build(ctx: TaskContext):
-        files = ctx.opera.load_npy(f"feature/coughvid_eval/sound_dir_loc_{label_name}.npy")
-        labels = ctx.opera.load_npy(f"feature/coughvid_eval/label_{label_name}.npy")
-        splits = ctx.opera.load_npy(f"feature/coughvid_eval/split_{label_name}.npy")
+        committed = _opera_committed_split(
+            ctx,
+            f"feature/coughvid_eval/sound_dir_loc_{label_name}.npy",
+            f"feature/coughvid_eval/label_{label_name}.npy",
+            f"feature/coughvid_eval/split_{label_name}.npy",
+        )
         rows = [
-            {
-                "file": Path(str(f)).name,
-                "label": int(y),
-                "subject_id": Path(str(f)).stem,
-                "split": {"val": "validation"}.get(str(s), str(s)),
-            }
-            for f, y, s in zip(files, labels, splits)
+            {"file": name, "label": label, "subject_id": Path(name).stem, "split": split}
+            for name, label, split in committed
         ]
         return _frame(_resolve(ctx, rows, by="stem"))
 
@@ -451,12 +458,14 @@ def _kauh_rows(ctx: TaskContext, split_file: str):
 
 
 def _respiratory_tr_table(ctx: TaskContext):
-    files = [str(f) for f in ctx.opera.load_npy("feature/copd_eval/sound_dir_loc.npy")]
-    labels = [int(y) for y in ctx.opera.load_npy("feature/copd_eval/labels.npy")]
-    splits = [str(s) for s in ctx.opera.load_npy("feature/copd_eval/train_test_split.npy")]
+    committed = _opera_committed_split(
+        ctx,
+        "feature/copd_eval/sound_dir_loc.npy",
+        "feature/copd_eval/labels.npy",
+        "feature/copd_eval/train_test_split.npy",
+    )
     rows = [
-        {"file": Path(f).name, "label": y, "subject_id": Path(f).name[:4], "split": {"val": "validation"}.get(s, s)}
-        for f, y, s in zip(files, labels, splits)
+        {"file": name, "label": label, "subject_id": name[:4], "split": split} for name, label, split in committed
     ]
     return _frame(_resolve(ctx, rows, by="name"))
 
