@@ -7,6 +7,12 @@ of OPERA's Lightning module: one seed after another, a `DataLoader` that fetches
 autograd, `torch.optim.Adam`, `clip_grad_norm_`, `ExponentialLR`. It draws its initial weights and its shuffling
 from the same seeded generator as `train_linear_probes` does, so the two should reach the same AUROC.
 
+A third timing, `products_s`, is the floor that no implementation of this protocol in eager PyTorch goes below: only
+the forward and backward matrix products of every step of every seed (on batches gathered beforehand, with nothing
+else: no gather, softmax, clipping, optimiser or validation). `baseline / products` is the largest speed-up any
+implementation can have over the baseline; where it is under the 10x target, the target cannot be met by removing
+overhead, because the per-sample loop's time is then mostly the same arithmetic ours does.
+
 The embeddings are synthetic (Gaussian classes around random centres, overlapping enough for an AUROC well below 1)
 with the sizes of real tasks: a 768-d CLS-pooled embedding and PaSST's 9216-d frequency-preserving one.
 
@@ -123,6 +129,21 @@ def per_sample_loop(features: np.ndarray, labels: np.ndarray, runs: list, protoc
     return scores
 
 
+def products_only(features: np.ndarray, runs: list, protocol, classes: int) -> None:
+    """The forward and backward products of every step of every seed, in `nn.Linear`'s layout, and nothing else."""
+    x = torch.from_numpy(np.array(features))
+    weight = torch.zeros(classes, x.shape[1])
+    grad_logits = torch.zeros(protocol.batch_size, classes)
+    for run in runs:
+        generator = torch.Generator().manual_seed(int(run.seed))
+        order = torch.as_tensor(run.train)[torch.randperm(len(run.train), generator=generator)]
+        batches = [x[order[i : i + protocol.batch_size]] for i in range(0, len(order), protocol.batch_size)]
+        for _ in range(protocol.epochs):
+            for batch in batches:
+                batch @ weight.T
+                grad_logits[: len(batch)].T @ batch
+
+
 def _evaluate(head, loader, auroc) -> float:
     head.eval()
     with torch.no_grad():
@@ -147,7 +168,10 @@ def bench_task(task: SyntheticTask, protocol, repeats: int, cache_dir: Path) -> 
     def baseline():
         results["baseline"] = per_sample_loop(cached, labels, runs, protocol, task.classes)
 
-    timings = time_interleaved({"baseline": baseline, "ours": ours}, repeats, warmup=0)
+    def products():
+        products_only(cached, runs, protocol, task.classes)
+
+    timings = time_interleaved({"baseline": baseline, "ours": ours, "products": products}, repeats, warmup=0)
     ours_scores, baseline_scores = np.array(results["ours"]), np.array(results["baseline"])
     wall = timings.wall
     return {
@@ -158,6 +182,8 @@ def bench_task(task: SyntheticTask, protocol, repeats: int, cache_dir: Path) -> 
         "baseline_s_per_task": median(wall["baseline"]),
         "ours_s_per_task": median(wall["ours"]),
         "speedup": median_ratio(wall["baseline"], wall["ours"]),
+        "products_s": median(wall["products"]),
+        "max_possible_speedup": median_ratio(wall["baseline"], wall["products"]),
         "cpu_speedup": median_ratio(timings.cpu["baseline"], timings.cpu["ours"]),
         "baseline_auroc": f"{baseline_scores.mean():.4f}+-{baseline_scores.std():.4f}",
         "ours_auroc": f"{ours_scores.mean():.4f}+-{ours_scores.std():.4f}",
@@ -168,6 +194,7 @@ def bench_task(task: SyntheticTask, protocol, repeats: int, cache_dir: Path) -> 
         "ours_scores": ours_scores.tolist(),
         "times_baseline": wall["baseline"],
         "times_ours": wall["ours"],
+        "times_products": wall["products"],
     }
 
 
@@ -189,7 +216,9 @@ def main() -> None:
         shutil.rmtree(cache_dir, ignore_errors=True)
     targets = []
     for row in rows:
-        targets.append(target_row(f"{row['task']}: >= 10x the per-sample loop", row["speedup"], 10.0))
+        speed = target_row(f"{row['task']}: >= 10x the per-sample loop", row["speedup"], 10.0)
+        speed["measured"] += f" (products alone: {row['max_possible_speedup']:.1f}x)"
+        targets.append(speed)
         same = row["max_auroc_diff"] <= 0.01
         targets.append(
             {
@@ -207,6 +236,8 @@ def main() -> None:
         "ours_s_per_task",
         "speedup",
         "cpu_speedup",
+        "products_s",
+        "max_possible_speedup",
         "baseline_auroc",
         "ours_auroc",
         "max_auroc_diff",

@@ -119,6 +119,36 @@ def test_dataloader_with_workers_gives_the_same_embeddings(encoder, clip_files, 
     np.testing.assert_allclose(parallel, single, atol=1e-5)
 
 
+def test_encoder_threads_leave_the_workers_their_cores_and_are_restored(encoder, clip_files, tmp_path):
+    """With workers the main process runs the encoder on the cores the workers leave (at least one), and torch's thread
+    count is what it was afterwards, also when extraction fails."""
+    seen = []
+
+    class RecordingThreads(CountingEncoder):
+        def embed(self, inputs):
+            seen.append(torch.get_num_threads())
+            return self.inner.embed(inputs)
+
+    cores = len(os.sched_getaffinity(0))
+    before = torch.get_num_threads()
+    dataset = FileClipDataset(clip_files[:4], encoder.sampling_rate)
+    extract_embeddings(RecordingThreads(encoder), dataset, batch_size=2, num_workers=1, progress=False)
+    assert set(seen) == {max(1, min(before, cores - 1))}
+    assert torch.get_num_threads() == before
+
+    seen.clear()
+    extract_embeddings(RecordingThreads(encoder), dataset, batch_size=2, num_workers=0, progress=False)
+    assert set(seen) == {before}  # no workers: torch's own choice
+
+    class Failing(CountingEncoder):
+        def embed(self, inputs):
+            raise RuntimeError("encoder failed")
+
+    with pytest.raises(RuntimeError, match="encoder failed"):
+        extract_embeddings(Failing(encoder), dataset, batch_size=2, num_workers=1, progress=False)
+    assert torch.get_num_threads() == before
+
+
 def test_nan_embeddings_are_refused_by_file_name(encoder, clip_files, tmp_path):
     class NaNForOne(CountingEncoder):
         def embed(self, inputs):

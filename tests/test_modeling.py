@@ -148,6 +148,21 @@ def test_attention_weights_path_equals_sdpa():
     assert slow.attentions[0][1][..., model.config.num_prefix_tokens :][..., padded_keys].abs().max() == 0
 
 
+@pytest.mark.parametrize("preset", FAMILIES)
+def test_unpadded_forward_traces_as_one_graph(preset):
+    """Without an attention mask, torch.compile sees one graph: no data-dependent check breaks it (Dynamo's explain
+    traces without compiling, so this needs no C++ compiler)."""
+    model = _model(preset)
+    spectrogram = torch.randn(2, model.config.max_length, model.config.num_mel_bins)
+    torch._dynamo.reset()
+    try:
+        explanation = torch._dynamo.explain(model)(spectrogram)
+    finally:
+        torch._dynamo.reset()
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    assert explanation.graph_count == 1
+
+
 def test_wrong_input_shape_is_a_clear_error():
     model = _model("tiny-m2d")
     with pytest.raises(ValueError, match="RespAudioFeatureExtractor"):

@@ -337,11 +337,17 @@ class RespAudioModel(RespAudioPreTrainedModel):
         mask[:, 0] = True
         return mask
 
-    def _encode_window_batch(self, spectrogram, time_mask, output_hidden_states, output_attentions):
+    def _encode_window_batch(self, spectrogram, time_mask, output_hidden_states, output_attentions, may_be_padded=True):
         tokens, frequency_rows, time_mask = self.embeddings(spectrogram, time_mask)
-        prefix_mask = torch.ones(tokens.shape[0], self.config.num_prefix_tokens, dtype=torch.bool, device=tokens.device)
-        key_mask = torch.cat([prefix_mask, time_mask.repeat(1, frequency_rows)], dim=1)
-        attend_mask = None if bool(key_mask.all()) else key_mask
+        attend_mask = None
+        # Without padding there is nothing to mask, and no need for the device sync of `all()` (a graph break under
+        # torch.compile); with a mask, an all-true one is still dropped so that SDPA can pick its fastest kernel.
+        if may_be_padded:
+            prefix_mask = torch.ones(
+                tokens.shape[0], self.config.num_prefix_tokens, dtype=torch.bool, device=tokens.device
+            )
+            key_mask = torch.cat([prefix_mask, time_mask.repeat(1, frequency_rows)], dim=1)
+            attend_mask = None if bool(key_mask.all()) else key_mask
         hidden, all_hidden, attentions = self.encoder(tokens, attend_mask, output_hidden_states, output_attentions)
         return self.layernorm(hidden), all_hidden, attentions, time_mask, frequency_rows
 
@@ -378,7 +384,11 @@ class RespAudioModel(RespAudioPreTrainedModel):
         window_patches = config.num_time_patches
         if total_time_patches <= window_patches:
             hidden, all_hidden, attentions, time_mask, frequency_rows = self._encode_window_batch(
-                input_values, time_mask, output_hidden_states, output_attentions
+                input_values,
+                time_mask,
+                output_hidden_states,
+                output_attentions,
+                may_be_padded=attention_mask is not None,
             )
         else:
             hidden, all_hidden, attentions, time_mask, frequency_rows = self._encode_in_windows(

@@ -26,6 +26,7 @@ import torch
 from ..data._io import atomic_path, atomic_save_npy, atomic_write_json, stable_hash
 from ..data.audio import load_audio
 from ..data.corpora import is_missing
+from .threads import threads_beside_workers, torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -469,42 +470,45 @@ def extract_embeddings(
     dim = None
     bar = _progress(remaining, desc, progress)
     try:
-        for batch in loader:
-            if not (isinstance(batch, dict) and "index" in batch and "inputs" in batch):
-                raise TypeError(
-                    "DataLoader batches must come from FeatureCollator (build the loader with make_dataloader)."
-                )
-            indices = batch["index"].tolist()
-            shards = {i // cache.shard_size for i in indices}
-            if shards <= done:
-                continue  # an external loader re-yields items whose shard is already on disk
-            vectors = encoder.embed(batch["inputs"])
-            bad = ~np.isfinite(vectors).all(axis=1)
-            if bad.any():
-                names = ", ".join(_describe(base_dataset, indices[int(j)]) for j in np.flatnonzero(bad)[:5])
-                raise ValueError(
-                    f"The encoder produced NaN/inf embeddings for: {names}. Check these files (silence, clipping, decode errors)."
-                )
-            dim = vectors.shape[1]
-            if cache_dir is None:
-                if in_memory is None:
-                    in_memory = np.empty((n_items, dim), dtype=np.float32)
-                in_memory[indices] = vectors
-            else:
-                for row, index in zip(vectors, indices):
-                    shard = index // cache.shard_size
-                    if shard in done:
-                        continue
-                    if shard not in buffers:
-                        buffers[shard] = np.empty((len(cache.shard_range(shard)), dim), dtype=np.float32)
-                        filled[shard] = 0
-                    buffers[shard][index - cache.shard_range(shard).start] = row
-                    filled[shard] += 1
-                    if filled[shard] == buffers[shard].shape[0]:
-                        atomic_save_npy(cache.shard_path(shard), buffers.pop(shard))
-                        done.add(shard)
-            if bar is not None:
-                bar.update(len(indices))
+        # The encoder's threads would otherwise compete with the workers for the same cores.
+        with torch_threads(threads_beside_workers(loader.num_workers)):
+            for batch in loader:
+                if not (isinstance(batch, dict) and "index" in batch and "inputs" in batch):
+                    raise TypeError(
+                        "DataLoader batches must come from FeatureCollator (build the loader with make_dataloader)."
+                    )
+                indices = batch["index"].tolist()
+                shards = {i // cache.shard_size for i in indices}
+                if shards <= done:
+                    continue  # an external loader re-yields items whose shard is already on disk
+                vectors = encoder.embed(batch["inputs"])
+                bad = ~np.isfinite(vectors).all(axis=1)
+                if bad.any():
+                    names = ", ".join(_describe(base_dataset, indices[int(j)]) for j in np.flatnonzero(bad)[:5])
+                    raise ValueError(
+                        f"The encoder produced NaN/inf embeddings for: {names}. Check these files (silence, clipping, "
+                        "decode errors)."
+                    )
+                dim = vectors.shape[1]
+                if cache_dir is None:
+                    if in_memory is None:
+                        in_memory = np.empty((n_items, dim), dtype=np.float32)
+                    in_memory[indices] = vectors
+                else:
+                    for row, index in zip(vectors, indices):
+                        shard = index // cache.shard_size
+                        if shard in done:
+                            continue
+                        if shard not in buffers:
+                            buffers[shard] = np.empty((len(cache.shard_range(shard)), dim), dtype=np.float32)
+                            filled[shard] = 0
+                        buffers[shard][index - cache.shard_range(shard).start] = row
+                        filled[shard] += 1
+                        if filled[shard] == buffers[shard].shape[0]:
+                            atomic_save_npy(cache.shard_path(shard), buffers.pop(shard))
+                            done.add(shard)
+                if bar is not None:
+                    bar.update(len(indices))
     finally:
         if bar is not None:
             bar.close()

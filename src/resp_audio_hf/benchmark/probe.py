@@ -9,16 +9,17 @@ learning rate multiplied by 0.97 after every epoch; the weights of the best vali
 stopping on validation MAE.
 
 Instead of one Python/Lightning loop per seed and per sample, all runs that share a training-set size
-are stacked: their weights form one ``[runs, features, classes]`` tensor, every mini-batch of every run
-is gathered with one index operation, and the gradients (written out analytically), the per-run clipping
-and Adam are batched tensor operations. Each run keeps its own initialisation and shuffling stream, so
+are stacked: their weights form one ``[runs, classes, features]`` tensor (``nn.Linear``'s layout, for which
+both batched products read the features row by row), every mini-batch of every run is gathered with one
+index operation into a buffer reused across steps, and the gradients (written out analytically), the
+per-run clipping and Adam are batched tensor operations. Each run keeps its own initialisation and shuffling stream, so
 the result is the same as training the runs one after another.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,6 +27,7 @@ import torch
 
 from ..data.tasks import ProbeProtocol
 from .metrics import auroc_ovr_macro, mean_absolute_error
+from .threads import torch_threads
 
 _ADAM_BETAS = (0.9, 0.999)
 _ADAM_EPS = 1e-8
@@ -80,19 +82,6 @@ class ProbeOutcome:
 _SINGLE_THREAD_WORK = 1 << 21
 
 
-@contextlib.contextmanager
-def _torch_threads(n: int | None):
-    if n is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def _check_inputs(features: np.ndarray, targets: np.ndarray, runs: list[ProbeRun], kind: str, n_classes: int | None):
     if kind not in {"classification", "regression"}:
         raise ValueError(f"kind must be 'classification' or 'regression', got {kind!r}")
@@ -140,7 +129,7 @@ class _StackedAdam:
         for param, grad, exp_avg, exp_avg_sq in zip(self.params, grads, self.exp_avg, self.exp_avg_sq):
             exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
             exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            denominator = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(_ADAM_EPS)
+            denominator = exp_avg_sq.sqrt().div_(bias_correction2_sqrt).add_(_ADAM_EPS)
             param.addcdiv_(exp_avg, denominator, value=-lr / bias_correction1)
 
 
@@ -152,9 +141,15 @@ def _score(kind: str, y: np.ndarray, outputs: np.ndarray) -> np.ndarray:
 
 
 def _outputs(kind, features, theta, mean, std) -> torch.Tensor:
-    """Probabilities ``[R, n, C]`` or de-standardised predictions ``[R, n]`` for per-run row sets
-    (``features`` carry a trailing column of ones, so ``theta``'s last row is the bias)."""
-    logits = torch.bmm(features, theta)
+    """Probabilities ``[R, n, C]`` or de-standardised predictions ``[R, n]`` of every run, on per-run row sets
+    ``[R, n, D + 1]`` or on one row set ``[n, D + 1]`` shared by all runs (``features`` carry a trailing column of
+    ones, so ``theta``'s last column is the bias)."""
+    if features.ndim == 2:
+        # One product for all runs reads the shared rows once instead of once per run.
+        runs, classes, width = theta.shape
+        logits = (features @ theta.reshape(runs * classes, width).T).view(-1, runs, classes).transpose(0, 1)
+    else:
+        logits = torch.bmm(features, theta.transpose(1, 2))
     if kind == "classification":
         return torch.softmax(logits, dim=-1)
     return logits[..., 0] * std[:, None] + mean[:, None]
@@ -167,10 +162,14 @@ class _EvalSet:
         self.indices = indices
         self.targets = [targets[i] for i in indices]
         same_size = len({len(i) for i in indices}) == 1
-        self.stacked = features[torch.as_tensor(np.stack(indices))] if same_size else None
-        self.separate = None if same_size else [features[torch.as_tensor(i)] for i in indices]
-        # All runs share one set (the usual case: seeds of a hold-out task): score them in one call.
+        # All runs share one set (the usual case: seeds of a hold-out task): its rows are kept once and every run is
+        # scored in one call.
         self.shared = same_size and all(np.array_equal(indices[0], i) for i in indices[1:])
+        if self.shared:
+            self.stacked = features[torch.as_tensor(indices[0])]
+        else:
+            self.stacked = features[torch.as_tensor(np.stack(indices))] if same_size else None
+        self.separate = None if same_size else [features[torch.as_tensor(i)] for i in indices]
 
 
 def _evaluate(kind: str, evalset: _EvalSet, theta, mean, std) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -202,16 +201,19 @@ def _train_group(
     out_dim = n_classes if kind == "classification" else 1
     targets = torch.as_tensor(targets_np, dtype=torch.long if kind == "classification" else torch.float32)
     generators = [torch.Generator().manual_seed(int(run.seed)) for run in runs]
-    # Weight and bias live in one tensor theta = [W; b] acting on features with a column of ones, so every
+    # Weight and bias live in one tensor theta = [W, b] acting on features with a column of ones, so every
     # step is one batched matmul forward and one backward. OPERA's weights_init: W ~ N(0, 0.01) drawn in
     # nn.Linear's [out, in] layout, b = 0. The L2 term covers both, as OPERA's sum over head parameters.
     augmented = torch.cat([features, torch.ones(features.shape[0], 1)], dim=1)
-    theta = torch.zeros(n_runs, dim + 1, out_dim)
+    theta = torch.zeros(n_runs, out_dim, dim + 1)
     for r, generator in enumerate(generators):
-        theta[r, :dim] = (torch.randn(out_dim, dim, generator=generator) * 0.01).T
+        theta[r, :, :dim] = torch.randn(out_dim, dim, generator=generator) * 0.01
     train_index = torch.as_tensor(np.stack([run.train for run in runs]), dtype=torch.long)
     n_train = train_index.shape[1]
     batch_size = min(protocol.batch_size or n_train, n_train)
+    # Mini-batches are gathered into one reused buffer: a fresh allocation of this size per step is page-faulted in
+    # anew each time, which costs about as much as the gather itself.
+    batch_buffer = torch.empty(n_runs * batch_size, dim + 1)
     if kind == "regression":
         train_targets = np.stack([targets_np[run.train] for run in runs]).astype(np.float64)
         mean = torch.as_tensor(train_targets.mean(axis=1), dtype=torch.float32)
@@ -236,8 +238,9 @@ def _train_group(
         order = torch.gather(train_index, 1, permutation)
         for start in range(0, n_train, batch_size):
             rows = order[:, start : start + batch_size]
-            x = augmented[rows]  # [R, b, D + 1]
-            logits = torch.bmm(x, theta)
+            x = batch_buffer[: rows.numel()].view(*rows.shape, dim + 1)  # [R, b, D + 1]
+            torch.index_select(augmented, 0, rows.reshape(-1), out=x.view(-1, dim + 1))
+            logits = torch.bmm(x, theta.transpose(1, 2))
             if kind == "classification":
                 grad_logits = torch.softmax(logits, dim=-1)
                 grad_logits.scatter_add_(-1, targets[rows].unsqueeze(-1), torch.full((*rows.shape, 1), -1.0))
@@ -245,7 +248,7 @@ def _train_group(
                 prediction = logits[..., 0] * std[:, None] + mean[:, None]
                 grad_logits = (2.0 * (prediction - targets[rows]) * std[:, None]).unsqueeze(-1)
             grad_logits /= rows.shape[1]
-            grad = torch.bmm(x.transpose(1, 2), grad_logits).add_(theta, alpha=2 * l2)
+            grad = torch.bmm(grad_logits.transpose(1, 2), x).add_(theta, alpha=2 * l2)  # [R, C, D + 1]
             # clip_grad_norm_ per run: one global norm over that run's weight and bias.
             norm = grad.pow(2).sum(dim=(1, 2)).sqrt()
             grad.mul_((protocol.grad_clip / (norm + _CLIP_EPS)).clamp(max=1.0)[:, None, None])
@@ -325,7 +328,10 @@ def train_linear_probes(
         for r in runs
     ]
     _check_inputs(features, targets, runs, kind, n_classes)
-    feature_tensor = torch.from_numpy(features)
+    with warnings.catch_warnings():
+        # A memory-mapped embedding cache is read-only; the features are only ever read (and copied) here.
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        feature_tensor = torch.from_numpy(features)
     groups: dict[int, list[int]] = {}
     for position, run in enumerate(runs):
         groups.setdefault(len(run.train), []).append(position)
@@ -335,7 +341,7 @@ def train_linear_probes(
         work = (
             len(positions) * min(protocol.batch_size or n_train, n_train) * features.shape[1] * max(n_classes or 1, 1)
         )
-        with _torch_threads(1 if work < _SINGLE_THREAD_WORK else None):
+        with torch_threads(1 if work < _SINGLE_THREAD_WORK else None):
             group = _train_group(feature_tensor, targets, [runs[p] for p in positions], protocol, kind, n_classes or 1)
         for position, outcome in zip(positions, group):
             outcomes[position] = outcome
