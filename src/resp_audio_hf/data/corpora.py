@@ -434,6 +434,20 @@ def read_icbhi_split_list(path: Path) -> list[tuple[str, str]]:
 ICBHI_LISTED_WITHOUT_AUDIO = frozenset({"226_1b1_Pl_sc_Meditron"})
 
 
+def exclude_icbhi_listed_without_audio(listed: Iterable[tuple[str, str]], report: BuildReport) -> list[tuple[str, str]]:
+    """Drop the recordings of ``ICBHI_LISTED_WITHOUT_AUDIO`` from ``(recording, split)`` pairs.
+
+    They are named in ``report.excluded`` rather than reported missing: no download of the database can
+    supply them. Shared by the corpus builder and task T7 so both exclude them under the same reason.
+    """
+    listed = list(listed)
+    report.exclude(
+        "listed in ICBHI_challenge_train_test.txt but not part of the released database",
+        [recording for recording, _ in listed if recording in ICBHI_LISTED_WITHOUT_AUDIO],
+    )
+    return [(recording, split) for recording, split in listed if recording not in ICBHI_LISTED_WITHOUT_AUDIO]
+
+
 def _build_icbhi(root: Path, opera: OperaFiles, verify_audio: bool) -> CorpusTable:
     """ICBHI 2017 Respiratory Sound Database (``ICBHI_final_database/*.wav``).
 
@@ -455,13 +469,7 @@ def _build_icbhi(root: Path, opera: OperaFiles, verify_audio: bool) -> CorpusTab
     diagnosis = read_icbhi_diagnosis(diagnosis_path)
     listed = read_icbhi_split_list(split_path)
     rows = []
-    report.exclude(
-        "listed in ICBHI_challenge_train_test.txt but not part of the released database",
-        [r for r, _ in listed if r in ICBHI_LISTED_WITHOUT_AUDIO],
-    )
-    for recording, split in listed:
-        if recording in ICBHI_LISTED_WITHOUT_AUDIO:
-            continue
+    for recording, split in exclude_icbhi_listed_without_audio(listed, report):
         patient = recording.split("_")[0]
         path = index.find(name=f"{recording}.wav")
         rows.append(
@@ -473,6 +481,7 @@ def _build_icbhi(root: Path, opera: OperaFiles, verify_audio: bool) -> CorpusTab
                 "official_split": split,
             }
         )
+    # The whole official list: a listed-without-audio recording found on disk is excluded, not unlabelled.
     listed_ids = {r for r, _ in listed}
     report.unlabelled.extend(str(p) for p in _audio_files(index) if p.stem not in listed_ids)
     return _finish("icbhi", root, rows, report, verify_audio, split_column="official_split")
@@ -764,14 +773,13 @@ def _build_uk_covid19(root: Path, opera: OperaFiles, verify_audio: bool) -> Corp
     split_file = index.find_metadata("train_test_splits.csv")
     if split_file is not None:
         splits = {row["participant_identifier"]: row.get("splits") for row in _read_csv_rows(split_file)}
-    rows, listed = [], set()
+    rows = []
     for row in _read_csv_rows(audio_meta):
         participant = row.get("participant_identifier")
         for modality in ("exhalation", "cough"):
             filename = (row.get(f"{modality}_file_name") or "").strip()
             if not filename:
                 continue
-            listed.add(filename)
             rows.append(
                 {
                     "audio": index.find(name=filename),

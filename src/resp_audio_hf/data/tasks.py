@@ -19,11 +19,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .corpora import (
-    ICBHI_LISTED_WITHOUT_AUDIO,
     BuildReport,
     CorpusNotFoundError,
     FileIndex,
+    _read_csv_rows,
     check_audio_files,
+    exclude_icbhi_listed_without_audio,
     find_corpus_dir,
     get_corpus_spec,
     kauh_opera_diagnosis,
@@ -256,6 +257,15 @@ def _frame(rows: list[dict]):
     return pd.DataFrame(rows)
 
 
+def _draw_validation_then_resolve(
+    ctx: TaskContext, rows: list[dict], *, fraction: float, seed: int, by: str, tail: int = 1
+):
+    """Task table from rows with a ``train``/``test`` split: draw the validation rows (``_draw_validation``),
+    then fill ``audio`` (``_resolve``). The draw comes first so it never depends on which files are on disk."""
+    frame = _draw_validation(_frame(rows), fraction=fraction, seed=seed)
+    return _frame(_resolve(ctx, frame.to_dict("records"), by=by, tail=tail))
+
+
 def _opera_committed_split(
     ctx: TaskContext, files_npy: str, labels_npy: str, splits_npy: str
 ) -> list[tuple[str, int, str]]:
@@ -285,11 +295,8 @@ def _coviduk_table(modality: str):
         participants = {}
         metadata = ctx.index.find_metadata("audio_metadata.csv")
         if metadata is not None:
-            import csv
-
-            with open(metadata, newline="", encoding="utf-8-sig") as handle:
-                for row in csv.DictReader(handle):
-                    participants[row.get(f"{modality}_file_name")] = row.get("participant_identifier")
+            for row in _read_csv_rows(metadata):
+                participants[row.get(f"{modality}_file_name")] = row.get("participant_identifier")
         rows = [
             {"file": name, "label": label, "subject_id": participants.get(name, Path(name).stem), "split": split}
             for name, label, split in committed
@@ -346,11 +353,7 @@ def _coughvid_table(label_name: str):
 def _icbhi_copd_table(ctx: TaskContext):
     diagnosis = read_icbhi_diagnosis(ctx.opera.path("datasets/icbhi/ICBHI_Challenge_diagnosis.txt"))
     listed = dict(read_icbhi_split_list(ctx.opera.path("datasets/icbhi/ICBHI_challenge_train_test.txt")))
-    ctx.report.exclude(
-        "listed in ICBHI_challenge_train_test.txt but not part of the released database",
-        [r for r in listed if r in ICBHI_LISTED_WITHOUT_AUDIO],
-    )
-    listed = {r: s for r, s in listed.items() if r not in ICBHI_LISTED_WITHOUT_AUDIO}
+    listed = dict(exclude_icbhi_listed_without_audio(listed.items(), ctx.report))
     order_file = "feature/icbhidisease_eval/sound_dir_loc.npy"
     try:
         order = [Path(str(p)).stem for p in ctx.opera.load_npy(order_file)]
@@ -372,8 +375,7 @@ def _icbhi_copd_table(ctx: TaskContext):
             continue
         rows.append({"file": f"{recording}.wav", "label": label, "subject_id": patient, "split": listed[recording]})
     ctx.report.exclude("diagnosis other than COPD/Healthy (T7 filter)", excluded)
-    frame = _draw_validation(_frame(rows), fraction=0.2, seed=1337)
-    return _frame(_resolve(ctx, frame.to_dict("records"), by="name"))
+    return _draw_validation_then_resolve(ctx, rows, fraction=0.2, seed=1337, by="name")
 
 
 def _coswara_table(label_name: str, split_variant: str):
@@ -406,8 +408,7 @@ def _coswara_table(label_name: str, split_variant: str):
         for path, label, part in zip(files, labels, split):
             relative = _opera_relative(path, "Coswara-Data")
             rows.append({"file": relative, "label": label, "subject_id": Path(relative).parent.name, "split": part})
-        frame = _draw_validation(_frame(rows), fraction=0.2, seed=1337)
-        return _frame(_resolve(ctx, frame.to_dict("records"), by="relpath", tail=2))
+        return _draw_validation_then_resolve(ctx, rows, fraction=0.2, seed=1337, by="relpath", tail=2)
 
     return build
 
@@ -453,8 +454,7 @@ def _kauh_rows(ctx: TaskContext, split_file: str):
         ctx.report.notes.append(
             "split: OPERA's train_test_split.npy, as its linear_eval.py; it is not subject-disjoint (T10-subject is)"
         )
-    frame = _draw_validation(_frame(rows), fraction=0.1, seed=1337)
-    return _frame(_resolve(ctx, frame.to_dict("records"), by="name"))
+    return _draw_validation_then_resolve(ctx, rows, fraction=0.1, seed=1337, by="name")
 
 
 def _respiratory_tr_table(ctx: TaskContext):
