@@ -53,7 +53,7 @@ def sprsound_wav():
 def manual_scores(classifier, audio: np.ndarray, rate: int) -> dict[str, float]:
     """Reference: torchaudio resampling, the feature extractor, the model and a softmax, outside the pipeline."""
     feature_extractor, model = classifier.feature_extractor, classifier.model
-    waveform = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+    waveform = torch.tensor(audio, dtype=torch.float32)  # a copy: decoded audio may be a read-only buffer
     if rate != feature_extractor.sampling_rate:
         waveform = audio_functional.resample(waveform, rate, feature_extractor.sampling_rate)
     features = feature_extractor(waveform.numpy(), sampling_rate=feature_extractor.sampling_rate, return_tensors="pt")
