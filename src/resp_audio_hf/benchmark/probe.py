@@ -12,8 +12,8 @@ Instead of one Python/Lightning loop per seed and per sample, all runs that shar
 are stacked: their weights form one ``[runs, classes, features]`` tensor (``nn.Linear``'s layout, for which
 both batched products read the features row by row), every mini-batch of every run is gathered with one
 index operation into a buffer reused across steps, and the gradients (written out analytically), the
-per-run clipping and Adam are batched tensor operations. Each run keeps its own initialisation and shuffling stream, so
-the result is the same as training the runs one after another.
+per-run clipping and Adam are batched tensor operations. Each run keeps its own initialisation and
+shuffling stream, so the result is the same as training the runs one after another.
 """
 
 from __future__ import annotations
