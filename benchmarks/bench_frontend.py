@@ -97,7 +97,13 @@ def fft_and_mel_only(extractor, clips: list[np.ndarray]):
     one chunk are cut once, outside the timer, and transformed again for every chunk, so they come from the cache as
     the freshly cut frames of a real front end do.
     """
-    from resp_audio_hf.feature_extraction_resp_audio import CPU_CHUNK_BINS, MEL_BLOCK_SIZE, _mel_filter_blocks
+    from resp_audio_hf.feature_extraction_resp_audio import (
+        CPU_CHUNK_BINS,
+        MEL_BLOCK_SIZE,
+        _apply_mel_filter_blocks,
+        _mel_filter_blocks,
+        _power,
+    )
 
     bins = extractor.n_fft // 2 + 1
     num_frames = extractor.num_frames(len(clips[0]))
@@ -111,10 +117,8 @@ def fft_and_mel_only(extractor, clips: list[np.ndarray]):
         for start in range(0, len(clips), rows):
             chunk = framed[: min(rows, len(clips) - start)]
             spectrum = torch.fft.rfft(chunk).reshape(-1, bins)
-            power = spectrum.real.square().addcmul_(spectrum.imag, spectrum.imag)
-            out = mel[start * num_frames : start * num_frames + power.shape[0]]
-            for first, last, low, high, filters in blocks:
-                torch.mm(power[:, low:high], filters, out=out[:, first:last])
+            power = _power(spectrum)
+            _apply_mel_filter_blocks(power, blocks, out=mel[start * num_frames : start * num_frames + power.shape[0]])
 
     return run
 

@@ -289,8 +289,7 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
                 power = self._stft_power(waveforms[start:stop], lengths[start:stop], window)
             power = power.reshape(-1, power.shape[-1])
             mel = output[start:stop].view(-1, self.num_mel_bins)
-            for first, last, low, high, filters in blocks:
-                torch.mm(power[:, low:high], filters, out=mel[:, first:last])
+            _apply_mel_filter_blocks(power, blocks, out=mel)
             if self.frontend == "ast":
                 mel.clamp_min_(FLOAT32_EPS)
             else:
@@ -449,6 +448,13 @@ def _mel_filter_blocks(filters: torch.Tensor, size: int) -> list[tuple[int, int,
         low, high = (int(used[0]), int(used[-1]) + 1) if used.numel() else (0, 1)
         blocks.append((first, last, low, high, filters[low:high, first:last].contiguous()))
     return blocks
+
+
+def _apply_mel_filter_blocks(power: torch.Tensor, blocks, out: torch.Tensor) -> torch.Tensor:
+    """`out = power @ filters` for `power` `[rows, bins]`, one block of `_mel_filter_blocks` at a time."""
+    for first, last, low, high, filters in blocks:
+        torch.mm(power[:, low:high], filters, out=out[:, first:last])
+    return out
 
 
 def _reflect_pad_each(waveforms: torch.Tensor, lengths: torch.Tensor, pad: int) -> torch.Tensor:
