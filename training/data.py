@@ -306,7 +306,9 @@ class LogMelCollator:
                 f"Every clip of a batch was unusable: {unusable}. Check the corpora (or use data.cache_dir, which "
                 "leaves unusable files out up front)."
             )
-        waveforms = [item if not isinstance(item, UnusableClip) else usable[i % len(usable)] for i, item in enumerate(items)]
+        waveforms = [
+            usable[i % len(usable)] if isinstance(item, UnusableClip) else item for i, item in enumerate(items)
+        ]
         features = self.feature_extractor(
             waveforms,
             sampling_rate=self.feature_extractor.sampling_rate,
@@ -436,7 +438,7 @@ class BatchStream:
 
     batches_per_epoch: int | None = None
     files: dict[str, list[str]] | None = None
-    unusable_files: dict[str, str] = {}
+    unusable_files: dict[str, str]
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         raise NotImplementedError
@@ -469,6 +471,7 @@ class MixtureBatchStream(BatchStream):
             )
         self.epoch, self.batch_in_epoch = 0, 0
         self.corpus_sizes = [len(c) for c in dataset.corpora]
+        self.unusable_files = {}
 
     def state_dict(self) -> dict:
         return {
@@ -580,6 +583,7 @@ class StreamingBatchStream(BatchStream):
             num_workers,
         )
         self.epoch, self.offset = 0, 0
+        self.unusable_files = {}
 
     def state_dict(self) -> dict:
         return {"kind": "stream", "epoch": self.epoch, "offset": self.offset, "world_size": self.world_size}

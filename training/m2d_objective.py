@@ -344,7 +344,7 @@ __all__ = [
     "M2DPredictor",
     "PatchMask",
     "ema_decay_at",
-    "resolve_ema_decays",
     "m2d_loss",
     "random_patch_mask",
+    "resolve_ema_decays",
 ]

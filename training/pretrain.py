@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import signal
 import sys
 import time
@@ -283,8 +284,11 @@ def use_cpu_backend() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
 
 
-def train(config: PretrainConfig, resume: str | None = None, stop_after_steps: int | None = None) -> Path | None:
-    """Run pre-training; returns the final model folder (None on non-main processes)."""
+def train(
+    config: PretrainConfig, resume: str | None = None, stop_after_steps: int | None = None, command: str | None = None
+) -> Path | None:
+    """Run pre-training; returns the final model folder (None on non-main processes). `command` (the command line
+    that started the run) is recorded in `pretrain_config.json`."""
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration, set_seed
     from tqdm.auto import tqdm
@@ -351,7 +355,10 @@ def train(config: PretrainConfig, resume: str | None = None, stop_after_steps: i
 
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(output_dir / "pretrain_config.json", {"config": to_plain_dict(config), "schedule": schedule})
+        write_json_atomic(
+            output_dir / "pretrain_config.json",
+            {"config": to_plain_dict(config), "schedule": schedule, "command": command},
+        )
         write_json_atomic(output_dir / DATA_FILES_NAME, data_files_record(batches.files))
         logger.info("Schedule: %s", schedule)
     metrics = MetricsLog(output_dir / METRICS_NAME, accelerator.is_main_process, start_step if checkpoint else None)
@@ -430,7 +437,8 @@ def train(config: PretrainConfig, resume: str | None = None, stop_after_steps: i
 def main(argv=None) -> None:
     args = parse_args(argv)
     config = load_config(PretrainConfig, args.config, args.overrides)
-    train(config, resume=args.resume, stop_after_steps=args.stop_after_steps)
+    command = shlex.join(["python", *(sys.argv if argv is None else ["training/pretrain.py", *argv])])
+    train(config, resume=args.resume, stop_after_steps=args.stop_after_steps, command=command)
 
 
 if __name__ == "__main__":
