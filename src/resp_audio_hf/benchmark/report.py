@@ -68,6 +68,12 @@ def markdown_table(results: dict, baselines: bool = False) -> str:
             + " |"
         )
     notes = []
+    for task_id, task in results["tasks"].items():
+        if task.get("skipped_recordings"):
+            notes.append(
+                f"- {task_id}: {len(task['skipped_recordings'])} recording(s) skipped, each named with its reason "
+                "under skipped_recordings in results.json."
+            )
     for task_id, reason in {**results.get("unavailable", {}), **results.get("failed", {})}.items():
         notes.append(f"- {task_id} not scored: {reason}")
     if baselines:
