@@ -32,6 +32,9 @@ FRONTEND_DEFAULTS: dict[str, dict[str, Any]] = {
 PASST_LOG_OFFSET = 1e-5
 FLOAT32_EPS = float(torch.finfo(torch.float32).eps)
 MIN_SAMPLING_RATE = 1000
+# A top-level 2-D array with at most this many columns (and more rows) is one clip in the `(frames, channels)` layout
+# of soundfile and most audio libraries, not a batch of clips that short (see `_is_channels_last_clip`).
+MAX_CHANNELS_LAST = 16
 # On CPU the batch is transformed a few clips at a time, about this many spectrogram bins per chunk (a few MiB): every
 # temporary then stays in cache and below glibc's mmap threshold, so buffers are reused rather than page-faulted in
 # afresh, which made one whole-batch pass several times slower than per-clip processing.
@@ -68,8 +71,11 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
             Return a frame-level mask (1 = real audio, 0 = padding).
 
     Inputs may be 1-D arrays (mono), 2-D arrays with one axis of size 1 or 2 inside a list (downmixed to mono by
-    averaging channels), float or integer PCM (integers are scaled by their type's range, e.g. int16 by 32768). A top
-    level 2-D array is a batch of mono clips, as everywhere in transformers. Clips shorter than one patch (16 frames)
+    averaging channels; the shorter axis is the channel axis), float or integer PCM (integers are scaled by their
+    type's range, e.g. int16 by 32768). A top level 2-D array is a batch of mono clips, as everywhere in transformers,
+    except when it has at most 16 columns and more rows than columns: then it is one clip in the `(frames, channels)`
+    layout `soundfile.read` returns, downmixed if stereo and refused with more than 2 channels. Clips shorter than one
+    patch (16 frames)
     are zero-padded to one patch; clips longer than `max_length` are kept whole (the model encodes them in windows)
     unless `truncation=True` is asked for.
     """
@@ -178,7 +184,7 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
 
     def _as_mono_tensors(self, raw_audio) -> list[torch.Tensor]:
         if isinstance(raw_audio, (np.ndarray, torch.Tensor)):
-            if raw_audio.ndim == 1:
+            if raw_audio.ndim == 1 or _is_channels_last_clip(raw_audio):
                 clips = [raw_audio]
             elif raw_audio.ndim == 2:
                 clips = list(raw_audio)
@@ -223,9 +229,10 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
             channel_axis = 0 if tensor.shape[0] <= tensor.shape[1] else 1
             channels = tensor.shape[channel_axis]
             if channels > 2:
+                layout = "(channels, frames)" if channel_axis == 0 else "(frames, channels), as soundfile.read gives"
                 raise ValueError(
-                    f"Audio clip {index} has {channels} channels (shape {tuple(tensor.shape)}); only mono and stereo "
-                    "are supported. Downmix or select a channel first."
+                    f"Audio clip {index} has {channels} channels (shape {tuple(tensor.shape)}, read as {layout}); "
+                    "only mono and stereo are supported. Downmix or select a channel first."
                 )
             tensor = tensor.mean(dim=channel_axis)
         elif tensor.ndim != 1:
@@ -430,7 +437,8 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
         Featurise one clip or a batch.
 
         Args:
-            raw_audio: a clip (1-D array/tensor), a 2-D batch of mono clips, or a list of clips of any length.
+            raw_audio: a clip (1-D array/tensor, or `(frames, channels)` with at most 16 channels as soundfile reads
+                it), a 2-D batch of mono clips, or a list of clips of any length.
             sampling_rate (`int`): rate of `raw_audio` in Hz. Required; clips at another rate than the model's are
                 resampled with `torchaudio.functional.resample`.
             padding (`bool` or `str`): `"longest"`/`True` pads to the longest clip, `"max_length"` to `max_length`
@@ -497,6 +505,15 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
             output = {k: v.numpy() for k, v in output.items()}
             return BatchFeature(output, tensor_type=return_tensors)
         return BatchFeature(output, tensor_type=return_tensors)
+
+
+def _is_channels_last_clip(audio) -> bool:
+    """
+    Whether a top-level 2-D array is one clip laid out `(frames, channels)`, as `soundfile.read` returns it, rather
+    than a batch of mono clips: it has at most `MAX_CHANNELS_LAST` columns and more rows than columns. Read as a batch,
+    such an array would be thousands of clips of a few samples each, which no recording is.
+    """
+    return audio.ndim == 2 and audio.shape[1] <= MAX_CHANNELS_LAST < audio.shape[0]
 
 
 def _integer_pcm_to_float(samples: np.ndarray) -> np.ndarray:

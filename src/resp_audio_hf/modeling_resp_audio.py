@@ -306,6 +306,16 @@ class RespAudioPreTrainedModel(PreTrainedModel):
                 init.copy_(module.position_embeddings, torch.cat([prefix, table])[None])
 
 
+def _check_finite(input_values: torch.Tensor) -> None:
+    finite = torch.isfinite(input_values)
+    if not bool(finite.all()):
+        clips = (~finite).flatten(1).any(dim=1).nonzero()[:, 0].tolist()
+        raise ValueError(
+            f"input_values of clip(s) {clips} contain {int((~finite).sum())} NaN or infinite values; the feature "
+            "extractor refuses such audio, so these features did not come from it unchanged."
+        )
+
+
 class RespAudioModel(RespAudioPreTrainedModel):
     """
     The encoder. Input: normalised log-mel frames `[batch, frames, num_mel_bins]` from [`RespAudioFeatureExtractor`]
@@ -378,6 +388,15 @@ class RespAudioModel(RespAudioPreTrainedModel):
         batch, num_frames, _ = input_values.shape
         if num_frames < config.patch_size:
             raise ValueError(f"Need at least {config.patch_size} frames (one patch), got {num_frames}.")
+        if attention_mask is not None and tuple(attention_mask.shape) != (batch, num_frames):
+            raise ValueError(
+                f"attention_mask has shape {tuple(attention_mask.shape)} but input_values has {batch} clips of "
+                f"{num_frames} frames: pass the mask the feature extractor returned with these input_values."
+            )
+        # NaN or inf would spread through attention to every token of the clip, and come out as a NaN embedding. The
+        # check reads the data, so a compiled graph leaves it out rather than break in two.
+        if not torch.compiler.is_compiling():
+            _check_finite(input_values)
 
         time_mask = self._patch_time_mask(attention_mask, num_frames, batch, input_values.device)
         total_time_patches = time_mask.shape[1]
