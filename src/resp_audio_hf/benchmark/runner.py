@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data._io import stable_hash
 from ..data.corpora import BuildReport, is_missing
 from ..data.tasks import (
     OPERA_TASK_IDS,
@@ -22,6 +23,7 @@ from ..data.tasks import (
     with_protocol,
 )
 from .embeddings import AudioEncoder, FileClipDataset, extract_embeddings
+from .metrics import absent_classes
 from .probe import ProbeOutcome, ProbeRun, train_linear_probes
 
 logger = logging.getLogger(__name__)
@@ -42,6 +44,8 @@ class TaskResult:
         protocol: the probe hyper-parameters.
         data_report: summary of missing/corrupt/excluded files.
         embedding_dim: size of the embeddings.
+        absent_classes: class names missing from the ``test`` / ``validation`` labels of some run (each scores
+            AUROC 0 in OPERA's macro average, which is reported; empty when every class is present).
         seconds: wall time of extraction + probing.
         skipped_recordings: ``{"path", "reason"}`` (plus ``segment_s`` for event items) for every
             recording of the task that could not be used: missing, present twice, undecodable,
@@ -60,6 +64,7 @@ class TaskResult:
     protocol: dict
     data_report: str
     embedding_dim: int
+    absent_classes: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
     skipped_recordings: list[dict] = field(default_factory=list)
 
@@ -168,7 +173,7 @@ def evaluate_task(
         encoder,
         dataset,
         cache_dir=cache_dir,
-        cache_extra={"task": spec.task_id},
+        cache_extra={"task": spec.task_id, "labels": stable_hash(table["label"].tolist(), length=32)},
         batch_size=batch_size,
         num_workers=num_workers,
         progress=progress,
@@ -203,6 +208,7 @@ def score_task(
     targets = _label_array(spec, table)
     runs = make_runs(spec, table, protocol)
     n_classes = len(spec.class_names) if spec.kind == "classification" else None
+    absent = _find_absent_classes(spec, targets, runs)
     outcomes: list[ProbeOutcome] = train_linear_probes(features, targets, runs, protocol, spec.kind, n_classes)
     scores = [o.test_score for o in outcomes]
     if spec.evaluation != "holdout" and len(protocol.seeds) > 1:
@@ -234,7 +240,28 @@ def score_task(
         protocol=asdict(protocol),
         data_report=data_report,
         embedding_dim=int(features.shape[1]),
+        absent_classes=absent,
     )
+
+
+def _find_absent_classes(spec: TaskSpec, targets: np.ndarray, runs: list[ProbeRun]) -> dict[str, list[str]]:
+    """Classes missing from some run's test or validation labels, with a warning: OPERA's macro AUROC (reported
+    here) counts each as 0, so the score is lower than an average over the classes present."""
+    if spec.kind != "classification":
+        return {}
+    absent = {}
+    for part in ("test", "validation"):
+        ids = sorted({c for run in runs for c in absent_classes(targets[getattr(run, part)], len(spec.class_names))})
+        if ids:
+            absent[part] = [spec.class_names[c] for c in ids]
+            logger.warning(
+                "%s: class(es) %s absent from the %s labels; OPERA's macro AUROC (reported) counts each as 0, so it "
+                "is lower than the average over the classes present.",
+                spec.task_id,
+                ", ".join(absent[part]),
+                part,
+            )
+    return absent
 
 
 @dataclass
@@ -257,6 +284,16 @@ class BenchmarkResult:
             "unavailable": dict(self.unavailable),
             "failed": dict(self.failed),
         }
+
+
+def encoder_settings(encoder: AudioEncoder) -> dict:
+    """What results record about how the encoder embeds: its rate, pooling and embedding width (``None`` where the
+    model does not state them: other transformers models use their own ``pooler_output`` or the time-average)."""
+    return {
+        "sampling_rate": encoder.sampling_rate,
+        "pooling": encoder.pooling,
+        "embedding_dim": encoder.embedding_dim,
+    }
 
 
 def run_benchmark(
@@ -289,7 +326,7 @@ def run_benchmark(
             "batch_size": batch_size,
             "max_duration": max_duration,
             "protocol_overrides": protocol_overrides or {},
-            "sampling_rate": encoder.sampling_rate,
+            **encoder_settings(encoder),
         },
     )
     for task_id in task_ids:
@@ -322,4 +359,12 @@ def run_benchmark(
     return result
 
 
-__all__ = ["OPERA_TASK_IDS", "BenchmarkResult", "TaskResult", "evaluate_task", "make_runs", "run_benchmark"]
+__all__ = [
+    "OPERA_TASK_IDS",
+    "BenchmarkResult",
+    "TaskResult",
+    "encoder_settings",
+    "evaluate_task",
+    "make_runs",
+    "run_benchmark",
+]
