@@ -352,7 +352,7 @@ def test_unusable_files_are_named_and_replaced_within_their_batch(mixed_quality_
         reported += unusable
     assert sorted(Path(path).name for path, _ in reported) == sorted(bad)
     reasons = {Path(path).name: reason for path, reason in reported}
-    assert all(name in reasons[name] for name in bad), "each reason names its file"
+    assert all(reasons[name].startswith("not decodable") for name in bad - {"nan.wav"})
     assert "non-finite" in reasons["nan.wav"]
 
 

@@ -65,7 +65,7 @@ class _DecodeEach(torch.utils.data.Dataset):
         try:
             waveform, _ = load_audio(self.paths[index], self.sampling_rate)
         except AudioDecodeError as error:
-            return None, str(error)
+            return None, error.reason
         return waveform.astype(np.float16), None
 
 
@@ -129,7 +129,7 @@ def decoded_corpus(
             for path, (waveform, reason) in zip(paths, loader):
                 if waveform is None:
                     unusable[path] = reason
-                    logger.warning("Corpus %s: skipping unusable file %s", label, reason)
+                    logger.warning("Corpus %s: skipping unusable file %s: %s", label, path, reason)
                     continue
                 handle.write(waveform.tobytes())
                 kept.append(path)

@@ -38,7 +38,7 @@ import torch
 
 from audio_cache import DecodedCorpus, decoded_corpus
 from config import CorpusConfig, DataConfig
-from resp_audio_hf.data.audio import AudioDecodeError
+from resp_audio_hf.data.audio import AudioDecodeError, _short_error
 
 logger = logging.getLogger(__name__)
 
@@ -251,9 +251,9 @@ class ClipDecoder:
             # Whole clips are cropped here; a range decode that fell short of the header's duration is tiled.
             waveform = crop_clip(waveform, self.crop_samples, rng, self.short_clips)
         except Exception as error:  # torchcodec raises RuntimeError/ValueError subclasses for bad streams
-            raise AudioDecodeError(f"Could not decode {source}{where}: {error}") from error
+            raise AudioDecodeError(source, f"not decodable{where}: {_short_error(error)}") from error
         if not np.isfinite(waveform).all():
-            raise AudioDecodeError(f"{source}{where} decoded to non-finite samples (NaN/inf)")
+            raise AudioDecodeError(source, f"decoded to non-finite samples (NaN/inf){where}")
         return np.ascontiguousarray(waveform, dtype=np.float32)
 
     def crop_or_unusable(self, stored: dict, rng: np.random.Generator, where: str = "") -> np.ndarray | UnusableClip:
@@ -261,7 +261,7 @@ class ClipDecoder:
         try:
             return self(stored, rng, where)
         except AudioDecodeError as error:
-            return UnusableClip(stored.get("path") or "<embedded bytes>", str(error))
+            return UnusableClip(error.path, error.reason)
 
 
 def crop_clip(
@@ -302,7 +302,7 @@ class LogMelCollator:
         usable = [item for item in items if not isinstance(item, UnusableClip)]
         unusable = [(item.path, item.reason) for item in items if isinstance(item, UnusableClip)]
         if not usable:
-            raise AudioDecodeError(
+            raise RuntimeError(
                 f"Every clip of a batch was unusable: {unusable}. Check the corpora (or use data.cache_dir, which "
                 "leaves unusable files out up front)."
             )
