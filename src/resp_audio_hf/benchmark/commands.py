@@ -96,6 +96,12 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seeds", type=_seeds, help="override the probe seeds, e.g. 0,1,2 (OPERA: 0,1,2,3,4)")
     parser.add_argument(
+        "--standardize-features",
+        action="store_true",
+        help="z-score the embeddings with each probe's training rows' mean and std before the probe (OPERA's probe "
+        "does not; recorded in the results)",
+    )
+    parser.add_argument(
         "--compare-opera",
         action="store_true",
         help="show OPERA's published baselines and the mean reciprocal rank beside our scores",
@@ -142,6 +148,8 @@ def run_bench(args: argparse.Namespace) -> int:
         overrides["epochs"] = args.epochs
     if args.seeds is not None:
         overrides["seeds"] = args.seeds
+    if args.standardize_features:
+        overrides["standardize_features"] = True
     # An ablation run gets its own default folder instead of overwriting the model's own results.
     run_name = (args.model or f"preset-{args.preset}") + (f"-pooling-{args.pooling}" if args.pooling else "")
     output_dir = args.output_dir or Path("outputs") / "bench" / _slug(run_name)

@@ -59,6 +59,11 @@ class ProbeProtocol:
         inner_validation_seed: ``random_state`` of that draw.
         validation: how the checkpoint-selection rows are chosen, in words (hold-out tasks: drawn by the task's
             table builder; cross-validated tasks: from ``inner_validation_fraction`` and ``inner_validation_seed``).
+        standardize_features: z-score every feature with the mean and standard deviation of the run's *training*
+            rows (validation and test rows are transformed with those, never used to compute them; a feature
+            constant on the training rows is only centred). OPERA's probe does not standardise (``False``, the
+            default); with ``True`` a network whose activations are tiny (a randomly initialised mn04 gives about
+            1e-8) no longer scores chance just because Adam's steps of 1e-4 cannot move the probe on such inputs.
     """
 
     epochs: int = 64
@@ -74,6 +79,7 @@ class ProbeProtocol:
     inner_validation_fraction: float | None = None
     inner_validation_seed: int = 42
     validation: str = ""
+    standardize_features: bool = False
 
 
 @dataclass(frozen=True)
