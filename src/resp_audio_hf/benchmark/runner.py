@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from ..data.tasks import (
     with_protocol,
 )
 from .embeddings import AudioEncoder, FileClipDataset, extract_embeddings
+from .metrics import auroc_ovr_macro, icbhi_scores, mean_absolute_error
 from .probe import ProbeOutcome, ProbeRun, train_linear_probes
 
 logger = logging.getLogger(__name__)
@@ -31,16 +32,19 @@ class TaskResult:
 
     Attributes:
         task_id, name, metric: the task.
-        higher_is_better: ``True`` for AUROC, ``False`` for MAE.
-        mean, std: over seeds (hold-out tasks) or folds (cross-validated tasks); ``np.std`` (ddof 0)
-            as OPERA reports.
-        scores: one test score per run.
-        runs: per-run details (seed/fold, best epoch, validation score).
+        higher_is_better: ``True`` for AUROC and the ICBHI score, ``False`` for MAE.
+        mean, std: of ``metric`` on the headline test split (the first of ``test_results``) over seeds (hold-out
+            tasks) or folds (cross-validated tasks); ``np.std`` (ddof 0) as OPERA reports.
+        scores: one headline test score per run.
+        runs: per-run details (seed/fold, best epoch, validation score, every test metric per test split).
         counts: recordings per split / label that were used.
         protocol: the probe hyper-parameters.
         data_report: summary of missing/corrupt/excluded files.
         embedding_dim: size of the embeddings.
         seconds: wall time of extraction + probing.
+        split_mode: which partition was used (see :class:`~resp_audio_hf.data.tasks.TaskData`).
+        test_results: ``{test split: {metric: {"mean", "std", "scores"}}}`` for every test split (SPRSound's
+            official mode: ``test_inter`` and ``test_intra``) and every metric (``metric`` and the task's extras).
     """
 
     task_id: str
@@ -56,20 +60,26 @@ class TaskResult:
     data_report: str
     embedding_dim: int
     seconds: float = 0.0
+    split_mode: str = "default"
+    test_results: dict = field(default_factory=dict)
 
 
-def make_runs(spec: TaskSpec, table, protocol: ProbeProtocol) -> list[ProbeRun]:
-    """Probe runs of a task table: one per seed (hold-out) or per left-out fold (LOOCV/LOSO)."""
+def make_runs(
+    spec: TaskSpec, table, protocol: ProbeProtocol, test_splits: tuple[str, ...] = ("test",)
+) -> list[ProbeRun]:
+    """Probe runs of a task table: one per seed (hold-out) or per left-out fold (LOOCV/LOSO).
+
+    A hold-out run is tested on the rows of every split in ``test_splits`` together; ``score_task`` scores each
+    split on its own. Raises ``ValueError`` naming the task and the split when a split has no row.
+    """
     if spec.evaluation == "holdout":
         split = table["split"].to_numpy()
-        parts = {name: np.flatnonzero(split == name) for name in ("train", "validation", "test")}
+        parts = {name: np.flatnonzero(split == name) for name in ("train", "validation", *test_splits)}
         for name, rows in parts.items():
             if len(rows) == 0:
                 raise ValueError(f"{spec.task_id}: no available recording in the {name} split; cannot evaluate.")
-        return [
-            ProbeRun(parts["train"], parts["validation"], parts["test"], seed, f"seed {seed}")
-            for seed in protocol.seeds
-        ]
+        test = np.flatnonzero(np.isin(split, list(test_splits)))
+        return [ProbeRun(parts["train"], parts["validation"], test, seed, f"seed {seed}") for seed in protocol.seeds]
 
     from sklearn.model_selection import train_test_split
 
@@ -88,6 +98,33 @@ def make_runs(spec: TaskSpec, table, protocol: ProbeProtocol) -> list[ProbeRun]:
         for seed in protocol.seeds:
             runs.append(ProbeRun(np.sort(train), np.sort(validation), test, seed, f"fold {fold}"))
     return runs
+
+
+def check_task_splits(task: TaskData, protocol: ProbeProtocol | None = None) -> list[ProbeRun]:
+    """The task's probe runs on its available rows, or a ``ValueError`` naming the task, the empty split and the
+    split mode. Called before any embedding is extracted, so a task that cannot be scored costs nothing."""
+    try:
+        return make_runs(task.spec, task.available, protocol or task.spec.protocol, task.test_splits)
+    except ValueError as error:
+        raise ValueError(
+            f"{error} Split mode {task.split_mode!r}; nothing was extracted. Data: {task.report.summary()}"
+        ) from None
+
+
+def compute_test_metrics(spec: TaskSpec, y_true: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+    """``spec.metric`` and ``spec.extra_metrics`` of one run's test predictions (class probabilities ``[n, C]``
+    or regression outputs ``[n]``); ICBHI metrics use the predicted class (arg-max), with class 0 as normal."""
+    values: dict[str, float] = {}
+    for name in (spec.metric, *spec.extra_metrics):
+        if name == "auroc":
+            values[name] = float(auroc_ovr_macro(y_true, predictions))
+        elif name == "mae":
+            values[name] = float(mean_absolute_error(y_true, predictions))
+        elif name in ("icbhi_score", "sensitivity", "specificity"):
+            values[name] = icbhi_scores(y_true, np.argmax(predictions, axis=-1))[name]
+        else:
+            raise ValueError(f"{spec.task_id}: unknown metric {name!r}")
+    return values
 
 
 def _label_array(spec: TaskSpec, table) -> np.ndarray:
@@ -114,6 +151,7 @@ def evaluate_task(
     table = task.available
     if table.empty:
         raise ValueError(f"{spec.task_id}: no recording is available ({task.report.summary()}).")
+    check_task_splits(task, protocol)
     dataset = FileClipDataset(
         table["audio"].tolist(),
         encoder.sampling_rate,
@@ -131,52 +169,99 @@ def evaluate_task(
         progress=progress,
         desc=f"{spec.task_id} embeddings",
     )
-    result = score_task(spec, table, features, protocol, data_report=task.report.summary())
+    result = score_task(
+        spec,
+        table,
+        features,
+        protocol,
+        data_report=task.report.summary(),
+        split_mode=task.split_mode,
+        test_splits=task.test_splits,
+    )
     result.seconds = time.perf_counter() - started
     return result
 
 
 def score_task(
-    spec: TaskSpec, table, features: np.ndarray, protocol: ProbeProtocol | None = None, data_report: str = ""
+    spec: TaskSpec,
+    table,
+    features: np.ndarray,
+    protocol: ProbeProtocol | None = None,
+    data_report: str = "",
+    *,
+    split_mode: str = "default",
+    test_splits: tuple[str, ...] = ("test",),
 ) -> TaskResult:
-    """Train and test a task's probes on precomputed ``features`` (row i = table row i)."""
+    """Train and test a task's probes on precomputed ``features`` (row i = table row i).
+
+    Each run's checkpoint is scored on every split of ``test_splits`` separately (hold-out tasks); the first is the
+    headline ``mean``/``std``/``scores``.
+    """
     protocol = protocol or spec.protocol
     if len(features) != len(table):
         raise ValueError(f"{spec.task_id}: {len(features)} embeddings for {len(table)} table rows")
     targets = _label_array(spec, table)
-    runs = make_runs(spec, table, protocol)
+    runs = make_runs(spec, table, protocol, test_splits)
     n_classes = len(spec.class_names) if spec.kind == "classification" else None
     outcomes: list[ProbeOutcome] = train_linear_probes(features, targets, runs, protocol, spec.kind, n_classes)
-    scores = [o.test_score for o in outcomes]
-    if spec.evaluation != "holdout" and len(protocol.seeds) > 1:
-        # Several seeds per fold: average them per fold so the spread is across subjects, as OPERA reports.
-        per_fold: dict[str, list[float]] = {}
-        for outcome in outcomes:
-            per_fold.setdefault(outcome.name, []).append(outcome.test_score)
-        scores = [float(np.mean(v)) for v in per_fold.values()]
+    if spec.evaluation != "holdout":
+        test_splits = ("test",)
+    per_run = []
+    for run, outcome in zip(runs, outcomes):
+        if spec.evaluation == "holdout":
+            run_split = table["split"].to_numpy()[run.test]
+            masks = {name: run_split == name for name in test_splits}
+        else:
+            masks = {"test": np.ones(len(run.test), dtype=bool)}
+        per_run.append(
+            {
+                name: compute_test_metrics(spec, targets[run.test][mask], outcome.test_predictions[mask])
+                for name, mask in masks.items()
+            }
+        )
+    # Several seeds per fold (cross-validated tasks): average them per fold so the spread is across subjects, as
+    # OPERA reports.
+    groups: dict[str, list[int]] = {}
+    for position, outcome in enumerate(outcomes):
+        key = outcome.name if spec.evaluation != "holdout" else str(position)
+        groups.setdefault(key, []).append(position)
+    test_results = {}
+    for name in test_splits:
+        test_results[name] = {}
+        for metric in (spec.metric, *spec.extra_metrics):
+            values = [float(np.mean([per_run[p][name][metric] for p in group])) for group in groups.values()]
+            test_results[name][metric] = {
+                "mean": float(np.mean(values)),
+                "std": float(np.std(values)),
+                "scores": values,
+            }
+    headline = test_results[test_splits[0]][spec.metric]
     return TaskResult(
         task_id=spec.task_id,
         name=spec.name,
         metric=spec.metric,
         higher_is_better=spec.higher_is_better,
-        mean=float(np.mean(scores)),
-        std=float(np.std(scores)),
-        scores=[float(s) for s in scores],
+        mean=headline["mean"],
+        std=headline["std"],
+        scores=list(headline["scores"]),
         runs=[
             {
                 "name": o.name,
                 "seed": o.seed,
-                "test": o.test_score,
+                "test": metrics[test_splits[0]][spec.metric],
+                "test_metrics": metrics,
                 "best_validation": o.best_validation,
                 "best_epoch": o.best_epoch,
                 "epochs_run": o.epochs_run,
             }
-            for o in outcomes
+            for o, metrics in zip(outcomes, per_run)
         ],
         counts=TaskData(spec, table, None).counts(),
         protocol=asdict(protocol),
         data_report=data_report,
         embedding_dim=int(features.shape[1]),
+        split_mode=split_mode,
+        test_results=test_results,
     )
 
 
@@ -219,7 +304,9 @@ def run_benchmark(
     """Evaluate ``encoder`` on ``tasks`` (``"T7,T10"``, ``"all"``...).
 
     A task whose corpus or OPERA files are absent is recorded in ``unavailable``, a task that fails
-    during evaluation in ``failed`` (both with the reason); the other tasks still run.
+    during evaluation in ``failed`` (both with the reason); the other tasks still run. Every task is built and its
+    splits checked (:func:`check_task_splits`) before any embedding is extracted, so a task that cannot be scored
+    is reported at once instead of after the other tasks' extraction.
     """
     from ..data.opera_files import OperaFileError
 
@@ -235,6 +322,7 @@ def run_benchmark(
             "sampling_rate": encoder.sampling_rate,
         },
     )
+    ready: dict[str, TaskData] = {}
     for task_id in task_ids:
         spec = get_task_spec(task_id)
         try:
@@ -248,7 +336,15 @@ def run_benchmark(
             logger.exception("%s: building the task table failed", task_id)
             continue
         if protocol_overrides:
-            task = TaskData(with_protocol(spec, **protocol_overrides), task.table, task.report)
+            task = replace(task, spec=with_protocol(spec, **protocol_overrides))
+        try:
+            check_task_splits(task)
+        except ValueError as error:
+            result.failed[task_id] = f"{type(error).__name__}: {error}"
+            logger.error("%s", error)
+            continue
+        ready[task_id] = task
+    for task_id, task in ready.items():
         try:
             result.tasks[task_id] = evaluate_task(
                 encoder,
@@ -265,4 +361,13 @@ def run_benchmark(
     return result
 
 
-__all__ = ["OPERA_TASK_IDS", "BenchmarkResult", "TaskResult", "evaluate_task", "make_runs", "run_benchmark"]
+__all__ = [
+    "OPERA_TASK_IDS",
+    "BenchmarkResult",
+    "TaskResult",
+    "check_task_splits",
+    "evaluate_task",
+    "make_runs",
+    "run_benchmark",
+    "compute_test_metrics",
+]
