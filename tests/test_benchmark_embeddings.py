@@ -83,6 +83,115 @@ def test_cache_hit_skips_the_model_and_key_tracks_preprocessing_and_weights(enco
     assert not list(tmp_path.glob("*/shard_*.npy")) and not list(tmp_path.glob("*/*.tmp*"))
 
 
+def test_cache_key_covers_the_model_configuration(clip_files):
+    """Pooling changes the embedding but no weight: the two configurations must get different keys."""
+    from resp_audio_hf.benchmark.embeddings import embedding_cache_key
+
+    dataset = FileClipDataset(clip_files, SR)
+    default = AudioEncoder.from_preset("tiny-m2d")
+    mean = AudioEncoder.from_preset("tiny-m2d", pooling="mean")
+    assert default.fingerprint() == mean.fingerprint()  # same weights
+    default_key, description = embedding_cache_key(default, dataset)
+    assert embedding_cache_key(mean, dataset)[0] != default_key
+    assert description["model"]["config"]["pooling"] == "freq_preserving"
+    assert "transformers_version" not in description["model"]["config"]
+    assert embedding_cache_key(AudioEncoder.from_preset("tiny-m2d"), dataset)[0] == default_key  # and it is stable
+
+
+def _save_tiny_model(folder, **overrides):
+    from resp_audio_hf import RespAudioConfig, RespAudioFeatureExtractor, RespAudioModel
+
+    config = RespAudioConfig.from_preset("tiny-m2d", **overrides)
+    torch.manual_seed(0)
+    RespAudioModel(config).save_pretrained(folder)
+    RespAudioFeatureExtractor.from_model_config(config).save_pretrained(folder)
+    return folder
+
+
+def test_editing_a_saved_models_pooling_recomputes_the_embeddings(clip_files, tmp_path):
+    """The reported failure: change ``pooling`` in config.json, rerun on the same folder."""
+    folder = _save_tiny_model(tmp_path / "model")
+    clips = clip_files[:4]
+    first = AudioEncoder.from_pretrained(str(folder))
+    cached = extract_embeddings(first, FileClipDataset(clips, SR), cache_dir=tmp_path / "cache", progress=False)
+    assert cached.shape == (4, first.model.config.pooled_size) == (4, 5 * 32)
+
+    config_path = folder / "config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, "pooling": "mean"}))
+    edited = CountingEncoder(AudioEncoder.from_pretrained(str(folder)))
+    again = extract_embeddings(edited, FileClipDataset(clips, SR), cache_dir=tmp_path / "cache", progress=False)
+    assert edited.embedded == 4 and again.shape == (4, 32)
+    with torch.inference_mode():
+        direct = edited.model(**edited.featurize([_read_wav(p) for p in clips])).pooler_output.numpy()
+    np.testing.assert_allclose(again, direct, atol=1e-4)
+    assert sorted(e["embedding_dim"] for e in cache_entries(tmp_path / "cache")) == [32, 160]
+
+    # ``pooling=`` at load time is the same model as the edited file (and so the same cache entry).
+    config_path.write_text(json.dumps(config))
+    overridden = CountingEncoder(AudioEncoder.from_pretrained(str(folder), pooling="mean"))
+    assert overridden.pooling == "mean" and overridden.embedding_dim == 32
+    reused = extract_embeddings(overridden, FileClipDataset(clips, SR), cache_dir=tmp_path / "cache", progress=False)
+    assert overridden.embedded == 0 and np.array_equal(reused, again)
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        AudioEncoder.from_pretrained(str(folder), pooling="max")
+
+
+def test_pooling_override_is_refused_for_models_without_that_choice(tmp_path):
+    from transformers import ASTConfig, ASTFeatureExtractor, ASTModel
+
+    ASTModel(
+        ASTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, max_length=128)
+    ).save_pretrained(tmp_path)
+    ASTFeatureExtractor(max_length=128).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="resp_audio models only.*'audio-spectrogram-transformer'"):
+        AudioEncoder.from_pretrained(str(tmp_path), pooling="mean")
+
+
+def test_a_cache_entry_of_another_width_or_other_settings_never_loads(encoder, clip_files, tmp_path):
+    clips = clip_files[:4]
+    dataset = FileClipDataset(clips, SR)
+    reference = extract_embeddings(encoder, dataset, cache_dir=tmp_path, progress=False)
+    (entry,) = [path.parent for path in tmp_path.glob("*/embeddings.npy")]
+    meta = json.loads((entry / "meta.json").read_text())
+    assert meta["embedding_dim"] == 160
+
+    # The same key holding mean-pooled (32-wide) vectors, as a cache written before pooling was in the key would.
+    np.save(entry / "embeddings.npy", np.zeros((4, 32), dtype=np.float32))
+    (entry / "meta.json").write_text(json.dumps({**meta, "embedding_dim": 32}))
+    counting = CountingEncoder(encoder)
+    recomputed = extract_embeddings(counting, dataset, cache_dir=tmp_path, progress=False)
+    assert counting.embedded == 4 and np.array_equal(recomputed, reference)
+
+    # Right width, but meta.json describes other settings (e.g. an entry from an older cache format).
+    (entry / "meta.json").write_text(json.dumps({**meta, "format": 1}))
+    counting.embedded = 0
+    extract_embeddings(counting, dataset, cache_dir=tmp_path, progress=False)
+    assert counting.embedded == 4 and json.loads((entry / "meta.json").read_text()) == meta
+
+    # Finished shards of another width are recomputed too, not stitched into the result.
+    np.save(entry / "shard_00000.npy", np.ones((4, 32), dtype=np.float32))
+    (entry / "embeddings.npy").unlink()
+    counting.embedded = 0
+    resumed = extract_embeddings(counting, dataset, cache_dir=tmp_path, progress=False)
+    assert counting.embedded == 4 and np.array_equal(resumed, reference)
+
+    # An entry whose width was never recorded (interrupted while finishing) is not trusted either.
+    (entry / "meta.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "embedding_dim"}))
+    counting.embedded = 0
+    extract_embeddings(counting, dataset, cache_dir=tmp_path, progress=False)
+    assert counting.embedded == 4
+
+
+def test_a_file_replaced_in_place_is_embedded_again(encoder, tmp_path):
+    path = write_wav(tmp_path / "clips" / "a.wav", tone(1.0, SR, 200), SR)
+    first = extract_embeddings(encoder, FileClipDataset([path], SR), cache_dir=tmp_path / "cache", progress=False)
+    write_wav(path, tone(1.5, SR, 900, seed=3), SR)
+    counting = CountingEncoder(encoder)
+    second = extract_embeddings(counting, FileClipDataset([path], SR), cache_dir=tmp_path / "cache", progress=False)
+    assert counting.embedded == 1 and not np.allclose(first, second)
+
+
 class FailsOnce(FileClipDataset):
     """Simulates an interruption (e.g. Ctrl-C or a lost disk) at one item, the first time only."""
 

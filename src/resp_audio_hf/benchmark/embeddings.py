@@ -4,8 +4,11 @@ Audio is decoded one clip at a time inside ``torch.utils.data.DataLoader`` worke
 encoder's rate by FFmpeg) and featurised in the workers; only one batch of audio is alive at a time,
 so peak memory does not grow with the dataset. Embeddings are written in fixed-size shards through
 temporary files + ``os.replace``; an interrupted run keeps its finished shards and a re-run computes
-only the rest. The cache key covers the model (weights fingerprint), the task's item list and the
-preprocessing, so changing any of them never reuses stale vectors.
+only the rest. The cache key covers everything that changes an embedding: the model's configuration
+(pooling included), its weights, the feature extractor's settings, the items (paths, segment bounds,
+file sizes and modification times) and the preprocessing. Every entry stores what its key stands for and
+its width, and is checked against them before it is used, so a stale or foreign entry is recomputed,
+never loaded.
 """
 
 from __future__ import annotations
@@ -30,7 +33,24 @@ from .threads import threads_beside_workers, torch_threads
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2
+
+# Config fields that name, version or format a model's outputs without changing the embedding it computes.
+_CONFIG_FIELDS_WITHOUT_EFFECT = frozenset(
+    {
+        "transformers_version",
+        "_name_or_path",
+        "_commit_hash",
+        "architectures",
+        "auto_map",
+        "output_hidden_states",
+        "output_attentions",
+        "return_dict",
+        "id2label",
+        "label2id",
+        "problem_type",
+    }
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -78,15 +98,34 @@ class AudioEncoder:
 
     @classmethod
     def from_pretrained(
-        cls, name_or_path: str, *, device="cpu", revision: str | None = None, trust_remote_code: bool = False
+        cls,
+        name_or_path: str,
+        *,
+        device="cpu",
+        revision: str | None = None,
+        trust_remote_code: bool = False,
+        pooling: str | None = None,
     ):
-        """Load any transformers audio encoder (``resp_audio`` models included) from a folder or the Hub."""
+        """Load any transformers audio encoder (``resp_audio`` models included) from a folder or the Hub.
+
+        ``pooling`` replaces a ``resp_audio`` model's ``config.pooling`` (``freq_preserving``, ``mean``, ``cls``);
+        other models have no such choice and raise ``ValueError``.
+        """
         from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
 
         import resp_audio_hf  # noqa: F401  (registers the resp_audio model type with the Auto classes)
 
         kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
         config = AutoConfig.from_pretrained(name_or_path, **kwargs)
+        if pooling is not None:
+            if config.model_type != "resp_audio":
+                raise ValueError(
+                    f"pooling={pooling!r} applies to resp_audio models only; {name_or_path} is a "
+                    f"{config.model_type!r} model, whose pooling is fixed by its architecture."
+                )
+            # from_dict runs the config's own validation of the pooling name.
+            config = type(config).from_dict({**config.to_dict(), "pooling": pooling})
+            kwargs["config"] = config
         model = AutoModel.from_pretrained(name_or_path, **kwargs)
         try:
             feature_extractor = AutoFeatureExtractor.from_pretrained(name_or_path, **kwargs)
@@ -138,6 +177,26 @@ class AudioEncoder:
             self._fingerprint = digest.hexdigest()[:24]
         return self._fingerprint
 
+    def model_signature(self) -> dict:
+        """The model's configuration (``config.to_dict()`` without fields that do not change embeddings)."""
+        config = getattr(self.model, "config", None)
+        if config is None:
+            return {"class": type(self.model).__name__}
+        return {
+            k: _compact(v) for k, v in sorted(config.to_dict().items()) if k not in _CONFIG_FIELDS_WITHOUT_EFFECT
+        }
+
+    @property
+    def pooling(self) -> str | None:
+        """``config.pooling`` of a ``resp_audio`` model (``None`` for models without that choice)."""
+        return getattr(getattr(self.model, "config", None), "pooling", None)
+
+    @property
+    def embedding_dim(self) -> int | None:
+        """Width of the embeddings when the config states it (``resp_audio``: ``pooled_size``), else ``None``."""
+        size = getattr(getattr(self.model, "config", None), "pooled_size", None)
+        return int(size) if size is not None else None
+
     def preprocessing_signature(self) -> dict:
         """The feature extractor's settings (large arrays such as filterbanks replaced by their digest)."""
         to_dict = getattr(self.feature_extractor, "to_dict", None)
@@ -181,6 +240,14 @@ class AudioEncoder:
 # --------------------------------------------------------------------------------------------------
 
 
+def _file_stat(path: str) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None  # decoding will name the file; the key just records that it was absent
+    return stat.st_size, stat.st_mtime_ns
+
+
 class FileClipDataset(torch.utils.data.Dataset):
     """Decodes one file (or one segment of it) per item at ``sampling_rate``.
 
@@ -212,8 +279,10 @@ class FileClipDataset(torch.utils.data.Dataset):
         return self.paths[index] + segment
 
     def signature(self) -> dict:
+        """What the embeddings of these items depend on: paths, segment bounds, and each file's size and
+        modification time (a file replaced in place gets new embeddings)."""
         return {
-            "items": stable_hash([self.paths, self.starts, self.ends], length=32),
+            "items": stable_hash([self.paths, self.starts, self.ends, [_file_stat(p) for p in self.paths]], length=32),
             "n": len(self),
             "max_duration": self.max_duration,
             "sampling_rate": self.sampling_rate,
@@ -317,14 +386,27 @@ def make_dataloader(
 class EmbeddingCache:
     """Sharded on-disk store of one embedding matrix.
 
-    Layout: ``<root>/<key>/meta.json`` (what the key stands for), ``shard_00000.npy`` ... while
-    extraction runs, and ``embeddings.npy`` once complete (the shards are then removed).
+    Layout: ``<root>/<key>/meta.json`` (the description the key hashes; ``embedding_dim`` is added once
+    the entry is complete), ``shard_00000.npy`` ... while extraction runs, and ``embeddings.npy`` once
+    complete (the shards are then removed). An entry is used only when its ``meta.json`` hashes to its
+    key (it was written for exactly these settings) and every array has the recorded width, which must
+    also equal ``dim`` when the model states its width in advance; anything else is recomputed.
+
+    Attributes:
+        root: the cache folder.
+        key: ``stable_hash(description)`` (see :func:`embedding_cache_key`).
+        n_items: rows of the matrix.
+        shard_size: rows per shard (the unit of resumption).
+        description: what the key stands for (written to ``meta.json``).
+        dim: expected width, or ``None`` when only the computation tells it.
     """
 
     root: Path
     key: str
     n_items: int
     shard_size: int = 256
+    description: dict | None = None
+    dim: int | None = None
 
     @property
     def directory(self) -> Path:
@@ -333,6 +415,10 @@ class EmbeddingCache:
     @property
     def final_path(self) -> Path:
         return self.directory / "embeddings.npy"
+
+    @property
+    def meta_path(self) -> Path:
+        return self.directory / "meta.json"
 
     def n_shards(self) -> int:
         return (self.n_items + self.shard_size - 1) // self.shard_size
@@ -343,32 +429,88 @@ class EmbeddingCache:
     def shard_range(self, shard: int) -> range:
         return range(shard * self.shard_size, min(self.n_items, (shard + 1) * self.shard_size))
 
+    def stored_settings(self) -> tuple[bool, int | None]:
+        """``(written for this key, recorded width)`` from ``meta.json`` (``(False, None)`` when unreadable)."""
+        try:
+            with open(self.meta_path, encoding="utf-8") as handle:
+                meta = json.load(handle)
+        except (OSError, ValueError):
+            return False, None
+        if not isinstance(meta, dict):
+            return False, None
+        width = meta.pop("embedding_dim", None)
+        return stable_hash(meta, length=len(self.key)) == self.key, width
+
+    def _width_ok(self, width: int) -> bool:
+        return self.dim is None or width == self.dim
+
     def complete_shards(self) -> set[int]:
+        """Shards on disk with the right rows, finite values and one width (the expected one when known)."""
         done = set()
+        width = self.dim
         for shard in range(self.n_shards()):
             path = self.shard_path(shard)
             if path.exists():
                 try:
                     array = np.load(path, mmap_mode="r")
-                    if array.shape[0] == len(self.shard_range(shard)) and np.isfinite(array).all():
-                        done.add(shard)
+                    ok = array.ndim == 2 and array.shape[0] == len(self.shard_range(shard))
+                    ok = ok and (width is None or array.shape[1] == width) and bool(np.isfinite(array).all())
                 except (ValueError, OSError):
-                    logger.warning("Ignoring unreadable cache shard %s; it will be recomputed.", path)
+                    ok = False
+                if ok:
+                    width = array.shape[1]
+                    done.add(shard)
+                else:
+                    logger.warning("Ignoring cache shard %s (unreadable or wrong shape); it will be recomputed.", path)
         return done
 
     def load(self) -> np.ndarray | None:
+        """The complete matrix, or ``None`` when there is none written for these settings and this width."""
         if not self.final_path.exists():
             return None
-        array = np.load(self.final_path)
-        if array.shape[0] != self.n_items or not np.isfinite(array).all():
+        matches, width = self.stored_settings()
+        if not matches or width is None or not self._width_ok(width):
             logger.warning(
-                "Cached embeddings %s do not match the data (shape %s); recomputing.", self.final_path, array.shape
+                "Cache entry %s was written for other settings (or another embedding width: %s, expected %s); "
+                "recomputing.",
+                self.directory,
+                width,
+                self.dim,
+            )
+            return None
+        array = np.load(self.final_path)
+        if array.ndim != 2 or array.shape != (self.n_items, width) or not np.isfinite(array).all():
+            logger.warning(
+                "Cached embeddings %s do not match the data (shape %s, expected (%d, %s)); recomputing.",
+                self.final_path,
+                array.shape,
+                self.n_items,
+                width,
             )
             return None
         return array
 
+    def prepare(self) -> set[int]:
+        """Make the entry ready for (resumed) extraction and return its finished shards.
+
+        Files left by an entry written for other settings are removed, as is a rejected final matrix."""
+        if self.directory.exists():
+            matches, _ = self.stored_settings()
+            if not matches:
+                shutil.rmtree(self.directory)
+            else:
+                self.final_path.unlink(missing_ok=True)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.meta_path, self.description or {})
+        return self.complete_shards()
+
     def consolidate(self, dim: int) -> np.ndarray:
-        """Join the shards into ``embeddings.npy`` (written to a temp file, then renamed)."""
+        """Join the shards into ``embeddings.npy`` (written to a temp file, then renamed) and record the width."""
+        if not self._width_ok(dim):
+            raise RuntimeError(
+                f"The encoder produced {dim}-wide embeddings but its configuration states {self.dim}; "
+                f"nothing was cached in {self.directory}."
+            )
         with atomic_path(self.final_path, suffix=".npy") as tmp:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(self.n_items, dim))
             for shard in range(self.n_shards()):
@@ -376,6 +518,8 @@ class EmbeddingCache:
                 out[block.start : block.stop] = np.load(self.shard_path(shard))
             out.flush()
             del out
+        # The width is recorded last: an entry interrupted before this point is never loaded.
+        atomic_write_json(self.meta_path, {**(self.description or {}), "embedding_dim": int(dim)})
         for shard in range(self.n_shards()):
             self.shard_path(shard).unlink(missing_ok=True)
         return np.load(self.final_path)
@@ -385,7 +529,7 @@ def embedding_cache_key(encoder: AudioEncoder, dataset, extra: dict | None = Non
     """Cache key (and the description it hashes) for ``encoder`` x ``dataset`` x preprocessing."""
     description = {
         "format": CACHE_FORMAT_VERSION,
-        "model": {"id": encoder.model_id, "fingerprint": encoder.fingerprint()},
+        "model": {"id": encoder.model_id, "fingerprint": encoder.fingerprint(), "config": encoder.model_signature()},
         "preprocessing": encoder.preprocessing_signature(),
         "data": dataset.signature() if hasattr(dataset, "signature") else {"n": len(dataset)},
         "extra": extra or {},
@@ -446,13 +590,11 @@ def extract_embeddings(
     cache = None
     if cache_dir is not None:
         key, description = embedding_cache_key(encoder, dataset, cache_extra)
-        cache = EmbeddingCache(Path(cache_dir), key, n_items, shard_size)
+        cache = EmbeddingCache(Path(cache_dir), key, n_items, shard_size, description, encoder.embedding_dim)
         cached = cache.load()
         if cached is not None:
             return cached
-        cache.directory.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(cache.directory / "meta.json", description)
-        done = cache.complete_shards()
+        done = cache.prepare()
     else:
         cache = EmbeddingCache(Path(os.devnull), "", n_items, max(n_items, 1))
         done = set()

@@ -82,6 +82,15 @@ def add_mean_reciprocal_rank(results: dict, baselines: bool) -> dict:
     return results
 
 
+def _embedding_note(results: dict) -> str:
+    """How the clips were embedded: pooling and width (per task when the model does not state one width)."""
+    settings = results.get("settings", {})
+    pooling = settings.get("pooling") or "the model's own (pooler_output, else time-average)"
+    widths = sorted({task["embedding_dim"] for task in results["tasks"].values() if task.get("embedding_dim")})
+    width = settings.get("embedding_dim") or (", ".join(str(w) for w in widths) if widths else "not computed")
+    return f"- Embeddings: pooling {pooling}, size {width}."
+
+
 def markdown_table(results: dict, baselines: bool = False) -> str:
     """Tasks as rows, ``mean ± std`` per model as columns (OPERA's Table 4/5 layout).
 
@@ -92,7 +101,7 @@ def markdown_table(results: dict, baselines: bool = False) -> str:
     methods = list(OPERA_BASELINE_METHODS) if baselines else []
     header = ["Task", "Description", "Metric", f"{model}"] + methods
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
-    notes = []
+    metric_notes = []
     for entry in score_rows(results):
         task = entry["task"]
         arrow = "↑" if task["higher_is_better"] else "↓"
@@ -108,7 +117,7 @@ def markdown_table(results: dict, baselines: bool = False) -> str:
             m: v for m, v in task.get("test_results", {}).get(entry["split"], {}).items() if m != entry["metric"]
         }
         if extras:
-            notes.append(
+            metric_notes.append(
                 f"- {entry['label']}: "
                 + ", ".join(f"{_metric_label(m)} {_fmt(v['mean'], v['std'])}" for m, v in extras.items())
             )
@@ -121,6 +130,13 @@ def markdown_table(results: dict, baselines: bool = False) -> str:
             + " | ".join(f"{values[m]:.3f}" for m in [model] + methods)
             + " |"
         )
+    notes = [_embedding_note(results)] + metric_notes
+    for task_id, task in results["tasks"].items():
+        for part, names in task.get("absent_classes", {}).items():
+            notes.append(
+                f"- {task_id}: {', '.join(names)} absent from the {part} labels; each counts as AUROC 0 in the macro "
+                "average, as in OPERA."
+            )
     for task_id, reason in {**results.get("unavailable", {}), **results.get("failed", {})}.items():
         notes.append(f"- {task_id} not scored: {reason}")
     if baselines:

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from ..data._io import stable_hash
 from ..data.tasks import (
     OPERA_TASK_IDS,
     ProbeProtocol,
@@ -20,7 +21,7 @@ from ..data.tasks import (
     with_protocol,
 )
 from .embeddings import AudioEncoder, FileClipDataset, extract_embeddings
-from .metrics import auroc_ovr_macro, icbhi_scores, mean_absolute_error
+from .metrics import absent_classes, auroc_ovr_macro, icbhi_scores, mean_absolute_error
 from .probe import ProbeOutcome, ProbeRun, train_linear_probes
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ class TaskResult:
         protocol: the probe hyper-parameters.
         data_report: summary of missing/corrupt/excluded files.
         embedding_dim: size of the embeddings.
+        absent_classes: class names missing from the ``test`` / ``validation`` labels of some run (each scores
+            AUROC 0 in OPERA's macro average, which is reported; empty when every class is present).
         seconds: wall time of extraction + probing.
         split_mode: which partition was used (see :class:`~resp_audio_hf.data.tasks.TaskData`).
         test_results: ``{test split: {metric: {"mean", "std", "scores"}}}`` for every test split (SPRSound's
@@ -59,6 +62,7 @@ class TaskResult:
     protocol: dict
     data_report: str
     embedding_dim: int
+    absent_classes: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
     split_mode: str = "default"
     test_results: dict = field(default_factory=dict)
@@ -163,7 +167,7 @@ def evaluate_task(
         encoder,
         dataset,
         cache_dir=cache_dir,
-        cache_extra={"task": spec.task_id},
+        cache_extra={"task": spec.task_id, "labels": stable_hash(table["label"].tolist(), length=32)},
         batch_size=batch_size,
         num_workers=num_workers,
         progress=progress,
@@ -203,22 +207,27 @@ def score_task(
     targets = _label_array(spec, table)
     runs = make_runs(spec, table, protocol, test_splits)
     n_classes = len(spec.class_names) if spec.kind == "classification" else None
-    outcomes: list[ProbeOutcome] = train_linear_probes(features, targets, runs, protocol, spec.kind, n_classes)
     if spec.evaluation != "holdout":
         test_splits = ("test",)
-    per_run = []
-    for run, outcome in zip(runs, outcomes):
+    # For each run, which of its test rows belong to each test split (cross-validated tasks: one "test" split).
+    masks = []
+    for run in runs:
         if spec.evaluation == "holdout":
             run_split = table["split"].to_numpy()[run.test]
-            masks = {name: run_split == name for name in test_splits}
+            masks.append({name: run_split == name for name in test_splits})
         else:
-            masks = {"test": np.ones(len(run.test), dtype=bool)}
-        per_run.append(
-            {
-                name: compute_test_metrics(spec, targets[run.test][mask], outcome.test_predictions[mask])
-                for name, mask in masks.items()
-            }
-        )
+            masks.append({"test": np.ones(len(run.test), dtype=bool)})
+    parts = {"validation": [run.validation for run in runs]}
+    parts.update({name: [run.test[m[name]] for run, m in zip(runs, masks)] for name in test_splits})
+    absent = _find_absent_classes(spec, targets, parts)
+    outcomes: list[ProbeOutcome] = train_linear_probes(features, targets, runs, protocol, spec.kind, n_classes)
+    per_run = [
+        {
+            name: compute_test_metrics(spec, targets[run.test][mask], outcome.test_predictions[mask])
+            for name, mask in run_masks.items()
+        }
+        for run, outcome, run_masks in zip(runs, outcomes, masks)
+    ]
     # Several seeds per fold (cross-validated tasks): average them per fold so the spread is across subjects, as
     # OPERA reports.
     groups: dict[str, list[int]] = {}
@@ -260,9 +269,33 @@ def score_task(
         protocol=asdict(protocol),
         data_report=data_report,
         embedding_dim=int(features.shape[1]),
+        absent_classes=absent,
         split_mode=split_mode,
         test_results=test_results,
     )
+
+
+def _find_absent_classes(
+    spec: TaskSpec, targets: np.ndarray, parts: dict[str, list[np.ndarray]]
+) -> dict[str, list[str]]:
+    """Classes missing from some run's labels of a part (``validation`` or a test split; ``parts`` holds each run's
+    rows), with a warning: OPERA's macro AUROC (reported here) counts each as 0, so the score is lower than an
+    average over the classes present."""
+    if spec.kind != "classification":
+        return {}
+    absent = {}
+    for part in sorted(parts, key=lambda name: name == "validation"):
+        ids = sorted({c for rows in parts[part] for c in absent_classes(targets[rows], len(spec.class_names))})
+        if ids:
+            absent[part] = [spec.class_names[c] for c in ids]
+            logger.warning(
+                "%s: class(es) %s absent from the %s labels; OPERA's macro AUROC (reported) counts each as 0, so it "
+                "is lower than the average over the classes present.",
+                spec.task_id,
+                ", ".join(absent[part]),
+                part,
+            )
+    return absent
 
 
 @dataclass
@@ -285,6 +318,16 @@ class BenchmarkResult:
             "unavailable": dict(self.unavailable),
             "failed": dict(self.failed),
         }
+
+
+def encoder_settings(encoder: AudioEncoder) -> dict:
+    """What results record about how the encoder embeds: its rate, pooling and embedding width (``None`` where the
+    model does not state them: other transformers models use their own ``pooler_output`` or the time-average)."""
+    return {
+        "sampling_rate": encoder.sampling_rate,
+        "pooling": encoder.pooling,
+        "embedding_dim": encoder.embedding_dim,
+    }
 
 
 def run_benchmark(
@@ -319,7 +362,7 @@ def run_benchmark(
             "batch_size": batch_size,
             "max_duration": max_duration,
             "protocol_overrides": protocol_overrides or {},
-            "sampling_rate": encoder.sampling_rate,
+            **encoder_settings(encoder),
         },
     )
     ready: dict[str, TaskData] = {}
@@ -366,8 +409,9 @@ __all__ = [
     "BenchmarkResult",
     "TaskResult",
     "check_task_splits",
+    "compute_test_metrics",
+    "encoder_settings",
     "evaluate_task",
     "make_runs",
     "run_benchmark",
-    "compute_test_metrics",
 ]
