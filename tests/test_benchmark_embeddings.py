@@ -13,12 +13,12 @@ from _data_helpers import REPO_ROOT, tone, write_wav
 
 from resp_audio_hf.benchmark.embeddings import (
     AudioEncoder,
+    ClipFailureError,
     FileClipDataset,
     cache_entries,
     extract_embeddings,
     make_dataloader,
 )
-from resp_audio_hf.data.audio import AudioDecodeError
 
 SR = 16000  # tiny-m2d's rate: files at the model rate need no resampling, so a direct call is comparable
 
@@ -258,7 +258,7 @@ def test_encoder_threads_leave_the_workers_their_cores_and_are_restored(encoder,
     assert torch.get_num_threads() == before
 
 
-def test_nan_embeddings_are_refused_by_file_name(encoder, clip_files, tmp_path):
+def test_nan_embeddings_are_named_by_file_and_cost_only_their_clip(encoder, clip_files, tmp_path):
     class NaNForOne(CountingEncoder):
         def embed(self, inputs):
             out = self.inner.embed(inputs)
@@ -267,23 +267,88 @@ def test_nan_embeddings_are_refused_by_file_name(encoder, clip_files, tmp_path):
             self.embedded += len(out)
             return out
 
-    with pytest.raises(ValueError, match=r"NaN/inf embeddings for: .*clip01\.wav"):
+    reference = extract_embeddings(encoder, FileClipDataset(clip_files, encoder.sampling_rate), progress=False)
+    dataset = FileClipDataset(clip_files, encoder.sampling_rate)
+    kwargs = dict(cache_dir=tmp_path, batch_size=4, shard_size=4, progress=False)
+    with pytest.raises(ClipFailureError, match=r"1 of 20 .*clip01\.wav: the encoder produced a NaN/inf") as info:
+        extract_embeddings(NaNForOne(encoder), dataset, **kwargs)
+    assert list(info.value.failures) == [1]
+    # Every other clip was embedded and cached; asking for the failures returns them without the model.
+    counting = CountingEncoder(encoder)
+    features, failures = extract_embeddings(counting, dataset, return_failures=True, **kwargs)
+    assert counting.embedded == 0 and failures == {1: "the encoder produced a NaN/inf embedding"}
+    assert np.isnan(features[1]).all()
+    np.testing.assert_allclose(np.delete(features, 1, axis=0), np.delete(reference, 1, axis=0), atol=1e-5)
+    assert json.loads(next(tmp_path.glob("*/failed.json")).read_text()) == {"1": failures[1]}
+
+
+def _silent_wav(path):
+    return write_wav(path, np.zeros(SR), SR)
+
+
+def _junk_wav(path):
+    path.write_bytes(b"RIFF....WAVEnot audio")
+    return path
+
+
+def test_every_bad_file_is_named_and_the_others_are_embedded(encoder, clip_files, tmp_path):
+    """Undecodable, NaN and silent files in the middle of batches: each one is named with its own reason (never a
+    batch position), and every other clip gets exactly the embedding it gets in a clean run."""
+    import soundfile
+
+    nan_audio = tone(1.0, SR, 300).astype(np.float32)
+    nan_audio[100] = np.nan
+    soundfile.write(tmp_path / "nan.wav", nan_audio, SR, subtype="FLOAT")
+    bad = {
+        2: _junk_wav(tmp_path / "junk_a.wav"),
+        5: _silent_wav(tmp_path / "silent.wav"),
+        6: tmp_path / "nan.wav",
+        9: _junk_wav(tmp_path / "junk_b.wav"),
+    }
+    paths = list(clip_files[:12])
+    for index, path in bad.items():
+        paths[index] = path
+    good = [i for i in range(len(paths)) if i not in bad]
+    reference = extract_embeddings(encoder, FileClipDataset(clip_files[:12], encoder.sampling_rate), progress=False)
+
+    dataset = FileClipDataset(paths, encoder.sampling_rate)
+    with pytest.raises(ClipFailureError) as info:
+        extract_embeddings(encoder, dataset, batch_size=4, progress=False)
+    assert sorted(info.value.failures) == sorted(bad)
+    assert all(str(bad[i]) in str(info.value) for i in bad)
+
+    features, failures = extract_embeddings(
+        encoder, dataset, batch_size=4, num_workers=1, return_failures=True, progress=False
+    )
+    assert sorted(failures) == sorted(bad)
+    assert failures[2].startswith("not decodable") and failures[9].startswith("not decodable")
+    assert "non-finite" in failures[6]
+    assert "silent" in failures[5] and "Audio clip" not in failures[5]
+    assert np.isnan(features[sorted(bad)]).all()
+    np.testing.assert_allclose(features[good], reference[good], atol=1e-5)
+
+    # The feature extractor itself still refuses silent audio; only the extraction loop turns that into a per-file skip.
+    with pytest.raises(ValueError, match="silent"):
+        encoder.featurize([np.zeros(SR, dtype=np.float32)])
+    with pytest.raises(ClipFailureError, match="1 of 1"):
         extract_embeddings(
-            NaNForOne(encoder),
-            FileClipDataset(clip_files, encoder.sampling_rate),
-            cache_dir=tmp_path,
-            batch_size=4,
-            shard_size=4,
-            progress=False,
+            encoder, FileClipDataset([bad[5]], encoder.sampling_rate), return_failures=True, progress=False
         )
-    assert not list(tmp_path.glob("*/shard_*.npy")) and not list(tmp_path.glob("*/embeddings.npy"))
 
 
-def test_undecodable_file_is_named(encoder, tmp_path):
-    junk = tmp_path / "junk.wav"
-    junk.write_bytes(b"RIFF....WAVEnot audio")
-    with pytest.raises(AudioDecodeError, match="junk.wav"):
-        extract_embeddings(encoder, FileClipDataset([junk], encoder.sampling_rate), progress=False)
+def test_interrupted_extraction_keeps_its_failures_when_resumed(encoder, clip_files, tmp_path):
+    paths = list(clip_files)
+    paths[1] = _junk_wav(tmp_path / "junk.wav")
+    FailsOnce.failed = False
+    dataset = FailsOnce(paths, encoder.sampling_rate)
+    kwargs = dict(cache_dir=tmp_path / "cache", batch_size=4, shard_size=4, return_failures=True, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        extract_embeddings(encoder, dataset, **kwargs)
+    counting = CountingEncoder(encoder)
+    features, failures = extract_embeddings(counting, dataset, **kwargs)
+    assert counting.embedded == 8 and list(failures) == [1] and failures[1].startswith("not decodable")
+    reference = extract_embeddings(encoder, FileClipDataset(clip_files, encoder.sampling_rate), progress=False)
+    np.testing.assert_allclose(np.delete(features, 1, axis=0), np.delete(reference, 1, axis=0), atol=1e-5)
 
 
 def test_any_transformers_audio_model_via_auto_classes(tmp_path, clip_files):

@@ -137,6 +137,11 @@ def markdown_table(results: dict, baselines: bool = False) -> str:
                 f"- {task_id}: {', '.join(names)} absent from the {part} labels; each counts as AUROC 0 in the macro "
                 "average, as in OPERA."
             )
+        if task.get("skipped_recordings"):
+            notes.append(
+                f"- {task_id}: {len(task['skipped_recordings'])} recording(s) skipped, each named with its reason "
+                "under skipped_recordings in results.json."
+            )
     for task_id, reason in {**results.get("unavailable", {}), **results.get("failed", {})}.items():
         notes.append(f"- {task_id} not scored: {reason}")
     if baselines:

@@ -6,10 +6,12 @@ import logging
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
 from ..data._io import stable_hash
+from ..data.corpora import BuildReport, is_missing
 from ..data.tasks import (
     OPERA_TASK_IDS,
     ProbeProtocol,
@@ -48,6 +50,9 @@ class TaskResult:
         split_mode: which partition was used (see :class:`~resp_audio_hf.data.tasks.TaskData`).
         test_results: ``{test split: {metric: {"mean", "std", "scores"}}}`` for every test split (SPRSound's
             official mode: ``test_inter`` and ``test_intra``) and every metric (``metric`` and the task's extras).
+        skipped_recordings: ``{"path", "reason"}`` (plus ``segment_s`` for event items) for every
+            recording of the task that could not be used: missing, present twice, undecodable,
+            refused by the feature extractor or embedded as NaN/inf.
     """
 
     task_id: str
@@ -66,6 +71,7 @@ class TaskResult:
     seconds: float = 0.0
     split_mode: str = "default"
     test_results: dict = field(default_factory=dict)
+    skipped_recordings: list[dict] = field(default_factory=list)
 
 
 def make_runs(
@@ -137,6 +143,37 @@ def _label_array(spec: TaskSpec, table) -> np.ndarray:
     return table["label"].to_numpy().astype(np.float64)
 
 
+def unusable_recordings(report: BuildReport) -> list[dict]:
+    """``{"path", "reason"}`` for each recording the task's build report could not use."""
+    root = report.root or "the data root"
+    entries, named = [], set()
+    for item in report.missing:
+        name = Path(str(item).split("#", 1)[0]).name
+        copies = report.duplicates.get(name)
+        if copies:
+            named.add(name)
+        reason = _duplicate_reason(copies) if copies else f"not found under {root}"
+        entries.append({"path": str(item), "reason": reason})
+    entries += [{"path": entry["path"], "reason": entry["reason"]} for entry in report.corrupt]
+    entries += [
+        {"path": name, "reason": _duplicate_reason(copies)}
+        for name, copies in report.duplicates.items()
+        if name not in named
+    ]
+    return entries
+
+
+def _duplicate_reason(copies: list[str]) -> str:
+    listed = ", ".join(copies[:10]) + (f", ... ({len(copies) - 10} more)" if len(copies) > 10 else "")
+    return f"present {len(copies)} times with different contents ({listed}); none is used"
+
+
+def _log_skipped(task_id: str, entries: list[dict]) -> None:
+    for entry in entries:
+        segment = f" [{entry['segment_s'][0]}-{entry['segment_s'][1]} s]" if "segment_s" in entry else ""
+        logger.warning("%s: skipped %s%s: %s", task_id, entry["path"], segment, entry["reason"])
+
+
 def evaluate_task(
     encoder: AudioEncoder,
     task: TaskData,
@@ -148,10 +185,16 @@ def evaluate_task(
     protocol: ProbeProtocol | None = None,
     progress: bool = True,
 ) -> TaskResult:
-    """Embed a task's available recordings and train/test its linear probes."""
+    """Embed a task's available recordings and train/test its linear probes.
+
+    Recordings that cannot be used are named with the reason in the log (WARNING) and in the result's
+    ``skipped_recordings``; the task is scored on the others.
+    """
     started = time.perf_counter()
     spec = task.spec
     protocol = protocol or spec.protocol
+    skipped = unusable_recordings(task.report)
+    _log_skipped(spec.task_id, skipped)
     table = task.available
     if table.empty:
         raise ValueError(f"{spec.task_id}: no recording is available ({task.report.summary()}).")
@@ -163,7 +206,7 @@ def evaluate_task(
         ends=table["end_s"].tolist() if "end_s" in table.columns else None,
         max_duration=max_duration,
     )
-    features = extract_embeddings(
+    features, failures = extract_embeddings(
         encoder,
         dataset,
         cache_dir=cache_dir,
@@ -172,7 +215,20 @@ def evaluate_task(
         num_workers=num_workers,
         progress=progress,
         desc=f"{spec.task_id} embeddings",
+        return_failures=True,
     )
+    if failures:
+        failed = []
+        for index, reason in failures.items():
+            entry = {"path": dataset.paths[index], "reason": reason}
+            start, end = dataset.starts[index], dataset.ends[index]
+            if not (is_missing(start) and is_missing(end)):
+                entry["segment_s"] = [None if is_missing(start) else start, None if is_missing(end) else end]
+            failed.append(entry)
+        _log_skipped(spec.task_id, failed)
+        skipped += failed
+        keep = np.setdiff1d(np.arange(len(table)), list(failures))
+        table, features = table.iloc[keep].reset_index(drop=True), features[keep]
     result = score_task(
         spec,
         table,
@@ -182,6 +238,7 @@ def evaluate_task(
         split_mode=task.split_mode,
         test_splits=task.test_splits,
     )
+    result.skipped_recordings = skipped
     result.seconds = time.perf_counter() - started
     return result
 
