@@ -187,6 +187,30 @@ def test_a_recording_present_twice_identically_is_used_once(hostile_sprsound):
     }
 
 
+def test_a_recording_looked_up_by_name_and_present_twice_is_named_as_such_not_missing(tmp_path):
+    """T7 resolves OPERA's recording list by file name: a name found twice with different bytes is reported with both
+    paths (not as missing), a name found twice with the same bytes is used once."""
+    from resp_audio_hf.benchmark.runner import unusable_recordings
+
+    wavs = sorted(shared_path("sprsound", "test_wav").glob("*.wav"))[:3]
+    differing, identical = "104_1b1_Al_sc_Litt3200.wav", "104_1b1_Ar_sc_Litt3200.wav"  # COPD patient 104 (T7)
+    for folder, source in (("first", wavs[0]), ("second", wavs[1])):
+        (tmp_path / "icbhi" / folder).mkdir(parents=True)
+        shutil.copy(source, tmp_path / "icbhi" / folder / differing)
+        shutil.copy(wavs[2], tmp_path / "icbhi" / folder / identical)
+    opera = OperaFiles(local_dirs=(shared_path("opera"),), offline=True)
+    task = load_task("T7", tmp_path, opera=opera)
+    assert task.available["file"].tolist() == [identical]
+    assert task.available["audio"].tolist() == [str(tmp_path / "icbhi" / "first" / identical)]
+    entries = {entry["path"]: entry["reason"] for entry in unusable_recordings(task.report)}
+    assert entries[differing] == (
+        f"present 2 times with different contents ({tmp_path / 'icbhi' / 'first' / differing}, "
+        f"{tmp_path / 'icbhi' / 'second' / differing}); none is used"
+    )
+    others = {path: reason for path, reason in entries.items() if path != differing}
+    assert len(others) == len(task.table) - 2 and all(r.startswith("not found under") for r in others.values())
+
+
 # --------------------------------------------------------------------------------------------------
 # No network
 # --------------------------------------------------------------------------------------------------
