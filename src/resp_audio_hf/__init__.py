@@ -1,6 +1,6 @@
-"""resp_audio_hf: respiratory-audio foundation models (PaSST, AST, M2D) as Hugging Face transformers models.
+"""resp_audio_hf: respiratory-audio foundation models (PaSST, AST, M2D, EfficientAT) as Hugging Face transformers models.
 
-Importing the package registers the `resp_audio` model type with the Auto classes, so that
+Importing the package registers the `resp_audio` and `efficientat` model types with the Auto classes, so that
 `AutoModel.from_pretrained(folder)` and `pipeline("audio-classification", model=folder)` work, and marks the classes
 for remote code, so that `save_pretrained` writes the modeling files next to the weights and a process without this
 package can load the folder with `trust_remote_code=True`.
@@ -14,8 +14,15 @@ from transformers import (
 )
 
 from .collation import RespAudioCollator
+from .configuration_efficientat import EfficientATConfig
 from .configuration_resp_audio import PRESETS, RespAudioConfig
 from .feature_extraction_resp_audio import RespAudioFeatureExtractor
+from .modeling_efficientat import (
+    EfficientATForAudioClassification,
+    EfficientATModel,
+    EfficientATModelOutput,
+    EfficientATPreTrainedModel,
+)
 from .modeling_resp_audio import (
     FrequencyPreservingPooler,
     MeanPooler,
@@ -37,8 +44,22 @@ RespAudioModel.register_for_auto_class("AutoModel")
 RespAudioForAudioClassification.register_for_auto_class("AutoModelForAudioClassification")
 RespAudioFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
 
+# EfficientAT's MobileNets: their own model type (a CNN shares no field with the ViT family), PaSST's front end.
+AutoConfig.register(EfficientATConfig.model_type, EfficientATConfig, exist_ok=True)
+AutoModel.register(EfficientATConfig, EfficientATModel, exist_ok=True)
+AutoModelForAudioClassification.register(EfficientATConfig, EfficientATForAudioClassification, exist_ok=True)
+AutoFeatureExtractor.register(EfficientATConfig, RespAudioFeatureExtractor, exist_ok=True)
+EfficientATConfig.register_for_auto_class()
+EfficientATModel.register_for_auto_class("AutoModel")
+EfficientATForAudioClassification.register_for_auto_class("AutoModelForAudioClassification")
+
 __all__ = [
     "PRESETS",
+    "EfficientATConfig",
+    "EfficientATForAudioClassification",
+    "EfficientATModel",
+    "EfficientATModelOutput",
+    "EfficientATPreTrainedModel",
     "FrequencyPreservingPooler",
     "MeanPooler",
     "RespAudioCollator",
