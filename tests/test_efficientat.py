@@ -282,3 +282,16 @@ def test_benchmark_encoder_uses_the_configured_pooling():
     audio, rate = load_audio(FIXTURES / "speech.wav", sampling_rate=encoder.sampling_rate)
     embeddings = encoder.embed(encoder.featurize([audio[: 2 * rate], audio]))
     assert embeddings.shape == (2, 4 * 384) and np.isfinite(embeddings).all()
+
+
+def test_benchmark_pooling_override_selects_efficientat_own_embedding():
+    """`resp-audio-hf bench --pooling mean` on this model gives EfficientAT's own (mean) embedding."""
+    from resp_audio_hf.benchmark.embeddings import AudioEncoder
+
+    encoder = AudioEncoder.from_pretrained(str(MODEL_DIR), pooling="mean")
+    assert encoder.pooling == "mean"
+    audio, rate = load_audio(FIXTURES / "speech.wav", sampling_rate=encoder.sampling_rate)
+    (embedding,) = encoder.embed(encoder.featurize([audio]))
+    np.testing.assert_allclose(embedding, EXPECTED["speech"]["embedding_mean"], atol=TOLERANCE)
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        AudioEncoder.from_pretrained(str(MODEL_DIR), pooling="cls")

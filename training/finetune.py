@@ -224,18 +224,27 @@ def build_model(config: FinetuneModelConfig, labelled: LabelledSplits):
 
 
 def make_compute_metrics(problem_type: str):
-    from resp_audio_hf.benchmark.metrics import auroc_ovr_macro, mean_absolute_error
+    """
+    `Trainer.compute_metrics` scoring as OPERA does, through the package's `evaluate` modules (`opera_auroc`,
+    `opera_mae`), which call the benchmark's own metric functions.
+    """
+    from resp_audio_hf.metrics import load_metric
+
+    if problem_type == "regression":
+        mae = load_metric("opera_mae")
+    else:
+        auroc = load_metric("opera_auroc")
 
     def compute_metrics(prediction) -> dict[str, float]:
         logits = np.asarray(prediction.predictions, dtype=np.float64)
         labels = np.asarray(prediction.label_ids)
         if problem_type == "regression":
-            return {"mae": mean_absolute_error(labels.reshape(-1), logits.reshape(-1))}
+            return mae.compute(predictions=logits.reshape(-1), references=labels.reshape(-1))
         probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
         probabilities /= probabilities.sum(axis=1, keepdims=True)
         metrics = {"accuracy": float((logits.argmax(axis=1) == labels).mean())}
         if len(np.unique(labels)) > 1:  # AUROC is undefined on a split with one class
-            metrics["auroc"] = float(auroc_ovr_macro(labels, probabilities))
+            metrics["auroc"] = auroc.compute(predictions=probabilities, references=labels)["roc_auc"]
         return metrics
 
     return compute_metrics

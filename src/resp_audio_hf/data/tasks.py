@@ -136,6 +136,7 @@ class TaskContext:
         table = scan_corpus(self.spec.corpus, self.root, opera=self.opera, verify_audio=False)
         self.report.missing.extend(table.report.missing)
         self.report.unlabelled.extend(table.report.unlabelled)
+        self.report.duplicates.update(table.report.duplicates)
         self.report.notes.extend(table.report.notes)
         return table.records
 
@@ -976,6 +977,7 @@ def load_task(
     index = FileIndex(root) if root is not None else FileIndex(Path(os.devnull))
     ctx = TaskContext(spec, root, index, opera, report, Path(data_root) if data_root else None, verify_audio)
     table = spec.table_builder(ctx).reset_index(drop=True)
+    report.duplicates.update({name: [str(p) for p in paths] for name, paths in index.duplicates.items()})
     table = _check_table_audio(table, report, verify_audio)
     report.n_usable = int(table["audio"].notna().sum())
     report.log()
