@@ -197,3 +197,25 @@ def test_a_class_absent_from_the_test_labels_is_scored_as_opera_warned_and_recor
     assert json.loads(paths["json"].read_text())["tasks"]["T11"]["absent_classes"] == {"test": ["COPD4"]}
     markdown = paths["markdown"].read_text()
     assert "T11: COPD4 absent from the test labels" in markdown and "pooling mean, size 24" in markdown
+
+
+def test_mmlung_protocol_matches_operas_probe_fold_for_fold():
+    """T13-T18 as OPERA runs them: LinearHeadR gets no lr, so it trains at its default 1e-4 (not the 1e-1 passed to
+    linear_evaluation_mmlung), with L2 0.1, checkpoints every 3 epochs and early stopping. The reference is OPERA's loop
+    written plainly, fed the same embeddings, folds and random streams."""
+    from dataclasses import replace
+
+    import pandas as pd
+
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((40, 32)).astype(np.float32)
+    y = 3.0 + x[:, :4].sum(axis=1) * 0.3 + rng.normal(0, 0.2, 40)  # FVC-like litres, one recording per subject
+    table = pd.DataFrame({"label": y, "fold": [str(i) for i in range(40)], "subject_id": [str(i) for i in range(40)]})
+    spec = TASKS["T13"]
+    runs = make_runs(spec, table, spec.protocol)[:4]
+    ours = train_linear_probes(x, y, runs, spec.protocol, "regression")
+    opera_protocol = replace(spec.protocol, learning_rate=1e-4)  # LinearHeadR(lr=1e-4) default
+    for run, outcome in zip(runs, ours):
+        reference, best_epoch = reference_probe_loop(x, y, run, opera_protocol, kind="regression")
+        np.testing.assert_allclose(outcome.test_predictions, reference, rtol=1e-4, atol=1e-4)
+        assert outcome.best_epoch == best_epoch

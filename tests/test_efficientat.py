@@ -18,6 +18,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -161,8 +163,16 @@ def test_remote_code_loads_without_the_package(tmp_path, classifier, feature_ext
     folder = tmp_path / "saved"
     classifier.save_pretrained(folder)
     feature_extractor.save_pretrained(folder)
-    for name in ("configuration_efficientat.py", "modeling_efficientat.py", "feature_extraction_resp_audio.py"):
+    for name in (
+        "configuration_efficientat.py", "modeling_efficientat.py", "feature_extraction_resp_audio.py",
+        "pipeline_resp_audio.py",
+    ):
         assert (folder / name).is_file(), name
+    saved = json.loads((folder / "config.json").read_text())
+    assert saved["custom_pipelines"]["audio-classification"]["impl"] == (
+        "pipeline_resp_audio.RespAudioClassificationPipeline"
+    )
+    assert not hasattr(classifier.config, "custom_pipelines")
     audio, rate = load_audio(FIXTURES / "speech.wav")
     clips = [audio[: 3 * rate], audio[rate : 8 * rate]]
     remote = load_without_package(folder, clips, rate)
@@ -173,6 +183,49 @@ def test_remote_code_loads_without_the_package(tmp_path, classifier, feature_ext
     torch.testing.assert_close(remote["logits"], expected_logits, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(remote["pooler_output"], expected.pooler_output, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(remote["last_hidden_state"], expected.last_hidden_state, atol=1e-5, rtol=1e-5)
+
+
+REMOTE_PIPELINE = """
+import importlib.abc, json, sys
+import numpy as np
+
+
+class BlockPackage(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "resp_audio_hf":
+            raise ImportError(f"{name} is blocked: the remote code must not need the resp_audio_hf package")
+
+
+sys.meta_path.insert(0, BlockPackage())
+from transformers import pipeline
+
+folder, audio_file, rate, out = sys.argv[1:5]
+classifier = pipeline("audio-classification", model=folder, trust_remote_code=True)
+predictions = classifier({"array": np.load(audio_file), "sampling_rate": int(rate)}, top_k=5)
+json.dump({"class": type(classifier).__name__, "predictions": predictions}, open(out, "w"))
+"""
+
+
+def test_remote_code_pipeline_without_the_package(tmp_path, classifier, feature_extractor):
+    """`pipeline(..., trust_remote_code=True)` in a process without resp_audio_hf: the package's pipeline, same scores."""
+    folder = tmp_path / "saved"
+    classifier.save_pretrained(folder)
+    feature_extractor.save_pretrained(folder)
+    audio, rate = load_audio(clip_file(EXPECTED["sprsound_first"]))  # 8 kHz: the pipeline resamples it
+    np.save(tmp_path / "audio.npy", audio)
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PYTHONSTARTUP")}
+    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"), PYTHONNOUSERSITE="1")
+    completed = subprocess.run(
+        [sys.executable, "-c", REMOTE_PIPELINE, str(folder), str(tmp_path / "audio.npy"), str(rate),
+         str(tmp_path / "out.json")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    remote = json.loads((tmp_path / "out.json").read_text())
+    assert remote["class"] == "RespAudioClassificationPipeline"
+    local = pipeline("audio-classification", model=str(MODEL_DIR))({"array": audio, "sampling_rate": rate}, top_k=5)
+    assert [p["label"] for p in remote["predictions"]] == [p["label"] for p in local]
+    np.testing.assert_allclose([p["score"] for p in remote["predictions"]], [p["score"] for p in local], atol=1e-5)
 
 
 # --------------------------------------------------------------------------- pooling and padding

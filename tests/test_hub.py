@@ -43,6 +43,7 @@ EXPECTED_FILES = {
     "model.safetensors",
     "preprocessor_config.json",
     "configuration_resp_audio.py",
+    "pipeline_resp_audio.py",
     "modeling_resp_audio.py",
     "feature_extraction_resp_audio.py",
 }
@@ -376,7 +377,7 @@ def test_results_of_other_weights_are_refused(benchmark_file, tmp_path):
 def test_dry_run_stages_exact_folder_without_contacting_hub(staged, no_token, hub_forbidden, capsys, tmp_path):
     assert {p.name for p in staged.path.iterdir()} == EXPECTED_FILES
     listed = staged.stdout.splitlines()
-    assert listed[0] == f"Dry run: 7 files for org/resp-passt staged in {staged.path}"
+    assert listed[0] == f"Dry run: 8 files for org/resp-passt staged in {staged.path}"
     assert sorted(line.split()[-1] for line in listed[1:]) == sorted(EXPECTED_FILES)
     for line in listed[1:]:
         size, name = line.split()
@@ -446,7 +447,7 @@ def test_push_uploads_one_commit_that_loads_in_a_fresh_process(
     assert SECRET_TOKEN not in captured.out + captured.err
     assert SECRET_TOKEN not in caplog.text
     assert all(SECRET_TOKEN not in str(record.args) for record in caplog.records)
-    assert "Uploaded 7 files to org/resp-passt in one commit" in captured.out
+    assert "Uploaded 8 files to org/resp-passt in one commit" in captured.out
 
     # The uploaded card parses and carries the benchmark JSON's results.
     snapshot = tmp_path / "hub-cache" / "models--org--resp-passt" / "snapshots" / FakeHub.revision

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +17,7 @@ from _audio_helpers import covid19_cough_file, load_audio, sprsound_records
 from transformers import pipeline
 from transformers.pipelines.audio_classification import ffmpeg_read
 
+import resp_audio_hf
 from resp_audio_hf import (
     RespAudioClassificationPipeline,
     RespAudioConfig,
@@ -258,3 +266,82 @@ def test_other_model_types_keep_the_stock_behaviour(tmp_path):
     with pytest.raises(ValueError, match="single channel audio input"):  # the stock check, not ours
         classifier(np.ones((16000, 2), dtype=np.float32))
     assert len(classifier(np.random.default_rng(0).standard_normal(16000).astype(np.float32))) == 2
+
+
+# ---------------------------------------------------------------------------------------------------- remote code
+
+REMOTE_PIPELINE_SCRIPT = textwrap.dedent(
+    """
+    import importlib.abc, json, sys
+
+    class BlockPackage(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "resp_audio_hf" or name.startswith("resp_audio_hf."):
+                raise ImportError(f"{name} is hidden from this process")
+
+    sys.meta_path.insert(0, BlockPackage())
+    import numpy as np
+    from transformers import pipeline
+
+    spec = json.load(open(sys.argv[1]))
+    classifier = pipeline("audio-classification", model=spec["folder"], trust_remote_code=True)
+    audio = np.load(spec["audio"])
+    report = {
+        "pipeline": type(classifier).__module__ + "." + type(classifier).__name__,
+        "scores": classifier({"array": audio, "sampling_rate": spec["rate"]}, top_k=None),
+        "errors": {},
+    }
+    for name, inputs in {
+        "999 Hz": {"array": audio, "sampling_rate": 999},
+        "int16 empty": {"array": np.zeros(0, dtype=np.int16), "sampling_rate": 8000},
+        "header only": spec["header_only"],
+    }.items():
+        try:
+            classifier(inputs)
+        except ValueError as error:
+            report["errors"][name] = str(error)
+    assert not any(name.split(".")[0] == "resp_audio_hf" for name in sys.modules)
+    json.dump(report, open(spec["out"], "w"))
+    """
+)
+
+
+def test_saved_folder_names_its_pipeline_for_remote_code(classifier_dirs, classifiers):
+    """config.json carries `custom_pipelines` (for trust_remote_code), the live config does not (it would demand it)."""
+    folder = classifier_dirs["tiny-passt"]
+    saved = json.loads((folder / "config.json").read_text())
+    assert saved["custom_pipelines"]["audio-classification"]["impl"] == (
+        "pipeline_resp_audio.RespAudioClassificationPipeline"
+    )
+    assert (folder / "pipeline_resp_audio.py").read_bytes() == (
+        Path(resp_audio_hf.__file__).parent / "pipeline_resp_audio.py"
+    ).read_bytes()
+    assert not hasattr(classifiers["tiny-passt"].model.config, "custom_pipelines")
+
+
+def test_remote_code_pipeline_without_the_package(classifier_dirs, classifiers, sprsound_wav, tmp_path):
+    """A process without resp_audio_hf builds the folder's own copy of the pipeline: same scores, same checks."""
+    audio, rate = load_audio(sprsound_wav)
+    np.save(tmp_path / "audio.npy", audio)
+    header_only = tmp_path / "header-only.wav"
+    header_only.write_bytes(sprsound_wav.read_bytes()[:60])
+    spec = dict(
+        folder=str(classifier_dirs["tiny-passt"]), audio=str(tmp_path / "audio.npy"), rate=rate,
+        header_only=str(header_only), out=str(tmp_path / "report.json"),
+    )
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PYTHONSTARTUP")}
+    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"), PYTHONNOUSERSITE="1")
+    result = subprocess.run(
+        [sys.executable, "-c", REMOTE_PIPELINE_SCRIPT, str(tmp_path / "spec.json")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["pipeline"].startswith("transformers_modules.")
+    assert report["pipeline"].endswith(".pipeline_resp_audio.RespAudioClassificationPipeline")
+    in_process = classifiers["tiny-passt"]({"array": audio, "sampling_rate": rate}, top_k=None)
+    assert_scores_close(report["scores"], as_scores(in_process), atol=1e-6)
+    assert "999 is not a plausible" in report["errors"]["999 Hz"]
+    assert "empty" in report["errors"]["int16 empty"]
+    assert report["errors"]["header only"].startswith(f"{header_only}: FFmpeg decoded no audio")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -323,13 +324,25 @@ class EfficientATForAudioClassification(EfficientATPreTrainedModel):
         self.post_init()
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        # A published classifier should also load as a bare encoder with `trust_remote_code=True`.
-        if self._auto_class is not None:
-            auto_map = dict(getattr(self.config, "auto_map", None) or {})
-            module = EfficientATModel.__module__.split(".")[-1]
-            auto_map.setdefault("AutoModel", f"{module}.{EfficientATModel.__name__}")
-            self.config.auto_map = auto_map
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        if self._auto_class is None:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        # As RespAudioForAudioClassification: a published classifier also loads as a bare encoder with
+        # `trust_remote_code=True`, and its saved config names the package's pipeline in `custom_pipelines` (only the
+        # saved file: on a live config it would make transformers demand remote code).
+        auto_map = dict(getattr(self.config, "auto_map", None) or {})
+        auto_map.setdefault("AutoModel", f"{EfficientATModel.__module__.split('.')[-1]}.{EfficientATModel.__name__}")
+        self.config.auto_map = auto_map
+        from .pipeline_resp_audio import CUSTOM_PIPELINES
+
+        previous = self.config.__dict__.get("custom_pipelines")
+        self.config.custom_pipelines = copy.deepcopy(CUSTOM_PIPELINES)
+        try:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            if previous is None:
+                del self.config.custom_pipelines
+            else:
+                self.config.custom_pipelines = previous
 
     def forward(
         self,

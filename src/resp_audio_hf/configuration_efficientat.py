@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from transformers import PreTrainedConfig
 
+from .configuration_resp_audio import _pipeline_is_registered
+
 EFFICIENTAT_POOLING_TYPES = ("freq_preserving", "mean")
 
 
@@ -93,6 +95,10 @@ class EfficientATConfig(PreTrainedConfig):
         self.classifier_dropout = classifier_dropout
         self.pooling = pooling
         self.initializer_range = initializer_range
+        # As in RespAudioConfig: the saved `custom_pipelines` entry is for processes without this package; where the
+        # package has registered its pipeline, it is dropped (transformers would demand trust_remote_code for it).
+        if kwargs.get("custom_pipelines") and _pipeline_is_registered():
+            kwargs.pop("custom_pipelines")
         super().__init__(**kwargs)
 
     def channels(self, width: int) -> int:

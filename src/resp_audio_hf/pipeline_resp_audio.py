@@ -7,8 +7,9 @@ empty or integer array at another rate, "Malformed soundfile"), and rates the fe
 with the same `torchaudio.functional.resample`), and names the file or URL in every error about it. Files and bytes
 are still decoded by FFmpeg at the model's rate, as transformers does.
 
-Importing `resp_audio_hf` makes it the `audio-classification` pipeline ([`register_pipeline`]); for models of any
-other type it behaves exactly as transformers' own.
+Importing `resp_audio_hf` makes it the `audio-classification` pipeline ([`register_pipeline`]); for models with another
+feature extractor it behaves exactly as transformers' own. Saved classifiers also name it in `custom_pipelines`, so
+that a process without this package builds it from the folder with `trust_remote_code=True`.
 """
 
 from __future__ import annotations
@@ -19,9 +20,17 @@ import sys
 import numpy as np
 from transformers.pipelines.audio_classification import AudioClassificationPipeline, ffmpeg_read
 
-# The model types whose feature extractor is `RespAudioFeatureExtractor` (EfficientAT uses PaSST's front end).
-MODEL_TYPES = ("resp_audio", "efficientat")
 TASK = "audio-classification"
+# The `custom_pipelines` entry of a saved classifier's config.json (see `RespAudioForAudioClassification.
+# save_pretrained`): in a process without this package, `pipeline(TASK, model=folder, trust_remote_code=True)` loads
+# the class from the folder's copy of this file.
+CUSTOM_PIPELINES = {
+    TASK: {
+        "impl": "pipeline_resp_audio.RespAudioClassificationPipeline",
+        "pt": ["AutoModelForAudioClassification"],
+        "type": "audio",
+    }
+}
 
 
 class RespAudioClassificationPipeline(AudioClassificationPipeline):
@@ -34,7 +43,8 @@ class RespAudioClassificationPipeline(AudioClassificationPipeline):
     """
 
     def preprocess(self, inputs):
-        if getattr(self.model.config, "model_type", None) not in MODEL_TYPES:
+        # By class name, so that a feature extractor loaded as remote code (another class object) counts too.
+        if type(self.feature_extractor).__name__ != "RespAudioFeatureExtractor":
             return super().preprocess(inputs)
         source = None  # what the errors name: the file, URL or bytes the audio came from
         if isinstance(inputs, os.PathLike):
@@ -118,4 +128,4 @@ def register_pipeline() -> None:
     PIPELINE_REGISTRY.supported_tasks[TASK] = {**task, "impl": RespAudioClassificationPipeline}
 
 
-__all__ = ["RespAudioClassificationPipeline", "register_pipeline"]
+__all__ = ["CUSTOM_PIPELINES", "RespAudioClassificationPipeline", "register_pipeline"]
