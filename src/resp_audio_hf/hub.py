@@ -80,6 +80,8 @@ class MetricSpec:
 METRICS: dict[str, MetricSpec] = {
     "auroc": MetricSpec("roc_auc", "AUROC", "audio-classification", higher_is_better=True),
     "mae": MetricSpec("mae", "MAE", "audio-regression", higher_is_better=False),
+    # The ICBHI 2017 challenge's score (mean of sensitivity and specificity) of task ICBHI-cycle; no `evaluate` id.
+    "icbhi_score": MetricSpec("icbhi_score", "ICBHI score", "audio-classification", higher_is_better=True),
 }
 
 

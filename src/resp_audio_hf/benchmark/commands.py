@@ -57,7 +57,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tasks",
         default="all",
-        help="comma-separated task ids (T1-T19, T8-random, T9-random, T10-subject, S1, S2), 'opera' (T1-T19) or 'all' (default)",
+        help="comma-separated task ids (T1-T19, T8-random, T9-random, T10-subject, ICBHI-cycle, S1, S2), "
+        "'opera' (T1-T19) or 'all' (default)",
     )
     parser.add_argument(
         "--data-root",
