@@ -427,11 +427,6 @@ class FeatureCollator:
         }
 
 
-def _worker_init(_):
-    # Several workers each using every core would oversubscribe the CPU.
-    torch.set_num_threads(1)
-
-
 def make_dataloader(
     dataset, encoder: AudioEncoder, batch_size: int = 16, num_workers: int = 0, indices: Sequence[int] | None = None
 ):
@@ -443,7 +438,6 @@ def make_dataloader(
         shuffle=False,
         num_workers=num_workers,
         collate_fn=FeatureCollator(encoder),
-        worker_init_fn=_worker_init if num_workers > 0 else None,
         persistent_workers=False,
     )
 
@@ -811,11 +805,6 @@ def extract_embeddings(
             f"Embedding extraction ended with {len(missing)} unfinished cache shard(s) in {cache.directory}; the DataLoader did not yield every item."
         )
     return finish(cache.consolidate(dim), failures)
-
-
-def clear_cache(cache_dir: str | os.PathLike) -> None:
-    """Remove every cached embedding under ``cache_dir``."""
-    shutil.rmtree(cache_dir, ignore_errors=True)
 
 
 def cache_entries(cache_dir: str | os.PathLike) -> list[dict]:
