@@ -54,6 +54,11 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument(
         "--preset", help="randomly initialised RespAudioConfig preset instead of a checkpoint (smoke tests)"
     )
+    source.add_argument(
+        "--baseline",
+        choices=("log-mel-stats", "duration"),
+        help="a non-learned baseline instead of a model: per-band log-mel statistics, or the clip duration alone",
+    )
     parser.add_argument(
         "--tasks",
         default="all",
@@ -130,7 +135,13 @@ def run_bench(args: argparse.Namespace) -> int:
         print(f"error: --data-root {args.data_root} is not a directory", file=sys.stderr)
         return 2
     try:
-        if args.preset:
+        if args.baseline:
+            if args.pooling:
+                raise ValueError(f"--pooling does not apply to the non-learned baseline {args.baseline}")
+            from .nonlearned import nonlearned_encoder
+
+            encoder = nonlearned_encoder(args.baseline, device=args.device)
+        elif args.preset:
             overrides = {"pooling": args.pooling} if args.pooling else {}
             encoder = AudioEncoder.from_preset(args.preset, device=args.device, **overrides)
         else:
@@ -152,7 +163,7 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.standardize_features:
         overrides["standardize_features"] = True
     # An ablation run gets its own default folder instead of overwriting the model's own results.
-    run_name = (args.model or f"preset-{args.preset}") + (f"-pooling-{args.pooling}" if args.pooling else "")
+    run_name = (args.model or (f"baseline-{args.baseline}" if args.baseline else f"preset-{args.preset}")) + (f"-pooling-{args.pooling}" if args.pooling else "")
     output_dir = args.output_dir or Path("outputs") / "bench" / _slug(run_name)
     result = run_benchmark(
         encoder,
