@@ -322,8 +322,8 @@ class RespAudioModel(RespAudioPreTrainedModel):
     The encoder. Input: normalised log-mel frames `[batch, frames, num_mel_bins]` from [`RespAudioFeatureExtractor`]
     and their frame mask. Padding is excluded from attention and pooling, so a clip gives the same embedding alone or
     in a padded batch. Input longer than `config.max_length` frames is encoded in consecutive, non-overlapping windows
-    aligned to the patch grid (as M2D's runtime does; PaSST's HEAR wrapper averages overlapping windows instead),
-    `config.window_batch_size` windows at a time.
+    aligned to the patch grid (as M2D's runtime does; PaSST's HEAR wrapper averages overlapping windows instead, which
+    `resp_audio_hf.hear_windows.hear_scene_embeddings` reproduces), `config.window_batch_size` windows at a time.
     """
 
     def __init__(self, config: RespAudioConfig):
