@@ -325,3 +325,19 @@ def test_export_writes_a_loadable_self_describing_folder(shared_data, tmp_path, 
     (run / "data_files.json").write_text(json.dumps(seen))
     card = (export(run, "tiny-resp", tmp_path / "pretrained") / "README.md").read_text()
     assert "4 SPRSound test recordings were in the training data" in card
+
+
+def test_bench_preset_rebuilds_the_random_start_of_a_run():
+    """`resp-audio-hf bench --preset P` scores exactly the initial weights of a from-scratch run of preset P (seed 0),
+    the baseline the exported model card compares against."""
+    from accelerate.utils import set_seed
+    from config import PretrainConfig, build_dataclass
+    from pretrain import build_encoder
+
+    from resp_audio_hf.benchmark.embeddings import AudioEncoder
+
+    config = build_dataclass(PretrainConfig, {"model": {"preset": "tiny-m2d"}, "data": {"corpora": [{"path": "/x"}]}})
+    set_seed(config.train.seed)
+    start = build_encoder(config).state_dict()
+    baseline = AudioEncoder.from_preset("tiny-m2d").model.state_dict()
+    assert start.keys() == baseline.keys() and all(torch.equal(start[k], baseline[k]) for k in start)
