@@ -292,15 +292,16 @@ def test_export_writes_a_loadable_self_describing_folder(shared_data, tmp_path, 
     bench = {"model": str(run / "model"), "tasks": {"S1": {"metric": "auroc", "scores": scores}}}
     bench["tasks"]["S1"].update(mean=float(np.mean(scores)), std=float(np.std(scores)))
     (tmp_path / "results.json").write_text(json.dumps(bench))
-    folder = export(
-        run, "tiny-resp", tmp_path / "pretrained", config_path, evaluations={"trained": tmp_path / "results.json"}
-    )
+    (tmp_path / "start.json").write_text(json.dumps({**bench, "model": "preset:tiny-m2d:seed0"}))
+    evaluations = {"trained": tmp_path / "results.json", "random-start": tmp_path / "start.json"}
+    folder = export(run, "tiny-resp", tmp_path / "pretrained", config_path, evaluations=evaluations)
 
     # The saved model folder (weights, configuration, feature extractor, remote code) plus the run's records.
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         [p.name for p in (run / "model").iterdir()]
         + ["README.md", "command.txt", "file_list.json", "loss_curve.png", "metrics.jsonl"]
-        + ["evaluation_trained.json", "pretrain_config.json", "tiny_resp.yaml", "unusable_files.json"]
+        + ["evaluation_random-start.json", "evaluation_trained.json", "pretrain_config.json", "tiny_resp.yaml"]
+        + ["unusable_files.json"]
     )
     model = AutoModel.from_pretrained(folder)
     trained = load_file(run / "model" / "model.safetensors")
@@ -318,6 +319,7 @@ def test_export_writes_a_loadable_self_describing_folder(shared_data, tmp_path, 
     assert "GPL-3.0" in card and "CC0-1.0" in card and "No SPRSound test recording" in card
     assert "| trained | S1 | auroc | 0.700 ± 0.008 | 0.710, 0.690, 0.700 |" in card
     assert f"resp-audio-hf bench --model {run / 'model'} --tasks S1" in card
+    assert "resp-audio-hf bench --preset tiny-m2d --tasks S1" in card
 
     # A run that listed SPRSound test recordings says so in its card.
     listed = seen["corpora"]["sprsound_train"]["files"]

@@ -96,7 +96,10 @@ def evaluation_section(evaluations: dict[str, dict]) -> str:
     rows, commands = [], []
     for label, results in evaluations.items():
         tasks = sorted(results["tasks"])
-        commands.append(f"resp-audio-hf bench --model {results['model']} --tasks {','.join(tasks)} --data-root DATA")
+        # `bench --preset P` records its model as `preset:P:seed0`.
+        preset = re.fullmatch(r"preset:(.+):seed0", results["model"])
+        source = f"--preset {preset.group(1)}" if preset else f"--model {results['model']}"
+        commands.append(f"resp-audio-hf bench {source} --tasks {','.join(tasks)} --data-root DATA")
         for task_id in tasks:
             task = results["tasks"][task_id]
             scores = ", ".join(f"{score:.3f}" for score in task["scores"])
