@@ -7,15 +7,15 @@ building the command-line parser stays cheap.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 from pathlib import Path
 
+from ..data._io import cache_root
+
 
 def _default_cache_dir() -> Path:
-    root = os.environ.get("RESP_AUDIO_HF_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "resp_audio_hf")
-    return Path(root) / "embeddings"
+    return cache_root() / "embeddings"
 
 
 def _slug(text: str) -> str:

@@ -16,7 +16,6 @@ lower-case aliases, so a data root can be an OPERA checkout's ``datasets`` folde
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -27,6 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from ._io import read_table_rows
 from .audio import AUDIO_EXTENSIONS, probe_audio
 from .opera_files import OperaFileError, OperaFiles
 
@@ -435,11 +435,6 @@ def _finish(
     return CorpusTable(name, root, frame, report, split_column)
 
 
-def _read_csv_rows(path: Path, **kwargs) -> list[dict]:
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        return list(csv.DictReader(handle, **kwargs))
-
-
 # --------------------------------------------------------------------------------------------------
 # ICBHI 2017
 # --------------------------------------------------------------------------------------------------
@@ -588,7 +583,7 @@ _register(
 def read_respiratory_tr_labels(path: Path) -> dict[str, int]:
     """Patient id (``H001``) -> COPD severity 0-4 from ``Labels.csv`` (``COPD0`` ... ``COPD4``)."""
     labels = {}
-    for row in _read_csv_rows(path):
+    for row in read_table_rows(path):
         patient = (row.get("Patient ID") or "").strip()
         diagnosis = (row.get("Diagnosis") or "").strip()
         if patient and diagnosis:
@@ -730,7 +725,7 @@ def _build_coughvid(root: Path, opera: OperaFiles, verify_audio: bool) -> Corpus
     if metadata is None:
         raise FileNotFoundError("CoughVID needs metadata_compiled.csv (in the corpus folder or OPERA's copy).")
     rows, listed = [], set()
-    for row in _read_csv_rows(metadata):
+    for row in read_table_rows(metadata):
         uuid = row.get("uuid", "").strip()
         if not uuid:
             continue
@@ -781,12 +776,12 @@ def _build_coswara(root: Path, opera: OperaFiles, verify_audio: bool) -> CorpusT
     combined = index.find_metadata("combined_data.csv")
     participants = {}
     if combined is not None:
-        participants = {row["id"]: row for row in _read_csv_rows(combined)}
+        participants = {row["id"]: row for row in read_table_rows(combined)}
         report.notes.append(f"metadata: {combined}")
     quality: dict[str, str] = {}
     for path in index.paths():
         if path.name.endswith("_labels.csv") and path.parent.name == "annotations":
-            for row in _read_csv_rows(path):
+            for row in read_table_rows(path):
                 values = list(row.values())
                 if len(values) >= 2:
                     quality[values[0]] = values[1]
@@ -848,13 +843,13 @@ def _build_uk_covid19(root: Path, opera: OperaFiles, verify_audio: bool) -> Corp
         raise FileNotFoundError(
             f"UK COVID-19: audio_metadata.csv and participant_metadata.csv are required under {root}."
         )
-    results = {row["participant_identifier"]: row.get("covid_test_result") for row in _read_csv_rows(participant_meta)}
+    results = {row["participant_identifier"]: row.get("covid_test_result") for row in read_table_rows(participant_meta)}
     splits = {}
     split_file = index.find_metadata("train_test_splits.csv")
     if split_file is not None:
-        splits = {row["participant_identifier"]: row.get("splits") for row in _read_csv_rows(split_file)}
+        splits = {row["participant_identifier"]: row.get("splits") for row in read_table_rows(split_file)}
     rows = []
-    for row in _read_csv_rows(audio_meta):
+    for row in read_table_rows(audio_meta):
         participant = row.get("participant_identifier")
         for modality in ("exhalation", "cough"):
             filename = (row.get(f"{modality}_file_name") or "").strip()
@@ -909,7 +904,7 @@ def _build_covid19_sounds(root: Path, opera: OperaFiles, verify_audio: bool) -> 
         )
     split_names = {"0": "train", "1": "validation", "2": "test"}
     rows = []
-    for row_index, row in enumerate(_read_csv_rows(csv_path, delimiter=";")):
+    for row_index, row in enumerate(read_table_rows(csv_path, delimiter=";")):
         uid = row["Uid"]
         user_folder = "form-app-users" if uid[:4] == "2020" else uid
         for modality in ("breath", "cough"):

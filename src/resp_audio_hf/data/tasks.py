@@ -21,13 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ._io import read_table_rows
 from .corpora import (
     BuildReport,
     CorpusNotFoundError,
     ICBHI_CYCLE_CLASSES,
     FileIndex,
     _metadata_file,
-    _read_csv_rows,
     check_audio_files,
     exclude_icbhi_listed_without_audio,
     find_corpus_dir,
@@ -327,7 +327,7 @@ def _coviduk_table(modality: str):
         participants = {}
         metadata = ctx.index.find_metadata("audio_metadata.csv")
         if metadata is not None:
-            for row in _read_csv_rows(metadata):
+            for row in read_table_rows(metadata):
                 participants[row.get(f"{modality}_file_name")] = row.get("participant_identifier")
         rows = [
             {"file": name, "label": label, "subject_id": participants.get(name, Path(name).stem), "split": split}
