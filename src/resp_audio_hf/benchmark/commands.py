@@ -197,16 +197,24 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         "--output-dir", type=Path, default=Path("outputs") / "demo", help="where results.json/.md/.png go"
     )
     parser.add_argument(
-        "--preset", default="tiny-passt", help="RespAudioConfig preset of the randomly initialised encoder"
+        "--model",
+        help="folder of the EfficientAT AudioSet tagger (default: the repository's pretrained/efficientat-mn04-as)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--data-root",
+        help="folder holding covid19-cough/ (metadata.json, raw/) instead of the 96 coughs bundled with the package",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
     from .demo import DemoConfig, run_demo
 
-    run_demo(args.output_dir, DemoConfig(preset=args.preset, seed=args.seed), progress=not args.quiet)
+    try:
+        run_demo(args.output_dir, DemoConfig(model=args.model, data_root=args.data_root), progress=not args.quiet)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print((args.output_dir / "results.md").read_text(encoding="utf-8"))
     print(
         f"wrote {args.output_dir / 'results.json'}, {args.output_dir / 'results.md'}, {args.output_dir / 'results.png'}"
