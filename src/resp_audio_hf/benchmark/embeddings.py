@@ -26,6 +26,7 @@ import torch
 from ..data._io import atomic_path, atomic_save_npy, atomic_write_json, stable_hash
 from ..data.audio import load_audio
 from ..data.corpora import is_missing
+from ..progress import progress_bar
 from .threads import threads_beside_workers, torch_threads
 
 logger = logging.getLogger(__name__)
@@ -78,16 +79,25 @@ class AudioEncoder:
 
     @classmethod
     def from_pretrained(
-        cls, name_or_path: str, *, device="cpu", revision: str | None = None, trust_remote_code: bool = False
+        cls,
+        name_or_path: str,
+        *,
+        device="cpu",
+        revision: str | None = None,
+        trust_remote_code: bool = False,
+        config_overrides: dict | None = None,
     ):
-        """Load any transformers audio encoder (``resp_audio`` models included) from a folder or the Hub."""
+        """Load any transformers audio encoder (``resp_audio`` models included) from a folder or the Hub.
+
+        ``config_overrides`` replace fields of the saved config before the model is built (e.g. ``pooling``).
+        """
         from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
 
         import resp_audio_hf  # noqa: F401  (registers the resp_audio model type with the Auto classes)
 
         kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
-        config = AutoConfig.from_pretrained(name_or_path, **kwargs)
-        model = AutoModel.from_pretrained(name_or_path, **kwargs)
+        config = AutoConfig.from_pretrained(name_or_path, **kwargs, **(config_overrides or {}))
+        model = AutoModel.from_pretrained(name_or_path, config=config, **kwargs)
         try:
             feature_extractor = AutoFeatureExtractor.from_pretrained(name_or_path, **kwargs)
         except (OSError, ValueError) as error:
@@ -398,16 +408,6 @@ def embedding_cache_key(encoder: AudioEncoder, dataset, extra: dict | None = Non
 # --------------------------------------------------------------------------------------------------
 
 
-def _progress(total: int, desc: str, enabled: bool):
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc=desc, unit="clip")
-
-
 def _describe(dataset, index: int) -> str:
     return dataset.describe(index) if hasattr(dataset, "describe") else f"item {index}"
 
@@ -468,7 +468,7 @@ def extract_embeddings(
     filled: dict[int, int] = {}
     in_memory: np.ndarray | None = None  # only without a cache
     dim = None
-    bar = _progress(remaining, desc, progress)
+    bar = progress_bar(remaining, desc=desc, unit="clip", enabled=progress)
     try:
         # The encoder's threads would otherwise compete with the workers for the same cores.
         with torch_threads(threads_beside_workers(loader.num_workers)):
@@ -507,11 +507,9 @@ def extract_embeddings(
                         if filled[shard] == buffers[shard].shape[0]:
                             atomic_save_npy(cache.shard_path(shard), buffers.pop(shard))
                             done.add(shard)
-                if bar is not None:
-                    bar.update(len(indices))
+                bar.update(len(indices))
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
 
     if cache_dir is None:
         return in_memory
