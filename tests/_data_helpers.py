@@ -164,6 +164,7 @@ def _reference_probe_loop(features, targets, run, protocol, kind, n_classes):
         return mean_absolute_error(targets[rows], p)
 
     best_state, best_val, best_epoch = None, None, -1
+    stop_best, stop_wait = np.inf, 0  # Lightning's EarlyStopping on validation MAE, checked every epoch
     batch = protocol.batch_size or len(train_rows)
     for epoch in range(protocol.epochs):
         permutation = torch.randperm(len(train_rows), generator=generator).tolist()
@@ -189,5 +190,13 @@ def _reference_probe_loop(features, targets, run, protocol, kind, n_classes):
             if better:
                 best_val, best_epoch = value, epoch
                 best_state = {k: v.clone() for k, v in head.state_dict().items()}
+        if protocol.early_stopping_patience is not None:
+            value = score(run.validation)
+            if value < stop_best - protocol.early_stopping_min_delta:
+                stop_best, stop_wait = value, 0
+            else:
+                stop_wait += 1
+            if stop_wait >= protocol.early_stopping_patience:
+                break
     head.load_state_dict(best_state)
     return predict(run.test), best_epoch

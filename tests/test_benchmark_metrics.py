@@ -11,6 +11,7 @@ from resp_audio_hf.benchmark.baselines import (
     OPERA_PUBLISHED_RESULTS,
 )
 from resp_audio_hf.benchmark.metrics import (
+    absent_classes,
     auroc_ovr_macro,
     mean_absolute_error,
     mean_reciprocal_rank,
@@ -44,6 +45,41 @@ def test_batched_auroc_equals_one_call_per_seed():
     assert batched.shape == (4,)
     for seed in range(4):
         assert batched[seed] == pytest.approx(roc_auc_score(y, scores[seed], multi_class="ovr"), abs=1e-12)
+
+
+# A 4-class test set in which class 3 never occurs.
+_ABSENT_Y = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 0, 1, 2])
+_ABSENT_PROBS = np.array(
+    [
+        [0.70, 0.10, 0.10, 0.10],
+        [0.40, 0.30, 0.20, 0.10],
+        [0.25, 0.25, 0.30, 0.20],
+        [0.20, 0.50, 0.20, 0.10],
+        [0.30, 0.40, 0.10, 0.20],
+        [0.45, 0.35, 0.10, 0.10],
+        [0.10, 0.20, 0.60, 0.10],
+        [0.30, 0.20, 0.40, 0.10],
+        [0.20, 0.30, 0.25, 0.25],
+        [0.35, 0.35, 0.20, 0.10],
+        [0.10, 0.60, 0.20, 0.10],
+        [0.15, 0.25, 0.50, 0.10],
+    ]
+)
+
+
+def test_a_class_absent_from_the_labels_counts_as_zero_as_in_opera():
+    """OPERA scores with torchmetrics' AUROC(task="multiclass", num_classes=4), whose ROC of a class without positives
+    has tpr 0, so the class adds 0 to the macro mean. torchmetrics 1.3.1 (OPERA's environment.yml) returns 0.69921875
+    on this input; the mean over the three present classes would be 0.932."""
+    present = [roc_auc_score(_ABSENT_Y == c, _ABSENT_PROBS[:, c]) for c in range(3)]
+    assert np.mean(present) == pytest.approx(0.9322916666666666)
+    assert auroc_ovr_macro(_ABSENT_Y, _ABSENT_PROBS) == pytest.approx(0.69921875, abs=1e-12)
+    assert auroc_ovr_macro(_ABSENT_Y, _ABSENT_PROBS) == pytest.approx(sum(present) / 4, abs=1e-12)
+    batched = auroc_ovr_macro(_ABSENT_Y, np.stack([_ABSENT_PROBS, _ABSENT_PROBS[:, ::-1]]))
+    assert batched[0] == pytest.approx(0.69921875, abs=1e-12)
+    reversed_present = [roc_auc_score(_ABSENT_Y == c, _ABSENT_PROBS[:, 3 - c]) for c in range(3)]
+    assert batched[1] == pytest.approx(sum(reversed_present) / 4, abs=1e-12)
+    assert absent_classes(_ABSENT_Y, 4) == [3] and absent_classes(_ABSENT_Y, 3) == []
 
 
 def test_auroc_rejects_undefined_inputs():

@@ -161,3 +161,61 @@ def test_early_stopping_stops_a_run_that_no_longer_improves():
     )[0]
     assert 5 <= outcome.epochs_run < 64
     assert outcome.best_epoch % 3 == 2  # only every third epoch is a checkpoint candidate
+
+
+def test_a_class_absent_from_the_test_labels_is_scored_as_opera_warned_and_recorded(caplog, tmp_path):
+    import json
+    import logging
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from resp_audio_hf.benchmark.report import write_reports
+    from resp_audio_hf.benchmark.runner import BenchmarkResult, score_task
+
+    x, y = _classification_data(n=300, n_classes=5, seed=4)
+    split = np.array(["train"] * 200 + ["validation"] * 40 + ["test"] * 60, dtype=object)
+    y[240:][y[240:] == 4] = 0  # no COPD4 recording in the test split
+    table = pd.DataFrame({"label": y, "split": split, "subject_id": [str(i) for i in range(300)]})
+    protocol = ProbeProtocol(epochs=4, batch_size=32, seeds=(0, 1))
+    spec = replace(TASKS["T11"], protocol=protocol)
+    with caplog.at_level(logging.WARNING):
+        result = score_task(spec, table, x, protocol)
+    assert result.absent_classes == {"test": ["COPD4"]}
+    assert "COPD4 absent from the test labels" in caplog.text
+
+    # Independent value: scikit-learn's AUROC of each present class on the same predictions, 0 for COPD4, over 5.
+    outcomes = train_linear_probes(x, y, make_runs(spec, table, protocol), protocol, "classification", 5)
+    test = np.arange(240, 300)
+    for outcome, run in zip(outcomes, result.runs):
+        present = [roc_auc_score(y[test] == c, outcome.test_predictions[:, c]) for c in range(4)]
+        assert run["test"] == pytest.approx(sum(present) / 5, abs=1e-9)
+        assert run["test"] < np.mean(present)
+
+    benchmark = BenchmarkResult("m", "f", tasks={"T11": result}, settings={"pooling": "mean", "embedding_dim": 24})
+    paths = write_reports(benchmark.to_dict(), tmp_path)
+    assert json.loads(paths["json"].read_text())["tasks"]["T11"]["absent_classes"] == {"test": ["COPD4"]}
+    markdown = paths["markdown"].read_text()
+    assert "T11: COPD4 absent from the test labels" in markdown and "pooling mean, size 24" in markdown
+
+
+def test_mmlung_protocol_matches_operas_probe_fold_for_fold():
+    """T13-T18 as OPERA runs them: LinearHeadR gets no lr, so it trains at its default 1e-4 (not the 1e-1 passed to
+    linear_evaluation_mmlung), with L2 0.1, checkpoints every 3 epochs and early stopping. The reference is OPERA's loop
+    written plainly, fed the same embeddings, folds and random streams."""
+    from dataclasses import replace
+
+    import pandas as pd
+
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((40, 32)).astype(np.float32)
+    y = 3.0 + x[:, :4].sum(axis=1) * 0.3 + rng.normal(0, 0.2, 40)  # FVC-like litres, one recording per subject
+    table = pd.DataFrame({"label": y, "fold": [str(i) for i in range(40)], "subject_id": [str(i) for i in range(40)]})
+    spec = TASKS["T13"]
+    runs = make_runs(spec, table, spec.protocol)[:4]
+    ours = train_linear_probes(x, y, runs, spec.protocol, "regression")
+    opera_protocol = replace(spec.protocol, learning_rate=1e-4)  # LinearHeadR(lr=1e-4) default
+    for run, outcome in zip(runs, ours):
+        reference, best_epoch = reference_probe_loop(x, y, run, opera_protocol, kind="regression")
+        np.testing.assert_allclose(outcome.test_predictions, reference, rtol=1e-4, atol=1e-4)
+        assert outcome.best_epoch == best_epoch

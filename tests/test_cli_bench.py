@@ -75,6 +75,16 @@ def test_bench_sprsound_end_to_end(tiny_model_dir, tmp_path, capsys):
     again = json.loads((out / "results.json").read_text())["tasks"]["S1"]
     assert [r["test"] for r in again["runs"]] == scores
     assert len(list(cache.glob("*/embeddings.npy"))) == 1
+    assert results["settings"]["pooling"] == "freq_preserving" and results["settings"]["embedding_dim"] == 160
+    assert "pooling freq_preserving, size 160" in (out / "results.md").read_text()
+
+    # The pooling ablation on the same folder and cache: new embeddings of the mean-pooled width, not the cached ones.
+    assert main(argv + ["--no-verify-audio", "--pooling", "mean"]) == 0
+    ablation = json.loads((out / "results.json").read_text())
+    assert ablation["settings"]["pooling"] == "mean" and ablation["settings"]["embedding_dim"] == 32
+    assert ablation["tasks"]["S1"]["embedding_dim"] == 32
+    assert [r["test"] for r in ablation["tasks"]["S1"]["runs"]] != scores
+    assert len(list(cache.glob("*/embeddings.npy"))) == 2
 
 
 def test_bench_reports_tasks_whose_corpus_is_missing(tmp_path, capsys):
@@ -110,6 +120,9 @@ def test_bench_rejects_unknown_tasks_and_bad_arguments(tmp_path, capsys):
         main(["bench", "--model", str(tmp_path / "no-such-model"), "--tasks", "S1", "--data-root", str(tmp_path)]) == 2
     )
     assert "could not load the model" in capsys.readouterr().err
+    bad_pooling = ["bench", "--preset", "tiny-m2d", "--tasks", "S1", "--data-root", str(tmp_path), "--pooling", "max"]
+    assert main(bad_pooling) == 2
+    assert "pooling must be one of" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["bench", "--preset", "tiny-m2d", "--data-root", str(tmp_path), "--seeds", "a,b"])
     with pytest.raises(SystemExit):

@@ -4,6 +4,8 @@ import contextlib
 import importlib.util
 import io
 import json
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -179,3 +181,41 @@ def test_resize_time_axis_crops_and_interpolates():
     # Linear interpolation of the ramp 0, 1, 2, 3 on half-pixel centres, clamped at the ends.
     expected_row = torch.tensor([0.0, 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3.0])
     torch.testing.assert_close(stretched[0, 1, 2], expected_row + table[0, 1, 2, 0])
+
+
+@pytest.mark.parametrize("wrapper", ("module.", "model.", "module.net."))
+def test_known_wrapper_prefixes_are_unwrapped(wrapper):
+    """DataParallel (`module.`), Lightning (`model.`) and nested wrappers give the same model as the bare state."""
+    bare = passt_shaped_state(64)
+    for name, value in bare.items():
+        value.copy_(torch.randn(value.shape, generator=torch.Generator().manual_seed(len(name))))
+    expected = convert_passt(bare, num_attention_heads=4).model.state_dict()
+    wrapped = convert_passt({wrapper + key: value for key, value in bare.items()}, num_attention_heads=4)
+    assert wrapped.model.state_dict().keys() == expected.keys()
+    for key, value in wrapped.model.state_dict().items():
+        torch.testing.assert_close(value, expected[key], rtol=0, atol=0)
+
+
+def test_a_prefix_shared_with_unknown_keys_is_not_stripped():
+    """`net.` next to keys of no known wrapper entry is not a wrapper: the converter says what it found."""
+    state = {"net." + key: value for key, value in passt_shaped_state(64).items()}
+    state["optimizer_step"] = torch.zeros(())
+    with pytest.raises(ValueError, match=r"Not a PaSST state dict.*net\."):
+        convert_passt(state, num_attention_heads=4)
+
+
+@pytest.mark.parametrize("umask", (0o022, 0o077))
+def test_output_folder_follows_the_umask(fake_m2d, tmp_path, umask):
+    """The folder and its files get the permissions `mkdir` and `open` give under the caller's umask (not 0700)."""
+    _, source = fake_m2d
+    converted = convert_m2d(source, num_attention_heads=HEADS)
+    previous = os.umask(umask)
+    try:
+        save_converted(converted, tmp_path / "out")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o777 & ~umask
+    files = list((tmp_path / "out").iterdir())
+    assert {path.name for path in files} >= {"config.json", "model.safetensors", "preprocessor_config.json"}
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path.name

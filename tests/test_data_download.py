@@ -29,6 +29,16 @@ from resp_audio_hf.data.sources import (
 )
 
 
+@pytest.fixture(autouse=True)
+def downloads_allowed(monkeypatch):
+    """These tests serve files from 127.0.0.1, so they run with downloads allowed even under HF_HUB_OFFLINE=1."""
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("RESP_AUDIO_HF_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+
+
 def _payload(size: int, seed: int = 0) -> bytes:
     return np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8).tobytes()
 

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 import pytest
-from _data_helpers import shared_path
+from _data_helpers import REPO_ROOT, shared_path
 
 from resp_audio_hf.data import (
     CorpusNotFoundError,
@@ -17,7 +17,7 @@ from resp_audio_hf.data import (
     load_task,
     resolve_task_ids,
 )
-from resp_audio_hf.data.tasks import OPERA_TASK_IDS, TASKS, get_task_spec
+from resp_audio_hf.data.tasks import OPERA_TASK_IDS, PROBE_PROTOCOLS, TASKS, get_task_spec, protocol_table
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +122,60 @@ def test_absent_corpus_folder_is_a_clear_error(opera, data_root):
         load_task("T10", data_root, opera=opera)
     message = str(info.value)
     assert "KAUH" in message and "data.mendeley.com" in message and str(data_root) in message
+
+
+# What OPERA's src/benchmark/linear_eval.py (pinned commit 3622310) runs, read off its code: per call of
+# linear_evaluation_<name>, the epochs / batch size / L2 / ModelCheckpoint(every_n_epochs) / EarlyStopping it uses,
+# the __main__ block's arguments (--l2_strength 1e-5 by default; MMlung and NoseMic pass 1e-1) and the seeds (range(5)
+# for hold-out tasks; one np/torch seed 0 for the leave-one-out regressions). The learning rate is LinearHead's and
+# LinearHeadR's default, lr=1e-4 (src/model/models_eval.py): no call passes lr to the head, so the lr=1e-1 of the
+# spirometry (MMlung) call is never used.
+_OPERA_HEAD_DEFAULT_LR = 1e-4
+_OPERA_CALLS = {
+    # task: (function, epochs, batch size, l2, checkpoint every n epochs, early stopping (patience, min delta), seeds)
+    "T1": ("coviduk", 64, 64, 1e-5, 1, None, 5),
+    "T2": ("coviduk", 64, 64, 1e-5, 1, None, 5),
+    "T3": ("covid19sounds", 64, 64, 1e-5, 1, None, 5),  # epochs and batch size: the function's defaults
+    "T4": ("covid19sounds", 64, 64, 1e-5, 1, None, 5),
+    "T5": ("coughvid", 64, 64, 1e-5, 1, None, 5),
+    "T6": ("coughvid", 64, 64, 1e-5, 1, None, 5),
+    "T7": ("icbhidisease", 64, 32, 1e-5, 1, None, 5),
+    "T8": ("coswara", 64, 32, 1e-5, 1, None, 5),
+    "T9": ("coswara", 64, 32, 1e-5, 1, None, 5),
+    "T10": ("kauh", 50, 32, 1e-5, 5, None, 5),
+    "T11": ("copd", 64, 32, 1e-5, 1, None, 5),  # batch size: the function's default
+    "T12": ("ssbpr", 32, 64, 1e-5, 3, None, 5),  # batch size: the function's default
+    **{f"T{n}": ("mmlung", 64, 64, 1e-1, 3, (5, 0.001), 1) for n in range(13, 19)},
+    "T19": ("nosemic", 64, 64, 1e-1, 1, None, 1),
+}
+
+
+def test_every_task_takes_its_protocol_from_the_one_table():
+    assert set(PROBE_PROTOCOLS) == set(TASKS)
+    assert all(TASKS[t].protocol is PROBE_PROTOCOLS[t] for t in TASKS)
+
+
+def test_protocol_table_matches_operas_code():
+    for task_id, (name, epochs, batch, l2, every, stopping, n_seeds) in _OPERA_CALLS.items():
+        protocol = PROBE_PROTOCOLS[task_id]
+        assert protocol.learning_rate == _OPERA_HEAD_DEFAULT_LR, task_id
+        assert (protocol.epochs, protocol.batch_size, protocol.l2_strength) == (epochs, batch, l2), (task_id, name)
+        assert protocol.checkpoint_every == every, task_id
+        patience = (protocol.early_stopping_patience, protocol.early_stopping_min_delta)
+        assert patience == (stopping or (None, 0.0)), task_id
+        assert protocol.seeds == tuple(range(n_seeds)), task_id
+        assert (protocol.lr_decay, protocol.grad_clip) == (0.97, 1.0)  # DecayLearningRate, gradient_clip_val
+    # The variants keep their OPERA task's protocol.
+    for variant, original in (("T8-random", "T8"), ("T9-random", "T9"), ("T10-subject", "T10")):
+        assert PROBE_PROTOCOLS[variant] == PROBE_PROTOCOLS[original]
+    # Leave-one-out inner validation: train_test_split(test_size=0.11 / 0.2, random_state=42), not stratified.
+    assert all(PROBE_PROTOCOLS[f"T{n}"].inner_validation_fraction == 0.11 for n in range(13, 19))
+    assert PROBE_PROTOCOLS["T19"].inner_validation_fraction == 0.2
+    assert all(PROBE_PROTOCOLS[t].inner_validation_seed == 42 for t in ("T13", "T19"))
+
+
+def test_readme_states_the_protocol_table():
+    assert protocol_table() in (REPO_ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def test_registry_covers_opera_tasks_with_protocol_constants():

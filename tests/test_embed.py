@@ -73,6 +73,9 @@ def test_folder_to_parquet_names_every_bad_file(model_dir, recordings, tmp_path,
     folder = tmp_path / "in"
     shutil.copytree(source, folder)
     bad = _add_bad_files(folder)
+    # Passes the header check, fails later: the feature extractor refuses silence. Named all the same.
+    soundfile.write(folder / "silent.wav", np.zeros(RATE, dtype=np.float32), RATE)
+    bad[str(folder / "silent.wav")] = "refused by the feature extractor"
     output = tmp_path / "out" / "embeddings.parquet"
 
     code = cli_main(["embed", str(folder), "--model", str(model_dir), "-o", str(output), "--batch-size", "2",
@@ -189,5 +192,5 @@ def test_pooling_is_refused_for_other_model_types(tmp_path):
                        max_length=100, num_mel_bins=128)
     ASTModel(config).save_pretrained(tmp_path / "ast")
     ASTFeatureExtractor(max_length=100).save_pretrained(tmp_path / "ast")
-    with pytest.raises(ValueError, match="--pooling applies to resp_audio models"):
+    with pytest.raises(ValueError, match="applies to resp_audio models only"):
         load_encoder(str(tmp_path / "ast"), pooling="mean")

@@ -80,6 +80,54 @@ def test_stereo_is_downmixed_either_layout(extractor, sprsound_clips):
     np.testing.assert_allclose(channels_last, mono, atol=1e-5)
 
 
+def test_soundfile_layout_is_one_clip(extractor, sprsound_clips, tmp_path):
+    """
+    `soundfile.read` returns `(frames, channels)`: at the top level that is one clip (downmixed), not a batch of
+    thousands of 2-sample clips; a mono file read with `always_2d=True` is the mono clip.
+    """
+    import soundfile
+
+    left, rate = sprsound_clips[0]
+    right = sprsound_clips[1][0][: left.size]
+    mono = extractor((left + right) / 2, sampling_rate=rate, return_tensors="np")
+    soundfile.write(tmp_path / "stereo.wav", np.stack([left, right], axis=1), rate, subtype="FLOAT")
+    stereo, file_rate = soundfile.read(tmp_path / "stereo.wav", dtype="float32")
+    assert stereo.shape == (left.size, 2) and file_rate == rate
+    for audio in (stereo, torch.from_numpy(stereo)):
+        out = extractor(audio, sampling_rate=rate, return_tensors="np")
+        assert out["input_values"].shape == mono["input_values"].shape
+        np.testing.assert_allclose(out["input_values"], mono["input_values"], atol=1e-5)
+
+    soundfile.write(tmp_path / "mono.wav", left, rate, subtype="FLOAT")
+    column, _ = soundfile.read(tmp_path / "mono.wav", dtype="float32", always_2d=True)
+    assert column.shape == (left.size, 1)
+    np.testing.assert_allclose(
+        extractor(column, sampling_rate=rate)["input_values"], extractor(left, sampling_rate=rate)["input_values"]
+    )
+
+
+def test_many_channels_last_is_refused_with_the_layout(sprsound_clips, tmp_path):
+    """A 5.1 recording as soundfile reads it names its 6 channels instead of failing on one of its rows."""
+    import soundfile
+
+    audio, rate = sprsound_clips[0]
+    soundfile.write(tmp_path / "surround.wav", np.stack([audio] * 6, axis=1), rate, subtype="FLOAT")
+    surround, _ = soundfile.read(tmp_path / "surround.wav", dtype="float32")
+    fe = RespAudioFeatureExtractor(frontend="m2d")
+    with pytest.raises(ValueError, match=r"6 channels \(shape \(\d+, 6\), read as \(frames, channels\)"):
+        fe(surround, sampling_rate=rate)
+
+
+def test_top_level_2d_batch_is_still_a_batch(sprsound_clips):
+    """Rows of a 2-D array longer than 16 samples stay a batch of mono clips, as in transformers."""
+    fe = RespAudioFeatureExtractor(frontend="m2d")
+    audio, rate = sprsound_clips[0]
+    rows = np.stack([audio[:rate], audio[rate : 2 * rate]])
+    batch = fe(rows, sampling_rate=rate)["input_values"]
+    assert batch.shape[0] == 2
+    np.testing.assert_allclose(batch[1], fe(rows[1], sampling_rate=rate)["input_values"][0], atol=1e-5)
+
+
 def test_int16_pcm_is_scaled(extractor, sprsound_clips):
     audio, rate = sprsound_clips[2]
     pcm = np.round(audio * 32767).astype(np.int16)

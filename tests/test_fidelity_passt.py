@@ -166,3 +166,30 @@ def test_cli_converts_a_passt_state_dict_file(passt_net, tmp_path):
     logits, _, _ = passt_reference(passt_net, spectrogram)
     with torch.no_grad():
         torch.testing.assert_close(model(spectrogram.transpose(1, 2)).logits, logits, atol=ATOL, rtol=0)
+
+
+def test_hear_wrapper_state_dict_converts(passt_net, tmp_path, monkeypatch):
+    """
+    The whole `PasstBasicWrapper` of hear21passt's `get_basic_model` (what `load_model` returns), saved as a state
+    dict: its keys sit under `net.` next to `device_proxy`. It converts, and the converted front end and model give
+    the wrapper's own logits on audio.
+    """
+    import hear21passt.base as hear_base
+
+    # get_basic_model downloads the released weights; here it wraps the random two-block PaSST instead.
+    monkeypatch.setattr(hear_base, "get_model_passt", lambda arch, **kwargs: passt_net)
+    with quiet():
+        wrapper = hear_base.get_basic_model(mode="logits").eval()
+    state = wrapper.state_dict()
+    assert "net.time_new_pos_embed" in state and "device_proxy" in state
+    source = tmp_path / "hear21passt-wrapper.pt"
+    torch.save(state, source)
+
+    converted = convert_passt(source)
+    assert sorted(converted.unused_keys) == ["device_proxy", "head_dist.bias", "head_dist.weight"]
+    samples = (INPUT_FRAMES - 1) * 320 + 1
+    wave = 0.1 * torch.randn(samples, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad(), quiet():
+        reference = wrapper(wave[None])
+        ours = converted.model(**converted.feature_extractor(wave.numpy(), sampling_rate=32000, return_tensors="pt"))
+    torch.testing.assert_close(ours.logits, reference, atol=ATOL, rtol=0)

@@ -46,6 +46,7 @@ EXPECTED_FILES = {
     "model.safetensors",
     "preprocessor_config.json",
     "configuration_resp_audio.py",
+    "pipeline_resp_audio.py",
     "modeling_resp_audio.py",
     "feature_extraction_resp_audio.py",
 }
@@ -363,7 +364,7 @@ def test_results_of_other_weights_are_refused(benchmark_file, tmp_path):
 def test_dry_run_stages_exact_folder_without_contacting_hub(staged, no_token, hub_endpoint, capsys, tmp_path):
     assert {p.name for p in staged.path.iterdir()} == EXPECTED_FILES
     listed = staged.stdout.splitlines()
-    assert listed[0] == f"Dry run: 7 files for org/resp-passt staged in {staged.path}"
+    assert listed[0] == f"Dry run: 8 files for org/resp-passt staged in {staged.path}"
     assert sorted(line.split()[-1] for line in listed[1:]) == sorted(EXPECTED_FILES)
     for line in listed[1:]:
         size, name = line.split()
@@ -451,7 +452,7 @@ def test_push_over_http_in_both_upload_modes_then_download_by_revision(
         )
         transcripts.append(completed.stdout + completed.stderr)
         assert completed.returncode == 0, completed.stderr[-3000:]
-        assert f"Uploaded 7 files to {repo_id} in one commit" in completed.stdout
+        assert f"Uploaded {len(EXPECTED_FILES)} files to {repo_id} in one commit" in completed.stdout
         sent = [(r.method, r.path.split("?")[0]) for r in hub_server.requests[before:]]
         # One repository creation (exist_ok on the second push) and exactly one commit per push.
         assert sent.count(("POST", "/api/repos/create")) == 1

@@ -171,6 +171,33 @@ def test_wrong_input_shape_is_a_clear_error():
         model(torch.randn(2, 8, 80))
 
 
+@pytest.mark.parametrize("bad", (float("nan"), float("inf"), -float("inf")))
+def test_non_finite_input_is_a_clear_error(bad):
+    """Called directly, without the feature extractor's checks: one bad value would make the clip's embedding NaN."""
+    model = _model("tiny-m2d")
+    spectrogram = torch.randn(3, 100, 80)
+    spectrogram[1, 40, 7] = bad
+    with pytest.raises(ValueError, match=r"clip\(s\) \[1\] contain 1 NaN or infinite"):
+        model(spectrogram)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        RespAudioForAudioClassification(model.config).eval()(spectrogram)
+
+
+def test_attention_mask_of_another_length_is_a_clear_error(sprsound_clips):
+    """A mask from another batch (another length) would silently mask the wrong frames."""
+    config = RespAudioConfig.from_preset("tiny-m2d")
+    model = _model("tiny-m2d")
+    fe = RespAudioFeatureExtractor.from_model_config(config)
+    audio, rate = sprsound_clips[0]
+    long = fe([audio[: 3 * rate], audio[: 2 * rate]], sampling_rate=rate, return_tensors="pt")
+    short = fe([audio[: 2 * rate], audio[: rate]], sampling_rate=rate, return_tensors="pt")
+    with torch.no_grad():
+        model(**long)  # matching mask: fine
+    for mask in (short["attention_mask"], long["attention_mask"][:1], long["attention_mask"][:, None]):
+        with pytest.raises(ValueError, match=r"attention_mask has shape .* but input_values has 2 clips of \d+ frames"):
+            model(long["input_values"], attention_mask=mask)
+
+
 @pytest.mark.parametrize(
     "problem_type, labels, reference",
     [

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +17,13 @@ from _audio_helpers import covid19_cough_file, load_audio, sprsound_records
 from transformers import pipeline
 from transformers.pipelines.audio_classification import ffmpeg_read
 
-from resp_audio_hf import RespAudioConfig, RespAudioFeatureExtractor, RespAudioForAudioClassification
+import resp_audio_hf
+from resp_audio_hf import (
+    RespAudioClassificationPipeline,
+    RespAudioConfig,
+    RespAudioFeatureExtractor,
+    RespAudioForAudioClassification,
+)
 
 ID2LABEL = {0: "Normal", 1: "CAS", 2: "DAS", 3: "CAS & DAS"}
 FAMILIES = ("tiny-passt", "tiny-m2d")  # 32 kHz and 16 kHz front ends
@@ -77,6 +90,7 @@ def assert_scores_close(results: list[dict], expected: dict[str, float], atol: f
 
 def test_pipeline_loads_our_classes(classifiers):
     for classifier in classifiers.values():
+        assert type(classifier) is RespAudioClassificationPipeline
         assert type(classifier.model) is RespAudioForAudioClassification
         assert type(classifier.feature_extractor) is RespAudioFeatureExtractor
 
@@ -163,3 +177,171 @@ def test_batch_of_inputs_matches_single_calls(classifiers, sprsound_wav):
     assert len(batched) == 2
     for results, single in zip(batched, inputs):
         assert_scores_close(results, as_scores(classifier(single, top_k=None)), atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------------- hostile input
+
+
+@pytest.mark.parametrize(
+    "inputs, error, message",
+    [
+        # Before: torchaudio's resampler failed on both (a kernel of size 0, an integer tensor).
+        ({"array": np.zeros(0, dtype=np.float32), "sampling_rate": 8000}, ValueError, "empty"),
+        ({"array": np.zeros(0, dtype=np.int16), "sampling_rate": 8000}, ValueError, "empty"),
+        # Before: resampled from 999 Hz without a word, though the feature extractor refuses that rate.
+        ({"array": np.ones(999, dtype=np.float32), "sampling_rate": 999}, ValueError, "999 is not a plausible"),
+        ({"array": np.zeros(8000, dtype=np.float32), "sampling_rate": 8000}, ValueError, "silent"),
+        ({"array": np.full(8000, np.nan, dtype=np.float32), "sampling_rate": 8000}, ValueError, "NaN"),
+        ({"audio": np.ones(8000, dtype=np.float32), "sampling_rate": 8000}, ValueError, r"\['audio', 'sampling_rate'\]"),
+        (np.ones((6, 16000), dtype=np.float32), ValueError, "6 channels"),
+        (np.ones((16000, 6), dtype=np.float32), ValueError, "6 channels"),
+        (np.ones((2, 2, 16000), dtype=np.float32), ValueError, "shape"),
+    ],
+)
+def test_bad_arrays_fail_on_the_package_checks(classifiers, inputs, error, message):
+    with pytest.raises(error, match=message):
+        classifiers["tiny-passt"](inputs)
+
+
+def test_int16_at_another_rate_equals_its_float_samples(classifiers, sprsound_wav):
+    """Integer PCM at 8 kHz (which failed inside torchaudio) is scaled by 32768, then resampled."""
+    classifier = classifiers["tiny-passt"]
+    audio, rate = load_audio(sprsound_wav)
+    pcm = np.round(audio * 32767).astype(np.int16)
+    results = classifier({"array": pcm, "sampling_rate": rate}, top_k=None)
+    assert_scores_close(results, manual_scores(classifier, pcm.astype(np.float32) / 32768, rate), atol=1e-6)
+
+
+def test_soundfile_layout_is_downmixed(classifiers, sprsound_wav):
+    """A stereo array, `(frames, 2)` as soundfile.read returns it or `(2, frames)`, is one clip (the stock pipeline
+    refused both)."""
+    classifier = classifiers["tiny-m2d"]
+    left, rate = load_audio(sprsound_wav)
+    right, _ = load_audio(sprsound_records()[1][0])
+    right = right[: left.size]
+    expected = manual_scores(classifier, (left + right) / 2, rate)
+    for stereo in (np.stack([left, right], axis=1), np.stack([left, right])):  # soundfile's and torchaudio's layouts
+        results = classifier({"array": stereo, "sampling_rate": rate}, top_k=None)
+        assert_scores_close(results, expected, atol=1e-5)
+
+
+def test_file_errors_name_the_file(classifiers, sprsound_wav, tmp_path):
+    classifier = classifiers["tiny-m2d"]
+    real = sprsound_wav.read_bytes()
+    cases = {
+        "header-only.wav": (real[:60], "FFmpeg decoded no audio"),  # a download cut off after the header
+        "garbage.wav": (np.random.default_rng(0).bytes(4000), "FFmpeg decoded no audio"),
+        "empty.wav": (b"", r"empty \(0 bytes\)"),
+    }
+    for name, (content, message) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(ValueError, match=message) as error:
+            classifier(str(path))
+        assert str(path) in str(error.value), name
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "absent.wav")):
+        classifier(str(tmp_path / "absent.wav"))
+
+    import soundfile
+
+    silent = tmp_path / "silent.wav"
+    soundfile.write(silent, np.zeros(8000, dtype=np.float32), 8000)
+    with pytest.raises(ValueError, match="silent") as error:
+        classifier(str(silent))
+    assert str(silent) in str(error.value)
+    # Bytes have no name; the error says so.
+    with pytest.raises(ValueError, match="the 60 bytes given: FFmpeg decoded no audio"):
+        classifier(real[:60])
+
+
+def test_other_model_types_keep_the_stock_behaviour(tmp_path):
+    """The pipeline class is registered for the task; other models' input handling is transformers' own."""
+    from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
+
+    config = ASTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, max_length=100)
+    ASTForAudioClassification(config).save_pretrained(tmp_path)
+    ASTFeatureExtractor(max_length=100).save_pretrained(tmp_path)
+    classifier = pipeline("audio-classification", model=str(tmp_path))
+    assert type(classifier.model) is ASTForAudioClassification
+    with pytest.raises(ValueError, match="single channel audio input"):  # the stock check, not ours
+        classifier(np.ones((16000, 2), dtype=np.float32))
+    assert len(classifier(np.random.default_rng(0).standard_normal(16000).astype(np.float32))) == 2
+
+
+# ---------------------------------------------------------------------------------------------------- remote code
+
+REMOTE_PIPELINE_SCRIPT = textwrap.dedent(
+    """
+    import importlib.abc, json, sys
+
+    class BlockPackage(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "resp_audio_hf" or name.startswith("resp_audio_hf."):
+                raise ImportError(f"{name} is hidden from this process")
+
+    sys.meta_path.insert(0, BlockPackage())
+    import numpy as np
+    from transformers import pipeline
+
+    spec = json.load(open(sys.argv[1]))
+    classifier = pipeline("audio-classification", model=spec["folder"], trust_remote_code=True)
+    audio = np.load(spec["audio"])
+    report = {
+        "pipeline": type(classifier).__module__ + "." + type(classifier).__name__,
+        "scores": classifier({"array": audio, "sampling_rate": spec["rate"]}, top_k=None),
+        "errors": {},
+    }
+    for name, inputs in {
+        "999 Hz": {"array": audio, "sampling_rate": 999},
+        "int16 empty": {"array": np.zeros(0, dtype=np.int16), "sampling_rate": 8000},
+        "header only": spec["header_only"],
+    }.items():
+        try:
+            classifier(inputs)
+        except ValueError as error:
+            report["errors"][name] = str(error)
+    assert not any(name.split(".")[0] == "resp_audio_hf" for name in sys.modules)
+    json.dump(report, open(spec["out"], "w"))
+    """
+)
+
+
+def test_saved_folder_names_its_pipeline_for_remote_code(classifier_dirs, classifiers):
+    """config.json carries `custom_pipelines` (for trust_remote_code), the live config does not (it would demand it)."""
+    folder = classifier_dirs["tiny-passt"]
+    saved = json.loads((folder / "config.json").read_text())
+    assert saved["custom_pipelines"]["audio-classification"]["impl"] == (
+        "pipeline_resp_audio.RespAudioClassificationPipeline"
+    )
+    assert (folder / "pipeline_resp_audio.py").read_bytes() == (
+        Path(resp_audio_hf.__file__).parent / "pipeline_resp_audio.py"
+    ).read_bytes()
+    assert not hasattr(classifiers["tiny-passt"].model.config, "custom_pipelines")
+
+
+def test_remote_code_pipeline_without_the_package(classifier_dirs, classifiers, sprsound_wav, tmp_path):
+    """A process without resp_audio_hf builds the folder's own copy of the pipeline: same scores, same checks."""
+    audio, rate = load_audio(sprsound_wav)
+    np.save(tmp_path / "audio.npy", audio)
+    header_only = tmp_path / "header-only.wav"
+    header_only.write_bytes(sprsound_wav.read_bytes()[:60])
+    spec = dict(
+        folder=str(classifier_dirs["tiny-passt"]), audio=str(tmp_path / "audio.npy"), rate=rate,
+        header_only=str(header_only), out=str(tmp_path / "report.json"),
+    )
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PYTHONSTARTUP")}
+    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"), PYTHONNOUSERSITE="1")
+    result = subprocess.run(
+        [sys.executable, "-c", REMOTE_PIPELINE_SCRIPT, str(tmp_path / "spec.json")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["pipeline"].startswith("transformers_modules.")
+    assert report["pipeline"].endswith(".pipeline_resp_audio.RespAudioClassificationPipeline")
+    in_process = classifiers["tiny-passt"]({"array": audio, "sampling_rate": rate}, top_k=None)
+    assert_scores_close(report["scores"], as_scores(in_process), atol=1e-6)
+    assert "999 is not a plausible" in report["errors"]["999 Hz"]
+    assert "empty" in report["errors"]["int16 empty"]
+    assert report["errors"]["header only"].startswith(f"{header_only}: FFmpeg decoded no audio")

@@ -85,7 +85,7 @@ def test_push_dry_run_embed_and_demo_from_the_wheel(installed):
     staged = work / "staged"
     completed = _run([str(scripts / "resp-audio-hf"), "push", str(model_dir), "--repo-id", "org/resp-m2d",
                       "--dry-run", "--output-dir", str(staged)], env, cwd=work)
-    assert "Dry run: 7 files for org/resp-m2d" in completed.stdout
+    assert "files for org/resp-m2d staged in" in completed.stdout and (staged / "config.json").is_file()
     card = (staged / "README.md").read_text()
     assert "**M2D** family" in card and "**Not a medical device.**" in card
 

@@ -1,7 +1,8 @@
 """resp_audio_hf: respiratory-audio foundation models (PaSST, AST, M2D) as Hugging Face transformers models.
 
 Importing the package registers the `resp_audio` model type with the Auto classes, so that
-`AutoModel.from_pretrained(folder)` and `pipeline("audio-classification", model=folder)` work, and marks the classes
+`AutoModel.from_pretrained(folder)` and `pipeline("audio-classification", model=folder)` work (the latter through
+`RespAudioClassificationPipeline`, which checks input before decoding or resampling it), and marks the classes
 for remote code, so that `save_pretrained` writes the modeling files next to the weights and a process without this
 package can load the folder with `trust_remote_code=True`.
 """
@@ -24,6 +25,7 @@ from .modeling_resp_audio import (
     RespAudioModelOutput,
     RespAudioPreTrainedModel,
 )
+from .pipeline_resp_audio import RespAudioClassificationPipeline, register_pipeline
 
 __version__ = "0.1.0"
 
@@ -36,11 +38,13 @@ RespAudioConfig.register_for_auto_class()
 RespAudioModel.register_for_auto_class("AutoModel")
 RespAudioForAudioClassification.register_for_auto_class("AutoModelForAudioClassification")
 RespAudioFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
+register_pipeline()
 
 __all__ = [
     "PRESETS",
     "FrequencyPreservingPooler",
     "MeanPooler",
+    "RespAudioClassificationPipeline",
     "RespAudioCollator",
     "RespAudioConfig",
     "RespAudioFeatureExtractor",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import sys
 
 from transformers import PreTrainedConfig
 
@@ -58,6 +59,15 @@ PRESETS: dict[str, dict] = {
     "tiny-ast": {**_AST, **_VIT_TINY, "max_length": 198},
     "tiny-m2d": {**_M2D, **_VIT_TINY, "max_length": 208},
 }
+
+
+def _pipeline_is_registered() -> bool:
+    """Whether `resp_audio_hf.pipeline_resp_audio.register_pipeline` has run in this process."""
+    pipelines = sys.modules.get("transformers.pipelines")
+    if pipelines is None:
+        return False
+    implementation = pipelines.PIPELINE_REGISTRY.supported_tasks.get("audio-classification", {}).get("impl")
+    return getattr(implementation, "__name__", None) == "RespAudioClassificationPipeline"
 
 
 class RespAudioConfig(PreTrainedConfig):
@@ -199,6 +209,11 @@ class RespAudioConfig(PreTrainedConfig):
         self.structured_patchout_frequency = structured_patchout_frequency
         self.window_batch_size = window_batch_size
         self.classifier_layer_norm_eps = classifier_layer_norm_eps
+        # Saved classifiers name their pipeline in `custom_pipelines`, for processes without this package, where
+        # `pipeline(..., trust_remote_code=True)` builds it from the folder. Where the package has registered it for
+        # the task already, the entry is dropped: transformers would demand trust_remote_code for it.
+        if kwargs.get("custom_pipelines") and _pipeline_is_registered():
+            kwargs.pop("custom_pipelines")
         super().__init__(**kwargs)
 
     @classmethod

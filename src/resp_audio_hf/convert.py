@@ -19,8 +19,9 @@ import json
 import os
 import pickle
 import re
+import secrets
 import shutil
-import tempfile
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -138,6 +139,12 @@ M2D_UNUSED = [
     r"^module\.",
 ]
 # Prefixes of the same encoder as saved by M2D's RuntimeM2D (`backbone.`) and by EVAR fine-tuning.
+# Prefixes that training and inference wrappers put in front of an encoder's keys: DataParallel's and DDP's `module.`,
+# hear21passt's `PasstBasicWrapper` (`get_basic_model` / `load_model`: `net.`), Lightning-style modules' `model.`.
+WRAPPER_PREFIXES = ("module.", "net.", "model.")
+# Entries of those wrappers that hold no encoder weight: hear21passt's `device_proxy` marker and its `mel.` front end
+# (buffers of `AugmentMelSTFT`, which forks save as persistent; the feature extractor recomputes them).
+WRAPPER_EXTRAS = [r"^device_proxy$", r"^mel\."]
 M2D_PREFIXES = ("module.ar.runtime.backbone.", "backbone.")
 # M2D's `LocalViT` defaults, used by its 2022 checkpoints that carry no `norm_stats`.
 M2D_DEFAULT_NORM_STATS = (-7.1, 4.2)
@@ -217,15 +224,30 @@ def _unwrap_state_dict(content, path: Path) -> dict[str, torch.Tensor]:
 
 
 def _strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    """Remove `prefix` from the keys that carry it (DataParallel's `module.`, wrappers' `net.`/`backbone.`)."""
+    """Remove `prefix` from the keys that carry it (AST's `v.`, M2D's `backbone.`), leaving the others as they are."""
     return {(key[len(prefix) :] if key.startswith(prefix) else key): value for key, value in state.items()}
 
 
-def _strip_common_prefix(state: dict[str, torch.Tensor], prefixes) -> dict[str, torch.Tensor]:
-    for prefix in prefixes:
-        if all(key.startswith(prefix) for key in state):
-            state = _strip_prefix(state, prefix)
-    return state
+def unwrap_encoder_state(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """
+    The encoder's own keys of a state dict saved from a known wrapper, and the wrapper's other keys (left out).
+
+    A prefix of `WRAPPER_PREFIXES` is removed when every key carries it, or every key but the wrapper entries that
+    hold no encoder weight (`WRAPPER_EXTRAS`, e.g. hear21passt's `device_proxy`); nested wrappers (`module.net.`)
+    are unwrapped in turn. Keys of any other layout are left as they are, for the renames to accept or reject.
+    """
+    left_out: list[str] = []
+    unwrapped = True
+    while unwrapped:
+        unwrapped = False
+        for prefix in WRAPPER_PREFIXES:
+            inside = {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
+            outside = [key for key in state if not key.startswith(prefix)]
+            if inside and all(any(re.search(pattern, key) for pattern in WRAPPER_EXTRAS) for key in outside):
+                state, unwrapped = inside, True
+                left_out += outside
+                break
+    return state, left_out
 
 
 # ---------------------------------------------------------------------------------------------------- renaming
@@ -460,15 +482,17 @@ def convert_passt(
         id2label: names of the head's outputs (the checkpoint does not store them).
     """
     state = source if isinstance(source, dict) else load_original_state_dict(source)
-    state = _strip_common_prefix(state, ("module.", "net."))
+    state, wrapper_keys = unwrap_encoder_state(state)
     if "time_new_pos_embed" not in state:
         raise ValueError(
             "Not a PaSST state dict: it has no time_new_pos_embed (PaSST's separate time/frequency position "
-            "embeddings). For an AST or M2D checkpoint use --family ast or --family m2d."
+            f"embeddings); its keys start {sorted(state)[:5]}. For an AST or M2D checkpoint use --family ast or "
+            "--family m2d."
         )
     state, unused_keys, with_head, pooling = _rename_with_optional_head(
         state, PASST_RENAMES, PASST_UNUSED, PASST_HEAD, with_head, pooling, "PaSST"
     )
+    unused_keys = wrapper_keys + unused_keys
 
     shape = _encoder_shape(state, num_attention_heads)
     patch = shape["patch_size"]
@@ -541,7 +565,7 @@ def convert_ast(
     if folder is not None:
         return _convert_ast_folder(folder, max_length, with_head, pooling)
     state = source if isinstance(source, dict) else load_original_state_dict(source)
-    state = _strip_common_prefix(state, ("module.",))
+    state, wrapper_keys = unwrap_encoder_state(state)
     if any(key.startswith(("audio_spectrogram_transformer.", "embeddings.")) for key in state):
         raise ValueError(
             "This looks like a transformers AST state dict; pass the folder holding it and its config.json."
@@ -554,6 +578,7 @@ def convert_ast(
     state, unused_keys, with_head, pooling = _rename_with_optional_head(
         state, AST_ORIGINAL_RENAMES, AST_ORIGINAL_UNUSED, AST_ORIGINAL_HEAD, with_head, pooling, "AST"
     )
+    unused_keys = wrapper_keys + unused_keys
 
     shape = _encoder_shape(state, num_attention_heads)
     preset = RespAudioConfig.from_preset("resp-ast")
@@ -770,11 +795,37 @@ def convert_m2d(
 CONVERTERS = {"passt": convert_passt, "ast": convert_ast, "m2d": convert_m2d}
 
 
+def _new_staging_folder(output_dir: Path) -> Path:
+    """
+    An empty sibling of `output_dir` to write into. Created with `mkdir`, which honours the umask (the output folder
+    ends up as `mkdir output_dir` would make it), unlike `tempfile.mkdtemp`, which always makes it private (0700).
+    """
+    while True:
+        staging = output_dir.with_name(f".{output_dir.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            staging.mkdir()
+            return staging
+        except FileExistsError:
+            continue
+
+
+def _give_files_the_folder_mode(folder: Path) -> None:
+    """
+    Give every file in `folder` the mode `open` gives under the umask, read off the folder `mkdir` made: some writers
+    (transformers' safetensors shards) go through private temporary files and would otherwise stay 0600.
+    """
+    mode = stat.S_IMODE(folder.stat().st_mode) & 0o666
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            path.chmod(mode)
+
+
 def save_converted(converted: ConvertedCheckpoint, output_dir: str | os.PathLike, overwrite: bool = False) -> Path:
     """
     Write the model (config.json, model.safetensors, remote-code files) and the feature extractor
     (preprocessor_config.json) to `output_dir`. Everything is written to a temporary sibling folder first and moved
-    into place at the end, so a failure never leaves a half-written folder behind.
+    into place at the end, so a failure never leaves a half-written folder behind. The folder and its files get the
+    permissions `mkdir` and `open` give under the caller's umask.
     """
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
@@ -782,11 +833,12 @@ def save_converted(converted: ConvertedCheckpoint, output_dir: str | os.PathLike
     if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
         raise FileExistsError(f"{output_dir} is not empty; choose a new folder or pass overwrite=True (--overwrite).")
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".tmp", dir=output_dir.parent))
+    staging = _new_staging_folder(output_dir)
     previous = None
     try:
         converted.model.save_pretrained(staging)
         converted.feature_extractor.save_pretrained(staging)
+        _give_files_the_folder_mode(staging)
         if output_dir.exists():
             previous = staging.with_name(staging.name + ".old")
             os.replace(output_dir, previous)

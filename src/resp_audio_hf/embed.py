@@ -2,9 +2,10 @@
 
 Inputs are a folder (searched recursively for audio files), a glob pattern, a CSV or JSON list of files, or a
 `datasets` dataset with an audio column. Every file is checked first (exists, non-empty, decodable header); bad files
-are named with the reason and left out, never turned into a silent zero vector. The good ones go through the
+are named with the reason and left out, never turned into a silent zero vector. The others go through the
 benchmark's extraction (`resp_audio_hf.benchmark.embeddings.extract_embeddings`): batched, decoded in DataLoader
-workers, cached on disk in shards and resumable. The result is a Parquet file (`path`, `embedding` as list<float32>,
+workers, cached on disk in shards and resumable; a clip that fails there (decode error, silence or NaN audio the
+feature extractor refuses, a non-finite embedding) is named and left out the same way. The result is a Parquet file (`path`, `embedding` as list<float32>,
 `row`) or a `.npy` matrix with a CSV index, written atomically, plus a CSV of the skipped files when there are any.
 """
 
@@ -24,7 +25,7 @@ import torch
 
 from .configuration_resp_audio import POOLING_TYPES
 from .data._io import atomic_path, atomic_write_text
-from .data.audio import AUDIO_EXTENSIONS, AudioDecodeError, probe_audio
+from .data.audio import AUDIO_EXTENSIONS, probe_audio
 
 logger = logging.getLogger(__name__)
 
@@ -194,14 +195,15 @@ class DatasetClipDataset(torch.utils.data.Dataset):
                 "sampling_rate": self.sampling_rate}
 
     def __getitem__(self, index: int) -> dict:
+        # A bad row is reported under its index (as FileClipDataset does), so it costs only itself.
         try:
             samples = self.dataset[index][self.audio_column].get_all_samples()
         except (RuntimeError, ValueError, OSError) as error:
-            raise AudioDecodeError(f"Could not decode {self.names[index]}: {error}") from error
+            return {"index": index, "error": f"not decodable: {str(error).splitlines()[0][:200]}"}
         audio = samples.data.mean(dim=0) if samples.data.ndim == 2 else samples.data
         array = audio.numpy().astype(np.float32, copy=False)
         if array.size == 0 or not np.isfinite(array).all():
-            raise AudioDecodeError(f"{self.names[index]} decoded to an empty or non-finite signal")
+            return {"index": index, "error": "decoded to an empty or non-finite signal"}
         return {"index": index, "audio": array, "sampling_rate": int(samples.sample_rate)}
 
 
@@ -228,20 +230,11 @@ def load_encoder(
         raise ValueError("Give exactly one of a model (folder or Hub id) and a preset.")
     if pooling is not None and pooling not in POOLING_TYPES:
         raise ValueError(f"pooling must be one of {POOLING_TYPES}, got {pooling!r}.")
-    overrides = {"pooling": pooling} if pooling else {}
     if preset is not None:
-        return AudioEncoder.from_preset(preset, device=device, **overrides)
-    if pooling:
-        from transformers import AutoConfig
-
-        model_type = AutoConfig.from_pretrained(model, revision=revision, trust_remote_code=trust_remote_code).model_type
-        if model_type != "resp_audio":
-            raise ValueError(
-                f"--pooling applies to resp_audio models; {model} is a {model_type!r} model, embedded by its "
-                "pooler_output or the time-average of last_hidden_state."
-            )
+        return AudioEncoder.from_preset(preset, device=device, **({"pooling": pooling} if pooling else {}))
+    # A pooling for another model type is refused there, naming the model.
     return AudioEncoder.from_pretrained(
-        model, device=device, revision=revision, trust_remote_code=trust_remote_code, config_overrides=overrides
+        model, device=device, revision=revision, trust_remote_code=trust_remote_code, pooling=pooling
     )
 
 
@@ -300,37 +293,43 @@ def embed_inputs(
         reasons = "; ".join(f"{s.path}: {s.reason}" for s in inputs.skipped[:10])
         raise EmbedInputError(f"No readable audio to embed. {reasons}".strip())
     clips = _clip_dataset(inputs, encoder, max_duration)
-    extra = {"purpose": "embed", "pooling": getattr(encoder.model.config, "pooling", None)}
-    vectors = extract_embeddings(
-        encoder, clips, cache_dir=cache_dir, cache_extra=extra, batch_size=batch_size, num_workers=num_workers,
-        progress=progress, desc="embed",
+    # Clips that fail while decoding or featurising (or embed to NaN) are left out and named, like the header check's.
+    vectors, failures = extract_embeddings(
+        encoder, clips, cache_dir=cache_dir, cache_extra={"purpose": "embed"}, batch_size=batch_size,
+        num_workers=num_workers, progress=progress, desc="embed", return_failures=True,
     )
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    if vectors.shape[0] != len(inputs) or not np.isfinite(vectors).all():  # extract_embeddings guarantees both
-        raise RuntimeError(f"Extraction returned {vectors.shape} for {len(inputs)} items.")
+    skipped = list(inputs.skipped)
+    for index, reason in failures.items():
+        logger.warning("Skipping %s: %s", inputs.names[index], reason)
+        skipped.append(SkippedFile(inputs.names[index], reason))
+    kept = [i for i in range(len(inputs)) if i not in failures]
+    names = [inputs.names[i] for i in kept]
+    vectors = np.ascontiguousarray(vectors[kept], dtype=np.float32)
+    if not np.isfinite(vectors).all():  # extract_embeddings marks every non-finite row as failed
+        raise RuntimeError("Extraction returned non-finite embeddings for rows it did not report as failed.")
     metadata = {
         "model": encoder.model_id,
         "model_fingerprint": encoder.fingerprint(),
-        "pooling": str(extra["pooling"]),
+        "pooling": str(encoder.pooling),
         "sampling_rate": str(encoder.sampling_rate),
         "max_duration": str(max_duration),
     }
     output.parent.mkdir(parents=True, exist_ok=True)
     index_path = None
     if output_format == "parquet":
-        _write_parquet(output, inputs.names, vectors, metadata)
+        _write_parquet(output, names, vectors, metadata)
     else:
         with atomic_path(output, suffix=".npy") as tmp:
             np.save(tmp, vectors)
         index_path = output.with_suffix(".index.csv")
-        atomic_write_text(index_path, _csv_text(["row", "path"], enumerate(inputs.names)))
+        atomic_write_text(index_path, _csv_text(["row", "path"], enumerate(names)))
     skipped_path = output.with_suffix(".skipped.csv")
-    if inputs.skipped:
-        atomic_write_text(skipped_path, _csv_text(["path", "reason"], ((s.path, s.reason) for s in inputs.skipped)))
+    if skipped:
+        atomic_write_text(skipped_path, _csv_text(["path", "reason"], ((s.path, s.reason) for s in skipped)))
     else:
         skipped_path.unlink(missing_ok=True)  # from an earlier run over other files
         skipped_path = None
-    return EmbedResult(output, index_path, skipped_path, vectors.shape[0], vectors.shape[1], list(inputs.skipped))
+    return EmbedResult(output, index_path, skipped_path, vectors.shape[0], vectors.shape[1], skipped)
 
 
 def _csv_text(header: list[str], rows) -> str:

@@ -32,6 +32,9 @@ FRONTEND_DEFAULTS: dict[str, dict[str, Any]] = {
 PASST_LOG_OFFSET = 1e-5
 FLOAT32_EPS = float(torch.finfo(torch.float32).eps)
 MIN_SAMPLING_RATE = 1000
+# A top-level 2-D array with at most this many columns (and more rows) is one clip in the `(frames, channels)` layout
+# of soundfile and most audio libraries, not a batch of clips that short (see `_is_channels_last_clip`).
+MAX_CHANNELS_LAST = 16
 # On CPU the batch is transformed a few clips at a time, about this many spectrogram bins per chunk (a few MiB): every
 # temporary then stays in cache and below glibc's mmap threshold, so buffers are reused rather than page-faulted in
 # afresh, which made one whole-batch pass several times slower than per-clip processing.
@@ -68,8 +71,11 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
             Return a frame-level mask (1 = real audio, 0 = padding).
 
     Inputs may be 1-D arrays (mono), 2-D arrays with one axis of size 1 or 2 inside a list (downmixed to mono by
-    averaging channels), float or integer PCM (integers are scaled by their type's range, e.g. int16 by 32768). A top
-    level 2-D array is a batch of mono clips, as everywhere in transformers. Clips shorter than one patch (16 frames)
+    averaging channels; the shorter axis is the channel axis), float or integer PCM (integers are scaled by their
+    type's range, e.g. int16 by 32768). A top level 2-D array is a batch of mono clips, as everywhere in transformers,
+    except when it has at most 16 columns and more rows than columns: then it is one clip in the `(frames, channels)`
+    layout `soundfile.read` returns, downmixed if stereo and refused with more than 2 channels. Clips shorter than one
+    patch (16 frames)
     are zero-padded to one patch; clips longer than `max_length` are kept whole (the model encodes them in windows)
     unless `truncation=True` is asked for.
     """
@@ -178,7 +184,7 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
 
     def _as_mono_tensors(self, raw_audio) -> list[torch.Tensor]:
         if isinstance(raw_audio, (np.ndarray, torch.Tensor)):
-            if raw_audio.ndim == 1:
+            if raw_audio.ndim == 1 or _is_channels_last_clip(raw_audio):
                 clips = [raw_audio]
             elif raw_audio.ndim == 2:
                 clips = list(raw_audio)
@@ -223,9 +229,10 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
             channel_axis = 0 if tensor.shape[0] <= tensor.shape[1] else 1
             channels = tensor.shape[channel_axis]
             if channels > 2:
+                layout = "(channels, frames)" if channel_axis == 0 else "(frames, channels), as soundfile.read gives"
                 raise ValueError(
-                    f"Audio clip {index} has {channels} channels (shape {tuple(tensor.shape)}); only mono and stereo "
-                    "are supported. Downmix or select a channel first."
+                    f"Audio clip {index} has {channels} channels (shape {tuple(tensor.shape)}, read as {layout}); "
+                    "only mono and stereo are supported. Downmix or select a channel first."
                 )
             tensor = tensor.mean(dim=channel_axis)
         elif tensor.ndim != 1:
@@ -246,6 +253,18 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
                 "decode. Check the file, or build the feature extractor with reject_silent_audio=False to allow it."
             )
         return tensor
+
+    def _check_sampling_rate(self, sampling_rate) -> None:
+        if sampling_rate is None:
+            raise ValueError(
+                "sampling_rate is required: pass the rate (Hz) of the audio, e.g. feature_extractor(audio, "
+                f"sampling_rate=16000). Audio at another rate than {self.sampling_rate} Hz is resampled."
+            )
+        if not isinstance(sampling_rate, (int, np.integer)) or sampling_rate < MIN_SAMPLING_RATE:
+            raise ValueError(
+                f"sampling_rate={sampling_rate!r} is not a plausible audio rate; pass the integer rate in Hz "
+                f"(at least {MIN_SAMPLING_RATE})."
+            )
 
     # ------------------------------------------------------------------ spectrograms
 
@@ -287,15 +306,18 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
                 power = self._kaldi_power(waveforms[start:stop], frame_buffer[: stop - start], window)
             else:
                 power = self._stft_power(waveforms[start:stop], lengths[start:stop], window)
-            power = power.reshape(-1, power.shape[-1])
             mel = output[start:stop].view(-1, self.num_mel_bins)
-            _apply_mel_filter_blocks(power, blocks, out=mel)
-            if self.frontend == "ast":
-                mel.clamp_min_(FLOAT32_EPS)
-            else:
-                mel.add_(PASST_LOG_OFFSET if self.frontend == "passt" else FLOAT32_EPS)
-            mel.log_().sub_(self.mean).div_(self.std)
+            self._normalised_log_mel(power.reshape(-1, power.shape[-1]), blocks, out=mel)
         return output
+
+    def _normalised_log_mel(self, power: torch.Tensor, blocks, out: torch.Tensor) -> torch.Tensor:
+        """`out` `[frames, num_mel_bins]` = the normalised log-mel of power spectra `[frames, bins]`."""
+        _apply_mel_filter_blocks(power, blocks, out=out)
+        if self.frontend == "ast":
+            out.clamp_min_(FLOAT32_EPS)
+        else:
+            out.add_(PASST_LOG_OFFSET if self.frontend == "passt" else FLOAT32_EPS)
+        return out.log_().sub_(self.mean).div_(self.std)
 
     def _kaldi_power(self, waveforms: torch.Tensor, frame_buffer: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
         """Power spectrum `[batch, frames, n_fft // 2 + 1]` of Kaldi's frames (mean removed, pre-emphasis, window)."""
@@ -314,12 +336,90 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
         if self.preemphasis:
             waveforms = waveforms[:, 1:] - self.preemphasis * waveforms[:, :-1]
             lengths = lengths - 1
-        centred = _reflect_pad_each(waveforms, lengths, self.n_fft // 2)
+        return self._power_of_centred(_reflect_pad_each(waveforms, lengths, self.n_fft // 2), window)
+
+    def _power_of_centred(self, centred: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+        """Power spectrum `[batch, frames, n_fft // 2 + 1]` of signals already padded by `n_fft // 2` at each end."""
         spec = torch.stft(
             centred, self.n_fft, hop_length=self.hop_length, win_length=self.win_length, window=window,
             center=False, return_complex=True,
         )
         return _power(spec.transpose(1, 2))
+
+    def frame_blocks(self, audio, sampling_rate: int, block_frames: int | None = None):
+        """
+        The normalised log-mel frames of one clip, `[frames, num_mel_bins]` blocks of at most `block_frames` frames
+        each, in order: joined, they equal `self([audio], sampling_rate=sampling_rate)["input_values"][0]` within
+        float round-off, but only the samples around one block are resampled and transformed at a time, so a
+        recording of hours needs memory for its waveform and one block, not for its whole spectrogram. Feed the blocks
+        to [`RespAudioModel.pool_frame_stream`] to embed the recording window by window.
+
+        Args:
+            audio: one clip (1-D, or 2-D mono/stereo), checked like the clips of `__call__`.
+            sampling_rate (`int`): its rate in Hz; it is resampled to `self.sampling_rate` block by block.
+            block_frames (`int`, *optional*): frames per block (default: about a million spectrogram bins).
+        """
+        self._check_sampling_rate(sampling_rate)
+        clip = self._validated_clip(audio, 0)
+        if block_frames is None:
+            block_frames = max(self.patch_size, CPU_CHUNK_BINS // (self.n_fft // 2 + 1))
+        read, num_samples = self._resampled_reader(clip, int(sampling_rate))
+        num_samples = max(num_samples, self._minimum_samples())  # as in __call__: at least one patch
+        total = self.num_frames(num_samples)
+        blocks = _mel_filter_blocks(self.mel_filters, MEL_BLOCK_SIZE)
+        with torch.no_grad():
+            for first in range(0, total, block_frames):
+                yield self._frames_of_span(read, num_samples, first, min(first + block_frames, total), blocks)
+
+    def _resampled_reader(self, clip: torch.Tensor, sampling_rate: int):
+        """
+        `(read, length)`: `read(start, stop)` returns samples `[start, stop)` of `clip` resampled to
+        `self.sampling_rate` (zeros past its end), computed from the input samples around them only; `length` is the
+        resampled clip's length. Equal to resampling the whole clip at once (torchaudio's windowed-sinc kernel is
+        applied block by block of `orig_freq // gcd` input samples, each block seeing the same inputs as in one pass).
+        """
+
+        def zero_padded(samples: torch.Tensor, size: int) -> torch.Tensor:
+            return torch.nn.functional.pad(samples, (0, size - samples.numel())) if samples.numel() < size else samples
+
+        if sampling_rate == self.sampling_rate:
+            return (lambda start, stop: zero_padded(clip[start:stop], stop - start)), clip.numel()
+        import torchaudio.transforms as audio_transforms
+
+        resampler = audio_transforms.Resample(sampling_rate, self.sampling_rate, dtype=torch.float32)
+        step_in, step_out = sampling_rate // resampler.gcd, self.sampling_rate // resampler.gcd
+        context = -(-resampler.width // step_in)  # input blocks each output block reaches on either side
+        length = (clip.numel() * self.sampling_rate + sampling_rate - 1) // sampling_rate
+
+        def read(start: int, stop: int) -> torch.Tensor:
+            first_block, end_block = start // step_out, -(-stop // step_out)
+            first_in = max(0, (first_block - context) * step_in)
+            end_in = min(clip.numel(), (end_block + context + 1) * step_in)
+            if first_in >= end_in:  # wholly inside the zero padding up to one patch
+                return torch.zeros(stop - start)
+            offset = first_in // step_in * step_out
+            return zero_padded(resampler(clip[first_in:end_in])[start - offset : stop - offset], stop - start)
+
+        return read, length
+
+    def _frames_of_span(self, read, num_samples: int, first: int, stop: int, blocks) -> torch.Tensor:
+        """Normalised log-mel frames `[first, stop)` of a clip of `num_samples` samples read through `read`."""
+        hop = self.hop_length
+        if self.frontend == "ast":  # Kaldi frames lie inside the clip: frame t is samples [t * hop, t * hop + win)
+            segment = read(first * hop, (stop - 1) * hop + self.win_length)
+            return self.log_mel(segment[None], torch.tensor([segment.numel()]))[0]
+        # Centred STFT: frame t sees the (pre-emphasised) signal at [t * hop - n_fft / 2, t * hop + n_fft / 2),
+        # reflected at the clip's own ends as in `_reflect_pad_each`.
+        pad = self.n_fft // 2
+        shift = 1 if self.preemphasis else 0  # pre-emphasis output i needs inputs i and i + 1
+        positions = torch.arange(first * hop - pad, (stop - 1) * hop + self.n_fft - pad)
+        index = _reflect_index(positions, torch.tensor(num_samples - shift))
+        low = int(index.min())
+        samples = read(low, int(index.max()) + 1 + shift)
+        if shift:
+            samples = samples[1:] - self.preemphasis * samples[:-1]
+        power = self._power_of_centred(samples[index - low][None], self.window)[0]
+        return self._normalised_log_mel(power, blocks, out=torch.empty(stop - first, self.num_mel_bins))
 
     def __call__(
         self,
@@ -337,7 +437,8 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
         Featurise one clip or a batch.
 
         Args:
-            raw_audio: a clip (1-D array/tensor), a 2-D batch of mono clips, or a list of clips of any length.
+            raw_audio: a clip (1-D array/tensor, or `(frames, channels)` with at most 16 channels as soundfile reads
+                it), a 2-D batch of mono clips, or a list of clips of any length.
             sampling_rate (`int`): rate of `raw_audio` in Hz. Required; clips at another rate than the model's are
                 resampled with `torchaudio.functional.resample`.
             padding (`bool` or `str`): `"longest"`/`True` pads to the longest clip, `"max_length"` to `max_length`
@@ -347,16 +448,7 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
             return_tensors (`str`): `"pt"` or `"np"`.
             device: where to compute the spectrograms (a CUDA device speeds up large batches).
         """
-        if sampling_rate is None:
-            raise ValueError(
-                "sampling_rate is required: pass the rate (Hz) of the audio, e.g. feature_extractor(audio, "
-                f"sampling_rate=16000). Audio at another rate than {self.sampling_rate} Hz is resampled."
-            )
-        if not isinstance(sampling_rate, (int, np.integer)) or sampling_rate < MIN_SAMPLING_RATE:
-            raise ValueError(
-                f"sampling_rate={sampling_rate!r} is not a plausible audio rate; pass the integer rate in Hz "
-                f"(at least {MIN_SAMPLING_RATE})."
-            )
+        self._check_sampling_rate(sampling_rate)
         clips = self._as_mono_tensors(raw_audio)
         lengths = torch.tensor([clip.numel() for clip in clips])
         batch = _pad_stack(clips, int(lengths.max())).to(device)
@@ -415,6 +507,15 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
         return BatchFeature(output, tensor_type=return_tensors)
 
 
+def _is_channels_last_clip(audio) -> bool:
+    """
+    Whether a top-level 2-D array is one clip laid out `(frames, channels)`, as `soundfile.read` returns it, rather
+    than a batch of mono clips: it has at most `MAX_CHANNELS_LAST` columns and more rows than columns. Read as a batch,
+    such an array would be thousands of clips of a few samples each, which no recording is.
+    """
+    return audio.ndim == 2 and audio.shape[1] <= MAX_CHANNELS_LAST < audio.shape[0]
+
+
 def _integer_pcm_to_float(samples: np.ndarray) -> np.ndarray:
     info = np.iinfo(samples.dtype)
     scale = float(max(abs(info.min), info.max))
@@ -469,14 +570,20 @@ def _reflect_pad_each(waveforms: torch.Tensor, lengths: torch.Tensor, pad: int) 
             padded[short[:, None], ends + pad - 1 + offsets] = waveforms[short[:, None], ends - 1 - offsets]
         return padded
     positions = torch.arange(-pad, waveforms.shape[1] + pad, device=waveforms.device)
-    last = (lengths - 1).clamp_min(1)[:, None]
-    index = positions.abs()[None, :].expand(waveforms.shape[0], -1)
-    # Reflection about the clip's last sample; a period of 2*last keeps very short clips inside bounds.
-    index = torch.remainder(index, 2 * last)
-    index = torch.where(index > last, 2 * last - index, index)
+    index = _reflect_index(positions[None, :], lengths[:, None])
     inside_or_reflected = positions[None, :] < (lengths[:, None] + pad)
     index = torch.where(inside_or_reflected, index, positions.clamp(0, waveforms.shape[1] - 1)[None, :])
     return torch.gather(waveforms, 1, index)
+
+
+def _reflect_index(positions: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """
+    Sample index that position `p` of a signal of `lengths` samples reads under reflect padding (`-p` before the
+    start, `2 * (length - 1) - p` past the end); a period of `2 * (length - 1)` keeps very short signals in bounds.
+    """
+    last = (lengths - 1).clamp_min(1)
+    index = torch.remainder(positions.abs(), 2 * last)
+    return torch.where(index > last, 2 * last - index, index)
 
 
 __all__ = ["RespAudioFeatureExtractor", "FRONTEND_DEFAULTS"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -306,6 +307,16 @@ class RespAudioPreTrainedModel(PreTrainedModel):
                 init.copy_(module.position_embeddings, torch.cat([prefix, table])[None])
 
 
+def _check_finite(input_values: torch.Tensor) -> None:
+    finite = torch.isfinite(input_values)
+    if not bool(finite.all()):
+        clips = (~finite).flatten(1).any(dim=1).nonzero()[:, 0].tolist()
+        raise ValueError(
+            f"input_values of clip(s) {clips} contain {int((~finite).sum())} NaN or infinite values; the feature "
+            "extractor refuses such audio, so these features did not come from it unchanged."
+        )
+
+
 class RespAudioModel(RespAudioPreTrainedModel):
     """
     The encoder. Input: normalised log-mel frames `[batch, frames, num_mel_bins]` from [`RespAudioFeatureExtractor`]
@@ -378,6 +389,15 @@ class RespAudioModel(RespAudioPreTrainedModel):
         batch, num_frames, _ = input_values.shape
         if num_frames < config.patch_size:
             raise ValueError(f"Need at least {config.patch_size} frames (one patch), got {num_frames}.")
+        if attention_mask is not None and tuple(attention_mask.shape) != (batch, num_frames):
+            raise ValueError(
+                f"attention_mask has shape {tuple(attention_mask.shape)} but input_values has {batch} clips of "
+                f"{num_frames} frames: pass the mask the feature extractor returned with these input_values."
+            )
+        # NaN or inf would spread through attention to every token of the clip, and come out as a NaN embedding. The
+        # check reads the data, so a compiled graph leaves it out rather than break in two.
+        if not torch.compiler.is_compiling():
+            _check_finite(input_values)
 
         time_mask = self._patch_time_mask(attention_mask, num_frames, batch, input_values.device)
         total_time_patches = time_mask.shape[1]
@@ -410,7 +430,11 @@ class RespAudioModel(RespAudioPreTrainedModel):
             attentions=attentions,
         )
 
-    def _encode_in_windows(self, input_values, time_mask, output_hidden_states, output_attentions):
+    def _windows(self, input_values, time_mask):
+        """
+        Consecutive `max_length`-frame windows `[batch * W, max_length, mel]` (zero-padded at the end), their patch
+        time masks `[batch * W, T']` and the input's time mask padded to `W * T'` columns.
+        """
         config = self.config
         batch, num_frames, mel_bins = input_values.shape
         window_patches = config.num_time_patches
@@ -422,7 +446,14 @@ class RespAudioModel(RespAudioPreTrainedModel):
         windows = windows.permute(0, 1, 3, 2).reshape(batch * num_windows, config.max_length, mel_bins)
         padded_mask = nn.functional.pad(time_mask, (0, num_windows * window_patches - time_mask.shape[1]))
         # Windows made only of padding still run (their tokens are discarded); their queries attend to the prefix.
-        window_masks = padded_mask.reshape(batch * num_windows, window_patches)
+        return windows, padded_mask.reshape(batch * num_windows, window_patches), padded_mask
+
+    def _encode_in_windows(self, input_values, time_mask, output_hidden_states, output_attentions):
+        config = self.config
+        batch = input_values.shape[0]
+        window_patches = config.num_time_patches
+        windows, window_masks, padded_mask = self._windows(input_values, time_mask)
+        num_windows = windows.shape[0] // batch
 
         outputs = [
             self._encode_window_batch(
@@ -457,6 +488,79 @@ class RespAudioModel(RespAudioPreTrainedModel):
             attentions = tuple(torch.cat([o[2][i] for o in outputs]) for i in range(len(outputs[0][2])))
         return hidden, all_hidden, attentions, merged_mask, frequency_rows
 
+    @torch.no_grad()
+    def pool_frame_stream(self, frame_blocks) -> torch.Tensor:
+        """
+        `pooler_output` `[1, config.pooled_size]` of one recording whose normalised log-mel frames arrive as
+        consecutive `[frames, num_mel_bins]` blocks, e.g. from [`RespAudioFeatureExtractor.frame_blocks`]: equal to
+        `model(input_values=all_frames[None]).pooler_output` within float round-off, but only `window_batch_size`
+        windows of frames and tokens are alive at a time, so hours of audio embed in bounded memory. Each group of
+        windows is encoded as `forward` encodes it, then reduced to running sums (the poolings are means over time),
+        and freed. Runs without gradients; put the model in eval mode first, as for any inference.
+        """
+        config = self.config
+        device = self.embeddings.patch_embeddings.projection.weight.device
+        hop_frames = config.num_time_patches * config.time_stride
+        group_frames = (config.window_batch_size - 1) * hop_frames + config.max_length
+        pooling = _RunningPool(config)
+        pending = None  # frames not yet encoded, starting at the next window's first frame
+        for block in frame_blocks:
+            block = torch.as_tensor(block, dtype=torch.float32).to(device)
+            if block.ndim != 2 or block.shape[1] != config.num_mel_bins:
+                raise ValueError(
+                    f"Frame blocks must be [frames, {config.num_mel_bins}] log-mel frames, got {tuple(block.shape)}."
+                )
+            pending = block if pending is None else torch.cat([pending, block])
+            while pending.shape[0] >= group_frames:  # a full group: every patch of its windows is real audio
+                self._pool_windows(pending[None, :group_frames], pooling)
+                pending = pending[config.window_batch_size * hop_frames :].clone()
+        if pooling.windows == 0 and (pending is None or pending.shape[0] < config.patch_size):
+            got = 0 if pending is None else pending.shape[0]
+            raise ValueError(f"Need at least {config.patch_size} frames (one patch), got {got}.")
+        if pending is not None and pending.shape[0] >= config.patch_size:
+            self._pool_windows(pending[None], pooling)
+        return pooling.result()
+
+    def _pool_windows(self, input_values: torch.Tensor, pooling: "_RunningPool") -> None:
+        """Encode the frames `[1, frames, mel]` in windows, `window_batch_size` at a time, into `pooling`."""
+        time_mask = self._patch_time_mask(None, input_values.shape[1], 1, input_values.device)
+        windows, window_masks, _ = self._windows(input_values, time_mask)
+        for start in range(0, windows.shape[0], self.config.window_batch_size):
+            stop = start + self.config.window_batch_size
+            hidden, _, _, masks, frequency_rows = self._encode_window_batch(
+                windows[start:stop], window_masks[start:stop], False, False
+            )
+            pooling.add(hidden, masks, frequency_rows)
+
+
+class _RunningPool:
+    """Running sums behind `config.pooling` over windows of one clip: the poolings are means, so sums and counts do."""
+
+    def __init__(self, config: RespAudioConfig):
+        self.config = config
+        self.windows = 0
+        self.token_sums = None  # [F', dim]: patch tokens summed over the real time columns of every window
+        self.columns = 0
+        self.prefix_sum = None  # [P, dim]: prefix tokens summed over windows
+
+    def add(self, hidden: torch.Tensor, time_mask: torch.Tensor, frequency_rows: int) -> None:
+        prefix_tokens = self.config.num_prefix_tokens
+        windows, _, dim = hidden.shape
+        grid = hidden[:, prefix_tokens:].reshape(windows, frequency_rows, time_mask.shape[1], dim)
+        weights = time_mask.to(hidden.dtype)[:, None, :, None]
+        token_sums = (grid * weights).sum(dim=(0, 2))
+        prefix_sum = hidden[:, :prefix_tokens].sum(dim=0)  # every window of one clip holds real audio
+        self.token_sums = token_sums if self.token_sums is None else self.token_sums + token_sums
+        self.prefix_sum = prefix_sum if self.prefix_sum is None else self.prefix_sum + prefix_sum
+        self.columns += int(time_mask.sum())  # real (window, time column) pairs; every frequency row has them all
+        self.windows += windows
+
+    def result(self) -> torch.Tensor:
+        if self.config.pooling == "cls":
+            return (self.prefix_sum / self.windows).mean(dim=0)[None]
+        rows = self.token_sums / max(self.columns, 1)
+        return rows.reshape(1, -1) if self.config.pooling == "freq_preserving" else rows.mean(dim=0)[None]
+
 
 class RespAudioClassificationHead(nn.Module):
     """LayerNorm and a linear layer on the pooled embedding, as PaSST's head."""
@@ -487,13 +591,27 @@ class RespAudioForAudioClassification(RespAudioPreTrainedModel):
         self.post_init()
 
     def save_pretrained(self, save_directory, *args, **kwargs):
+        if self._auto_class is None:
+            return super().save_pretrained(save_directory, *args, **kwargs)
         # A published classifier should also load as a bare encoder, `AutoModel.from_pretrained(repo,
         # trust_remote_code=True)`, where this package is not installed: name the encoder class in auto_map too.
-        if self._auto_class is not None:
-            auto_map = dict(getattr(self.config, "auto_map", None) or {})
-            auto_map.setdefault("AutoModel", f"{RespAudioModel.__module__.split('.')[-1]}.{RespAudioModel.__name__}")
-            self.config.auto_map = auto_map
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        auto_map = dict(getattr(self.config, "auto_map", None) or {})
+        auto_map.setdefault("AutoModel", f"{RespAudioModel.__module__.split('.')[-1]}.{RespAudioModel.__name__}")
+        self.config.auto_map = auto_map
+        # Where this package is not installed, `pipeline(..., trust_remote_code=True)` finds the pipeline class in
+        # the folder through `custom_pipelines` (save_pretrained copies its module, imported here, with the others).
+        # Only the saved file carries the entry: on a live config it would make transformers demand remote code.
+        from .pipeline_resp_audio import CUSTOM_PIPELINES
+
+        previous = self.config.__dict__.get("custom_pipelines")
+        self.config.custom_pipelines = copy.deepcopy(CUSTOM_PIPELINES)
+        try:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            if previous is None:
+                del self.config.custom_pipelines
+            else:
+                self.config.custom_pipelines = previous
 
     def forward(
         self,

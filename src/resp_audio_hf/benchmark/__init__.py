@@ -19,6 +19,7 @@ _EXPORTS = {
     "run_demo": ".demo",
     "ArrayClipDataset": ".embeddings",
     "AudioEncoder": ".embeddings",
+    "ClipFailureError": ".embeddings",
     "FeatureCollator": ".embeddings",
     "FileClipDataset": ".embeddings",
     "extract_embeddings": ".embeddings",

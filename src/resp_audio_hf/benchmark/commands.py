@@ -94,6 +94,11 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
+        "--pooling",
+        help="replace the resp_audio model's config.pooling: freq_preserving, mean or cls (the pooling ablation; "
+        "recorded in the results, and part of the embedding cache key)",
+    )
+    parser.add_argument(
         "--max-duration",
         type=_positive_float,
         help="keep only the first N seconds of each clip (off by default; recorded in the results)",
@@ -133,10 +138,15 @@ def run_bench(args: argparse.Namespace) -> int:
         return 2
     try:
         if args.preset:
-            encoder = AudioEncoder.from_preset(args.preset, device=args.device)
+            overrides = {"pooling": args.pooling} if args.pooling else {}
+            encoder = AudioEncoder.from_preset(args.preset, device=args.device, **overrides)
         else:
             encoder = AudioEncoder.from_pretrained(
-                args.model, device=args.device, revision=args.revision, trust_remote_code=args.trust_remote_code
+                args.model,
+                device=args.device,
+                revision=args.revision,
+                trust_remote_code=args.trust_remote_code,
+                pooling=args.pooling,
             )
     except (OSError, ValueError, KeyError) as error:
         print(f"error: could not load the model: {error}", file=sys.stderr)
@@ -146,7 +156,9 @@ def run_bench(args: argparse.Namespace) -> int:
         overrides["epochs"] = args.epochs
     if args.seeds is not None:
         overrides["seeds"] = args.seeds
-    output_dir = args.output_dir or Path("outputs") / "bench" / _slug(args.model or f"preset-{args.preset}")
+    # An ablation run gets its own default folder instead of overwriting the model's own results.
+    run_name = (args.model or f"preset-{args.preset}") + (f"-pooling-{args.pooling}" if args.pooling else "")
+    output_dir = args.output_dir or Path("outputs") / "bench" / _slug(run_name)
     result = run_benchmark(
         encoder,
         task_ids,

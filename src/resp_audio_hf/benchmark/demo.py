@@ -132,7 +132,7 @@ def run_demo(output_dir: str | os.PathLike, config: DemoConfig | None = None, pr
     """
     from .embeddings import ArrayClipDataset, AudioEncoder, extract_embeddings
     from .report import write_reports
-    from .runner import BenchmarkResult, score_task
+    from .runner import BenchmarkResult, encoder_settings, score_task
 
     config = config or DemoConfig()
     output_dir = Path(output_dir)
@@ -152,7 +152,7 @@ def run_demo(output_dir: str | os.PathLike, config: DemoConfig | None = None, pr
     result = BenchmarkResult(
         model=encoder.model_id,
         model_fingerprint=encoder.fingerprint(),
-        settings={"demo": {k: v for k, v in config.__dict__.items()}, "sampling_rate": encoder.sampling_rate},
+        settings={"demo": {k: v for k, v in config.__dict__.items()}, **encoder_settings(encoder)},
     )
     result.tasks[spec.task_id] = score_task(spec, table, features, data_report=f"{len(table)} synthetic clips")
     results = result.to_dict()

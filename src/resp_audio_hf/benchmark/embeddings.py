@@ -4,8 +4,15 @@ Audio is decoded one clip at a time inside ``torch.utils.data.DataLoader`` worke
 encoder's rate by FFmpeg) and featurised in the workers; only one batch of audio is alive at a time,
 so peak memory does not grow with the dataset. Embeddings are written in fixed-size shards through
 temporary files + ``os.replace``; an interrupted run keeps its finished shards and a re-run computes
-only the rest. The cache key covers the model (weights fingerprint), the task's item list and the
-preprocessing, so changing any of them never reuses stale vectors.
+only the rest. The cache key covers everything that changes an embedding: the model's configuration
+(pooling included), its weights, the feature extractor's settings, the items (paths, segment bounds,
+file sizes and modification times) and the preprocessing. Every entry stores what its key stands for and
+its width, and is checked against them before it is used, so a stale or foreign entry is recomputed,
+never loaded.
+
+A clip that cannot be embedded (an undecodable file, NaN/inf or silent audio, a NaN/inf embedding)
+costs only itself: it is recorded by item index with its reason, and the caller gets every failure
+at once (:class:`ClipFailureError`, or ``return_failures=True``) rather than the first one.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import inspect
 import json
 import logging
 import os
+import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,14 +32,31 @@ import numpy as np
 import torch
 
 from ..data._io import atomic_path, atomic_save_npy, atomic_write_json, stable_hash
-from ..data.audio import load_audio
+from ..data.audio import AudioDecodeError, load_audio
 from ..data.corpora import is_missing
 from ..progress import progress_bar
 from .threads import threads_beside_workers, torch_threads
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2
+
+# Config fields that name, version or format a model's outputs without changing the embedding it computes.
+_CONFIG_FIELDS_WITHOUT_EFFECT = frozenset(
+    {
+        "transformers_version",
+        "_name_or_path",
+        "_commit_hash",
+        "architectures",
+        "auto_map",
+        "output_hidden_states",
+        "output_attentions",
+        "return_dict",
+        "id2label",
+        "label2id",
+        "problem_type",
+    }
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -85,19 +110,29 @@ class AudioEncoder:
         device="cpu",
         revision: str | None = None,
         trust_remote_code: bool = False,
-        config_overrides: dict | None = None,
+        pooling: str | None = None,
     ):
         """Load any transformers audio encoder (``resp_audio`` models included) from a folder or the Hub.
 
-        ``config_overrides`` replace fields of the saved config before the model is built (e.g. ``pooling``).
+        ``pooling`` replaces a ``resp_audio`` model's ``config.pooling`` (``freq_preserving``, ``mean``, ``cls``);
+        other models have no such choice and raise ``ValueError``.
         """
         from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
 
         import resp_audio_hf  # noqa: F401  (registers the resp_audio model type with the Auto classes)
 
         kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
-        config = AutoConfig.from_pretrained(name_or_path, **kwargs, **(config_overrides or {}))
-        model = AutoModel.from_pretrained(name_or_path, config=config, **kwargs)
+        config = AutoConfig.from_pretrained(name_or_path, **kwargs)
+        if pooling is not None:
+            if config.model_type != "resp_audio":
+                raise ValueError(
+                    f"pooling={pooling!r} applies to resp_audio models only; {name_or_path} is a "
+                    f"{config.model_type!r} model, whose pooling is fixed by its architecture."
+                )
+            # from_dict runs the config's own validation of the pooling name.
+            config = type(config).from_dict({**config.to_dict(), "pooling": pooling})
+            kwargs["config"] = config
+        model = AutoModel.from_pretrained(name_or_path, **kwargs)
         try:
             feature_extractor = AutoFeatureExtractor.from_pretrained(name_or_path, **kwargs)
         except (OSError, ValueError) as error:
@@ -148,6 +183,26 @@ class AudioEncoder:
             self._fingerprint = digest.hexdigest()[:24]
         return self._fingerprint
 
+    def model_signature(self) -> dict:
+        """The model's configuration (``config.to_dict()`` without fields that do not change embeddings)."""
+        config = getattr(self.model, "config", None)
+        if config is None:
+            return {"class": type(self.model).__name__}
+        return {
+            k: _compact(v) for k, v in sorted(config.to_dict().items()) if k not in _CONFIG_FIELDS_WITHOUT_EFFECT
+        }
+
+    @property
+    def pooling(self) -> str | None:
+        """``config.pooling`` of a ``resp_audio`` model (``None`` for models without that choice)."""
+        return getattr(getattr(self.model, "config", None), "pooling", None)
+
+    @property
+    def embedding_dim(self) -> int | None:
+        """Width of the embeddings when the config states it (``resp_audio``: ``pooled_size``), else ``None``."""
+        size = getattr(getattr(self.model, "config", None), "pooled_size", None)
+        return int(size) if size is not None else None
+
     def preprocessing_signature(self) -> dict:
         """The feature extractor's settings (large arrays such as filterbanks replaced by their digest)."""
         to_dict = getattr(self.feature_extractor, "to_dict", None)
@@ -191,6 +246,14 @@ class AudioEncoder:
 # --------------------------------------------------------------------------------------------------
 
 
+def _file_stat(path: str) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None  # decoding will name the file; the key just records that it was absent
+    return stat.st_size, stat.st_mtime_ns
+
+
 class FileClipDataset(torch.utils.data.Dataset):
     """Decodes one file (or one segment of it) per item at ``sampling_rate``.
 
@@ -222,8 +285,10 @@ class FileClipDataset(torch.utils.data.Dataset):
         return self.paths[index] + segment
 
     def signature(self) -> dict:
+        """What the embeddings of these items depend on: paths, segment bounds, and each file's size and
+        modification time (a file replaced in place gets new embeddings)."""
         return {
-            "items": stable_hash([self.paths, self.starts, self.ends], length=32),
+            "items": stable_hash([self.paths, self.starts, self.ends, [_file_stat(p) for p in self.paths]], length=32),
             "n": len(self),
             "max_duration": self.max_duration,
             "sampling_rate": self.sampling_rate,
@@ -235,7 +300,11 @@ class FileClipDataset(torch.utils.data.Dataset):
         end = None if is_missing(end) else float(end)
         if self.max_duration is not None:
             end = (start or 0.0) + self.max_duration if end is None else min(end, (start or 0.0) + self.max_duration)
-        audio, rate = load_audio(self.paths[index], self.sampling_rate, start, end)
+        try:
+            audio, rate = load_audio(self.paths[index], self.sampling_rate, start, end)
+        except AudioDecodeError as error:
+            # One bad file must not end the extraction: the loop records it under this item's index.
+            return {"index": index, "error": error.reason}
         return {"index": index, "audio": audio, "sampling_rate": rate}
 
 
@@ -279,21 +348,50 @@ class ArrayClipDataset(torch.utils.data.Dataset):
         return {"index": index, "audio": audio.numpy(), "sampling_rate": self.sampling_rate}
 
 
+def _refusal_reason(error: Exception) -> str:
+    """The feature extractor's message for a single clip, without its batch position ("Audio clip 0 ...")."""
+    return "refused by the feature extractor: " + re.sub(r"^Audio clip \d+", "the clip", str(error))
+
+
 class FeatureCollator:
-    """``collate_fn`` that featurises a list of clips (runs inside DataLoader workers)."""
+    """``collate_fn`` that featurises a list of clips (runs inside DataLoader workers).
+
+    Batches are ``{"index", "inputs", "failed"}``: ``failed`` lists ``(item index, reason)`` for the
+    clips that could not be decoded or that the feature extractor refused (e.g. silent audio), so one
+    bad file costs only itself; ``inputs`` is ``None`` when every clip of the batch failed.
+    """
 
     def __init__(self, encoder: AudioEncoder):
         self.encoder = encoder
 
     def __call__(self, items: list[dict]) -> dict:
+        failed = [(item["index"], item["error"]) for item in items if "error" in item]
+        items = [item for item in items if "error" not in item]
         rates = {item["sampling_rate"] for item in items}
-        if rates != {self.encoder.sampling_rate}:
+        if items and rates != {self.encoder.sampling_rate}:
             raise ValueError(
                 f"Clips arrive at {sorted(rates)} Hz but the encoder expects {self.encoder.sampling_rate} Hz."
             )
+        try:
+            inputs = self.encoder.featurize([item["audio"] for item in items]) if items else None
+        except ValueError:
+            # Find the clips the feature extractor refuses one by one; featurise the others together.
+            kept = []
+            for item in items:
+                try:
+                    self.encoder.featurize([item["audio"]])
+                except ValueError as error:
+                    failed.append((item["index"], _refusal_reason(error)))
+                else:
+                    kept.append(item)
+            if len(kept) == len(items):
+                raise  # no single clip is to blame: a genuine error, not a bad recording
+            items = kept
+            inputs = self.encoder.featurize([item["audio"] for item in items]) if items else None
         return {
-            "index": torch.tensor([item["index"] for item in items]),
-            "inputs": self.encoder.featurize([item["audio"] for item in items]),
+            "index": torch.tensor([item["index"] for item in items], dtype=torch.long),
+            "inputs": inputs,
+            "failed": failed,
         }
 
 
@@ -327,14 +425,29 @@ def make_dataloader(
 class EmbeddingCache:
     """Sharded on-disk store of one embedding matrix.
 
-    Layout: ``<root>/<key>/meta.json`` (what the key stands for), ``shard_00000.npy`` ... while
-    extraction runs, and ``embeddings.npy`` once complete (the shards are then removed).
+    Layout: ``<root>/<key>/meta.json`` (the description the key hashes; ``embedding_dim`` is added once
+    the entry is complete), ``shard_00000.npy`` ... while extraction runs, and ``embeddings.npy`` once
+    complete (the shards are then removed). An entry is used only when its ``meta.json`` hashes to its
+    key (it was written for exactly these settings) and every array has the recorded width, which must
+    also equal ``dim`` when the model states its width in advance; anything else is recomputed.
+    Items that could not be embedded have NaN rows and are named, with the reason, in ``failed.json``
+    (written before the shard that holds them); any other non-finite row makes a shard or file invalid.
+
+    Attributes:
+        root: the cache folder.
+        key: ``stable_hash(description)`` (see :func:`embedding_cache_key`).
+        n_items: rows of the matrix.
+        shard_size: rows per shard (the unit of resumption).
+        description: what the key stands for (written to ``meta.json``).
+        dim: expected width, or ``None`` when only the computation tells it.
     """
 
     root: Path
     key: str
     n_items: int
     shard_size: int = 256
+    description: dict | None = None
+    dim: int | None = None
 
     @property
     def directory(self) -> Path:
@@ -343,6 +456,10 @@ class EmbeddingCache:
     @property
     def final_path(self) -> Path:
         return self.directory / "embeddings.npy"
+
+    @property
+    def meta_path(self) -> Path:
+        return self.directory / "meta.json"
 
     def n_shards(self) -> int:
         return (self.n_items + self.shard_size - 1) // self.shard_size
@@ -353,32 +470,113 @@ class EmbeddingCache:
     def shard_range(self, shard: int) -> range:
         return range(shard * self.shard_size, min(self.n_items, (shard + 1) * self.shard_size))
 
-    def complete_shards(self) -> set[int]:
+    @property
+    def failures_path(self) -> Path:
+        return self.directory / "failed.json"
+
+    def load_failures(self) -> dict[int, str]:
+        """``{item index: reason}`` of the items recorded as failed (empty when none)."""
+        if not self.failures_path.exists():
+            return {}
+        with open(self.failures_path, encoding="utf-8") as handle:
+            return {int(index): reason for index, reason in json.load(handle).items()}
+
+    def save_failures(self, failures: dict[int, str]) -> None:
+        atomic_write_json(self.failures_path, {str(i): failures[i] for i in sorted(failures)})
+
+    @staticmethod
+    def _failed_rows_match(array: np.ndarray, start: int, failures: dict[int, str]) -> bool:
+        """The non-finite rows of ``array`` (item ``start`` onwards) are exactly the recorded failures."""
+        nonfinite = {start + int(row) for row in np.flatnonzero(~np.isfinite(array).all(axis=1))}
+        return nonfinite == {i for i in failures if start <= i < start + array.shape[0]}
+
+    def stored_settings(self) -> tuple[bool, int | None]:
+        """``(written for this key, recorded width)`` from ``meta.json`` (``(False, None)`` when unreadable)."""
+        try:
+            with open(self.meta_path, encoding="utf-8") as handle:
+                meta = json.load(handle)
+        except (OSError, ValueError):
+            return False, None
+        if not isinstance(meta, dict):
+            return False, None
+        width = meta.pop("embedding_dim", None)
+        return stable_hash(meta, length=len(self.key)) == self.key, width
+
+    def _width_ok(self, width: int) -> bool:
+        return self.dim is None or width == self.dim
+
+    def complete_shards(self, failures: dict[int, str] | None = None) -> set[int]:
+        """Shards on disk with the right rows, one width (the expected one when known) and finite values
+        except in the rows of recorded ``failures``."""
         done = set()
+        width = self.dim
         for shard in range(self.n_shards()):
             path = self.shard_path(shard)
             if path.exists():
                 try:
                     array = np.load(path, mmap_mode="r")
-                    if array.shape[0] == len(self.shard_range(shard)) and np.isfinite(array).all():
-                        done.add(shard)
+                    block = self.shard_range(shard)
+                    ok = array.ndim == 2 and array.shape[0] == len(block)
+                    ok = ok and (width is None or array.shape[1] == width)
+                    ok = ok and self._failed_rows_match(array, block.start, failures or {})
                 except (ValueError, OSError):
-                    logger.warning("Ignoring unreadable cache shard %s; it will be recomputed.", path)
+                    ok = False
+                if ok:
+                    width = array.shape[1]
+                    done.add(shard)
+                else:
+                    logger.warning("Ignoring cache shard %s (unreadable or wrong shape); it will be recomputed.", path)
         return done
 
-    def load(self) -> np.ndarray | None:
+    def load(self, failures: dict[int, str] | None = None) -> np.ndarray | None:
+        """The complete matrix, or ``None`` when there is none written for these settings and this width
+        (non-finite values are allowed only in the rows of recorded ``failures``)."""
         if not self.final_path.exists():
             return None
-        array = np.load(self.final_path)
-        if array.shape[0] != self.n_items or not np.isfinite(array).all():
+        matches, width = self.stored_settings()
+        if not matches or width is None or not self._width_ok(width):
             logger.warning(
-                "Cached embeddings %s do not match the data (shape %s); recomputing.", self.final_path, array.shape
+                "Cache entry %s was written for other settings (or another embedding width: %s, expected %s); "
+                "recomputing.",
+                self.directory,
+                width,
+                self.dim,
+            )
+            return None
+        array = np.load(self.final_path)
+        shape_ok = array.ndim == 2 and array.shape == (self.n_items, width)
+        if not shape_ok or not self._failed_rows_match(array, 0, failures or {}):
+            logger.warning(
+                "Cached embeddings %s do not match the data (shape %s, expected (%d, %s)); recomputing.",
+                self.final_path,
+                array.shape,
+                self.n_items,
+                width,
             )
             return None
         return array
 
+    def prepare(self, failures: dict[int, str] | None = None) -> set[int]:
+        """Make the entry ready for (resumed) extraction and return its finished shards.
+
+        Files left by an entry written for other settings are removed, as is a rejected final matrix."""
+        if self.directory.exists():
+            matches, _ = self.stored_settings()
+            if not matches:
+                shutil.rmtree(self.directory)
+            else:
+                self.final_path.unlink(missing_ok=True)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.meta_path, self.description or {})
+        return self.complete_shards(failures)
+
     def consolidate(self, dim: int) -> np.ndarray:
-        """Join the shards into ``embeddings.npy`` (written to a temp file, then renamed)."""
+        """Join the shards into ``embeddings.npy`` (written to a temp file, then renamed) and record the width."""
+        if not self._width_ok(dim):
+            raise RuntimeError(
+                f"The encoder produced {dim}-wide embeddings but its configuration states {self.dim}; "
+                f"nothing was cached in {self.directory}."
+            )
         with atomic_path(self.final_path, suffix=".npy") as tmp:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(self.n_items, dim))
             for shard in range(self.n_shards()):
@@ -386,6 +584,8 @@ class EmbeddingCache:
                 out[block.start : block.stop] = np.load(self.shard_path(shard))
             out.flush()
             del out
+        # The width is recorded last: an entry interrupted before this point is never loaded.
+        atomic_write_json(self.meta_path, {**(self.description or {}), "embedding_dim": int(dim)})
         for shard in range(self.n_shards()):
             self.shard_path(shard).unlink(missing_ok=True)
         return np.load(self.final_path)
@@ -395,7 +595,7 @@ def embedding_cache_key(encoder: AudioEncoder, dataset, extra: dict | None = Non
     """Cache key (and the description it hashes) for ``encoder`` x ``dataset`` x preprocessing."""
     description = {
         "format": CACHE_FORMAT_VERSION,
-        "model": {"id": encoder.model_id, "fingerprint": encoder.fingerprint()},
+        "model": {"id": encoder.model_id, "fingerprint": encoder.fingerprint(), "config": encoder.model_signature()},
         "preprocessing": encoder.preprocessing_signature(),
         "data": dataset.signature() if hasattr(dataset, "signature") else {"n": len(dataset)},
         "extra": extra or {},
@@ -412,6 +612,15 @@ def _describe(dataset, index: int) -> str:
     return dataset.describe(index) if hasattr(dataset, "describe") else f"item {index}"
 
 
+class ClipFailureError(ValueError):
+    """Some clips could not be embedded; ``failures`` maps each item index to ``(name, reason)``."""
+
+    def __init__(self, failures: dict[int, tuple[str, str]], n_items: int):
+        self.failures = failures
+        listing = "; ".join(f"{name}: {reason}" for name, reason in failures.values())
+        super().__init__(f"{len(failures)} of {n_items} clip(s) could not be embedded: {listing}")
+
+
 def extract_embeddings(
     encoder: AudioEncoder,
     data,
@@ -423,8 +632,13 @@ def extract_embeddings(
     shard_size: int = 256,
     progress: bool = True,
     desc: str = "embedding",
-) -> np.ndarray:
+    return_failures: bool = False,
+):
     """Embed every clip of ``data`` with ``encoder``; ``[n_items, dim]`` float32, row i = item i.
+
+    A clip that cannot be embedded (undecodable, NaN/inf or silent audio the feature extractor
+    refuses, a NaN/inf embedding) does not stop the others: every clip is attempted, and then a
+    :class:`ClipFailureError` names each failed one with its reason, unless ``return_failures``.
 
     Args:
         encoder: the :class:`AudioEncoder`.
@@ -435,6 +649,8 @@ def extract_embeddings(
         cache_dir: directory for the resumable cache (``None``: no cache).
         cache_extra: additional facts that must change the cache key (e.g. the task id).
         shard_size: items per cache shard (the unit of resumption).
+        return_failures: return ``(embeddings, {item index: reason})`` instead of raising; the rows of
+            failed items are NaN. Raises all the same when no clip at all could be embedded.
     """
     loader = data if isinstance(data, torch.utils.data.DataLoader) else None
     dataset = loader.dataset if loader is not None else data
@@ -443,16 +659,22 @@ def extract_embeddings(
     if n_items == 0:
         raise ValueError("No clips to embed.")
 
+    def finish(features: np.ndarray, failures: dict[int, str]):
+        if failures and (len(failures) == n_items or not return_failures):
+            raise ClipFailureError({i: (_describe(base_dataset, i), failures[i]) for i in sorted(failures)}, n_items)
+        return (features, dict(sorted(failures.items()))) if return_failures else features
+
     cache = None
+    failures: dict[int, str] = {}
     if cache_dir is not None:
         key, description = embedding_cache_key(encoder, dataset, cache_extra)
-        cache = EmbeddingCache(Path(cache_dir), key, n_items, shard_size)
-        cached = cache.load()
+        cache = EmbeddingCache(Path(cache_dir), key, n_items, shard_size, description, encoder.embedding_dim)
+        failures = cache.load_failures()
+        cached = cache.load(failures)
         if cached is not None:
-            return cached
-        cache.directory.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(cache.directory / "meta.json", description)
-        done = cache.complete_shards()
+            return finish(cached, failures)
+        done = cache.prepare(failures)
+        failures = {i: reason for i, reason in failures.items() if i // shard_size in done}
     else:
         cache = EmbeddingCache(Path(os.devnull), "", n_items, max(n_items, 1))
         done = set()
@@ -464,10 +686,23 @@ def extract_embeddings(
     else:
         remaining = n_items
 
-    buffers: dict[int, np.ndarray] = {}
-    filled: dict[int, int] = {}
-    in_memory: np.ndarray | None = None  # only without a cache
+    # Finished rows per unwritten shard (None = failed); a shard is written once all its items are in.
+    pending: dict[int, dict[int, np.ndarray | None]] = {}
+    in_memory: dict[int, np.ndarray] = {}  # only without a cache
     dim = None
+
+    def write_full_shards():
+        for shard in [s for s, rows in pending.items() if len(rows) == len(cache.shard_range(s))]:
+            rows = pending.pop(shard)
+            block = np.full((len(rows), dim), np.nan, dtype=np.float32)
+            for index, vector in rows.items():
+                if vector is not None:
+                    block[index - cache.shard_range(shard).start] = vector
+            if failures or cache.failures_path.exists():
+                cache.save_failures(failures)  # before the shard, so its NaN rows are always explained
+            atomic_save_npy(cache.shard_path(shard), block)
+            done.add(shard)
+
     bar = progress_bar(remaining, desc=desc, unit="clip", enabled=progress)
     try:
         # The encoder's threads would otherwise compete with the workers for the same cores.
@@ -478,49 +713,54 @@ def extract_embeddings(
                         "DataLoader batches must come from FeatureCollator (build the loader with make_dataloader)."
                     )
                 indices = batch["index"].tolist()
-                shards = {i // cache.shard_size for i in indices}
-                if shards <= done:
+                failed = dict(batch.get("failed", ()))
+                if {i // cache.shard_size for i in indices + list(failed)} <= done:
                     continue  # an external loader re-yields items whose shard is already on disk
-                vectors = encoder.embed(batch["inputs"])
-                bad = ~np.isfinite(vectors).all(axis=1)
-                if bad.any():
-                    names = ", ".join(_describe(base_dataset, indices[int(j)]) for j in np.flatnonzero(bad)[:5])
-                    raise ValueError(
-                        f"The encoder produced NaN/inf embeddings for: {names}. Check these files (silence, clipping, "
-                        "decode errors)."
-                    )
-                dim = vectors.shape[1]
-                if cache_dir is None:
-                    if in_memory is None:
-                        in_memory = np.empty((n_items, dim), dtype=np.float32)
-                    in_memory[indices] = vectors
-                else:
-                    for row, index in zip(vectors, indices):
-                        shard = index // cache.shard_size
-                        if shard in done:
-                            continue
-                        if shard not in buffers:
-                            buffers[shard] = np.empty((len(cache.shard_range(shard)), dim), dtype=np.float32)
-                            filled[shard] = 0
-                        buffers[shard][index - cache.shard_range(shard).start] = row
-                        filled[shard] += 1
-                        if filled[shard] == buffers[shard].shape[0]:
-                            atomic_save_npy(cache.shard_path(shard), buffers.pop(shard))
-                            done.add(shard)
-                bar.update(len(indices))
+                rows: dict[int, np.ndarray | None] = dict.fromkeys(failed)
+                if indices:
+                    vectors = encoder.embed(batch["inputs"])
+                    dim = vectors.shape[1]
+                    for index, vector in zip(indices, vectors):
+                        if np.isfinite(vector).all():
+                            rows[index] = vector
+                        else:
+                            rows[index] = None
+                            failed[index] = "the encoder produced a NaN/inf embedding"
+                for index, vector in rows.items():
+                    shard = index // cache.shard_size
+                    if shard in done:
+                        continue
+                    if index in failed:
+                        failures[index] = failed[index]
+                    if cache_dir is None:
+                        if vector is not None:
+                            in_memory[index] = vector
+                    else:
+                        pending.setdefault(shard, {})[index] = vector
+                if cache_dir is not None and dim is not None:
+                    write_full_shards()
+                bar.update(len(rows))
     finally:
         bar.close()
 
+    if dim is None and done:
+        dim = int(np.load(cache.shard_path(min(done)), mmap_mode="r").shape[1])
+    if dim is None:  # nothing was embedded, in this run or before
+        if not failures:
+            raise RuntimeError("The DataLoader yielded no items to embed.")
+        return finish(np.empty((n_items, 0), dtype=np.float32), failures)
     if cache_dir is None:
-        return in_memory
+        features = np.full((n_items, dim), np.nan, dtype=np.float32)
+        for index, vector in in_memory.items():
+            features[index] = vector
+        return finish(features, failures)
+    write_full_shards()
     missing = set(range(cache.n_shards())) - done
     if missing:
         raise RuntimeError(
             f"Embedding extraction ended with {len(missing)} unfinished cache shard(s) in {cache.directory}; the DataLoader did not yield every item."
         )
-    if dim is None:
-        dim = int(np.load(cache.shard_path(0), mmap_mode="r").shape[1])
-    return cache.consolidate(dim)
+    return finish(cache.consolidate(dim), failures)
 
 
 def clear_cache(cache_dir: str | os.PathLike) -> None:

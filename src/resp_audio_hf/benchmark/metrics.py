@@ -8,11 +8,16 @@ import numpy as np
 
 
 def auroc_ovr_macro(y_true, scores) -> float | np.ndarray:
-    """Macro-averaged one-vs-rest AUROC (torchmetrics' ``AUROC(task="multiclass")``, OPERA's metric).
+    """Macro-averaged one-vs-rest AUROC exactly as OPERA computes it (torchmetrics' ``AUROC(task="multiclass")``).
 
     Computed with the rank-sum (Mann-Whitney) statistic, ties sharing their average rank, which is
     exactly the area under the ROC curve. For two classes with probabilities summing to one the
     result equals the binary AUROC of the positive class.
+
+    A class absent from ``y_true`` counts as 0 in the average, as in torchmetrics (whose ROC curve
+    of a class without positives has a true-positive rate of zero, pinned in OPERA's environment at
+    torchmetrics 1.3.1); scikit-learn refuses such input and averaging only the present classes
+    gives a higher number. :func:`absent_classes` names them, so that callers can say so.
 
     Args:
         y_true: ``[n]`` integer class ids.
@@ -20,8 +25,7 @@ def auroc_ovr_macro(y_true, scores) -> float | np.ndarray:
             runs at once (e.g. one row per seed), or ``[n]`` positive-class scores for a binary task.
 
     Returns:
-        A float, or an array with the leading dimensions of ``scores``. Classes absent from
-        ``y_true`` are left out of the average (their one-vs-rest AUROC is undefined).
+        A float, or an array with the leading dimensions of ``scores``.
     """
     from scipy.stats import rankdata
 
@@ -36,19 +40,26 @@ def auroc_ovr_macro(y_true, scores) -> float | np.ndarray:
     n_classes = s.shape[-1]
     if y.min(initial=0) < 0 or y.max(initial=0) >= n_classes:
         raise ValueError(f"labels must be in [0, {n_classes}); got range [{y.min()}, {y.max()}]")
+    if len(np.unique(y)) < 2:
+        raise ValueError("AUROC is undefined: y_true contains a single class")
     per_class = []
     for c in range(n_classes):
         positive = y == c
         n_pos = int(positive.sum())
         n_neg = y.size - n_pos
-        if n_pos == 0 or n_neg == 0:
+        if n_pos == 0:
+            per_class.append(np.zeros(s.shape[:-2]))
             continue
         ranks = rankdata(s[..., c], axis=-1)
         per_class.append((ranks[..., positive].sum(axis=-1) - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-    if not per_class:
-        raise ValueError("AUROC is undefined: y_true contains a single class")
     result = np.mean(per_class, axis=0)
     return float(result) if np.ndim(result) == 0 else result
+
+
+def absent_classes(y_true, n_classes: int) -> list[int]:
+    """Class ids in ``[0, n_classes)`` that never occur in ``y_true`` (each counts as 0 in :func:`auroc_ovr_macro`)."""
+    present = set(np.asarray(y_true).astype(np.int64).ravel().tolist())
+    return [c for c in range(n_classes) if c not in present]
 
 
 def mean_absolute_error(y_true, y_pred) -> float | np.ndarray:

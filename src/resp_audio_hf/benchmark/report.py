@@ -45,6 +45,15 @@ def add_mean_reciprocal_rank(results: dict, baselines: bool) -> dict:
     return results
 
 
+def _embedding_note(results: dict) -> str:
+    """How the clips were embedded: pooling and width (per task when the model does not state one width)."""
+    settings = results.get("settings", {})
+    pooling = settings.get("pooling") or "the model's own (pooler_output, else time-average)"
+    widths = sorted({task["embedding_dim"] for task in results["tasks"].values() if task.get("embedding_dim")})
+    width = settings.get("embedding_dim") or (", ".join(str(w) for w in widths) if widths else "not computed")
+    return f"- Embeddings: pooling {pooling}, size {width}."
+
+
 def markdown_table(results: dict, baselines: bool = False) -> str:
     """Tasks as rows, ``mean ± std`` per model as columns (OPERA's Table 4/5 layout)."""
     model = results["model"]
@@ -67,7 +76,18 @@ def markdown_table(results: dict, baselines: bool = False) -> str:
             + " | ".join(f"{values[m]:.3f}" for m in [model] + methods)
             + " |"
         )
-    notes = []
+    notes = [_embedding_note(results)]
+    for task_id, task in results["tasks"].items():
+        for part, names in task.get("absent_classes", {}).items():
+            notes.append(
+                f"- {task_id}: {', '.join(names)} absent from the {part} labels; each counts as AUROC 0 in the macro "
+                "average, as in OPERA."
+            )
+        if task.get("skipped_recordings"):
+            notes.append(
+                f"- {task_id}: {len(task['skipped_recordings'])} recording(s) skipped, each named with its reason "
+                "under skipped_recordings in results.json."
+            )
     for task_id, reason in {**results.get("unavailable", {}), **results.get("failed", {})}.items():
         notes.append(f"- {task_id} not scored: {reason}")
     if baselines:

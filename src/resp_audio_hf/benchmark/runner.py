@@ -6,9 +6,12 @@ import logging
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from ..data._io import stable_hash
+from ..data.corpora import BuildReport, is_missing
 from ..data.tasks import (
     OPERA_TASK_IDS,
     ProbeProtocol,
@@ -20,6 +23,7 @@ from ..data.tasks import (
     with_protocol,
 )
 from .embeddings import AudioEncoder, FileClipDataset, extract_embeddings
+from .metrics import absent_classes
 from .probe import ProbeOutcome, ProbeRun, train_linear_probes
 
 logger = logging.getLogger(__name__)
@@ -40,7 +44,12 @@ class TaskResult:
         protocol: the probe hyper-parameters.
         data_report: summary of missing/corrupt/excluded files.
         embedding_dim: size of the embeddings.
+        absent_classes: class names missing from the ``test`` / ``validation`` labels of some run (each scores
+            AUROC 0 in OPERA's macro average, which is reported; empty when every class is present).
         seconds: wall time of extraction + probing.
+        skipped_recordings: ``{"path", "reason"}`` (plus ``segment_s`` for event items) for every
+            recording of the task that could not be used: missing, present twice, undecodable,
+            refused by the feature extractor or embedded as NaN/inf.
     """
 
     task_id: str
@@ -55,7 +64,9 @@ class TaskResult:
     protocol: dict
     data_report: str
     embedding_dim: int
+    absent_classes: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
+    skipped_recordings: list[dict] = field(default_factory=list)
 
 
 def make_runs(spec: TaskSpec, table, protocol: ProbeProtocol) -> list[ProbeRun]:
@@ -96,6 +107,37 @@ def _label_array(spec: TaskSpec, table) -> np.ndarray:
     return table["label"].to_numpy().astype(np.float64)
 
 
+def unusable_recordings(report: BuildReport) -> list[dict]:
+    """``{"path", "reason"}`` for each recording the task's build report could not use."""
+    root = report.root or "the data root"
+    entries, named = [], set()
+    for item in report.missing:
+        name = Path(str(item).split("#", 1)[0]).name
+        copies = report.duplicates.get(name)
+        if copies:
+            named.add(name)
+        reason = _duplicate_reason(copies) if copies else f"not found under {root}"
+        entries.append({"path": str(item), "reason": reason})
+    entries += [{"path": entry["path"], "reason": entry["reason"]} for entry in report.corrupt]
+    entries += [
+        {"path": name, "reason": _duplicate_reason(copies)}
+        for name, copies in report.duplicates.items()
+        if name not in named
+    ]
+    return entries
+
+
+def _duplicate_reason(copies: list[str]) -> str:
+    listed = ", ".join(copies[:10]) + (f", ... ({len(copies) - 10} more)" if len(copies) > 10 else "")
+    return f"present {len(copies)} times with different contents ({listed}); none is used"
+
+
+def _log_skipped(task_id: str, entries: list[dict]) -> None:
+    for entry in entries:
+        segment = f" [{entry['segment_s'][0]}-{entry['segment_s'][1]} s]" if "segment_s" in entry else ""
+        logger.warning("%s: skipped %s%s: %s", task_id, entry["path"], segment, entry["reason"])
+
+
 def evaluate_task(
     encoder: AudioEncoder,
     task: TaskData,
@@ -107,10 +149,16 @@ def evaluate_task(
     protocol: ProbeProtocol | None = None,
     progress: bool = True,
 ) -> TaskResult:
-    """Embed a task's available recordings and train/test its linear probes."""
+    """Embed a task's available recordings and train/test its linear probes.
+
+    Recordings that cannot be used are named with the reason in the log (WARNING) and in the result's
+    ``skipped_recordings``; the task is scored on the others.
+    """
     started = time.perf_counter()
     spec = task.spec
     protocol = protocol or spec.protocol
+    skipped = unusable_recordings(task.report)
+    _log_skipped(spec.task_id, skipped)
     table = task.available
     if table.empty:
         raise ValueError(f"{spec.task_id}: no recording is available ({task.report.summary()}).")
@@ -121,17 +169,31 @@ def evaluate_task(
         ends=table["end_s"].tolist() if "end_s" in table.columns else None,
         max_duration=max_duration,
     )
-    features = extract_embeddings(
+    features, failures = extract_embeddings(
         encoder,
         dataset,
         cache_dir=cache_dir,
-        cache_extra={"task": spec.task_id},
+        cache_extra={"task": spec.task_id, "labels": stable_hash(table["label"].tolist(), length=32)},
         batch_size=batch_size,
         num_workers=num_workers,
         progress=progress,
         desc=f"{spec.task_id} embeddings",
+        return_failures=True,
     )
+    if failures:
+        failed = []
+        for index, reason in failures.items():
+            entry = {"path": dataset.paths[index], "reason": reason}
+            start, end = dataset.starts[index], dataset.ends[index]
+            if not (is_missing(start) and is_missing(end)):
+                entry["segment_s"] = [None if is_missing(start) else start, None if is_missing(end) else end]
+            failed.append(entry)
+        _log_skipped(spec.task_id, failed)
+        skipped += failed
+        keep = np.setdiff1d(np.arange(len(table)), list(failures))
+        table, features = table.iloc[keep].reset_index(drop=True), features[keep]
     result = score_task(spec, table, features, protocol, data_report=task.report.summary())
+    result.skipped_recordings = skipped
     result.seconds = time.perf_counter() - started
     return result
 
@@ -146,6 +208,7 @@ def score_task(
     targets = _label_array(spec, table)
     runs = make_runs(spec, table, protocol)
     n_classes = len(spec.class_names) if spec.kind == "classification" else None
+    absent = _find_absent_classes(spec, targets, runs)
     outcomes: list[ProbeOutcome] = train_linear_probes(features, targets, runs, protocol, spec.kind, n_classes)
     scores = [o.test_score for o in outcomes]
     if spec.evaluation != "holdout" and len(protocol.seeds) > 1:
@@ -177,7 +240,28 @@ def score_task(
         protocol=asdict(protocol),
         data_report=data_report,
         embedding_dim=int(features.shape[1]),
+        absent_classes=absent,
     )
+
+
+def _find_absent_classes(spec: TaskSpec, targets: np.ndarray, runs: list[ProbeRun]) -> dict[str, list[str]]:
+    """Classes missing from some run's test or validation labels, with a warning: OPERA's macro AUROC (reported
+    here) counts each as 0, so the score is lower than an average over the classes present."""
+    if spec.kind != "classification":
+        return {}
+    absent = {}
+    for part in ("test", "validation"):
+        ids = sorted({c for run in runs for c in absent_classes(targets[getattr(run, part)], len(spec.class_names))})
+        if ids:
+            absent[part] = [spec.class_names[c] for c in ids]
+            logger.warning(
+                "%s: class(es) %s absent from the %s labels; OPERA's macro AUROC (reported) counts each as 0, so it "
+                "is lower than the average over the classes present.",
+                spec.task_id,
+                ", ".join(absent[part]),
+                part,
+            )
+    return absent
 
 
 @dataclass
@@ -200,6 +284,16 @@ class BenchmarkResult:
             "unavailable": dict(self.unavailable),
             "failed": dict(self.failed),
         }
+
+
+def encoder_settings(encoder: AudioEncoder) -> dict:
+    """What results record about how the encoder embeds: its rate, pooling and embedding width (``None`` where the
+    model does not state them: other transformers models use their own ``pooler_output`` or the time-average)."""
+    return {
+        "sampling_rate": encoder.sampling_rate,
+        "pooling": encoder.pooling,
+        "embedding_dim": encoder.embedding_dim,
+    }
 
 
 def run_benchmark(
@@ -232,7 +326,7 @@ def run_benchmark(
             "batch_size": batch_size,
             "max_duration": max_duration,
             "protocol_overrides": protocol_overrides or {},
-            "sampling_rate": encoder.sampling_rate,
+            **encoder_settings(encoder),
         },
     )
     for task_id in task_ids:
@@ -265,4 +359,12 @@ def run_benchmark(
     return result
 
 
-__all__ = ["OPERA_TASK_IDS", "BenchmarkResult", "TaskResult", "evaluate_task", "make_runs", "run_benchmark"]
+__all__ = [
+    "OPERA_TASK_IDS",
+    "BenchmarkResult",
+    "TaskResult",
+    "encoder_settings",
+    "evaluate_task",
+    "make_runs",
+    "run_benchmark",
+]

@@ -37,12 +37,14 @@ _EXPORTS = {
     "CorpusAccessError": ".sources",
     "download_corpus": ".sources",
     "OPERA_TASK_IDS": ".tasks",
+    "PROBE_PROTOCOLS": ".tasks",
     "TASKS": ".tasks",
     "ProbeProtocol": ".tasks",
     "TaskData": ".tasks",
     "TaskSpec": ".tasks",
     "get_task_spec": ".tasks",
     "load_task": ".tasks",
+    "protocol_table": ".tasks",
     "resolve_task_ids": ".tasks",
 }
 

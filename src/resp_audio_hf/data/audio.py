@@ -12,7 +12,16 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".webm", ".m4a", ".opus")
 
 
 class AudioDecodeError(RuntimeError):
-    """A file could not be decoded into a finite, non-empty mono signal."""
+    """A file could not be decoded into a finite, non-empty mono signal.
+
+    Attributes:
+        path: the file.
+        reason: what is wrong with it, without the path (for per-file reports).
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path, self.reason = os.fspath(path), reason
+        super().__init__(f"{self.path}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,8 @@ def probe_audio(path: str | os.PathLike) -> AudioProbe:
     path = os.fspath(path)
     if not os.path.exists(path):
         return AudioProbe(path, False, "file not found")
+    if os.path.isdir(path):
+        return AudioProbe(path, False, "is a directory, not an audio file")
     if os.path.getsize(path) == 0:
         return AudioProbe(path, False, "empty file (0 bytes)")
     quick = _probe_with_soundfile(path)
@@ -108,16 +119,17 @@ def load_audio(
                 start_seconds=float(start_s or 0.0), stop_seconds=None if end_s is None else float(end_s)
             )
     except (RuntimeError, ValueError, OSError) as error:
-        raise AudioDecodeError(f"Could not decode {path}: {_short_error(error)}") from error
+        raise AudioDecodeError(path, f"not decodable: {_short_error(error)}") from error
     data = samples.data
     if data.ndim == 2:
         data = data.mean(dim=0) if data.shape[0] > 1 else data[0]
     array = data.numpy().astype(np.float32, copy=False)
     if array.size == 0:
         segment = "" if start_s is None and end_s is None else f" (segment {start_s}-{end_s} s)"
-        raise AudioDecodeError(f"{path}{segment} decoded to an empty signal")
+        raise AudioDecodeError(path, f"decoded to an empty signal{segment}")
     if not np.isfinite(array).all():
-        raise AudioDecodeError(f"{path} decoded to non-finite samples (NaN/inf)")
+        bad = int((~np.isfinite(array)).sum())
+        raise AudioDecodeError(path, f"decoded to {bad} non-finite samples (NaN/inf)")
     return array, int(samples.sample_rate)
 
 

@@ -49,6 +49,8 @@ class BuildReport:
         missing: files listed by the metadata that are not on disk.
         corrupt: ``{"path", "reason"}`` for files that exist but cannot be decoded.
         unlabelled: audio files present on disk that the metadata does not label.
+        duplicates: file name -> paths, for recordings present more than once with different
+            contents (which copy is meant is unknown, so none is used).
         excluded: reason -> file identifiers removed on purpose by a task definition
             (e.g. ICBHI diagnoses other than COPD/healthy for T7).
         notes: free-form remarks (e.g. which metadata file was used).
@@ -62,11 +64,12 @@ class BuildReport:
     unlabelled: list[str] = field(default_factory=list)
     excluded: dict[str, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    duplicates: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
         """True when every expected file is present and decodable."""
-        return not self.missing and not self.corrupt
+        return not self.missing and not self.corrupt and not self.duplicates
 
     def exclude(self, reason: str, items: Iterable[str]) -> None:
         items = list(items)
@@ -79,6 +82,9 @@ class BuildReport:
             parts.append(f"{len(self.missing)} missing (e.g. {self.missing[0]})")
         if self.corrupt:
             parts.append(f"{len(self.corrupt)} corrupt (e.g. {self.corrupt[0]['path']}: {self.corrupt[0]['reason']})")
+        if self.duplicates:
+            name, paths = next(iter(self.duplicates.items()))
+            parts.append(f"{len(self.duplicates)} present more than once (e.g. {name}: {', '.join(paths[:3])})")
         if self.unlabelled:
             parts.append(f"{len(self.unlabelled)} without label (e.g. {self.unlabelled[0]})")
         for reason, items in self.excluded.items():
@@ -93,6 +99,7 @@ class BuildReport:
             "missing": list(self.missing),
             "corrupt": list(self.corrupt),
             "unlabelled": list(self.unlabelled),
+            "duplicates": {k: list(v) for k, v in self.duplicates.items()},
             "excluded": {k: list(v) for k, v in self.excluded.items()},
             "notes": list(self.notes),
         }
@@ -175,6 +182,10 @@ class FileIndex:
     Corpora are distributed with slightly different folder nesting (an extra top-level folder after
     unzipping, ``wav/`` vs ``public_dataset/``); looking files up by name instead of by one fixed path
     makes the builders accept every layout we have seen while still refusing ambiguous matches.
+
+    A name found several times resolves to its first copy when all copies have the same bytes, and to
+    nothing otherwise (the copies are then listed in ``duplicates``). A *directory* named like an audio
+    file (``x.wav/``) is indexed too, so that the audio check reports it instead of it vanishing.
     """
 
     def __init__(self, root: Path, extensions: Iterable[str] | None = None):
@@ -182,12 +193,15 @@ class FileIndex:
         self.by_relpath: dict[str, Path] = {}
         self.by_name: dict[str, list[Path]] = defaultdict(list)
         self.by_stem: dict[str, list[Path]] = defaultdict(list)
+        self.duplicates: dict[str, list[Path]] = {}
+        self._identical_copies: dict[str, Path] = {}
         exts = tuple(e.lower() for e in extensions) if extensions else None
         if not self.root.is_dir():
             return
         for dirpath, dirnames, filenames in os.walk(self.root):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for filename in sorted(filenames):
+            audio_like_dirs = [d for d in dirnames if d.lower().endswith(AUDIO_EXTENSIONS)]
+            for filename in sorted(filenames + audio_like_dirs):
                 if filename.startswith(".") or (exts and not filename.lower().endswith(exts)):
                     continue
                 path = Path(dirpath) / filename
@@ -201,6 +215,24 @@ class FileIndex:
 
     def paths(self) -> list[Path]:
         return list(self.by_relpath.values())
+
+    def _one_copy(self, key: str, matches: list[Path]) -> Path | None:
+        """The path for ``key`` among several matches: the first when all are byte-identical files."""
+        from ._io import sha256_file
+
+        if key in self._identical_copies or key in self.duplicates:
+            return self._identical_copies.get(key)
+        identical = (
+            all(p.is_file() for p in matches)
+            and len({p.stat().st_size for p in matches}) == 1  # sizes first: hashing is for the rare equal-size case
+            and len({sha256_file(p) for p in matches}) == 1
+        )
+        if identical:
+            logger.info("%s is present %d times with identical contents; using %s", key, len(matches), matches[0])
+            self._identical_copies[key] = matches[0]
+            return matches[0]
+        self.duplicates[key] = matches
+        return None
 
     def find(
         self, relpath: str | None = None, name: str | None = None, stem: str | None = None, tail: int = 1
@@ -219,13 +251,15 @@ class FileIndex:
             if tail > 1:
                 suffix = parts[-tail:]
                 matches = [p for p in self.by_name.get(parts[-1], []) if p.parts[-tail:] == suffix]
-                return matches[0] if len(matches) == 1 else None
+                if len(matches) > 1:
+                    return self._one_copy(relpath, matches)
+                return matches[0] if matches else None
         if name is not None:
             matches = self.by_name.get(name, [])
             if len(matches) == 1:
                 return matches[0]
             if len(matches) > 1:
-                return None
+                return self._one_copy(name, matches)
         if stem is not None:
             matches = [p for p in self.by_stem.get(stem, []) if p.suffix.lower() in AUDIO_EXTENSIONS]
             if len(matches) == 1:
@@ -233,7 +267,9 @@ class FileIndex:
             if len(matches) > 1:
                 # Prefer an uncompressed copy when a corpus ships e.g. both .webm and a converted .wav.
                 wavs = [p for p in matches if p.suffix.lower() == ".wav"]
-                return wavs[0] if len(wavs) == 1 else None
+                if len(wavs) == 1:
+                    return wavs[0]
+                return self._one_copy(stem, wavs or matches)
         return None
 
     def find_metadata(self, name: str) -> Path | None:
@@ -1103,7 +1139,14 @@ def _build_sprsound(root: Path, opera: OperaFiles, verify_audio: bool) -> Corpus
         if path.suffix.lower() == ".json":
             annotations[path.stem].append(path)
     rows = []
-    for path in _audio_files(index):
+    audio_names = {path.name for path in _audio_files(index)}
+    audio_stems = {Path(name).stem for name in audio_names}
+    # An annotation whose recording is gone (deleted, never unpacked) is a missing recording.
+    report.missing.extend(f"{stem}.wav" for stem in sorted(annotations) if stem not in audio_stems)
+    for name in sorted(audio_names):
+        path = index.find(name=name)
+        if path is None:  # present several times with different contents
+            continue
         candidates = annotations.get(path.stem, [])
         if len(candidates) != 1:
             report.unlabelled.append(str(path) + ("" if not candidates else " (several annotation files)"))
@@ -1129,6 +1172,7 @@ def _build_sprsound(root: Path, opera: OperaFiles, verify_audio: bool) -> Corpus
                 "official_split": _sprsound_part(candidates[0]),
             }
         )
+    report.duplicates.update({name: [str(p) for p in paths] for name, paths in index.duplicates.items()})
     return _finish("sprsound", root, rows, report, verify_audio, split_column="official_split")
 
 

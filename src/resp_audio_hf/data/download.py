@@ -2,7 +2,9 @@
 
 ``download_file`` streams into ``<dest>.part``; an interrupted transfer is resumed with an HTTP
 ``Range`` request, the SHA-256 is checked before the file is moved into place with ``os.replace``,
-and a file that fails its checksum is deleted rather than kept. ``extract_archive`` unpacks into a
+and a file that fails its checksum is deleted rather than kept. In offline mode (``HF_HUB_OFFLINE``
+or ``RESP_AUDIO_HF_OFFLINE``) nothing is fetched, and a host name that does not resolve fails at once
+instead of being retried. ``extract_archive`` unpacks into a
 temporary sibling directory and only then moves the entries into the destination, refusing members
 that would escape it.
 """
@@ -13,10 +15,12 @@ import http.client
 import logging
 import os
 import shutil
+import socket
 import tarfile
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -32,6 +36,32 @@ _USER_AGENT = "resp-audio-hf-downloader/1.0 (+https://github.com/evelyn0414/OPER
 
 class DownloadError(RuntimeError):
     """A download could not be completed (network failure, HTTP error, server misbehaviour)."""
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def offline_mode() -> str | None:
+    """The setting that forbids downloads (``"HF_HUB_OFFLINE"`` or ``"RESP_AUDIO_HF_OFFLINE"``), else ``None``.
+
+    ``HF_HUB_OFFLINE`` counts whether it is set in the environment or in ``huggingface_hub.constants``.
+    """
+    if _env_flag("RESP_AUDIO_HF_OFFLINE"):
+        return "RESP_AUDIO_HF_OFFLINE"
+    if _env_flag("HF_HUB_OFFLINE"):
+        return "HF_HUB_OFFLINE"
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # pragma: no cover - huggingface_hub comes with transformers
+        return None
+    return "HF_HUB_OFFLINE" if constants.HF_HUB_OFFLINE else None
+
+
+def _unresolved_host(error: BaseException) -> bool:
+    """True for a DNS failure: retrying cannot help when there is no name resolution (no network)."""
+    reason = getattr(error, "reason", error)
+    return isinstance(reason, socket.gaierror) or isinstance(error, socket.gaierror)
 
 
 class ChecksumError(DownloadError):
@@ -126,6 +156,7 @@ def download_file(
     chunk_size: int = 1 << 20,
     backoff: float = 1.0,
     progress: bool = True,
+    offline: bool | None = None,
 ) -> DownloadResult:
     """Download ``url`` to ``dest`` with resume, retries, SHA-256 verification and an atomic rename.
 
@@ -136,6 +167,9 @@ def download_file(
         sha256: expected hex digest. ``None`` downloads unverified and reports the computed digest.
         resume: continue a previous ``<dest>.part`` with an HTTP Range request.
         retries: extra attempts after a network failure; every attempt resumes from the bytes on disk.
+            A host name that does not resolve is not retried.
+        offline: refuse to download (a present, valid ``dest`` is still returned). Default:
+            :func:`offline_mode`.
     """
     dest = Path(dest)
     expected = sha256.lower() if sha256 else None
@@ -147,6 +181,12 @@ def download_file(
             "%s exists but its SHA-256 %s is not the expected %s; downloading it again.", dest, actual, expected
         )
         dest.unlink()
+    setting = offline_mode() if offline is None else ("offline=True" if offline else None)
+    if setting:
+        raise DownloadError(
+            f"{dest} is needed but downloads are disabled ({setting}); nothing was fetched. "
+            f"Put the file at {dest} yourself (it comes from {url}), or allow downloads."
+        )
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -165,11 +205,24 @@ def download_file(
                 continue
             raise DownloadError(f"{url}: HTTP {error.code} {error.reason}") from error
         except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError, OSError) as error:
+            if _unresolved_host(error):
+                host = urllib.parse.urlsplit(url).hostname
+                raise DownloadError(
+                    f"{url}: cannot resolve {host!r} ({getattr(error, 'reason', error)}); no network? Not retrying."
+                    f" Put the file at {dest} yourself, or set HF_HUB_OFFLINE=1 to skip downloads."
+                ) from error
             if attempt < retries:
-                logger.info(
-                    "Download of %s interrupted (%s); resuming (attempt %d/%d).", url, error, attempt + 2, retries + 1
+                delay = backoff * (2**attempt)
+                logger.warning(
+                    "Download of %s failed (%s); retrying in %.0f s from byte %d (attempt %d/%d).",
+                    url,
+                    error,
+                    delay,
+                    part.stat().st_size if part.exists() else 0,
+                    attempt + 2,
+                    retries + 1,
                 )
-                time.sleep(backoff * (2**attempt))
+                time.sleep(delay)
                 continue
             kept = part.stat().st_size if part.exists() else 0
             raise DownloadError(

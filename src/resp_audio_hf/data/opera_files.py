@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._io import sha256_file
-from .download import DownloadError, download_file
+from .download import DownloadError, download_file, offline_mode
 
 OPERA_REPOSITORY = "evelyn0414/OPERA"
 OPERA_COMMIT = "3622310e667afb8aa40169050b4dd45de75946a2"
@@ -73,10 +73,6 @@ class OperaFileError(RuntimeError):
     """An OPERA split/label file is unavailable or does not match its pinned checksum."""
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
 def default_opera_cache_dir() -> Path:
     """``$RESP_AUDIO_HF_CACHE/opera/<commit>`` (default ``~/.cache/resp_audio_hf``)."""
     root = os.environ.get("RESP_AUDIO_HF_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "resp_audio_hf")
@@ -92,7 +88,7 @@ class OperaFiles:
             searched in order before the cache.
         cache_dir: where downloaded files are kept; defaults to ``default_opera_cache_dir()``.
         offline: never download. Defaults to ``True`` when ``RESP_AUDIO_HF_OFFLINE`` or
-            ``HF_HUB_OFFLINE`` is set.
+            ``HF_HUB_OFFLINE`` is set (see :func:`~resp_audio_hf.data.download.offline_mode`).
         base_url: raw-file URL prefix of the pinned commit (tests point it at a loopback server).
     """
 
@@ -106,7 +102,7 @@ class OperaFiles:
         self.local_dirs = tuple(Path(d) for d in self.local_dirs if d is not None)
         self.cache_dir = Path(self.cache_dir) if self.cache_dir is not None else default_opera_cache_dir()
         if self.offline is None:
-            self.offline = _env_flag("RESP_AUDIO_HF_OFFLINE") or _env_flag("HF_HUB_OFFLINE")
+            self.offline = offline_mode() is not None
 
     @staticmethod
     def _expected(relpath: str) -> str:
@@ -151,17 +147,17 @@ class OperaFiles:
             if candidate.exists():
                 self._verified[relpath] = self._check(candidate, relpath)
                 return self._verified[relpath]
-        if self.offline:
-            searched = ", ".join(str(c) for c in self._candidates(relpath))
-            raise OperaFileError(
-                f"OPERA file {relpath} is not available offline (searched {searched}). Pass --opera-dir pointing "
-                f"at a copy of the OPERA repository, or allow downloads from {self.base_url}."
-            )
         url = f"{self.base_url.rstrip('/')}/{urllib.parse.quote(relpath)}"
+        where = (
+            f"Put it at one of {', '.join(str(c) for c in self._candidates(relpath))} (a folder laid out like the "
+            f"OPERA repository: pass --opera-dir, or use <data_root>/opera); it is {url}."
+        )
+        if self.offline:
+            raise OperaFileError(f"OPERA file {relpath} is not available offline, so it was not downloaded. {where}")
         try:
-            result = download_file(url, self.cache_dir / relpath, sha256=expected, progress=False)
+            result = download_file(url, self.cache_dir / relpath, sha256=expected, progress=False, offline=False)
         except DownloadError as error:
-            raise OperaFileError(f"Could not fetch OPERA file {relpath}: {error}") from error
+            raise OperaFileError(f"Could not fetch OPERA file {relpath}: {error} {where}") from error
         self._verified[relpath] = result.path
         return result.path
 

@@ -7,8 +7,9 @@ not on disk), ``label``, ``subject_id`` and either ``split`` (``train``/``valida
 audio is present, so a missing file never changes the partition of the others; missing files are
 named in the task's :class:`~resp_audio_hf.data.corpora.BuildReport`.
 
-Protocol constants (epochs, batch size, learning rate, L2, checkpoint period, validation draws) are
-those of OPERA's ``src/benchmark/linear_eval.py`` and ``scripts/eval_all.sh`` at the pinned commit.
+Every task's probe protocol (epochs, batch size, learning rate, L2, checkpoint period, early stopping, seeds,
+validation) is its row of one table, :data:`PROBE_PROTOCOLS`, with the values OPERA's
+``src/benchmark/linear_eval.py`` and ``scripts/eval_all.sh`` actually run at the pinned commit.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ class ProbeProtocol:
         inner_validation_fraction: for cross-validated tasks, fraction of each fold's training rows
             held out for checkpoint selection.
         inner_validation_seed: ``random_state`` of that draw.
+        validation: how the checkpoint-selection rows are chosen, in words (hold-out tasks: drawn by the task's
+            table builder; cross-validated tasks: from ``inner_validation_fraction`` and ``inner_validation_seed``).
     """
 
     epochs: int = 64
@@ -70,6 +73,7 @@ class ProbeProtocol:
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     inner_validation_fraction: float | None = None
     inner_validation_seed: int = 42
+    validation: str = ""
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,7 @@ class TaskContext:
         table = scan_corpus(self.spec.corpus, self.root, opera=self.opera, verify_audio=False)
         self.report.missing.extend(table.report.missing)
         self.report.unlabelled.extend(table.report.unlabelled)
+        self.report.duplicates.update(table.report.duplicates)
         self.report.notes.extend(table.report.notes)
         return table.records
 
@@ -595,27 +600,106 @@ def _sprsound_event_table(ctx: TaskContext):
 # --------------------------------------------------------------------------------------------------
 
 _BINARY = ("negative", "positive")
-_CLS64 = ProbeProtocol(batch_size=64)
-_CLS32 = ProbeProtocol(batch_size=32)
-_MMLUNG = ProbeProtocol(
-    epochs=64,
-    batch_size=64,
-    learning_rate=1e-1,
-    l2_strength=1e-1,
-    checkpoint_every=3,
-    early_stopping_patience=5,
-    early_stopping_min_delta=0.001,
-    seeds=(0,),
-    inner_validation_fraction=0.11,
-)
-_NOSEMIC = ProbeProtocol(
-    epochs=64, batch_size=64, learning_rate=1e-4, l2_strength=1e-1, seeds=(0,), inner_validation_fraction=0.2
-)
+
+
+def _holdout(epochs: int, batch_size: int, validation: str, checkpoint_every: int = 1) -> ProbeProtocol:
+    return ProbeProtocol(epochs=epochs, batch_size=batch_size, checkpoint_every=checkpoint_every, validation=validation)
+
+
+def _leave_one_out(validation_fraction: float, **probe) -> ProbeProtocol:
+    return ProbeProtocol(
+        epochs=64,
+        batch_size=64,
+        l2_strength=1e-1,
+        seeds=(0,),
+        inner_validation_fraction=validation_fraction,
+        inner_validation_seed=42,
+        validation=f"{validation_fraction * 100:g} % of each fold's training rows, unstratified (seed 42)",
+        **probe,
+    )
+
+
+_OPERA_SPLIT_VALIDATION = "OPERA's committed validation split"
+_STRATIFIED_20 = "20 % of train, stratified (seed 1337)"
+
+#: Every task's linear-probe protocol: the one table the task registry below takes its protocols from.
+#:
+#: OPERA values are those its ``src/benchmark/linear_eval.py`` (pinned commit) runs: the epochs, batch size, L2 and
+#: checkpoint period each ``linear_evaluation_*`` call passes; Adam with the learning rate decayed by 0.97 per epoch;
+#: gradient clipping at 1.0; 5 seeds for hold-out tasks, one (seed 0) for the leave-one-out regressions. The learning
+#: rate is 1e-4 for every task: OPERA builds ``LinearHead`` / ``LinearHeadR`` without an ``lr`` argument, so their
+#: default 1e-4 is what the optimiser gets, and the ``lr=1e-1`` passed to the MMlung evaluation (T13-T18) never
+#: reaches it. SPRSound (S1/S2) is not an OPERA task; it uses the OPERA defaults.
+PROBE_PROTOCOLS: dict[str, ProbeProtocol] = {
+    "T1": _holdout(64, 64, _OPERA_SPLIT_VALIDATION),
+    "T2": _holdout(64, 64, _OPERA_SPLIT_VALIDATION),
+    "T3": _holdout(64, 64, "official COVID-19 Sounds task-1 validation split"),
+    "T4": _holdout(64, 64, "official COVID-19 Sounds task-1 validation split"),
+    "T5": _holdout(64, 64, _OPERA_SPLIT_VALIDATION),
+    "T6": _holdout(64, 64, _OPERA_SPLIT_VALIDATION),
+    "T7": _holdout(64, 32, _STRATIFIED_20),
+    "T8": _holdout(64, 32, _STRATIFIED_20),
+    "T9": _holdout(64, 32, _STRATIFIED_20),
+    "T8-random": _holdout(64, 32, _STRATIFIED_20),
+    "T9-random": _holdout(64, 32, _STRATIFIED_20),
+    "T10": _holdout(50, 32, "10 % of train, stratified (seed 1337)", checkpoint_every=5),
+    "T10-subject": _holdout(50, 32, "10 % of train, stratified (seed 1337)", checkpoint_every=5),
+    "T11": _holdout(64, 32, _OPERA_SPLIT_VALIDATION),
+    "T12": _holdout(32, 64, "20 % of all recordings, stratified (seed 42)", checkpoint_every=3),
+    **{
+        f"T{number}": _leave_one_out(
+            0.11, checkpoint_every=3, early_stopping_patience=5, early_stopping_min_delta=0.001
+        )
+        for number in range(13, 19)
+    },
+    "T19": _leave_one_out(0.2),
+    "S1": _holdout(64, 64, "a patient-grouped, stratified fifth of the training patients (seed 1337)"),
+    "S2": _holdout(64, 64, "a patient-grouped, stratified fifth of the training patients (seed 1337)"),
+}
+
+
+def _scientific(value: float) -> str:
+    return f"{value:.0e}".replace("e-0", "e-")
+
+
+def protocol_table() -> str:
+    """:data:`PROBE_PROTOCOLS` as a markdown table (the README shows it)."""
+    header = (
+        "| task | metric | evaluation | epochs | batch | lr | L2 | checkpoint every | early stopping | seeds "
+        "| validation |"
+    )
+    lines = [header, "|" + "---|" * header.count(" | ") + "---|"]
+    for task_id, protocol in PROBE_PROTOCOLS.items():
+        spec = TASKS[task_id]
+        stopping = (
+            f"patience {protocol.early_stopping_patience}, min delta {protocol.early_stopping_min_delta:g}"
+            if protocol.early_stopping_patience is not None
+            else "–"
+        )
+        seeds = ", ".join(str(seed) for seed in protocol.seeds)
+        cells = [
+            task_id,
+            spec.metric.upper(),
+            spec.evaluation,
+            str(protocol.epochs),
+            str(protocol.batch_size),
+            _scientific(protocol.learning_rate),
+            _scientific(protocol.l2_strength),
+            str(protocol.checkpoint_every),
+            stopping,
+            seeds,
+            protocol.validation,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
 
 TASKS: dict[str, TaskSpec] = {}
 
 
 def _task(spec: TaskSpec) -> None:
+    if spec.protocol is not PROBE_PROTOCOLS.get(spec.task_id):
+        raise ValueError(f"{spec.task_id}: its probe protocol must be its row of PROBE_PROTOCOLS (the one table).")
     TASKS[spec.task_id] = spec
 
 
@@ -627,7 +711,7 @@ _task(
         "exhalation",
         "classification",
         "holdout",
-        _CLS64,
+        PROBE_PROTOCOLS["T1"],
         "OPERA's committed participant-disjoint train/val/test files (1000/500/1000)",
         _BINARY,
         table_builder=_coviduk_table("exhalation"),
@@ -641,7 +725,7 @@ _task(
         "cough",
         "classification",
         "holdout",
-        _CLS64,
+        PROBE_PROTOCOLS["T2"],
         "OPERA's committed participant-disjoint train/val/test files (1000/500/1000)",
         _BINARY,
         table_builder=_coviduk_table("cough"),
@@ -655,7 +739,7 @@ _task(
         "breath",
         "classification",
         "holdout",
-        _CLS64,
+        PROBE_PROTOCOLS["T3"],
         "official task-1 train/validation/test; every 5th training sample (OPERA)",
         _BINARY,
         table_builder=_covid19_sounds_table("breath"),
@@ -669,7 +753,7 @@ _task(
         "cough",
         "classification",
         "holdout",
-        _CLS64,
+        PROBE_PROTOCOLS["T4"],
         "official task-1 train/validation/test; every 5th training sample (OPERA)",
         _BINARY,
         table_builder=_covid19_sounds_table("cough"),
@@ -683,7 +767,7 @@ _task(
         "cough",
         "classification",
         "holdout",
-        _CLS64,
+        PROBE_PROTOCOLS["T5"],
         "OPERA's committed train/val/test uuids",
         ("healthy", "COVID-19"),
         table_builder=_coughvid_table("covid"),
@@ -697,7 +781,7 @@ _task(
         "cough",
         "classification",
         "holdout",
-        _CLS64,
+        PROBE_PROTOCOLS["T6"],
         "OPERA's committed train/val/test uuids",
         ("male", "female"),
         table_builder=_coughvid_table("gender"),
@@ -711,7 +795,7 @@ _task(
         "lung sound",
         "classification",
         "holdout",
-        _CLS32,
+        PROBE_PROTOCOLS["T7"],
         "official ICBHI train/test list; 20 % stratified validation from train (seed 1337)",
         ("Healthy", "COPD"),
         table_builder=_icbhi_copd_table,
@@ -725,7 +809,7 @@ _task(
         "cough",
         "classification",
         "holdout",
-        _CLS32,
+        PROBE_PROTOCOLS["T8"],
         "HeAR-aligned test set (OPERA's committed split); 20 % stratified validation (seed 1337)",
         ("non-smoker", "smoker"),
         table_builder=_coswara_table("smoker", "hear"),
@@ -739,7 +823,7 @@ _task(
         "cough",
         "classification",
         "holdout",
-        _CLS32,
+        PROBE_PROTOCOLS["T9"],
         "HeAR-aligned test set (OPERA's committed split); 20 % stratified validation (seed 1337)",
         ("male", "female"),
         table_builder=_coswara_table("sex", "hear"),
@@ -753,7 +837,7 @@ _task(
         "cough",
         "classification",
         "holdout",
-        _CLS32,
+        PROBE_PROTOCOLS["T8-random"],
         "random stratified 80/20 train/test (seed 1337); 20 % stratified validation (seed 1337)",
         ("non-smoker", "smoker"),
         table_builder=_coswara_table("smoker", "random"),
@@ -767,7 +851,7 @@ _task(
         "cough",
         "classification",
         "holdout",
-        _CLS32,
+        PROBE_PROTOCOLS["T9-random"],
         "random stratified 80/20 train/test (seed 1337); 20 % stratified validation (seed 1337)",
         ("male", "female"),
         table_builder=_coswara_table("sex", "random"),
@@ -781,7 +865,7 @@ _task(
         "lung sound",
         "classification",
         "holdout",
-        ProbeProtocol(epochs=50, batch_size=32, checkpoint_every=5),
+        PROBE_PROTOCOLS["T10"],
         "OPERA's committed split used by its linear_eval.py (non-train rows are test; filter variants of one "
         "recording can fall in different splits); 10 % stratified validation (seed 1337)",
         ("healthy", "obstructive"),
@@ -796,7 +880,7 @@ _task(
         "lung sound",
         "classification",
         "holdout",
-        ProbeProtocol(epochs=50, batch_size=32, checkpoint_every=5),
+        PROBE_PROTOCOLS["T10-subject"],
         "OPERA's committed subject-disjoint split (train_test.npy); 10 % stratified validation (seed 1337)",
         ("healthy", "obstructive"),
         opera=False,
@@ -811,7 +895,7 @@ _task(
         "lung sound",
         "classification",
         "holdout",
-        _CLS32,
+        PROBE_PROTOCOLS["T11"],
         "OPERA's committed patient-level train/val/test split",
         ("COPD0", "COPD1", "COPD2", "COPD3", "COPD4"),
         table_builder=_respiratory_tr_table,
@@ -825,7 +909,7 @@ _task(
         "snoring",
         "classification",
         "holdout",
-        ProbeProtocol(epochs=32, batch_size=64, checkpoint_every=3),
+        PROBE_PROTOCOLS["T12"],
         "stratified 60/20/20 (seed 42); prone recordings excluded",
         ("supine", "supine-left-head", "supine-right-head", "left-side", "right-side"),
         table_builder=_ssbpr_table,
@@ -842,7 +926,7 @@ for _number, (_modality, _label) in enumerate(
             "breath" if _modality == "deep_breath" else "vowel",
             "regression",
             "loocv",
-            _MMLUNG,
+            PROBE_PROTOCOLS[f"T{_number}"],
             "leave-one-subject-out over all 40 subjects; 11 % inner validation (seed 42)",
             target=_label,
             table_builder=_mmlung_table(_modality, _label),
@@ -856,7 +940,7 @@ _task(
         "nasal breath",
         "regression",
         "loso",
-        _NOSEMIC,
+        PROBE_PROTOCOLS["T19"],
         "leave-one-subject-out over OPERA's 16 listed subjects; 20 % inner validation (seed 42)",
         target="respiratory_rate",
         table_builder=_nosemic_table,
@@ -870,7 +954,7 @@ _task(
         "lung sound",
         "classification",
         "holdout",
-        _CLS64,
+        PROBE_PROTOCOLS["S1"],
         "patient-grouped stratified split (seed 1337); Poor Quality records excluded",
         ("Normal", "Adventitious"),
         opera=False,
@@ -885,7 +969,7 @@ _task(
         "lung sound",
         "classification",
         "holdout",
-        _CLS64,
+        PROBE_PROTOCOLS["S2"],
         "patient-grouped stratified split (seed 1337) of annotated respiratory events",
         ("Normal", "Adventitious"),
         opera=False,
@@ -976,6 +1060,7 @@ def load_task(
     index = FileIndex(root) if root is not None else FileIndex(Path(os.devnull))
     ctx = TaskContext(spec, root, index, opera, report, Path(data_root) if data_root else None, verify_audio)
     table = spec.table_builder(ctx).reset_index(drop=True)
+    report.duplicates.update({name: [str(p) for p in paths] for name, paths in index.duplicates.items()})
     table = _check_table_audio(table, report, verify_audio)
     report.n_usable = int(table["audio"].notna().sum())
     report.log()
