@@ -287,10 +287,8 @@ def embed_inputs(
     output_format = output_format or ("npy" if output.suffix.lower() == ".npy" else "parquet")
     if output_format not in FORMATS:
         raise ValueError(f"output format must be one of {FORMATS}, got {output_format!r}.")
-    for skipped in inputs.skipped:
-        logger.warning("Skipping %s: %s", skipped.path, skipped.reason)
     if len(inputs) == 0:
-        reasons = "; ".join(f"{s.path}: {s.reason}" for s in inputs.skipped[:10])
+        reasons = "; ".join(f"{s.path}: {s.reason}" for s in inputs.skipped)
         raise EmbedInputError(f"No readable audio to embed. {reasons}".strip())
     clips = _clip_dataset(inputs, encoder, max_duration)
     # Clips that fail while decoding or featurising (or embed to NaN) are left out and named, like the header check's.
@@ -299,9 +297,7 @@ def embed_inputs(
         num_workers=num_workers, progress=progress, desc="embed", return_failures=True,
     )
     skipped = list(inputs.skipped)
-    for index, reason in failures.items():
-        logger.warning("Skipping %s: %s", inputs.names[index], reason)
-        skipped.append(SkippedFile(inputs.names[index], reason))
+    skipped += [SkippedFile(inputs.names[index], reason) for index, reason in failures.items()]
     kept = [i for i in range(len(inputs)) if i not in failures]
     names = [inputs.names[i] for i in kept]
     vectors = np.ascontiguousarray(vectors[kept], dtype=np.float32)
@@ -325,6 +321,10 @@ def embed_inputs(
         atomic_write_text(index_path, _csv_text(["row", "path"], enumerate(names)))
     skipped_path = output.with_suffix(".skipped.csv")
     if skipped:
+        logger.warning(
+            "Left out %d of %d recordings (listed with reasons in %s): %s", len(skipped), len(skipped) + len(names),
+            skipped_path, "; ".join(f"{s.path}: {s.reason}" for s in skipped),
+        )
         atomic_write_text(skipped_path, _csv_text(["path", "reason"], ((s.path, s.reason) for s in skipped)))
     else:
         skipped_path.unlink(missing_ok=True)  # from an earlier run over other files
