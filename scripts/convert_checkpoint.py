@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Convert an original PaSST, AST or M2D checkpoint into a Hugging Face folder; the same as `resp-audio-hf convert`.
+"""Convert an original PaSST, AST, M2D or EfficientAT checkpoint into a Hugging Face folder; the same as
+`resp-audio-hf convert`.
 
     python scripts/convert_checkpoint.py --family passt passt-s-f128-p16-s10-ap.476-swa.pt out/passt
 """

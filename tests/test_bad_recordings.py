@@ -69,9 +69,11 @@ def hostile_sprsound(tmp_path_factory):
     files["deleted"].unlink()
     files["directory"].unlink()
     files["directory"].mkdir()
-    (corpus / "extra").mkdir()
-    shutil.copy(files["same_twin"], corpus / "extra" / files["same_twin"].name)
-    shutil.copy(files["nan"], corpus / "extra" / files["other_twin"].name)  # same name, other bytes
+    # Second copies inside the official layout (train_wav/; folders outside it, such as the release's example/,
+    # are not read).
+    (corpus / "train_wav").mkdir()
+    shutil.copy(files["same_twin"], corpus / "train_wav" / files["same_twin"].name)
+    shutil.copy(files["nan"], corpus / "train_wav" / files["other_twin"].name)  # same name, other bytes
     return data_root, files, labels
 
 
@@ -128,7 +130,7 @@ def test_record_task_names_every_unusable_recording_and_scores_the_rest(hostile_
     assert skipped[name["directory"]] == ["is a directory, not an audio file"]
     twin_reason = skipped[name["other_twin"]][0]
     assert twin_reason.startswith("present 2 times with different contents")
-    assert str(files["other_twin"]) in twin_reason and "extra" in twin_reason
+    assert str(files["other_twin"]) in twin_reason and "train_wav" in twin_reason
 
     # The rest is scored: every labelled recording of the selection once (the identical twin too), minus the skipped.
     usable = sum(a["record_annotation"] != "Poor Quality" for a in labels.values())
@@ -180,7 +182,9 @@ def test_a_recording_present_twice_identically_is_used_once(hostile_sprsound):
     assert task.table["file"].tolist().count(files["same_twin"].name) == 1
     assert files["other_twin"].name not in task.table["file"].tolist()
     twin = files["other_twin"].name
-    assert task.report.duplicates == {twin: [str(data_root / "sprsound" / "extra" / twin), str(files["other_twin"])]}
+    assert task.report.duplicates == {
+        twin: [str(files["other_twin"]), str(data_root / "sprsound" / "train_wav" / twin)]
+    }
 
 
 def test_a_recording_looked_up_by_name_and_present_twice_is_named_as_such_not_missing(tmp_path):

@@ -1,4 +1,5 @@
-"""AUROC, MAE and mean reciprocal rank against scikit-learn / scipy / pandas computed independently."""
+"""AUROC, MAE and mean reciprocal rank against scikit-learn / scipy / pandas computed independently; the ICBHI
+challenge's sensitivity and specificity against hand-computed values."""
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ from resp_audio_hf.benchmark.baselines import (
 from resp_audio_hf.benchmark.metrics import (
     absent_classes,
     auroc_ovr_macro,
+    icbhi_scores,
     mean_absolute_error,
     mean_reciprocal_rank,
 )
@@ -89,6 +91,21 @@ def test_auroc_rejects_undefined_inputs():
         auroc_ovr_macro(np.array([0, 1, 0]), np.array([[0.5, 0.5], [np.nan, 1], [1, 0]]))
     with pytest.raises(ValueError, match="rows"):
         auroc_ovr_macro(np.array([0, 1]), np.random.rand(3, 2))
+
+
+def test_icbhi_sensitivity_and_specificity_by_hand():
+    # classes: 0 normal, 1 crackle, 2 wheeze, 3 both
+    y_true = [0, 0, 0, 0, 1, 1, 2, 3, 3, 2]
+    y_pred = [0, 0, 1, 0, 1, 3, 2, 3, 0, 0]
+    # normal: 3 of 4 predicted normal -> Sp 0.75; abnormal: crackle 1/2, wheeze 1/2, both 1/2 predicted as their own
+    # class (a "both" cycle called "crackle" would be wrong too) -> Se 3/6.
+    assert icbhi_scores(y_true, y_pred) == {"sensitivity": 0.5, "specificity": 0.75, "icbhi_score": 0.625}
+    # Abnormal cycles predicted as another abnormal class do not count.
+    assert icbhi_scores([0, 1, 2, 3], [0, 2, 3, 1])["sensitivity"] == 0.0
+    with pytest.raises(ValueError, match="both normal and abnormal"):
+        icbhi_scores([1, 2, 3], [1, 2, 3])
+    with pytest.raises(ValueError, match="predictions"):
+        icbhi_scores([0, 1], [0])
 
 
 def test_mae_matches_sklearn():

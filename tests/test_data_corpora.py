@@ -31,6 +31,9 @@ def test_icbhi_builder_follows_official_list_and_names_problem_files(tmp_path, o
         _wav(db / f"{name}.wav", n)
     (db / "102_1b1_Ar_sc_Meditron.wav").write_bytes(b"")  # corrupt: empty
     _wav(db / "999_1b1_Xx_sc_Unknown.wav", 9)  # not in the official list
+    # Cycle annotations in the database's format (tab separated, start end crackle wheeze); 104 has none.
+    (db / "101_1b1_Al_sc_Meditron.txt").write_text("0.036\t0.579\t0\t0\n0.579\t2.45\t1\t1\n")
+    (db / "103_2b2_Ar_mc_LittC2SE.txt").write_text("0.2\t1.5\t0\t1\n\n")
     table = scan_corpus("icbhi", data_root=tmp_path, opera=opera)
     records = table.records.set_index("file")
     assert list(records.index) == ["101_1b1_Al_sc_Meditron", "103_2b2_Ar_mc_LittC2SE", "104_1b1_Al_sc_Litt3200"]
@@ -44,7 +47,18 @@ def test_icbhi_builder_follows_official_list_and_names_problem_files(tmp_path, o
     )
     report = table.report
     assert [c["path"].endswith("102_1b1_Ar_sc_Meditron.wav") for c in report.corrupt] == [True]
-    assert len(report.missing) == 920 - 4 and "105_1b1_Tc_sc_Meditron" in report.missing
+    assert records.loc["101_1b1_Al_sc_Meditron", "cycles"] == [
+        {"start_s": 0.036, "end_s": 0.579, "crackle": 0, "wheeze": 0},
+        {"start_s": 0.579, "end_s": 2.45, "crackle": 1, "wheeze": 1},
+    ]
+    assert records.loc["103_2b2_Ar_mc_LittC2SE", "cycles"] == [
+        {"start_s": 0.2, "end_s": 1.5, "crackle": 0, "wheeze": 1}
+    ]
+    assert records.loc["104_1b1_Al_sc_Litt3200", "cycles"] is None
+    missing_audio = [m for m in report.missing if not m.endswith(".txt")]
+    missing_annotations = [m for m in report.missing if m.endswith(".txt")]
+    assert len(missing_audio) == 920 - 4 and "105_1b1_Tc_sc_Meditron" in missing_audio
+    assert len(missing_annotations) == 920 - 2 and "104_1b1_Al_sc_Litt3200.txt" in missing_annotations
     assert [p.endswith("999_1b1_Xx_sc_Unknown.wav") for p in report.unlabelled] == [True]
     dataset = table.to_dataset_dict()
     assert set(dataset) == {"train", "test"} and dataset["test"].num_rows == 2

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _audio_helpers import load_audio as reference_decode
+from _training_helpers import make_mixed_quality_folder
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
 
@@ -320,3 +322,121 @@ def test_config_overrides_and_unknown_keys(tmp_path):
         apply_overrides({}, ["train.max_steps"])
     with pytest.raises(ValueError, match="exactly one"):
         CorpusConfig(corpus="sprsound", path="/x")
+
+
+# ---------------------------------------------------------------------------------------------- unusable files, cache
+
+
+@pytest.fixture
+def mixed_quality_folder(shared_data, tmp_path):
+    folder = tmp_path / "corpus"
+    good, bad = make_mixed_quality_folder(shared_data, folder)
+    return folder, good, bad
+
+
+def test_unusable_files_are_named_and_replaced_within_their_batch(mixed_quality_folder, feature_extractor):
+    folder, good, bad = mixed_quality_folder
+    config = build_dataclass(DataConfig, {"batch_size": 3, "corpora": [{"path": str(folder)}]})
+    stream = build_batch_stream(config, feature_extractor, 208, seed=0)
+    assert stream.batches_per_epoch == 3 and stream.unusable_files == {}
+    assert sorted(Path(p).name for p in stream.files["corpus"]) == sorted(good | bad)
+    iterator = iter(stream)
+    reported = []
+    for _ in range(stream.batches_per_epoch):  # one epoch: every file once
+        batch = next(iterator)
+        values, unusable = batch["input_values"], batch["unusable_files"]
+        assert values.shape == (3, 208, 80) and torch.isfinite(values).all()
+        # Each unusable clip was replaced by a copy of a usable crop of the same batch.
+        distinct = {tuple(row.flatten().tolist()) for row in values}
+        assert len(distinct) == 3 - len(unusable)
+        reported += unusable
+    assert sorted(Path(path).name for path, _ in reported) == sorted(bad)
+    reasons = {Path(path).name: reason for path, reason in reported}
+    assert all(reasons[name].startswith("not decodable") for name in bad - {"nan.wav"})
+    assert "non-finite" in reasons["nan.wav"]
+
+
+def test_decoding_cache_leaves_unusable_files_out_and_matches_direct_decoding(
+    mixed_quality_folder, feature_extractor, tmp_path
+):
+    folder, good, bad = mixed_quality_folder
+    config = build_dataclass(
+        DataConfig, {"batch_size": 2, "cache_dir": str(tmp_path / "cache"), "corpora": [{"path": str(folder)}]}
+    )
+    stream = build_batch_stream(config, feature_extractor, 208, seed=0)
+    assert sorted(Path(p).name for p in stream.unusable_files) == sorted(bad)
+    assert stream.batches_per_epoch == len(good) // 2
+    corpus = stream.dataset.corpora[0]
+    assert sorted(Path(p).name for p in corpus.paths) == sorted(good)
+    for row, path in enumerate(corpus.paths):
+        reference, rate = reference_decode(path, SAMPLING_RATE)
+        assert rate == SAMPLING_RATE
+        # float16 storage: within half a unit in the 11th significant bit (or the subnormal step near zero).
+        np.testing.assert_allclose(corpus.clip(row), reference, rtol=2**-11, atol=6e-8)
+    batch = next(iter(stream))
+    assert batch["unusable_files"] == [] and torch.isfinite(batch["input_values"]).all()
+
+
+def test_cached_batches_equal_decoded_batches_up_to_float16(shared_data, feature_extractor, tmp_path):
+    corpora = [{"path": str(shared_data / "sprsound" / "test_wav"), "limit": 6}]
+    direct = build_batch_stream(
+        build_dataclass(DataConfig, {"batch_size": 3, "corpora": corpora}), feature_extractor, 208, seed=0
+    )
+    cached = build_batch_stream(
+        build_dataclass(DataConfig, {"batch_size": 3, "corpora": corpora, "cache_dir": str(tmp_path)}),
+        feature_extractor,
+        208,
+        seed=0,
+    )
+    for a, b in zip(take(direct, 3)[0], take(cached, 3)[0]):
+        # The same crops (same seeds, same starts); log-mel of float16-rounded samples differs by ~1e-3 dB-scale units.
+        torch.testing.assert_close(b, a, rtol=0, atol=2e-2)
+
+
+def test_decoding_cache_is_reused_and_never_stale(shared_data, tmp_path):
+    import shutil
+
+    from audio_cache import SAMPLES_NAME, decoded_corpus
+
+    sources = sorted((shared_data / "sprsound" / "test_wav").glob("*.wav"))[:3]
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    paths = [str(folder / f"clip{i}.wav") for i in range(2)]
+    for source, path in zip(sources, paths):
+        shutil.copy(source, path)
+    cache = tmp_path / "cache"
+    first = decoded_corpus(paths, SAMPLING_RATE, cache, "clips")
+    stamp = (first.folder / SAMPLES_NAME).stat()
+    again = decoded_corpus(paths, SAMPLING_RATE, cache, "clips")
+    assert again.folder == first.folder and (again.folder / SAMPLES_NAME).stat().st_mtime_ns == stamp.st_mtime_ns
+
+    # A file replaced by another recording: a new key, and the new content.
+    shutil.copy(sources[2], paths[1])
+    changed = decoded_corpus(paths, SAMPLING_RATE, cache, "clips")
+    assert changed.folder != first.folder
+    fresh = decoded_corpus(paths, SAMPLING_RATE, tmp_path / "other_cache", "clips")
+    np.testing.assert_array_equal(changed.clip(1), fresh.clip(1))
+    assert not np.array_equal(changed.clip(1)[:1000], first.clip(1)[:1000])
+    # Another sampling rate or another file list is another cache.
+    assert decoded_corpus(paths, 8000, cache, "clips").folder != changed.folder
+    assert decoded_corpus(paths[:1], SAMPLING_RATE, cache, "clips").folder != changed.folder
+
+
+def test_interrupted_cache_build_leaves_no_cache(shared_data, tmp_path, monkeypatch):
+    import audio_cache
+
+    paths = [str(p) for p in sorted((shared_data / "sprsound" / "test_wav").glob("*.wav"))[:3]]
+    original = audio_cache._DecodeEach.__getitem__
+
+    def interrupted(self, index):
+        if index == 2:
+            raise KeyboardInterrupt
+        return original(self, index)
+
+    monkeypatch.setattr(audio_cache._DecodeEach, "__getitem__", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        audio_cache.decoded_corpus(paths, SAMPLING_RATE, tmp_path, "clips")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(audio_cache._DecodeEach, "__getitem__", original)
+    assert len(audio_cache.decoded_corpus(paths, SAMPLING_RATE, tmp_path, "clips")) == 3
+    assert len(list(tmp_path.glob(f"*/{audio_cache.INDEX_NAME}"))) == 1

@@ -19,6 +19,7 @@ from m2d_objective import (  # noqa: E402
     ema_decay_at,
     m2d_loss,
     random_patch_mask,
+    resolve_ema_decays,
 )
 
 from resp_audio_hf import RespAudioConfig, RespAudioModel  # noqa: E402
@@ -164,7 +165,7 @@ def test_ema_update_moves_the_target_towards_the_online_layers_only():
 
 
 def test_ema_decay_schedules():
-    linear = M2DObjectiveConfig()
+    linear = M2DObjectiveConfig(ema_decay_start=0.99995, ema_decay_end=0.99999)
     assert ema_decay_at(0, 1000, linear) == pytest.approx(0.99995)
     assert ema_decay_at(999, 1000, linear) == pytest.approx(0.99999)
     assert ema_decay_at(500, 1001, linear) == pytest.approx((0.99995 + 0.99999) / 2)
@@ -174,6 +175,26 @@ def test_ema_decay_schedules():
     assert all(b >= a for a, b in zip(values, values[1:]))
     with pytest.raises(ValueError):
         M2DObjectiveConfig(ema_schedule="step")
+
+
+def test_unset_ema_decays_scale_with_the_run_length():
+    scaled = M2DObjectiveConfig()
+    # Runs as long as M2D's (10^5 steps) or longer keep M2D's values.
+    assert resolve_ema_decays(scaled, 100_000) == pytest.approx((0.99995, 0.99999))
+    assert resolve_ema_decays(scaled, 1_000_000) == pytest.approx((0.99995, 0.99999))
+    # Shorter runs: the weight the target still gives its initial state after the whole run at the start decay,
+    # decay ** steps, stays what M2D's start decay leaves after 10^5 steps (e^-5), instead of ~0.9 unscaled.
+    for steps in (1_300, 3_000, 20_000):
+        start, end = resolve_ema_decays(scaled, steps)
+        assert start**steps == pytest.approx(0.99995**100_000, rel=0.02)
+        assert end**steps == pytest.approx(0.99999**100_000, rel=0.02)
+    assert 0.99995**3_000 > 0.85, "unscaled, a 3,000-step run would leave the target near its random start"
+    assert resolve_ema_decays(scaled, 3_000) == pytest.approx((1 - 0.05 / 30, 1 - 0.01 / 30))
+    assert resolve_ema_decays(scaled, 10) == (0.99, 0.99), "floored for very short runs"
+    # Explicit values are kept, one side at a time, and the schedule interpolates between the resolved values.
+    assert resolve_ema_decays(M2DObjectiveConfig(ema_decay_end=1.0), 3_000) == pytest.approx((1 - 0.05 / 30, 1.0))
+    assert ema_decay_at(0, 3_000, scaled) == pytest.approx(1 - 0.05 / 30)
+    assert ema_decay_at(2_999, 3_000, scaled) == pytest.approx(1 - 0.01 / 30)
 
 
 def test_bf16_autocast_gives_finite_loss_and_gradients():

@@ -124,7 +124,7 @@ def test_two_process_run_trains_and_saves_an_automodel_folder(reference_run):
     objective_state = load_file(checkpoint / "model.safetensors")
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, objective_state[f"encoder_model.{name}"]), name
-    # ... and the EMA target, at decay ~0.99995, has barely left the initial weights while the online encoder moved.
+    # ... and the EMA target (decay 0.99, the floor of the scaled default for 6 steps) lags behind the online encoder.
     moved = objective_state["encoder_model.encoder.layers.0.mlp.fc1.weight"]
     target = objective_state["target_encoder.layers.0.mlp.fc1.weight"]
     assert not torch.equal(moved, target)
@@ -204,3 +204,114 @@ def test_incomplete_checkpoints_are_never_resumed_from(tmp_path):
     with pytest.raises(OSError):
         save_final_folder(tmp_path, "model", fail)
     assert not (tmp_path / "model").exists() and not list(tmp_path.glob(".tmp-model-*"))
+
+
+# ---------------------------------------------------------------------------------------------- unusable files, export
+
+
+def mixed_quality_run(folder: Path, output_dir: Path, **data) -> dict:
+    """A tiny 1-process run over one folder holding usable and unusable files: 3 steps of 3 clips."""
+    return {
+        "model": {"preset": "tiny-m2d"},
+        "objective": {"predictor_hidden_size": 32, "predictor_num_layers": 1, "predictor_num_heads": 2},
+        "data": {"batch_size": 3, "corpora": [{"name": "mixed", "path": str(folder)}], **data},
+        "optimizer": {"lr": 2e-3, "warmup_steps": 1},
+        "train": {"output_dir": str(output_dir), "max_steps": 3, "save_every_steps": 3, "log_every_steps": 1},
+    }
+
+
+def train_in_process(raw: dict, command: str | None = None) -> Path:
+    from config import PretrainConfig, build_dataclass
+    from pretrain import train
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return train(build_dataclass(PretrainConfig, raw), command=command)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("cache", [False, True], ids=["decoded-per-step", "decoding-cache"])
+def test_unusable_training_files_are_named_counted_and_skipped(shared_data, tmp_path, fresh_accelerate_state, cache):
+    import hashlib
+
+    from _training_helpers import make_mixed_quality_folder
+
+    folder = tmp_path / "corpus"
+    good, bad = make_mixed_quality_folder(shared_data, folder)
+    output_dir = tmp_path / "run"
+    data = {"cache_dir": str(tmp_path / "cache")} if cache else {}
+    train_in_process(mixed_quality_run(folder, output_dir, **data))
+
+    records = metrics(output_dir)
+    assert [r["step"] for r in records] == [1, 2, 3] and all(0.0 <= r["loss"] <= 4.0 for r in records)
+    counts = [r["unusable_files"] for r in records]
+    # Decoded per step, one epoch of 3 batches of 3 meets all 9 files; the cache finds the 4 unusable ones up front.
+    assert counts == [4, 4, 4] if cache else (counts == sorted(counts) and counts[-1] == 4)
+    named = json.loads((output_dir / "unusable_files.json").read_text())
+    assert sorted(Path(path).name for path in named) == sorted(bad)
+    reasons = {Path(path).name: reason for path, reason in named.items()}
+    assert "non-finite" in reasons.pop("nan.wav") and all(r.startswith("not decodable") for r in reasons.values())
+    # The file list the run saw, and its hash, against an independent listing of the folder.
+    listed = sorted(str(path) for path in folder.iterdir())
+    data_files = json.loads((output_dir / "data_files.json").read_text())
+    assert data_files["corpora"]["mixed"]["files"] == listed and data_files["num_files"] == len(good) + len(bad)
+    assert data_files["sha256"] == hashlib.sha256("".join(f"{p}\n" for p in listed).encode()).hexdigest()
+
+
+def test_export_writes_a_loadable_self_describing_folder(shared_data, tmp_path, fresh_accelerate_state):
+    from export_pretrained import export
+    from transformers import AutoFeatureExtractor, AutoModel
+
+    import resp_audio_hf  # noqa: F401  (registers the Auto classes)
+
+    # Corpora under folder names the card recognises: SPRSound (GPL-3.0) train files, CC0 coughs.
+    sprsound = tmp_path / "SPRSound" / "train_wav"
+    sprsound.mkdir(parents=True)
+    for path in sorted((shared_data / "sprsound" / "test_wav").glob("*.wav"))[:4]:
+        (sprsound / path.name).symlink_to(path)
+    raw = mixed_quality_run(tmp_path / "unused", tmp_path / "run")
+    raw["data"]["corpora"] = [
+        {"name": "sprsound_train", "path": str(sprsound)},
+        {"name": "cough", "path": str(shared_data / "covid19-cough" / "raw"), "limit": 5},
+    ]
+    run = tmp_path / "run"
+    with pytest.raises(FileNotFoundError, match="not finished"):
+        export(run, "tiny-resp", tmp_path / "pretrained")
+    config_path = tmp_path / "tiny_resp.yaml"
+    config_path.write_text(yaml.safe_dump(raw))
+    train_in_process(raw, command=f"python training/pretrain.py --config {config_path}")
+
+    with pytest.raises(ValueError, match="MB limit"):
+        export(run, "tiny-resp", tmp_path / "pretrained", config_path, max_megabytes=0.01)
+    assert not (tmp_path / "pretrained" / "tiny-resp").exists()
+    folder = export(run, "tiny-resp", tmp_path / "pretrained", config_path)
+
+    # The saved model folder (weights, configuration, feature extractor, remote code) plus the run's records.
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [p.name for p in (run / "model").iterdir()]
+        + ["README.md", "command.txt", "file_list.json", "loss_curve.png", "metrics.jsonl"]
+        + ["pretrain_config.json", "tiny_resp.yaml", "unusable_files.json"]
+    )
+    model = AutoModel.from_pretrained(folder)
+    trained = load_file(run / "model" / "model.safetensors")
+    assert all(torch.equal(tensor, trained[name]) for name, tensor in model.state_dict().items())
+    assert AutoFeatureExtractor.from_pretrained(folder).frontend == "m2d"
+    assert (folder / "command.txt").read_text() == f"python training/pretrain.py --config {config_path}\n"
+    assert (folder / "metrics.jsonl").read_text() == (run / "metrics.jsonl").read_text()
+    assert (folder / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = json.loads((folder / "file_list.json").read_text())
+    seen = json.loads((run / "data_files.json").read_text())
+    assert summary["sha256"] == seen["sha256"] and summary["num_files"] == 9
+    assert "files" not in json.dumps(summary["corpora"]).replace("num_files", "")
+    card = (folder / "README.md").read_text()
+    assert card.startswith("---\nlicense: gpl-3.0\n")
+    assert "GPL-3.0" in card and "CC0-1.0" in card and "No SPRSound test recording" in card
+
+    # A run that listed SPRSound test recordings says so in its card.
+    listed = seen["corpora"]["sprsound_train"]["files"]
+    seen["corpora"]["sprsound_train"]["files"] = [path.replace("train_wav", "test_wav") for path in listed]
+    (run / "data_files.json").write_text(json.dumps(seen))
+    card = (export(run, "tiny-resp", tmp_path / "pretrained") / "README.md").read_text()
+    assert "4 SPRSound test recordings were in the training data" in card

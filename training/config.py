@@ -86,6 +86,9 @@ class DataConfig:
         shuffle_buffer: examples in the shuffle buffer of a stream.
         epoch_size: clips per epoch when corpora are mixed by weight (default: the sum of their sizes).
         short_clips: `"repeat"` tiles clips shorter than a crop (M2D's `repeat_short`), `"pad"` zero-pads them.
+        cache_dir: decode every clip of the (local, map-style) corpora once, resampled to the model's rate, into this
+            folder as float16 (`audio_cache.py`; keyed by each file's path, size and mtime, so never stale) and crop
+            from there: no decoding or resampling per step. Unusable files are then left out before training.
     """
 
     corpora: list[CorpusConfig] = field(default_factory=list)
@@ -95,6 +98,7 @@ class DataConfig:
     shuffle_buffer: int = 1000
     epoch_size: int | None = None
     short_clips: str = "repeat"
+    cache_dir: str | None = None
 
     def __post_init__(self):
         if not self.corpora:

@@ -12,6 +12,11 @@ Two sources, one interface (`BatchStream`: iterate batches, `state_dict()` / `lo
   epochs, so every process always has a next batch. Resuming re-reads rows up to the saved position without
   decoding their audio.
 
+Unusable files (undecodable, empty, non-finite) never stop a run: a clip that fails to decode is replaced in its batch
+by another clip of the same batch, and the batch names the file and the reason under `"unusable_files"` (pretrain.py
+counts them in metrics.jsonl and lists them in `unusable_files.json`). With `data.cache_dir`, local corpora are
+decoded once (`audio_cache.py`) and unusable files are left out of the corpus from the start.
+
 Random crops draw from a generator seeded per clip (from the data seed, the epoch and the clip's position), never from
 the global RNG, so a resumed run sees exactly the crops an uninterrupted one would, whatever the worker count.
 """
@@ -31,7 +36,9 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
+from audio_cache import DecodedCorpus, decoded_corpus
 from config import CorpusConfig, DataConfig
+from resp_audio_hf.data.audio import AudioDecodeError, _short_error
 
 logger = logging.getLogger(__name__)
 
@@ -210,6 +217,14 @@ def load_corpus(spec: CorpusConfig, sampling_rate: int, streaming: bool = False)
 # ---------------------------------------------------------------------------------------------- clips and crops
 
 
+@dataclass(frozen=True)
+class UnusableClip:
+    """Stands in for a clip whose file could not be used; the collator replaces it and reports it."""
+
+    path: str
+    reason: str
+
+
 class ClipDecoder:
     """Decodes one stored clip (`{"path", "bytes"}`) to mono float32 at `sampling_rate`, cropped to `crop_samples`."""
 
@@ -236,12 +251,17 @@ class ClipDecoder:
             # Whole clips are cropped here; a range decode that fell short of the header's duration is tiled.
             waveform = crop_clip(waveform, self.crop_samples, rng, self.short_clips)
         except Exception as error:  # torchcodec raises RuntimeError/ValueError subclasses for bad streams
-            raise RuntimeError(
-                f"Could not decode {source}{where}: {error}. Remove the file or exclude it with a corpus filter."
-            ) from error
+            raise AudioDecodeError(source, f"not decodable{where}: {_short_error(error)}") from error
         if not np.isfinite(waveform).all():
-            raise RuntimeError(f"{source}{where} decoded to non-finite samples (NaN/inf); repair or exclude it.")
+            raise AudioDecodeError(source, f"decoded to non-finite samples (NaN/inf){where}")
         return np.ascontiguousarray(waveform, dtype=np.float32)
+
+    def crop_or_unusable(self, stored: dict, rng: np.random.Generator, where: str = "") -> np.ndarray | UnusableClip:
+        """`self(...)`, or an `UnusableClip` naming the file and the reason when it cannot be decoded."""
+        try:
+            return self(stored, rng, where)
+        except AudioDecodeError as error:
+            return UnusableClip(error.path, error.reason)
 
 
 def crop_clip(
@@ -268,13 +288,27 @@ def crop_samples_for(feature_extractor, num_frames: int) -> int:
 
 
 class LogMelCollator:
-    """Equal-length crops -> `{"input_values": [batch, num_frames, num_mel_bins]}` through the model's front end."""
+    """
+    Equal-length crops -> `{"input_values": [batch, num_frames, num_mel_bins], "unusable_files": [(path, reason)]}`
+    through the model's front end. An `UnusableClip` is replaced by a usable crop of the same batch (the batch keeps
+    its size, so every process keeps running the same steps) and reported in `unusable_files`.
+    """
 
     def __init__(self, feature_extractor, num_frames: int):
         self.feature_extractor = feature_extractor
         self.num_frames = num_frames
 
-    def __call__(self, waveforms: list[np.ndarray]) -> dict[str, torch.Tensor]:
+    def __call__(self, items: list[np.ndarray | UnusableClip]) -> dict:
+        usable = [item for item in items if not isinstance(item, UnusableClip)]
+        unusable = [(item.path, item.reason) for item in items if isinstance(item, UnusableClip)]
+        if not usable:
+            raise RuntimeError(
+                f"Every clip of a batch was unusable: {unusable}. Check the corpora (or use data.cache_dir, which "
+                "leaves unusable files out up front)."
+            )
+        waveforms = [
+            usable[i % len(usable)] if isinstance(item, UnusableClip) else item for i, item in enumerate(items)
+        ]
         features = self.feature_extractor(
             waveforms,
             sampling_rate=self.feature_extractor.sampling_rate,
@@ -284,7 +318,7 @@ class LogMelCollator:
             return_attention_mask=False,
             return_tensors="pt",
         )
-        return {"input_values": features["input_values"]}
+        return {"input_values": features["input_values"], "unusable_files": unusable}
 
 
 # ---------------------------------------------------------------------------------------------- map-style mixture
@@ -370,7 +404,10 @@ class MixtureBatchSampler(torch.utils.data.Sampler):
 
 
 class CropDataset(torch.utils.data.Dataset):
-    """`dataset[(corpus, row, crop_seed)]` -> a random crop of that clip (float32 waveform)."""
+    """
+    `dataset[(corpus, row, crop_seed)]` -> a random crop of that clip (float32 waveform), or an `UnusableClip`.
+    A corpus is a `datasets.Dataset` of stored audio (decoded here) or a `DecodedCorpus` (decoded once, cached).
+    """
 
     def __init__(self, corpora: list, names: list[str], decoder: ClipDecoder):
         self.corpora, self.names, self.decoder = corpora, names, decoder
@@ -378,10 +415,13 @@ class CropDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return sum(len(corpus) for corpus in self.corpora)
 
-    def __getitem__(self, key: tuple[int, int, int]) -> np.ndarray:
+    def __getitem__(self, key: tuple[int, int, int]) -> np.ndarray | UnusableClip:
         corpus, row, seed = key
-        stored = self.corpora[corpus][row]["audio"]
-        return self.decoder(stored, np.random.default_rng(seed), where=f" (corpus {self.names[corpus]}, row {row})")
+        source, rng = self.corpora[corpus], np.random.default_rng(seed)
+        if isinstance(source, DecodedCorpus):
+            return crop_clip(source.clip(row), self.decoder.crop_samples, rng, self.decoder.short_clips)
+        stored = source[row]["audio"]
+        return self.decoder.crop_or_unusable(stored, rng, where=f" (corpus {self.names[corpus]}, row {row})")
 
 
 class BatchStream:
@@ -391,9 +431,14 @@ class BatchStream:
 
     Attributes:
         batches_per_epoch: micro-batches per epoch and process (`None` for streams, whose length is unknown).
+        files: the audio files listed for each corpus, unusable ones included (`None` for streams).
+        unusable_files: `{path: reason}` of the files left out before training (by the decoding cache); files found
+            unusable during training are reported by the batches instead.
     """
 
     batches_per_epoch: int | None = None
+    files: dict[str, list[str]] | None = None
+    unusable_files: dict[str, str]
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         raise NotImplementedError
@@ -426,6 +471,7 @@ class MixtureBatchStream(BatchStream):
             )
         self.epoch, self.batch_in_epoch = 0, 0
         self.corpus_sizes = [len(c) for c in dataset.corpora]
+        self.unusable_files = {}
 
     def state_dict(self) -> dict:
         return {
@@ -501,7 +547,9 @@ class _StreamingCrops(torch.utils.data.IterableDataset):
                 mine = batch_index % num_workers == worker_id
                 rng = np.random.default_rng([owner.seed, owner.rank, epoch, position])
                 pending.append(
-                    owner.decoder(stored, rng, where=f" (stream epoch {epoch}, row {position})") if mine else None
+                    owner.decoder.crop_or_unusable(stored, rng, where=f" (stream epoch {epoch}, row {position})")
+                    if mine
+                    else None
                 )
                 if len(pending) == owner.batch_size:
                     if mine:
@@ -535,6 +583,7 @@ class StreamingBatchStream(BatchStream):
             num_workers,
         )
         self.epoch, self.offset = 0, 0
+        self.unusable_files = {}
 
     def state_dict(self) -> dict:
         return {"kind": "stream", "epoch": self.epoch, "offset": self.offset, "world_size": self.world_size}
@@ -578,6 +627,8 @@ def build_batch_stream(
     collate = LogMelCollator(feature_extractor, num_frames)
     corpora = [load_corpus(spec, sampling_rate, streaming=config.streaming) for spec in config.corpora]
     names = [spec.label for spec in config.corpora]
+    if config.streaming and config.cache_dir is not None:
+        raise ValueError("data.cache_dir decodes local corpora once; it does not apply to streams (data.streaming).")
     if config.streaming:
         import datasets
 
@@ -592,6 +643,17 @@ def build_batch_stream(
             stream, decoder, collate, config.batch_size, rank, world_size, seed, config.num_workers
         )
 
+    files = {name: corpus_paths(name, corpus) for name, corpus in zip(names, corpora)}
+    unusable: dict[str, str] = {}
+    if config.cache_dir is not None:
+        embedded = [name for name in names if None in files[name]]
+        if embedded:
+            raise ValueError(f"data.cache_dir decodes files; corpora {embedded} hold audio as embedded bytes.")
+        corpora = [
+            decoded_corpus(files[name], sampling_rate, config.cache_dir, name, config.num_workers) for name in names
+        ]
+        for corpus in corpora:
+            unusable.update(corpus.unusable)
     for name, corpus in zip(names, corpora):
         logger.info("Corpus %s: %d clips.", name, len(corpus))
     plan = MixturePlan(
@@ -602,6 +664,16 @@ def build_batch_stream(
         config.epoch_size,
     )
     sampler = MixtureBatchSampler(plan, config.batch_size, world_size, rank)
-    return MixtureBatchStream(
+    stream = MixtureBatchStream(
         CropDataset(corpora, names, decoder), sampler, collate, config.num_workers, gradient_accumulation_steps
     )
+    stream.files, stream.unusable_files = files, unusable
+    return stream
+
+
+def corpus_paths(name: str, table) -> list[str | None]:
+    """The file of every row of a map-style corpus, in row order (`None` for audio stored as bytes), read from the
+    Arrow column without touching any embedded bytes."""
+    import pyarrow.compute
+
+    return pyarrow.compute.struct_field(table.with_format("arrow")["audio"], "path").to_pylist()

@@ -11,7 +11,8 @@ As in M2D (nttcslab/m2d, `M2DViT`):
   `no_grad` on its side) and owns an EMA copy of the Transformer layers and the final LayerNorm;
 - the target features are standardised per token (M2D's default `norm_pix_loss`), then prediction and target are
   L2-normalised and the loss is their squared distance, `2 - 2 cos`, averaged over the masked tokens;
-- the EMA decay moves from `ema_decay_start` to `ema_decay_end` over training (linear in M2D's code).
+- the EMA decay moves from `ema_decay_start` to `ema_decay_end` over training (linear in M2D's code). M2D's values
+  (0.99995 -> 0.99999) suit runs of ~10^5 steps; left unset, both are scaled to the run length (`resolve_ema_decays`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,12 @@ from resp_audio_hf import RespAudioConfig, RespAudioModel
 from resp_audio_hf.modeling_resp_audio import RespAudioEncoder, sincos_2d_position_embeddings
 
 EMA_SCHEDULES = ("linear", "cosine")
+# M2D's EMA decays (train_audio.py) and the run length they were made for: 1 - decay is the inverse of the number of
+# steps the target averages over, so a run `EMA_REFERENCE_STEPS / n` times shorter needs `1 - decay` n times larger.
+M2D_EMA_DECAYS = (0.99995, 0.99999)
+EMA_REFERENCE_STEPS = 100_000
+# Scaled decays never fall below this: shorter horizons make the target chase the online encoder step by step.
+MIN_SCALED_EMA_DECAY = 0.99
 
 
 @dataclass
@@ -44,8 +51,11 @@ class M2DObjectiveConfig:
         predictor_intermediate_size: MLP width of the predictor; `None` means 4 x `predictor_hidden_size`.
         standardize_target: standardise each target token over its features before the L2 normalisation (M2D's
             `norm_pix_loss=True`, the default of its training script).
-        ema_decay_start: EMA decay of the target encoder at the first step (M2D: 0.99995).
-        ema_decay_end: EMA decay at the last step (M2D: 0.99999; BYOL-style schedules use 1.0).
+        ema_decay_start: EMA decay of the target encoder at the first step (M2D: 0.99995, for runs of ~10^5 steps).
+            `None` (the default) scales M2D's value to the run length: `1 - 0.00005 * max(1, 10^5 / total_steps)`,
+            at least 0.99, e.g. 0.99833 for 3,000 steps (see `resolve_ema_decays`).
+        ema_decay_end: EMA decay at the last step (M2D: 0.99999; BYOL-style schedules use 1.0). `None` scales M2D's
+            value the same way (0.99967 for 3,000 steps).
         ema_schedule: `"linear"` (M2D's code) or `"cosine"` (BYOL: `end - (end - start) * (cos(pi t) + 1) / 2`).
     """
 
@@ -55,8 +65,8 @@ class M2DObjectiveConfig:
     predictor_num_heads: int = 16
     predictor_intermediate_size: int | None = None
     standardize_target: bool = True
-    ema_decay_start: float = 0.99995
-    ema_decay_end: float = 0.99999
+    ema_decay_start: float | None = None
+    ema_decay_end: float | None = None
     ema_schedule: str = "linear"
 
     def __post_init__(self):
@@ -75,14 +85,27 @@ class M2DObjectiveConfig:
         if self.ema_schedule not in EMA_SCHEDULES:
             raise ValueError(f"ema_schedule must be one of {EMA_SCHEDULES}, got {self.ema_schedule!r}.")
         for name in ("ema_decay_start", "ema_decay_end"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
+            if getattr(self, name) is not None and not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}.")
 
 
+def resolve_ema_decays(config: M2DObjectiveConfig, total_steps: int) -> tuple[float, float]:
+    """
+    `(start, end)` EMA decays of a run of `total_steps`: the configured values, or, where unset, M2D's scaled so that
+    the target averages over the same fraction of the run as in M2D's ~10^5-step runs (never above M2D's values, never
+    below `MIN_SCALED_EMA_DECAY`). Unscaled, a run of a few thousand steps would leave the target at its random start.
+    """
+    shortening = max(1.0, EMA_REFERENCE_STEPS / max(total_steps, 1))
+    scaled = [max(MIN_SCALED_EMA_DECAY, 1.0 - (1.0 - decay) * shortening) for decay in M2D_EMA_DECAYS]
+    start = config.ema_decay_start if config.ema_decay_start is not None else scaled[0]
+    end = config.ema_decay_end if config.ema_decay_end is not None else scaled[1]
+    return start, end
+
+
 def ema_decay_at(step: int, total_steps: int, config: M2DObjectiveConfig) -> float:
-    """EMA decay for optimizer step `step` (0-based) of `total_steps`."""
+    """EMA decay for optimizer step `step` (0-based) of `total_steps` (unset decays scaled by `resolve_ema_decays`)."""
     progress = min(max(step / max(total_steps - 1, 1), 0.0), 1.0)
-    start, end = config.ema_decay_start, config.ema_decay_end
+    start, end = resolve_ema_decays(config, total_steps)
     if config.ema_schedule == "linear":
         return start + (end - start) * progress
     return end - (end - start) * (math.cos(math.pi * progress) + 1.0) / 2.0
@@ -323,4 +346,5 @@ __all__ = [
     "ema_decay_at",
     "m2d_loss",
     "random_patch_mask",
+    "resolve_ema_decays",
 ]

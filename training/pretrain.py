@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import logging
 import math
 import os
+import shlex
 import signal
 import sys
 import time
@@ -37,10 +39,12 @@ from checkpointing import (  # noqa: E402
 )
 from config import OptimizerConfig, PretrainConfig, load_config, to_plain_dict, training_argument_parser  # noqa: E402
 from data import build_batch_stream  # noqa: E402
-from m2d_objective import M2DObjective, ema_decay_at  # noqa: E402
+from m2d_objective import M2DObjective, ema_decay_at, resolve_ema_decays  # noqa: E402
 
 logger = logging.getLogger("pretrain")
 METRICS_NAME = "metrics.jsonl"
+UNUSABLE_FILES_NAME = "unusable_files.json"
+DATA_FILES_NAME = "data_files.json"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -118,12 +122,15 @@ def resolve_schedule(config: PretrainConfig, batches_per_epoch: int | None, worl
         warmup_steps = 0
     effective_batch = config.data.batch_size * accumulation * world_size
     peak = optimizer.lr if optimizer.lr is not None else optimizer.blr * effective_batch / 256
+    ema_start, ema_end = resolve_ema_decays(config.objective, total_steps)
     return {
         "total_steps": total_steps,
         "warmup_steps": min(warmup_steps, total_steps),
         "steps_per_epoch": steps_per_epoch,
         "effective_batch_size": effective_batch,
         "peak_lr": peak,
+        "ema_decay_start": ema_start,
+        "ema_decay_end": ema_end,
     }
 
 
@@ -163,6 +170,48 @@ class MetricsLog:
                 handle.write(json.dumps(record) + "\n")
 
 
+class UnusableFileLog:
+    """
+    Files the run could not use, named in `unusable_files.json` (`{path: reason}`, rewritten atomically when one is
+    added, kept across resumes) and counted in every metrics line; each is logged once, when first met.
+    """
+
+    def __init__(self, path: Path, enabled: bool):
+        self.path, self.enabled = path, enabled
+        self.files: dict[str, str] = {}
+        if enabled and path.exists():
+            self.files = json.loads(path.read_text(encoding="utf-8"))
+
+    def add(self, found: dict[str, str]) -> None:
+        new = {path: reason for path, reason in found.items() if path not in self.files}
+        if not self.enabled or not new:
+            return
+        for path, reason in new.items():
+            logger.warning("Skipping unusable file %s: %s", path, reason)
+        self.files.update(new)
+        write_json_atomic(self.path, self.files)
+
+
+def file_list_sha256(paths) -> str:
+    """SHA-256 of the sorted paths, one per line: identifies the exact file list a run saw."""
+    return hashlib.sha256("".join(f"{path}\n" for path in sorted(paths)).encode("utf-8")).hexdigest()
+
+
+def data_files_record(files: dict[str, list[str]] | None) -> dict:
+    """Per corpus and overall: the files listed and the SHA-256 of the sorted list (`None` for streams)."""
+    if files is None:
+        return {"files": None, "sha256": None}
+    every = [path for paths in files.values() for path in paths]
+    return {
+        "sha256": file_list_sha256(every),
+        "num_files": len(every),
+        "corpora": {
+            name: {"num_files": len(paths), "sha256": file_list_sha256(paths), "files": sorted(paths)}
+            for name, paths in files.items()
+        },
+    }
+
+
 def _peak_memory_mb(device: torch.device) -> dict:
     import resource
 
@@ -197,12 +246,18 @@ class ThroughputWindow:
         return time.perf_counter() - self._start
 
 
-def accumulate_gradients(accelerator, objective, batch_iterator, mask_generator, config, step: int) -> list:
-    """Forward and backward `gradient_accumulation_steps` micro-batches; returns their (detached) losses."""
+def accumulate_gradients(
+    accelerator, objective, batch_iterator, mask_generator, config, step: int
+) -> tuple[list, list[tuple[str, str]]]:
+    """
+    Forward and backward `gradient_accumulation_steps` micro-batches; returns their (detached) losses and the
+    `(path, reason)` of the unusable files their batches replaced.
+    """
     accumulation = config.train.gradient_accumulation_steps
-    losses = []
+    losses, unusable = [], []
     for micro_step in range(accumulation):
         batch = next(batch_iterator)
+        unusable.extend(batch.get("unusable_files", []))
         mask_generator.manual_seed(mask_seed(config.train.seed, accelerator.process_index, step, micro_step))
         # Gradients are all-reduced once per optimizer step, on its last micro-batch.
         sync = micro_step == accumulation - 1
@@ -216,7 +271,7 @@ def accumulate_gradients(accelerator, objective, batch_iterator, mask_generator,
                 )
             accelerator.backward(output.loss / accumulation)
         losses.append(output.loss.detach())
-    return losses
+    return losses, unusable
 
 
 def use_cpu_backend() -> bool:
@@ -229,8 +284,11 @@ def use_cpu_backend() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
 
 
-def train(config: PretrainConfig, resume: str | None = None, stop_after_steps: int | None = None) -> Path | None:
-    """Run pre-training; returns the final model folder (None on non-main processes)."""
+def train(
+    config: PretrainConfig, resume: str | None = None, stop_after_steps: int | None = None, command: str | None = None
+) -> Path | None:
+    """Run pre-training; returns the final model folder (None on non-main processes). `command` (the command line
+    that started the run) is recorded in `pretrain_config.json`."""
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration, set_seed
     from resp_audio_hf import RespAudioFeatureExtractor
@@ -257,15 +315,16 @@ def train(config: PretrainConfig, resume: str | None = None, stop_after_steps: i
     encoder = build_encoder(config)
     objective = M2DObjective(encoder, config.objective)
     feature_extractor = RespAudioFeatureExtractor.from_model_config(encoder.config, reject_silent_audio=False)
-    batches = build_batch_stream(
-        config.data,
-        feature_extractor,
-        encoder.config.max_length,
-        seed=config.train.seed,
-        rank=accelerator.process_index,
-        world_size=accelerator.num_processes,
-        gradient_accumulation_steps=config.train.gradient_accumulation_steps,
-    )
+    with accelerator.main_process_first():  # the main process fills data.cache_dir; the others then read it
+        batches = build_batch_stream(
+            config.data,
+            feature_extractor,
+            encoder.config.max_length,
+            seed=config.train.seed,
+            rank=accelerator.process_index,
+            world_size=accelerator.num_processes,
+            gradient_accumulation_steps=config.train.gradient_accumulation_steps,
+        )
     schedule = resolve_schedule(config, batches.batches_per_epoch, accelerator.num_processes)
     optimizer = build_optimizer(objective, config.optimizer)
     objective, optimizer = accelerator.prepare(objective, optimizer)
@@ -295,9 +354,16 @@ def train(config: PretrainConfig, resume: str | None = None, stop_after_steps: i
 
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(output_dir / "pretrain_config.json", {"config": to_plain_dict(config), "schedule": schedule})
+        write_json_atomic(
+            output_dir / "pretrain_config.json",
+            {"config": to_plain_dict(config), "schedule": schedule, "command": command},
+        )
+        write_json_atomic(output_dir / DATA_FILES_NAME, data_files_record(batches.files))
         logger.info("Schedule: %s", schedule)
     metrics = MetricsLog(output_dir / METRICS_NAME, accelerator.is_main_process, start_step if checkpoint else None)
+    unusable_files = UnusableFileLog(output_dir / UNUSABLE_FILES_NAME, accelerator.is_main_process)
+    unusable_files.add(batches.unusable_files)
+    pending_unusable: list[tuple[str, str]] = []
 
     total_steps = schedule["total_steps"]
     clips_per_step = schedule["effective_batch_size"]
@@ -313,7 +379,8 @@ def train(config: PretrainConfig, resume: str | None = None, stop_after_steps: i
         lr = learning_rate_at(step, total_steps, schedule["warmup_steps"], schedule["peak_lr"], config.optimizer.min_lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        losses = accumulate_gradients(accelerator, objective, batch_iterator, mask_generator, config, step)
+        losses, unusable = accumulate_gradients(accelerator, objective, batch_iterator, mask_generator, config, step)
+        pending_unusable.extend(unusable)
         grad_norm = None
         if config.optimizer.clip_grad is not None:
             grad_norm = float(accelerator.clip_grad_norm_(objective.parameters(), config.optimizer.clip_grad))
@@ -327,6 +394,12 @@ def train(config: PretrainConfig, resume: str | None = None, stop_after_steps: i
 
         if done % config.train.log_every_steps == 0 or done == total_steps:
             loss = accelerator.reduce(torch.stack(window.losses).mean(), reduction="mean").item()
+            if accelerator.num_processes > 1:
+                from accelerate.utils import gather_object
+
+                pending_unusable = gather_object(pending_unusable)
+            unusable_files.add(dict(pending_unusable))
+            pending_unusable = []
             record = {
                 "step": done,
                 "epoch": done / schedule["steps_per_epoch"] if schedule["steps_per_epoch"] else None,
@@ -334,6 +407,7 @@ def train(config: PretrainConfig, resume: str | None = None, stop_after_steps: i
                 "lr": lr,
                 "ema_decay": decay,
                 "grad_norm": grad_norm,
+                "unusable_files": len(unusable_files.files),
                 "clips_per_second": window.steps * clips_per_step / window.seconds(),
                 **_peak_memory_mb(accelerator.device),
             }
@@ -363,7 +437,8 @@ def train(config: PretrainConfig, resume: str | None = None, stop_after_steps: i
 def main(argv=None) -> None:
     args = parse_args(argv)
     config = load_config(PretrainConfig, args.config, args.overrides)
-    train(config, resume=args.resume, stop_after_steps=args.stop_after_steps)
+    command = shlex.join(["python", *(sys.argv if argv is None else ["training/pretrain.py", *argv])])
+    train(config, resume=args.resume, stop_after_steps=args.stop_after_steps, command=command)
 
 
 if __name__ == "__main__":

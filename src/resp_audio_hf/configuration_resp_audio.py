@@ -15,6 +15,8 @@ POOLING_TYPES = ("freq_preserving", "mean", "cls")
 # the default of `RespAudioConfig.__init__`.
 _VIT_BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
 _VIT_TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+# A few million parameters: pre-trainable from scratch on a CPU in an hour or two (training/configs/small_m2d_resp.yaml).
+_VIT_SMALL = dict(hidden_size=256, num_hidden_layers=6, num_attention_heads=4, intermediate_size=1024)
 _PASST = dict(
     frontend="passt",
     sampling_rate=32000,
@@ -58,6 +60,8 @@ PRESETS: dict[str, dict] = {
     "tiny-passt": {**_PASST, **_VIT_TINY, "max_length": 198},
     "tiny-ast": {**_AST, **_VIT_TINY, "max_length": 198},
     "tiny-m2d": {**_M2D, **_VIT_TINY, "max_length": 208},
+    # M2D layout (80 mels, 16 x 16 patches) in 2.08 s windows, 4.8 M parameters.
+    "small-m2d": {**_M2D, **_VIT_SMALL, "max_length": 208},
 }
 
 
@@ -74,7 +78,7 @@ class RespAudioConfig(PreTrainedConfig):
     r"""
     Configuration of [`RespAudioModel`]: one spectrogram Vision Transformer whose fields select the PaSST, AST or M2D
     family. Use [`RespAudioConfig.from_preset`] for the published sizes (`resp-passt`, `resp-ast`, `resp-m2d`) or tiny
-    test sizes (`tiny-passt`, `tiny-ast`, `tiny-m2d`).
+    test sizes (`tiny-passt`, `tiny-ast`, `tiny-m2d`), or `small-m2d` (4.8 M parameters, pre-trainable on a CPU).
 
     Args:
         frontend (`str`, *optional*, defaults to `"passt"`):

@@ -71,7 +71,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tasks",
         default="all",
-        help="comma-separated task ids (T1-T19, T8-random, T9-random, T10-subject, S1, S2), 'opera' (T1-T19) or 'all' (default)",
+        help="comma-separated task ids (T1-T19, T8-random, T9-random, T10-subject, ICBHI-cycle, S1, S2), "
+        "'opera' (T1-T19) or 'all' (default)",
     )
     parser.add_argument(
         "--data-root",
@@ -95,8 +96,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
         "--pooling",
-        help="replace the resp_audio model's config.pooling: freq_preserving, mean or cls (the pooling ablation; "
-        "recorded in the results, and part of the embedding cache key)",
+        help="replace the model's config.pooling: freq_preserving, mean or cls for resp_audio, freq_preserving or "
+        "mean for efficientat (the pooling ablation; recorded in the results, and part of the embedding cache key)",
     )
     parser.add_argument(
         "--max-duration",

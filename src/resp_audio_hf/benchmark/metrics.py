@@ -1,4 +1,5 @@
-"""Metrics of the OPERA benchmark: macro one-vs-rest AUROC, MAE, and mean reciprocal rank across models."""
+"""Metrics of the OPERA benchmark (macro one-vs-rest AUROC, MAE, mean reciprocal rank across models) and the
+ICBHI 2017 challenge's sensitivity, specificity and score."""
 
 from __future__ import annotations
 
@@ -55,6 +56,33 @@ def auroc_ovr_macro(y_true, scores) -> float | np.ndarray:
     result = np.mean(per_class, axis=0)
     return float(result) if np.ndim(result) == 0 else result
 
+
+def icbhi_scores(y_true, y_pred, normal_class: int = 0) -> dict[str, float]:
+    """The ICBHI 2017 challenge's metrics of predicted classes (Rocha et al., Physiol. Meas. 2019).
+
+    Sensitivity = correctly classified abnormal cycles / all abnormal cycles (an abnormal cycle counts only when
+    its own class is predicted, e.g. a "both" cycle predicted "crackle" is wrong); specificity = cycles of
+    ``normal_class`` predicted ``normal_class`` / all normal cycles; score = their mean.
+
+    Args:
+        y_true: ``[n]`` true class ids.
+        y_pred: ``[n]`` predicted class ids.
+        normal_class: id of the normal class.
+
+    Returns:
+        ``{"sensitivity", "specificity", "icbhi_score"}``.
+    """
+    y_true = np.asarray(y_true).astype(np.int64).ravel()
+    y_pred = np.asarray(y_pred).astype(np.int64).ravel()
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"{y_pred.size} predictions for {y_true.size} labels")
+    normal = y_true == normal_class
+    if normal.all() or not normal.any():
+        raise ValueError("the ICBHI score needs both normal and abnormal cycles among the labels")
+    correct = y_true == y_pred
+    sensitivity = float(correct[~normal].mean())
+    specificity = float(correct[normal].mean())
+    return {"sensitivity": sensitivity, "specificity": specificity, "icbhi_score": (sensitivity + specificity) / 2}
 
 def absent_classes(y_true, n_classes: int) -> list[int]:
     """Class ids in ``[0, n_classes)`` that never occur in ``y_true`` (each counts as 0 in :func:`auroc_ovr_macro`)."""

@@ -17,8 +17,45 @@ from .metrics import mean_reciprocal_rank
 _PALETTE = ("C3", "C0", "C1", "C2", "C4", "C5", "C6", "C7", "C8", "C9")
 
 
+_METRIC_LABELS = {
+    "auroc": "AUROC",
+    "mae": "MAE",
+    "icbhi_score": "ICBHI score",
+    "sensitivity": "Se",
+    "specificity": "Sp",
+}
+
+
 def _fmt(mean: float, std: float) -> str:
     return f"{mean:.3f} ± {std:.3f}"
+
+
+def _metric_label(metric: str) -> str:
+    return _METRIC_LABELS.get(metric, metric)
+
+
+def score_rows(results: dict) -> list[dict]:
+    """One row per (task, test split) in ``results["tasks"]`` order: ``{"task_id", "label", "split", "headline",
+    "metric", "mean", "std", "task"}``. A task scored on several test splits (SPRSound's official intra- and
+    inter-patient parts) gets one row per split labelled ``"<task> (<split>)"``; its first split is the headline."""
+    rows = []
+    for task_id, task in results["tasks"].items():
+        splits = task.get("test_results") or {"test": {task["metric"]: {"mean": task["mean"], "std": task["std"]}}}
+        for position, (split, metrics) in enumerate(splits.items()):
+            value = metrics[task["metric"]]
+            rows.append(
+                {
+                    "task_id": task_id,
+                    "label": task_id if len(splits) == 1 else f"{task_id} ({split})",
+                    "split": split,
+                    "headline": position == 0,
+                    "metric": task["metric"],
+                    "mean": value["mean"],
+                    "std": value["std"],
+                    "task": task,
+                }
+            )
+    return rows
 
 
 def comparison_scores(results: dict, baselines: bool) -> dict[str, dict[str, float]]:
@@ -55,18 +92,35 @@ def _embedding_note(results: dict) -> str:
 
 
 def markdown_table(results: dict, baselines: bool = False) -> str:
-    """Tasks as rows, ``mean ± std`` per model as columns (OPERA's Table 4/5 layout)."""
+    """Tasks as rows, ``mean ± std`` per model as columns (OPERA's Table 4/5 layout).
+
+    A task with several test splits has one row per split; a split mode other than ``default`` is named in the
+    description; further metrics (e.g. the ICBHI task's sensitivity, specificity and AUROC) follow as notes.
+    """
     model = results["model"]
     methods = list(OPERA_BASELINE_METHODS) if baselines else []
     header = ["Task", "Description", "Metric", f"{model}"] + methods
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
-    for task_id, task in results["tasks"].items():
+    metric_notes = []
+    for entry in score_rows(results):
+        task = entry["task"]
         arrow = "↑" if task["higher_is_better"] else "↓"
-        row = [task_id, task["name"], f"{task['metric'].upper()} {arrow}", _fmt(task["mean"], task["std"])]
+        mode = task.get("split_mode", "default")
+        description = task["name"] + (f" [split mode: {mode}]" if mode != "default" else "")
+        row = [entry["label"], description, f"{_metric_label(entry['metric']).upper()} {arrow}"]
+        row.append(_fmt(entry["mean"], entry["std"]))
         for method in methods:
-            published = OPERA_PUBLISHED_RESULTS[method].get(task_id)
+            published = OPERA_PUBLISHED_RESULTS[method].get(entry["task_id"]) if entry["headline"] else None
             row.append(_fmt(published["mean"], published["std"]) if published else "–")
         lines.append("| " + " | ".join(row) + " |")
+        extras = {
+            m: v for m, v in task.get("test_results", {}).get(entry["split"], {}).items() if m != entry["metric"]
+        }
+        if extras:
+            metric_notes.append(
+                f"- {entry['label']}: "
+                + ", ".join(f"{_metric_label(m)} {_fmt(v['mean'], v['std'])}" for m, v in extras.items())
+            )
     if results.get("mrr"):
         values = results["mrr"]["values"]
         lines.append(
@@ -76,7 +130,7 @@ def markdown_table(results: dict, baselines: bool = False) -> str:
             + " | ".join(f"{values[m]:.3f}" for m in [model] + methods)
             + " |"
         )
-    notes = [_embedding_note(results)]
+    notes = [_embedding_note(results)] + metric_notes
     for task_id, task in results["tasks"].items():
         for part, names in task.get("absent_classes", {}).items():
             notes.append(
@@ -96,16 +150,17 @@ def markdown_table(results: dict, baselines: bool = False) -> str:
 
 
 def bar_chart(results: dict, path: str | os.PathLike, baselines: bool = False) -> Path:
-    """Grouped bars with std error bars; AUROC and MAE tasks on separate panels."""
+    """Grouped bars with std error bars, one panel per metric (AUROC, ICBHI score, MAE); one bar group per
+    :func:`score_rows` row."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
     import numpy as np
 
-    tasks = results["tasks"]
-    panels = [(metric, [t for t, r in tasks.items() if r["metric"] == metric]) for metric in ("auroc", "mae")]
-    panels = [(m, ids) for m, ids in panels if ids]
+    rows = score_rows(results)
+    metrics = list(dict.fromkeys(r["metric"] for r in rows))
+    panels = [(metric, [r for r in rows if r["metric"] == metric]) for metric in metrics]
     if not panels:
         raise ValueError("No task results to plot.")
     methods = [results["model"]] + (list(OPERA_BASELINE_METHODS) if baselines else [])
@@ -116,14 +171,17 @@ def bar_chart(results: dict, path: str | os.PathLike, baselines: bool = False) -
         squeeze=False,
     )
     width = min(0.8 / len(methods), 0.4)
-    for axis, (metric, ids) in zip(axes[:, 0], panels):
-        x = np.arange(len(ids))
+    for axis, (metric, entries) in zip(axes[:, 0], panels):
+        x = np.arange(len(entries))
+        higher = entries[0]["task"]["higher_is_better"]
         for k, method in enumerate(methods):
             if k == 0:
-                means = [tasks[t]["mean"] for t in ids]
-                stds = [tasks[t]["std"] for t in ids]
+                means = [e["mean"] for e in entries]
+                stds = [e["std"] for e in entries]
             else:
-                published = [OPERA_PUBLISHED_RESULTS[method].get(t) for t in ids]
+                published = [
+                    OPERA_PUBLISHED_RESULTS[method].get(e["task_id"]) if e["headline"] else None for e in entries
+                ]
                 means = [p["mean"] if p else np.nan for p in published]
                 stds = [p["std"] if p else 0.0 for p in published]
             axis.bar(
@@ -136,12 +194,13 @@ def bar_chart(results: dict, path: str | os.PathLike, baselines: bool = False) -
                 color=_PALETTE[k % len(_PALETTE)],
                 alpha=1.0 if k == 0 else 0.75,
             )
-        axis.set_xticks(x, ids)
-        axis.set_ylabel(metric.upper() + (" (higher is better)" if metric == "auroc" else " (lower is better)"))
-        if metric == "auroc":
+        axis.set_xticks(x, [e["label"] for e in entries])
+        axis.set_ylabel(_metric_label(metric) + (" (higher is better)" if higher else " (lower is better)"))
+        if higher:
             # Headroom above 1.0 keeps the legend clear of the bars.
             axis.set_ylim(0.0, 1.2 if len(methods) > 1 else 1.0)
             axis.set_yticks(np.linspace(0.0, 1.0, 6))
+        if metric == "auroc":
             axis.axhline(0.5, color="grey", linewidth=0.8, linestyle="--")
         axis.grid(axis="y", alpha=0.3)
     axes[0, 0].legend(fontsize=7, ncol=min(4, len(methods)), loc="upper right")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,7 @@ from ..data.tasks import (
     with_protocol,
 )
 from .embeddings import AudioEncoder, FileClipDataset, extract_embeddings
-from .metrics import absent_classes
+from .metrics import absent_classes, auroc_ovr_macro, icbhi_scores, mean_absolute_error
 from .probe import ProbeOutcome, ProbeRun, train_linear_probes
 
 logger = logging.getLogger(__name__)
@@ -35,11 +35,11 @@ class TaskResult:
 
     Attributes:
         task_id, name, metric: the task.
-        higher_is_better: ``True`` for AUROC, ``False`` for MAE.
-        mean, std: over seeds (hold-out tasks) or folds (cross-validated tasks); ``np.std`` (ddof 0)
-            as OPERA reports.
-        scores: one test score per run.
-        runs: per-run details (seed/fold, best epoch, validation score).
+        higher_is_better: ``True`` for AUROC and the ICBHI score, ``False`` for MAE.
+        mean, std: of ``metric`` on the headline test split (the first of ``test_results``) over seeds (hold-out
+            tasks) or folds (cross-validated tasks); ``np.std`` (ddof 0) as OPERA reports.
+        scores: one headline test score per run.
+        runs: per-run details (seed/fold, best epoch, validation score, every test metric per test split).
         counts: recordings per split / label that were used.
         protocol: the probe hyper-parameters.
         data_report: summary of missing/corrupt/excluded files.
@@ -47,6 +47,9 @@ class TaskResult:
         absent_classes: class names missing from the ``test`` / ``validation`` labels of some run (each scores
             AUROC 0 in OPERA's macro average, which is reported; empty when every class is present).
         seconds: wall time of extraction + probing.
+        split_mode: which partition was used (see :class:`~resp_audio_hf.data.tasks.TaskData`).
+        test_results: ``{test split: {metric: {"mean", "std", "scores"}}}`` for every test split (SPRSound's
+            official mode: ``test_inter`` and ``test_intra``) and every metric (``metric`` and the task's extras).
         skipped_recordings: ``{"path", "reason"}`` (plus ``segment_s`` for event items) for every
             recording of the task that could not be used: missing, present twice, undecodable,
             refused by the feature extractor or embedded as NaN/inf.
@@ -66,21 +69,27 @@ class TaskResult:
     embedding_dim: int
     absent_classes: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
+    split_mode: str = "default"
+    test_results: dict = field(default_factory=dict)
     skipped_recordings: list[dict] = field(default_factory=list)
 
 
-def make_runs(spec: TaskSpec, table, protocol: ProbeProtocol) -> list[ProbeRun]:
-    """Probe runs of a task table: one per seed (hold-out) or per left-out fold (LOOCV/LOSO)."""
+def make_runs(
+    spec: TaskSpec, table, protocol: ProbeProtocol, test_splits: tuple[str, ...] = ("test",)
+) -> list[ProbeRun]:
+    """Probe runs of a task table: one per seed (hold-out) or per left-out fold (LOOCV/LOSO).
+
+    A hold-out run is tested on the rows of every split in ``test_splits`` together; ``score_task`` scores each
+    split on its own. Raises ``ValueError`` naming the task and the split when a split has no row.
+    """
     if spec.evaluation == "holdout":
         split = table["split"].to_numpy()
-        parts = {name: np.flatnonzero(split == name) for name in ("train", "validation", "test")}
+        parts = {name: np.flatnonzero(split == name) for name in ("train", "validation", *test_splits)}
         for name, rows in parts.items():
             if len(rows) == 0:
                 raise ValueError(f"{spec.task_id}: no available recording in the {name} split; cannot evaluate.")
-        return [
-            ProbeRun(parts["train"], parts["validation"], parts["test"], seed, f"seed {seed}")
-            for seed in protocol.seeds
-        ]
+        test = np.flatnonzero(np.isin(split, list(test_splits)))
+        return [ProbeRun(parts["train"], parts["validation"], test, seed, f"seed {seed}") for seed in protocol.seeds]
 
     from sklearn.model_selection import train_test_split
 
@@ -99,6 +108,33 @@ def make_runs(spec: TaskSpec, table, protocol: ProbeProtocol) -> list[ProbeRun]:
         for seed in protocol.seeds:
             runs.append(ProbeRun(np.sort(train), np.sort(validation), test, seed, f"fold {fold}"))
     return runs
+
+
+def check_task_splits(task: TaskData, protocol: ProbeProtocol | None = None) -> list[ProbeRun]:
+    """The task's probe runs on its available rows, or a ``ValueError`` naming the task, the empty split and the
+    split mode. Called before any embedding is extracted, so a task that cannot be scored costs nothing."""
+    try:
+        return make_runs(task.spec, task.available, protocol or task.spec.protocol, task.test_splits)
+    except ValueError as error:
+        raise ValueError(
+            f"{error} Split mode {task.split_mode!r}; nothing was extracted. Data: {task.report.summary()}"
+        ) from None
+
+
+def compute_test_metrics(spec: TaskSpec, y_true: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+    """``spec.metric`` and ``spec.extra_metrics`` of one run's test predictions (class probabilities ``[n, C]``
+    or regression outputs ``[n]``); ICBHI metrics use the predicted class (arg-max), with class 0 as normal."""
+    values: dict[str, float] = {}
+    for name in (spec.metric, *spec.extra_metrics):
+        if name == "auroc":
+            values[name] = float(auroc_ovr_macro(y_true, predictions))
+        elif name == "mae":
+            values[name] = float(mean_absolute_error(y_true, predictions))
+        elif name in ("icbhi_score", "sensitivity", "specificity"):
+            values[name] = icbhi_scores(y_true, np.argmax(predictions, axis=-1))[name]
+        else:
+            raise ValueError(f"{spec.task_id}: unknown metric {name!r}")
+    return values
 
 
 def _label_array(spec: TaskSpec, table) -> np.ndarray:
@@ -162,6 +198,7 @@ def evaluate_task(
     table = task.available
     if table.empty:
         raise ValueError(f"{spec.task_id}: no recording is available ({task.report.summary()}).")
+    check_task_splits(task, protocol)
     dataset = FileClipDataset(
         table["audio"].tolist(),
         encoder.sampling_rate,
@@ -192,66 +229,120 @@ def evaluate_task(
         skipped += failed
         keep = np.setdiff1d(np.arange(len(table)), list(failures))
         table, features = table.iloc[keep].reset_index(drop=True), features[keep]
-    result = score_task(spec, table, features, protocol, data_report=task.report.summary())
+    result = score_task(
+        spec,
+        table,
+        features,
+        protocol,
+        data_report=task.report.summary(),
+        split_mode=task.split_mode,
+        test_splits=task.test_splits,
+    )
     result.skipped_recordings = skipped
     result.seconds = time.perf_counter() - started
     return result
 
 
 def score_task(
-    spec: TaskSpec, table, features: np.ndarray, protocol: ProbeProtocol | None = None, data_report: str = ""
+    spec: TaskSpec,
+    table,
+    features: np.ndarray,
+    protocol: ProbeProtocol | None = None,
+    data_report: str = "",
+    *,
+    split_mode: str = "default",
+    test_splits: tuple[str, ...] = ("test",),
 ) -> TaskResult:
-    """Train and test a task's probes on precomputed ``features`` (row i = table row i)."""
+    """Train and test a task's probes on precomputed ``features`` (row i = table row i).
+
+    Each run's checkpoint is scored on every split of ``test_splits`` separately (hold-out tasks); the first is the
+    headline ``mean``/``std``/``scores``.
+    """
     protocol = protocol or spec.protocol
     if len(features) != len(table):
         raise ValueError(f"{spec.task_id}: {len(features)} embeddings for {len(table)} table rows")
     targets = _label_array(spec, table)
-    runs = make_runs(spec, table, protocol)
+    runs = make_runs(spec, table, protocol, test_splits)
     n_classes = len(spec.class_names) if spec.kind == "classification" else None
-    absent = _find_absent_classes(spec, targets, runs)
+    if spec.evaluation != "holdout":
+        test_splits = ("test",)
+    # For each run, which of its test rows belong to each test split (cross-validated tasks: one "test" split).
+    masks = []
+    for run in runs:
+        if spec.evaluation == "holdout":
+            run_split = table["split"].to_numpy()[run.test]
+            masks.append({name: run_split == name for name in test_splits})
+        else:
+            masks.append({"test": np.ones(len(run.test), dtype=bool)})
+    parts = {"validation": [run.validation for run in runs]}
+    parts.update({name: [run.test[m[name]] for run, m in zip(runs, masks)] for name in test_splits})
+    absent = _find_absent_classes(spec, targets, parts)
     outcomes: list[ProbeOutcome] = train_linear_probes(features, targets, runs, protocol, spec.kind, n_classes)
-    scores = [o.test_score for o in outcomes]
-    if spec.evaluation != "holdout" and len(protocol.seeds) > 1:
-        # Several seeds per fold: average them per fold so the spread is across subjects, as OPERA reports.
-        per_fold: dict[str, list[float]] = {}
-        for outcome in outcomes:
-            per_fold.setdefault(outcome.name, []).append(outcome.test_score)
-        scores = [float(np.mean(v)) for v in per_fold.values()]
+    per_run = [
+        {
+            name: compute_test_metrics(spec, targets[run.test][mask], outcome.test_predictions[mask])
+            for name, mask in run_masks.items()
+        }
+        for run, outcome, run_masks in zip(runs, outcomes, masks)
+    ]
+    # Several seeds per fold (cross-validated tasks): average them per fold so the spread is across subjects, as
+    # OPERA reports.
+    groups: dict[str, list[int]] = {}
+    for position, outcome in enumerate(outcomes):
+        key = outcome.name if spec.evaluation != "holdout" else str(position)
+        groups.setdefault(key, []).append(position)
+    test_results = {}
+    for name in test_splits:
+        test_results[name] = {}
+        for metric in (spec.metric, *spec.extra_metrics):
+            values = [float(np.mean([per_run[p][name][metric] for p in group])) for group in groups.values()]
+            test_results[name][metric] = {
+                "mean": float(np.mean(values)),
+                "std": float(np.std(values)),
+                "scores": values,
+            }
+    headline = test_results[test_splits[0]][spec.metric]
     return TaskResult(
         task_id=spec.task_id,
         name=spec.name,
         metric=spec.metric,
         higher_is_better=spec.higher_is_better,
-        mean=float(np.mean(scores)),
-        std=float(np.std(scores)),
-        scores=[float(s) for s in scores],
+        mean=headline["mean"],
+        std=headline["std"],
+        scores=list(headline["scores"]),
         runs=[
             {
                 "name": o.name,
                 "seed": o.seed,
-                "test": o.test_score,
+                "test": metrics[test_splits[0]][spec.metric],
+                "test_metrics": metrics,
                 "best_validation": o.best_validation,
                 "best_epoch": o.best_epoch,
                 "epochs_run": o.epochs_run,
             }
-            for o in outcomes
+            for o, metrics in zip(outcomes, per_run)
         ],
         counts=TaskData(spec, table, None).counts(),
         protocol=asdict(protocol),
         data_report=data_report,
         embedding_dim=int(features.shape[1]),
         absent_classes=absent,
+        split_mode=split_mode,
+        test_results=test_results,
     )
 
 
-def _find_absent_classes(spec: TaskSpec, targets: np.ndarray, runs: list[ProbeRun]) -> dict[str, list[str]]:
-    """Classes missing from some run's test or validation labels, with a warning: OPERA's macro AUROC (reported
-    here) counts each as 0, so the score is lower than an average over the classes present."""
+def _find_absent_classes(
+    spec: TaskSpec, targets: np.ndarray, parts: dict[str, list[np.ndarray]]
+) -> dict[str, list[str]]:
+    """Classes missing from some run's labels of a part (``validation`` or a test split; ``parts`` holds each run's
+    rows), with a warning: OPERA's macro AUROC (reported here) counts each as 0, so the score is lower than an
+    average over the classes present."""
     if spec.kind != "classification":
         return {}
     absent = {}
-    for part in ("test", "validation"):
-        ids = sorted({c for run in runs for c in absent_classes(targets[getattr(run, part)], len(spec.class_names))})
+    for part in sorted(parts, key=lambda name: name == "validation"):
+        ids = sorted({c for rows in parts[part] for c in absent_classes(targets[rows], len(spec.class_names))})
         if ids:
             absent[part] = [spec.class_names[c] for c in ids]
             logger.warning(
@@ -313,7 +404,9 @@ def run_benchmark(
     """Evaluate ``encoder`` on ``tasks`` (``"T7,T10"``, ``"all"``...).
 
     A task whose corpus or OPERA files are absent is recorded in ``unavailable``, a task that fails
-    during evaluation in ``failed`` (both with the reason); the other tasks still run.
+    during evaluation in ``failed`` (both with the reason); the other tasks still run. Every task is built and its
+    splits checked (:func:`check_task_splits`) before any embedding is extracted, so a task that cannot be scored
+    is reported at once instead of after the other tasks' extraction.
     """
     from ..data.opera_files import OperaFileError
 
@@ -329,6 +422,7 @@ def run_benchmark(
             **encoder_settings(encoder),
         },
     )
+    ready: dict[str, TaskData] = {}
     for task_id in task_ids:
         spec = get_task_spec(task_id)
         try:
@@ -342,7 +436,15 @@ def run_benchmark(
             logger.exception("%s: building the task table failed", task_id)
             continue
         if protocol_overrides:
-            task = TaskData(with_protocol(spec, **protocol_overrides), task.table, task.report)
+            task = replace(task, spec=with_protocol(spec, **protocol_overrides))
+        try:
+            check_task_splits(task)
+        except ValueError as error:
+            result.failed[task_id] = f"{type(error).__name__}: {error}"
+            logger.error("%s", error)
+            continue
+        ready[task_id] = task
+    for task_id, task in ready.items():
         try:
             result.tasks[task_id] = evaluate_task(
                 encoder,
@@ -363,6 +465,8 @@ __all__ = [
     "OPERA_TASK_IDS",
     "BenchmarkResult",
     "TaskResult",
+    "check_task_splits",
+    "compute_test_metrics",
     "encoder_settings",
     "evaluate_task",
     "make_runs",

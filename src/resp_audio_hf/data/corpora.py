@@ -484,11 +484,51 @@ def exclude_icbhi_listed_without_audio(listed: Iterable[tuple[str, str]], report
     return [(recording, split) for recording, split in listed if recording not in ICBHI_LISTED_WITHOUT_AUDIO]
 
 
+ICBHI_CYCLE_CLASSES = ("normal", "crackle", "wheeze", "both")
+
+
+def icbhi_cycle_class(crackle: int, wheeze: int) -> int:
+    """Class id of a respiratory cycle in the challenge's 4-class task: 0 normal, 1 crackle, 2 wheeze, 3 both."""
+    return int(crackle) + 2 * int(wheeze)
+
+
+def read_icbhi_cycles(path: Path) -> list[dict]:
+    """Respiratory cycles of one recording from its annotation file ``<recording>.txt``.
+
+    Each non-empty line is ``start end crackle wheeze`` (seconds, seconds, 0/1, 0/1), separated by tabs or spaces.
+    Returns ``[{"start_s", "end_s", "crackle", "wheeze"}]`` in file order; a malformed line raises ``ValueError``
+    naming the file and the line.
+    """
+    cycles = []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split()
+        try:
+            if len(fields) != 4:
+                raise ValueError(f"{len(fields)} fields")
+            start, end = float(fields[0]), float(fields[1])
+            crackle, wheeze = int(fields[2]), int(fields[3])
+            if crackle not in (0, 1) or wheeze not in (0, 1):
+                raise ValueError("crackle/wheeze flags must be 0 or 1")
+            if not (math.isfinite(start) and math.isfinite(end)):
+                raise ValueError("non-finite time")
+        except ValueError as error:
+            raise ValueError(
+                f"{path}, line {number}: expected 'start end crackle wheeze' (seconds, seconds, 0/1, 0/1), "
+                f"got {line.strip()!r} ({error})"
+            ) from None
+        cycles.append({"start_s": start, "end_s": end, "crackle": crackle, "wheeze": wheeze})
+    return cycles
+
+
 def _build_icbhi(root: Path, opera: OperaFiles, verify_audio: bool) -> CorpusTable:
     """ICBHI 2017 Respiratory Sound Database (``ICBHI_final_database/*.wav``).
 
     Columns: ``diagnosis`` (patient-level, e.g. COPD, Healthy, URTI), ``official_split`` (challenge
-    train/test list). Rows follow the official 920-recording list.
+    train/test list), ``cycles`` (the recording's annotated respiratory cycles, :func:`read_icbhi_cycles`;
+    ``None`` when its ``.txt`` file is absent, which is then listed as missing). Rows follow the official
+    920-recording list.
     """
     report = BuildReport("icbhi", str(root))
     index = FileIndex(root)
@@ -508,6 +548,9 @@ def _build_icbhi(root: Path, opera: OperaFiles, verify_audio: bool) -> CorpusTab
     for recording, split in exclude_icbhi_listed_without_audio(listed, report):
         patient = recording.split("_")[0]
         path = index.find(name=f"{recording}.wav")
+        annotation = index.find(name=f"{recording}.txt")
+        if annotation is None:
+            report.missing.append(f"{recording}.txt")
         rows.append(
             {
                 "audio": path,
@@ -515,6 +558,7 @@ def _build_icbhi(root: Path, opera: OperaFiles, verify_audio: bool) -> CorpusTab
                 "subject_id": patient,
                 "diagnosis": diagnosis.get(patient),
                 "official_split": split,
+                "cycles": read_icbhi_cycles(annotation) if annotation is not None else None,
             }
         )
     # The whole official list: a listed-without-audio recording found on disk is excluded, not unlabelled.
@@ -1112,40 +1156,62 @@ def parse_sprsound_filename(name: str) -> dict:
     }
 
 
+# Folders of the official release (BioCAS 2022 challenge): audio in ``train_wav``/``test_wav``, one annotation per
+# recording in ``train_json`` and ``test_json/{intra,inter}_test_json``. The intra-patient test part holds new
+# recordings of patients who also appear in the train part; the inter-patient test part holds patients who do not.
+SPRSOUND_ANNOTATION_FOLDERS = {"train_json": "train", "intra_test_json": "test_intra", "inter_test_json": "test_inter"}
+SPRSOUND_AUDIO_FOLDERS = ("train_wav", "test_wav")
+
+
 def _sprsound_part(json_path: Path) -> str:
-    folder = json_path.parent.name.lower()
-    if "intra" in folder:
-        return "test_intra"
-    if "inter" in folder:
-        return "test_inter"
-    if "train" in folder:
-        return "train"
-    if "test" in folder or "valid" in folder:
-        return "test"
-    return "unknown"
+    """Official part of an annotation file, from its folder (``unknown`` outside the official folders)."""
+    return SPRSOUND_ANNOTATION_FOLDERS.get(json_path.parent.name.lower(), "unknown")
 
 
 def _build_sprsound(root: Path, opera: OperaFiles, verify_audio: bool) -> CorpusTable:
-    """SPRSound 2022 paediatric lung sounds (``*.wav`` + one ``*.json`` annotation per recording).
+    """SPRSound 2022 paediatric lung sounds in the official layout (``train_wav/``, ``train_json/``, ``test_wav/``,
+    ``test_json/{intra,inter}_test_json/``; either part may be absent).
 
     Columns: ``record_label`` (Normal, CAS, DAS, CAS & DAS, Poor Quality), ``events`` (list of
-    ``{"start_ms", "end_ms", "type"}``), ``official_split`` (train / test_intra / test_inter, from the
+    ``{"start_ms", "end_ms", "type"}``), ``official_split`` (``train`` / ``test_intra`` / ``test_inter``, from the
     annotation folder), ``age``, ``sex``, ``location``.
+
+    Only the official folders are read: the release also ships ``example/`` (copies of 50 training recordings and
+    their annotations) and ``test_clip/`` (unannotated event clips), which would otherwise duplicate or pollute the
+    table. Their presence is noted in the report.
     """
     report = BuildReport("sprsound", str(root))
     index = FileIndex(root)
     annotations: dict[str, list[Path]] = defaultdict(list)
     for path in index.paths():
-        if path.suffix.lower() == ".json":
+        if path.suffix.lower() == ".json" and path.parent.name.lower() in SPRSOUND_ANNOTATION_FOLDERS:
             annotations[path.stem].append(path)
+    audio_files = [p for p in _audio_files(index) if p.parent.name.lower() in SPRSOUND_AUDIO_FOLDERS]
+    # Only the official folders' copies are looked at, so e.g. example/'s copies of training recordings are no
+    # duplicates.
+    ignored = sorted(
+        {p.parent.relative_to(root).as_posix() for p in _audio_files(index)}
+        - {p.parent.relative_to(root).as_posix() for p in audio_files}
+    )
+    if ignored:
+        report.notes.append(f"ignored folders outside the official layout: {', '.join(ignored)}")
+    if not audio_files:
+        raise FileNotFoundError(
+            f"SPRSound: no recording under {root}/train_wav or {root}/test_wav (the official layout: train_wav, "
+            "train_json, test_wav, test_json/{intra,inter}_test_json)."
+        )
     rows = []
-    audio_names = {path.name for path in _audio_files(index)}
-    audio_stems = {Path(name).stem for name in audio_names}
+    by_name: dict[str, list[Path]] = defaultdict(list)
+    for path in audio_files:
+        by_name[path.name].append(path)
+    audio_stems = {Path(name).stem for name in by_name}
     # An annotation whose recording is gone (deleted, never unpacked) is a missing recording.
     report.missing.extend(f"{stem}.wav" for stem in sorted(annotations) if stem not in audio_stems)
-    for name in sorted(audio_names):
-        path = index.find(name=name)
-        if path is None:  # present several times with different contents
+    for name in sorted(by_name):
+        copies = by_name[name]
+        # Several copies in the official folders: the first when byte-identical, else listed as duplicates.
+        path = copies[0] if len(copies) == 1 else index._one_copy(name, copies)
+        if path is None:
             continue
         candidates = annotations.get(path.stem, [])
         if len(candidates) != 1:

@@ -14,7 +14,9 @@ validation) is its row of one table, :data:`PROBE_PROTOCOLS`, with the values OP
 
 from __future__ import annotations
 
+import logging
 import os
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,20 +24,26 @@ from pathlib import Path
 from .corpora import (
     BuildReport,
     CorpusNotFoundError,
+    ICBHI_CYCLE_CLASSES,
     FileIndex,
+    _metadata_file,
     _read_csv_rows,
     check_audio_files,
     exclude_icbhi_listed_without_audio,
     find_corpus_dir,
     get_corpus_spec,
+    icbhi_cycle_class,
     kauh_opera_diagnosis,
     parse_kauh_filename,
+    read_icbhi_cycles,
     read_icbhi_diagnosis,
     read_icbhi_split_list,
     records_to_dataset_dict,
     scan_corpus,
 )
 from .opera_files import OperaFileError, OperaFiles
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,10 @@ class TaskSpec:
         split_description: how the split is made, in words (shown in reports).
         opera: part of OPERA's 19 tasks (``False`` for extra tasks such as SPRSound).
         table_builder: ``(TaskContext) -> DataFrame``.
+        score: test metric when it is not the default (AUROC for classification, MAE for regression), e.g.
+            ``"icbhi_score"`` (the ICBHI challenge's mean of sensitivity and specificity).
+        extra_metrics: further test metrics reported beside ``score`` (e.g. ``("sensitivity", "specificity",
+            "auroc")``).
     """
 
     task_id: str
@@ -108,9 +120,13 @@ class TaskSpec:
     target: str | None = None
     opera: bool = True
     table_builder: Callable = field(default=None, repr=False, compare=False)
+    score: str | None = None
+    extra_metrics: tuple[str, ...] = ()
 
     @property
     def metric(self) -> str:
+        if self.score is not None:
+            return self.score
         return "auroc" if self.kind == "classification" else "mae"
 
     @property
@@ -121,7 +137,8 @@ class TaskSpec:
 @dataclass
 class TaskContext:
     """What a task-table builder needs: the corpus folder (may be ``None``), its file index, OPERA's
-    pinned files and the report to fill."""
+    pinned files and the report to fill. A builder whose split depends on what is on disk sets ``split_mode``
+    and ``test_splits`` (see :class:`TaskData`)."""
 
     spec: TaskSpec
     root: Path | None
@@ -130,6 +147,8 @@ class TaskContext:
     report: BuildReport
     data_root: Path | None = None
     verify_audio: bool = True
+    split_mode: str = "default"
+    test_splits: tuple[str, ...] = ("test",)
 
     def scan(self):
         """The corpus table (requires the corpus on disk)."""
@@ -153,11 +172,18 @@ class TaskData:
         spec: the task.
         table: every expected row (``audio`` is ``None`` where the file is missing or corrupt).
         report: missing/corrupt/excluded files by name.
+        split_mode: which partition was used: ``"default"`` (the one in ``spec.split_description``),
+            ``"official"`` (the corpus' own train/test parts) or a named fallback such as SPRSound's
+            ``"patient-grouped-fallback"`` when only part of the corpus is present.
+        test_splits: the ``split`` values scored as test sets, each reported on its own (SPRSound's official
+            mode has ``("test_inter", "test_intra")``); the first is the headline score.
     """
 
     spec: TaskSpec
     table: object
     report: BuildReport
+    split_mode: str = "default"
+    test_splits: tuple[str, ...] = ("test",)
 
     @property
     def available(self):
@@ -210,8 +236,9 @@ def _draw_validation(frame, fraction: float, seed: int, stratify: bool = True):
 
 
 def patient_grouped_split(frame, seed: int = 1337, n_splits: int = 5, test: bool = True):
-    """Stratified, subject-grouped split: one fold of subjects to test (when ``test``), one to
-    validation, the rest to train. Rows already marked ``test`` are left alone."""
+    """Stratified, subject-grouped split of the rows marked ``train`` (all rows when there is no ``split``
+    column): one fold of their subjects to test (when ``test``), one to validation, the rest stay in train.
+    Rows of other splits (e.g. an official test part) are left alone."""
     import numpy as np
     from sklearn.model_selection import StratifiedGroupKFold
 
@@ -221,7 +248,7 @@ def patient_grouped_split(frame, seed: int = 1337, n_splits: int = 5, test: bool
         if "split" in frame.columns
         else np.array(["train"] * len(frame), dtype=object)
     )
-    pool = np.flatnonzero(split != "test")
+    pool = np.flatnonzero(split == "train")
     folds = list(
         StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(
             pool, frame["label"].to_numpy()[pool], frame["subject_id"].to_numpy()[pool]
@@ -383,6 +410,72 @@ def _icbhi_copd_table(ctx: TaskContext):
     return _draw_validation_then_resolve(ctx, rows, fraction=0.2, seed=1337, by="name")
 
 
+def _icbhi_cycle_table(ctx: TaskContext):
+    """The ICBHI 2017 challenge task: every annotated respiratory cycle of the official train/test list, classed
+    normal / crackle / wheeze / both from the recording's ``<recording>.txt``. The official list is read from the
+    corpus folder, else OPERA's pinned copy. The challenge has no validation set: one fifth of the patients of the
+    official training list (``train_test_split`` of the sorted patient ids, seed 1337) are held out for checkpoint
+    selection. The draw uses only the list, so it does not depend on which annotation or audio files are present."""
+    from sklearn.model_selection import train_test_split
+
+    split_path = _metadata_file(
+        ctx.index,
+        "ICBHI_challenge_train_test.txt",
+        ctx.opera,
+        "datasets/icbhi/ICBHI_challenge_train_test.txt",
+        ctx.report,
+    )
+    if split_path is None:
+        raise FileNotFoundError(
+            "ICBHI-cycle needs ICBHI_challenge_train_test.txt (in the corpus folder or OPERA's copy)."
+        )
+    listed = exclude_icbhi_listed_without_audio(read_icbhi_split_list(split_path), ctx.report)
+    train_patients = sorted({recording.split("_")[0] for recording, split in listed if split == "train"})
+    _, validation_patients = train_test_split(train_patients, test_size=0.2, random_state=1337)
+    validation_patients = set(validation_patients)
+    rows, without_annotation = [], []
+    for recording, split in listed:
+        annotation = ctx.index.find(name=f"{recording}.txt")
+        if annotation is None:
+            without_annotation.append(f"{recording}.txt")
+            continue
+        audio = ctx.index.find(name=f"{recording}.wav")
+        patient = recording.split("_")[0]
+        if split == "train" and patient in validation_patients:
+            split = "validation"
+        for number, cycle in enumerate(read_icbhi_cycles(annotation)):
+            if cycle["end_s"] <= cycle["start_s"]:
+                ctx.report.exclude("cycle with end <= start", [f"{recording}.wav#{number}"])
+                continue
+            rows.append(
+                {
+                    "file": f"{recording}.wav#{number}",
+                    "audio": str(audio) if audio is not None else None,
+                    "label": icbhi_cycle_class(cycle["crackle"], cycle["wheeze"]),
+                    "subject_id": patient,
+                    "start_s": cycle["start_s"],
+                    "end_s": cycle["end_s"],
+                    "split": split,
+                }
+            )
+    if not rows:
+        raise FileNotFoundError(
+            f"ICBHI-cycle: none of the {len(listed)} listed recordings has its annotation file (<recording>.txt) "
+            f"under {ctx.root}; they ship with the ICBHI database (ICBHI_final_database/)."
+        )
+    ctx.report.missing.extend(without_annotation)
+    ctx.split_mode = "official"
+    sides = defaultdict(set)
+    for recording, split in listed:
+        sides[recording.split("_")[0]].add(split)
+    both = sorted(patient for patient, parts in sides.items() if len(parts) > 1)
+    if both:
+        ctx.report.notes.append(
+            f"the official split is not patient-disjoint: patient(s) {', '.join(both)} have recordings on both sides"
+        )
+    return _frame(rows)
+
+
 def _coswara_table(label_name: str, split_variant: str):
     def build(ctx: TaskContext):
         from sklearn.model_selection import train_test_split
@@ -537,19 +630,43 @@ def _nosemic_table(ctx: TaskContext):
     return _frame(rows)
 
 
+SPRSOUND_TEST_PARTS = ("test_inter", "test_intra")
+SPRSOUND_SPLIT_DESCRIPTION = (
+    "official (train part and test parts present): the train part is split by patient into train and validation "
+    "(one fifth of its patients, stratified, seed 1337); the inter-patient and intra-patient test parts are scored "
+    "separately (inter first). Fallback (only one part present): patient-grouped stratified 60/20/20 split of it "
+    "(seed 1337), split mode 'patient-grouped-fallback'"
+)
+
+
 def _sprsound_split(frame, ctx: TaskContext):
-    has_official_train = (frame["official_split"] == "train").any()
+    """The challenge's protocol when the train part and a test part are on disk, else a labelled fallback.
+
+    Official mode: train on the train part (a patient-grouped fifth of it held out for validation) and test on the
+    inter-patient and intra-patient parts separately; the intra part's patients are in the train part by design,
+    so merging the two would mix two different questions. A test part that is absent leaves its split empty, which
+    the benchmark refuses before extracting anything. Fallback (``../shared`` has only the test part): one
+    patient-grouped 60/20/20 split of what is present, recorded as ``patient-grouped-fallback``.
+    """
+    present = set(frame["official_split"])
     frame = frame.copy()
-    if has_official_train:
-        frame["split"] = ["train" if s == "train" else "test" for s in frame["official_split"]]
+    frame["split"] = frame["official_split"]
+    if "train" in present and present & set(SPRSOUND_TEST_PARTS):
+        ctx.split_mode = "official"
+        ctx.test_splits = SPRSOUND_TEST_PARTS
         ctx.report.notes.append(
-            "split: official train part -> train/validation (patient-grouped 20 %), official test parts -> test"
+            "split mode official: train part -> train/validation (patient-grouped, 1/5 of its patients, seed 1337); "
+            "test_inter and test_intra scored separately"
         )
         return patient_grouped_split(frame, test=False)
-    frame["split"] = "train"
+    parts = "train part" if "train" in present else "test part"
+    ctx.split_mode = "patient-grouped-fallback"
     ctx.report.notes.append(
-        "split: only part of SPRSound is present; patient-grouped stratified 60/20/20 split (seed 1337)"
+        f"split mode patient-grouped-fallback: only the SPRSound {parts} is present, so it is split by patient into "
+        "train/validation/test (stratified 60/20/20, seed 1337); this is not the challenge's protocol"
     )
+    logger.warning("%s: %s", ctx.spec.task_id, ctx.report.notes[-1])
+    frame["split"] = "train"
     return patient_grouped_split(frame, test=True)
 
 
@@ -629,7 +746,8 @@ _STRATIFIED_20 = "20 % of train, stratified (seed 1337)"
 #: gradient clipping at 1.0; 5 seeds for hold-out tasks, one (seed 0) for the leave-one-out regressions. The learning
 #: rate is 1e-4 for every task: OPERA builds ``LinearHead`` / ``LinearHeadR`` without an ``lr`` argument, so their
 #: default 1e-4 is what the optimiser gets, and the ``lr=1e-1`` passed to the MMlung evaluation (T13-T18) never
-#: reaches it. SPRSound (S1/S2) is not an OPERA task; it uses the OPERA defaults.
+#: reaches it. SPRSound (S1/S2) and the ICBHI challenge's cycle task (ICBHI-cycle) are not OPERA tasks; they use the
+#: OPERA defaults (ICBHI-cycle with T7's batch size).
 PROBE_PROTOCOLS: dict[str, ProbeProtocol] = {
     "T1": _holdout(64, 64, _OPERA_SPLIT_VALIDATION),
     "T2": _holdout(64, 64, _OPERA_SPLIT_VALIDATION),
@@ -638,6 +756,7 @@ PROBE_PROTOCOLS: dict[str, ProbeProtocol] = {
     "T5": _holdout(64, 64, _OPERA_SPLIT_VALIDATION),
     "T6": _holdout(64, 64, _OPERA_SPLIT_VALIDATION),
     "T7": _holdout(64, 32, _STRATIFIED_20),
+    "ICBHI-cycle": _holdout(64, 32, "a fifth of the official training list's patients, unstratified (seed 1337)"),
     "T8": _holdout(64, 32, _STRATIFIED_20),
     "T9": _holdout(64, 32, _STRATIFIED_20),
     "T8-random": _holdout(64, 32, _STRATIFIED_20),
@@ -803,6 +922,24 @@ _task(
 )
 _task(
     TaskSpec(
+        "ICBHI-cycle",
+        "ICBHI 2017 challenge: respiratory cycle classification (normal/crackle/wheeze/both)",
+        "icbhi",
+        "lung sound",
+        "classification",
+        "holdout",
+        PROBE_PROTOCOLS["ICBHI-cycle"],
+        "official ICBHI 60/40 train/test list; validation: one fifth of the training patients (seed 1337); scored "
+        "by the ICBHI score (mean of sensitivity and specificity) of the predicted class",
+        ICBHI_CYCLE_CLASSES,
+        opera=False,
+        table_builder=_icbhi_cycle_table,
+        score="icbhi_score",
+        extra_metrics=("sensitivity", "specificity", "auroc"),
+    )
+)
+_task(
+    TaskSpec(
         "T8",
         "Coswara shallow cough: smoker detection",
         "coswara",
@@ -955,7 +1092,7 @@ _task(
         "classification",
         "holdout",
         PROBE_PROTOCOLS["S1"],
-        "patient-grouped stratified split (seed 1337); Poor Quality records excluded",
+        SPRSOUND_SPLIT_DESCRIPTION + "; Poor Quality records excluded",
         ("Normal", "Adventitious"),
         opera=False,
         table_builder=_sprsound_record_table,
@@ -970,7 +1107,7 @@ _task(
         "classification",
         "holdout",
         PROBE_PROTOCOLS["S2"],
-        "patient-grouped stratified split (seed 1337) of annotated respiratory events",
+        SPRSOUND_SPLIT_DESCRIPTION + "; every annotated respiratory event is one row",
         ("Normal", "Adventitious"),
         opera=False,
         table_builder=_sprsound_event_table,
@@ -978,6 +1115,7 @@ _task(
 )
 
 TASK_ALIASES = {"sprsound-record": "S1", "sprsound-event": "S2", "sprsound": "S1"}
+EXTRA_TASK_IDS = ("ICBHI-cycle", "S1", "S2")
 OPERA_TASK_IDS = tuple(f"T{i}" for i in range(1, 20))
 
 
@@ -990,7 +1128,7 @@ def get_task_spec(task_id: str) -> TaskSpec:
 
 
 def resolve_task_ids(selection: str | list[str]) -> list[str]:
-    """``"T7,T10"`` / ``["T7"]`` / ``"all"`` (T1-T19 and the SPRSound tasks) / ``"opera"`` (T1-T19)."""
+    """``"T7,T10"`` / ``["T7"]`` / ``"all"`` (T1-T19, ICBHI-cycle and the SPRSound tasks) / ``"opera"`` (T1-T19)."""
     items = selection.split(",") if isinstance(selection, str) else list(selection)
     items = [i.strip() for i in items if i.strip()]
     if not items:
@@ -998,7 +1136,7 @@ def resolve_task_ids(selection: str | list[str]) -> list[str]:
     result: list[str] = []
     for item in items:
         if item.lower() == "all":
-            expanded = list(OPERA_TASK_IDS) + ["S1", "S2"]
+            expanded = list(OPERA_TASK_IDS) + list(EXTRA_TASK_IDS)
         elif item.lower() == "opera":
             expanded = list(OPERA_TASK_IDS)
         else:
@@ -1064,7 +1202,7 @@ def load_task(
     table = _check_table_audio(table, report, verify_audio)
     report.n_usable = int(table["audio"].notna().sum())
     report.log()
-    return TaskData(spec, table, report)
+    return TaskData(spec, table, report, ctx.split_mode, ctx.test_splits)
 
 
 def _check_table_audio(table, report: BuildReport, verify_audio: bool):

@@ -1,0 +1,34 @@
+"""Helpers of the training tests: corpus folders mixing real usable recordings with real and hostile unusable files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+SAMPLING_RATE = 16000
+
+
+def real_stub_coughs(shared_data: Path) -> list[Path]:
+    """The CC0 cough files that are a few hundred bytes of header and no audio (two in this copy)."""
+    stubs = sorted(p for p in (shared_data / "covid19-cough" / "raw").glob("*.mp3") if p.stat().st_size < 1024)
+    assert stubs, "expected the undecodable stub coughs in the shared data"
+    return stubs
+
+
+def make_mixed_quality_folder(shared_data: Path, folder: Path) -> tuple[set[str], set[str]]:
+    """
+    Fill `folder` with links to 5 good recordings (3 coughs, 2 SPRSound) and to the real stub coughs, plus a WAV of
+    junk after its RIFF header and a WAV of NaN samples. Returns the names of the good and of the unusable files.
+    """
+    import soundfile
+
+    folder.mkdir(parents=True)
+    good = sorted((shared_data / "covid19-cough" / "raw").glob("*.mp3"), key=lambda p: -p.stat().st_size)[:3]
+    good += sorted((shared_data / "sprsound" / "test_wav").glob("*.wav"))[:2]
+    bad = real_stub_coughs(shared_data)
+    for path in good + bad:
+        (folder / path.name).symlink_to(path)
+    (folder / "junk.wav").write_bytes(b"RIFF\xff\xff\xff\x7fWAVEfmt " + bytes(range(256)) * 4)
+    soundfile.write(folder / "nan.wav", np.full(SAMPLING_RATE, np.nan, np.float32), SAMPLING_RATE, subtype="FLOAT")
+    return {p.name for p in good}, {p.name for p in bad} | {"junk.wav", "nan.wav"}
