@@ -138,8 +138,9 @@ class _Handler(BaseHTTPRequestHandler):
             for _ in range(MAX_CHUNKS):
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                 if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):  # trailers
-                        pass
+                    for _ in range(100):  # trailer lines up to the blank line
+                        if self.rfile.readline() in (b"\r\n", b"\n", b""):
+                            break
                     return b"".join(parts)
                 total += size
                 if total > MAX_BODY_BYTES:
