@@ -34,11 +34,14 @@ import torch
 from ..data._io import atomic_path, atomic_save_npy, atomic_write_json, stable_hash
 from ..data.audio import AudioDecodeError, load_audio
 from ..data.corpora import is_missing
+from ..progress import progress_bar
 from .threads import threads_beside_workers, torch_threads
 
 logger = logging.getLogger(__name__)
 
 CACHE_FORMAT_VERSION = 2
+# Model types whose config has a `pooling` choice that `--pooling` may replace.
+POOLING_MODEL_TYPES = ("resp_audio", "efficientat")
 # Without a windowed streaming path (models other than resp_audio), clips longer than this go alone in their batch.
 LONG_CLIP_SECONDS = 30.0
 
@@ -120,8 +123,9 @@ class AudioEncoder:
     ):
         """Load any transformers audio encoder (``resp_audio`` models included) from a folder or the Hub.
 
-        ``pooling`` replaces a ``resp_audio`` model's ``config.pooling`` (``freq_preserving``, ``mean``, ``cls``);
-        other models have no such choice and raise ``ValueError``.
+        ``pooling`` replaces the ``config.pooling`` of a ``resp_audio`` model (``freq_preserving``, ``mean``, ``cls``)
+        or an ``efficientat`` one (``freq_preserving``, ``mean``); other models have no such choice and raise
+        ``ValueError``.
         """
         from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
 
@@ -130,9 +134,9 @@ class AudioEncoder:
         kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
         config = AutoConfig.from_pretrained(name_or_path, **kwargs)
         if pooling is not None:
-            if config.model_type != "resp_audio":
+            if config.model_type not in POOLING_MODEL_TYPES:
                 raise ValueError(
-                    f"pooling={pooling!r} applies to resp_audio models only; {name_or_path} is a "
+                    f"pooling={pooling!r} applies to resp_audio and efficientat models only; {name_or_path} is a "
                     f"{config.model_type!r} model, whose pooling is fixed by its architecture."
                 )
             # from_dict runs the config's own validation of the pooling name.
@@ -427,11 +431,6 @@ class FeatureCollator:
         }
 
 
-def _worker_init(_):
-    # Several workers each using every core would oversubscribe the CPU.
-    torch.set_num_threads(1)
-
-
 def make_dataloader(
     dataset, encoder: AudioEncoder, batch_size: int = 16, num_workers: int = 0, indices: Sequence[int] | None = None
 ):
@@ -443,7 +442,6 @@ def make_dataloader(
         shuffle=False,
         num_workers=num_workers,
         collate_fn=FeatureCollator(encoder),
-        worker_init_fn=_worker_init if num_workers > 0 else None,
         persistent_workers=False,
     )
 
@@ -640,16 +638,6 @@ def embedding_cache_key(encoder: AudioEncoder, dataset, extra: dict | None = Non
 # --------------------------------------------------------------------------------------------------
 
 
-def _progress(total: int, desc: str, enabled: bool):
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc=desc, unit="clip")
-
-
 def _describe(dataset, index: int) -> str:
     return dataset.describe(index) if hasattr(dataset, "describe") else f"item {index}"
 
@@ -745,7 +733,7 @@ def extract_embeddings(
             atomic_save_npy(cache.shard_path(shard), block)
             done.add(shard)
 
-    bar = _progress(remaining, desc, progress)
+    bar = progress_bar(remaining, desc=desc, unit="clip", enabled=progress)
     try:
         # The encoder's threads would otherwise compete with the workers for the same cores.
         with torch_threads(threads_beside_workers(loader.num_workers)):
@@ -787,11 +775,9 @@ def extract_embeddings(
                         pending.setdefault(shard, {})[index] = vector
                 if cache_dir is not None and dim is not None:
                     write_full_shards()
-                if bar is not None:
-                    bar.update(len(rows))
+                bar.update(len(rows))
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
 
     if dim is None and done:
         dim = int(np.load(cache.shard_path(min(done)), mmap_mode="r").shape[1])
@@ -811,11 +797,6 @@ def extract_embeddings(
             f"Embedding extraction ended with {len(missing)} unfinished cache shard(s) in {cache.directory}; the DataLoader did not yield every item."
         )
     return finish(cache.consolidate(dim), failures)
-
-
-def clear_cache(cache_dir: str | os.PathLike) -> None:
-    """Remove every cached embedding under ``cache_dir``."""
-    shutil.rmtree(cache_dir, ignore_errors=True)
 
 
 def cache_entries(cache_dir: str | os.PathLike) -> list[dict]:
