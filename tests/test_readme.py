@@ -8,7 +8,8 @@ recordings, and nothing else:
 - `path/to/fine-tuned-folder`: a saved classifier (tiny-passt preset, random weights, two labels) with its feature
   extractor, as `save_pretrained` writes it;
 - `train` and `validation`: `datasets.Dataset`s with an `audio` column (`{"array", "sampling_rate"}`) and a `label`
-  column, four and two SPRSound recordings cut to 2 s (labels: Normal 0, adventitious 1).
+  column, four and two SPRSound recordings cut to 2 s (labels: Normal 0, adventitious 1);
+- `pretrained/efficientat-mn04-as`: the repository's own folder (the blocks run from the checkout's root).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ EMBEDDING_COMMENT = re.compile(
     r"embedding = .*# \[1, (\d+)\] = (\d+) frequency rows x (\d+) \(resp-passt: (\d+) x (\d+) = (\d+)\)"
 )
 FINE_TUNED_FOLDER = "path/to/fine-tuned-folder"
+EFFICIENTAT_FOLDER = "pretrained/efficientat-mn04-as"
+# The EfficientAT block's comment on its embedding's size.
+EFFICIENTAT_COMMENT = re.compile(r"embedding = .*# \[1, (\d+)\] = (\d+) frequency rows x (\d+) channels")
 CLIP_SECONDS = 2
 
 
@@ -50,6 +54,8 @@ def reader_provided(work: Path) -> dict:
 
     recordings = sprsound_binary_subset(per_class=3)
     shutil.copyfile(recordings[0][0], work / "recording.wav")
+    (work / "pretrained").mkdir()
+    (work / EFFICIENTAT_FOLDER).symlink_to(README.parent / EFFICIENTAT_FOLDER, target_is_directory=True)
 
     torch.manual_seed(0)
     config = RespAudioConfig.from_preset("tiny-passt", id2label={0: "Normal", 1: "Adventitious"})
@@ -69,16 +75,17 @@ def reader_provided(work: Path) -> dict:
 
 def test_readme_has_the_blocks_this_test_knows():
     blocks = readme_python_blocks()
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     assert "RespAudioConfig.from_preset" in blocks[0]
     assert FINE_TUNED_FOLDER in blocks[1] and "recording.wav" in blocks[1]
     assert "Trainer(" in blocks[2] and "train_dataset=train, eval_dataset=validation" in blocks[2]
+    assert EFFICIENTAT_FOLDER in blocks[3]
 
 
 def test_readme_python_blocks_run_as_written(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "__readme__", **reader_provided(tmp_path)}
-    quick_start, pipeline_block, trainer_block = readme_python_blocks()
+    quick_start, pipeline_block, trainer_block, efficientat_block = readme_python_blocks()
 
     def run(block: str, number: int):
         started = time.perf_counter()
@@ -114,3 +121,12 @@ def test_readme_python_blocks_run_as_written(tmp_path, monkeypatch):
     assert len(evaluations) == epochs and np.isfinite(evaluations).all()
     assert trainer.state.best_model_checkpoint is not None
     assert Path(trainer.state.best_model_checkpoint, "model.safetensors").is_file()
+
+    # EfficientAT: the AudioSet tagger answers with three labels of its 527, the embedding has the stated size.
+    run(efficientat_block, 4)
+    predictions = namespace["tagger"]({"array": namespace["audio"], "sampling_rate": 8000}, top_k=3)
+    assert len(predictions) == 3 and all(p["label"] in namespace["tagger"].model.config.label2id for p in predictions)
+    size, rows, channels = map(int, EFFICIENTAT_COMMENT.search(efficientat_block).groups())
+    encoder_config = namespace["encoder"].config
+    assert (encoder_config.num_frequency_rows, encoder_config.feature_channels) == (rows, channels)
+    assert tuple(namespace["embedding"].shape) == (1, size) == (1, rows * channels)

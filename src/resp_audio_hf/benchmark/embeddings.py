@@ -39,6 +39,8 @@ from .threads import threads_beside_workers, torch_threads
 logger = logging.getLogger(__name__)
 
 CACHE_FORMAT_VERSION = 2
+# Model types whose config has a `pooling` choice that `--pooling` may replace.
+POOLING_MODEL_TYPES = ("resp_audio", "efficientat")
 # Without a windowed streaming path (models other than resp_audio), clips longer than this go alone in their batch.
 LONG_CLIP_SECONDS = 30.0
 
@@ -120,8 +122,9 @@ class AudioEncoder:
     ):
         """Load any transformers audio encoder (``resp_audio`` models included) from a folder or the Hub.
 
-        ``pooling`` replaces a ``resp_audio`` model's ``config.pooling`` (``freq_preserving``, ``mean``, ``cls``);
-        other models have no such choice and raise ``ValueError``.
+        ``pooling`` replaces the ``config.pooling`` of a ``resp_audio`` model (``freq_preserving``, ``mean``, ``cls``)
+        or an ``efficientat`` one (``freq_preserving``, ``mean``); other models have no such choice and raise
+        ``ValueError``.
         """
         from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
 
@@ -130,9 +133,9 @@ class AudioEncoder:
         kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
         config = AutoConfig.from_pretrained(name_or_path, **kwargs)
         if pooling is not None:
-            if config.model_type != "resp_audio":
+            if config.model_type not in POOLING_MODEL_TYPES:
                 raise ValueError(
-                    f"pooling={pooling!r} applies to resp_audio models only; {name_or_path} is a "
+                    f"pooling={pooling!r} applies to resp_audio and efficientat models only; {name_or_path} is a "
                     f"{config.model_type!r} model, whose pooling is fixed by its architecture."
                 )
             # from_dict runs the config's own validation of the pooling name.
