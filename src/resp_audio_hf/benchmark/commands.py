@@ -46,6 +46,20 @@ def _positive_float(text: str) -> float:
     return value
 
 
+BENCH_EXAMPLES = """\
+examples:
+  resp-audio-hf bench --model org/resp-passt --tasks T7,T10,T11 --data-root DIR
+  resp-audio-hf bench --model my-resp-passt --tasks S1,S2 --data-root ../shared/data --compare-opera
+  resp-audio-hf bench --preset tiny-m2d --tasks S1 --data-root ../shared/data --max-duration 2 --epochs 8
+"""
+
+DEMO_EXAMPLES = """\
+examples:
+  resp-audio-hf demo
+  resp-audio-hf demo --output-dir outputs/demo
+"""
+
+
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
