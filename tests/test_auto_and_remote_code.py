@@ -30,7 +30,10 @@ FAMILIES = ("tiny-passt", "tiny-ast", "tiny-m2d")
 ID2LABEL = {0: "Normal", 1: "CAS", 2: "DAS"}
 HUB_ORG = "resp-audio-tests"
 REMOTE_CODE_FILES = (
-    "configuration_resp_audio.py", "modeling_resp_audio.py", "feature_extraction_resp_audio.py", "pipeline_resp_audio.py"
+    "configuration_resp_audio.py",
+    "modeling_resp_audio.py",
+    "feature_extraction_resp_audio.py",
+    "pipeline_resp_audio.py",
 )
 INPUT_RATE = 8000  # SPRSound's native rate: every front end resamples it
 

@@ -144,7 +144,7 @@ def test_pooling_override_is_refused_for_models_without_that_choice(tmp_path):
         ASTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, max_length=128)
     ).save_pretrained(tmp_path)
     ASTFeatureExtractor(max_length=128).save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match="resp_audio models only.*'audio-spectrogram-transformer'"):
+    with pytest.raises(ValueError, match="resp_audio and efficientat models only.*'audio-spectrogram-transformer'"):
         AudioEncoder.from_pretrained(str(tmp_path), pooling="mean")
 
 

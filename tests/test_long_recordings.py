@@ -124,3 +124,46 @@ def test_pool_frame_stream_rejects_bad_blocks():
         model.pool_frame_stream([])
     with pytest.raises(ValueError, match="log-mel frames"):
         model.pool_frame_stream([torch.zeros(100, config.num_mel_bins + 1)])
+
+
+def test_bench_batches_never_pad_short_clips_up_to_a_long_one(monkeypatch, single_torch_thread):
+    """A 10-minute clip in a batch of short ones is streamed alone; the short ones are padded to their own longest."""
+    from resp_audio_hf.benchmark.embeddings import ArrayClipDataset, AudioEncoder, extract_embeddings
+
+    encoder = AudioEncoder.from_preset("tiny-m2d")
+    rate = encoder.sampling_rate
+    short = [synthetic_recording(seconds, rate, seed=i) for i, seconds in enumerate([1.0, 1.5, 0.7, 1.9, 1.2])]
+    long = synthetic_recording(10 * 60, rate, seed=9)
+    clips = short[:2] + [long] + short[2:]
+    shapes = []
+    forward = encoder.model.forward
+
+    def spy(input_values, *args, **kwargs):
+        shapes.append(tuple(input_values.shape))
+        return forward(input_values, *args, **kwargs)
+
+    monkeypatch.setattr(encoder.model, "forward", spy)
+    embeddings = extract_embeddings(
+        encoder, ArrayClipDataset(clips, rate, rate), batch_size=8, progress=False
+    )
+    longest_short = encoder.feature_extractor.num_frames(max(len(clip) for clip in short))
+    assert shapes == [(len(short), longest_short, encoder.model.config.num_mel_bins)]
+
+    monkeypatch.setattr(encoder.model, "forward", forward)
+    expected = np.concatenate([encoder.embed(encoder.featurize([clip])) for clip in clips])  # each alone, one pass
+    np.testing.assert_allclose(embeddings, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_bench_records_a_refused_long_clip_and_embeds_the_rest():
+    from resp_audio_hf.benchmark.embeddings import ArrayClipDataset, AudioEncoder, extract_embeddings
+
+    encoder = AudioEncoder.from_preset("tiny-passt")
+    rate = encoder.sampling_rate
+    silent_long = np.zeros(rate * 60, dtype=np.float32)
+    clips = [synthetic_recording(2.0, rate), silent_long, synthetic_recording(30.0, rate, seed=3)]
+    embeddings, failures = extract_embeddings(
+        encoder, ArrayClipDataset(clips, rate, rate), batch_size=4, progress=False, return_failures=True
+    )
+    assert list(failures) == [1] and "silent" in failures[1]
+    assert np.isnan(embeddings[1]).all() and np.isfinite(embeddings[[0, 2]]).all()
+    np.testing.assert_allclose(embeddings[2], encoder.embed(encoder.featurize([clips[2]]))[0], atol=1e-5, rtol=1e-5)

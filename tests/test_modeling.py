@@ -181,6 +181,9 @@ def test_non_finite_input_is_a_clear_error(bad):
         model(spectrogram)
     with pytest.raises(ValueError, match="NaN or infinite"):
         RespAudioForAudioClassification(model.config).eval()(spectrogram)
+    # The frame stream of long recordings checks every block it is given.
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        model.pool_frame_stream([torch.randn(300, 80), spectrogram[1]])
 
 
 def test_attention_mask_of_another_length_is_a_clear_error(sprsound_clips):

@@ -192,7 +192,7 @@ def test_batch_of_inputs_matches_single_calls(classifiers, sprsound_wav):
         ({"array": np.ones(999, dtype=np.float32), "sampling_rate": 999}, ValueError, "999 is not a plausible"),
         ({"array": np.zeros(8000, dtype=np.float32), "sampling_rate": 8000}, ValueError, "silent"),
         ({"array": np.full(8000, np.nan, dtype=np.float32), "sampling_rate": 8000}, ValueError, "NaN"),
-        ({"audio": np.ones(8000, dtype=np.float32), "sampling_rate": 8000}, ValueError, r"\['audio', 'sampling_rate'\]"),
+        ({"audio": np.ones(8000), "sampling_rate": 8000}, ValueError, r"\['audio', 'sampling_rate'\]"),
         (np.ones((6, 16000), dtype=np.float32), ValueError, "6 channels"),
         (np.ones((16000, 6), dtype=np.float32), ValueError, "6 channels"),
         (np.ones((2, 2, 16000), dtype=np.float32), ValueError, "shape"),

@@ -1,6 +1,6 @@
-"""resp_audio_hf: respiratory-audio foundation models (PaSST, AST, M2D) as Hugging Face transformers models.
+"""resp_audio_hf: respiratory-audio foundation models (PaSST, AST, M2D, EfficientAT) as Hugging Face transformers models.
 
-Importing the package registers the `resp_audio` model type with the Auto classes, so that
+Importing the package registers the `resp_audio` and `efficientat` model types with the Auto classes, so that
 `AutoModel.from_pretrained(folder)` and `pipeline("audio-classification", model=folder)` work (the latter through
 `RespAudioClassificationPipeline`, which checks input before decoding or resampling it), and marks the classes
 for remote code, so that `save_pretrained` writes the modeling files next to the weights and a process without this
@@ -15,8 +15,15 @@ from transformers import (
 )
 
 from .collation import RespAudioCollator
+from .configuration_efficientat import EfficientATConfig
 from .configuration_resp_audio import PRESETS, RespAudioConfig
 from .feature_extraction_resp_audio import RespAudioFeatureExtractor
+from .modeling_efficientat import (
+    EfficientATForAudioClassification,
+    EfficientATModel,
+    EfficientATModelOutput,
+    EfficientATPreTrainedModel,
+)
 from .modeling_resp_audio import (
     FrequencyPreservingPooler,
     MeanPooler,
@@ -40,8 +47,22 @@ RespAudioForAudioClassification.register_for_auto_class("AutoModelForAudioClassi
 RespAudioFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
 register_pipeline()
 
+# EfficientAT's MobileNets: their own model type (a CNN shares no field with the ViT family), PaSST's front end.
+AutoConfig.register(EfficientATConfig.model_type, EfficientATConfig, exist_ok=True)
+AutoModel.register(EfficientATConfig, EfficientATModel, exist_ok=True)
+AutoModelForAudioClassification.register(EfficientATConfig, EfficientATForAudioClassification, exist_ok=True)
+AutoFeatureExtractor.register(EfficientATConfig, RespAudioFeatureExtractor, exist_ok=True)
+EfficientATConfig.register_for_auto_class()
+EfficientATModel.register_for_auto_class("AutoModel")
+EfficientATForAudioClassification.register_for_auto_class("AutoModelForAudioClassification")
+
 __all__ = [
     "PRESETS",
+    "EfficientATConfig",
+    "EfficientATForAudioClassification",
+    "EfficientATModel",
+    "EfficientATModelOutput",
+    "EfficientATPreTrainedModel",
     "FrequencyPreservingPooler",
     "MeanPooler",
     "RespAudioClassificationPipeline",

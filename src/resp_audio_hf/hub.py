@@ -42,7 +42,10 @@ logger = logging.getLogger(__name__)
 
 CARD_FILE = "README.md"
 REMOTE_CODE_FILES = (
-    "configuration_resp_audio.py", "modeling_resp_audio.py", "feature_extraction_resp_audio.py", "pipeline_resp_audio.py"
+    "configuration_resp_audio.py",
+    "modeling_resp_audio.py",
+    "feature_extraction_resp_audio.py",
+    "pipeline_resp_audio.py",
 )
 REQUIRED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", *REMOTE_CODE_FILES, CARD_FILE)
 FAMILY_OF_FRONTEND = {"passt": "resp-passt", "ast": "resp-ast", "m2d": "resp-m2d"}

@@ -321,8 +321,9 @@ class RespAudioModel(RespAudioPreTrainedModel):
     """
     The encoder. Input: normalised log-mel frames `[batch, frames, num_mel_bins]` from [`RespAudioFeatureExtractor`]
     and their frame mask. Padding is excluded from attention and pooling, so a clip gives the same embedding alone or
-    in a padded batch. Input longer than `config.max_length` frames is encoded in consecutive windows aligned to the
-    patch grid (as M2D's runtime and PaSST's HEAR wrapper do), `config.window_batch_size` windows at a time.
+    in a padded batch. Input longer than `config.max_length` frames is encoded in consecutive, non-overlapping windows
+    aligned to the patch grid (as M2D's runtime does; PaSST's HEAR wrapper averages overlapping windows instead, which
+    `resp_audio_hf.hear_windows.hear_scene_embeddings` reproduces), `config.window_batch_size` windows at a time.
     """
 
     def __init__(self, config: RespAudioConfig):
@@ -510,6 +511,7 @@ class RespAudioModel(RespAudioPreTrainedModel):
                 raise ValueError(
                     f"Frame blocks must be [frames, {config.num_mel_bins}] log-mel frames, got {tuple(block.shape)}."
                 )
+            _check_finite(block[None])
             pending = block if pending is None else torch.cat([pending, block])
             while pending.shape[0] >= group_frames:  # a full group: every patch of its windows is real audio
                 self._pool_windows(pending[None, :group_frames], pooling)

@@ -82,8 +82,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
         "--pooling",
-        help="replace the resp_audio model's config.pooling: freq_preserving, mean or cls (the pooling ablation; "
-        "recorded in the results, and part of the embedding cache key)",
+        help="replace the model's config.pooling: freq_preserving, mean or cls for resp_audio, freq_preserving or "
+        "mean for efficientat (the pooling ablation; recorded in the results, and part of the embedding cache key)",
     )
     parser.add_argument(
         "--max-duration",

@@ -39,6 +39,10 @@ from .threads import threads_beside_workers, torch_threads
 logger = logging.getLogger(__name__)
 
 CACHE_FORMAT_VERSION = 2
+# Model types whose config has a `pooling` choice that `--pooling` may replace.
+POOLING_MODEL_TYPES = ("resp_audio", "efficientat")
+# Without a windowed streaming path (models other than resp_audio), clips longer than this go alone in their batch.
+LONG_CLIP_SECONDS = 30.0
 
 # Config fields that name, version or format a model's outputs without changing the embedding it computes.
 _CONFIG_FIELDS_WITHOUT_EFFECT = frozenset(
@@ -100,6 +104,11 @@ class AudioEncoder:
         self._forward_accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in forward_parameters.values())
         self._forward_names = set(forward_parameters)
         self._fingerprint: str | None = None
+        # resp_audio encoders featurise and encode a long clip window by window (bounded memory); other models get
+        # it alone in a batch of one, so that no short clip is ever padded up to it.
+        self.streams_long_clips = callable(getattr(model, "pool_frame_stream", None)) and callable(
+            getattr(feature_extractor, "frame_blocks", None)
+        )
 
     @classmethod
     def from_pretrained(
@@ -113,8 +122,9 @@ class AudioEncoder:
     ):
         """Load any transformers audio encoder (``resp_audio`` models included) from a folder or the Hub.
 
-        ``pooling`` replaces a ``resp_audio`` model's ``config.pooling`` (``freq_preserving``, ``mean``, ``cls``);
-        other models have no such choice and raise ``ValueError``.
+        ``pooling`` replaces the ``config.pooling`` of a ``resp_audio`` model (``freq_preserving``, ``mean``, ``cls``)
+        or an ``efficientat`` one (``freq_preserving``, ``mean``); other models have no such choice and raise
+        ``ValueError``.
         """
         from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
 
@@ -123,9 +133,9 @@ class AudioEncoder:
         kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
         config = AutoConfig.from_pretrained(name_or_path, **kwargs)
         if pooling is not None:
-            if config.model_type != "resp_audio":
+            if config.model_type not in POOLING_MODEL_TYPES:
                 raise ValueError(
-                    f"pooling={pooling!r} applies to resp_audio models only; {name_or_path} is a "
+                    f"pooling={pooling!r} applies to resp_audio and efficientat models only; {name_or_path} is a "
                     f"{config.model_type!r} model, whose pooling is fixed by its architecture."
                 )
             # from_dict runs the config's own validation of the pooling name.
@@ -207,6 +217,21 @@ class AudioEncoder:
         to_dict = getattr(self.feature_extractor, "to_dict", None)
         config = to_dict() if callable(to_dict) else {"class": type(self.feature_extractor).__name__}
         return {k: _compact(v) for k, v in config.items() if not k.startswith("_") and k != "processor_class"}
+
+    def is_long(self, num_samples: int) -> bool:
+        """Whether a clip of ``num_samples`` samples (at ``sampling_rate``) is embedded on its own: for ``resp_audio``
+        encoders, a clip longer than one encoder window; for other models, one over ``LONG_CLIP_SECONDS``."""
+        if self.streams_long_clips:
+            return self.feature_extractor.num_frames(num_samples) > self.model.config.max_length
+        return num_samples > LONG_CLIP_SECONDS * self.sampling_rate
+
+    def embed_long(self, audio) -> np.ndarray:
+        """``[dim]`` float32 embedding of one clip at ``sampling_rate``, of any length: ``resp_audio`` encoders stream
+        it window by window (``RespAudioModel.pool_frame_stream``), other models embed it alone."""
+        if not self.streams_long_clips:
+            return self.embed(self.featurize([audio]))[0]
+        blocks = self.feature_extractor.frame_blocks(audio, self.sampling_rate)
+        return self.model.pool_frame_stream(blocks)[0].float().cpu().numpy()
 
     def featurize(self, clips: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
         """Feature-extractor inputs for a list of mono clips at ``self.sampling_rate``."""
@@ -355,9 +380,12 @@ def _refusal_reason(error: Exception) -> str:
 class FeatureCollator:
     """``collate_fn`` that featurises a list of clips (runs inside DataLoader workers).
 
-    Batches are ``{"index", "inputs", "failed"}``: ``failed`` lists ``(item index, reason)`` for the
+    Batches are ``{"index", "inputs", "failed", "long"}``: ``failed`` lists ``(item index, reason)`` for the
     clips that could not be decoded or that the feature extractor refused (e.g. silent audio), so one
-    bad file costs only itself; ``inputs`` is ``None`` when every clip of the batch failed.
+    bad file costs only itself; ``inputs`` is ``None`` when every clip of the batch failed. Clips
+    longer than one encoder window (``AudioEncoder.is_long``) are not featurised here but passed on as
+    ``long``, ``(item index, audio tensor)`` pairs, each embedded alone by ``AudioEncoder.embed_long``:
+    the other clips are padded only up to the longest of them, never up to an hour-long recording.
     """
 
     def __init__(self, encoder: AudioEncoder):
@@ -371,6 +399,13 @@ class FeatureCollator:
             raise ValueError(
                 f"Clips arrive at {sorted(rates)} Hz but the encoder expects {self.encoder.sampling_rate} Hz."
             )
+        # A tensor crosses from a DataLoader worker in shared memory; a numpy array would be pickled (copied).
+        long = [
+            (item["index"], torch.as_tensor(item["audio"]))
+            for item in items
+            if self.encoder.is_long(len(item["audio"]))
+        ]
+        items = [item for item in items if not self.encoder.is_long(len(item["audio"]))]
         try:
             inputs = self.encoder.featurize([item["audio"] for item in items]) if items else None
         except ValueError:
@@ -391,12 +426,8 @@ class FeatureCollator:
             "index": torch.tensor([item["index"] for item in items], dtype=torch.long),
             "inputs": inputs,
             "failed": failed,
+            "long": long,
         }
-
-
-def _worker_init(_):
-    # Several workers each using every core would oversubscribe the CPU.
-    torch.set_num_threads(1)
 
 
 def make_dataloader(
@@ -410,7 +441,6 @@ def make_dataloader(
         shuffle=False,
         num_workers=num_workers,
         collate_fn=FeatureCollator(encoder),
-        worker_init_fn=_worker_init if num_workers > 0 else None,
         persistent_workers=False,
     )
 
@@ -723,13 +753,19 @@ def extract_embeddings(
                     )
                 indices = batch["index"].tolist()
                 failed = dict(batch.get("failed", ()))
-                if {i // cache.shard_size for i in indices + list(failed)} <= done:
+                long = list(batch.get("long", ()))
+                if {i // cache.shard_size for i in indices + list(failed) + [i for i, _ in long]} <= done:
                     continue  # an external loader re-yields items whose shard is already on disk
                 rows: dict[int, np.ndarray | None] = dict.fromkeys(failed)
-                if indices:
-                    vectors = encoder.embed(batch["inputs"])
-                    dim = vectors.shape[1]
-                    for index, vector in zip(indices, vectors):
+                embedded = list(zip(indices, encoder.embed(batch["inputs"]))) if indices else []
+                for index, audio in long:
+                    try:
+                        embedded.append((index, encoder.embed_long(audio)))
+                    except ValueError as error:  # the feature extractor refuses the clip (silent, NaN, ...)
+                        rows[index], failed[index] = None, _refusal_reason(error)
+                if embedded:
+                    dim = embedded[0][1].shape[0]
+                    for index, vector in embedded:
                         if np.isfinite(vector).all():
                             rows[index] = vector
                         else:
@@ -772,11 +808,6 @@ def extract_embeddings(
             f"Embedding extraction ended with {len(missing)} unfinished cache shard(s) in {cache.directory}; the DataLoader did not yield every item."
         )
     return finish(cache.consolidate(dim), failures)
-
-
-def clear_cache(cache_dir: str | os.PathLike) -> None:
-    """Remove every cached embedding under ``cache_dir``."""
-    shutil.rmtree(cache_dir, ignore_errors=True)
 
 
 def cache_entries(cache_dir: str | os.PathLike) -> list[dict]:

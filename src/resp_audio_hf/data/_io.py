@@ -28,10 +28,6 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def stable_hash(obj: Any, length: int = 16) -> str:
     """Short hex digest of a JSON-serialisable object, independent of dict ordering."""
     payload = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":")).encode("utf-8")
@@ -58,12 +54,6 @@ def atomic_path(final_path: str | os.PathLike, suffix: str = "") -> Iterator[Pat
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-    return Path(path)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 
@@ -131,7 +130,3 @@ def load_audio(
         bad = int((~np.isfinite(array)).sum())
         raise AudioDecodeError(path, f"decoded to {bad} non-finite samples (NaN/inf)")
     return array, int(samples.sample_rate)
-
-
-def duration_to_samples(seconds: float, sampling_rate: int) -> int:
-    return math.floor(seconds * sampling_rate)

@@ -28,7 +28,6 @@ OPERA_FILES: dict[str, str] = {
     # T7 - ICBHI 2017: official diagnosis per patient and official train/test list.
     "datasets/icbhi/ICBHI_Challenge_diagnosis.txt": "b3948b8d43eb81331fcd954e78c8545d4bc9a04b48762591377cd94f47697e20",
     "datasets/icbhi/ICBHI_challenge_train_test.txt": "e2969285a2f931dce5e8a0a7963d77ec2403fe854955818483efb24e5303b404",
-    "datasets/icbhi/ICBHI_Challenge_demographic_information.txt": "7be825ef14639a2dc9f033139158ddd2d7368c26fb6c871fa7ebf4f21cfc63bc",
     # Row order OPERA fed to its 20 % validation draw for T7 (optional, reproduces the exact draw).
     "feature/icbhidisease_eval/sound_dir_loc.npy": "d3fe92f3b160990bb4bd4bf8f35ee0b2bccbc737509e19f3cc093f6c2c3cdb14",
     # T10 - KAUH.
@@ -64,8 +63,6 @@ OPERA_FILES: dict[str, str] = {
     "feature/coswara_eval/cough_aligned_smoker_label_cough-shallow.npy": "2e2a727de3231d724438f71146f007acd8acc9b9e5706dee1dc6c04879c0f137",
     "feature/coswara_eval/google_sex_cough_split.npy": "6b14aa25043a0c487c27f2094d34485703aa16aa625cf8c724f8f0c80a21e3be",
     "feature/coswara_eval/google_smoker_cough_split.npy": "8586f7df07adfca5e0c68517e11740cd604e4b6784627a071ef31b1aa703f0b5",
-    "feature/coswara_eval/cough_aligned_train_test_split_sex_w_cough-shallow.npy": "a43cc3e2a1c9cba9b08d09e34d289254258d9d4409044136e8da5944d62542d4",
-    "feature/coswara_eval/cough_aligned_train_test_split_smoker_w_cough-shallow.npy": "c7e4089847fe95f499a3e7af8b711698f53a928854b8a3eaeb9a40c92df68094",
 }
 
 
@@ -123,20 +120,6 @@ class OperaFiles:
                 "Replace it with the file from the pinned commit or delete it so it is downloaded again."
             )
         return path
-
-    def is_available(self, relpath: str) -> bool:
-        """True when a verified copy exists locally (no download is attempted)."""
-        self._expected(relpath)
-        if relpath in self._verified:
-            return True
-        for candidate in self._candidates(relpath):
-            if candidate.exists():
-                try:
-                    self._verified[relpath] = self._check(candidate, relpath)
-                    return True
-                except OperaFileError:
-                    return False
-        return False
 
     def path(self, relpath: str) -> Path:
         """Local path of a verified copy of ``relpath``, downloading it into the cache if needed."""

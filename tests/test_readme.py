@@ -1,0 +1,132 @@
+"""
+Every ```python block of README.md runs as written, in order, in one namespace, in a fresh working folder.
+
+The blocks name a few things a reader brings along; this test provides exactly those, made from real SPRSound
+recordings, and nothing else:
+
+- `recording.wav`: a SPRSound recording, copied into the working folder;
+- `path/to/fine-tuned-folder`: a saved classifier (tiny-passt preset, random weights, two labels) with its feature
+  extractor, as `save_pretrained` writes it;
+- `train` and `validation`: `datasets.Dataset`s with an `audio` column (`{"array", "sampling_rate"}`) and a `label`
+  column, four and two SPRSound recordings cut to 2 s (labels: Normal 0, adventitious 1);
+- `pretrained/efficientat-mn04-as`: the repository's own folder (the blocks run from the checkout's root).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from _audio_helpers import load_audio, sprsound_binary_subset
+
+from resp_audio_hf import RespAudioConfig  # imports transformers, whose Hub constants the hub_offline fixture patches
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
+# The quick start's comment on the embedding's size, checked against the model it builds and the published preset.
+EMBEDDING_COMMENT = re.compile(
+    r"embedding = .*# \[1, (\d+)\] = (\d+) frequency rows x (\d+) \(resp-passt: (\d+) x (\d+) = (\d+)\)"
+)
+FINE_TUNED_FOLDER = "path/to/fine-tuned-folder"
+EFFICIENTAT_FOLDER = "pretrained/efficientat-mn04-as"
+# The EfficientAT block's comment on its embedding's size.
+EFFICIENTAT_COMMENT = re.compile(r"embedding = .*# \[1, (\d+)\] = (\d+) frequency rows x (\d+) channels")
+CLIP_SECONDS = 2
+
+
+pytestmark = pytest.mark.usefixtures("hub_offline")
+
+
+def readme_python_blocks() -> list[str]:
+    return PYTHON_BLOCK.findall(README.read_text(encoding="utf-8"))
+
+
+def reader_provided(work: Path) -> dict:
+    """The objects and files the README's blocks take as given (see the module docstring)."""
+    from datasets import Dataset
+
+    from resp_audio_hf import RespAudioFeatureExtractor, RespAudioForAudioClassification
+
+    recordings = sprsound_binary_subset(per_class=3)
+    shutil.copyfile(recordings[0][0], work / "recording.wav")
+    (work / "pretrained").mkdir()
+    (work / EFFICIENTAT_FOLDER).symlink_to(README.parent / EFFICIENTAT_FOLDER, target_is_directory=True)
+
+    torch.manual_seed(0)
+    config = RespAudioConfig.from_preset("tiny-passt", id2label={0: "Normal", 1: "Adventitious"})
+    RespAudioForAudioClassification(config).save_pretrained(work / FINE_TUNED_FOLDER)
+    RespAudioFeatureExtractor.from_model_config(config).save_pretrained(work / FINE_TUNED_FOLDER)
+
+    def dataset(subset):
+        rows = {"audio": [], "label": []}
+        for path, label in subset:
+            audio, rate = load_audio(path)
+            rows["audio"].append({"array": audio[: CLIP_SECONDS * rate], "sampling_rate": rate})
+            rows["label"].append(label)
+        return Dataset.from_dict(rows)
+
+    return {"train": dataset(recordings[:4]), "validation": dataset(recordings[4:])}
+
+
+def test_readme_has_the_blocks_this_test_knows():
+    blocks = readme_python_blocks()
+    assert len(blocks) == 4
+    assert "RespAudioConfig.from_preset" in blocks[0]
+    assert FINE_TUNED_FOLDER in blocks[1] and "recording.wav" in blocks[1]
+    assert "Trainer(" in blocks[2] and "train_dataset=train, eval_dataset=validation" in blocks[2]
+    assert EFFICIENTAT_FOLDER in blocks[3]
+
+
+def test_readme_python_blocks_run_as_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    namespace = {"__name__": "__readme__", **reader_provided(tmp_path)}
+    quick_start, pipeline_block, trainer_block, efficientat_block = readme_python_blocks()
+
+    def run(block: str, number: int):
+        started = time.perf_counter()
+        exec(compile(block, f"README.md python block {number}", "exec"), namespace)
+        print(f"README python block {number}: {time.perf_counter() - started:.1f} s")
+
+    # Quick start: the embedding has the size the comment states, and the saved folder reloads to the same weights.
+    run(quick_start, 1)
+    config, model = namespace["config"], namespace["model"]
+    stated = EMBEDDING_COMMENT.search(quick_start)
+    size, rows, width, published_rows, published_width, published_size = map(int, stated.groups())
+    assert tuple(namespace["embedding"].shape) == (1, config.pooled_size) == (1, size) == (1, rows * width)
+    assert (config.num_frequency_patches, config.hidden_size) == (rows, width)
+    published = RespAudioConfig.from_preset("resp-passt")
+    assert (published.num_frequency_patches, published.hidden_size) == (published_rows, published_width)
+    assert published.pooled_size == published_size == published_rows * published_width
+    assert torch.isfinite(namespace["embedding"]).all()
+    reloaded = namespace["same"].state_dict()
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(reloaded[name], value, rtol=0, atol=0)
+
+    # The pipeline block's classifier answers for the file and for the array, every label once.
+    run(pipeline_block, 2)
+    classifier = namespace["classifier"]
+    assert {result["label"] for result in classifier("recording.wav")} == {"Normal", "Adventitious"}
+    assert len(classifier({"array": namespace["audio"], "sampling_rate": 8000}, top_k=2)) == 2
+
+    # Fine-tuning ran its epochs on the training clips, evaluated each one and kept the best checkpoint.
+    run(trainer_block, 3)
+    trainer = namespace["trainer"]
+    epochs = int(trainer.args.num_train_epochs)
+    evaluations = [entry["eval_loss"] for entry in trainer.state.log_history if "eval_loss" in entry]
+    assert len(evaluations) == epochs and np.isfinite(evaluations).all()
+    assert trainer.state.best_model_checkpoint is not None
+    assert Path(trainer.state.best_model_checkpoint, "model.safetensors").is_file()
+
+    # EfficientAT: the AudioSet tagger answers with three labels of its 527, the embedding has the stated size.
+    run(efficientat_block, 4)
+    predictions = namespace["tagger"]({"array": namespace["audio"], "sampling_rate": 8000}, top_k=3)
+    assert len(predictions) == 3 and all(p["label"] in namespace["tagger"].model.config.label2id for p in predictions)
+    size, rows, channels = map(int, EFFICIENTAT_COMMENT.search(efficientat_block).groups())
+    encoder_config = namespace["encoder"].config
+    assert (encoder_config.num_frequency_rows, encoder_config.feature_channels) == (rows, channels)
+    assert tuple(namespace["embedding"].shape) == (1, size) == (1, rows * channels)
