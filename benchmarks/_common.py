@@ -9,18 +9,18 @@ per configuration, so one configuration's allocations never inflate another's pe
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import platform
 import resource
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+
+from resp_audio_hf.data._io import atomic_write_json
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # `<repo>/../shared/data`, where the team keeps the real recordings (never copied into the repository).
@@ -254,18 +254,7 @@ def print_table(title: str, rows: list[dict], columns: list[str] | None = None) 
 
 def write_json(name: str, payload: dict, directory: Path = RESULTS_DIR) -> Path:
     """Write `payload` to `<directory>/<name>.json` atomically (temporary file + `os.replace`)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / f"{name}.json"
-    handle, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".json.tmp", dir=directory)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(payload, stream, indent=2, sort_keys=False, default=_json_default)
-            stream.write("\n")
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return target
+    return atomic_write_json(directory / f"{name}.json", payload, default=_json_default)
 
 
 def _json_default(value):

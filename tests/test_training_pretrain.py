@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -203,7 +204,7 @@ def test_incomplete_checkpoints_are_never_resumed_from(tmp_path):
 
     with pytest.raises(OSError):
         save_final_folder(tmp_path, "model", fail)
-    assert not (tmp_path / "model").exists() and not list(tmp_path.glob(".tmp-model-*"))
+    assert not (tmp_path / "model").exists() and not [p.name for p in tmp_path.iterdir() if "model" in p.name]
 
 
 # ---------------------------------------------------------------------------------------------- unusable files, export
@@ -286,13 +287,21 @@ def test_export_writes_a_loadable_self_describing_folder(shared_data, tmp_path, 
     with pytest.raises(ValueError, match="MB limit"):
         export(run, "tiny-resp", tmp_path / "pretrained", config_path, max_megabytes=0.01)
     assert not (tmp_path / "pretrained" / "tiny-resp").exists()
-    folder = export(run, "tiny-resp", tmp_path / "pretrained", config_path)
+    # A bench result to show in the card (the shape `resp-audio-hf bench` writes).
+    scores = [0.71, 0.69, 0.70]
+    bench = {"model": str(run / "model"), "tasks": {"S1": {"metric": "auroc", "scores": scores}}}
+    bench["tasks"]["S1"].update(mean=float(np.mean(scores)), std=float(np.std(scores)))
+    (tmp_path / "results.json").write_text(json.dumps(bench))
+    (tmp_path / "start.json").write_text(json.dumps({**bench, "model": "preset:tiny-m2d:seed0"}))
+    evaluations = {"trained": tmp_path / "results.json", "random-start": tmp_path / "start.json"}
+    folder = export(run, "tiny-resp", tmp_path / "pretrained", config_path, evaluations=evaluations)
 
     # The saved model folder (weights, configuration, feature extractor, remote code) plus the run's records.
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         [p.name for p in (run / "model").iterdir()]
         + ["README.md", "command.txt", "file_list.json", "loss_curve.png", "metrics.jsonl"]
-        + ["pretrain_config.json", "tiny_resp.yaml", "unusable_files.json"]
+        + ["evaluation_random-start.json", "evaluation_trained.json", "pretrain_config.json", "tiny_resp.yaml"]
+        + ["unusable_files.json"]
     )
     model = AutoModel.from_pretrained(folder)
     trained = load_file(run / "model" / "model.safetensors")
@@ -308,6 +317,9 @@ def test_export_writes_a_loadable_self_describing_folder(shared_data, tmp_path, 
     card = (folder / "README.md").read_text()
     assert card.startswith("---\nlicense: gpl-3.0\n")
     assert "GPL-3.0" in card and "CC0-1.0" in card and "No SPRSound test recording" in card
+    assert "| trained | S1 | auroc | 0.700 ± 0.008 | 0.710, 0.690, 0.700 |" in card
+    assert f"resp-audio-hf bench --model {run / 'model'} --tasks S1" in card
+    assert "resp-audio-hf bench --preset tiny-m2d --tasks S1" in card
 
     # A run that listed SPRSound test recordings says so in its card.
     listed = seen["corpora"]["sprsound_train"]["files"]
@@ -315,3 +327,19 @@ def test_export_writes_a_loadable_self_describing_folder(shared_data, tmp_path, 
     (run / "data_files.json").write_text(json.dumps(seen))
     card = (export(run, "tiny-resp", tmp_path / "pretrained") / "README.md").read_text()
     assert "4 SPRSound test recordings were in the training data" in card
+
+
+def test_bench_preset_rebuilds_the_random_start_of_a_run():
+    """`resp-audio-hf bench --preset P` scores exactly the initial weights of a from-scratch run of preset P (seed 0),
+    the baseline the exported model card compares against."""
+    from accelerate.utils import set_seed
+    from config import PretrainConfig, build_dataclass
+    from pretrain import build_encoder
+
+    from resp_audio_hf.benchmark.embeddings import AudioEncoder
+
+    config = build_dataclass(PretrainConfig, {"model": {"preset": "tiny-m2d"}, "data": {"corpora": [{"path": "/x"}]}})
+    set_seed(config.train.seed)
+    start = build_encoder(config).state_dict()
+    baseline = AudioEncoder.from_preset("tiny-m2d").model.state_dict()
+    assert start.keys() == baseline.keys() and all(torch.equal(start[k], baseline[k]) for k in start)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from checkpointing import publish_folder, remove_tree, write_json_atomic
+from resp_audio_hf.data._io import atomic_write_json, publish_folder, remove_tree
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def decoded_corpus(
             "offsets": offsets,
             "unusable": unusable,
         }
-        write_json_atomic(tmp / INDEX_NAME, index)
+        atomic_write_json(tmp / INDEX_NAME, index, sort_keys=True)
         publish_folder(tmp, folder)
     except BaseException:
         remove_tree(tmp)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import uuid
 from pathlib import Path
 from typing import Callable
+
+from resp_audio_hf.data._io import atomic_folder, atomic_write_json, publish_folder, remove_tree
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 TRAINING_STATE_NAME = "training_state.json"
@@ -22,45 +22,6 @@ FINAL_MODEL_NAME = "model"
 
 def data_state_name(process_index: int) -> str:
     return f"data_state_{process_index}.json"
-
-
-def write_json_atomic(path: str | os.PathLike, obj) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(obj, handle, indent=2, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def remove_tree(path: Path) -> None:
-    """Delete a folder by first renaming it out of the way, so no half-deleted folder keeps its name."""
-    if not path.exists():
-        return
-    doomed = path.with_name(f".trash-{path.name}-{uuid.uuid4().hex}")
-    os.replace(path, doomed)
-    shutil.rmtree(doomed, ignore_errors=True)
-
-
-def publish_folder(tmp: Path, final: Path) -> None:
-    """Move a fully written folder into place, replacing an older one of the same name."""
-    remove_tree(final)
-    os.replace(tmp, final)
-    _fsync_directory(final.parent)
-
-
-def _fsync_directory(path: Path) -> None:
-    try:
-        descriptor = os.open(path, os.O_RDONLY)
-    except OSError:  # not supported on every platform/file system; the rename itself is still atomic
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
@@ -117,11 +78,11 @@ def save_checkpoint(
         remove_tree(tmp)  # left behind by a run killed while saving
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))
-    write_json_atomic(tmp / data_state_name(accelerator.process_index), data_state)
+    atomic_write_json(tmp / data_state_name(accelerator.process_index), data_state, sort_keys=True)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         # Written last: its presence marks the folder complete (see `list_checkpoints`).
-        write_json_atomic(tmp / TRAINING_STATE_NAME, training_state)
+        atomic_write_json(tmp / TRAINING_STATE_NAME, training_state, sort_keys=True)
         publish_folder(tmp, final)
         for old in list_checkpoints(output_dir)[:-keep_last]:
             remove_tree(old)
@@ -146,16 +107,9 @@ def load_checkpoint(accelerator, checkpoint: Path) -> tuple[dict, dict]:
 
 def save_final_folder(output_dir: str | os.PathLike, name: str, write: Callable[[Path], None]) -> Path:
     """Main process only: `write(tmp_folder)` then publish it atomically as `output_dir/name`."""
-    output_dir = Path(output_dir)
-    tmp = output_dir / f".tmp-{name}-{uuid.uuid4().hex}"
-    tmp.mkdir(parents=True)
-    try:
-        write(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    final = output_dir / name
-    publish_folder(tmp, final)
+    final = Path(output_dir) / name
+    with atomic_folder(final) as folder:
+        write(folder)
     return final
 
 

@@ -24,7 +24,6 @@ the global RNG, so a resumed run sees exactly the crops an uninterrupted one wou
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import math
 import operator
@@ -38,6 +37,7 @@ import torch
 
 from audio_cache import DecodedCorpus, decoded_corpus
 from config import CorpusConfig, DataConfig
+from resp_audio_hf.data._io import read_table_rows
 from resp_audio_hf.data.audio import AudioDecodeError, _short_error
 
 logger = logging.getLogger(__name__)
@@ -89,26 +89,6 @@ class RowFilter:
             ) from None
 
 
-def _read_metadata_rows(path: Path) -> list[dict]:
-    """Rows of a CSV, JSON (list of objects or object of columns) or JSON-lines table."""
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        import csv
-
-        with open(path, newline="", encoding="utf-8") as handle:
-            return [dict(row) for row in csv.DictReader(handle)]
-    with open(path, encoding="utf-8") as handle:
-        if suffix == ".jsonl":
-            return [json.loads(line) for line in handle if line.strip()]
-        data = json.load(handle)
-    if isinstance(data, dict):
-        columns = list(data)
-        return [dict(zip(columns, values)) for values in zip(*(data[c] for c in columns))]
-    if isinstance(data, list) and all(isinstance(row, dict) for row in data):
-        return data
-    raise ValueError(f"Metadata {path} must be a CSV, a JSON list of objects, a JSON object of columns, or JSON lines.")
-
-
 def _audio_folder_table(spec: CorpusConfig):
     """A folder of audio files (recursively), joined with an optional metadata table."""
     import datasets
@@ -129,7 +109,7 @@ def _audio_folder_table(spec: CorpusConfig):
         for key in (path.relative_to(root).as_posix(), path.name, path.stem):
             by_key.setdefault(key, path)
     rows, unmatched = [], 0
-    for row in _read_metadata_rows(metadata):
+    for row in read_table_rows(metadata):
         if spec.file_column not in row:
             raise ValueError(
                 f"Corpus {spec.label}: metadata {metadata} has no column {spec.file_column!r}; set file_column to one "

@@ -11,7 +11,9 @@ The folder holds:
   the YAML the run was started from (`--config`);
 - `file_list.json`: the number of files per corpus and the SHA-256 of the sorted list of every file the run listed
   (paths one per line, each ending in a newline), plus `unusable_files.json` (the files it skipped and why);
-- `README.md`: a model card stating the data, their licences and the licence of the weights.
+- `README.md`: a model card stating the data, their licences and the licence of the weights;
+- with `--evaluation LABEL=results.json` (repeatable): `resp-audio-hf bench` results, copied as
+  `evaluation_<LABEL>.json` and tabulated in the card (e.g. the trained encoder beside its random start).
 
 Never audio: only the weights, logs and file-list hashes. The folder is written under a temporary name and renamed when
 complete; it must stay under `--max-megabytes` (25 MB by default) or nothing is written.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -63,8 +66,62 @@ def parse_args(argv=None) -> argparse.Namespace:
         default="gpl-3.0",
         help="Licence of the weights (default: %(default)s, as SPRSound's GPL-3.0 audio is in the training data).",
     )
+    parser.add_argument(
+        "--evaluation",
+        action="append",
+        default=[],
+        metavar="LABEL=RESULTS_JSON",
+        help="results.json of `resp-audio-hf bench` for this model or a baseline, shown in the card (repeatable).",
+    )
     parser.add_argument("--max-megabytes", type=float, default=DEFAULT_MAX_MEGABYTES)
     return parser.parse_args(argv)
+
+
+def parse_evaluations(items: list[str]) -> dict[str, Path]:
+    evaluations = {}
+    for item in items:
+        label, sep, path = item.partition("=")
+        if not sep or not label or not path or not re.fullmatch(r"[A-Za-z0-9_.-]+", label):
+            raise ValueError(
+                f"--evaluation {item!r}: expected LABEL=path/to/results.json with LABEL in [A-Za-z0-9_.-]."
+            )
+        evaluations[label] = Path(path)
+    return evaluations
+
+
+def evaluation_section(evaluations: dict[str, dict]) -> str:
+    """The bench results as a table: one row per (label, task), with the bench command that produced them."""
+    if not evaluations:
+        return ""
+    rows, commands = [], []
+    for label, results in evaluations.items():
+        tasks = sorted(results["tasks"])
+        # `bench --preset P` records its model as `preset:P:seed0`.
+        preset = re.fullmatch(r"preset:(.+):seed0", results["model"])
+        source = f"--preset {preset.group(1)}" if preset else f"--model {results['model']}"
+        commands.append(f"resp-audio-hf bench {source} --tasks {','.join(tasks)} --data-root DATA")
+        for task_id in tasks:
+            task = results["tasks"][task_id]
+            scores = ", ".join(f"{score:.3f}" for score in task["scores"])
+            rows.append(
+                f"| {label} | {task_id} | {task['metric']} | {task['mean']:.3f} ± {task['std']:.3f} | {scores} |"
+            )
+    table = "\n".join(rows)
+    command_lines = "\n".join(commands)
+    return f"""
+## Evaluation
+
+Frozen embeddings scored by `resp-audio-hf bench` (linear probe, the protocol and seeds recorded in each
+`evaluation_<label>.json`):
+
+| model | task | metric | mean ± std over seeds | per seed |
+| --- | --- | --- | --- | --- |
+{table}
+
+```bash
+{command_lines}
+```
+"""
 
 
 def file_list_summary(data_files: dict) -> dict:
@@ -138,6 +195,7 @@ def model_card(
     unusable: dict,
     command: str,
     license_id: str,
+    evaluations: dict[str, dict] | None = None,
 ) -> str:
     config, schedule = run_config["config"], run_config["schedule"]
     parameters = sum(p.numel() for p in model.parameters())
@@ -226,7 +284,7 @@ Command (`command.txt`; configuration in `pretrain_config.json`):
 ```bash
 {command}
 ```
-"""
+{evaluation_section(evaluations or {})}"""
 
 
 def export(
@@ -237,8 +295,10 @@ def export(
     command: str | None = None,
     license_id: str = "gpl-3.0",
     max_megabytes: float = DEFAULT_MAX_MEGABYTES,
+    evaluations: dict[str, Path] | None = None,
 ) -> Path:
-    """Write `output_root/name` from the finished run in `run`; returns the folder."""
+    """Write `output_root/name` from the finished run in `run`; returns the folder. `evaluations`: label ->
+    results.json of `resp-audio-hf bench`."""
     from resp_audio_hf import RespAudioModel
 
     model_folder = run / FINAL_MODEL_NAME
@@ -255,6 +315,8 @@ def export(
     unusable_path = run / "unusable_files.json"
     unusable = json.loads(unusable_path.read_text(encoding="utf-8")) if unusable_path.exists() else {}
     model = RespAudioModel.from_pretrained(model_folder)
+    evaluations = evaluations or {}
+    evaluation_results = {label: json.loads(path.read_text(encoding="utf-8")) for label, path in evaluations.items()}
 
     def write(folder: Path) -> None:
         for item in model_folder.iterdir():
@@ -272,7 +334,11 @@ def export(
         )
         plot_loss_curve(records, folder / "loss_curve.png", f"{name}: M2D pre-training")
         sources, test_files = data_sources(data_files), sprsound_test_files(data_files)
-        card = model_card(name, model, run_config, records, sources, test_files, unusable, command, license_id)
+        for label, path in evaluations.items():
+            shutil.copy2(path, folder / f"evaluation_{label}.json")
+        card = model_card(
+            name, model, run_config, records, sources, test_files, unusable, command, license_id, evaluation_results
+        )
         (folder / "README.md").write_text(card, encoding="utf-8")
         size = sum(path.stat().st_size for path in folder.iterdir())
         if size > max_megabytes * 2**20:
@@ -292,6 +358,7 @@ def main(argv=None) -> None:
         args.command,
         args.license,
         args.max_megabytes,
+        parse_evaluations(args.evaluation),
     )
     print(f"Exported {args.run} to {folder}.")
 

@@ -26,8 +26,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
+from resp_audio_hf.data._io import atomic_write_json  # noqa: E402
 
-from checkpointing import save_final_model, write_json_atomic  # noqa: E402
+from checkpointing import save_final_model  # noqa: E402
 from config import load_config, to_plain_dict, training_argument_parser  # noqa: E402
 
 logger = logging.getLogger("finetune")
@@ -269,7 +270,7 @@ def _checkpoint_completion_callback():
             PartialState().wait_for_everyone()
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if state.is_world_process_zero and folder.is_dir():
-                write_json_atomic(folder / COMPLETE_MARKER, {"global_step": state.global_step})
+                atomic_write_json(folder / COMPLETE_MARKER, {"global_step": state.global_step}, sort_keys=True)
             PartialState().wait_for_everyone()
             return control
 
@@ -359,9 +360,10 @@ def run(config: FinetuneConfig, resume: str | None = None) -> dict:
         results[name] = trainer.evaluate(splits[name], metric_key_prefix=name)
     if trainer.is_world_process_zero():
         final = save_final_model(training_args.output_dir, trainer.model, feature_extractor)
-        write_json_atomic(
+        atomic_write_json(
             Path(training_args.output_dir) / "finetune_results.json",
             {"config": to_plain_dict(config), "metrics": results, "model": str(final)},
+            sort_keys=True,
         )
         logger.info("Saved the fine-tuned model to %s; metrics %s", final, results)
     trainer.accelerator.wait_for_everyone()

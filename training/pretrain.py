@@ -29,13 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from resp_audio_hf.data._io import atomic_write_json, atomic_write_text  # noqa: E402
 
 from checkpointing import (  # noqa: E402
     load_checkpoint,
     resolve_resume,
     save_checkpoint,
     save_final_model,
-    write_json_atomic,
 )
 from config import OptimizerConfig, PretrainConfig, load_config, to_plain_dict, training_argument_parser  # noqa: E402
 from data import build_batch_stream  # noqa: E402
@@ -160,9 +160,7 @@ class MetricsLog:
                     continue
                 if record.get("step", 0) <= resume_step:
                     kept.append(line)
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-            os.replace(tmp, path)
+            atomic_write_text(path, "".join(line + "\n" for line in kept))
 
     def write(self, record: dict) -> None:
         if self.enabled:
@@ -189,7 +187,7 @@ class UnusableFileLog:
         for path, reason in new.items():
             logger.warning("Skipping unusable file %s: %s", path, reason)
         self.files.update(new)
-        write_json_atomic(self.path, self.files)
+        atomic_write_json(self.path, self.files, sort_keys=True)
 
 
 def file_list_sha256(paths) -> str:
@@ -291,9 +289,8 @@ def train(
     that started the run) is recorded in `pretrain_config.json`."""
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration, set_seed
-    from tqdm.auto import tqdm
-
     from resp_audio_hf import RespAudioFeatureExtractor
+    from resp_audio_hf.progress import progress_bar
 
     output_dir = Path(config.train.output_dir)
     accelerator = Accelerator(
@@ -355,11 +352,12 @@ def train(
 
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(
+        atomic_write_json(
             output_dir / "pretrain_config.json",
             {"config": to_plain_dict(config), "schedule": schedule, "command": command},
+            sort_keys=True,
         )
-        write_json_atomic(output_dir / DATA_FILES_NAME, data_files_record(batches.files))
+        atomic_write_json(output_dir / DATA_FILES_NAME, data_files_record(batches.files), sort_keys=True)
         logger.info("Schedule: %s", schedule)
     metrics = MetricsLog(output_dir / METRICS_NAME, accelerator.is_main_process, start_step if checkpoint else None)
     unusable_files = UnusableFileLog(output_dir / UNUSABLE_FILES_NAME, accelerator.is_main_process)
@@ -368,8 +366,9 @@ def train(
 
     total_steps = schedule["total_steps"]
     clips_per_step = schedule["effective_batch_size"]
-    progress = tqdm(
-        total=total_steps, initial=start_step, disable=not accelerator.is_main_process, desc="M2D", dynamic_ncols=True
+    progress = progress_bar(
+        total_steps, desc="M2D", unit="step", enabled=accelerator.is_main_process, initial=start_step,
+        dynamic_ncols=True,
     )
     mask_generator = torch.Generator()
     batch_iterator = iter(batches)

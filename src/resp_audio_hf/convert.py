@@ -21,8 +21,6 @@ import json
 import os
 import pickle
 import re
-import secrets
-import shutil
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +33,7 @@ from transformers import PreTrainedModel
 
 from .configuration_efficientat import EfficientATConfig
 from .configuration_resp_audio import RespAudioConfig
+from .data._io import atomic_folder
 from .feature_extraction_resp_audio import RespAudioFeatureExtractor
 from .modeling_efficientat import EfficientATForAudioClassification, EfficientATModel
 from .modeling_resp_audio import RespAudioForAudioClassification, RespAudioModel
@@ -950,20 +949,6 @@ def efficientat_feature_extractor(config: EfficientATConfig) -> RespAudioFeature
 CONVERTERS = {"passt": convert_passt, "ast": convert_ast, "m2d": convert_m2d, "efficientat": convert_efficientat}
 
 
-def _new_staging_folder(output_dir: Path) -> Path:
-    """
-    An empty sibling of `output_dir` to write into. Created with `mkdir`, which honours the umask (the output folder
-    ends up as `mkdir output_dir` would make it), unlike `tempfile.mkdtemp`, which always makes it private (0700).
-    """
-    while True:
-        staging = output_dir.with_name(f".{output_dir.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            staging.mkdir()
-            return staging
-        except FileExistsError:
-            continue
-
-
 def _give_files_the_folder_mode(folder: Path) -> None:
     """
     Give every file in `folder` the mode `open` gives under the umask, read off the folder `mkdir` made: some writers
@@ -987,24 +972,10 @@ def save_converted(converted: ConvertedCheckpoint, output_dir: str | os.PathLike
         raise FileExistsError(f"{output_dir} exists and is not a folder.")
     if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
         raise FileExistsError(f"{output_dir} is not empty; choose a new folder or pass overwrite=True (--overwrite).")
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = _new_staging_folder(output_dir)
-    previous = None
-    try:
+    with atomic_folder(output_dir) as staging:
         converted.model.save_pretrained(staging)
         converted.feature_extractor.save_pretrained(staging)
         _give_files_the_folder_mode(staging)
-        if output_dir.exists():
-            previous = staging.with_name(staging.name + ".old")
-            os.replace(output_dir, previous)
-        os.replace(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        if previous is not None and previous.exists() and not output_dir.exists():
-            os.replace(previous, output_dir)
-        raise
-    if previous is not None:
-        shutil.rmtree(previous, ignore_errors=True)
     return output_dir
 
 

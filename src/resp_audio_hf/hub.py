@@ -50,8 +50,8 @@ REMOTE_CODE_FILES = (
 REQUIRED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", *REMOTE_CODE_FILES, CARD_FILE)
 FAMILY_OF_FRONTEND = {"passt": "resp-passt", "ast": "resp-ast", "m2d": "resp-m2d"}
 CARD_TEMPLATE = "template.md"
-# Repository-root folder of the card template and the per-family YAML files (publishing runs from a checkout).
-DEFAULT_TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "model_cards"
+# The card template and the per-family YAML files, shipped as package data (so publishing works from a wheel).
+DEFAULT_TEMPLATE_DIR = Path(__file__).resolve().parent / "model_cards"
 # Outputs of the staged folder and of the source model must agree to float32 round-off.
 OUTPUT_ATOL = 1e-5
 
@@ -330,8 +330,9 @@ def _template_dir(template_dir: str | os.PathLike | None) -> Path:
     folder = Path(template_dir) if template_dir is not None else DEFAULT_TEMPLATE_DIR
     if not (folder / CARD_TEMPLATE).is_file():
         raise HubPublishError(
-            f"Model card template {folder / CARD_TEMPLATE} not found. Run from a checkout of resp_audio_hf or pass "
-            "the folder holding template.md and the family YAML files (template_dir / --template-dir)."
+            f"Model card template {folder / CARD_TEMPLATE} not found. Reinstall resp_audio_hf (the templates are "
+            "package data under resp_audio_hf/model_cards/) or pass the folder holding template.md and the family "
+            "YAML files (template_dir / --template-dir)."
         )
     return folder
 
@@ -364,7 +365,7 @@ def render_model_card(
         num_parameters: shown in the card; computed from a model built on `config` when not given.
         training_data: Markdown paragraph on the training data; defaults to the family's initialisation.
         datasets: extra training data sets for the front matter.
-        template_dir: folder of `template.md` and the family YAML files (default: the repository's `model_cards/`).
+        template_dir: folder of `template.md` and the family YAML files (default: the package's `model_cards/`).
     """
     try:
         import jinja2

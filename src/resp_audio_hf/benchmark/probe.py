@@ -294,6 +294,16 @@ def _train_group(
     ]
 
 
+def standardize_features(features: np.ndarray, train_rows: np.ndarray) -> np.ndarray:
+    """``features`` z-scored with the per-feature mean and standard deviation (ddof 0) of ``train_rows`` only,
+    computed in float64; a feature constant on those rows is only centred. Returns float32."""
+    train = np.asarray(features[train_rows], dtype=np.float64)
+    mean = train.mean(axis=0)
+    std = train.std(axis=0)
+    std[std == 0] = 1.0
+    return ((np.asarray(features, dtype=np.float64) - mean) / std).astype(np.float32)
+
+
 def train_linear_probes(
     features: np.ndarray,
     targets: np.ndarray,
@@ -308,7 +318,8 @@ def train_linear_probes(
         features: ``[n_samples, n_features]`` embeddings (finite).
         targets: class ids (classification) or real targets (regression), one per row.
         runs: the probes to train; runs with equal training-set sizes are trained together.
-        protocol: hyper-parameters (see :class:`~resp_audio_hf.data.tasks.ProbeProtocol`).
+        protocol: hyper-parameters (see :class:`~resp_audio_hf.data.tasks.ProbeProtocol`); with
+            ``standardize_features`` each run sees the features z-scored with its own training rows' statistics.
         kind: ``"classification"`` or ``"regression"``.
         n_classes: number of classes (classification).
 
@@ -332,17 +343,22 @@ def train_linear_probes(
         # A memory-mapped embedding cache is read-only; the features are only ever read (and copied) here.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         feature_tensor = torch.from_numpy(features)
-    groups: dict[int, list[int]] = {}
+    # Standardised runs are grouped by their training rows, whose statistics transform the features they share.
+    groups: dict[tuple, list[int]] = {}
     for position, run in enumerate(runs):
-        groups.setdefault(len(run.train), []).append(position)
+        key = (len(run.train), run.train.tobytes() if protocol.standardize_features else b"")
+        groups.setdefault(key, []).append(position)
     outcomes: list[ProbeOutcome | None] = [None] * len(runs)
     for positions in groups.values():
         n_train = len(runs[positions[0]].train)
         work = (
             len(positions) * min(protocol.batch_size or n_train, n_train) * features.shape[1] * max(n_classes or 1, 1)
         )
+        group_features = feature_tensor
+        if protocol.standardize_features:
+            group_features = torch.from_numpy(standardize_features(features, runs[positions[0]].train))
         with torch_threads(1 if work < _SINGLE_THREAD_WORK else None):
-            group = _train_group(feature_tensor, targets, [runs[p] for p in positions], protocol, kind, n_classes or 1)
+            group = _train_group(group_features, targets, [runs[p] for p in positions], protocol, kind, n_classes or 1)
         for position, outcome in zip(positions, group):
             outcomes[position] = outcome
     return outcomes

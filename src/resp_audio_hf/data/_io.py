@@ -1,16 +1,21 @@
-"""Small file-system helpers shared by the data and benchmark packages.
+"""The file-system helpers of the whole project: atomic writes, the cache root, hashes, table rows.
 
-Every file this package writes goes through a temporary sibling file and ``os.replace`` so that an
-interrupted run never leaves a half-written cache, split file or result behind: a reader either sees
-the previous complete file or the new complete file.
+Every file the package, ``training/`` and ``benchmarks/`` write goes through a temporary sibling and
+``os.replace`` (:func:`atomic_path` for a file, :func:`atomic_folder` / :func:`publish_folder` for a
+folder), so that an interrupted run never leaves a half-written cache, checkpoint, split file or
+result behind: a reader sees either the previous complete one or the new complete one. The data is
+flushed to disk (``fsync``) before the rename, so a power loss does not publish an empty file either.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import json
 import os
+import secrets
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +39,49 @@ def stable_hash(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(payload).hexdigest()[:length]
 
 
+def cache_root() -> Path:
+    """Root of everything this project caches: ``$RESP_AUDIO_HF_CACHE``, default ``~/.cache/resp_audio_hf``."""
+    root = os.environ.get("RESP_AUDIO_HF_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "resp_audio_hf")
+    return Path(root)
+
+
+def read_table_rows(path: str | os.PathLike, delimiter: str = ",") -> list[dict]:
+    """Rows (dicts) of a table: a CSV (UTF-8, a byte-order mark is dropped; ``delimiter`` separates the
+    cells), a JSON list of objects, a JSON object of columns, or JSON lines (``.jsonl``)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            return [dict(row) for row in csv.DictReader(handle, delimiter=delimiter)]
+    if suffix not in (".json", ".jsonl"):
+        raise ValueError(f"{path}: a table must be a .csv, .json or .jsonl file.")
+    with open(path, encoding="utf-8") as handle:
+        if suffix == ".jsonl":
+            return [json.loads(line) for line in handle if line.strip()]
+        data = json.load(handle)
+    if isinstance(data, dict):
+        columns = list(data)
+        return [dict(zip(columns, values)) for values in zip(*(data[c] for c in columns))]
+    if isinstance(data, list) and all(isinstance(row, dict) for row in data):
+        return data
+    raise ValueError(f"{path} must be a CSV, a JSON list of objects, a JSON object of columns, or JSON lines.")
+
+
+def _fsync(path: Path) -> None:
+    """Flush ``path`` (a file or a folder's entries) to disk; some platforms and file systems cannot, and
+    the rename that follows is atomic either way."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
 @contextlib.contextmanager
 def atomic_path(final_path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path next to ``final_path``; on success move it into place atomically.
@@ -49,11 +97,13 @@ def atomic_path(final_path: str | os.PathLike, suffix: str = "") -> Iterator[Pat
     tmp_path = Path(tmp_name)
     try:
         yield tmp_path
+        _fsync(tmp_path)
         os.replace(tmp_path, final_path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+    _fsync(final_path.parent)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -62,8 +112,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+def atomic_write_json(path: str | os.PathLike, obj: Any, *, sort_keys: bool = False, default=str) -> Path:
+    """``obj`` as indented JSON; ``default`` turns what JSON cannot hold into something it can."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=sort_keys, default=default) + "\n")
 
 
 def atomic_save_npy(path: str | os.PathLike, array) -> Path:
@@ -73,3 +124,61 @@ def atomic_save_npy(path: str | os.PathLike, array) -> Path:
     with atomic_path(path, suffix=".npy") as tmp, open(tmp, "wb") as handle:
         np.save(handle, array, allow_pickle=False)
     return Path(path)
+
+
+def remove_tree(path: str | os.PathLike) -> None:
+    """Delete a folder by first renaming it out of the way, so no half-deleted folder keeps its name."""
+    path = Path(path)
+    if not path.exists():
+        return
+    doomed = path.with_name(f".trash-{path.name}-{secrets.token_hex(8)}")
+    os.replace(path, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def publish_folder(ready: str | os.PathLike, final: str | os.PathLike) -> Path:
+    """Move the fully written folder ``ready`` to ``final`` (a sibling), replacing an older ``final``.
+
+    The older folder is renamed aside first and deleted only once the new one has its name; if the
+    move fails, the older folder gets its name back.
+    """
+    ready, final = Path(ready), Path(final)
+    previous = None
+    if final.exists():
+        previous = final.with_name(f".old-{final.name}-{secrets.token_hex(8)}")
+        os.replace(final, previous)
+    try:
+        os.replace(ready, final)
+    except BaseException:
+        if previous is not None and not final.exists():
+            os.replace(previous, final)
+        raise
+    _fsync(final.parent)
+    if previous is not None:
+        shutil.rmtree(previous, ignore_errors=True)
+    return final
+
+
+@contextlib.contextmanager
+def atomic_folder(final_dir: str | os.PathLike) -> Iterator[Path]:
+    """Yield a new empty sibling of ``final_dir`` to write into; on success it replaces ``final_dir``
+    (:func:`publish_folder`), on any exception it is deleted and ``final_dir`` is left as it was.
+
+    The folder is made with ``mkdir``, which honours the umask (``final_dir`` ends up as ``mkdir final_dir``
+    would make it), unlike ``tempfile.mkdtemp``, which always makes it private (0700).
+    """
+    final_dir = Path(final_dir)
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        staging = final_dir.with_name(f".{final_dir.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            staging.mkdir()
+            break
+        except FileExistsError:
+            continue
+    try:
+        yield staging
+        publish_folder(staging, final_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

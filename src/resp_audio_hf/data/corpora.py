@@ -16,7 +16,6 @@ lower-case aliases, so a data root can be an OPERA checkout's ``datasets`` folde
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -27,6 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from ._io import read_table_rows
 from .audio import AUDIO_EXTENSIONS, probe_audio
 from .opera_files import OperaFileError, OperaFiles
 
@@ -435,11 +435,6 @@ def _finish(
     return CorpusTable(name, root, frame, report, split_column)
 
 
-def _read_csv_rows(path: Path, **kwargs) -> list[dict]:
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        return list(csv.DictReader(handle, **kwargs))
-
-
 # --------------------------------------------------------------------------------------------------
 # ICBHI 2017
 # --------------------------------------------------------------------------------------------------
@@ -588,7 +583,7 @@ _register(
 def read_respiratory_tr_labels(path: Path) -> dict[str, int]:
     """Patient id (``H001``) -> COPD severity 0-4 from ``Labels.csv`` (``COPD0`` ... ``COPD4``)."""
     labels = {}
-    for row in _read_csv_rows(path):
+    for row in read_table_rows(path):
         patient = (row.get("Patient ID") or "").strip()
         diagnosis = (row.get("Diagnosis") or "").strip()
         if patient and diagnosis:
@@ -730,7 +725,7 @@ def _build_coughvid(root: Path, opera: OperaFiles, verify_audio: bool) -> Corpus
     if metadata is None:
         raise FileNotFoundError("CoughVID needs metadata_compiled.csv (in the corpus folder or OPERA's copy).")
     rows, listed = [], set()
-    for row in _read_csv_rows(metadata):
+    for row in read_table_rows(metadata):
         uuid = row.get("uuid", "").strip()
         if not uuid:
             continue
@@ -781,12 +776,12 @@ def _build_coswara(root: Path, opera: OperaFiles, verify_audio: bool) -> CorpusT
     combined = index.find_metadata("combined_data.csv")
     participants = {}
     if combined is not None:
-        participants = {row["id"]: row for row in _read_csv_rows(combined)}
+        participants = {row["id"]: row for row in read_table_rows(combined)}
         report.notes.append(f"metadata: {combined}")
     quality: dict[str, str] = {}
     for path in index.paths():
         if path.name.endswith("_labels.csv") and path.parent.name == "annotations":
-            for row in _read_csv_rows(path):
+            for row in read_table_rows(path):
                 values = list(row.values())
                 if len(values) >= 2:
                     quality[values[0]] = values[1]
@@ -848,13 +843,13 @@ def _build_uk_covid19(root: Path, opera: OperaFiles, verify_audio: bool) -> Corp
         raise FileNotFoundError(
             f"UK COVID-19: audio_metadata.csv and participant_metadata.csv are required under {root}."
         )
-    results = {row["participant_identifier"]: row.get("covid_test_result") for row in _read_csv_rows(participant_meta)}
+    results = {row["participant_identifier"]: row.get("covid_test_result") for row in read_table_rows(participant_meta)}
     splits = {}
     split_file = index.find_metadata("train_test_splits.csv")
     if split_file is not None:
-        splits = {row["participant_identifier"]: row.get("splits") for row in _read_csv_rows(split_file)}
+        splits = {row["participant_identifier"]: row.get("splits") for row in read_table_rows(split_file)}
     rows = []
-    for row in _read_csv_rows(audio_meta):
+    for row in read_table_rows(audio_meta):
         participant = row.get("participant_identifier")
         for modality in ("exhalation", "cough"):
             filename = (row.get(f"{modality}_file_name") or "").strip()
@@ -909,7 +904,7 @@ def _build_covid19_sounds(root: Path, opera: OperaFiles, verify_audio: bool) -> 
         )
     split_names = {"0": "train", "1": "validation", "2": "test"}
     rows = []
-    for row_index, row in enumerate(_read_csv_rows(csv_path, delimiter=";")):
+    for row_index, row in enumerate(read_table_rows(csv_path, delimiter=";")):
         uid = row["Uid"]
         user_folder = "form-app-users" if uid[:4] == "2020" else uid
         for modality in ("breath", "cough"):
@@ -1129,6 +1124,61 @@ _register(
         "https://github.com/evelyn0414/OPERA/tree/main/datasets/nosemic",
         "custom (University of Cambridge)",
         _build_nosemic,
+    )
+)
+
+
+# --------------------------------------------------------------------------------------------------
+# COVID-19 induced coughs (CC0)
+# --------------------------------------------------------------------------------------------------
+
+
+def _build_covid19_cough(root: Path, opera: OperaFiles, verify_audio: bool) -> CorpusTable:
+    """Induced coughs recorded through a call centre (8 kHz) or a Telegram bot (48 kHz), CC0 (``raw/<name>.mp3`` +
+    ``metadata.json``).
+
+    Rows follow ``metadata.json``. Columns: ``covid19`` (bool), ``source`` (``call-center`` / ``telegram``),
+    ``verified`` (PCR confirmed by a laboratory; ``None`` where not stated), ``asymptomatic``. There are no participant
+    ids, so ``subject_id`` is the file name (each recording is its own resampling unit).
+    """
+    report = BuildReport("covid19_cough", str(root))
+    index = FileIndex(root)
+    metadata = index.find_metadata("metadata.json")
+    if metadata is None:
+        raise FileNotFoundError(f"The COVID-19 cough corpus needs metadata.json under {root}.")
+    with open(metadata, encoding="utf-8") as handle:
+        entries = json.load(handle)
+    rows, listed = [], set()
+    for number, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not entry.get("filename") or not isinstance(entry.get("covid19"), bool):
+            raise ValueError(f"{metadata}: entry {number} lacks a filename or a boolean covid19 label: {entry!r}")
+        name = str(entry["filename"])
+        listed.add(name)
+        rows.append(
+            {
+                "audio": index.find(name=name),
+                "file": name,
+                "subject_id": Path(name).stem,
+                "covid19": entry["covid19"],
+                "source": entry.get("source"),
+                "verified": entry.get("verified"),
+                "asymptomatic": entry.get("asymptomatic"),
+            }
+        )
+    report.unlabelled.extend(str(p) for p in _audio_files(index) if p.name not in listed)
+    report.duplicates.update({name: [str(p) for p in paths] for name, paths in index.duplicates.items()})
+    return _finish("covid19_cough", root, rows, report, verify_audio)
+
+
+_register(
+    CorpusSpec(
+        "covid19_cough",
+        "COVID-19 induced coughs (call centre and Telegram)",
+        ("covid19-cough", "covid19_cough"),
+        "open",
+        "distributed with this project's shared data (../shared/data/covid19-cough, README.md and LICENSE there)",
+        "CC0-1.0",
+        _build_covid19_cough,
     )
 )
 

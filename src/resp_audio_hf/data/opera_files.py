@@ -11,12 +11,11 @@ Every copy, local or downloaded, must match the SHA-256 recorded below.
 
 from __future__ import annotations
 
-import os
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._io import sha256_file
+from ._io import cache_root, sha256_file
 from .download import DownloadError, download_file, offline_mode
 
 OPERA_REPOSITORY = "evelyn0414/OPERA"
@@ -72,8 +71,7 @@ class OperaFileError(RuntimeError):
 
 def default_opera_cache_dir() -> Path:
     """``$RESP_AUDIO_HF_CACHE/opera/<commit>`` (default ``~/.cache/resp_audio_hf``)."""
-    root = os.environ.get("RESP_AUDIO_HF_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "resp_audio_hf")
-    return Path(root) / "opera" / OPERA_COMMIT[:7]
+    return cache_root() / "opera" / OPERA_COMMIT[:7]
 
 
 @dataclass
