@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .configuration_resp_audio import POOLING_TYPES
-from .data._io import atomic_path, atomic_write_text
+from .data._io import atomic_path, atomic_save_npy, atomic_write_text
 from .data.audio import AUDIO_EXTENSIONS, probe_audio
 
 logger = logging.getLogger(__name__)
@@ -315,8 +315,7 @@ def embed_inputs(
     if output_format == "parquet":
         _write_parquet(output, names, vectors, metadata)
     else:
-        with atomic_path(output, suffix=".npy") as tmp:
-            np.save(tmp, vectors)
+        atomic_save_npy(output, vectors)
         index_path = output.with_suffix(".index.csv")
         atomic_write_text(index_path, _csv_text(["row", "path"], enumerate(names)))
     skipped_path = output.with_suffix(".skipped.csv")

@@ -22,7 +22,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ import numpy as np
 import torch
 
 from .configuration_resp_audio import RespAudioConfig
+from .data._io import atomic_folder
 from .feature_extraction_resp_audio import RespAudioFeatureExtractor
 from .modeling_resp_audio import RespAudioForAudioClassification, RespAudioModel
 
@@ -533,9 +533,7 @@ def stage_for_hub(
         training_data=training_data, datasets=datasets, template_dir=template_dir,
     )
 
-    staging_dir.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{staging_dir.name}.", dir=staging_dir.parent))
-    try:
+    with atomic_folder(staging_dir) as building:
         # Seeding auto_map lets save_pretrained add the entries for every Auto class, not only the saved class's.
         model.config.auto_map = _expected_auto_map(model.config)
         model.save_pretrained(building)
@@ -543,10 +541,6 @@ def stage_for_hub(
         card.save(building / CARD_FILE)
         files = check_staged_folder(building)
         validate_staged_folder(building, reference_model=model, isolated=check_remote_code)
-        _move_into_place(building, staging_dir)
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        raise
     staged = StagedFolder(staging_dir, repo_id, {name: (staging_dir / name).stat().st_size for name in files})
     logger.info("Staged %d files for %s in %s.", len(staged.files), repo_id, staging_dir)
     return staged
@@ -564,16 +558,6 @@ def _check_replaceable(staging_dir: Path, overwrite: bool) -> None:
             f"{staging_dir} holds files a staging folder never has ({sorted(existing - set(REQUIRED_FILES))}); "
             "refusing to replace it. Choose an empty or new folder."
         )
-
-
-def _move_into_place(building: Path, target: Path) -> None:
-    if not target.exists():
-        os.replace(building, target)
-        return
-    retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-    os.replace(target, retired / target.name)
-    os.replace(building, target)
-    shutil.rmtree(retired, ignore_errors=True)
 
 
 def _check_repo_id(repo_id: str) -> None:
