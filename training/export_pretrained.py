@@ -118,6 +118,9 @@ Frozen embeddings scored by `resp-audio-hf bench` (linear probe, the protocol an
 | --- | --- | --- | --- | --- |
 {table}
 
+A difference smaller than the spread over probe seeds is not evidence of a better encoder. `DATA` is the folder
+holding the corpora (`sprsound/` for S1).
+
 ```bash
 {command_lines}
 ```
@@ -148,7 +151,8 @@ def plot_loss_curve(records: list[dict], path: Path, title: str) -> None:
     figure, loss_axis = plt.subplots(figsize=(7, 4), dpi=100)
     loss_axis.plot(steps, [r["loss"] for r in records], color="tab:blue", label="M2D loss")
     loss_axis.set_xlabel("optimizer step")
-    loss_axis.set_ylabel("M2D loss (2 - 2 cos)", color="tab:blue")
+    loss_axis.set_ylabel("M2D loss (2 - 2 cos), log scale", color="tab:blue")
+    loss_axis.set_yscale("log")  # the loss falls by two orders of magnitude
     rate_axis = loss_axis.twinx()
     rate_axis.plot(steps, [r["lr"] for r in records], color="tab:orange", linewidth=1, label="learning rate")
     rate_axis.set_ylabel("learning rate", color="tab:orange")
