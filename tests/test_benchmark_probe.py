@@ -219,3 +219,47 @@ def test_mmlung_protocol_matches_operas_probe_fold_for_fold():
         reference, best_epoch = reference_probe_loop(x, y, run, opera_protocol, kind="regression")
         np.testing.assert_allclose(outcome.test_predictions, reference, rtol=1e-4, atol=1e-4)
         assert outcome.best_epoch == best_epoch
+
+
+def test_standardised_probe_uses_the_training_rows_statistics_only():
+    from sklearn.preprocessing import StandardScaler
+
+    from resp_audio_hf.benchmark.probe import standardize_features
+
+    x, y = _classification_data(n=200, dim=12, seed=3)
+    x = x * np.linspace(1e-3, 50.0, 12, dtype=np.float32) + 7.0
+    x[:, 5] = np.where(np.arange(200) < 120, 2.5, x[:, 5])  # constant on the training rows only
+    train = np.arange(120)
+    scaler = StandardScaler().fit(x[train].astype(np.float64))
+    expected = (x - scaler.mean_) / np.where(scaler.var_ == 0, 1.0, np.sqrt(scaler.var_))
+    np.testing.assert_allclose(standardize_features(x, train), expected, rtol=1e-5, atol=1e-5)
+    # Validation/test rows never enter the statistics: changing them leaves the training rows' values alone.
+    changed = x.copy()
+    changed[120:] *= 1000.0
+    np.testing.assert_array_equal(standardize_features(changed, train)[train], standardize_features(x, train)[train])
+
+    # The probe with standardize_features trains exactly as OPERA's loop on features z-scored with train statistics.
+    protocol = ProbeProtocol(epochs=8, batch_size=32, learning_rate=3e-3, seeds=(0, 1), standardize_features=True)
+    runs = _holdout_runs(len(x), seeds=(0, 1), n_train=120, n_val=40)
+    outcomes = train_linear_probes(x, y, runs, protocol, "classification", 2)
+    z = standardize_features(x, runs[0].train)
+    for run, outcome in zip(runs, outcomes):
+        reference, best_epoch = reference_probe_loop(z, y, run, protocol)
+        assert outcome.best_epoch == best_epoch
+        np.testing.assert_allclose(outcome.test_predictions, reference, atol=2e-5)
+
+
+def test_standardised_probe_is_blind_to_feature_scale_where_the_raw_probe_scores_chance():
+    # A randomly initialised mn04 embeds at ~1e-8: OPERA's raw probe cannot separate such features (its softmax
+    # outputs tie in float32), the standardised one scores as on the same features at unit scale.
+    x, y = _classification_data(n=240, dim=24, seed=1)
+    runs = _holdout_runs(len(x), seeds=(0, 1, 2))
+    raw = ProbeProtocol(epochs=10, batch_size=32, seeds=(0, 1, 2))
+    standardised = ProbeProtocol(epochs=10, batch_size=32, seeds=(0, 1, 2), standardize_features=True)
+    tiny = x * np.float32(1e-8)
+    raw_scores = [o.test_score for o in train_linear_probes(tiny, y, runs, raw, "classification", 2)]
+    assert raw_scores == [0.5, 0.5, 0.5]
+    tiny_scores = [o.test_score for o in train_linear_probes(tiny, y, runs, standardised, "classification", 2)]
+    unit_scores = [o.test_score for o in train_linear_probes(x, y, runs, standardised, "classification", 2)]
+    np.testing.assert_allclose(tiny_scores, unit_scores, atol=2e-3)
+    assert min(tiny_scores) > 0.8

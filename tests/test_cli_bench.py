@@ -134,3 +134,30 @@ def test_cli_lists_its_subcommands():
     help_text = build_parser().format_help()
     assert "bench" in help_text and "demo" in help_text
     assert main([]) == 2
+
+
+def test_bench_scores_the_duration_baseline_on_the_cough_task_with_standardised_features(tmp_path):
+    from sklearn.metrics import roc_auc_score
+
+    from resp_audio_hf.data.tasks import load_task
+
+    data_root = shared_path()
+    shared_path("covid19-cough")
+    out = tmp_path / "out"
+    argv = ["bench", "--baseline", "duration", "--tasks", "COVID-cough", "--data-root", str(data_root)]
+    argv += ["--output-dir", str(out), "--cache-dir", str(tmp_path / "cache"), "--seeds", "0,1", "--quiet"]
+    assert main(argv + ["--standardize-features"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    task = results["tasks"]["COVID-cough"]
+    assert results["model"] == "baseline:duration" and task["embedding_dim"] == 1
+    assert task["protocol"]["standardize_features"] is True
+    assert "standardised (z-scored" in (out / "results.md").read_text()
+    # One feature: the probe can only rank the test coughs by duration, one way or the other.
+    table = load_task("COVID-cough", data_root).available
+    test = table[table["split"] == "test"]
+    from resp_audio_hf.data.audio import load_audio
+
+    durations = [len(load_audio(p, 16000)[0]) / 16000 for p in test["audio"]]
+    by_duration = roc_auc_score(test["label"], durations)
+    assert task["mean"] == pytest.approx(max(by_duration, 1 - by_duration), abs=0.01)
+    assert main(argv + ["--pooling", "mean"]) == 2

@@ -34,9 +34,8 @@ def test_help_is_the_console_scripts():
         assert command.name in result.stdout
 
 
-def test_exit_codes_pass_through():
-    """No subcommand prints the help and exits 2, as main() returns; a wrong argument is argparse's error 2."""
-    bare = run_module()
-    assert bare.returncode == 2 and "usage: resp-audio-hf" in bare.stdout
+def test_errors_exit_as_the_console_script_does():
+    """A wrong argument is argparse's error, exit status 2, on stderr."""
     wrong = run_module("demo", "--no-such-option")
     assert wrong.returncode == 2 and "unrecognized arguments: --no-such-option" in wrong.stderr
+    assert wrong.stderr.startswith("usage: resp-audio-hf ")

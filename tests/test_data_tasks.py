@@ -189,3 +189,31 @@ def test_registry_covers_opera_tasks_with_protocol_constants():
     assert all(TASKS[f"T{i}"].evaluation == "loocv" and TASKS[f"T{i}"].metric == "mae" for i in range(13, 19))
     assert TASKS["T19"].evaluation == "loso"
     assert TASKS["T7"].protocol.learning_rate == 1e-4 and TASKS["T7"].protocol.l2_strength == 1e-5
+
+
+def test_covid_cough_split_is_stratified_by_label_and_source_and_deterministic(shared_data):
+    import json
+
+    from resp_audio_hf.data.tasks import covid_cough_split, load_task
+
+    task = load_task("COVID-cough", shared_data, verify_audio=False)
+    table = task.table
+    listing = json.loads((shared_data / "covid19-cough" / "metadata.json").read_text())
+    assert len(table) == len(listing) == 1324  # every listed recording, decodable or not
+    assert table.set_index("file")["label"].to_dict() == {e["filename"]: int(e["covid19"]) for e in listing}
+    # Each (label, source) stratum is split 60/20/20 to within one recording per split.
+    for (label, source), stratum in table.groupby(["label", "source"]):
+        counts = stratum["split"].value_counts()
+        n = len(stratum)
+        assert abs(counts.get("test", 0) - 0.2 * n) <= 1 and abs(counts.get("validation", 0) - 0.2 * n) <= 1, (
+            label, source, counts.to_dict())
+    # Deterministic, independent of the decode check and of the order of the listing.
+    again = load_task("COVID-cough", shared_data, verify_audio=True).table
+    assert again.set_index("file")["split"].to_dict() == table.set_index("file")["split"].to_dict()
+    names = [e["filename"] for e in listing]
+    labels = [int(e["covid19"]) for e in listing]
+    sources = [e["source"] for e in listing]
+    shuffled = covid_cough_split(names[::-1], labels[::-1], sources[::-1])
+    assert shuffled == table.set_index("file")["split"].to_dict()
+    assert covid_cough_split(names, labels, sources, seed=1) != shuffled
+    assert task.split_mode == "default" and task.test_splits == ("test",)

@@ -263,6 +263,15 @@ def test_padded_batch_gives_each_clip_its_own_output(feature_extractor, classifi
             assert int(batched.feature_time_mask[index].sum()) == width
             torch.testing.assert_close(batched.last_hidden_state[index, ..., :width], own.last_hidden_state[0])
             assert not batched.last_hidden_state[index, ..., width:].any()
+        # Every intermediate map too: the stem's and the 15 blocks', each clip at its own length, zero past its end.
+        batched_states = encoders["mean"](**batch, output_hidden_states=True).hidden_states
+        own_states = encoders["mean"](**feature_extractor(clips[1], sampling_rate=rate, return_tensors="pt"),
+                                      output_hidden_states=True).hidden_states
+        assert len(batched_states) == len(own_states) == 16
+        for batched_map, own_map in zip(batched_states, own_states):
+            width = own_map.shape[-1]
+            torch.testing.assert_close(batched_map[1, ..., :width], own_map[0], atol=1e-5, rtol=1e-5)
+            assert not batched_map[1, ..., width:].any()
 
 
 def test_invalid_settings_and_inputs_are_refused():

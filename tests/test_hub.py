@@ -1,7 +1,9 @@
-"""Publishing to the Hub (resp_audio_hf.hub, scripts/push_to_hub.py) without network.
+"""Publishing to the Hub (resp_audio_hf.hub, scripts/push_to_hub.py, `resp-audio-hf push`) without network.
 
-Uploads are intercepted at `HfApi.create_repo` / `HfApi.create_commit`; the intercepted files are laid out as a Hub
-cache snapshot and loaded by a fresh Python process that cannot import resp_audio_hf, as a Hub user would.
+The real `huggingface_hub` client talks over HTTP, through `HF_ENDPOINT`, to a Hub-compatible server on 127.0.0.1
+(tests/hub_server.py): the push creates the repository and uploads one commit, as regular files or through the LFS
+batch API, and a fresh Python process that cannot import resp_audio_hf downloads the repository by id and revision,
+as a Hub user would.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ import contextlib
 import importlib.util
 import io
 import json
-import logging
 import os
 import re
 import shutil
@@ -24,7 +25,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi, ModelCard, RepoUrl
+from huggingface_hub import ModelCard
 
 from resp_audio_hf import (
     RespAudioConfig,
@@ -33,6 +34,8 @@ from resp_audio_hf import (
     RespAudioModel,
 )
 from resp_audio_hf import hub
+
+from hub_server import HubServer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SECRET_TOKEN = "hf_TestSecretTokenThatMustNeverBeShown0123"
@@ -123,19 +126,28 @@ class DryRun:
 
 
 @pytest.fixture(scope="module")
-def staged(classifier_dir, benchmark_file, tmp_path_factory) -> DryRun:
+def hub_server():
+    """The test Hub on 127.0.0.1 (and its CDN-like LFS origin), for the whole module; stops by itself."""
+    with HubServer(SECRET_TOKEN) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def staged(classifier_dir, benchmark_file, hub_server, tmp_path_factory) -> DryRun:
     """`push_to_hub.py --dry-run` of the classifier: the staged folder (validated, including the isolated
-    remote-code load) and what the script printed."""
+    remote-code load) and what the script printed. The client points at the test Hub, which must get no request."""
     target = tmp_path_factory.mktemp("staging") / "org--resp-passt"
     stdout = io.StringIO()
+    before = len(hub_server.requests)
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(stdout):
-        _forbid_hub(patch)
+        _point_client_at(patch, hub_server)
         _remove_token(patch, tmp_path_factory.mktemp("no-login"))
         code = push_to_hub.main([
             str(classifier_dir), "--repo-id", "org/resp-passt", "--dry-run", "--output-dir", str(target),
             "--benchmark", str(benchmark_file),
         ])
     assert code == 0
+    assert hub_server.requests[before:] == []
     return DryRun(target, stdout.getvalue())
 
 
@@ -148,12 +160,13 @@ def _remove_token(patch: pytest.MonkeyPatch, empty_dir: Path) -> None:
     patch.setattr(constants, "HF_STORED_TOKENS_PATH", str(empty_dir / "no-such-stored-tokens"))
 
 
-def _forbid_hub(patch: pytest.MonkeyPatch) -> None:
-    def forbidden(*args, **kwargs):
-        raise AssertionError("the Hub was contacted")
+def _point_client_at(patch: pytest.MonkeyPatch, server: HubServer) -> None:
+    """This process's huggingface_hub talks to `server` (as HF_ENDPOINT does for a new process), online, without xet."""
+    from huggingface_hub import constants
 
-    for name in ("create_repo", "create_commit", "upload_folder", "upload_file"):
-        patch.setattr(HfApi, name, forbidden)
+    patch.setattr(constants, "ENDPOINT", server.url)
+    patch.setattr(constants, "HF_HUB_OFFLINE", False)
+    patch.setattr(constants, "HF_HUB_DISABLE_XET", True)
 
 
 @pytest.fixture
@@ -163,57 +176,26 @@ def no_token(monkeypatch, tmp_path):
 
 
 @pytest.fixture
-def hub_forbidden(monkeypatch):
-    """Any call to the Hub fails the test."""
-    _forbid_hub(monkeypatch)
+def hub_endpoint(monkeypatch, hub_server):
+    """The client points at the test Hub; yields a function returning the requests the test has sent it so far."""
+    _point_client_at(monkeypatch, hub_server)
+    before = len(hub_server.requests)
+    return lambda: hub_server.requests[before:]
 
 
-class FakeHub:
-    """Stands in for the Hub: records create_repo/create_commit and writes the committed files as a cache snapshot."""
+def _client_env(server: HubServer, home: Path, token: str | None = SECRET_TOKEN) -> dict[str, str]:
+    """Environment of a new client process: the test Hub through HF_ENDPOINT, online, a fresh HF_HOME, verbose logs."""
+    env = {**os.environ, "HF_ENDPOINT": server.url, "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_XET": "1",
+           "HF_HOME": str(home), "HF_HUB_VERBOSITY": "debug", "TRANSFORMERS_VERBOSITY": "info"}
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_CACHE", "TRANSFORMERS_OFFLINE"):
+        env.pop(name, None)
+    if token is not None:
+        env["HF_TOKEN"] = token
+    return env
 
-    revision = "0123456789abcdef0123456789abcdef01234567"
 
-    def __init__(self, cache_dir: Path):
-        self.cache_dir = cache_dir
-        self.repos: list[dict] = []
-        self.commits: list[dict] = []
-
-    def install(self, monkeypatch):
-        fake = self
-
-        def create_repo(api, repo_id, **kwargs):
-            fake.repos.append({"repo_id": repo_id, "token": api.token, **kwargs})
-            return RepoUrl(f"https://huggingface.co/{repo_id}")
-
-        def create_commit(api, repo_id, operations, **kwargs):
-            operations = list(operations)
-            fake.commits.append({"repo_id": repo_id, "operations": operations, "token": api.token, **kwargs})
-            fake._write_snapshot(repo_id, operations)
-            return CommitInfo(
-                commit_url=f"https://huggingface.co/{repo_id}/commit/{fake.revision}",
-                commit_message=kwargs["commit_message"], commit_description="", oid=fake.revision,
-            )
-
-        def forbidden(*args, **kwargs):
-            raise AssertionError("only create_repo and create_commit may be used")
-
-        monkeypatch.setattr(HfApi, "create_repo", create_repo)
-        monkeypatch.setattr(HfApi, "create_commit", create_commit)
-        monkeypatch.setattr(HfApi, "upload_folder", forbidden)
-        monkeypatch.setattr(HfApi, "upload_file", forbidden)
-
-    def _write_snapshot(self, repo_id: str, operations) -> None:
-        # The layout hf_hub_download reads offline: models--org--name/{refs/main, snapshots/<sha>/...}.
-        repo_folder = self.cache_dir / f"models--{repo_id.replace('/', '--')}"
-        snapshot = repo_folder / "snapshots" / self.revision
-        snapshot.mkdir(parents=True)
-        for operation in operations:
-            assert isinstance(operation, CommitOperationAdd)
-            destination = snapshot / operation.path_in_repo
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(operation.path_or_fileobj, destination)
-        (repo_folder / "refs").mkdir()
-        (repo_folder / "refs" / "main").write_text(self.revision)
+def _run(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
 def _test_clips(sampling_rate: int) -> list[np.ndarray]:
@@ -226,7 +208,8 @@ def _test_clips(sampling_rate: int) -> list[np.ndarray]:
     return [chirp.astype(np.float32), noise.astype(np.float32)]
 
 
-# Loads the "pushed" repository exactly as a user without resp_audio_hf would: offline, from the Hub cache, by repo id.
+# Loads the pushed repository as a user without resp_audio_hf would: by repo id and revision, over HTTP from the Hub
+# that HF_ENDPOINT names, into the HF_HOME cache.
 FRESH_PROCESS = textwrap.dedent(
     """
     import importlib.abc, json, sys
@@ -238,26 +221,30 @@ FRESH_PROCESS = textwrap.dedent(
 
     sys.meta_path.insert(0, Blocked())
     import numpy as np, torch
+    from huggingface_hub import snapshot_download
     from transformers import AutoFeatureExtractor, AutoModel, pipeline
 
-    repo_id, cache_dir, clips_file, output_file = sys.argv[1:5]
+    repo_id, clips_file, output_file, *revisions = sys.argv[1:]
     data = np.load(clips_file)
     clips, rate = [data["clip0"], data["clip1"]], int(data["rate"])
-    extractor = AutoFeatureExtractor.from_pretrained(repo_id, trust_remote_code=True, cache_dir=cache_dir)
-    model = AutoModel.from_pretrained(repo_id, trust_remote_code=True, cache_dir=cache_dir).eval()
-    with torch.no_grad():
-        pooled = model(**extractor(clips, sampling_rate=rate, return_tensors="pt")).pooler_output
-    # No cache_dir here: the pipeline finds the snapshot through HF_HUB_CACHE, as for a user.
-    classifier = pipeline("audio-classification", model=repo_id, trust_remote_code=True)
-    scores = [classifier({"raw": clip, "sampling_rate": rate}, top_k=None) for clip in clips]
-    json.dump({
-        "pooler_output": pooled.tolist(),
-        "scores": scores,
-        "model_module": type(model).__module__,
-        "pipeline_model_class": type(classifier.model).__name__,
-        "extractor_module": type(extractor).__module__,
-        "package_imported": any(m.split(".")[0] == "resp_audio_hf" for m in sys.modules),
-    }, open(output_file, "w"))
+    results = {}
+    for revision in revisions:
+        extractor = AutoFeatureExtractor.from_pretrained(repo_id, revision=revision, trust_remote_code=True)
+        model = AutoModel.from_pretrained(repo_id, revision=revision, trust_remote_code=True).eval()
+        with torch.no_grad():
+            pooled = model(**extractor(clips, sampling_rate=rate, return_tensors="pt")).pooler_output
+        classifier = pipeline("audio-classification", model=repo_id, revision=revision, trust_remote_code=True)
+        scores = [classifier({"raw": clip, "sampling_rate": rate}, top_k=None) for clip in clips]
+        results[revision] = {
+            "pooler_output": pooled.tolist(),
+            "scores": scores,
+            "snapshot": snapshot_download(repo_id, revision=revision),
+            "model_module": type(model).__module__,
+            "pipeline_model_class": type(classifier.model).__name__,
+            "extractor_module": type(extractor).__module__,
+        }
+    results["package_imported"] = any(m.split(".")[0] == "resp_audio_hf" for m in sys.modules)
+    json.dump(results, open(output_file, "w"))
     """
 )
 
@@ -374,7 +361,7 @@ def test_results_of_other_weights_are_refused(benchmark_file, tmp_path):
 # Staging and validation
 
 
-def test_dry_run_stages_exact_folder_without_contacting_hub(staged, no_token, hub_forbidden, capsys, tmp_path):
+def test_dry_run_stages_exact_folder_without_contacting_hub(staged, no_token, hub_endpoint, capsys, tmp_path):
     assert {p.name for p in staged.path.iterdir()} == EXPECTED_FILES
     listed = staged.stdout.splitlines()
     assert listed[0] == f"Dry run: 8 files for org/resp-passt staged in {staged.path}"
@@ -411,110 +398,183 @@ def test_dry_run_stages_exact_folder_without_contacting_hub(staged, no_token, hu
     assert (output / "notes.txt").read_text() == "keep me"
 
 
-def test_push_uploads_one_commit_that_loads_in_a_fresh_process(
-    classifier_dir, benchmark_file, monkeypatch, caplog, capsys, tmp_path
+def _hf_command() -> list[str]:
+    """The `hf` command of this Python's huggingface_hub."""
+    script = Path(sys.executable).with_name("hf")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "huggingface_hub.cli.hf"]
+
+
+def _outputs_of(folder: Path, clips: list[np.ndarray], rate: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The encoder's pooled output and the classifier's per-clip probabilities, computed here from a local folder."""
+    model = RespAudioForAudioClassification.from_pretrained(folder).eval()
+    extractor = RespAudioFeatureExtractor.from_pretrained(folder)
+    with torch.no_grad():
+        pooled = model.resp_audio(**extractor(clips, sampling_rate=rate, return_tensors="pt")).pooler_output
+        probabilities = [model(**extractor([clip], sampling_rate=rate, return_tensors="pt")).logits.softmax(-1)[0]
+                         for clip in clips]
+    return pooled, probabilities
+
+
+def _folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and ".cache" not in p.relative_to(folder).parts}
+
+
+def test_push_over_http_in_both_upload_modes_then_download_by_revision(
+    classifier_dir, benchmark_file, hub_server, tmp_path
 ):
-    monkeypatch.setenv("HF_TOKEN", SECRET_TOKEN)
-    fake_hub = FakeHub(tmp_path / "hub-cache")
-    fake_hub.install(monkeypatch)
-    caplog.set_level(logging.DEBUG)
-    # Staging's own isolated load is covered by the `staged` fixture and the tamper test; here the fresh process
-    # below does that job on the uploaded files, so staging validates in process only (saves one slow subprocess).
-    isolated_requests = []
-    validate = hub.validate_staged_folder
+    """
+    Two pushes to one private repository through scripts/push_to_hub.py, the real client and HF_ENDPOINT: the first
+    as regular files, the second (other weights) through the LFS batch API. A fresh process without resp_audio_hf then
+    loads both revisions by repo id (AutoModel, AutoFeatureExtractor, pipeline, snapshot_download), and `hf download`
+    fetches them: everything equals the local folders. The token travels in Authorization headers only.
+    """
+    repo_id = "org/resp-passt"
+    second_dir = tmp_path / "second"
+    torch.manual_seed(1)
+    other = _tiny_classifier()
+    with torch.no_grad():
+        for parameter in other.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    other.save_pretrained(second_dir)
+    RespAudioFeatureExtractor.from_model_config(other.config).save_pretrained(second_dir)
 
-    def validate_in_process(folder, reference_model=None, isolated=True, **kwargs):
-        isolated_requests.append(isolated)
-        return validate(folder, reference_model=reference_model, isolated=False, **kwargs)
-
-    monkeypatch.setattr(hub, "validate_staged_folder", validate_in_process)
-
-    code = push_to_hub.main(
-        [str(classifier_dir), "--repo-id", "org/resp-passt", "--private", "--benchmark", str(benchmark_file)]
-    )
-    captured = capsys.readouterr()
-    assert code == 0, captured.err
-
-    assert isolated_requests == [True]
-    assert len(fake_hub.repos) == 1 and len(fake_hub.commits) == 1
-    assert fake_hub.repos[0]["repo_id"] == "org/resp-passt"
-    assert fake_hub.repos[0]["private"] is True and fake_hub.repos[0]["exist_ok"] is True
-    commit = fake_hub.commits[0]
-    assert {op.path_in_repo for op in commit["operations"]} == EXPECTED_FILES
-    assert len(commit["operations"]) == len(EXPECTED_FILES)
-    assert commit["token"] == SECRET_TOKEN == fake_hub.repos[0]["token"]
-    # The token reaches HfApi only: never stdout, stderr or any log record.
-    assert SECRET_TOKEN not in captured.out + captured.err
-    assert SECRET_TOKEN not in caplog.text
-    assert all(SECRET_TOKEN not in str(record.args) for record in caplog.records)
-    assert "Uploaded 8 files to org/resp-passt in one commit" in captured.out
+    transcripts = []
+    pushes = [("regular", classifier_dir, ["--benchmark", str(benchmark_file)]), ("lfs", second_dir, [])]
+    commits = []
+    for mode, folder, extra in pushes:
+        hub_server.set_upload_mode(mode)
+        before = len(hub_server.requests)
+        completed = _run(
+            [sys.executable, str(REPO_ROOT / "scripts" / "push_to_hub.py"), str(folder), "--repo-id", repo_id,
+             "--private", "--output-dir", str(tmp_path / f"staged-{mode}"), *extra],
+            _client_env(hub_server, tmp_path / f"home-push-{mode}"), cwd=tmp_path,
+        )
+        transcripts.append(completed.stdout + completed.stderr)
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        assert f"Uploaded {len(EXPECTED_FILES)} files to {repo_id} in one commit" in completed.stdout
+        sent = [(r.method, r.path.split("?")[0]) for r in hub_server.requests[before:]]
+        # One repository creation (exist_ok on the second push) and exactly one commit per push.
+        assert sent.count(("POST", "/api/repos/create")) == 1
+        assert sent.count(("POST", f"/api/models/{repo_id}/commit/main")) == 1
+        lfs_requests = [path for _, path in sent if path.endswith("/info/lfs/objects/batch") or "/lfs-" in path]
+        assert bool(lfs_requests) == (mode == "lfs")
+        repo = hub_server.state.repos[repo_id]
+        commits.append(repo.branches["main"])
+        files = repo.commits[commits[-1]].files
+        assert set(files) == EXPECTED_FILES | {".gitattributes"}
+        staged = tmp_path / f"staged-{mode}"
+        assert {name: files[name].data for name in EXPECTED_FILES} == _folder_bytes(staged)
+        assert files["model.safetensors"].lfs == (mode == "lfs")
+        assert not files["config.json"].lfs  # small text files stay regular in both modes
+    first, second = commits
+    repo = hub_server.state.repos[repo_id]
+    assert repo.private and first != second and len(repo.commits) == 3  # the initial commit, then one per push
 
     # The uploaded card parses and carries the benchmark JSON's results.
-    snapshot = tmp_path / "hub-cache" / "models--org--resp-passt" / "snapshots" / FakeHub.revision
-    card = ModelCard.load(snapshot / "README.md")
+    card = ModelCard(repo.commits[first].files["README.md"].data.decode())
     assert {r.dataset_config: r.metric_value for r in card.data.eval_results} == {
         task_id: row["mean"] for task_id, row in json.loads(benchmark_file.read_text())["tasks"].items()
     }
 
-    # A fresh process without resp_audio_hf loads the uploaded files by repo id and reproduces the source model.
-    model = RespAudioForAudioClassification.from_pretrained(classifier_dir).eval()
-    extractor = RespAudioFeatureExtractor.from_pretrained(classifier_dir)
-    clips = _test_clips(extractor.sampling_rate)
-    np.savez(tmp_path / "clips.npz", clip0=clips[0], clip1=clips[1], rate=extractor.sampling_rate)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub-cache"),
-           "HF_MODULES_CACHE": str(tmp_path / "modules"), "TRANSFORMERS_VERBOSITY": "error"}
-    env.pop("HF_TOKEN")
-    completed = subprocess.run(
-        [sys.executable, "-c", FRESH_PROCESS, "org/resp-passt", str(tmp_path / "hub-cache"),
-         str(tmp_path / "clips.npz"), str(tmp_path / "fresh.json")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-    )
+    # A fresh process, online against the test Hub only, loads the pinned first commit and main (the second push).
+    rate = RespAudioFeatureExtractor.from_pretrained(classifier_dir).sampling_rate
+    clips = _test_clips(rate)
+    np.savez(tmp_path / "clips.npz", clip0=clips[0], clip1=clips[1], rate=rate)
+    env = _client_env(hub_server, tmp_path / "home-user")
+    completed = _run([sys.executable, "-c", FRESH_PROCESS, repo_id, str(tmp_path / "clips.npz"),
+                      str(tmp_path / "fresh.json"), first, "main"], env, cwd=tmp_path)
+    transcripts.append(completed.stdout + completed.stderr)
     assert completed.returncode == 0, completed.stderr[-3000:]
     fresh = json.loads((tmp_path / "fresh.json").read_text())
     assert not fresh["package_imported"]
-    assert fresh["model_module"].startswith("transformers_modules.")
-    assert fresh["extractor_module"].startswith("transformers_modules.")
-    assert fresh["pipeline_model_class"] == "RespAudioForAudioClassification"
+    for revision, folder, staged in ((first, classifier_dir, "staged-regular"), ("main", second_dir, "staged-lfs")):
+        result = fresh[revision]
+        assert result["model_module"].startswith("transformers_modules.")
+        assert result["extractor_module"].startswith("transformers_modules.")
+        assert result["pipeline_model_class"] == "RespAudioForAudioClassification"
+        pooled, probabilities = _outputs_of(folder, clips, rate)
+        torch.testing.assert_close(torch.tensor(result["pooler_output"]), pooled, atol=1e-5, rtol=1e-4)
+        for scores, expected in zip(result["scores"], probabilities):
+            by_label = {entry["label"]: entry["score"] for entry in scores}
+            assert set(by_label) == set(LABELS)
+            torch.testing.assert_close(torch.tensor([by_label[name] for name in LABELS]), expected, atol=1e-5,
+                                       rtol=1e-4)
+        snapshot = Path(result["snapshot"])
+        assert snapshot.name == (first if revision == first else second)
+        assert {k: v for k, v in _folder_bytes(snapshot).items() if k != ".gitattributes"} == _folder_bytes(
+            tmp_path / staged
+        )
+    # The two revisions really differ (other weights), so the pins above were honoured.
+    assert fresh[first]["pooler_output"] != fresh["main"]["pooler_output"]
 
-    with torch.no_grad():
-        inputs = extractor(clips, sampling_rate=extractor.sampling_rate, return_tensors="pt")
-        pooled = model.resp_audio(**inputs).pooler_output
-        probabilities = [model(**extractor([clip], sampling_rate=extractor.sampling_rate, return_tensors="pt"))
-                         .logits.softmax(-1)[0] for clip in clips]
-    torch.testing.assert_close(torch.tensor(fresh["pooler_output"]), pooled, atol=1e-5, rtol=1e-4)
-    for scores, expected in zip(fresh["scores"], probabilities):
-        by_label = {entry["label"]: entry["score"] for entry in scores}
-        assert set(by_label) == set(LABELS)
-        torch.testing.assert_close(
-            torch.tensor([by_label[name] for name in LABELS]), expected, atol=1e-5, rtol=1e-4
+    # `hf download`, pinned and on main, into local folders: the staged files, byte for byte.
+    for revision, staged in ((first, "staged-regular"), ("main", "staged-lfs")):
+        target = tmp_path / f"download-{revision[:7]}"
+        completed = _run([*_hf_command(), "download", repo_id, "--revision", revision, "--local-dir", str(target)],
+                         _client_env(hub_server, tmp_path / "home-cli"), cwd=tmp_path)
+        transcripts.append(completed.stdout + completed.stderr)
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        assert {k: v for k, v in _folder_bytes(target).items() if k != ".gitattributes"} == _folder_bytes(
+            tmp_path / staged
         )
 
+    # The token: in Authorization headers only, never in a URL, another header, a request body, the CDN's
+    # requests, or anything the clients printed or logged (HF_HUB_VERBOSITY=debug, TRANSFORMERS_VERBOSITY=info).
+    requests = hub_server.requests
+    assert any((name.lower(), value) == ("authorization", f"Bearer {SECRET_TOKEN}")
+               for r in requests for name, value in r.headers)
+    for request in requests:
+        assert SECRET_TOKEN not in request.path
+        assert SECRET_TOKEN.encode() not in request.body
+        for name, value in request.headers:
+            assert SECRET_TOKEN not in value or name.lower() == "authorization", (request.method, request.path, name)
+        if request.origin == "cdn" or "/lfs-upload/" in request.path:
+            assert all(name.lower() != "authorization" for name, _ in request.headers)
+    assert any(r.origin == "cdn" for r in requests)  # LFS files were served by the CDN-like origin
+    for transcript in transcripts:
+        assert SECRET_TOKEN not in transcript
 
-def test_missing_token_fails_fast_with_instructions(classifier_dir, no_token, hub_forbidden, capsys, tmp_path):
+
+def test_push_with_a_wrong_token_fails_without_showing_it(classifier_dir, hub_server, tmp_path):
+    wrong = "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9876"
+    before = len(hub_server.requests)
+    completed = _run(
+        [sys.executable, "-m", "resp_audio_hf.cli", "push", str(classifier_dir), "--repo-id", "org/refused"],
+        _client_env(hub_server, tmp_path / "home", token=wrong), cwd=tmp_path,
+    )
+    assert completed.returncode == 1
+    assert "401" in completed.stderr and "Invalid credentials" in completed.stderr
+    assert wrong not in completed.stdout + completed.stderr
+    sent = hub_server.requests[before:]
+    paths = [r.path for r in sent]
+    assert "/api/repos/create" in paths and not any("/preupload/" in p or "/commit/" in p for p in paths)
+    assert all(wrong not in value for r in sent for name, value in r.headers if name.lower() != "authorization")
+    assert "org/refused" not in hub_server.state.repos
+
+
+def test_missing_token_fails_fast_with_instructions(classifier_dir, no_token, hub_endpoint, capsys, tmp_path):
     code = push_to_hub.main([str(classifier_dir), "--repo-id", "org/resp-passt", "--output-dir", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert code == 1
     assert "No Hugging Face token found" in err and "hf auth login" in err and "HF_TOKEN" in err
     assert not (tmp_path / "out").exists()
+    assert hub_endpoint() == []
 
 
 @pytest.mark.parametrize("missing", hub.REMOTE_CODE_FILES + ("model.safetensors", "README.md"))
-def test_upload_refuses_folder_missing_a_file(staged, missing, monkeypatch, tmp_path):
+def test_upload_refuses_folder_missing_a_file(staged, missing, monkeypatch, hub_endpoint, tmp_path):
     monkeypatch.setenv("HF_TOKEN", SECRET_TOKEN)
-    fake_hub = FakeHub(tmp_path / "cache")
-    fake_hub.install(monkeypatch)
     folder = tmp_path / "staged"
     shutil.copytree(staged.path, folder)
     (folder / missing).unlink()
     with pytest.raises(hub.HubPublishError, match=f"lacks \\['{missing}'\\]"):
         hub.upload_staged_folder(folder, "org/resp-passt")
-    assert fake_hub.repos == [] and fake_hub.commits == []
+    assert hub_endpoint() == []
 
 
-def test_upload_refuses_incomplete_auto_map(staged, monkeypatch, tmp_path):
+def test_upload_refuses_incomplete_auto_map(staged, monkeypatch, hub_endpoint, tmp_path):
     monkeypatch.setenv("HF_TOKEN", SECRET_TOKEN)
-    fake_hub = FakeHub(tmp_path / "cache")
-    fake_hub.install(monkeypatch)
     folder = tmp_path / "staged"
     shutil.copytree(staged.path, folder)
     config = json.loads((folder / "config.json").read_text())
@@ -522,7 +582,7 @@ def test_upload_refuses_incomplete_auto_map(staged, monkeypatch, tmp_path):
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(hub.HubPublishError, match=r"auto_map lacks \['AutoModel'\]"):
         hub.upload_staged_folder(folder, "org/resp-passt")
-    assert fake_hub.commits == []
+    assert hub_endpoint() == []
 
 
 def test_isolated_check_catches_remote_code_needing_the_package(staged, tmp_path):

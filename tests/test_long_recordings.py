@@ -167,3 +167,37 @@ def test_bench_records_a_refused_long_clip_and_embeds_the_rest():
     assert list(failures) == [1] and "silent" in failures[1]
     assert np.isnan(embeddings[1]).all() and np.isfinite(embeddings[[0, 2]]).all()
     np.testing.assert_allclose(embeddings[2], encoder.embed(encoder.featurize([clips[2]]))[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("frontend", FRONTENDS)
+def test_frame_blocks_read_a_file_block_by_block(frontend, tmp_path, sprsound_clips):
+    """A path is read range by range through libsndfile; the features equal those of the decoded array."""
+    import soundfile
+
+    extractor = RespAudioFeatureExtractor(frontend=frontend)
+    audio, rate = sprsound_clips[1]
+    stereo = np.stack([audio, 0.5 * audio[::-1]], axis=1)
+    for name, samples, subtype in [("mono.wav", audio, "PCM_16"), ("stereo.flac", stereo, "PCM_24")]:
+        path = tmp_path / name
+        soundfile.write(path, samples, rate, subtype=subtype)
+        decoded, _ = soundfile.read(path, dtype="float32")
+        full = extractor([decoded], sampling_rate=rate, return_tensors="pt")["input_values"][0]
+        assert_features_match(torch.cat(list(extractor.frame_blocks(path, block_frames=300))), full, extractor)
+        assert_features_match(torch.cat(list(extractor.frame_blocks(str(path), rate))), full, extractor)
+    with pytest.raises(ValueError, match="not sampling_rate=16000"):
+        next(extractor.frame_blocks(tmp_path / "mono.wav", 16000))
+    soundfile.write(tmp_path / "silent.wav", np.zeros(rate * 5, np.float32), rate)
+    with pytest.raises(ValueError, match="silent.wav is silent"):
+        list(extractor.frame_blocks(tmp_path / "silent.wav"))
+
+
+def test_pool_frame_stream_windows_at_once(single_torch_thread):
+    config = RespAudioConfig.from_preset("tiny-passt")
+    torch.manual_seed(0)
+    model = RespAudioModel(config).eval()
+    extractor = RespAudioFeatureExtractor.from_model_config(config)
+    audio = synthetic_recording(13.0, 8000)
+    expected = model.pool_frame_stream(extractor.frame_blocks(audio, 8000))
+    for windows in (1, 2, 5):
+        streamed = model.pool_frame_stream(extractor.frame_blocks(audio, 8000), windows_at_once=windows)
+        torch.testing.assert_close(streamed, expected, atol=1e-5, rtol=1e-5)

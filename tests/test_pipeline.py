@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -14,6 +15,7 @@ import pytest
 import torch
 import torchaudio.functional as audio_functional
 from _audio_helpers import covid19_cough_file, load_audio, sprsound_records
+from _data_helpers import loopback_server
 from transformers import pipeline
 from transformers.pipelines.audio_classification import ffmpeg_read
 
@@ -252,6 +254,19 @@ def test_file_errors_name_the_file(classifiers, sprsound_wav, tmp_path):
     # Bytes have no name; the error says so.
     with pytest.raises(ValueError, match="the 60 bytes given: FFmpeg decoded no audio"):
         classifier(real[:60])
+
+
+def test_urls_are_read_and_their_errors_name_them(classifiers, sprsound_wav, tmp_path):
+    """A file served from 127.0.0.1: same scores as its path; a missing file or a cut transfer names the URL."""
+    classifier = classifiers["tiny-m2d"]
+    shutil.copyfile(sprsound_wav, tmp_path / "recording.wav")
+    with loopback_server(tmp_path) as (base, _):
+        assert classifier(f"{base}/recording.wav", top_k=None) == classifier(str(sprsound_wav), top_k=None)
+        with pytest.raises(ValueError, match=f"{base}/absent.wav: the server answered HTTP 404"):
+            classifier(f"{base}/absent.wav")
+    with loopback_server(tmp_path, cut_after=60) as (base, _):
+        with pytest.raises(ValueError, match=f"{base}/recording.wav: the download failed"):
+            classifier(f"{base}/recording.wav")
 
 
 def test_other_model_types_keep_the_stock_behaviour(tmp_path):

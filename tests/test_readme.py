@@ -9,7 +9,9 @@ recordings, and nothing else:
   extractor, as `save_pretrained` writes it;
 - `train` and `validation`: `datasets.Dataset`s with an `audio` column (`{"array", "sampling_rate"}`) and a `label`
   column, four and two SPRSound recordings cut to 2 s (labels: Normal 0, adventitious 1);
-- `pretrained/efficientat-mn04-as`: the repository's own folder (the blocks run from the checkout's root).
+- `pretrained/efficientat-mn04-as`: the repository's own folder (the blocks run from the checkout's root);
+- `embeddings.parquet`: what the README's `resp-audio-hf embed` command writes, here for `recording.wav` and the
+  fine-tuned folder.
 """
 
 from __future__ import annotations
@@ -70,22 +72,30 @@ def reader_provided(work: Path) -> dict:
             rows["label"].append(label)
         return Dataset.from_dict(rows)
 
+    from resp_audio_hf.cli import main as cli_main
+
+    assert cli_main(["embed", str(work / "recording.wav"), "--model", str(work / FINE_TUNED_FOLDER),
+                     "-o", str(work / "embeddings.parquet"), "--no-progress", "--no-cache"]) == 0
     return {"train": dataset(recordings[:4]), "validation": dataset(recordings[4:])}
 
 
 def test_readme_has_the_blocks_this_test_knows():
     blocks = readme_python_blocks()
-    assert len(blocks) == 4
+    assert len(blocks) == 6
     assert "RespAudioConfig.from_preset" in blocks[0]
     assert FINE_TUNED_FOLDER in blocks[1] and "recording.wav" in blocks[1]
     assert "Trainer(" in blocks[2] and "train_dataset=train, eval_dataset=validation" in blocks[2]
-    assert EFFICIENTAT_FOLDER in blocks[3]
+    assert 'read_embeddings("embeddings.parquet")' in blocks[3]
+    assert EFFICIENTAT_FOLDER in blocks[4]
+    assert 'metric_path("opera_auroc")' in blocks[5]
 
 
 def test_readme_python_blocks_run_as_written(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "__readme__", **reader_provided(tmp_path)}
-    quick_start, pipeline_block, trainer_block, efficientat_block = readme_python_blocks()
+    quick_start, pipeline_block, trainer_block, embeddings_block, efficientat_block, metrics_block = (
+        readme_python_blocks()
+    )
 
     def run(block: str, number: int):
         started = time.perf_counter()
@@ -122,11 +132,26 @@ def test_readme_python_blocks_run_as_written(tmp_path, monkeypatch):
     assert trainer.state.best_model_checkpoint is not None
     assert Path(trainer.state.best_model_checkpoint, "model.safetensors").is_file()
 
+    # Embeddings written by `resp-audio-hf embed` read back as paths and a float32 matrix of the model's width.
+    run(embeddings_block, 4)
+    assert namespace["paths"] == [str(tmp_path / "recording.wav")]
+    width = RespAudioConfig.from_pretrained(tmp_path / FINE_TUNED_FOLDER).pooled_size
+    assert namespace["vectors"].shape == (1, width)
+    assert namespace["vectors"].dtype == np.float32 and np.isfinite(namespace["vectors"]).all()
+
     # EfficientAT: the AudioSet tagger answers with three labels of its 527, the embedding has the stated size.
-    run(efficientat_block, 4)
+    run(efficientat_block, 5)
     predictions = namespace["tagger"]({"array": namespace["audio"], "sampling_rate": 8000}, top_k=3)
     assert len(predictions) == 3 and all(p["label"] in namespace["tagger"].model.config.label2id for p in predictions)
     size, rows, channels = map(int, EFFICIENTAT_COMMENT.search(efficientat_block).groups())
     encoder_config = namespace["encoder"].config
     assert (encoder_config.num_frequency_rows, encoder_config.feature_channels) == (rows, channels)
     assert tuple(namespace["embedding"].shape) == (1, size) == (1, rows * channels)
+
+    # OPERA's metrics as evaluate modules give the values the block's comments state.
+    run(metrics_block, 6)
+    auroc_call = next(line for line in metrics_block.splitlines() if line.startswith("auroc.compute("))
+    stated = eval(auroc_call.split("#", 1)[1].strip())
+    assert eval(auroc_call.split("#", 1)[0], namespace) == stated == {"roc_auc": 1.0}
+    mrr_call = next(line for line in metrics_block.splitlines() if line.startswith("mrr.compute("))
+    assert eval(mrr_call, namespace) == {"mrr": {"a": 0.75, "b": 0.75}}

@@ -289,9 +289,8 @@ def train(
     that started the run) is recorded in `pretrain_config.json`."""
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration, set_seed
-    from tqdm.auto import tqdm
-
     from resp_audio_hf import RespAudioFeatureExtractor
+    from resp_audio_hf.progress import progress_bar
 
     output_dir = Path(config.train.output_dir)
     accelerator = Accelerator(
@@ -367,8 +366,9 @@ def train(
 
     total_steps = schedule["total_steps"]
     clips_per_step = schedule["effective_batch_size"]
-    progress = tqdm(
-        total=total_steps, initial=start_step, disable=not accelerator.is_main_process, desc="M2D", dynamic_ncols=True
+    progress = progress_bar(
+        total_steps, desc="M2D", unit="step", enabled=accelerator.is_main_process, initial=start_step,
+        dynamic_ncols=True,
     )
     mask_generator = torch.Generator()
     batch_iterator = iter(batches)

@@ -1,4 +1,4 @@
-"""`pipeline("audio-classification")` for RespAudio classifiers, with the feature extractor's checks before anything else.
+"""`pipeline("audio-classification")` for RespAudio classifiers: the feature extractor's checks come first.
 
 transformers' `AudioClassificationPipeline` decodes files and resamples arrays itself before it calls the feature
 extractor, so bad input fails inside torchaudio or FFmpeg with messages that name neither the file nor the problem (an

@@ -22,12 +22,14 @@ class Subcommand:
         help: one-line description for ``--help``.
         add_arguments: ``"module:function"`` taking the subparser.
         run: ``"module:function"`` taking the parsed arguments and returning an exit code.
+        examples: ``"module:ATTRIBUTE"`` naming the example command lines shown by ``--help``.
     """
 
     name: str
     help: str
     add_arguments: str
     run: str
+    examples: str
 
 
 SUBCOMMANDS: list[Subcommand] = [
@@ -36,14 +38,46 @@ SUBCOMMANDS: list[Subcommand] = [
         "score a model on the OPERA benchmark (and SPRSound) with linear probes",
         "resp_audio_hf.benchmark.commands:add_bench_arguments",
         "resp_audio_hf.benchmark.commands:run_bench",
+        "resp_audio_hf.benchmark.commands:BENCH_EXAMPLES",
     ),
     Subcommand(
         "demo",
         "run the benchmark path offline on synthetic respiratory sounds with a tiny model",
         "resp_audio_hf.benchmark.commands:add_demo_arguments",
         "resp_audio_hf.benchmark.commands:run_demo_command",
+        "resp_audio_hf.benchmark.commands:DEMO_EXAMPLES",
+    ),
+    Subcommand(
+        "embed",
+        "embed recordings (folder, glob, CSV/JSON list or datasets dataset) into a Parquet or .npy file",
+        "resp_audio_hf.commands.embed:add_embed_arguments",
+        "resp_audio_hf.commands.embed:run_embed",
+        "resp_audio_hf.commands.embed:EXAMPLES",
+    ),
+    Subcommand(
+        "convert",
+        "convert an original PaSST, AST or M2D checkpoint into a Hugging Face model folder",
+        "resp_audio_hf.commands.convert:add_convert_arguments",
+        "resp_audio_hf.commands.convert:run_convert",
+        "resp_audio_hf.commands.convert:EXAMPLES",
+    ),
+    Subcommand(
+        "push",
+        "publish a checkpoint to the Hugging Face Hub with remote code and a model card",
+        "resp_audio_hf.commands.push:add_push_arguments",
+        "resp_audio_hf.commands.push:run_push",
+        "resp_audio_hf.commands.push:EXAMPLES",
     ),
 ]
+
+EXAMPLES = """\
+examples:
+  resp-audio-hf demo
+  resp-audio-hf embed recordings/ --model org/resp-passt -o embeddings.parquet
+  resp-audio-hf bench --model org/resp-passt --tasks S1,S2 --data-root ../shared/data
+  resp-audio-hf convert --family passt passt-s-f128-p16-s10-ap.476-swa.pt resp-passt-as
+  resp-audio-hf push my-resp-passt --repo-id org/resp-passt --dry-run
+"""
 
 
 def _resolve(target: str):
@@ -53,12 +87,21 @@ def _resolve(target: str):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="resp-audio-hf", description="Respiratory-audio foundation models for Hugging Face transformers."
+        prog="resp-audio-hf",
+        description="Respiratory-audio foundation models for Hugging Face transformers.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in SUBCOMMANDS:
-        subparser = subparsers.add_parser(command.name, help=command.help, description=command.help)
+        subparser = subparsers.add_parser(
+            command.name,
+            help=command.help,
+            description=command.help,
+            epilog=_resolve(command.examples),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         _resolve(command.add_arguments)(subparser)
         subparser.set_defaults(_run=command.run)
     return parser

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,9 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import BatchFeature
-from transformers.utils import logging
 
-logger = logging.get_logger(__name__)
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -115,10 +115,12 @@ class RespAudioCollator:
             return clip
         self.num_cropped += 1
         self.cropped_seconds += (length - limit) / rate
-        logger.warning_once(
-            f"RespAudioCollator crops clips longer than max_seconds={self.max_seconds} s to their first "
-            f"{self.max_seconds} s; RespAudioCollator.num_cropped and .cropped_seconds count what was cut."
-        )
+        if self.num_cropped == 1:  # once per collator (and DataLoader worker); the counters keep the total
+            logger.warning(
+                "RespAudioCollator crops clips longer than max_seconds=%s s to their first %s s; "
+                "RespAudioCollator.num_cropped and .cropped_seconds count what was cut.",
+                self.max_seconds, self.max_seconds,
+            )
         return clip[..., :limit] if time_axis == -1 else clip[:limit]
 
     def _featurise(self, clips: list, rates: list[int]) -> BatchFeature:

@@ -22,7 +22,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ import numpy as np
 import torch
 
 from .configuration_resp_audio import RespAudioConfig
+from .data._io import atomic_folder
 from .feature_extraction_resp_audio import RespAudioFeatureExtractor
 from .modeling_resp_audio import RespAudioForAudioClassification, RespAudioModel
 
@@ -50,8 +50,8 @@ REMOTE_CODE_FILES = (
 REQUIRED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", *REMOTE_CODE_FILES, CARD_FILE)
 FAMILY_OF_FRONTEND = {"passt": "resp-passt", "ast": "resp-ast", "m2d": "resp-m2d"}
 CARD_TEMPLATE = "template.md"
-# Repository-root folder of the card template and the per-family YAML files (publishing runs from a checkout).
-DEFAULT_TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "model_cards"
+# The card template and the per-family YAML files, shipped as package data (so publishing works from a wheel).
+DEFAULT_TEMPLATE_DIR = Path(__file__).resolve().parent / "model_cards"
 # Outputs of the staged folder and of the source model must agree to float32 round-off.
 OUTPUT_ATOL = 1e-5
 
@@ -330,8 +330,9 @@ def _template_dir(template_dir: str | os.PathLike | None) -> Path:
     folder = Path(template_dir) if template_dir is not None else DEFAULT_TEMPLATE_DIR
     if not (folder / CARD_TEMPLATE).is_file():
         raise HubPublishError(
-            f"Model card template {folder / CARD_TEMPLATE} not found. Run from a checkout of resp_audio_hf or pass "
-            "the folder holding template.md and the family YAML files (template_dir / --template-dir)."
+            f"Model card template {folder / CARD_TEMPLATE} not found. Reinstall resp_audio_hf (the templates are "
+            "package data under resp_audio_hf/model_cards/) or pass the folder holding template.md and the family "
+            "YAML files (template_dir / --template-dir)."
         )
     return folder
 
@@ -364,7 +365,7 @@ def render_model_card(
         num_parameters: shown in the card; computed from a model built on `config` when not given.
         training_data: Markdown paragraph on the training data; defaults to the family's initialisation.
         datasets: extra training data sets for the front matter.
-        template_dir: folder of `template.md` and the family YAML files (default: the repository's `model_cards/`).
+        template_dir: folder of `template.md` and the family YAML files (default: the package's `model_cards/`).
     """
     try:
         import jinja2
@@ -532,9 +533,7 @@ def stage_for_hub(
         training_data=training_data, datasets=datasets, template_dir=template_dir,
     )
 
-    staging_dir.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{staging_dir.name}.", dir=staging_dir.parent))
-    try:
+    with atomic_folder(staging_dir) as building:
         # Seeding auto_map lets save_pretrained add the entries for every Auto class, not only the saved class's.
         model.config.auto_map = _expected_auto_map(model.config)
         model.save_pretrained(building)
@@ -542,10 +541,6 @@ def stage_for_hub(
         card.save(building / CARD_FILE)
         files = check_staged_folder(building)
         validate_staged_folder(building, reference_model=model, isolated=check_remote_code)
-        _move_into_place(building, staging_dir)
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        raise
     staged = StagedFolder(staging_dir, repo_id, {name: (staging_dir / name).stat().st_size for name in files})
     logger.info("Staged %d files for %s in %s.", len(staged.files), repo_id, staging_dir)
     return staged
@@ -563,16 +558,6 @@ def _check_replaceable(staging_dir: Path, overwrite: bool) -> None:
             f"{staging_dir} holds files a staging folder never has ({sorted(existing - set(REQUIRED_FILES))}); "
             "refusing to replace it. Choose an empty or new folder."
         )
-
-
-def _move_into_place(building: Path, target: Path) -> None:
-    if not target.exists():
-        os.replace(building, target)
-        return
-    retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-    os.replace(target, retired / target.name)
-    os.replace(building, target)
-    shutil.rmtree(retired, ignore_errors=True)
 
 
 def _check_repo_id(repo_id: str) -> None:

@@ -8,6 +8,9 @@ are loaded by the functions that use them (``pip install resp_audio_hf[benchmark
 * ``train_linear_probes`` - OPERA's linear probe, vectorised over seeds/folds.
 * ``run_benchmark`` / ``write_reports`` - what ``resp-audio-hf bench`` runs.
 * ``run_demo`` - what ``resp-audio-hf demo`` runs.
+* ``nonlearned_encoder`` - the log-mel statistics and clip-duration baselines as encoders.
+* ``derive_pooling`` / ``signal_rows`` - mean and band-limited pooling from frequency-preserving embeddings.
+* ``paired_bootstrap`` - two models' score difference with a confidence interval over test patients.
 """
 
 from .._lazy import lazy_exports
@@ -31,6 +34,14 @@ _EXPORTS = {
     "ProbeOutcome": ".probe",
     "ProbeRun": ".probe",
     "train_linear_probes": ".probe",
+    "standardize_features": ".probe",
+    "nonlearned_encoder": ".nonlearned",
+    "NONLEARNED_BASELINES": ".nonlearned",
+    "derive_pooling": ".pooling",
+    "signal_rows": ".pooling",
+    "PairedComparison": ".paired",
+    "paired_bootstrap": ".paired",
+    "embed_task": ".runner",
     "markdown_table": ".report",
     "write_reports": ".report",
     "BenchmarkResult": ".runner",

@@ -46,6 +46,20 @@ def _positive_float(text: str) -> float:
     return value
 
 
+BENCH_EXAMPLES = """\
+examples:
+  resp-audio-hf bench --model org/resp-passt --tasks T7,T10,T11 --data-root DIR
+  resp-audio-hf bench --model my-resp-passt --tasks S1,S2 --data-root ../shared/data --compare-opera
+  resp-audio-hf bench --preset tiny-m2d --tasks S1 --data-root ../shared/data --max-duration 2 --epochs 8
+"""
+
+DEMO_EXAMPLES = """\
+examples:
+  resp-audio-hf demo
+  resp-audio-hf demo --output-dir outputs/demo
+"""
+
+
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
@@ -53,6 +67,11 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     )
     source.add_argument(
         "--preset", help="randomly initialised RespAudioConfig preset instead of a checkpoint (smoke tests)"
+    )
+    source.add_argument(
+        "--baseline",
+        choices=("log-mel-stats", "duration"),
+        help="a non-learned baseline instead of a model: per-band log-mel statistics, or the clip duration alone",
     )
     parser.add_argument(
         "--tasks",
@@ -97,6 +116,12 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seeds", type=_seeds, help="override the probe seeds, e.g. 0,1,2 (OPERA: 0,1,2,3,4)")
     parser.add_argument(
+        "--standardize-features",
+        action="store_true",
+        help="z-score the embeddings with each probe's training rows' mean and std before the probe (OPERA's probe "
+        "does not; recorded in the results)",
+    )
+    parser.add_argument(
         "--compare-opera",
         action="store_true",
         help="show OPERA's published baselines and the mean reciprocal rank beside our scores",
@@ -124,7 +149,13 @@ def run_bench(args: argparse.Namespace) -> int:
         print(f"error: --data-root {args.data_root} is not a directory", file=sys.stderr)
         return 2
     try:
-        if args.preset:
+        if args.baseline:
+            if args.pooling:
+                raise ValueError(f"--pooling does not apply to the non-learned baseline {args.baseline}")
+            from .nonlearned import nonlearned_encoder
+
+            encoder = nonlearned_encoder(args.baseline, device=args.device)
+        elif args.preset:
             overrides = {"pooling": args.pooling} if args.pooling else {}
             encoder = AudioEncoder.from_preset(args.preset, device=args.device, **overrides)
         else:
@@ -143,8 +174,10 @@ def run_bench(args: argparse.Namespace) -> int:
         overrides["epochs"] = args.epochs
     if args.seeds is not None:
         overrides["seeds"] = args.seeds
+    if args.standardize_features:
+        overrides["standardize_features"] = True
     # An ablation run gets its own default folder instead of overwriting the model's own results.
-    run_name = (args.model or f"preset-{args.preset}") + (f"-pooling-{args.pooling}" if args.pooling else "")
+    run_name = (args.model or (f"baseline-{args.baseline}" if args.baseline else f"preset-{args.preset}")) + (f"-pooling-{args.pooling}" if args.pooling else "")
     output_dir = args.output_dir or Path("outputs") / "bench" / _slug(run_name)
     result = run_benchmark(
         encoder,

@@ -34,6 +34,7 @@ import torch
 from ..data._io import atomic_path, atomic_save_npy, atomic_write_json, stable_hash
 from ..data.audio import AudioDecodeError, load_audio
 from ..data.corpora import is_missing
+from ..progress import progress_bar
 from .threads import threads_beside_workers, torch_threads
 
 logger = logging.getLogger(__name__)
@@ -637,16 +638,6 @@ def embedding_cache_key(encoder: AudioEncoder, dataset, extra: dict | None = Non
 # --------------------------------------------------------------------------------------------------
 
 
-def _progress(total: int, desc: str, enabled: bool):
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc=desc, unit="clip")
-
-
 def _describe(dataset, index: int) -> str:
     return dataset.describe(index) if hasattr(dataset, "describe") else f"item {index}"
 
@@ -742,7 +733,7 @@ def extract_embeddings(
             atomic_save_npy(cache.shard_path(shard), block)
             done.add(shard)
 
-    bar = _progress(remaining, desc, progress)
+    bar = progress_bar(remaining, desc=desc, unit="clip", enabled=progress)
     try:
         # The encoder's threads would otherwise compete with the workers for the same cores.
         with torch_threads(threads_beside_workers(loader.num_workers)):
@@ -784,11 +775,9 @@ def extract_embeddings(
                         pending.setdefault(shard, {})[index] = vector
                 if cache_dir is not None and dim is not None:
                     write_full_shards()
-                if bar is not None:
-                    bar.update(len(rows))
+                bar.update(len(rows))
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
 
     if dim is None and done:
         dim = int(np.load(cache.shard_path(min(done)), mmap_mode="r").shape[1])

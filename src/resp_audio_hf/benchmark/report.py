@@ -91,6 +91,16 @@ def _embedding_note(results: dict) -> str:
     return f"- Embeddings: pooling {pooling}, size {width}."
 
 
+def _probe_features_note(results: dict) -> str:
+    """Whether the probes saw the embeddings as they are (OPERA) or standardised with training statistics."""
+    standardised = {bool(task.get("protocol", {}).get("standardize_features")) for task in results["tasks"].values()}
+    if standardised == {True}:
+        return "- Probe features: standardised (z-scored with each run's training rows' mean and std)."
+    if standardised == {True, False}:
+        return "- Probe features: standardised for some tasks (see each task's protocol in results.json), raw for the rest."
+    return "- Probe features: raw embeddings, as OPERA's probe."
+
+
 def markdown_table(results: dict, baselines: bool = False) -> str:
     """Tasks as rows, ``mean ± std`` per model as columns (OPERA's Table 4/5 layout).
 
@@ -130,7 +140,7 @@ def markdown_table(results: dict, baselines: bool = False) -> str:
             + " | ".join(f"{values[m]:.3f}" for m in [model] + methods)
             + " |"
         )
-    notes = [_embedding_note(results)] + metric_notes
+    notes = [_embedding_note(results), _probe_features_note(results)] + metric_notes
     for task_id, task in results["tasks"].items():
         for part, names in task.get("absent_classes", {}).items():
             notes.append(

@@ -174,7 +174,22 @@ def _log_skipped(task_id: str, entries: list[dict]) -> None:
         logger.warning("%s: skipped %s%s: %s", task_id, entry["path"], segment, entry["reason"])
 
 
-def evaluate_task(
+@dataclass
+class EmbeddedTask:
+    """A task's usable rows and their embeddings (row i of ``features`` = row i of ``table``).
+
+    Attributes:
+        table: the available rows that were embedded (rows whose clip failed are dropped).
+        features: ``[len(table), dim]`` embeddings.
+        skipped: ``{"path", "reason"}`` (plus ``segment_s``) of every recording of the task that could not be used.
+    """
+
+    table: object
+    features: np.ndarray
+    skipped: list[dict]
+
+
+def embed_task(
     encoder: AudioEncoder,
     task: TaskData,
     *,
@@ -184,21 +199,16 @@ def evaluate_task(
     max_duration: float | None = None,
     protocol: ProbeProtocol | None = None,
     progress: bool = True,
-) -> TaskResult:
-    """Embed a task's available recordings and train/test its linear probes.
-
-    Recordings that cannot be used are named with the reason in the log (WARNING) and in the result's
-    ``skipped_recordings``; the task is scored on the others.
-    """
-    started = time.perf_counter()
+) -> EmbeddedTask:
+    """Embed a task's available recordings (through the embedding cache), after checking that its splits can be
+    scored. Recordings that cannot be used are named with the reason in the log (WARNING) and in ``skipped``."""
     spec = task.spec
-    protocol = protocol or spec.protocol
     skipped = unusable_recordings(task.report)
     _log_skipped(spec.task_id, skipped)
     table = task.available
     if table.empty:
         raise ValueError(f"{spec.task_id}: no recording is available ({task.report.summary()}).")
-    check_task_splits(task, protocol)
+    check_task_splits(task, protocol or spec.protocol)
     dataset = FileClipDataset(
         table["audio"].tolist(),
         encoder.sampling_rate,
@@ -229,18 +239,68 @@ def evaluate_task(
         skipped += failed
         keep = np.setdiff1d(np.arange(len(table)), list(failures))
         table, features = table.iloc[keep].reset_index(drop=True), features[keep]
+    return EmbeddedTask(table, features, skipped)
+
+
+def evaluate_task(
+    encoder: AudioEncoder,
+    task: TaskData,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    batch_size: int = 16,
+    num_workers: int = 0,
+    max_duration: float | None = None,
+    protocol: ProbeProtocol | None = None,
+    progress: bool = True,
+) -> TaskResult:
+    """Embed a task's available recordings and train/test its linear probes.
+
+    Recordings that cannot be used are named with the reason in the log (WARNING) and in the result's
+    ``skipped_recordings``; the task is scored on the others.
+    """
+    started = time.perf_counter()
+    protocol = protocol or task.spec.protocol
+    embedded = embed_task(
+        encoder,
+        task,
+        cache_dir=cache_dir,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        max_duration=max_duration,
+        protocol=protocol,
+        progress=progress,
+    )
     result = score_task(
-        spec,
-        table,
-        features,
+        task.spec,
+        embedded.table,
+        embedded.features,
         protocol,
         data_report=task.report.summary(),
         split_mode=task.split_mode,
         test_splits=task.test_splits,
     )
-    result.skipped_recordings = skipped
+    result.skipped_recordings = embedded.skipped
     result.seconds = time.perf_counter() - started
     return result
+
+
+@dataclass
+class HeldOutPredictions:
+    """Every run's predictions on the test rows of a hold-out task (all runs share them), for paired comparisons.
+
+    Attributes:
+        rows: ``[n]`` positions of the test rows in the scored table.
+        labels: ``[n]`` their labels.
+        splits: ``[n]`` the test split of each row (``"test"``, or SPRSound's ``"test_inter"``/``"test_intra"``).
+        predictions: ``[runs, n, C]`` class probabilities (classification) or ``[runs, n]`` predictions.
+        seeds: ``[runs]`` seed of each run.
+    """
+
+    rows: np.ndarray
+    labels: np.ndarray
+    splits: np.ndarray
+    predictions: np.ndarray
+    seeds: list[int]
 
 
 def score_task(
@@ -252,11 +312,13 @@ def score_task(
     *,
     split_mode: str = "default",
     test_splits: tuple[str, ...] = ("test",),
-) -> TaskResult:
+    return_predictions: bool = False,
+):
     """Train and test a task's probes on precomputed ``features`` (row i = table row i).
 
     Each run's checkpoint is scored on every split of ``test_splits`` separately (hold-out tasks); the first is the
-    headline ``mean``/``std``/``scores``.
+    headline ``mean``/``std``/``scores``. With ``return_predictions`` (hold-out tasks) returns
+    ``(TaskResult, HeldOutPredictions)``, the runs' test predictions for :func:`~resp_audio_hf.benchmark.paired.paired_bootstrap`.
     """
     protocol = protocol or spec.protocol
     if len(features) != len(table):
@@ -302,7 +364,7 @@ def score_task(
                 "scores": values,
             }
     headline = test_results[test_splits[0]][spec.metric]
-    return TaskResult(
+    result = TaskResult(
         task_id=spec.task_id,
         name=spec.name,
         metric=spec.metric,
@@ -330,6 +392,19 @@ def score_task(
         split_mode=split_mode,
         test_results=test_results,
     )
+    if not return_predictions:
+        return result
+    if spec.evaluation != "holdout":
+        raise ValueError(f"{spec.task_id}: test predictions are returned for hold-out tasks only")
+    test_rows = runs[0].test
+    predictions = HeldOutPredictions(
+        rows=test_rows,
+        labels=targets[test_rows],
+        splits=table["split"].to_numpy()[test_rows],
+        predictions=np.stack([o.test_predictions for o in outcomes]),
+        seeds=[o.seed for o in outcomes],
+    )
+    return result, predictions
 
 
 def _find_absent_classes(
@@ -464,9 +539,12 @@ def run_benchmark(
 __all__ = [
     "OPERA_TASK_IDS",
     "BenchmarkResult",
+    "EmbeddedTask",
     "TaskResult",
+    "HeldOutPredictions",
     "check_task_splits",
     "compute_test_metrics",
+    "embed_task",
     "encoder_settings",
     "evaluate_task",
     "make_runs",

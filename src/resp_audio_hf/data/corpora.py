@@ -1129,6 +1129,61 @@ _register(
 
 
 # --------------------------------------------------------------------------------------------------
+# COVID-19 induced coughs (CC0)
+# --------------------------------------------------------------------------------------------------
+
+
+def _build_covid19_cough(root: Path, opera: OperaFiles, verify_audio: bool) -> CorpusTable:
+    """Induced coughs recorded through a call centre (8 kHz) or a Telegram bot (48 kHz), CC0 (``raw/<name>.mp3`` +
+    ``metadata.json``).
+
+    Rows follow ``metadata.json``. Columns: ``covid19`` (bool), ``source`` (``call-center`` / ``telegram``),
+    ``verified`` (PCR confirmed by a laboratory; ``None`` where not stated), ``asymptomatic``. There are no participant
+    ids, so ``subject_id`` is the file name (each recording is its own resampling unit).
+    """
+    report = BuildReport("covid19_cough", str(root))
+    index = FileIndex(root)
+    metadata = index.find_metadata("metadata.json")
+    if metadata is None:
+        raise FileNotFoundError(f"The COVID-19 cough corpus needs metadata.json under {root}.")
+    with open(metadata, encoding="utf-8") as handle:
+        entries = json.load(handle)
+    rows, listed = [], set()
+    for number, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not entry.get("filename") or not isinstance(entry.get("covid19"), bool):
+            raise ValueError(f"{metadata}: entry {number} lacks a filename or a boolean covid19 label: {entry!r}")
+        name = str(entry["filename"])
+        listed.add(name)
+        rows.append(
+            {
+                "audio": index.find(name=name),
+                "file": name,
+                "subject_id": Path(name).stem,
+                "covid19": entry["covid19"],
+                "source": entry.get("source"),
+                "verified": entry.get("verified"),
+                "asymptomatic": entry.get("asymptomatic"),
+            }
+        )
+    report.unlabelled.extend(str(p) for p in _audio_files(index) if p.name not in listed)
+    report.duplicates.update({name: [str(p) for p in paths] for name, paths in index.duplicates.items()})
+    return _finish("covid19_cough", root, rows, report, verify_audio)
+
+
+_register(
+    CorpusSpec(
+        "covid19_cough",
+        "COVID-19 induced coughs (call centre and Telegram)",
+        ("covid19-cough", "covid19_cough"),
+        "open",
+        "distributed with this project's shared data (../shared/data/covid19-cough, README.md and LICENSE there)",
+        "CC0-1.0",
+        _build_covid19_cough,
+    )
+)
+
+
+# --------------------------------------------------------------------------------------------------
 # SPRSound 2022
 # --------------------------------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..progress import progress_bar
 from ._io import atomic_write_text, sha256_file
 
 logger = logging.getLogger(__name__)
@@ -94,16 +95,6 @@ class DownloadResult:
     resumed_from: int = 0
 
 
-def _progress_bar(total: int | None, initial: int, desc: str, enabled: bool):
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm is optional: downloads work without a progress bar
-        return None
-    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, desc=desc, leave=False)
-
-
 def _open(url: str, offset: int, timeout: float):
     headers = {"User-Agent": _USER_AGENT}
     if offset:
@@ -134,7 +125,10 @@ def _transfer(url: str, part: Path, offset: int, timeout: float, chunk_size: int
             offset, mode = 0, "wb"
         length = response.headers.get("Content-Length")
         expected_total = offset + int(length) if length is not None else None
-        bar = _progress_bar(expected_total, offset, part.name.removesuffix(".part"), progress)
+        bar = progress_bar(
+            expected_total, desc=part.name.removesuffix(".part"), unit="B", enabled=progress, initial=offset,
+            unit_scale=True, leave=False,
+        )
         written = offset
         try:
             with open(part, mode) as handle:
@@ -144,11 +138,9 @@ def _transfer(url: str, part: Path, offset: int, timeout: float, chunk_size: int
                         break
                     handle.write(chunk)
                     written += len(chunk)
-                    if bar is not None:
-                        bar.update(len(chunk))
+                    bar.update(len(chunk))
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
         if expected_total is not None and written != expected_total:
             raise http.client.IncompleteRead(b"", expected_total - written)
 

@@ -67,6 +67,11 @@ class ProbeProtocol:
         inner_validation_seed: ``random_state`` of that draw.
         validation: how the checkpoint-selection rows are chosen, in words (hold-out tasks: drawn by the task's
             table builder; cross-validated tasks: from ``inner_validation_fraction`` and ``inner_validation_seed``).
+        standardize_features: z-score every feature with the mean and standard deviation of the run's *training*
+            rows (validation and test rows are transformed with those, never used to compute them; a feature
+            constant on the training rows is only centred). OPERA's probe does not standardise (``False``, the
+            default); with ``True`` a network whose activations are tiny (a randomly initialised mn04 gives about
+            1e-8) no longer scores chance just because Adam's steps of 1e-4 cannot move the probe on such inputs.
     """
 
     epochs: int = 64
@@ -82,6 +87,7 @@ class ProbeProtocol:
     inner_validation_fraction: float | None = None
     inner_validation_seed: int = 42
     validation: str = ""
+    standardize_features: bool = False
 
 
 @dataclass(frozen=True)
@@ -639,6 +645,59 @@ SPRSOUND_SPLIT_DESCRIPTION = (
 )
 
 
+COVID_COUGH_SPLIT_DESCRIPTION = (
+    "stratified by label and recording source (call centre 8 kHz / Telegram 48 kHz) 60/20/20 split of every "
+    "recording listed in metadata.json, in file-name order (scikit-learn train_test_split, seed 1337: 20 % to test, "
+    "then a quarter of the rest to validation); no participant ids exist, so each recording is its own unit"
+)
+
+
+def covid_cough_split(names: list[str], labels: list[int], sources: list[str], seed: int = 1337) -> dict[str, str]:
+    """File name -> ``train``/``validation``/``test`` of :data:`COVID_COUGH_SPLIT_DESCRIPTION`. Depends only on the
+    listing (not on which files are on disk or decodable), so every model and run scores the same rows."""
+    from sklearn.model_selection import train_test_split
+
+    order = sorted(range(len(names)), key=lambda i: names[i])
+    strata = [f"{labels[i]}/{sources[i]}" for i in order]
+    rest, test = train_test_split(order, test_size=0.2, random_state=seed, stratify=strata)
+    rest_strata = [f"{labels[i]}/{sources[i]}" for i in rest]
+    train, validation = train_test_split(rest, test_size=0.25, random_state=seed, stratify=rest_strata)
+    split = {names[i]: "train" for i in train}
+    split.update({names[i]: "validation" for i in validation})
+    split.update({names[i]: "test" for i in test})
+    return split
+
+
+def _covid_cough_table(ctx: TaskContext):
+    import json
+
+    records = ctx.scan()
+    metadata = ctx.index.find_metadata("metadata.json")
+    with open(metadata, encoding="utf-8") as handle:
+        listing = json.load(handle)
+    names = [str(entry["filename"]) for entry in listing]
+    labels = [int(bool(entry["covid19"])) for entry in listing]
+    sources = [str(entry.get("source")) for entry in listing]
+    split = covid_cough_split(names, labels, sources)
+    audio = dict(zip(records["file"], records["audio"]))
+    rows = [
+        {
+            "file": name,
+            "audio": audio.get(name),
+            "label": label,
+            "subject_id": Path(name).stem,
+            "source": source,
+            "split": split[name],
+        }
+        for name, label, source in zip(names, labels, sources)
+    ]
+    ctx.report.notes.append(
+        "split: " + COVID_COUGH_SPLIT_DESCRIPTION + "; the source predicts the label (most call-centre recordings are "
+        "positive, most Telegram ones negative), so a model can score by recognising the channel"
+    )
+    return _frame(rows)
+
+
 def _sprsound_split(frame, ctx: TaskContext):
     """The challenge's protocol when the train part and a test part are on disk, else a labelled fallback.
 
@@ -774,6 +833,7 @@ PROBE_PROTOCOLS: dict[str, ProbeProtocol] = {
     "T19": _leave_one_out(0.2),
     "S1": _holdout(64, 64, "a patient-grouped, stratified fifth of the training patients (seed 1337)"),
     "S2": _holdout(64, 64, "a patient-grouped, stratified fifth of the training patients (seed 1337)"),
+    "COVID-cough": _holdout(64, 32, "20 % of all recordings, stratified by label and source (seed 1337)"),
 }
 
 
@@ -1114,8 +1174,24 @@ _task(
     )
 )
 
-TASK_ALIASES = {"sprsound-record": "S1", "sprsound-event": "S2", "sprsound": "S1"}
-EXTRA_TASK_IDS = ("ICBHI-cycle", "S1", "S2")
+_task(
+    TaskSpec(
+        "COVID-cough",
+        "COVID-19 induced coughs (CC0): COVID-19 detection",
+        "covid19_cough",
+        "cough",
+        "classification",
+        "holdout",
+        PROBE_PROTOCOLS["COVID-cough"],
+        COVID_COUGH_SPLIT_DESCRIPTION,
+        ("negative", "COVID-19"),
+        opera=False,
+        table_builder=_covid_cough_table,
+    )
+)
+
+TASK_ALIASES = {"sprsound-record": "S1", "sprsound-event": "S2", "sprsound": "S1", "covid19-cough": "COVID-cough"}
+EXTRA_TASK_IDS = ("ICBHI-cycle", "S1", "S2", "COVID-cough")
 OPERA_TASK_IDS = tuple(f"T{i}" for i in range(1, 20))
 
 

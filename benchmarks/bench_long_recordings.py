@@ -1,0 +1,188 @@
+"""Long recordings: peak memory and time of embedding one clip of 10 min, 1 h and 3 h at 8 kHz, per model family.
+
+Three paths embed the same synthetic 8 kHz recording with the same (random, seeded) encoder:
+
+* `one_pass` (the old path): `feature_extractor([audio], sampling_rate=8000)` resamples the whole clip and takes one
+  STFT over it, then `model(**inputs)` encodes the whole spectrogram in windows.
+* `streamed` (the new path): `model.pool_frame_stream(feature_extractor.frame_blocks(audio, 8000), windows_at_once)`
+  resamples and featurises block by block and encodes `windows_at_once` windows at a time into running pooling sums;
+  the 8 kHz waveform is in memory.
+* `streamed_file`: the same, reading the recording (a float WAV file) block by block, so not even the waveform is held.
+
+Each case runs alone in a fresh process; `peak_rss_mb` is that process's peak during the embedding (it includes what
+was alive before: Python, torch and transformers, about 0.8 GB, the model, the waveform), `increase_mb` its growth
+over `rss_before_mb`. The one-pass path is only run up to `--one-pass-max-minutes` (its 3 h peak is many GB);
+`max_abs_diff` compares each path's embedding with the first path's.
+
+    python benchmarks/bench_long_recordings.py                      # 10, 60, 180 min; resp-passt, resp-ast, resp-m2d
+    python benchmarks/bench_long_recordings.py --minutes 3 --one-pass-max-minutes 3
+    python benchmarks/bench_long_recordings.py --quick              # 1 and 3 min, tiny presets
+
+`--layers N` cuts the encoder to its first N layers (a ViT-B window costs about 10 s of wall time on a busy 2-core CPU,
+so three hours of PaSST or AST take hours at full depth): the rows say so, and the weights and activations of the
+missing layers are then missing from the peak too.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from _common import PeakMemory, current_rss_mb, finish, make_parser, run_in_subprocess, setup_threads
+
+NAME = "long_recordings"
+RATE = 8000
+TARGET_MB = 1536
+PRESETS = ("resp-passt", "resp-ast", "resp-m2d")
+
+
+def synthetic_minutes(minutes: float, seed: int = 0):
+    """Breathing-like float32 audio (noise under a 4 s envelope plus a 400 Hz tone), a minute at a time."""
+    samples = int(minutes * 60 * RATE)
+    rng = np.random.default_rng(seed)
+    step = 60 * RATE
+    for start in range(0, samples, step):
+        t = np.arange(start, min(start + step, samples)) / RATE
+        envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 0.25 * t)
+        yield (0.1 * envelope * rng.standard_normal(t.size) + 0.05 * np.sin(2 * np.pi * 400 * t)).astype(np.float32)
+
+
+def synthetic_recording(minutes: float, seed: int = 0) -> np.ndarray:
+    return np.concatenate(list(synthetic_minutes(minutes, seed)))
+
+
+def write_recording(path: str, minutes: float, seed: int = 0) -> None:
+    """The same recording as a float WAV file, written a minute at a time."""
+    import soundfile
+
+    with soundfile.SoundFile(path, "w", samplerate=RATE, channels=1, subtype="FLOAT") as handle:
+        for chunk in synthetic_minutes(minutes, seed):
+            handle.write(chunk)
+
+
+def embed_one(
+    preset: str, minutes: float, path: str, threads: int | None, layers: int | None, windows_at_once: int
+) -> dict:
+    """Child process: build the encoder, make the recording (in memory, or as a file), embed it along `path`."""
+    import os
+    import tempfile
+
+    setup_threads(threads)
+    from resp_audio_hf import RespAudioConfig, RespAudioFeatureExtractor, RespAudioModel
+
+    config = RespAudioConfig.from_preset(preset, **({} if layers is None else {"num_hidden_layers": layers}))
+    torch.manual_seed(0)
+    model = RespAudioModel(config).eval()
+    extractor = RespAudioFeatureExtractor.from_model_config(config)
+    with tempfile.TemporaryDirectory(prefix="bench-long-") as folder:
+        if path == "streamed_file":
+            audio = os.path.join(folder, "recording.wav")
+            write_recording(audio, minutes)
+            audio_mb = 0.0
+        else:
+            audio = synthetic_recording(minutes)
+            audio_mb = audio.nbytes / 2**20
+        with PeakMemory() as memory:
+            start = time.perf_counter()
+            if path == "one_pass":
+                with torch.inference_mode():
+                    inputs = extractor([audio], sampling_rate=RATE, return_tensors="pt")
+                    embedding = model(**inputs).pooler_output
+            else:
+                embedding = model.pool_frame_stream(extractor.frame_blocks(audio, RATE), windows_at_once)
+            seconds = time.perf_counter() - start
+    return {
+        "seconds": seconds,
+        "rss_before_mb": memory.start_mb,
+        "increase_mb": memory.increase_mb,
+        "peak_rss_mb": memory.peak_mb,  # VmHWM after the reset: at least everything alive before the embedding
+        "rss_after_mb": current_rss_mb(),
+        "audio_mb": audio_mb,
+        "embedding": embedding[0].float().numpy(),
+    }
+
+
+def main() -> None:
+    parser = make_parser(__doc__.splitlines()[0], repeats=1)
+    parser.add_argument("--minutes", default="10,60,180", help="comma-separated clip lengths in minutes")
+    parser.add_argument("--presets", default=",".join(PRESETS), help="comma-separated RespAudio presets")
+    parser.add_argument("--one-pass-max-minutes", type=float, default=60, help="longest clip the old path runs on")
+    parser.add_argument(
+        "--layers", type=int, default=None, help="override the presets' encoder depth (default: theirs, 12)"
+    )
+    parser.add_argument(
+        "--windows-at-once", type=int, default=4, help="windows the streamed paths encode at a time (default 4)"
+    )
+    parser.add_argument(
+        "--paths", default="streamed,streamed_file,one_pass", help="which paths to run (one_pass only up to its limit)"
+    )
+    parser.add_argument("--tag", default="", help="suffix of the results file, to keep runs of different settings")
+    args = parser.parse_args()
+    setup_threads(args.threads)
+    minutes_list = [1.0, 3.0] if args.quick else [float(m) for m in args.minutes.split(",")]
+    presets = ["tiny-passt", "tiny-ast", "tiny-m2d"] if args.quick else args.presets.split(",")
+
+    rows, targets = [], []
+    for preset in presets:
+        for minutes in minutes_list:
+            paths = [p for p in args.paths.split(",") if p != "one_pass" or minutes <= args.one_pass_max_minutes]
+            results = {
+                path: run_in_subprocess(
+                    embed_one,
+                    preset=preset,
+                    minutes=minutes,
+                    path=path,
+                    threads=args.threads,
+                    layers=args.layers,
+                    windows_at_once=args.windows_at_once,
+                )
+                for path in paths
+            }
+            reference = results[paths[0]]["embedding"]
+            for path, result in results.items():
+                result["max_abs_diff"] = float(np.abs(result["embedding"] - reference).max()) if len(paths) > 1 else None
+            for path, result in results.items():
+                rows.append(
+                    {
+                        "preset": preset,
+                        "minutes": minutes,
+                        "path": path,
+                        "layers": args.layers or "preset",
+                        "seconds": result["seconds"],
+                        "audio_mb": result["audio_mb"],
+                        "rss_before_mb": result["rss_before_mb"],
+                        "increase_mb": result["increase_mb"],
+                        "peak_rss_mb": result["peak_rss_mb"],
+                        "max_abs_diff": result["max_abs_diff"],
+                    }
+                )
+            for path in (p for p in paths if p != "one_pass"):
+                peak = results[path]["peak_rss_mb"]
+                targets.append(
+                    {
+                        "target": f"{preset}, {minutes:g} min, {path}: peak RSS < {TARGET_MB} MiB",
+                        "measured": f"{peak:.0f} MiB",
+                        "met": "yes" if peak < TARGET_MB else "NO",
+                    }
+                )
+    columns = [
+        "preset", "minutes", "path", "layers", "seconds", "audio_mb", "rss_before_mb", "increase_mb", "peak_rss_mb", "max_abs_diff"
+    ]
+    settings = {
+        "rate": RATE,
+        "minutes": minutes_list,
+        "presets": presets,
+        "one_pass_max_minutes": args.one_pass_max_minutes,
+        "target_mb": TARGET_MB,
+        "layers": args.layers,
+        "windows_at_once": args.windows_at_once,
+        "paths": args.paths,
+    }
+    title = f"One {RATE} Hz recording embedded in one pass vs streamed (random weights, fresh process per row)"
+    finish(NAME + (f"_{args.tag}" if args.tag else ""), args, settings, rows, title, columns, targets)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""`resp-audio-hf embed`: recordings -> one embedding per recording, in Parquet or `.npy` + index."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXAMPLES = """\
+examples:
+  resp-audio-hf embed recordings/ --model org/resp-passt -o embeddings.parquet
+  resp-audio-hf embed "data/**/*.wav" files.csv --model my-resp-m2d --pooling mean -o emb.npy
+  resp-audio-hf embed --dataset my_dataset_dir --split test --model my-resp-ast -o test.parquet
+"""
+
+
+def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..configuration_resp_audio import POOLING_TYPES
+    from ..embed import FORMATS
+
+    parser.add_argument(
+        "inputs", nargs="*",
+        help="audio folders (searched recursively), glob patterns, CSV/JSON lists of files, or files",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="local folder or Hub id of a transformers audio model")
+    source.add_argument("--preset", help="randomly initialised RespAudioConfig preset (smoke tests)")
+    parser.add_argument("-o", "--output", type=Path, required=True,
+                        help="output file: .parquet (path, embedding) or .npy (with <name>.index.csv)")
+    parser.add_argument("--format", choices=FORMATS, help="output format (default: from the output suffix)")
+    parser.add_argument("--pooling", choices=POOLING_TYPES,
+                        help="pooling of a resp_audio model (default: the model's own, usually freq_preserving)")
+    parser.add_argument("--dataset", help="a datasets dataset (save_to_disk folder or load_dataset name) instead of files")
+    parser.add_argument("--split", help="split of --dataset (needed when it has several)")
+    parser.add_argument("--audio-column", default="audio", help="audio column of --dataset (default: audio)")
+    parser.add_argument("--path-column", help="column of a CSV/JSON list naming the files (default: path)")
+    parser.add_argument("--revision", help="Hub revision (branch, tag or commit) of --model")
+    parser.add_argument("--trust-remote-code", action="store_true", help="allow a Hub model's own code")
+    parser.add_argument("--max-duration", type=float, help="embed only the first seconds of each file")
+    parser.add_argument("--batch-size", type=int, default=8, help="clips per forward pass (default: 8)")
+    parser.add_argument("--num-workers", type=int, default=0, help="decoding worker processes (default: 0)")
+    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--cache-dir", type=Path,
+                        help="resumable embedding cache (default: <output>.cache next to the output)")
+    parser.add_argument("--no-cache", action="store_true", help="do not cache (an interrupted run starts over)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run_embed(args: argparse.Namespace) -> int:
+    from ..embed import EmbedInputError, dataset_input, embed_inputs, files_input, load_encoder
+
+    if bool(args.inputs) == bool(args.dataset):
+        print("error: give audio inputs (folders, patterns, lists, files) or --dataset, not both or neither",
+              file=sys.stderr)
+        return 2
+    try:
+        if args.dataset:
+            inputs = dataset_input(args.dataset, split=args.split, audio_column=args.audio_column)
+        else:
+            inputs = files_input(args.inputs, path_column=args.path_column)
+        encoder = load_encoder(
+            args.model, preset=args.preset, pooling=args.pooling, revision=args.revision,
+            trust_remote_code=args.trust_remote_code, device=args.device,
+        )
+        cache_dir = None if args.no_cache else (args.cache_dir or args.output.with_name(args.output.name + ".cache"))
+        result = embed_inputs(
+            inputs, encoder, args.output, output_format=args.format, cache_dir=cache_dir, batch_size=args.batch_size,
+            num_workers=args.num_workers, max_duration=args.max_duration, progress=not args.no_progress,
+        )
+    except (EmbedInputError, ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for skipped in result.skipped:
+        print(f"skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
+    where = f"{result.output}" + (f" (index {result.index})" if result.index else "")
+    print(f"Embedded {result.n_embedded} recordings ({result.dim} features each) into {where}")
+    if result.skipped_file:
+        print(f"{len(result.skipped)} files skipped; listed with reasons in {result.skipped_file}")
+    return 0

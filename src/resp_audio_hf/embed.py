@@ -1,0 +1,388 @@
+"""Embeddings of many recordings in one call: what `resp-audio-hf embed` runs.
+
+Inputs are a folder (searched recursively for audio files), a glob pattern, a CSV or JSON list of files, or a
+`datasets` dataset with an audio column. Every file is checked first (exists, non-empty, decodable header); bad files
+are named with the reason and left out, never turned into a silent zero vector. The others go through the
+benchmark's extraction (`resp_audio_hf.benchmark.embeddings.extract_embeddings`): batched, decoded in DataLoader
+workers, cached on disk in shards and resumable; a clip that fails there (decode error, silence or NaN audio the
+feature extractor refuses, a non-finite embedding) is named and left out the same way. The result is a Parquet file (`path`, `embedding` as list<float32>,
+`row`) or a `.npy` matrix with a CSV index, written atomically, plus a CSV of the skipped files when there are any.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .configuration_resp_audio import POOLING_TYPES
+from .data._io import atomic_path, atomic_save_npy, atomic_write_text
+from .data.audio import AUDIO_EXTENSIONS, probe_audio
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("parquet", "npy")
+PATH_COLUMNS = ("path", "file", "filename", "audio")
+
+
+class EmbedInputError(ValueError):
+    """The input names no audio, or a list file cannot be read."""
+
+
+@dataclass
+class SkippedFile:
+    """A file left out of the embeddings, with why."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class AudioInputs:
+    """The items to embed: `paths` (files) or `dataset` (a `datasets.Dataset` with `audio_column`), plus skipped files."""
+
+    paths: list[str] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
+    dataset: object = None
+    audio_column: str = "audio"
+    names: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Inputs
+
+
+def _is_audio(path: Path) -> bool:
+    return path.suffix.lower() in AUDIO_EXTENSIONS
+
+
+def _read_list_file(path: Path, path_column: str | None) -> list[str]:
+    """Paths listed in a CSV (a `path` column, or `path_column`) or JSON file (a list of paths or of objects)."""
+    base = path.parent
+    if path.suffix.lower() == ".csv":
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            columns = reader.fieldnames or []
+            column = path_column or next((c for c in PATH_COLUMNS if c in columns), None)
+            if column not in columns:
+                raise EmbedInputError(
+                    f"{path} has no column {path_column or ' / '.join(PATH_COLUMNS)!r} naming the audio files "
+                    f"(columns: {columns}); pass --path-column."
+                )
+            entries = [row[column] for row in reader]
+    else:
+        try:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise EmbedInputError(f"{path} is not valid JSON: {error}.") from None
+        if isinstance(payload, dict) and "files" in payload:
+            payload = payload["files"]
+        if not isinstance(payload, list):
+            raise EmbedInputError(f"{path} must hold a list of paths or of objects with a 'path' field.")
+        column = path_column or "path"
+        entries = []
+        for position, entry in enumerate(payload):
+            if isinstance(entry, dict):
+                if column not in entry:
+                    raise EmbedInputError(f"{path}, entry {position}, has no {column!r} field: {entry}.")
+                entry = entry[column]
+            if not isinstance(entry, str):
+                raise EmbedInputError(f"{path}, entry {position}, is not a path: {entry!r}.")
+            entries.append(entry)
+    # Relative paths in a list file are relative to the list file, so the list can travel with its recordings.
+    return [str(Path(entry) if Path(entry).is_absolute() else base / entry) for entry in entries if entry.strip()]
+
+
+def collect_audio_files(sources: Sequence[str], *, path_column: str | None = None) -> list[str]:
+    """
+    The audio files named by `sources`, in order and without duplicates: a folder (recursively, files with an audio
+    extension), a glob pattern (`**` recurses), a `.csv` / `.json` list of files, or a file itself.
+    """
+    files: list[str] = []
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            found = sorted(str(p) for p in path.rglob("*") if p.is_file() and _is_audio(p))
+            if not found:
+                raise EmbedInputError(f"Folder {source} holds no audio files ({', '.join(AUDIO_EXTENSIONS)}).")
+            files.extend(found)
+        elif path.suffix.lower() in (".csv", ".json") and path.is_file():
+            files.extend(_read_list_file(path, path_column))
+        elif glob.has_magic(source):
+            found = sorted(p for p in glob.glob(source, recursive=True) if Path(p).is_file())
+            if not found:
+                raise EmbedInputError(f"Pattern {source!r} matches no file.")
+            files.extend(found)
+        else:
+            files.append(source)  # a single file; checked (exists, decodable) with the others
+    return list(dict.fromkeys(files))
+
+
+def check_audio_files(paths: Sequence[str]) -> tuple[list[str], list[SkippedFile]]:
+    """Split `paths` into readable audio files and skipped ones (missing, empty, not decodable), each with a reason."""
+    good, skipped = [], []
+    for path in paths:
+        probe = probe_audio(path)
+        if probe.ok:
+            good.append(path)
+        else:
+            skipped.append(SkippedFile(path, probe.reason))
+    return good, skipped
+
+
+def files_input(sources: Sequence[str], *, path_column: str | None = None) -> AudioInputs:
+    """Collect and check the files of `sources` (see [`collect_audio_files`])."""
+    paths, skipped = check_audio_files(collect_audio_files(sources, path_column=path_column))
+    return AudioInputs(paths=paths, skipped=skipped, names=list(paths))
+
+
+def dataset_input(name_or_path: str, *, split: str | None = None, audio_column: str = "audio") -> AudioInputs:
+    """A `datasets` dataset: a folder written by `save_to_disk`, or anything `datasets.load_dataset` takes."""
+    import datasets
+
+    if Path(name_or_path).is_dir() and (
+        (Path(name_or_path) / "dataset_info.json").is_file() or (Path(name_or_path) / "dataset_dict.json").is_file()
+    ):
+        loaded = datasets.load_from_disk(name_or_path)
+    else:
+        loaded = datasets.load_dataset(name_or_path, split=split)
+    if isinstance(loaded, datasets.DatasetDict):
+        if split is None:
+            if len(loaded) != 1:
+                raise EmbedInputError(f"{name_or_path} has splits {sorted(loaded)}; choose one with --split.")
+            split = next(iter(loaded))
+        if split not in loaded:
+            raise EmbedInputError(f"{name_or_path} has no split {split!r}; it has {sorted(loaded)}.")
+        loaded = loaded[split]
+    if audio_column not in loaded.column_names:
+        raise EmbedInputError(
+            f"{name_or_path} has no column {audio_column!r} (columns: {loaded.column_names}); pass --audio-column."
+        )
+    names = [f"{name_or_path}[{split or 'train'}][{i}]" for i in range(len(loaded))]
+    return AudioInputs(dataset=loaded, audio_column=audio_column, names=names)
+
+
+class DatasetClipDataset(torch.utils.data.Dataset):
+    """Clips of a `datasets` audio column, decoded by `datasets` (torchcodec) to mono at `sampling_rate`."""
+
+    def __init__(self, dataset, audio_column: str, sampling_rate: int, names: Sequence[str]):
+        from datasets import Audio
+
+        self.dataset = dataset.cast_column(audio_column, Audio(sampling_rate=sampling_rate, num_channels=1))
+        self.audio_column = audio_column
+        self.sampling_rate = int(sampling_rate)
+        self.names = list(names)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def describe(self, index: int) -> str:
+        return self.names[index]
+
+    def signature(self) -> dict:
+        return {"dataset": self.dataset._fingerprint, "column": self.audio_column, "n": len(self),
+                "sampling_rate": self.sampling_rate}
+
+    def __getitem__(self, index: int) -> dict:
+        # A bad row is reported under its index (as FileClipDataset does), so it costs only itself.
+        try:
+            samples = self.dataset[index][self.audio_column].get_all_samples()
+        except (RuntimeError, ValueError, OSError) as error:
+            return {"index": index, "error": f"not decodable: {str(error).splitlines()[0][:200]}"}
+        audio = samples.data.mean(dim=0) if samples.data.ndim == 2 else samples.data
+        array = audio.numpy().astype(np.float32, copy=False)
+        if array.size == 0 or not np.isfinite(array).all():
+            return {"index": index, "error": "decoded to an empty or non-finite signal"}
+        return {"index": index, "audio": array, "sampling_rate": int(samples.sample_rate)}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Model
+
+
+def load_encoder(
+    model: str | None = None,
+    *,
+    preset: str | None = None,
+    pooling: str | None = None,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    device: str = "cpu",
+):
+    """
+    The benchmark's `AudioEncoder` for a folder / Hub id (`model`) or a random-weight preset, with `pooling` set in
+    the model's config (resp_audio models only).
+    """
+    from .benchmark.embeddings import AudioEncoder
+
+    if (model is None) == (preset is None):
+        raise ValueError("Give exactly one of a model (folder or Hub id) and a preset.")
+    if pooling is not None and pooling not in POOLING_TYPES:
+        raise ValueError(f"pooling must be one of {POOLING_TYPES}, got {pooling!r}.")
+    if preset is not None:
+        return AudioEncoder.from_preset(preset, device=device, **({"pooling": pooling} if pooling else {}))
+    # A pooling for another model type is refused there, naming the model.
+    return AudioEncoder.from_pretrained(
+        model, device=device, revision=revision, trust_remote_code=trust_remote_code, pooling=pooling
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Extraction and output
+
+
+@dataclass
+class EmbedResult:
+    """What [`embed_inputs`] wrote."""
+
+    output: Path
+    index: Path | None
+    skipped_file: Path | None
+    n_embedded: int
+    dim: int
+    skipped: list[SkippedFile]
+
+
+def _clip_dataset(inputs: AudioInputs, encoder, max_duration: float | None):
+    from .benchmark.embeddings import FileClipDataset
+
+    if inputs.dataset is not None:
+        if max_duration is not None:
+            raise ValueError("--max-duration applies to files, not to a datasets input.")
+        return DatasetClipDataset(inputs.dataset, inputs.audio_column, encoder.sampling_rate, inputs.names)
+    return FileClipDataset(inputs.paths, encoder.sampling_rate, max_duration=max_duration)
+
+
+def embed_inputs(
+    inputs: AudioInputs,
+    encoder,
+    output: str | os.PathLike,
+    *,
+    output_format: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    batch_size: int = 8,
+    num_workers: int = 0,
+    max_duration: float | None = None,
+    progress: bool = True,
+) -> EmbedResult:
+    """
+    Embed `inputs` with `encoder` and write `output`: Parquet (`.parquet`) with columns `row`, `path`, `embedding`
+    (list<float32>), or `.npy` (`[n, dim]` float32) with `<output stem>.index.csv` (`row,path`). Skipped files go to
+    `<output stem>.skipped.csv` (`path,reason`). `cache_dir` makes the run resumable (see `extract_embeddings`).
+    """
+    from .benchmark.embeddings import extract_embeddings
+
+    output = Path(output)
+    output_format = output_format or ("npy" if output.suffix.lower() == ".npy" else "parquet")
+    if output_format not in FORMATS:
+        raise ValueError(f"output format must be one of {FORMATS}, got {output_format!r}.")
+    if len(inputs) == 0:
+        reasons = "; ".join(f"{s.path}: {s.reason}" for s in inputs.skipped)
+        raise EmbedInputError(f"No readable audio to embed. {reasons}".strip())
+    clips = _clip_dataset(inputs, encoder, max_duration)
+    # Clips that fail while decoding or featurising (or embed to NaN) are left out and named, like the header check's.
+    vectors, failures = extract_embeddings(
+        encoder, clips, cache_dir=cache_dir, cache_extra={"purpose": "embed"}, batch_size=batch_size,
+        num_workers=num_workers, progress=progress, desc="embed", return_failures=True,
+    )
+    skipped = list(inputs.skipped)
+    skipped += [SkippedFile(inputs.names[index], reason) for index, reason in failures.items()]
+    kept = [i for i in range(len(inputs)) if i not in failures]
+    names = [inputs.names[i] for i in kept]
+    vectors = np.ascontiguousarray(vectors[kept], dtype=np.float32)
+    if not np.isfinite(vectors).all():  # extract_embeddings marks every non-finite row as failed
+        raise RuntimeError("Extraction returned non-finite embeddings for rows it did not report as failed.")
+    metadata = {
+        "model": encoder.model_id,
+        "model_fingerprint": encoder.fingerprint(),
+        "pooling": str(encoder.pooling),
+        "sampling_rate": str(encoder.sampling_rate),
+        "max_duration": str(max_duration),
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    index_path = None
+    if output_format == "parquet":
+        _write_parquet(output, names, vectors, metadata)
+    else:
+        atomic_save_npy(output, vectors)
+        index_path = output.with_suffix(".index.csv")
+        atomic_write_text(index_path, _csv_text(["row", "path"], enumerate(names)))
+    skipped_path = output.with_suffix(".skipped.csv")
+    if skipped:
+        logger.warning(
+            "Left out %d of %d recordings (listed with reasons in %s): %s", len(skipped), len(skipped) + len(names),
+            skipped_path, "; ".join(f"{s.path}: {s.reason}" for s in skipped),
+        )
+        atomic_write_text(skipped_path, _csv_text(["path", "reason"], ((s.path, s.reason) for s in skipped)))
+    else:
+        skipped_path.unlink(missing_ok=True)  # from an earlier run over other files
+        skipped_path = None
+    return EmbedResult(output, index_path, skipped_path, vectors.shape[0], vectors.shape[1], skipped)
+
+
+def _csv_text(header: list[str], rows) -> str:
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _write_parquet(path: Path, names: list[str], vectors: np.ndarray, metadata: dict[str, str]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    dim = vectors.shape[1]
+    embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), type=pa.float32()), dim)
+    # list<float32> (not fixed-size) is what pandas, polars and `datasets` read as a plain list column.
+    embedding = embedding.cast(pa.list_(pa.float32()))
+    table = pa.table(
+        {"row": pa.array(np.arange(len(names)), type=pa.int64()), "path": pa.array(names, type=pa.string()),
+         "embedding": embedding}
+    )
+    table = table.replace_schema_metadata({f"resp_audio_hf.{k}": v for k, v in metadata.items()})
+    with atomic_path(path, suffix=".parquet") as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_embeddings(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
+    """The paths and the `[n, dim]` float32 matrix of an `embed` output (Parquet, or `.npy` with its index)."""
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        with open(path.with_suffix(".index.csv"), newline="", encoding="utf-8") as handle:
+            names = [row["path"] for row in csv.DictReader(handle)]
+        return names, np.load(path)
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    vectors = np.asarray(table.column("embedding").combine_chunks().flatten(), dtype=np.float32)
+    return table.column("path").to_pylist(), vectors.reshape(table.num_rows, -1)
+
+
+__all__ = [
+    "AudioInputs",
+    "DatasetClipDataset",
+    "EmbedInputError",
+    "EmbedResult",
+    "SkippedFile",
+    "check_audio_files",
+    "collect_audio_files",
+    "dataset_input",
+    "embed_inputs",
+    "files_input",
+    "load_encoder",
+    "read_embeddings",
+]

@@ -1,0 +1,60 @@
+"""Conventions of the command line: every `--help` shows an example, and one progress-bar helper that follows
+huggingface_hub's switch (HF_HUB_DISABLE_PROGRESS_BARS / disable_progress_bars)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from resp_audio_hf.cli import SUBCOMMANDS, build_parser
+from resp_audio_hf.progress import progress_bar
+
+
+def _help(argv: list[str]) -> str:
+    parser = build_parser()
+    buffer = io.StringIO()
+    with pytest.raises(SystemExit) as exit_info:
+        import contextlib
+
+        with contextlib.redirect_stdout(buffer):
+            parser.parse_args([*argv, "--help"])
+    assert exit_info.value.code == 0
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("command", [c.name for c in SUBCOMMANDS])
+def test_every_subcommand_help_shows_an_example(command):
+    text = _help([command])
+    examples = text.split("examples:", 1)[1]
+    lines = [line.strip() for line in examples.splitlines() if line.strip()]
+    assert lines and all(line.split()[0] in ("resp-audio-hf", "HF_TOKEN=hf_...") for line in lines)
+    assert any(f"resp-audio-hf {command}" in line for line in lines)
+    # Every example parses with this parser (it names only options that exist).
+    for line in lines:
+        words = line.split()
+        words = words[words.index("resp-audio-hf") + 1:]
+        build_parser().parse_args([word.strip('"') for word in words])
+
+
+def test_top_level_help_lists_commands_and_examples():
+    text = _help([])
+    for command in SUBCOMMANDS:
+        assert command.name in text
+    assert "examples:" in text and "resp-audio-hf embed" in text
+
+
+def test_progress_bar_follows_huggingface_hub_switch(monkeypatch):
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    if are_progress_bars_disabled():
+        pytest.skip("progress bars are disabled in this environment (HF_HUB_DISABLE_PROGRESS_BARS)")
+    bar = progress_bar(3, desc="test", file=io.StringIO())
+    assert not bar.disable
+    bar.close()
+    assert progress_bar(3, desc="test", enabled=False).disable
+    disable_progress_bars()
+    try:
+        assert progress_bar(3, desc="test").disable
+    finally:
+        enable_progress_bars()

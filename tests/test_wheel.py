@@ -1,0 +1,115 @@
+"""The package works from a wheel, not only from a checkout: the wheel is built from the tracked sources, installed into
+a fresh virtual environment (system site-packages for torch & co., the package itself from the wheel only), and
+`push --dry-run`, `embed`, `demo` and the shipped `evaluate` metrics run there from outside the source tree."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RATE = 16000
+
+
+def _run(args, env, cwd, timeout=600) -> subprocess.CompletedProcess:
+    completed = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    assert completed.returncode == 0, f"{args}\n{completed.stdout[-2000:]}\n{completed.stderr[-3000:]}"
+    return completed
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """(python, scripts folder, environment) of a fresh venv holding the package only as an installed wheel."""
+    root = tmp_path_factory.mktemp("wheel")
+    source = root / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO_ROOT / name, source / name)
+    shutil.copytree(REPO_ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    # The build dependencies (setuptools) are already installed: build without network or isolation.
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w",
+          str(root / "dist"), str(source)], env, cwd=root)
+    wheel = next((root / "dist").glob("resp_audio_hf-*.whl"))
+    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(root / "venv")
+    scripts = root / "venv" / ("Scripts" if os.name == "nt" else "bin")
+    python = scripts / "python"
+    _run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "--ignore-installed", str(wheel)],
+         env, cwd=root)
+    shutil.rmtree(source)  # nothing can be read from a source tree any more
+    work = root / "work"
+    work.mkdir()
+    env = {**env, "HF_HUB_OFFLINE": "1", "HF_HOME": str(root / "hf_home"), "PATH": f"{scripts}{os.pathsep}{env['PATH']}"}
+    return python, scripts, env, work
+
+
+def test_the_package_is_imported_from_the_wheel(installed):
+    python, _, env, work = installed
+    code = (
+        "import json, resp_audio_hf, resp_audio_hf.hub as hub\n"
+        "from resp_audio_hf.metrics import load_metric\n"
+        "auroc = load_metric('opera_auroc').compute(predictions=[[0.9, 0.1], [0.3, 0.7], [0.6, 0.4]], references=[0, 1, 1])\n"
+        "print(json.dumps({'file': resp_audio_hf.__file__, 'templates': str(hub.DEFAULT_TEMPLATE_DIR), **auroc}))"
+    )
+    report = json.loads(_run([str(python), "-c", code], env, cwd=work).stdout.strip().splitlines()[-1])
+    venv_root = python.parent.parent
+    assert Path(report["file"]).is_relative_to(venv_root)
+    assert Path(report["templates"]).is_relative_to(venv_root) and (Path(report["templates"]) / "template.md").is_file()
+    assert report["roc_auc"] == 1.0
+
+
+def test_push_dry_run_embed_and_demo_from_the_wheel(installed):
+    import soundfile
+    import torch
+
+    from resp_audio_hf import RespAudioConfig, RespAudioFeatureExtractor, RespAudioModel
+
+    python, scripts, env, work = installed
+    torch.manual_seed(0)
+    config = RespAudioConfig.from_preset("tiny-m2d")
+    model_dir = work / "model"
+    model = RespAudioModel(config).eval()
+    model.save_pretrained(model_dir)
+    extractor = RespAudioFeatureExtractor.from_model_config(config)
+    extractor.save_pretrained(model_dir)
+
+    # push --dry-run: the card is rendered from the templates shipped in the wheel.
+    staged = work / "staged"
+    completed = _run([str(scripts / "resp-audio-hf"), "push", str(model_dir), "--repo-id", "org/resp-m2d",
+                      "--dry-run", "--output-dir", str(staged)], env, cwd=work)
+    assert "files for org/resp-m2d staged in" in completed.stdout and (staged / "config.json").is_file()
+    card = (staged / "README.md").read_text()
+    assert "**M2D** family" in card and "**Not a medical device.**" in card
+
+    # embed: a folder of recordings into Parquet, equal to the model run here.
+    recordings = work / "recordings"
+    recordings.mkdir()
+    rng = np.random.default_rng(0)
+    clips = [(0.2 * rng.standard_normal(int(RATE * seconds))).astype(np.float32) for seconds in (0.7, 1.9)]
+    for i, clip in enumerate(clips):
+        soundfile.write(recordings / f"{i}.wav", clip, RATE)
+    output = work / "embeddings.parquet"
+    _run([str(scripts / "resp-audio-hf"), "embed", str(recordings), "--model", str(model_dir), "-o", str(output),
+          "--no-progress"], env, cwd=work)
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(output)
+    assert table.column("path").to_pylist() == [str(recordings / "0.wav"), str(recordings / "1.wav")]
+    with torch.no_grad():
+        expected = [model(**extractor([clip], sampling_rate=RATE, return_tensors="pt")).pooler_output[0].numpy()
+                    for clip in clips]
+    np.testing.assert_allclose(np.array(table.column("embedding").to_pylist()), np.stack(expected), atol=2e-5,
+                               rtol=1e-4)
+
+    # demo: the whole benchmark path, offline.
+    _run([str(scripts / "resp-audio-hf"), "demo", "--output-dir", str(work / "demo"), "--quiet"], env, cwd=work)
+    results = json.loads((work / "demo" / "results.json").read_text())
+    assert results["tasks"] and all(np.isfinite(task["mean"]) for task in results["tasks"].values())
