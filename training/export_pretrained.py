@@ -4,7 +4,7 @@
         --config training/configs/small_m2d_resp.yaml
 
 The folder holds:
-- the online encoder and its feature extractor at the top level (`AutoModel.from_pretrained("pretrained/<name>")`,
+- the online encoder and its feature extractor (saved by this checkout, with its remote code) at the top level (`AutoModel.from_pretrained("pretrained/<name>")`,
   `AutoFeatureExtractor.from_pretrained(...)`, `pipeline(...)` load it directly);
 - `metrics.jsonl` (the run's log), `loss_curve.png` (loss and learning rate per logged step);
 - `command.txt` (the exact command of the run), `pretrain_config.json` (the resolved configuration and schedule),
@@ -303,7 +303,7 @@ def export(
 ) -> Path:
     """Write `output_root/name` from the finished run in `run`; returns the folder. `evaluations`: label ->
     results.json of `resp-audio-hf bench`."""
-    from resp_audio_hf import RespAudioModel
+    from resp_audio_hf import RespAudioFeatureExtractor, RespAudioModel
 
     model_folder = run / FINAL_MODEL_NAME
     if not (model_folder / "config.json").is_file():
@@ -323,8 +323,9 @@ def export(
     evaluation_results = {label: json.loads(path.read_text(encoding="utf-8")) for label, path in evaluations.items()}
 
     def write(folder: Path) -> None:
-        for item in model_folder.iterdir():
-            shutil.copy2(item, folder / item.name)
+        # Saved again rather than copied, so the folder's remote code is this checkout's (the weights are unchanged).
+        model.save_pretrained(folder)
+        RespAudioFeatureExtractor.from_pretrained(model_folder).save_pretrained(folder)
         for file_name in RUN_FILES:
             if (run / file_name).exists():
                 shutil.copy2(run / file_name, folder / file_name)

@@ -490,19 +490,21 @@ class RespAudioModel(RespAudioPreTrainedModel):
         return hidden, all_hidden, attentions, merged_mask, frequency_rows
 
     @torch.no_grad()
-    def pool_frame_stream(self, frame_blocks) -> torch.Tensor:
+    def pool_frame_stream(self, frame_blocks, windows_at_once: int | None = None) -> torch.Tensor:
         """
         `pooler_output` `[1, config.pooled_size]` of one recording whose normalised log-mel frames arrive as
         consecutive `[frames, num_mel_bins]` blocks, e.g. from [`RespAudioFeatureExtractor.frame_blocks`]: equal to
-        `model(input_values=all_frames[None]).pooler_output` within float round-off, but only `window_batch_size`
-        windows of frames and tokens are alive at a time, so hours of audio embed in bounded memory. Each group of
-        windows is encoded as `forward` encodes it, then reduced to running sums (the poolings are means over time),
-        and freed. Runs without gradients; put the model in eval mode first, as for any inference.
+        `model(input_values=all_frames[None]).pooler_output` within float round-off, but only `windows_at_once`
+        windows of frames and tokens are alive at a time (default `config.window_batch_size`; on CPU a ViT-B window
+        needs about 60 MB, so fewer bound memory tighter at about the same speed), so hours of audio embed in bounded
+        memory. Each group of windows is encoded as `forward` encodes it, then reduced to running sums (the poolings
+        are means over time), and freed. Runs without gradients; put the model in eval mode first.
         """
         config = self.config
+        group = windows_at_once or config.window_batch_size
         device = self.embeddings.patch_embeddings.projection.weight.device
         hop_frames = config.num_time_patches * config.time_stride
-        group_frames = (config.window_batch_size - 1) * hop_frames + config.max_length
+        group_frames = (group - 1) * hop_frames + config.max_length
         pooling = _RunningPool(config)
         pending = None  # frames not yet encoded, starting at the next window's first frame
         for block in frame_blocks:
@@ -514,23 +516,22 @@ class RespAudioModel(RespAudioPreTrainedModel):
             _check_finite(block[None])
             pending = block if pending is None else torch.cat([pending, block])
             while pending.shape[0] >= group_frames:  # a full group: every patch of its windows is real audio
-                self._pool_windows(pending[None, :group_frames], pooling)
-                pending = pending[config.window_batch_size * hop_frames :].clone()
+                self._pool_windows(pending[None, :group_frames], pooling, group)
+                pending = pending[group * hop_frames :].clone()
         if pooling.windows == 0 and (pending is None or pending.shape[0] < config.patch_size):
             got = 0 if pending is None else pending.shape[0]
             raise ValueError(f"Need at least {config.patch_size} frames (one patch), got {got}.")
         if pending is not None and pending.shape[0] >= config.patch_size:
-            self._pool_windows(pending[None], pooling)
+            self._pool_windows(pending[None], pooling, group)
         return pooling.result()
 
-    def _pool_windows(self, input_values: torch.Tensor, pooling: "_RunningPool") -> None:
-        """Encode the frames `[1, frames, mel]` in windows, `window_batch_size` at a time, into `pooling`."""
+    def _pool_windows(self, input_values: torch.Tensor, pooling: "_RunningPool", group: int) -> None:
+        """Encode the frames `[1, frames, mel]` in windows, `group` at a time, into `pooling`."""
         time_mask = self._patch_time_mask(None, input_values.shape[1], 1, input_values.device)
         windows, window_masks, _ = self._windows(input_values, time_mask)
-        for start in range(0, windows.shape[0], self.config.window_batch_size):
-            stop = start + self.config.window_batch_size
+        for start in range(0, windows.shape[0], group):
             hidden, _, _, masks, frequency_rows = self._encode_window_batch(
-                windows[start:stop], window_masks[start:stop], False, False
+                windows[start : start + group], window_masks[start : start + group], False, False
             )
             pooling.add(hidden, masks, frequency_rows)
 
