@@ -157,7 +157,7 @@ def test_an_absent_test_part_is_refused_before_any_embedding_is_extracted(tmp_pa
     cache = tmp_path / "cache"
     result = run_benchmark(encoder, "S1,S2", tmp_path, cache_dir=cache, progress=False)
     assert set(result.failed) == {"S1", "S2"} and not result.tasks
-    assert "test_inter split" in result.failed["S1"] and "test_inter split" in result.failed["S2"]
+    assert "test_inter split" in result.failed["S1"].error and "test_inter split" in result.failed["S2"].error
     assert not cache.exists() or not any(cache.rglob("*.npy"))
 
 
@@ -183,8 +183,8 @@ def test_a_test_part_with_a_single_class_is_refused_before_any_embedding_is_extr
     cache = tmp_path / "cache"
     result = run_benchmark(AudioEncoder.from_preset("tiny-m2d"), "S1,S2", tmp_path, cache_dir=cache, progress=False)
     assert set(result.failed) == {"S1", "S2"} and not result.tasks
-    assert "the test_inter split has classes {Normal: 4, Adventitious: 0}" in result.failed["S1"]
-    assert "the test_inter split has classes {Normal: 8, Adventitious: 0}" in result.failed["S2"]  # 2 events each
+    assert "the test_inter split has classes {Normal: 4, Adventitious: 0}" in result.failed["S1"].error
+    assert "the test_inter split has classes {Normal: 8, Adventitious: 0}" in result.failed["S2"].error  # 2 events
     assert not cache.exists() or not any(cache.rglob("*.npy"))
 
 

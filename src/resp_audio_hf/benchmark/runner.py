@@ -331,6 +331,10 @@ def evaluate_task(
         protocol=protocol,
         progress=progress,
     )
+    return _score_embedded(task, embedded, protocol, started)
+
+
+def _score_embedded(task: TaskData, embedded: EmbeddedTask, protocol: ProbeProtocol, started: float) -> TaskResult:
     result = score_task(
         task.spec,
         embedded.table,
@@ -493,6 +497,20 @@ def _find_absent_classes(
 
 
 @dataclass
+class FailedTask:
+    """A task that could not be scored.
+
+    Attributes:
+        error: the exception, as ``"<type>: <message>"``.
+        skipped_recordings: the recordings of the task that could not be used, as in
+            :attr:`TaskResult.skipped_recordings`, as far as the task got (empty when its table could not be built).
+    """
+
+    error: str
+    skipped_recordings: list[dict] = field(default_factory=list)
+
+
+@dataclass
 class BenchmarkResult:
     """Everything ``resp-audio-hf bench`` writes to ``results.json``."""
 
@@ -500,7 +518,7 @@ class BenchmarkResult:
     model_fingerprint: str
     tasks: dict[str, TaskResult] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
-    failed: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, FailedTask] = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -510,7 +528,7 @@ class BenchmarkResult:
             "settings": self.settings,
             "tasks": {k: asdict(v) for k, v in self.tasks.items()},
             "unavailable": dict(self.unavailable),
-            "failed": dict(self.failed),
+            "failed": {k: asdict(v) for k, v in self.failed.items()},
         }
 
 
@@ -540,8 +558,9 @@ def run_benchmark(
 ) -> BenchmarkResult:
     """Evaluate ``encoder`` on ``tasks`` (``"T7,T10"``, ``"all"``...).
 
-    A task whose corpus or OPERA files are absent is recorded in ``unavailable``, a task that fails
-    during evaluation in ``failed`` (both with the reason); the other tasks still run. Every task is built and its
+    A task whose corpus or OPERA files are absent is recorded in ``unavailable`` (with the reason), a task that
+    fails in ``failed`` (a :class:`FailedTask`: the error and the recordings skipped so far); the other tasks still
+    run. Every task is built and its
     splits checked (:func:`check_task_splits`) before any embedding is extracted, so a task that cannot be scored
     is reported at once instead of after the other tasks' extraction.
     """
@@ -569,7 +588,7 @@ def run_benchmark(
             logger.warning("%s skipped: %s", task_id, error)
             continue
         except Exception as error:  # a malformed metadata file must not discard the other tasks
-            result.failed[task_id] = f"{type(error).__name__}: {error}"
+            result.failed[task_id] = FailedTask(f"{type(error).__name__}: {error}")
             logger.exception("%s: building the task table failed", task_id)
             continue
         if protocol_overrides:
@@ -577,13 +596,15 @@ def run_benchmark(
         try:
             check_task_splits(task)
         except ValueError as error:
-            result.failed[task_id] = f"{type(error).__name__}: {error}"
+            result.failed[task_id] = FailedTask(f"{type(error).__name__}: {error}", unusable_recordings(task.report))
             logger.error("%s", error)
             continue
         ready[task_id] = task
     for task_id, task in ready.items():
+        started = time.perf_counter()
+        skipped = unusable_recordings(task.report)
         try:
-            result.tasks[task_id] = evaluate_task(
+            embedded = embed_task(
                 encoder,
                 task,
                 cache_dir=cache_dir,
@@ -592,8 +613,10 @@ def run_benchmark(
                 max_duration=max_duration,
                 progress=progress,
             )
+            skipped = embedded.skipped
+            result.tasks[task_id] = _score_embedded(task, embedded, task.spec.protocol, started)
         except Exception as error:  # one task's failure must not discard the others' results
-            result.failed[task_id] = f"{type(error).__name__}: {error}"
+            result.failed[task_id] = FailedTask(f"{type(error).__name__}: {error}", skipped)
             logger.exception("%s failed", task_id)
     return result
 
@@ -602,6 +625,7 @@ __all__ = [
     "OPERA_TASK_IDS",
     "BenchmarkResult",
     "EmbeddedTask",
+    "FailedTask",
     "TaskResult",
     "HeldOutPredictions",
     "check_split_labels",
