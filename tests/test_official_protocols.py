@@ -205,6 +205,35 @@ def test_each_test_split_is_scored_on_its_own():
     assert f"| S1 (test_intra) | {spec.name} [split mode: official] | AUROC ↑ | {intra['mean']:.3f} ± " in table_md
 
 
+def test_icbhi_scores_per_test_split_against_counting_by_hand_and_absent_classes_named_per_split():
+    import pandas as pd
+
+    rng = np.random.default_rng(5)
+    n = 400
+    split = np.array(["train"] * 200 + ["validation"] * 60 + ["test"] * 80 + ["test_b"] * 60, dtype=object)
+    y = rng.integers(0, 4, n)
+    y[split == "test_b"] = rng.integers(0, 3, 60)  # no "both" cycle in test_b
+    x = (1.2 * np.eye(4)[y] @ rng.standard_normal((4, 6)) + rng.standard_normal((n, 6))).astype(np.float32)
+    table = pd.DataFrame({"label": y, "split": split, "subject_id": [str(i) for i in range(n)]})
+    spec = with_protocol(TASKS["ICBHI-cycle"], epochs=5, seeds=(0, 1))
+    result = score_task(spec, table, x, test_splits=("test", "test_b"))
+    assert result.absent_classes == {"test_b": ["both"]}
+    runs = make_runs(spec, table, spec.protocol, ("test", "test_b"))
+    outcomes = train_linear_probes(x, y, runs, spec.protocol, "classification", 4)
+    for name in ("test", "test_b"):
+        for r, (run, outcome) in enumerate(zip(runs, outcomes)):
+            mask = table["split"].to_numpy()[run.test] == name
+            truth, predicted = y[run.test][mask], outcome.test_predictions[mask].argmax(axis=1)
+            normal_right = sum(1 for t, p in zip(truth, predicted) if t == 0 and p == 0)
+            abnormal_right = sum(1 for t, p in zip(truth, predicted) if t != 0 and p == t)
+            se, sp = abnormal_right / sum(truth != 0), normal_right / sum(truth == 0)
+            metrics = result.test_results[name]
+            assert metrics["sensitivity"]["scores"][r] == pytest.approx(se)
+            assert metrics["specificity"]["scores"][r] == pytest.approx(sp)
+            assert metrics["icbhi_score"]["scores"][r] == pytest.approx((se + sp) / 2)
+    assert result.mean == result.test_results["test"]["icbhi_score"]["mean"]
+
+
 # --------------------------------------------------------------------------------------------------
 # ICBHI 2017 challenge: 4-class respiratory cycles
 # --------------------------------------------------------------------------------------------------

@@ -342,3 +342,40 @@ def test_bench_preset_rebuilds_the_random_start_of_a_run():
     start = build_encoder(config).state_dict()
     baseline = AudioEncoder.from_preset("tiny-m2d").model.state_dict()
     assert start.keys() == baseline.keys() and all(torch.equal(start[k], baseline[k]) for k in start)
+
+
+def test_committed_small_m2d_resp_folder_is_complete_and_encodes_real_audio(shared_data):
+    """pretrained/small-m2d-resp: the respiratory pre-training of training/configs/small_m2d_resp.yaml, exported."""
+    from _audio_helpers import load_audio
+    from transformers import AutoFeatureExtractor, AutoModel
+
+    import resp_audio_hf  # noqa: F401  (registers the Auto classes)
+    from resp_audio_hf import RespAudioConfig
+
+    folder = REPO / "pretrained" / "small-m2d-resp"
+    assert sum(p.stat().st_size for p in folder.iterdir()) <= 25 * 2**20
+    run = json.loads((folder / "pretrain_config.json").read_text())
+    records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["step"] == run["schedule"]["total_steps"] and records[-1]["loss"] < records[0]["loss"]
+    assert all(r["unusable_files"] == 2 for r in records), "the two stub coughs, skipped"
+    assert len(json.loads((folder / "unusable_files.json").read_text())) == 2
+    assert run["config"]["model"]["preset"] == "small-m2d"
+    assert all("test" not in c["path"] for c in run["config"]["data"]["corpora"]), "never SPRSound's test part"
+    assert (folder / "README.md").read_text().startswith("---\nlicense: gpl-3.0\n")
+    assert json.loads((folder / "file_list.json").read_text())["num_files"] == 1949 + 1324
+
+    model = AutoModel.from_pretrained(folder).eval()
+    preset = RespAudioConfig.from_preset("small-m2d")
+    assert all(
+        getattr(model.config, k) == getattr(preset, k) for k in ("hidden_size", "num_hidden_layers", "max_length")
+    )
+    feature_extractor = AutoFeatureExtractor.from_pretrained(folder)
+    paths = sorted((shared_data / "sprsound" / "test_wav").glob("*.wav"))[:4]
+    clips = [load_audio(path, 16000)[0][:32000] for path in paths]
+    inputs = feature_extractor(clips, sampling_rate=16000, return_tensors="pt")
+    with torch.no_grad():
+        pooled = model(**inputs).pooler_output
+    assert torch.isfinite(pooled).all()
+    # Different recordings give different embeddings (no collapse onto one vector).
+    distances = torch.cdist(pooled, pooled)
+    assert (distances[~torch.eye(len(paths), dtype=torch.bool)] > 1e-3).all()

@@ -4,7 +4,7 @@
         --config training/configs/small_m2d_resp.yaml
 
 The folder holds:
-- the online encoder and its feature extractor at the top level (`AutoModel.from_pretrained("pretrained/<name>")`,
+- the online encoder and its feature extractor (saved by this checkout, with its remote code) at the top level (`AutoModel.from_pretrained("pretrained/<name>")`,
   `AutoFeatureExtractor.from_pretrained(...)`, `pipeline(...)` load it directly);
 - `metrics.jsonl` (the run's log), `loss_curve.png` (loss and learning rate per logged step);
 - `command.txt` (the exact command of the run), `pretrain_config.json` (the resolved configuration and schedule),
@@ -115,6 +115,9 @@ Frozen embeddings scored by `resp-audio-hf bench` (linear probe, the protocol an
 | --- | --- | --- | --- | --- |
 {table}
 
+A difference smaller than the spread over probe seeds is not evidence of a better encoder. `DATA` is the folder
+holding the corpora (`sprsound/` for S1).
+
 ```bash
 {command_lines}
 ```
@@ -145,7 +148,8 @@ def plot_loss_curve(records: list[dict], path: Path, title: str) -> None:
     figure, loss_axis = plt.subplots(figsize=(7, 4), dpi=100)
     loss_axis.plot(steps, [r["loss"] for r in records], color="tab:blue", label="M2D loss")
     loss_axis.set_xlabel("optimizer step")
-    loss_axis.set_ylabel("M2D loss (2 - 2 cos)", color="tab:blue")
+    loss_axis.set_ylabel("M2D loss (2 - 2 cos), log scale", color="tab:blue")
+    loss_axis.set_yscale("log")  # the loss falls by two orders of magnitude
     rate_axis = loss_axis.twinx()
     rate_axis.plot(steps, [r["lr"] for r in records], color="tab:orange", linewidth=1, label="learning rate")
     rate_axis.set_ylabel("learning rate", color="tab:orange")
@@ -296,7 +300,7 @@ def export(
 ) -> Path:
     """Write `output_root/name` from the finished run in `run`; returns the folder. `evaluations`: label ->
     results.json of `resp-audio-hf bench`."""
-    from resp_audio_hf import RespAudioModel
+    from resp_audio_hf import RespAudioFeatureExtractor, RespAudioModel
 
     model_folder = run / FINAL_MODEL_NAME
     if not (model_folder / "config.json").is_file():
@@ -316,8 +320,9 @@ def export(
     evaluation_results = {label: json.loads(path.read_text(encoding="utf-8")) for label, path in evaluations.items()}
 
     def write(folder: Path) -> None:
-        for item in model_folder.iterdir():
-            shutil.copy2(item, folder / item.name)
+        # Saved again rather than copied, so the folder's remote code is this checkout's (the weights are unchanged).
+        model.save_pretrained(folder)
+        RespAudioFeatureExtractor.from_pretrained(model_folder).save_pretrained(folder)
         for file_name in RUN_FILES:
             if (run / file_name).exists():
                 shutil.copy2(run / file_name, folder / file_name)
