@@ -161,6 +161,76 @@ def test_an_absent_test_part_is_refused_before_any_embedding_is_extracted(tmp_pa
     assert not cache.exists() or not any(cache.rglob("*.npy"))
 
 
+def test_a_test_part_with_a_single_class_is_refused_before_any_embedding_is_extracted(tmp_path):
+    from resp_audio_hf.benchmark.embeddings import AudioEncoder
+
+    names = _sprsound_layout(tmp_path / "sprsound")
+    for name, label in names["test_inter"].items():  # the inter-patient part keeps its Normal recordings only
+        if label != "Normal":
+            (tmp_path / "sprsound" / "test_wav" / f"{name}.wav").unlink()
+            (tmp_path / "sprsound" / "test_json" / "inter_test_json" / f"{name}.json").unlink()
+    task = load_task("S1", tmp_path)
+    assert task.split_mode == "official"
+    message = (
+        r"S1: the test_inter split has classes \{Normal: 4, Adventitious: 0\}; AUROC is undefined for a single "
+        r"class; cannot evaluate\. Split mode 'official'; nothing was extracted"
+    )
+    with pytest.raises(ValueError, match=message):
+        check_task_splits(task)
+    with pytest.raises(ValueError, match=message):
+        evaluate_task(None, task)  # raised before the encoder is touched
+
+    cache = tmp_path / "cache"
+    result = run_benchmark(AudioEncoder.from_preset("tiny-m2d"), "S1,S2", tmp_path, cache_dir=cache, progress=False)
+    assert set(result.failed) == {"S1", "S2"} and not result.tasks
+    assert "the test_inter split has classes {Normal: 4, Adventitious: 0}" in result.failed["S1"]
+    assert "the test_inter split has classes {Normal: 8, Adventitious: 0}" in result.failed["S2"]  # 2 events each
+    assert not cache.exists() or not any(cache.rglob("*.npy"))
+
+
+def _task_of(spec, labels: dict[str, list]):
+    """A task whose table has the given labels per split (``fold`` = one subject per row for cross-validation)."""
+    import pandas as pd
+
+    from resp_audio_hf.data.corpora import BuildReport
+
+    rows = [(split, label) for split, values in labels.items() for label in values]
+    table = pd.DataFrame({
+        "audio": [f"/data/{i}.wav" for i in range(len(rows))],
+        "split": [split for split, _ in rows],
+        "label": [label for _, label in rows],
+        "fold": [str(i) for i in range(len(rows))],
+    })
+    return TaskData(spec, table, BuildReport(spec.task_id, "/data", n_usable=len(rows)))
+
+
+@pytest.mark.parametrize(
+    "task_id, labels, message",
+    [
+        ("S1", {"train": [0] * 6, "validation": [0, 1], "test": [0, 1]},
+         r"S1: the train split has classes \{Normal: 6, Adventitious: 0\}; the probe cannot learn from a single class"),
+        ("S1", {"train": [0, 1], "validation": [1, 1], "test": [0, 1]},
+         r"S1: the validation split has classes \{Normal: 0, Adventitious: 2\}; the probe cannot choose its "
+         r"checkpoint \(by AUROC\) on a single class"),
+        ("ICBHI-cycle", {"train": [0, 1, 2, 3], "validation": [0, 1], "test": [1, 2, 3, 3]},
+         r"ICBHI-cycle: the test split has classes \{normal: 0, crackle: 1, wheeze: 1, both: 2\}; the ICBHI score "
+         r"needs both 'normal' and abnormal labels"),
+        ("ICBHI-cycle", {"train": [0, 1, 2, 3], "validation": [0, 1], "test": [0, 0]},
+         r"ICBHI-cycle: the test split has classes \{normal: 2, crackle: 0, wheeze: 0, both: 0\}; AUROC is undefined"),
+        ("T13", {"all": [3.1] * 20}, r"T13: every target of the train split of fold \d+ is 3\.1"),
+    ],
+)
+def test_splits_whose_labels_cannot_be_probed_or_scored_are_refused_naming_the_counts(task_id, labels, message):
+    task = _task_of(TASKS[task_id], labels)
+    with pytest.raises(ValueError, match=message + r".*Split mode 'default'; nothing was extracted"):
+        check_task_splits(task)
+
+
+def test_a_class_absent_from_a_test_split_with_two_others_is_allowed():
+    task = _task_of(TASKS["ICBHI-cycle"], {"train": [0, 1, 2, 3], "validation": [0, 2], "test": [0, 1, 1]})
+    assert len(check_task_splits(task)) == len(TASKS["ICBHI-cycle"].protocol.seeds)
+
+
 # --------------------------------------------------------------------------------------------------
 # Scoring several test splits, and the reports
 # --------------------------------------------------------------------------------------------------

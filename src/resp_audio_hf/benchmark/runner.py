@@ -111,14 +111,75 @@ def make_runs(
 
 
 def check_task_splits(task: TaskData, protocol: ProbeProtocol | None = None) -> list[ProbeRun]:
-    """The task's probe runs on its available rows, or a ``ValueError`` naming the task, the empty split and the
-    split mode. Called before any embedding is extracted, so a task that cannot be scored costs nothing."""
+    """The task's probe runs on its available rows, or a ``ValueError`` naming the task, the split, the split mode
+    and (classification) the split's class counts when a split is empty or its labels cannot be probed or scored
+    (:func:`check_split_labels`). Called before any embedding is extracted, so a task that cannot be scored costs
+    nothing."""
+    table = task.available
     try:
-        return make_runs(task.spec, task.available, protocol or task.spec.protocol, task.test_splits)
+        runs = make_runs(task.spec, table, protocol or task.spec.protocol, task.test_splits)
+        check_split_labels(task.spec, table, runs, task.test_splits)
     except ValueError as error:
         raise ValueError(
             f"{error} Split mode {task.split_mode!r}; nothing was extracted. Data: {task.report.summary()}"
         ) from None
+    return runs
+
+
+_ICBHI_METRICS = ("icbhi_score", "sensitivity", "specificity")
+
+
+def check_split_labels(spec: TaskSpec, table, runs: list[ProbeRun], test_splits: tuple[str, ...] = ("test",)) -> None:
+    """Raise a ``ValueError`` naming the task, the split and its class counts when a run's labels cannot be probed
+    or scored: a classification probe needs two classes to train on and two in validation (the checkpoint is
+    chosen by validation AUROC); each test split needs two classes for AUROC, and normal (class 0) and abnormal
+    labels for the ICBHI score, sensitivity and specificity. A regression probe needs training targets that are
+    not all equal (they are standardised). A class absent from a split that has two others is allowed: OPERA's
+    macro AUROC counts it as 0, with a warning (``_find_absent_classes``)."""
+    targets = _label_array(spec, table)
+    metrics = (spec.metric, *spec.extra_metrics)
+    split = table["split"].to_numpy() if "split" in table.columns else None
+    checked = set()
+    for run in runs:
+        parts = [("train", run.train), ("validation", run.validation)]
+        if spec.evaluation == "holdout":
+            parts += [(name, run.test[split[run.test] == name]) for name in test_splits]
+        else:
+            parts.append(("test", run.test))
+        fold = "" if spec.evaluation == "holdout" else f" of {run.name}"
+        for name, rows in parts:
+            key = (name, fold)
+            if key in checked:  # hold-out runs share their splits
+                continue
+            checked.add(key)
+            labels = targets[rows]
+            if spec.kind != "classification":
+                if name == "train" and len(labels) and np.std(labels) == 0:
+                    raise ValueError(
+                        f"{spec.task_id}: every target of the train split{fold} is {labels[0]:g} ({len(labels)} "
+                        "recordings); a regression probe cannot learn from equal targets."
+                    )
+                continue
+            present = set(np.unique(labels).tolist())
+            problem = None
+            if name in ("train", "validation") and len(present) < 2:
+                use = "learn from" if name == "train" else "choose its checkpoint (by AUROC) on"
+                problem = f"the probe cannot {use} a single class"
+            elif name not in ("train", "validation"):
+                if "auroc" in metrics and len(present) < 2:
+                    problem = "AUROC is undefined for a single class"
+                elif any(m in metrics for m in _ICBHI_METRICS) and (0 not in present or present == {0}):
+                    problem = (
+                        f"the ICBHI score needs both {spec.class_names[0]!r} and abnormal labels (its sensitivity "
+                        "and specificity are undefined otherwise)"
+                    )
+            if problem:
+                counts = ", ".join(
+                    f"{class_name}: {int(np.sum(labels == c))}" for c, class_name in enumerate(spec.class_names)
+                )
+                raise ValueError(
+                    f"{spec.task_id}: the {name} split{fold} has classes {{{counts}}}; {problem}; cannot evaluate."
+                )
 
 
 def compute_test_metrics(spec: TaskSpec, y_true: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
@@ -325,6 +386,7 @@ def score_task(
         raise ValueError(f"{spec.task_id}: {len(features)} embeddings for {len(table)} table rows")
     targets = _label_array(spec, table)
     runs = make_runs(spec, table, protocol, test_splits)
+    check_split_labels(spec, table, runs, test_splits)  # the table may have lost rows whose embedding failed
     n_classes = len(spec.class_names) if spec.kind == "classification" else None
     if spec.evaluation != "holdout":
         test_splits = ("test",)
@@ -542,6 +604,7 @@ __all__ = [
     "EmbeddedTask",
     "TaskResult",
     "HeldOutPredictions",
+    "check_split_labels",
     "check_task_splits",
     "compute_test_metrics",
     "embed_task",
