@@ -15,10 +15,9 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "training"))
+from resp_audio_hf.training.checkpointing import latest_checkpoint, list_checkpoints, save_final_folder
 
-from checkpointing import latest_checkpoint, list_checkpoints, save_final_folder  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 MAX_STEPS = 6
 
@@ -172,8 +171,8 @@ def fresh_accelerate_state():
 
 def test_bf16_run_is_finite(shared_data, tmp_path, fresh_accelerate_state):
     # In this process rather than a launch: one process, bf16 autocast through Accelerate, two steps.
-    from config import PretrainConfig, build_dataclass
-    from pretrain import train
+    from resp_audio_hf.training.config import PretrainConfig, build_dataclass
+    from resp_audio_hf.training.pretrain import train
 
     output_dir = tmp_path / "run"
     config = build_dataclass(PretrainConfig, run_config(shared_data, output_dir, mixed_precision="bf16", max_steps=2))
@@ -222,8 +221,8 @@ def mixed_quality_run(folder: Path, output_dir: Path, **data) -> dict:
 
 
 def train_in_process(raw: dict, command: str | None = None) -> Path:
-    from config import PretrainConfig, build_dataclass
-    from pretrain import train
+    from resp_audio_hf.training.config import PretrainConfig, build_dataclass
+    from resp_audio_hf.training.pretrain import train
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -262,10 +261,10 @@ def test_unusable_training_files_are_named_counted_and_skipped(shared_data, tmp_
 
 
 def test_export_writes_a_loadable_self_describing_folder(shared_data, tmp_path, fresh_accelerate_state):
-    from export_pretrained import export
     from transformers import AutoFeatureExtractor, AutoModel
 
     import resp_audio_hf  # noqa: F401  (registers the Auto classes)
+    from resp_audio_hf.training.export_pretrained import export
 
     # Corpora under folder names the card recognises: SPRSound (GPL-3.0) train files, CC0 coughs.
     sprsound = tmp_path / "SPRSound" / "train_wav"
@@ -333,10 +332,10 @@ def test_bench_preset_rebuilds_the_random_start_of_a_run():
     """`resp-audio-hf bench --preset P` scores exactly the initial weights of a from-scratch run of preset P (seed 0),
     the baseline the exported model card compares against."""
     from accelerate.utils import set_seed
-    from config import PretrainConfig, build_dataclass
-    from pretrain import build_encoder
 
     from resp_audio_hf.benchmark.embeddings import AudioEncoder
+    from resp_audio_hf.training.config import PretrainConfig, build_dataclass
+    from resp_audio_hf.training.pretrain import build_encoder
 
     config = build_dataclass(PretrainConfig, {"model": {"preset": "tiny-m2d"}, "data": {"corpora": [{"path": "/x"}]}})
     set_seed(config.train.seed)
