@@ -176,6 +176,38 @@ def test_event_task_skips_bad_segments_by_file_and_time(hostile_sprsound, bench_
     assert len(logged) == len(entries)
 
 
+def test_a_task_failing_after_loading_keeps_its_error_and_skipped_recordings_in_results(
+    hostile_sprsound, bench_results, tmp_path, monkeypatch
+):
+    """A task whose probe fails after extraction is in results.json's ``failed`` with the error and the same
+    skipped recordings (from loading and from extraction) as the run where it succeeded."""
+    import resp_audio_hf.benchmark.runner as runner
+
+    data_root, files, _ = hostile_sprsound
+
+    def diverging_probe(*args, **kwargs):
+        raise FloatingPointError("the probe diverged")
+
+    monkeypatch.setattr(runner, "train_linear_probes", diverging_probe)
+    result = run_benchmark(
+        AudioEncoder.from_preset("tiny-m2d", seed=0), "S1", data_root, max_duration=2.0,
+        cache_dir=tmp_path / "cache", protocol_overrides={"epochs": 4, "seeds": (0,)}, progress=False,
+    )
+    write_reports(result.to_dict(), tmp_path / "out")
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["tasks"] == {} and set(results["failed"]) == {"S1"}
+    failed = results["failed"]["S1"]
+    assert failed["error"] == "FloatingPointError: the probe diverged"
+    scored = bench_results[0]["tasks"]["S1"]["skipped_recordings"]
+    assert _reasons(failed["skipped_recordings"]) == _reasons(scored)
+    assert any("non-finite" in entry["reason"] for entry in failed["skipped_recordings"])  # found while extracting
+    markdown = (tmp_path / "out" / "results.md").read_text()
+    assert (
+        f"- S1 not scored: FloatingPointError: the probe diverged ({len(scored)} recording(s) skipped, each named "
+        "with its reason under failed.S1.skipped_recordings in results.json)" in markdown
+    )
+
+
 def test_a_recording_present_twice_identically_is_used_once(hostile_sprsound):
     data_root, files, _ = hostile_sprsound
     task = load_task("S1", data_root, verify_audio=False)

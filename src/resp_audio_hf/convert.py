@@ -21,7 +21,6 @@ import json
 import os
 import pickle
 import re
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -949,17 +948,6 @@ def efficientat_feature_extractor(config: EfficientATConfig) -> RespAudioFeature
 CONVERTERS = {"passt": convert_passt, "ast": convert_ast, "m2d": convert_m2d, "efficientat": convert_efficientat}
 
 
-def _give_files_the_folder_mode(folder: Path) -> None:
-    """
-    Give every file in `folder` the mode `open` gives under the umask, read off the folder `mkdir` made: some writers
-    (transformers' safetensors shards) go through private temporary files and would otherwise stay 0600.
-    """
-    mode = stat.S_IMODE(folder.stat().st_mode) & 0o666
-    for path in folder.rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            path.chmod(mode)
-
-
 def save_converted(converted: ConvertedCheckpoint, output_dir: str | os.PathLike, overwrite: bool = False) -> Path:
     """
     Write the model (config.json, model.safetensors, remote-code files) and the feature extractor
@@ -975,7 +963,6 @@ def save_converted(converted: ConvertedCheckpoint, output_dir: str | os.PathLike
     with atomic_folder(output_dir) as staging:
         converted.model.save_pretrained(staging)
         converted.feature_extractor.save_pretrained(staging)
-        _give_files_the_folder_mode(staging)
     return output_dir
 
 

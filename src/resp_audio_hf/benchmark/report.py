@@ -152,8 +152,17 @@ def markdown_table(results: dict, baselines: bool = False) -> str:
                 f"- {task_id}: {len(task['skipped_recordings'])} recording(s) skipped, each named with its reason "
                 "under skipped_recordings in results.json."
             )
-    for task_id, reason in {**results.get("unavailable", {}), **results.get("failed", {})}.items():
+    for task_id, reason in results.get("unavailable", {}).items():
         notes.append(f"- {task_id} not scored: {reason}")
+    for task_id, failure in results.get("failed", {}).items():
+        if isinstance(failure, str):  # results.json written before failed tasks kept their skipped recordings
+            failure = {"error": failure}
+        skipped = failure.get("skipped_recordings") or []
+        listed = (
+            f" ({len(skipped)} recording(s) skipped, each named with its reason under failed.{task_id}."
+            "skipped_recordings in results.json)" if skipped else ""
+        )
+        notes.append(f"- {task_id} not scored: {failure['error']}{listed}")
     if baselines:
         notes.append(f"- Baselines: {OPERA_BASELINE_SOURCE}.")
     return "\n".join(lines) + ("\n\n" + "\n".join(notes) if notes else "") + "\n"
