@@ -205,16 +205,23 @@ def _label_array(spec: TaskSpec, table) -> np.ndarray:
 
 
 def unusable_recordings(report: BuildReport) -> list[dict]:
-    """``{"path", "reason"}`` for each recording the task's build report could not use."""
+    """``{"path", "reason"}`` for each recording the task's build report could not use: one entry per recording,
+    also where the task's items are annotated segments of it (``<file>#<n>``, e.g. ICBHI cycles, SPRSound events),
+    whose number the reason gives."""
     root = report.root or "the data root"
-    entries, named = [], set()
+    segments: dict[str, list[str]] = {}
     for item in report.missing:
-        name = Path(str(item).split("#", 1)[0]).name
+        segments.setdefault(str(item).split("#", 1)[0], []).append(str(item))
+    entries, named = [], set()
+    for recording, items in segments.items():
+        name = Path(recording).name
         copies = report.duplicates.get(name)
         if copies:
             named.add(name)
         reason = _duplicate_reason(copies) if copies else f"not found under {root}"
-        entries.append({"path": str(item), "reason": reason})
+        if items != [recording]:
+            reason += f"; its {len(items)} annotated segment(s) ({items[0]} to {items[-1]}) are not used"
+        entries.append({"path": recording, "reason": reason})
     entries += [{"path": entry["path"], "reason": entry["reason"]} for entry in report.corrupt]
     entries += [
         {"path": name, "reason": _duplicate_reason(copies)}

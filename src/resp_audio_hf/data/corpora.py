@@ -79,7 +79,9 @@ class BuildReport:
     def summary(self) -> str:
         parts = [f"{self.name}: {self.n_usable} usable"]
         if self.missing:
-            parts.append(f"{len(self.missing)} missing (e.g. {self.missing[0]})")
+            files = dict.fromkeys(str(item).split("#", 1)[0] for item in self.missing)  # segments -> their file
+            segments = "" if len(files) == len(self.missing) else f"; {len(self.missing)} rows counting each segment"
+            parts.append(f"{len(files)} missing (e.g. {next(iter(files))}{segments})")
         if self.corrupt:
             parts.append(f"{len(self.corrupt)} corrupt (e.g. {self.corrupt[0]['path']}: {self.corrupt[0]['reason']})")
         if self.duplicates:
