@@ -211,11 +211,11 @@ def _task_of(spec, labels: dict[str, list]):
         ("S1", {"train": [0] * 6, "validation": [0, 1], "test": [0, 1]},
          r"S1: the train split has classes \{Normal: 6, Adventitious: 0\}; the probe cannot learn from a single class"),
         ("S1", {"train": [0, 1], "validation": [1, 1], "test": [0, 1]},
-         r"S1: the validation split has classes \{Normal: 0, Adventitious: 2\}; the probe cannot choose its "
-         r"checkpoint \(by AUROC\) on a single class"),
+         (r"S1: the validation split has classes \{Normal: 0, Adventitious: 2\}; the probe cannot choose its "
+          r"checkpoint \(by AUROC\) on a single class")),
         ("ICBHI-cycle", {"train": [0, 1, 2, 3], "validation": [0, 1], "test": [1, 2, 3, 3]},
-         r"ICBHI-cycle: the test split has classes \{normal: 0, crackle: 1, wheeze: 1, both: 2\}; the ICBHI score "
-         r"needs both 'normal' and abnormal labels"),
+         (r"ICBHI-cycle: the test split has classes \{normal: 0, crackle: 1, wheeze: 1, both: 2\}; the ICBHI score "
+          r"needs both 'normal' and abnormal labels")),
         ("ICBHI-cycle", {"train": [0, 1, 2, 3], "validation": [0, 1], "test": [0, 0]},
          r"ICBHI-cycle: the test split has classes \{normal: 2, crackle: 0, wheeze: 0, both: 0\}; AUROC is undefined"),
         ("T13", {"all": [3.1] * 20}, r"T13: every target of the train split of fold \d+ is 3\.1"),

@@ -6,7 +6,6 @@ import logging
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 
@@ -214,11 +213,9 @@ def unusable_recordings(report: BuildReport) -> list[dict]:
         segments.setdefault(str(item).split("#", 1)[0], []).append(str(item))
     entries, named = [], set()
     for recording, items in segments.items():
-        name = Path(recording).name
-        copies = report.duplicates.get(name)
-        if copies:
-            named.add(name)
-        reason = _duplicate_reason(copies) if copies else f"not found under {root}"
+        key = report.duplicate_of(recording)
+        named.add(key)
+        reason = _duplicate_reason(report.duplicates[key]) if key else f"not found under {root}"
         if items != [recording]:
             reason += f"; its {len(items)} annotated segment(s) ({items[0]} to {items[-1]}) are not used"
         entries.append({"path": recording, "reason": reason})
