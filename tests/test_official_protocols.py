@@ -6,6 +6,7 @@ part comes from ../shared); an optional check runs over all 920 real ICBHI annot
 
 import collections
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -210,11 +211,11 @@ def _task_of(spec, labels: dict[str, list]):
         ("S1", {"train": [0] * 6, "validation": [0, 1], "test": [0, 1]},
          r"S1: the train split has classes \{Normal: 6, Adventitious: 0\}; the probe cannot learn from a single class"),
         ("S1", {"train": [0, 1], "validation": [1, 1], "test": [0, 1]},
-         r"S1: the validation split has classes \{Normal: 0, Adventitious: 2\}; the probe cannot choose its "
-         r"checkpoint \(by AUROC\) on a single class"),
+         (r"S1: the validation split has classes \{Normal: 0, Adventitious: 2\}; the probe cannot choose its "
+          r"checkpoint \(by AUROC\) on a single class")),
         ("ICBHI-cycle", {"train": [0, 1, 2, 3], "validation": [0, 1], "test": [1, 2, 3, 3]},
-         r"ICBHI-cycle: the test split has classes \{normal: 0, crackle: 1, wheeze: 1, both: 2\}; the ICBHI score "
-         r"needs both 'normal' and abnormal labels"),
+         (r"ICBHI-cycle: the test split has classes \{normal: 0, crackle: 1, wheeze: 1, both: 2\}; the ICBHI score "
+          r"needs both 'normal' and abnormal labels")),
         ("ICBHI-cycle", {"train": [0, 1, 2, 3], "validation": [0, 1], "test": [0, 0]},
          r"ICBHI-cycle: the test split has classes \{normal: 2, crackle: 0, wheeze: 0, both: 0\}; AUROC is undefined"),
         ("T13", {"all": [3.1] * 20}, r"T13: every target of the train split of fold \d+ is 3\.1"),
@@ -420,6 +421,36 @@ def test_icbhi_cycle_task_end_to_end_reports_the_icbhi_score_sensitivity_and_spe
     saved = json.loads(paths["json"].read_text())["tasks"]["ICBHI-cycle"]
     assert saved["split_mode"] == "official" and saved["test_results"]["test"]["auroc"] == metrics["auroc"]
     assert paths["png"].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_icbhi_recording_without_audio_is_skipped_once_naming_its_cycles(tmp_path, opera, caplog):
+    """A recording whose annotation is present but whose audio is not: one warning and one skipped_recordings entry
+    naming the recording and its number of cycles, not one per cycle."""
+    from resp_audio_hf.benchmark.embeddings import AudioEncoder
+
+    db = _icbhi_layout(tmp_path)
+    (db / "301_1b1_Al_sc_Meditron.wav").unlink()
+    (db / "401_1b1_Ar_sc_Litt3200.wav").unlink()
+    with caplog.at_level(logging.WARNING, logger="resp_audio_hf"):
+        result = run_benchmark(
+            AudioEncoder.from_preset("tiny-m2d"), "ICBHI-cycle", tmp_path, opera_dir=shared_path("opera"),
+            cache_dir=tmp_path / "cache", protocol_overrides={"epochs": 2, "seeds": (0,)}, progress=False,
+        )
+    skipped = result.tasks["ICBHI-cycle"].skipped_recordings
+    by_path = {entry["path"]: entry["reason"] for entry in skipped}
+    assert by_path == {
+        "310_1b1_Tc_sc_Meditron.txt": f"not found under {tmp_path / 'icbhi'}",
+        "301_1b1_Al_sc_Meditron.wav": f"not found under {tmp_path / 'icbhi'}; its 4 annotated segment(s) "
+        "(301_1b1_Al_sc_Meditron.wav#0 to 301_1b1_Al_sc_Meditron.wav#3) are not used",
+        "401_1b1_Ar_sc_Litt3200.wav": f"not found under {tmp_path / 'icbhi'}; its 3 annotated segment(s) "
+        "(401_1b1_Ar_sc_Litt3200.wav#0 to 401_1b1_Ar_sc_Litt3200.wav#2) are not used",
+    }
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ICBHI-cycle: skipped")]
+    assert sorted(logged) == sorted(f"ICBHI-cycle: skipped {path}: {reason}" for path, reason in by_path.items())
+    assert result.tasks["ICBHI-cycle"].counts["total"] == 53 - 4 - 3
+    assert "ICBHI-cycle: 46 usable; 3 missing (e.g. 310_1b1_Tc_sc_Meditron.txt; 8 rows counting each segment)" in (
+        result.tasks["ICBHI-cycle"].data_report
+    )
 
 
 def test_icbhi_cycle_task_names_a_malformed_annotation_line(tmp_path, opera):

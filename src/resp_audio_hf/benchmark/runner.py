@@ -6,7 +6,6 @@ import logging
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 
@@ -205,16 +204,21 @@ def _label_array(spec: TaskSpec, table) -> np.ndarray:
 
 
 def unusable_recordings(report: BuildReport) -> list[dict]:
-    """``{"path", "reason"}`` for each recording the task's build report could not use."""
+    """``{"path", "reason"}`` for each recording the task's build report could not use: one entry per recording,
+    also where the task's items are annotated segments of it (``<file>#<n>``, e.g. ICBHI cycles, SPRSound events),
+    whose number the reason gives."""
     root = report.root or "the data root"
-    entries, named = [], set()
+    segments: dict[str, list[str]] = {}
     for item in report.missing:
-        name = Path(str(item).split("#", 1)[0]).name
-        copies = report.duplicates.get(name)
-        if copies:
-            named.add(name)
-        reason = _duplicate_reason(copies) if copies else f"not found under {root}"
-        entries.append({"path": str(item), "reason": reason})
+        segments.setdefault(str(item).split("#", 1)[0], []).append(str(item))
+    entries, named = [], set()
+    for recording, items in segments.items():
+        key = report.duplicate_of(recording)
+        named.add(key)
+        reason = _duplicate_reason(report.duplicates[key]) if key else f"not found under {root}"
+        if items != [recording]:
+            reason += f"; its {len(items)} annotated segment(s) ({items[0]} to {items[-1]}) are not used"
+        entries.append({"path": recording, "reason": reason})
     entries += [{"path": entry["path"], "reason": entry["reason"]} for entry in report.corrupt]
     entries += [
         {"path": name, "reason": _duplicate_reason(copies)}
