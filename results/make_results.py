@@ -89,6 +89,7 @@ COMPARISONS = (
     ("mn04-as/freq_preserving/std", "mn04-as/mean/std", "freq_preserving vs mean: mn04 AudioSet"),
     ("m2d-resp/freq_preserving/std", "m2d-resp/mean/std", "freq_preserving vs mean: ViT respiratory"),
     ("m2d-init/freq_preserving/std", "m2d-init/mean/std", "freq_preserving vs mean: ViT random start"),
+    ("mn04-as/freq_preserving/raw", "mn04-as/mean/raw", "freq_preserving vs mean: mn04 AudioSet, raw features (OPERA)"),
     ("mn04-as/band_limited/std", "mn04-as/freq_preserving/std", "band-limited vs all rows: mn04 AudioSet"),
     ("m2d-resp/band_limited/std", "m2d-resp/freq_preserving/std", "band-limited vs all rows: ViT respiratory"),
     ("m2d-resp/freq_preserving/std", "m2d-init/freq_preserving/std", "respiratory pre-training vs random start (ViT)"),
