@@ -165,6 +165,13 @@ def markdown_table(results: dict, baselines: bool = False) -> str:
         notes.append(f"- {task_id} not scored: {failure['error']}{listed}")
     if baselines:
         notes.append(f"- Baselines: {OPERA_BASELINE_SOURCE}.")
+        published = OPERA_PUBLISHED_RESULTS[OPERA_BASELINE_METHODS[0]]
+        unpublished = [task_id for task_id in results["tasks"] if task_id not in published]
+        if unpublished:
+            notes.append(
+                f"- OPERA published no baseline for {', '.join(unpublished)} (–): its tables cover T1-T19; the mean "
+                "reciprocal rank is over the tasks they cover" + ("." if results.get("mrr") else ", none of them here.")
+            )
     return "\n".join(lines) + ("\n\n" + "\n".join(notes) if notes else "") + "\n"
 
 
