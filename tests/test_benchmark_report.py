@@ -99,3 +99,10 @@ def test_baselines_say_which_tasks_opera_published_none_for(tmp_path):
     assert "MRR" not in table
     assert "- OPERA published no baseline for S1 (–): its tables cover T1-T19; the mean reciprocal rank is over the " \
         "tasks they cover, none of them here." in table
+
+
+def test_a_run_without_scores_leaves_no_chart_of_an_earlier_run(tmp_path):
+    assert write_reports(_results(), tmp_path)["png"].is_file()
+    nothing_scored = {**_results(), "tasks": {}}
+    paths = write_reports(nothing_scored, tmp_path)
+    assert "png" not in paths and sorted(p.name for p in tmp_path.iterdir()) == ["results.json", "results.md"]

@@ -239,7 +239,8 @@ def bar_chart(results: dict, path: str | os.PathLike, baselines: bool = False) -
 
 
 def write_reports(results: dict, output_dir: str | os.PathLike, baselines: bool = False) -> dict[str, Path]:
-    """Write ``results.json``, ``results.md`` and (when any task was scored) ``results.png``."""
+    """Write ``results.json``, ``results.md`` and (when any task was scored) ``results.png``; an earlier run's
+    ``results.png`` is removed when this run has no chart, so the folder never mixes two runs."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     results = add_mean_reciprocal_rank(dict(results), baselines)
@@ -247,4 +248,6 @@ def write_reports(results: dict, output_dir: str | os.PathLike, baselines: bool 
     paths["markdown"] = atomic_write_text(output_dir / "results.md", markdown_table(results, baselines))
     if results["tasks"]:
         paths["png"] = bar_chart(results, output_dir / "results.png", baselines)
+    else:
+        (output_dir / "results.png").unlink(missing_ok=True)
     return paths
