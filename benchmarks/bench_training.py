@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
 
 from _common import SHARED_DATA, PeakMemory, finish, make_parser, run_in_subprocess, setup_threads  # noqa: E402
 
@@ -43,11 +42,10 @@ def measure_step(
 
     import torch
 
-    from config import OptimizerConfig
-    from m2d_objective import M2DObjective, M2DObjectiveConfig, ema_decay_at
-    from pretrain import build_optimizer
-
     from resp_audio_hf import RespAudioConfig, RespAudioModel
+    from resp_audio_hf.training.config import OptimizerConfig
+    from resp_audio_hf.training.m2d_objective import M2DObjective, M2DObjectiveConfig, ema_decay_at
+    from resp_audio_hf.training.pretrain import build_optimizer
 
     setup_threads(threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -103,12 +101,11 @@ def measure_train(
     size: str, batch_size: int, steps: int, warmup: int, mixed_precision: str, threads: int | None, num_workers: int
 ) -> dict:
     import torch
-
     from _common import children_peak_rss_mb, peak_rss_mb
-    from config import PretrainConfig, build_dataclass
-    from pretrain import METRICS_NAME, train
 
     from resp_audio_hf import RespAudioConfig
+    from resp_audio_hf.training.config import PretrainConfig, build_dataclass
+    from resp_audio_hf.training.pretrain import METRICS_NAME, train
 
     setup_threads(threads)
     spec = SIZES[size]

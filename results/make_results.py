@@ -116,6 +116,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--models", default=",".join(m.key for m in MODELS), help="subset of the model keys")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--resamples", type=int, default=N_RESAMPLES)
+    parser.add_argument(
+        "--extract-only", action="store_true", help="fill the embedding cache for every task and model, then stop"
+    )
     parser.add_argument("--quiet", action="store_true")
     return parser.parse_args(argv)
 
@@ -218,6 +221,9 @@ def run(args) -> dict:
                 "clips": len(embedded[key].table),
                 "peak_rss_mb_so_far": round(peak_rss_mb()),
             }
+        if args.extract_only:
+            results["tasks"][task_id] = {"extraction": timing}
+            continue
         # Every variant is scored on the rows every model could embed, so paired comparisons see identical splits.
         common = set.intersection(*(set(e.table["file"]) for e in embedded.values()))
         reference = next(iter(embedded.values())).table
@@ -397,6 +403,9 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     results = run(args)
     results["settings"]["wall_seconds"] = round(time.perf_counter() - started, 1)
+    if args.extract_only:
+        print({task: result["extraction"] for task, result in results["tasks"].items()})
+        return 0
     args.output_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.output_dir / "results.json", results)
     atomic_write_text(args.output_dir / "results.md", markdown(results))

@@ -176,6 +176,38 @@ def test_event_task_skips_bad_segments_by_file_and_time(hostile_sprsound, bench_
     assert len(logged) == len(entries)
 
 
+def test_a_task_failing_after_loading_keeps_its_error_and_skipped_recordings_in_results(
+    hostile_sprsound, bench_results, tmp_path, monkeypatch
+):
+    """A task whose probe fails after extraction is in results.json's ``failed`` with the error and the same
+    skipped recordings (from loading and from extraction) as the run where it succeeded."""
+    from resp_audio_hf.benchmark import runner
+
+    data_root, _, _ = hostile_sprsound
+
+    def diverging_probe(*args, **kwargs):
+        raise FloatingPointError("the probe diverged")
+
+    monkeypatch.setattr(runner, "train_linear_probes", diverging_probe)
+    result = run_benchmark(
+        AudioEncoder.from_preset("tiny-m2d", seed=0), "S1", data_root, max_duration=2.0,
+        cache_dir=tmp_path / "cache", protocol_overrides={"epochs": 4, "seeds": (0,)}, progress=False,
+    )
+    write_reports(result.to_dict(), tmp_path / "out")
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["tasks"] == {} and set(results["failed"]) == {"S1"}
+    failed = results["failed"]["S1"]
+    assert failed["error"] == "FloatingPointError: the probe diverged"
+    scored = bench_results[0]["tasks"]["S1"]["skipped_recordings"]
+    assert _reasons(failed["skipped_recordings"]) == _reasons(scored)
+    assert any("non-finite" in entry["reason"] for entry in failed["skipped_recordings"])  # found while extracting
+    markdown = (tmp_path / "out" / "results.md").read_text()
+    assert (
+        f"- S1 not scored: FloatingPointError: the probe diverged ({len(scored)} recording(s) skipped, each named "
+        "with its reason under failed.S1.skipped_recordings in results.json)" in markdown
+    )
+
+
 def test_a_recording_present_twice_identically_is_used_once(hostile_sprsound):
     data_root, files, _ = hostile_sprsound
     task = load_task("S1", data_root, verify_audio=False)
@@ -237,6 +269,56 @@ def no_name_resolution(monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", fail)
     monkeypatch.setattr("resp_audio_hf.data.download.time.sleep", sleeps.append)
     return lookups, sleeps
+
+
+class _OperaArrays:
+    """OPERA's split arrays for a task, held in memory: the real ones are pinned by hash and not in ../shared."""
+
+    def __init__(self, arrays: dict):
+        self.arrays = arrays
+
+    def load_npy(self, relpath: str):
+        return np.asarray(self.arrays[relpath], dtype=object)
+
+
+@pytest.mark.parametrize("lookup", ["stem", "relpath"])
+def test_a_recording_looked_up_by_stem_or_path_and_present_twice_is_named_as_such_not_missing(tmp_path, lookup):
+    """CoughVID (T5) resolves recordings by stem (uuid), Coswara (T8) by their last two path parts: a recording found
+    twice with different bytes is reported once, as present twice with both paths, never as not found."""
+    from resp_audio_hf.benchmark.runner import unusable_recordings
+
+    wavs = sorted(shared_path("sprsound", "test_wav").glob("*.wav"))[:13]
+    if lookup == "stem":
+        task_id, corpus = "T5", tmp_path / "coughvid"
+        names = [f"{i:08d}-uuid.wav" for i in range(3)]
+        files = {name: [corpus / name] for name in names}
+        twin = names[1]
+        files[twin] = [corpus / "part1" / twin, corpus / "part2" / twin]
+        prefix, keys = "feature/coughvid_eval/", "sound_dir_loc_covid.npy label_covid.npy split_covid.npy"
+        arrays = [[f"/data/coughvid/{n}" for n in names], [0, 1, 0], ["train", "val", "test"]]
+    else:
+        task_id, corpus = "T8", tmp_path / "Coswara-Data"
+        names = [f"202004{i:02d}/user{i}/cough-shallow.wav" for i in range(12)]
+        files = {name: [corpus / name] for name in names}
+        twin = names[1]
+        files[twin] = [corpus / "again" / twin, corpus / "extracted" / twin]
+        prefix = "feature/coswara_eval/"
+        keys = "cough_aligned_filenames_smoker_w_cough-shallow.npy cough_aligned_smoker_label_cough-shallow.npy " \
+            "google_smoker_cough_split.npy"
+        splits = ["test" if i % 4 == 3 else "train" for i in range(12)]
+        arrays = [[f"datasets/Coswara-Data/{n}" for n in names], [i % 2 for i in range(12)], splits]
+    for number, paths in enumerate(files.values()):
+        for copy, path in enumerate(paths):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(wavs[number + copy], path)  # the twin's second copy has other bytes
+    opera = _OperaArrays({prefix + key: array for key, array in zip(keys.split(), arrays)})
+    task = load_task(task_id, tmp_path, opera=opera)
+    entries = unusable_recordings(task.report)
+    assert [entry["path"] for entry in entries] == [twin]
+    listed = ", ".join(str(p) for p in files[twin])
+    assert entries[0]["reason"] == f"present 2 times with different contents ({listed}); none is used"
+    assert sorted(task.available["file"]) == sorted(n for n in names if n != twin)
+    assert "missing" not in task.report.summary() and "1 present more than once" in task.report.summary()
 
 
 def test_hf_hub_offline_means_no_request_at_all(tmp_path, monkeypatch, caplog):

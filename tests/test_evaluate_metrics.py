@@ -3,7 +3,6 @@ give the benchmark's vectorised metrics (resp_audio_hf.benchmark.metrics), and `
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -116,11 +115,7 @@ def test_metric_paths_are_folders_of_the_package():
 def test_finetune_compute_metrics_scores_with_the_modules():
     from transformers import EvalPrediction
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
-    try:
-        from finetune import make_compute_metrics
-    finally:
-        sys.path.pop(0)
+    from resp_audio_hf.training.finetune import make_compute_metrics
     labels, logits = _random_classification(3, 50, 3)
     metrics = make_compute_metrics("single_label_classification")(EvalPrediction(predictions=logits, label_ids=labels))
     probabilities = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)

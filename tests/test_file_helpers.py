@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import stat
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +77,42 @@ def test_publish_folder_gives_the_old_folder_its_name_back_when_the_move_fails(t
     assert (final / "state.json").read_text() == "new"
     remove_tree(final)
     assert list(tmp_path.iterdir()) == []
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(Path(path).stat().st_mode)
+
+
+@pytest.mark.parametrize("umask", (0o022, 0o077))
+def test_atomic_files_and_folders_get_the_modes_the_umask_gives(tmp_path, umask):
+    """Everything the helpers write ends up as `open`/`mkdir` would make it under the caller's umask: files
+    0666 & ~umask, folders 0777 & ~umask, never the 0600/0700 of the private temporary files they go through,
+    also when a writer inside an atomic folder uses private temporary files itself (as safetensors does)."""
+    previous = os.umask(umask)
+    try:
+        atomic_write_json(tmp_path / "new" / "results.json", {"a": 1})
+        atomic_save_npy(tmp_path / "x.npy", np.arange(3))
+        with atomic_path(tmp_path / "plot.png", suffix=".png") as tmp:
+            tmp.write_bytes(b"png")
+        with atomic_folder(tmp_path / "model") as folder:
+            private, name = tempfile.mkstemp(dir=folder)  # 0600, like a writer staging through mkstemp
+            os.close(private)
+            os.replace(name, folder / "model.safetensors")
+            (folder / "run.sh").write_text("#!/bin/sh\n")
+            (folder / "run.sh").chmod(0o755)
+            Path(tempfile.mkdtemp(dir=folder)).rename(folder / "sub")  # 0700
+            (folder / "sub" / "config.json").write_text("{}")
+        ready = Path(tempfile.mkdtemp(dir=tmp_path))  # 0700
+        (ready / "state.json").write_text("{}")
+        publish_folder(ready, tmp_path / "checkpoint-1")
+    finally:
+        os.umask(previous)
+    for file in ("new/results.json", "x.npy", "plot.png", "model/model.safetensors", "model/sub/config.json",
+                 "checkpoint-1/state.json"):
+        assert _mode(tmp_path / file) == 0o666 & ~umask, file
+    assert _mode(tmp_path / "model" / "run.sh") == 0o777 & ~umask  # executable bits are kept
+    for folder in ("new", "model", "model/sub", "checkpoint-1"):
+        assert _mode(tmp_path / folder) == 0o777 & ~umask, folder
 
 
 def test_read_table_rows_reads_csv_json_and_json_lines_alike(tmp_path):

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import textwrap
@@ -646,3 +647,20 @@ def test_invalid_repo_id_is_refused(classifier_dir, tmp_path):
     for repo_id in ("resp-passt", "org/resp passt", "a/b/c"):
         with pytest.raises(hub.HubPublishError, match="repository id|Repository id"):
             hub.stage_for_hub(classifier_dir, tmp_path / "staged", repo_id)
+
+
+@pytest.mark.parametrize("umask", (0o022, 0o077))
+def test_staged_folder_and_files_follow_the_umask(tmp_path, umask):
+    """The staging folder and every file in it get the modes `mkdir` and `open` give under the umask, although
+    transformers writes the weights through a private (0600) temporary file."""
+    model = RespAudioModel(RespAudioConfig.from_preset("tiny-m2d")).eval()
+    model.save_pretrained(tmp_path / "encoder")
+    previous = os.umask(umask)
+    try:
+        staged = hub.stage_for_hub(tmp_path / "encoder", tmp_path / "staged", "org/resp-m2d", check_remote_code=False)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(staged.path.stat().st_mode) == 0o777 & ~umask
+    assert set(staged.files) == EXPECTED_FILES
+    for name in staged.files:
+        assert stat.S_IMODE((staged.path / name).stat().st_mode) == 0o666 & ~umask, name

@@ -5,13 +5,12 @@ import pytest
 import torch
 
 from resp_audio_hf import (
-    FrequencyPreservingPooler,
     RespAudioConfig,
     RespAudioFeatureExtractor,
     RespAudioForAudioClassification,
     RespAudioModel,
 )
-from resp_audio_hf.modeling_resp_audio import sincos_2d_position_embeddings
+from resp_audio_hf.modeling_resp_audio import frequency_row_means, pool_embeddings, sincos_2d_position_embeddings
 
 FAMILIES = ["tiny-passt", "tiny-ast", "tiny-m2d"]
 
@@ -42,7 +41,7 @@ def test_config_rejects_unknown_choices():
         RespAudioConfig(hidden_size=30, num_attention_heads=4)
 
 
-def test_frequency_preserving_pooler_against_explicit_loops():
+def test_frequency_preserving_pooling_against_explicit_loops():
     rng = np.random.default_rng(0)
     batch, rows, cols, dim = 2, 3, 5, 4
     tokens = rng.standard_normal((batch, rows * cols, dim)).astype(np.float32)
@@ -52,8 +51,11 @@ def test_frequency_preserving_pooler_against_explicit_loops():
         for f in range(rows):
             kept = [tokens[b, f * cols + t] for t in range(cols) if mask[b, t]]
             expected[b, f * dim : (f + 1) * dim] = np.mean(kept, axis=0)
-    pooled = FrequencyPreservingPooler()(torch.from_numpy(tokens), torch.from_numpy(mask))
+    row_means = frequency_row_means(torch.from_numpy(tokens), torch.from_numpy(mask))
+    pooled = pool_embeddings("freq_preserving", row_means, None)
     np.testing.assert_allclose(pooled.numpy(), expected, atol=1e-6)
+    mean = pool_embeddings("mean", row_means, None)
+    np.testing.assert_allclose(mean.numpy(), expected.reshape(batch, rows, dim).mean(axis=1), atol=1e-6)
 
 
 @pytest.mark.parametrize("pooling", ["freq_preserving", "mean", "cls"])

@@ -6,6 +6,7 @@ part comes from ../shared); an optional check runs over all 920 real ICBHI annot
 
 import collections
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -157,8 +158,78 @@ def test_an_absent_test_part_is_refused_before_any_embedding_is_extracted(tmp_pa
     cache = tmp_path / "cache"
     result = run_benchmark(encoder, "S1,S2", tmp_path, cache_dir=cache, progress=False)
     assert set(result.failed) == {"S1", "S2"} and not result.tasks
-    assert "test_inter split" in result.failed["S1"] and "test_inter split" in result.failed["S2"]
+    assert "test_inter split" in result.failed["S1"].error and "test_inter split" in result.failed["S2"].error
     assert not cache.exists() or not any(cache.rglob("*.npy"))
+
+
+def test_a_test_part_with_a_single_class_is_refused_before_any_embedding_is_extracted(tmp_path):
+    from resp_audio_hf.benchmark.embeddings import AudioEncoder
+
+    names = _sprsound_layout(tmp_path / "sprsound")
+    for name, label in names["test_inter"].items():  # the inter-patient part keeps its Normal recordings only
+        if label != "Normal":
+            (tmp_path / "sprsound" / "test_wav" / f"{name}.wav").unlink()
+            (tmp_path / "sprsound" / "test_json" / "inter_test_json" / f"{name}.json").unlink()
+    task = load_task("S1", tmp_path)
+    assert task.split_mode == "official"
+    message = (
+        r"S1: the test_inter split has classes \{Normal: 4, Adventitious: 0\}; AUROC is undefined for a single "
+        r"class; cannot evaluate\. Split mode 'official'; nothing was extracted"
+    )
+    with pytest.raises(ValueError, match=message):
+        check_task_splits(task)
+    with pytest.raises(ValueError, match=message):
+        evaluate_task(None, task)  # raised before the encoder is touched
+
+    cache = tmp_path / "cache"
+    result = run_benchmark(AudioEncoder.from_preset("tiny-m2d"), "S1,S2", tmp_path, cache_dir=cache, progress=False)
+    assert set(result.failed) == {"S1", "S2"} and not result.tasks
+    assert "the test_inter split has classes {Normal: 4, Adventitious: 0}" in result.failed["S1"].error
+    assert "the test_inter split has classes {Normal: 8, Adventitious: 0}" in result.failed["S2"].error  # 2 events
+    assert not cache.exists() or not any(cache.rglob("*.npy"))
+
+
+def _task_of(spec, labels: dict[str, list]):
+    """A task whose table has the given labels per split (``fold`` = one subject per row for cross-validation)."""
+    import pandas as pd
+
+    from resp_audio_hf.data.corpora import BuildReport
+
+    rows = [(split, label) for split, values in labels.items() for label in values]
+    table = pd.DataFrame({
+        "audio": [f"/data/{i}.wav" for i in range(len(rows))],
+        "split": [split for split, _ in rows],
+        "label": [label for _, label in rows],
+        "fold": [str(i) for i in range(len(rows))],
+    })
+    return TaskData(spec, table, BuildReport(spec.task_id, "/data", n_usable=len(rows)))
+
+
+@pytest.mark.parametrize(
+    "task_id, labels, message",
+    [
+        ("S1", {"train": [0] * 6, "validation": [0, 1], "test": [0, 1]},
+         r"S1: the train split has classes \{Normal: 6, Adventitious: 0\}; the probe cannot learn from a single class"),
+        ("S1", {"train": [0, 1], "validation": [1, 1], "test": [0, 1]},
+         (r"S1: the validation split has classes \{Normal: 0, Adventitious: 2\}; the probe cannot choose its "
+          r"checkpoint \(by AUROC\) on a single class")),
+        ("ICBHI-cycle", {"train": [0, 1, 2, 3], "validation": [0, 1], "test": [1, 2, 3, 3]},
+         (r"ICBHI-cycle: the test split has classes \{normal: 0, crackle: 1, wheeze: 1, both: 2\}; the ICBHI score "
+          r"needs both 'normal' and abnormal labels")),
+        ("ICBHI-cycle", {"train": [0, 1, 2, 3], "validation": [0, 1], "test": [0, 0]},
+         r"ICBHI-cycle: the test split has classes \{normal: 2, crackle: 0, wheeze: 0, both: 0\}; AUROC is undefined"),
+        ("T13", {"all": [3.1] * 20}, r"T13: every target of the train split of fold \d+ is 3\.1"),
+    ],
+)
+def test_splits_whose_labels_cannot_be_probed_or_scored_are_refused_naming_the_counts(task_id, labels, message):
+    task = _task_of(TASKS[task_id], labels)
+    with pytest.raises(ValueError, match=message + r".*Split mode 'default'; nothing was extracted"):
+        check_task_splits(task)
+
+
+def test_a_class_absent_from_a_test_split_with_two_others_is_allowed():
+    task = _task_of(TASKS["ICBHI-cycle"], {"train": [0, 1, 2, 3], "validation": [0, 2], "test": [0, 1, 1]})
+    assert len(check_task_splits(task)) == len(TASKS["ICBHI-cycle"].protocol.seeds)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -203,6 +274,35 @@ def test_each_test_split_is_scored_on_its_own():
     intra = result.test_results["test_intra"]["auroc"]
     assert f"| S1 (test_inter) | {spec.name} [split mode: official] | AUROC ↑ | {inter['mean']:.3f} ± " in table_md
     assert f"| S1 (test_intra) | {spec.name} [split mode: official] | AUROC ↑ | {intra['mean']:.3f} ± " in table_md
+
+
+def test_icbhi_scores_per_test_split_against_counting_by_hand_and_absent_classes_named_per_split():
+    import pandas as pd
+
+    rng = np.random.default_rng(5)
+    n = 400
+    split = np.array(["train"] * 200 + ["validation"] * 60 + ["test"] * 80 + ["test_b"] * 60, dtype=object)
+    y = rng.integers(0, 4, n)
+    y[split == "test_b"] = rng.integers(0, 3, 60)  # no "both" cycle in test_b
+    x = (1.2 * np.eye(4)[y] @ rng.standard_normal((4, 6)) + rng.standard_normal((n, 6))).astype(np.float32)
+    table = pd.DataFrame({"label": y, "split": split, "subject_id": [str(i) for i in range(n)]})
+    spec = with_protocol(TASKS["ICBHI-cycle"], epochs=5, seeds=(0, 1))
+    result = score_task(spec, table, x, test_splits=("test", "test_b"))
+    assert result.absent_classes == {"test_b": ["both"]}
+    runs = make_runs(spec, table, spec.protocol, ("test", "test_b"))
+    outcomes = train_linear_probes(x, y, runs, spec.protocol, "classification", 4)
+    for name in ("test", "test_b"):
+        for r, (run, outcome) in enumerate(zip(runs, outcomes)):
+            mask = table["split"].to_numpy()[run.test] == name
+            truth, predicted = y[run.test][mask], outcome.test_predictions[mask].argmax(axis=1)
+            normal_right = sum(1 for t, p in zip(truth, predicted) if t == 0 and p == 0)
+            abnormal_right = sum(1 for t, p in zip(truth, predicted) if t != 0 and p == t)
+            se, sp = abnormal_right / sum(truth != 0), normal_right / sum(truth == 0)
+            metrics = result.test_results[name]
+            assert metrics["sensitivity"]["scores"][r] == pytest.approx(se)
+            assert metrics["specificity"]["scores"][r] == pytest.approx(sp)
+            assert metrics["icbhi_score"]["scores"][r] == pytest.approx((se + sp) / 2)
+    assert result.mean == result.test_results["test"]["icbhi_score"]["mean"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -321,6 +421,36 @@ def test_icbhi_cycle_task_end_to_end_reports_the_icbhi_score_sensitivity_and_spe
     saved = json.loads(paths["json"].read_text())["tasks"]["ICBHI-cycle"]
     assert saved["split_mode"] == "official" and saved["test_results"]["test"]["auroc"] == metrics["auroc"]
     assert paths["png"].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_icbhi_recording_without_audio_is_skipped_once_naming_its_cycles(tmp_path, opera, caplog):
+    """A recording whose annotation is present but whose audio is not: one warning and one skipped_recordings entry
+    naming the recording and its number of cycles, not one per cycle."""
+    from resp_audio_hf.benchmark.embeddings import AudioEncoder
+
+    db = _icbhi_layout(tmp_path)
+    (db / "301_1b1_Al_sc_Meditron.wav").unlink()
+    (db / "401_1b1_Ar_sc_Litt3200.wav").unlink()
+    with caplog.at_level(logging.WARNING, logger="resp_audio_hf"):
+        result = run_benchmark(
+            AudioEncoder.from_preset("tiny-m2d"), "ICBHI-cycle", tmp_path, opera_dir=shared_path("opera"),
+            cache_dir=tmp_path / "cache", protocol_overrides={"epochs": 2, "seeds": (0,)}, progress=False,
+        )
+    skipped = result.tasks["ICBHI-cycle"].skipped_recordings
+    by_path = {entry["path"]: entry["reason"] for entry in skipped}
+    assert by_path == {
+        "310_1b1_Tc_sc_Meditron.txt": f"not found under {tmp_path / 'icbhi'}",
+        "301_1b1_Al_sc_Meditron.wav": f"not found under {tmp_path / 'icbhi'}; its 4 annotated segment(s) "
+        "(301_1b1_Al_sc_Meditron.wav#0 to 301_1b1_Al_sc_Meditron.wav#3) are not used",
+        "401_1b1_Ar_sc_Litt3200.wav": f"not found under {tmp_path / 'icbhi'}; its 3 annotated segment(s) "
+        "(401_1b1_Ar_sc_Litt3200.wav#0 to 401_1b1_Ar_sc_Litt3200.wav#2) are not used",
+    }
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ICBHI-cycle: skipped")]
+    assert sorted(logged) == sorted(f"ICBHI-cycle: skipped {path}: {reason}" for path, reason in by_path.items())
+    assert result.tasks["ICBHI-cycle"].counts["total"] == 53 - 4 - 3
+    assert "ICBHI-cycle: 46 usable; 3 missing (e.g. 310_1b1_Tc_sc_Meditron.txt; 8 rows counting each segment)" in (
+        result.tasks["ICBHI-cycle"].data_report
+    )
 
 
 def test_icbhi_cycle_task_names_a_malformed_annotation_line(tmp_path, opera):

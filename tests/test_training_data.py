@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -13,10 +12,15 @@ import torch
 from _audio_helpers import load_audio as reference_decode
 from _training_helpers import make_mixed_quality_folder
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
-
-from config import CorpusConfig, DataConfig, PretrainConfig, apply_overrides, build_dataclass, load_config  # noqa: E402
-from data import (  # noqa: E402
+from resp_audio_hf import RespAudioConfig, RespAudioFeatureExtractor
+from resp_audio_hf.training.config import (
+    CorpusConfig,
+    DataConfig,
+    PretrainConfig,
+    build_dataclass,
+    load_config,
+)
+from resp_audio_hf.training.data import (
     ClipDecoder,
     MixtureBatchSampler,
     MixturePlan,
@@ -26,8 +30,6 @@ from data import (  # noqa: E402
     crop_samples_for,
     load_corpus,
 )
-
-from resp_audio_hf import RespAudioConfig, RespAudioFeatureExtractor  # noqa: E402
 
 SAMPLING_RATE = 16000
 
@@ -158,7 +160,7 @@ def test_clip_decoder_resamples_real_audio_to_mono_16k(shared_data):
 def test_long_recordings_are_range_decoded_at_the_drawn_offset(tmp_path):
     import soundfile
 
-    from data import RANGE_DECODE_ABOVE_S
+    from resp_audio_hf.training.data import RANGE_DECODE_ABOVE_S
 
     seconds = int(RANGE_DECODE_ABOVE_S) + 10
     noise = (np.random.default_rng(0).normal(size=SAMPLING_RATE * seconds) * 0.1).astype(np.float32)
@@ -319,9 +321,15 @@ def test_config_overrides_and_unknown_keys(tmp_path):
     with pytest.raises(ValueError, match="valid keys"):
         load_config(PretrainConfig, str(path), ["train.max_stpes=7"])
     with pytest.raises(ValueError, match="section.key=value"):
-        apply_overrides({}, ["train.max_steps"])
+        load_config(PretrainConfig, str(path), ["train.max_steps"])
+    with pytest.raises(ValueError, match="could not be converted"):
+        load_config(PretrainConfig, str(path), ["train.max_steps=many"])
     with pytest.raises(ValueError, match="exactly one"):
         CorpusConfig(corpus="sprsound", path="/x")
+    with pytest.raises(ValueError, match="exactly one"):
+        load_config(PretrainConfig, str(path), ["data.corpora=[{path: /x, corpus: icbhi}]"])
+    with pytest.raises(ValueError, match="corpora is empty"):
+        load_config(PretrainConfig, None, ["train.max_steps=7"])
 
 
 # ---------------------------------------------------------------------------------------------- unusable files, cache
@@ -396,7 +404,7 @@ def test_cached_batches_equal_decoded_batches_up_to_float16(shared_data, feature
 def test_decoding_cache_is_reused_and_never_stale(shared_data, tmp_path):
     import shutil
 
-    from audio_cache import SAMPLES_NAME, decoded_corpus
+    from resp_audio_hf.training.audio_cache import SAMPLES_NAME, decoded_corpus
 
     sources = sorted((shared_data / "sprsound" / "test_wav").glob("*.wav"))[:3]
     folder = tmp_path / "audio"
@@ -423,7 +431,7 @@ def test_decoding_cache_is_reused_and_never_stale(shared_data, tmp_path):
 
 
 def test_interrupted_cache_build_leaves_no_cache(shared_data, tmp_path, monkeypatch):
-    import audio_cache
+    from resp_audio_hf.training import audio_cache
 
     paths = [str(p) for p in sorted((shared_data / "sprsound" / "test_wav").glob("*.wav"))[:3]]
     original = audio_cache._DecodeEach.__getitem__
@@ -440,3 +448,41 @@ def test_interrupted_cache_build_leaves_no_cache(shared_data, tmp_path, monkeypa
     monkeypatch.setattr(audio_cache._DecodeEach, "__getitem__", original)
     assert len(audio_cache.decoded_corpus(paths, SAMPLING_RATE, tmp_path, "clips")) == 3
     assert len(list(tmp_path.glob(f"*/{audio_cache.INDEX_NAME}"))) == 1
+
+
+def _assert_loaded_as_written(config, raw: dict, where: str) -> None:
+    """Every key the YAML gives has exactly its value (ints in float fields as floats, lists in tuple fields as
+    tuples); every key it leaves out has the dataclass default."""
+    import dataclasses
+
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if field.name not in raw:
+            default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+            assert value == default, f"{where}.{field.name}: {value!r} is not the default {default!r}"
+            continue
+        given = raw[field.name]
+        if dataclasses.is_dataclass(value):
+            _assert_loaded_as_written(value, given, f"{where}.{field.name}")
+        elif isinstance(value, list) and value and dataclasses.is_dataclass(value[0]):
+            assert len(value) == len(given)
+            for i, (item, item_raw) in enumerate(zip(value, given)):
+                _assert_loaded_as_written(item, item_raw, f"{where}.{field.name}[{i}]")
+        else:
+            expected = tuple(given) if isinstance(value, tuple) else given
+            assert value == expected, f"{where}.{field.name}: {value!r} != {expected!r}"
+            if isinstance(given, int) and not isinstance(given, bool) and isinstance(value, float):
+                continue  # an int written in a float field
+            assert type(value) is type(expected), f"{where}.{field.name}: {type(value)} for {type(expected)}"
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "training" / "configs").glob("*.yaml")))
+def test_shipped_configs_load_exactly_as_written(path):
+    """The OmegaConf loader against the YAML read by PyYAML and the dataclass defaults, for every shipped config."""
+    import yaml
+
+    from resp_audio_hf.training.finetune import FinetuneConfig
+
+    cls = FinetuneConfig if path.name.startswith("finetune") else PretrainConfig
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    _assert_loaded_as_written(load_config(cls, str(path)), raw, path.name)

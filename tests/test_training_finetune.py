@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
-
-from config import build_dataclass  # noqa: E402
-from finetune import (  # noqa: E402
+from resp_audio_hf import RespAudioConfig, RespAudioModel
+from resp_audio_hf.training.config import build_dataclass
+from resp_audio_hf.training.finetune import (
     COMPLETE_MARKER,
     FinetuneConfig,
     LabelledSplits,
@@ -23,8 +20,6 @@ from finetune import (  # noqa: E402
     load_splits,
     run,
 )
-
-from resp_audio_hf import RespAudioConfig, RespAudioModel  # noqa: E402
 
 SAMPLING_RATE = 16000
 

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import copy
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
-
-from m2d_objective import (  # noqa: E402
+from resp_audio_hf import RespAudioConfig, RespAudioModel
+from resp_audio_hf.training.m2d_objective import (
     M2DObjective,
     M2DObjectiveConfig,
     PatchMask,
@@ -21,8 +18,6 @@ from m2d_objective import (  # noqa: E402
     random_patch_mask,
     resolve_ema_decays,
 )
-
-from resp_audio_hf import RespAudioConfig, RespAudioModel  # noqa: E402
 
 TINY_PREDICTOR = dict(predictor_hidden_size=32, predictor_num_layers=1, predictor_num_heads=2)
 

@@ -15,10 +15,9 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "training"))
+from resp_audio_hf.training.checkpointing import latest_checkpoint, list_checkpoints, save_final_folder
 
-from checkpointing import latest_checkpoint, list_checkpoints, save_final_folder  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 MAX_STEPS = 6
 
@@ -172,8 +171,8 @@ def fresh_accelerate_state():
 
 def test_bf16_run_is_finite(shared_data, tmp_path, fresh_accelerate_state):
     # In this process rather than a launch: one process, bf16 autocast through Accelerate, two steps.
-    from config import PretrainConfig, build_dataclass
-    from pretrain import train
+    from resp_audio_hf.training.config import PretrainConfig, build_dataclass
+    from resp_audio_hf.training.pretrain import train
 
     output_dir = tmp_path / "run"
     config = build_dataclass(PretrainConfig, run_config(shared_data, output_dir, mixed_precision="bf16", max_steps=2))
@@ -222,8 +221,8 @@ def mixed_quality_run(folder: Path, output_dir: Path, **data) -> dict:
 
 
 def train_in_process(raw: dict, command: str | None = None) -> Path:
-    from config import PretrainConfig, build_dataclass
-    from pretrain import train
+    from resp_audio_hf.training.config import PretrainConfig, build_dataclass
+    from resp_audio_hf.training.pretrain import train
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -262,10 +261,10 @@ def test_unusable_training_files_are_named_counted_and_skipped(shared_data, tmp_
 
 
 def test_export_writes_a_loadable_self_describing_folder(shared_data, tmp_path, fresh_accelerate_state):
-    from export_pretrained import export
     from transformers import AutoFeatureExtractor, AutoModel
 
     import resp_audio_hf  # noqa: F401  (registers the Auto classes)
+    from resp_audio_hf.training.export_pretrained import export
 
     # Corpora under folder names the card recognises: SPRSound (GPL-3.0) train files, CC0 coughs.
     sprsound = tmp_path / "SPRSound" / "train_wav"
@@ -333,13 +332,50 @@ def test_bench_preset_rebuilds_the_random_start_of_a_run():
     """`resp-audio-hf bench --preset P` scores exactly the initial weights of a from-scratch run of preset P (seed 0),
     the baseline the exported model card compares against."""
     from accelerate.utils import set_seed
-    from config import PretrainConfig, build_dataclass
-    from pretrain import build_encoder
 
     from resp_audio_hf.benchmark.embeddings import AudioEncoder
+    from resp_audio_hf.training.config import PretrainConfig, build_dataclass
+    from resp_audio_hf.training.pretrain import build_encoder
 
     config = build_dataclass(PretrainConfig, {"model": {"preset": "tiny-m2d"}, "data": {"corpora": [{"path": "/x"}]}})
     set_seed(config.train.seed)
     start = build_encoder(config).state_dict()
     baseline = AudioEncoder.from_preset("tiny-m2d").model.state_dict()
     assert start.keys() == baseline.keys() and all(torch.equal(start[k], baseline[k]) for k in start)
+
+
+def test_committed_small_m2d_resp_folder_is_complete_and_encodes_real_audio(shared_data):
+    """pretrained/small-m2d-resp: the respiratory pre-training of training/configs/small_m2d_resp.yaml, exported."""
+    from _audio_helpers import load_audio
+    from transformers import AutoFeatureExtractor, AutoModel
+
+    import resp_audio_hf  # noqa: F401  (registers the Auto classes)
+    from resp_audio_hf import RespAudioConfig
+
+    folder = REPO / "pretrained" / "small-m2d-resp"
+    assert sum(p.stat().st_size for p in folder.iterdir()) <= 25 * 2**20
+    run = json.loads((folder / "pretrain_config.json").read_text())
+    records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["step"] == run["schedule"]["total_steps"] and records[-1]["loss"] < records[0]["loss"]
+    assert all(r["unusable_files"] == 2 for r in records), "the two stub coughs, skipped"
+    assert len(json.loads((folder / "unusable_files.json").read_text())) == 2
+    assert run["config"]["model"]["preset"] == "small-m2d"
+    assert all("test" not in c["path"] for c in run["config"]["data"]["corpora"]), "never SPRSound's test part"
+    assert (folder / "README.md").read_text().startswith("---\nlicense: gpl-3.0\n")
+    assert json.loads((folder / "file_list.json").read_text())["num_files"] == 1949 + 1324
+
+    model = AutoModel.from_pretrained(folder).eval()
+    preset = RespAudioConfig.from_preset("small-m2d")
+    assert all(
+        getattr(model.config, k) == getattr(preset, k) for k in ("hidden_size", "num_hidden_layers", "max_length")
+    )
+    feature_extractor = AutoFeatureExtractor.from_pretrained(folder)
+    paths = sorted((shared_data / "sprsound" / "test_wav").glob("*.wav"))[:4]
+    clips = [load_audio(path, 16000)[0][:32000] for path in paths]
+    inputs = feature_extractor(clips, sampling_rate=16000, return_tensors="pt")
+    with torch.no_grad():
+        pooled = model(**inputs).pooler_output
+    assert torch.isfinite(pooled).all()
+    # Different recordings give different embeddings (no collapse onto one vector).
+    distances = torch.cdist(pooled, pooled)
+    assert (distances[~torch.eye(len(paths), dtype=torch.bool)] > 1e-3).all()

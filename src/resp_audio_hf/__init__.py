@@ -25,8 +25,6 @@ from .modeling_efficientat import (
     EfficientATPreTrainedModel,
 )
 from .modeling_resp_audio import (
-    FrequencyPreservingPooler,
-    MeanPooler,
     RespAudioForAudioClassification,
     RespAudioModel,
     RespAudioModelOutput,
@@ -63,8 +61,6 @@ __all__ = [
     "EfficientATModel",
     "EfficientATModelOutput",
     "EfficientATPreTrainedModel",
-    "FrequencyPreservingPooler",
-    "MeanPooler",
     "RespAudioClassificationPipeline",
     "RespAudioCollator",
     "RespAudioConfig",

@@ -42,7 +42,7 @@ SUBCOMMANDS: list[Subcommand] = [
     ),
     Subcommand(
         "demo",
-        "run the benchmark path offline on synthetic respiratory sounds with a tiny model",
+        "label real coughs with the shipped AudioSet model and run the benchmark path on them, offline",
         "resp_audio_hf.benchmark.commands:add_demo_arguments",
         "resp_audio_hf.benchmark.commands:run_demo_command",
         "resp_audio_hf.benchmark.commands:DEMO_EXAMPLES",

@@ -16,12 +16,10 @@ half its weights.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import pickle
 import re
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -33,7 +31,7 @@ from transformers import PreTrainedModel
 
 from .configuration_efficientat import EfficientATConfig
 from .configuration_resp_audio import RespAudioConfig
-from .data._io import atomic_folder
+from .data._io import atomic_folder, read_table_rows
 from .feature_extraction_resp_audio import RespAudioFeatureExtractor
 from .modeling_efficientat import EfficientATForAudioClassification, EfficientATModel
 from .modeling_resp_audio import RespAudioForAudioClassification, RespAudioModel
@@ -875,8 +873,7 @@ def _first_rename(key: str, renames: Renames) -> str | None:
 
 def read_audioset_labels(path: str | os.PathLike) -> dict[int, str]:
     """`{index: display_name}` from AudioSet's `class_labels_indices.csv` (columns index, mid, display_name)."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_table_rows(path)
     if not rows or not {"index", "display_name"} <= set(rows[0]):
         raise ValueError(f"{path} is not AudioSet's class_labels_indices.csv (needs columns index and display_name).")
     return {int(row["index"]): row["display_name"] for row in rows}
@@ -949,17 +946,6 @@ def efficientat_feature_extractor(config: EfficientATConfig) -> RespAudioFeature
 CONVERTERS = {"passt": convert_passt, "ast": convert_ast, "m2d": convert_m2d, "efficientat": convert_efficientat}
 
 
-def _give_files_the_folder_mode(folder: Path) -> None:
-    """
-    Give every file in `folder` the mode `open` gives under the umask, read off the folder `mkdir` made: some writers
-    (transformers' safetensors shards) go through private temporary files and would otherwise stay 0600.
-    """
-    mode = stat.S_IMODE(folder.stat().st_mode) & 0o666
-    for path in folder.rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            path.chmod(mode)
-
-
 def save_converted(converted: ConvertedCheckpoint, output_dir: str | os.PathLike, overwrite: bool = False) -> Path:
     """
     Write the model (config.json, model.safetensors, remote-code files) and the feature extractor
@@ -975,7 +961,6 @@ def save_converted(converted: ConvertedCheckpoint, output_dir: str | os.PathLike
     with atomic_folder(output_dir) as staging:
         converted.model.save_pretrained(staging)
         converted.feature_extractor.save_pretrained(staging)
-        _give_files_the_folder_mode(staging)
     return output_dir
 
 

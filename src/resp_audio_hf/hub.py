@@ -611,7 +611,7 @@ def check_staged_folder(folder: str | os.PathLike) -> list[str]:
 # Validation
 
 
-def probe_audio(sampling_rate: int) -> list[np.ndarray]:
+def validation_clips(sampling_rate: int) -> list[np.ndarray]:
     """
     Two deterministic clips for validation: 1.2 s, and 3.1 s (longer than one window of every preset, so the
     windowed path runs too). Harmonic tones with a vibrato plus seeded noise, so every mel band is excited.
@@ -642,15 +642,15 @@ def validate_staged_folder(
     folder: str | os.PathLike, reference_model=None, isolated: bool = True, timeout: float = 600.0
 ) -> dict[str, torch.Tensor]:
     """
-    Load the staged folder and run it on [`probe_audio`]: outputs must be finite and, when `reference_model` is given,
-    equal to its outputs. With `isolated=True` the folder is also loaded in a separate Python process in which
+    Load the staged folder and run it on [`validation_clips`]: outputs must be finite and, when `reference_model` is
+    given, equal to its outputs. With `isolated=True` the folder is also loaded in a separate Python process in which
     `resp_audio_hf` cannot be imported, through `trust_remote_code=True` as a Hub user would, and its outputs must
     match. Returns the in-process outputs.
     """
     folder = Path(folder)
     check_staged_folder(folder)
     model, feature_extractor = load_checkpoint(folder)
-    clips = probe_audio(feature_extractor.sampling_rate)
+    clips = validation_clips(feature_extractor.sampling_rate)
     outputs = _reference_outputs(model, feature_extractor, clips)
     for name, value in outputs.items():
         if not bool(torch.isfinite(value).all()):

@@ -49,7 +49,8 @@ def _positive_float(text: str) -> float:
 BENCH_EXAMPLES = """\
 examples:
   resp-audio-hf bench --model org/resp-passt --tasks T7,T10,T11 --data-root DIR
-  resp-audio-hf bench --model my-resp-passt --tasks S1,S2 --data-root ../shared/data --compare-opera
+  resp-audio-hf bench --model org/resp-passt --tasks opera --data-root DIR --compare-opera
+  resp-audio-hf bench --model my-resp-passt --tasks S1,S2 --data-root ../shared/data
   resp-audio-hf bench --preset tiny-m2d --tasks S1 --data-root ../shared/data --max-duration 2 --epochs 8
 """
 
@@ -76,8 +77,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tasks",
         default="all",
-        help="comma-separated task ids (T1-T19, T8-random, T9-random, T10-subject, ICBHI-cycle, S1, S2), "
-        "'opera' (T1-T19) or 'all' (default)",
+        help="comma-separated task ids (T1-T19, T8-random, T9-random, T10-subject, ICBHI-cycle, S1, S2, "
+        "COVID-cough), 'opera' (T1-T19) or 'all' (default: every one of them except the variants)",
     )
     parser.add_argument(
         "--data-root",
@@ -211,16 +212,24 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         "--output-dir", type=Path, default=Path("outputs") / "demo", help="where results.json/.md/.png go"
     )
     parser.add_argument(
-        "--preset", default="tiny-passt", help="RespAudioConfig preset of the randomly initialised encoder"
+        "--model",
+        help="folder of the EfficientAT AudioSet tagger (default: the repository's pretrained/efficientat-mn04-as)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--data-root",
+        help="folder holding covid19-cough/ (metadata.json, raw/) instead of the 96 coughs bundled with the package",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
     from .demo import DemoConfig, run_demo
 
-    run_demo(args.output_dir, DemoConfig(preset=args.preset, seed=args.seed), progress=not args.quiet)
+    try:
+        run_demo(args.output_dir, DemoConfig(model=args.model, data_root=args.data_root), progress=not args.quiet)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print((args.output_dir / "results.md").read_text(encoding="utf-8"))
     print(
         f"wrote {args.output_dir / 'results.json'}, {args.output_dir / 'results.md'}, {args.output_dir / 'results.png'}"

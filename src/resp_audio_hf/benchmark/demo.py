@@ -1,26 +1,34 @@
-"""``resp-audio-hf demo``: the whole benchmark path on synthetic audio, offline, in seconds.
+"""``resp-audio-hf demo``: the shipped EfficientAT ``mn04`` (AudioSet) on real coughs, offline, in about a minute.
 
-A tiny randomly initialised model is built from a preset, a small labelled set of respiratory-like
-clips is synthesised in code, and the same code path as ``resp-audio-hf bench`` runs on it: streamed
-embedding extraction with the on-disk cache, OPERA's linear probe over five seeds, and the JSON,
-markdown and PNG reports.
+Two things run on 96 real cough recordings bundled with the package (CC0, ``resp_audio_hf/demo_data/covid19-cough``,
+24 from each combination of COVID-19 label and source; see the README there):
 
-The synthetic classes mimic what auscultation distinguishes:
-
-* ``normal`` - breathing: band-limited noise (100-1000 Hz) under a raised-cosine breathing envelope;
-* ``wheeze`` - the same plus a tonal component (200-800 Hz, slight vibrato) during inspiration;
-* ``crackle`` - the same plus short, damped clicks at random times.
+1. **AudioSet tagging.** ``EfficientATForAudioClassification`` from ``pretrained/efficientat-mn04-as`` labels every
+   clip with AudioSet's 527 classes; the report gives the top labels and how often each respiratory class (Cough,
+   Throat clearing, Breathing, Wheeze, Gasp, Sneeze, ...) is the top one.
+2. **The benchmark path.** The same recordings as a small copy of the ``COVID-cough`` task (split stratified by label
+   and source, seed 1337): embeddings through the on-disk cache, OPERA's linear probe over five seeds on standardised
+   features, for ``mn04`` with frequency-preserving and with mean pooling, and the log-mel statistics and duration
+   baselines. With about 20 test recordings this shows the path working, not a result: ``results/`` in the
+   repository holds the real table.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-DEMO_CLASSES = ("normal", "wheeze", "crackle")
+DEMO_DATA = Path(__file__).resolve().parents[1] / "demo_data"
+RESPIRATORY_LABELS = ("Cough", "Throat clearing", "Breathing", "Wheeze", "Gasp", "Sneeze", "Sniff", "Speech")
+
+
+def default_model_dir() -> Path:
+    """``pretrained/efficientat-mn04-as`` of the repository this package was installed from (editable install)."""
+    return Path(__file__).resolve().parents[3] / "pretrained" / "efficientat-mn04-as"
 
 
 @dataclass(frozen=True)
@@ -28,136 +36,210 @@ class DemoConfig:
     """Settings of the demo.
 
     Attributes:
-        preset: ``RespAudioConfig`` preset of the (randomly initialised) encoder.
-        subjects_per_class: synthetic "patients" per class.
-        clips_per_subject: recordings per patient (kept together in one split).
-        duration_s: clip length in seconds.
-        sampling_rate: rate the clips are synthesised at (the feature extractor resamples them).
-        seed: seeds the synthetic data and the model initialisation.
+        model: folder of the EfficientAT AudioSet tagger (``None``: the repository's ``pretrained/efficientat-mn04-as``).
+        data_root: folder holding ``covid19-cough/`` (``None``: the recordings bundled with the package).
+        top_k: AudioSet labels listed per clip.
         batch_size: embedding batch size.
     """
 
-    preset: str = "tiny-passt"
-    subjects_per_class: int = 10
-    clips_per_subject: int = 3
-    duration_s: float = 2.0
-    sampling_rate: int = 16000
-    seed: int = 0
+    model: str | None = None
+    data_root: str | None = None
+    top_k: int = 3
     batch_size: int = 16
 
 
-def _band_limited_noise(rng: np.random.Generator, n: int, sampling_rate: int, low: float, high: float) -> np.ndarray:
-    spectrum = np.fft.rfft(rng.standard_normal(n))
-    frequencies = np.fft.rfftfreq(n, 1.0 / sampling_rate)
-    spectrum[(frequencies < low) | (frequencies > high)] = 0.0
-    noise = np.fft.irfft(spectrum, n)
-    return noise / (np.abs(noise).max() + 1e-12)
+def tag_recordings(model_dir: str | os.PathLike, paths: list[str], top_k: int = 3) -> dict:
+    """AudioSet probabilities (sigmoid of the tagger's logits) of every clip: ``{"labels", "probabilities" [n, 527],
+    "top" (per clip, the ``top_k`` ``(label, probability)`` pairs)}``."""
+    import torch
+    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+    import resp_audio_hf  # noqa: F401  (registers the model types)
+
+    from ..data.audio import load_audio
+
+    model = AutoModelForAudioClassification.from_pretrained(model_dir).eval()
+    feature_extractor = AutoFeatureExtractor.from_pretrained(model_dir)
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    probabilities = []
+    with torch.inference_mode():
+        for path in paths:
+            audio, rate = load_audio(path, feature_extractor.sampling_rate)
+            inputs = feature_extractor([audio], sampling_rate=rate, return_tensors="pt")
+            probabilities.append(torch.sigmoid(model(**inputs).logits)[0].numpy())
+    probabilities = np.stack(probabilities)
+    top = [[(labels[i], float(row[i])) for i in np.argsort(-row)[:top_k]] for row in probabilities]
+    return {"labels": labels, "probabilities": probabilities, "top": top}
 
 
-def _breathing_envelope(rng: np.random.Generator, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Raised-cosine breathing cycles; also returns the inspiration mask (first half of each cycle)."""
-    period = rng.uniform(1.0, 1.8)
-    phase = (t / period + rng.uniform(0, 1)) % 1.0
-    envelope = (0.5 - 0.5 * np.cos(2 * np.pi * phase)) ** 1.5
-    return envelope, phase < 0.5
+def _probe_variants(task, model_dir: Path, cache_dir: Path, batch_size: int, progress: bool) -> dict:
+    """Mean ± std test AUROC of each variant on standardised features (one extraction per encoder)."""
+    from .embeddings import AudioEncoder
+    from .nonlearned import nonlearned_encoder
+    from .pooling import derive_pooling, frequency_row_spans
+    from .runner import embed_task, score_task
+
+    protocol = replace(task.spec.protocol, standardize_features=True)
+    mn04 = AudioEncoder.from_pretrained(str(model_dir), pooling="freq_preserving")
+    encoders = {"mn04": mn04, "log-mel-stats": nonlearned_encoder("log-mel-stats"), "duration": nonlearned_encoder("duration")}
+    embedded = {
+        key: embed_task(encoder, task, cache_dir=cache_dir, batch_size=batch_size, protocol=protocol, progress=progress)
+        for key, encoder in encoders.items()
+    }
+    common = set.intersection(*(set(e.table["file"]) for e in embedded.values()))
+    table = embedded["mn04"].table
+    table = table[table["file"].isin(common)].reset_index(drop=True)
+
+    def aligned(key):
+        frame = embedded[key].table.set_index("file")
+        return embedded[key].features[frame.index.get_indexer(table["file"])]
+
+    rows = len(frequency_row_spans(mn04.model.config))
+    variants = {
+        "mn04 AudioSet, freq_preserving": aligned("mn04"),
+        "mn04 AudioSet, mean": derive_pooling(aligned("mn04"), rows, "mean"),
+        "log-mel statistics": aligned("log-mel-stats"),
+        "clip duration": aligned("duration"),
+    }
+    scores = {}
+    for name, features in variants.items():
+        result = score_task(task.spec, table, features, protocol, split_mode=task.split_mode, test_splits=task.test_splits)
+        scores[name] = {"mean": result.mean, "std": result.std, "scores": result.scores, "embedding_dim": result.embedding_dim}
+    counts = {split: int(n) for split, n in table["split"].value_counts().items()}
+    return {"variants": scores, "counts": counts, "protocol": asdict(protocol)}
 
 
-def synthesize_clip(kind: str, rng: np.random.Generator, duration_s: float, sampling_rate: int) -> np.ndarray:
-    """One synthetic clip of class ``kind`` (see module docstring), float32 in [-1, 1]."""
-    if kind not in DEMO_CLASSES:
-        raise ValueError(f"Unknown demo class {kind!r}; choose from {DEMO_CLASSES}")
-    n = int(duration_s * sampling_rate)
-    t = np.arange(n) / sampling_rate
-    envelope, inspiration = _breathing_envelope(rng, t)
-    clip = rng.uniform(0.1, 0.3) * envelope * _band_limited_noise(rng, n, sampling_rate, 100.0, 1000.0)
-    if kind == "wheeze":
-        pitch = rng.uniform(200.0, 800.0) * (1 + 0.03 * np.sin(2 * np.pi * 5.0 * t))
-        tone = np.sin(2 * np.pi * np.cumsum(pitch) / sampling_rate)
-        clip += rng.uniform(0.1, 0.2) * tone * envelope * inspiration
-    elif kind == "crackle":
-        for _ in range(rng.integers(8, 20)):
-            start = rng.integers(0, n - sampling_rate // 100)
-            length = int(rng.uniform(0.002, 0.005) * sampling_rate)
-            k = np.arange(length) / sampling_rate
-            click = np.sin(2 * np.pi * rng.uniform(300, 1500) * k) * np.exp(-k / (length / sampling_rate / 4))
-            clip[start : start + length] += rng.uniform(0.3, 0.6) * click
-    return np.clip(clip, -1.0, 1.0).astype(np.float32)
+def _markdown(results: dict) -> str:
+    tags = results["tagging"]
+    lines = [
+        f"AudioSet tagging of {tags['n_clips']} real coughs by `{results['model']}` (EfficientAT mn04, mAP 0.432):",
+        "",
+        "| respiratory label | top label of | mean probability |",
+        "|---|---|---|",
+    ]
+    for label, row in tags["respiratory"].items():
+        lines.append(f"| {label} | {row['top_of']} clips | {row['mean_probability']:.3f} |")
+    lines += ["", "Most frequent top labels: " + ", ".join(f"{k} ({v})" for k, v in tags["top_label_counts"].items()), ""]
+    lines += ["Examples (top labels with their probabilities):", ""]
+    shown = set()
+    for clip in tags["clips"]:
+        stratum = (clip["covid19"], clip["source"])
+        if stratum not in shown:
+            shown.add(stratum)
+            top = ", ".join(f"{label} {p:.2f}" for label, p in clip["top"])
+            covid = "COVID-19" if clip["covid19"] else "negative"
+            lines.append(f"- `{clip['file']}` ({clip['source']}, {covid}): {top}")
+    lines.append("")
+    probe = results["probe"]
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(probe["counts"].items()))
+    lines += [
+        f"COVID-19 detection on the same coughs ({counts}): OPERA's linear probe, 5 seeds, standardised features. "
+        "About 20 test recordings: a demonstration of the path, not a result (see results/ in the repository).",
+        "",
+        "| features | test AUROC |",
+        "|---|---|",
+    ]
+    lines += [f"| {name} | {v['mean']:.3f} ± {v['std']:.3f} |" for name, v in probe["variants"].items()]
+    lines += ["", "Recordings: COVID-19 induced coughs, CC0 1.0 (resp_audio_hf/demo_data/covid19-cough/README.md)."]
+    return "\n".join(lines) + "\n"
 
 
-def synthesize_dataset(config: DemoConfig):
-    """Clips and a task table (``label``, ``subject_id``, patient-grouped ``split``)."""
-    import pandas as pd
+def _figure(results: dict, path: Path) -> Path:
+    import matplotlib
 
-    from ..data.tasks import patient_grouped_split
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
 
-    rng = np.random.default_rng(config.seed)
-    clips, rows = [], []
-    for label, kind in enumerate(DEMO_CLASSES):
-        for subject in range(config.subjects_per_class):
-            for number in range(config.clips_per_subject):
-                clips.append(synthesize_clip(kind, rng, config.duration_s, config.sampling_rate))
-                rows.append(
-                    {"file": f"{kind}-{subject:02d}-{number}", "label": label, "subject_id": f"{kind}-{subject:02d}"}
-                )
-    table = patient_grouped_split(pd.DataFrame(rows), seed=config.seed + 1337, test=True)
-    return clips, table
+    from ..data._io import atomic_path
+
+    tags = results["tagging"]["respiratory"]
+    probe = results["probe"]["variants"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    names = list(tags)
+    left.barh(names, [tags[n]["mean_probability"] for n in names], color="C3")
+    left.invert_yaxis()
+    left.set_xlabel("mean AudioSet probability over the coughs")
+    left.set_title("mn04 (AudioSet) on real coughs", fontsize=10)
+    variants = list(probe)
+    right.barh(variants, [probe[v]["mean"] - 0.5 for v in variants], left=0.5, xerr=[probe[v]["std"] for v in variants], color="C0", capsize=3)
+    right.invert_yaxis()
+    right.axvline(0.5, color="grey", linestyle="--", linewidth=0.8)
+    right.set_xlim(0.0, 1.0)
+    right.set_xlabel("test AUROC (5 seeds)")
+    right.set_title("COVID-19 probe, ~20 test coughs (demonstration)", fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
 
 
-def demo_task_spec():
-    """The demo task. Its probe follows OPERA's protocol (64 epochs, Adam, L2 1e-5, x0.97 per epoch, clip
-    1.0, best validation checkpoint, 5 seeds) except for the learning rate: an *untrained* encoder's
-    embeddings vary little around a common offset, and OPERA's 1e-4 (whose decaying schedule sums to
-    ~33 x 1e-4 over any number of epochs) barely moves the probe; 1e-2 lets it converge."""
-    from ..data.tasks import ProbeProtocol, TaskSpec
+@contextmanager
+def _quiet_transformers(quiet: bool):
+    """Without progress output, transformers' weight-loading bars and its load report (the AudioSet head is not part
+    of the embedding model) stay silent too."""
+    from transformers.utils import logging as hf_logging
 
-    return TaskSpec(
-        "DEMO",
-        "synthetic breathing: normal / wheeze / crackle",
-        "synthetic",
-        "synthetic lung sound",
-        "classification",
-        "holdout",
-        ProbeProtocol(batch_size=32, learning_rate=1e-2),
-        "patient-grouped stratified 60/20/20",
-        DEMO_CLASSES,
-        opera=False,
-    )
+    if not quiet:
+        yield
+        return
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
 
 
 def run_demo(output_dir: str | os.PathLike, config: DemoConfig | None = None, progress: bool = False) -> dict:
-    """Run the demo and write ``results.json``/``results.md``/``results.png`` into ``output_dir``.
-
-    Returns:
-        The results dictionary (also written to ``results.json``).
-    """
-    from .embeddings import ArrayClipDataset, AudioEncoder, extract_embeddings
-    from .report import write_reports
-    from .runner import BenchmarkResult, encoder_settings, score_task
+    """Run the demo and write ``results.json`` / ``results.md`` / ``results.png`` into ``output_dir``."""
+    from ..data._io import atomic_write_json, atomic_write_text
+    from ..data.tasks import load_task
 
     config = config or DemoConfig()
     output_dir = Path(output_dir)
-    encoder = AudioEncoder.from_preset(config.preset, seed=config.seed)
-    clips, table = synthesize_dataset(config)
-    dataset = ArrayClipDataset(clips, config.sampling_rate, encoder.sampling_rate, names=table["file"].tolist())
-    features = extract_embeddings(
-        encoder,
-        dataset,
-        cache_dir=output_dir / "cache",
-        cache_extra={"task": "DEMO"},
-        batch_size=config.batch_size,
-        progress=progress,
-        desc="DEMO embeddings",
-    )
-    spec = demo_task_spec()
-    result = BenchmarkResult(
-        model=encoder.model_id,
-        model_fingerprint=encoder.fingerprint(),
-        settings={"demo": {k: v for k, v in config.__dict__.items()}, **encoder_settings(encoder)},
-    )
-    result.tasks[spec.task_id] = score_task(spec, table, features, data_report=f"{len(table)} synthetic clips")
-    results = result.to_dict()
-    write_reports(results, output_dir, baselines=False)
+    model_dir = Path(config.model) if config.model else default_model_dir()
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(
+            f"No EfficientAT model at {model_dir}: the demo uses the repository's pretrained/efficientat-mn04-as "
+            "(install the package editable from a clone: pip install -e .), or pass --model FOLDER."
+        )
+    task = load_task("COVID-cough", config.data_root or DEMO_DATA)
+    table = task.available
+    with _quiet_transformers(not progress):
+        tagged = tag_recordings(model_dir, table["audio"].tolist(), config.top_k)
+    labels = tagged["labels"]
+    top_labels = [top[0][0] for top in tagged["top"]]
+    respiratory = {
+        label: {
+            "top_of": int(sum(t == label for t in top_labels)),
+            "mean_probability": float(tagged["probabilities"][:, labels.index(label)].mean()),
+        }
+        for label in RESPIRATORY_LABELS
+    }
+    counts = {label: top_labels.count(label) for label in sorted(set(top_labels), key=lambda l: -top_labels.count(l))}
+    results = {
+        "model": str(model_dir),
+        "data": str(config.data_root or DEMO_DATA),
+        "tagging": {
+            "n_clips": len(table),
+            "respiratory": respiratory,
+            "top_label_counts": dict(list(counts.items())[:8]),
+            "clips": [
+                {"file": file, "covid19": int(label), "source": source, "top": top}
+                for file, label, source, top in zip(table["file"], table["label"], table["source"], tagged["top"])
+            ],
+        },
+    }
+    with _quiet_transformers(not progress):
+        results["probe"] = _probe_variants(task, model_dir, output_dir / "cache", config.batch_size, progress)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(output_dir / "results.json", results)
+    atomic_write_text(output_dir / "results.md", _markdown(results))
+    _figure(results, output_dir / "results.png")
     return results
 
 
-__all__ = ["DEMO_CLASSES", "DemoConfig", "run_demo", "synthesize_clip", "synthesize_dataset"]
+__all__ = ["DEMO_DATA", "DemoConfig", "RESPIRATORY_LABELS", "default_model_dir", "run_demo", "tag_recordings"]

@@ -82,6 +82,21 @@ def _compact(value):
     return value
 
 
+def _model_not_found(name_or_path, error: Exception) -> Exception:
+    """``error`` of loading a model's configuration, with what was looked at: transformers' own message names
+    neither the folder nor the Hub id when the Hub cannot be reached."""
+    from ..data.download import offline_mode
+
+    if Path(name_or_path).is_dir():
+        where = f"{name_or_path} is a folder but not a model folder (config.json with a model_type)"
+    else:
+        hub = "HF_HUB_OFFLINE is set, so the Hub was not asked" if offline_mode() == "HF_HUB_OFFLINE" else (
+            "loading it from the Hub failed"
+        )
+        where = f"{name_or_path} is not a local folder, and {hub}"
+    return (OSError if isinstance(error, OSError) else ValueError)(f"{where}: {error}")
+
+
 class AudioEncoder:
     """A transformers audio model plus its feature extractor, returning one vector per clip.
 
@@ -134,7 +149,10 @@ class AudioEncoder:
         import resp_audio_hf  # noqa: F401  (registers the resp_audio model type with the Auto classes)
 
         kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
-        config = AutoConfig.from_pretrained(name_or_path, **kwargs)
+        try:
+            config = AutoConfig.from_pretrained(name_or_path, **kwargs)
+        except (OSError, ValueError) as error:
+            raise _model_not_found(name_or_path, error) from error
         if pooling is not None:
             if config.model_type not in POOLING_MODEL_TYPES:
                 raise ValueError(

@@ -6,7 +6,6 @@ import logging
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 
@@ -111,14 +110,75 @@ def make_runs(
 
 
 def check_task_splits(task: TaskData, protocol: ProbeProtocol | None = None) -> list[ProbeRun]:
-    """The task's probe runs on its available rows, or a ``ValueError`` naming the task, the empty split and the
-    split mode. Called before any embedding is extracted, so a task that cannot be scored costs nothing."""
+    """The task's probe runs on its available rows, or a ``ValueError`` naming the task, the split, the split mode
+    and (classification) the split's class counts when a split is empty or its labels cannot be probed or scored
+    (:func:`check_split_labels`). Called before any embedding is extracted, so a task that cannot be scored costs
+    nothing."""
+    table = task.available
     try:
-        return make_runs(task.spec, task.available, protocol or task.spec.protocol, task.test_splits)
+        runs = make_runs(task.spec, table, protocol or task.spec.protocol, task.test_splits)
+        check_split_labels(task.spec, table, runs, task.test_splits)
     except ValueError as error:
         raise ValueError(
             f"{error} Split mode {task.split_mode!r}; nothing was extracted. Data: {task.report.summary()}"
         ) from None
+    return runs
+
+
+_ICBHI_METRICS = ("icbhi_score", "sensitivity", "specificity")
+
+
+def check_split_labels(spec: TaskSpec, table, runs: list[ProbeRun], test_splits: tuple[str, ...] = ("test",)) -> None:
+    """Raise a ``ValueError`` naming the task, the split and its class counts when a run's labels cannot be probed
+    or scored: a classification probe needs two classes to train on and two in validation (the checkpoint is
+    chosen by validation AUROC); each test split needs two classes for AUROC, and normal (class 0) and abnormal
+    labels for the ICBHI score, sensitivity and specificity. A regression probe needs training targets that are
+    not all equal (they are standardised). A class absent from a split that has two others is allowed: OPERA's
+    macro AUROC counts it as 0, with a warning (``_find_absent_classes``)."""
+    targets = _label_array(spec, table)
+    metrics = (spec.metric, *spec.extra_metrics)
+    split = table["split"].to_numpy() if "split" in table.columns else None
+    checked = set()
+    for run in runs:
+        parts = [("train", run.train), ("validation", run.validation)]
+        if spec.evaluation == "holdout":
+            parts += [(name, run.test[split[run.test] == name]) for name in test_splits]
+        else:
+            parts.append(("test", run.test))
+        fold = "" if spec.evaluation == "holdout" else f" of {run.name}"
+        for name, rows in parts:
+            key = (name, fold)
+            if key in checked:  # hold-out runs share their splits
+                continue
+            checked.add(key)
+            labels = targets[rows]
+            if spec.kind != "classification":
+                if name == "train" and len(labels) and np.std(labels) == 0:
+                    raise ValueError(
+                        f"{spec.task_id}: every target of the train split{fold} is {labels[0]:g} ({len(labels)} "
+                        "recordings); a regression probe cannot learn from equal targets."
+                    )
+                continue
+            present = set(np.unique(labels).tolist())
+            problem = None
+            if name in ("train", "validation") and len(present) < 2:
+                use = "learn from" if name == "train" else "choose its checkpoint (by AUROC) on"
+                problem = f"the probe cannot {use} a single class"
+            elif name not in ("train", "validation"):
+                if "auroc" in metrics and len(present) < 2:
+                    problem = "AUROC is undefined for a single class"
+                elif any(m in metrics for m in _ICBHI_METRICS) and (0 not in present or present == {0}):
+                    problem = (
+                        f"the ICBHI score needs both {spec.class_names[0]!r} and abnormal labels (its sensitivity "
+                        "and specificity are undefined otherwise)"
+                    )
+            if problem:
+                counts = ", ".join(
+                    f"{class_name}: {int(np.sum(labels == c))}" for c, class_name in enumerate(spec.class_names)
+                )
+                raise ValueError(
+                    f"{spec.task_id}: the {name} split{fold} has classes {{{counts}}}; {problem}; cannot evaluate."
+                )
 
 
 def compute_test_metrics(spec: TaskSpec, y_true: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
@@ -144,16 +204,21 @@ def _label_array(spec: TaskSpec, table) -> np.ndarray:
 
 
 def unusable_recordings(report: BuildReport) -> list[dict]:
-    """``{"path", "reason"}`` for each recording the task's build report could not use."""
+    """``{"path", "reason"}`` for each recording the task's build report could not use: one entry per recording,
+    also where the task's items are annotated segments of it (``<file>#<n>``, e.g. ICBHI cycles, SPRSound events),
+    whose number the reason gives."""
     root = report.root or "the data root"
-    entries, named = [], set()
+    segments: dict[str, list[str]] = {}
     for item in report.missing:
-        name = Path(str(item).split("#", 1)[0]).name
-        copies = report.duplicates.get(name)
-        if copies:
-            named.add(name)
-        reason = _duplicate_reason(copies) if copies else f"not found under {root}"
-        entries.append({"path": str(item), "reason": reason})
+        segments.setdefault(str(item).split("#", 1)[0], []).append(str(item))
+    entries, named = [], set()
+    for recording, items in segments.items():
+        key = report.duplicate_of(recording)
+        named.add(key)
+        reason = _duplicate_reason(report.duplicates[key]) if key else f"not found under {root}"
+        if items != [recording]:
+            reason += f"; its {len(items)} annotated segment(s) ({items[0]} to {items[-1]}) are not used"
+        entries.append({"path": recording, "reason": reason})
     entries += [{"path": entry["path"], "reason": entry["reason"]} for entry in report.corrupt]
     entries += [
         {"path": name, "reason": _duplicate_reason(copies)}
@@ -270,6 +335,10 @@ def evaluate_task(
         protocol=protocol,
         progress=progress,
     )
+    return _score_embedded(task, embedded, protocol, started)
+
+
+def _score_embedded(task: TaskData, embedded: EmbeddedTask, protocol: ProbeProtocol, started: float) -> TaskResult:
     result = score_task(
         task.spec,
         embedded.table,
@@ -325,6 +394,7 @@ def score_task(
         raise ValueError(f"{spec.task_id}: {len(features)} embeddings for {len(table)} table rows")
     targets = _label_array(spec, table)
     runs = make_runs(spec, table, protocol, test_splits)
+    check_split_labels(spec, table, runs, test_splits)  # the table may have lost rows whose embedding failed
     n_classes = len(spec.class_names) if spec.kind == "classification" else None
     if spec.evaluation != "holdout":
         test_splits = ("test",)
@@ -431,6 +501,20 @@ def _find_absent_classes(
 
 
 @dataclass
+class FailedTask:
+    """A task that could not be scored.
+
+    Attributes:
+        error: the exception, as ``"<type>: <message>"``.
+        skipped_recordings: the recordings of the task that could not be used, as in
+            :attr:`TaskResult.skipped_recordings`, as far as the task got (empty when its table could not be built).
+    """
+
+    error: str
+    skipped_recordings: list[dict] = field(default_factory=list)
+
+
+@dataclass
 class BenchmarkResult:
     """Everything ``resp-audio-hf bench`` writes to ``results.json``."""
 
@@ -438,7 +522,7 @@ class BenchmarkResult:
     model_fingerprint: str
     tasks: dict[str, TaskResult] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
-    failed: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, FailedTask] = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -448,7 +532,7 @@ class BenchmarkResult:
             "settings": self.settings,
             "tasks": {k: asdict(v) for k, v in self.tasks.items()},
             "unavailable": dict(self.unavailable),
-            "failed": dict(self.failed),
+            "failed": {k: asdict(v) for k, v in self.failed.items()},
         }
 
 
@@ -478,8 +562,9 @@ def run_benchmark(
 ) -> BenchmarkResult:
     """Evaluate ``encoder`` on ``tasks`` (``"T7,T10"``, ``"all"``...).
 
-    A task whose corpus or OPERA files are absent is recorded in ``unavailable``, a task that fails
-    during evaluation in ``failed`` (both with the reason); the other tasks still run. Every task is built and its
+    A task whose corpus or OPERA files are absent is recorded in ``unavailable`` (with the reason), a task that
+    fails in ``failed`` (a :class:`FailedTask`: the error and the recordings skipped so far); the other tasks still
+    run. Every task is built and its
     splits checked (:func:`check_task_splits`) before any embedding is extracted, so a task that cannot be scored
     is reported at once instead of after the other tasks' extraction.
     """
@@ -507,7 +592,7 @@ def run_benchmark(
             logger.warning("%s skipped: %s", task_id, error)
             continue
         except Exception as error:  # a malformed metadata file must not discard the other tasks
-            result.failed[task_id] = f"{type(error).__name__}: {error}"
+            result.failed[task_id] = FailedTask(f"{type(error).__name__}: {error}")
             logger.exception("%s: building the task table failed", task_id)
             continue
         if protocol_overrides:
@@ -515,13 +600,15 @@ def run_benchmark(
         try:
             check_task_splits(task)
         except ValueError as error:
-            result.failed[task_id] = f"{type(error).__name__}: {error}"
+            result.failed[task_id] = FailedTask(f"{type(error).__name__}: {error}", unusable_recordings(task.report))
             logger.error("%s", error)
             continue
         ready[task_id] = task
     for task_id, task in ready.items():
+        started = time.perf_counter()
+        skipped = unusable_recordings(task.report)
         try:
-            result.tasks[task_id] = evaluate_task(
+            embedded = embed_task(
                 encoder,
                 task,
                 cache_dir=cache_dir,
@@ -530,8 +617,10 @@ def run_benchmark(
                 max_duration=max_duration,
                 progress=progress,
             )
+            skipped = embedded.skipped
+            result.tasks[task_id] = _score_embedded(task, embedded, task.spec.protocol, started)
         except Exception as error:  # one task's failure must not discard the others' results
-            result.failed[task_id] = f"{type(error).__name__}: {error}"
+            result.failed[task_id] = FailedTask(f"{type(error).__name__}: {error}", skipped)
             logger.exception("%s failed", task_id)
     return result
 
@@ -540,8 +629,10 @@ __all__ = [
     "OPERA_TASK_IDS",
     "BenchmarkResult",
     "EmbeddedTask",
+    "FailedTask",
     "TaskResult",
     "HeldOutPredictions",
+    "check_split_labels",
     "check_task_splits",
     "compute_test_metrics",
     "embed_task",

@@ -5,6 +5,8 @@ Every file the package, ``training/`` and ``benchmarks/`` write goes through a t
 folder), so that an interrupted run never leaves a half-written cache, checkpoint, split file or
 result behind: a reader sees either the previous complete one or the new complete one. The data is
 flushed to disk (``fsync``) before the rename, so a power loss does not publish an empty file either.
+What they publish gets the modes ``open`` and ``mkdir`` give under the caller's umask (files 0666 & ~umask,
+folders 0777 & ~umask), not the private 0600/0700 of the temporary files and folders they go through.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import os
 import secrets
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,13 +85,49 @@ def _fsync(path: Path) -> None:
         os.close(descriptor)
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it (``os.umask`` can only be read by setting it, which races
+    with other threads creating files); where ``/proc`` cannot tell, it is read by setting it back at once."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+def _give_umask_mode(path: Path, umask: int) -> None:
+    """Give ``path`` the mode ``open`` (a file) or ``mkdir`` (a folder) would give it under ``umask``; a file's
+    execute bits are kept (masked too). Symbolic links are left alone."""
+    if path.is_symlink():
+        return
+    mode = stat.S_IMODE(path.stat().st_mode)
+    wanted = (0o777 if path.is_dir() else 0o666 | (mode & 0o111)) & ~umask
+    if mode != wanted:
+        path.chmod(wanted)
+
+
+def _give_umask_modes(folder: Path) -> None:
+    """:func:`_give_umask_mode` for ``folder`` and everything inside it."""
+    umask = current_umask()
+    _give_umask_mode(folder, umask)
+    for root, folders, files in os.walk(folder):
+        for name in folders + files:
+            _give_umask_mode(Path(root) / name, umask)
+
+
 @contextlib.contextmanager
 def atomic_path(final_path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path next to ``final_path``; on success move it into place atomically.
 
     The temporary file lives in the same directory so ``os.replace`` is a rename on the same file
     system (atomic on POSIX and Windows). On any exception the temporary file is removed and the
-    previous ``final_path`` (if any) is left untouched.
+    previous ``final_path`` (if any) is left untouched. The published file gets the mode ``open`` gives
+    under the umask (``mkstemp``'s file is private, 0600).
     """
     final_path = Path(final_path)
     final_path.parent.mkdir(parents=True, exist_ok=True)
@@ -97,6 +136,7 @@ def atomic_path(final_path: str | os.PathLike, suffix: str = "") -> Iterator[Pat
     tmp_path = Path(tmp_name)
     try:
         yield tmp_path
+        _give_umask_mode(tmp_path, current_umask())
         _fsync(tmp_path)
         os.replace(tmp_path, final_path)
     except BaseException:
@@ -140,9 +180,12 @@ def publish_folder(ready: str | os.PathLike, final: str | os.PathLike) -> Path:
     """Move the fully written folder ``ready`` to ``final`` (a sibling), replacing an older ``final``.
 
     The older folder is renamed aside first and deleted only once the new one has its name; if the
-    move fails, the older folder gets its name back.
+    move fails, the older folder gets its name back. ``ready`` and everything in it first get the modes ``open``
+    and ``mkdir`` give under the umask, so that writers that went through private temporary files or folders
+    (``mkdtemp``, safetensors) do not publish 0600 files or 0700 folders.
     """
     ready, final = Path(ready), Path(final)
+    _give_umask_modes(ready)
     previous = None
     if final.exists():
         previous = final.with_name(f".old-{final.name}-{secrets.token_hex(8)}")
@@ -164,8 +207,8 @@ def atomic_folder(final_dir: str | os.PathLike) -> Iterator[Path]:
     """Yield a new empty sibling of ``final_dir`` to write into; on success it replaces ``final_dir``
     (:func:`publish_folder`), on any exception it is deleted and ``final_dir`` is left as it was.
 
-    The folder is made with ``mkdir``, which honours the umask (``final_dir`` ends up as ``mkdir final_dir``
-    would make it), unlike ``tempfile.mkdtemp``, which always makes it private (0700).
+    ``final_dir`` and what it holds get the modes ``mkdir`` and ``open`` give under the umask (see
+    :func:`publish_folder`).
     """
     final_dir = Path(final_dir)
     final_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -71,6 +71,19 @@ class BuildReport:
         """True when every expected file is present and decodable."""
         return not self.missing and not self.corrupt and not self.duplicates
 
+    def duplicate_of(self, item: str) -> str | None:
+        """The ``duplicates`` key of a missing ``item`` (a table's ``file``, ``<file>#<n>`` for a segment) that is
+        absent because it is present several times with different contents, else ``None``. :class:`FileIndex`
+        records an ambiguous lookup under the key it was asked for: the relative path (``tail`` lookups, CoughVID's
+        uuid), the file name, or the stem (also without its last character, CoughVID's fallback)."""
+        recording = str(item).split("#", 1)[0]
+        name = PurePosixPath(recording).name
+        stem = PurePosixPath(name).stem
+        for key in (recording, name, stem, stem[:-1]):
+            if key in self.duplicates:
+                return key
+        return None
+
     def exclude(self, reason: str, items: Iterable[str]) -> None:
         items = list(items)
         if items:
@@ -78,8 +91,11 @@ class BuildReport:
 
     def summary(self) -> str:
         parts = [f"{self.name}: {self.n_usable} usable"]
-        if self.missing:
-            parts.append(f"{len(self.missing)} missing (e.g. {self.missing[0]})")
+        absent = [item for item in self.missing if self.duplicate_of(item) is None]  # not counted twice
+        if absent:
+            files = dict.fromkeys(str(item).split("#", 1)[0] for item in absent)  # segments -> their file
+            segments = "" if len(files) == len(absent) else f"; {len(absent)} rows counting each segment"
+            parts.append(f"{len(files)} missing (e.g. {next(iter(files))}{segments})")
         if self.corrupt:
             parts.append(f"{len(self.corrupt)} corrupt (e.g. {self.corrupt[0]['path']}: {self.corrupt[0]['reason']})")
         if self.duplicates:

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from resp_audio_hf.data._io import atomic_folder, atomic_write_json, publish_folder, remove_tree
+from ..data._io import atomic_folder, atomic_write_json, publish_folder, remove_tree
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 TRAINING_STATE_NAME = "training_state.json"

@@ -1,16 +1,15 @@
-"""Configuration of the training scripts: dataclasses filled from a YAML file plus `key.sub=value` overrides."""
+"""Configuration of the training commands: dataclasses filled from a YAML file plus `key.sub=value` overrides, merged
+and type-checked as OmegaConf structured configs."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from m2d_objective import M2DObjectiveConfig
+from .m2d_objective import M2DObjectiveConfig
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
 
@@ -101,8 +100,6 @@ class DataConfig:
     cache_dir: str | None = None
 
     def __post_init__(self):
-        if not self.corpora:
-            raise ValueError("data.corpora is empty: list at least one corpus to pre-train on.")
         if self.batch_size < 1:
             raise ValueError(f"data.batch_size must be positive, got {self.batch_size}.")
         if self.short_clips not in ("repeat", "pad"):
@@ -197,62 +194,43 @@ class PretrainConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def __post_init__(self):
+        # Checked here rather than in DataConfig, whose empty default is the schema OmegaConf merges the YAML into.
+        if not self.data.corpora:
+            raise ValueError("data.corpora is empty: list at least one corpus to pre-train on.")
+
 
 # ---------------------------------------------------------------------------------------------- YAML + CLI
 
 
-def apply_overrides(raw: dict, overrides: list[str]) -> dict:
-    """Set `a.b.c=value` entries in a nested dict; values are parsed as YAML (`3`, `1e-4`, `true`, `[1, 2]`)."""
-    import yaml
+def parse_overrides(overrides: list[str]):
+    """`a.b.c=value` entries as an OmegaConf config; values are parsed as YAML (`3`, `1e-4`, `true`, `[1, 2]`)."""
+    from omegaconf import OmegaConf
 
     for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
+        key, sep, _ = item.partition("=")
+        if not sep or not key.strip():
             raise ValueError(f"Override {item!r} is not of the form section.key=value (e.g. train.max_steps=100).")
-        node = raw
-        *parents, leaf = key.strip().split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"Override {item!r}: {part!r} is not a section.")
-        node[leaf] = yaml.safe_load(value)
-    return raw
+    return OmegaConf.from_dotlist(list(overrides))
 
 
-def build_dataclass(cls, raw: Any, where: str = ""):
-    """Instantiate dataclass `cls` from nested dicts/lists, rejecting unknown keys with the list of valid ones."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ValueError(f"{where or cls.__name__} must be a mapping, got {type(raw).__name__}.")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        raise ValueError(f"Unknown key(s) {unknown} in {where or cls.__name__}; valid keys: {sorted(names)}.")
-    values = {key: _convert(hints[key], value, f"{where}.{key}" if where else key) for key, value in raw.items()}
-    return cls(**values)
+def build_dataclass(cls, *sources):
+    """
+    Instantiate dataclass `cls` from its defaults merged with `sources` (nested dicts, OmegaConf configs), in order,
+    through an OmegaConf structured config: unknown keys and values of the wrong type are refused with the key and
+    the valid keys or the expected type; each dataclass's `__post_init__` checks the values it is built with.
+    """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-
-def _convert(hint, value, where: str):
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None:
-            return None
-        hint = next(a for a in args if a is not type(None))
-        return _convert(hint, value, where)
-    if dataclasses.is_dataclass(hint):
-        return build_dataclass(hint, value, where)
-    if origin is list and args and dataclasses.is_dataclass(args[0]):
-        if not isinstance(value, list):
-            raise ValueError(f"{where} must be a list.")
-        return [build_dataclass(args[0], item, f"{where}[{i}]") for i, item in enumerate(value)]
-    if origin is tuple and isinstance(value, list):
-        return tuple(value)
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    return value
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(cls), *(source or {} for source in sources))
+        return OmegaConf.to_object(merged)
+    except ConfigKeyError as error:
+        valid = sorted(f.name for f in dataclasses.fields(error.object_type)) if error.object_type else []
+        raise ValueError(f"Unknown key {error.full_key!r} in {cls.__name__}; valid keys there: {valid}.") from None
+    except OmegaConfBaseException as error:
+        raise ValueError(f"{cls.__name__}: {error.msg} (at {error.full_key!r}).") from None
 
 
 def training_argument_parser(
@@ -270,14 +248,11 @@ def training_argument_parser(
 
 
 def load_config(cls, path: str | None, overrides: list[str] | None = None):
-    """Read `path` (YAML, optional), apply `overrides` and build `cls`."""
-    import yaml
+    """Build `cls` from its defaults, the YAML file `path` (optional) and the `section.key=value` `overrides`."""
+    from omegaconf import OmegaConf
 
-    raw: dict = {}
-    if path is not None:
-        with open(path, encoding="utf-8") as handle:
-            raw = yaml.safe_load(handle) or {}
-    return build_dataclass(cls, apply_overrides(raw, list(overrides or [])))
+    raw = OmegaConf.load(path) if path is not None else None
+    return build_dataclass(cls, raw, parse_overrides(list(overrides or [])))
 
 
 def to_plain_dict(config) -> dict:

@@ -35,10 +35,11 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from audio_cache import DecodedCorpus, decoded_corpus
-from config import CorpusConfig, DataConfig
-from resp_audio_hf.data._io import read_table_rows
 from resp_audio_hf.data.audio import AudioDecodeError, _short_error
+
+from ..data._io import read_table_rows
+from .audio_cache import DecodedCorpus, decoded_corpus
+from .config import CorpusConfig, DataConfig
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from resp_audio_hf.data._io import atomic_write_json, publish_folder, remove_tree
+from ..data._io import atomic_write_json, publish_folder, remove_tree
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,134 @@
+"""`pipeline("audio-classification")` for RespAudio classifiers: the feature extractor's checks come first.
+
+transformers' `AudioClassificationPipeline` decodes files and resamples arrays itself before it calls the feature
+extractor, so bad input fails inside torchaudio or FFmpeg with messages that name neither the file nor the problem (an
+empty or integer array at another rate, "Malformed soundfile"), and rates the feature extractor refuses (999 Hz) pass.
+[`RespAudioClassificationPipeline`] hands arrays to the feature extractor at their own rate (it checks, then resamples
+with the same `torchaudio.functional.resample`), and names the file or URL in every error about it. Files and bytes
+are still decoded by FFmpeg at the model's rate, as transformers does.
+
+Importing `resp_audio_hf` makes it the `audio-classification` pipeline ([`register_pipeline`]); for models with another
+feature extractor it behaves exactly as transformers' own. Saved classifiers also name it in `custom_pipelines`, so
+that a process without this package builds it from the folder with `trust_remote_code=True`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+from transformers.pipelines.audio_classification import AudioClassificationPipeline, ffmpeg_read
+
+TASK = "audio-classification"
+# The `custom_pipelines` entry of a saved classifier's config.json (see `RespAudioForAudioClassification.
+# save_pretrained`): in a process without this package, `pipeline(TASK, model=folder, trust_remote_code=True)` loads
+# the class from the folder's copy of this file.
+CUSTOM_PIPELINES = {
+    TASK: {
+        "impl": "pipeline_resp_audio.RespAudioClassificationPipeline",
+        "pt": ["AutoModelForAudioClassification"],
+        "type": "audio",
+    }
+}
+
+
+class RespAudioClassificationPipeline(AudioClassificationPipeline):
+    """
+    Audio classification with a RespAudio classifier. Inputs, as in transformers: a file path or URL (decoded by
+    FFmpeg at the model's rate), the bytes of a file, an array or tensor at the model's rate, a `{"array" | "raw":
+    samples, "sampling_rate": rate}` dict at any rate, or a torchcodec `AudioDecoder`. One input is one clip: a 2-D
+    array is read as channels (the shorter axis) and frames, and downmixed if stereo; pass a list of inputs to
+    classify several clips.
+    """
+
+    def preprocess(self, inputs):
+        # By class name, so that a feature extractor loaded as remote code (another class object) counts too.
+        if type(self.feature_extractor).__name__ != "RespAudioFeatureExtractor":
+            return super().preprocess(inputs)
+        source = None  # what the errors name: the file, URL or bytes the audio came from
+        if isinstance(inputs, os.PathLike):
+            inputs = os.fspath(inputs)
+        if isinstance(inputs, str):
+            source, inputs = inputs, _read_source(inputs)
+        if isinstance(inputs, (bytes, bytearray)):
+            source = source or f"the {len(inputs)} bytes given"
+            inputs = {"array": _decode(bytes(inputs), self.feature_extractor.sampling_rate, source)}
+            inputs["sampling_rate"] = self.feature_extractor.sampling_rate
+        torchcodec = sys.modules.get("torchcodec")
+        if torchcodec is not None and isinstance(inputs, torchcodec.decoders.AudioDecoder):
+            samples = inputs.get_all_samples()
+            inputs = {"array": samples.data, "sampling_rate": samples.sample_rate}
+        if isinstance(inputs, dict):
+            audio, sampling_rate = _array_and_rate(inputs)
+        else:
+            # A bare array is taken at the model's rate, as transformers documents.
+            audio, sampling_rate = inputs, self.feature_extractor.sampling_rate
+        if np.ndim(audio) == 2:
+            audio = [audio]  # one input is one clip: its two axes are channels and frames, in either order
+        try:
+            processed = self.feature_extractor(audio, sampling_rate=sampling_rate, return_tensors="pt")
+        except (ValueError, TypeError) as error:
+            if source is None:
+                raise
+            raise type(error)(f"{source}: {error}") from error
+        if self.dtype is not None:
+            processed = processed.to(dtype=self.dtype)
+        return processed
+
+
+def _read_source(location: str) -> bytes:
+    if location.startswith(("http://", "https://")):
+        from huggingface_hub.utils import httpx
+
+        try:
+            response = httpx.get(location, follow_redirects=True)
+        except httpx.HTTPError as error:  # refused, timed out, or cut off before its announced length
+            raise ValueError(f"{location}: the download failed ({type(error).__name__}: {error}).") from error
+        if response.status_code != 200:
+            raise ValueError(f"{location}: the server answered HTTP {response.status_code}, not an audio file.")
+        return response.content
+    if not os.path.isfile(location):
+        raise FileNotFoundError(f"No audio file at {location}.")
+    with open(location, "rb") as handle:
+        return handle.read()
+
+
+def _decode(data: bytes, sampling_rate: int, source: str) -> np.ndarray:
+    if not data:
+        raise ValueError(f"{source}: the file is empty (0 bytes).")
+    try:
+        return ffmpeg_read(data, sampling_rate)
+    except ValueError as error:
+        if "ffmpeg was not found" in str(error):
+            raise ValueError(f"{source}: FFmpeg, which decodes audio files, is not installed.") from error
+        raise ValueError(
+            f"{source}: FFmpeg decoded no audio from it ({len(data)} bytes); it is truncated, corrupt or not an audio "
+            "file."
+        ) from error
+
+
+def _array_and_rate(inputs: dict):
+    if "sampling_rate" not in inputs or not ("raw" in inputs or "array" in inputs):
+        raise ValueError(
+            'A dict input needs the samples under "array" (as in datasets) or "raw" and their rate under '
+            f'"sampling_rate"; got the keys {sorted(inputs)}.'
+        )
+    audio = inputs["raw"] if "raw" in inputs else inputs["array"]
+    return audio, inputs["sampling_rate"]
+
+
+def register_pipeline() -> None:
+    """
+    Make [`RespAudioClassificationPipeline`] the class `pipeline("audio-classification", ...)` builds, keeping the
+    task's models and defaults. Its task entry is replaced rather than registered anew with
+    `PIPELINE_REGISTRY.register_pipeline`, which would warn on every import and mark the class as a custom pipeline
+    that `Pipeline.save_pretrained` then writes into every saved model's config.
+    """
+    from transformers.pipelines import PIPELINE_REGISTRY
+
+    task = PIPELINE_REGISTRY.supported_tasks[TASK]
+    PIPELINE_REGISTRY.supported_tasks[TASK] = {**task, "impl": RespAudioClassificationPipeline}
+
+
+__all__ = ["CUSTOM_PIPELINES", "RespAudioClassificationPipeline", "register_pipeline"]
