@@ -149,7 +149,7 @@ def main() -> None:
                         "preset": preset,
                         "minutes": minutes,
                         "path": path,
-                        "layers": args.layers or "preset",
+                        "layers": "preset" if args.layers is None else args.layers,
                         "seconds": result["seconds"],
                         "audio_mb": result["audio_mb"],
                         "rss_before_mb": result["rss_before_mb"],

@@ -85,3 +85,24 @@ def test_reports_without_baselines_only_show_our_model(tmp_path):
     assert "OPERA-CT" not in table and "MRR" not in table and "0.950 ± 0.600" in table
     assert "mrr" not in json.loads(paths["json"].read_text())
     assert not list(tmp_path.glob(".*tmp*"))  # written through temporary files, none left behind
+
+
+def test_baselines_say_which_tasks_opera_published_none_for(tmp_path):
+    results = _results()
+    results["tasks"]["S1"] = {**results["tasks"]["T7"], "name": "SPRSound record level"}
+    table = write_reports(results, tmp_path, baselines=True)["markdown"].read_text()
+    assert "| S1 | SPRSound record level | AUROC ↑ | 0.900 ± 0.010 | – | – | – | – | – | – | – |" in table
+    assert "- OPERA published no baseline for S1 (–): its tables cover T1-T19; the mean reciprocal rank is over the " \
+        "tasks they cover." in table
+    sprsound_only = {**results, "tasks": {"S1": results["tasks"]["S1"]}}
+    table = write_reports(sprsound_only, tmp_path / "sprsound", baselines=True)["markdown"].read_text()
+    assert "MRR" not in table
+    assert "- OPERA published no baseline for S1 (–): its tables cover T1-T19; the mean reciprocal rank is over the " \
+        "tasks they cover, none of them here." in table
+
+
+def test_a_run_without_scores_leaves_no_chart_of_an_earlier_run(tmp_path):
+    assert write_reports(_results(), tmp_path)["png"].is_file()
+    nothing_scored = {**_results(), "tasks": {}}
+    paths = write_reports(nothing_scored, tmp_path)
+    assert "png" not in paths and sorted(p.name for p in tmp_path.iterdir()) == ["results.json", "results.md"]

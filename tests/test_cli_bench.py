@@ -119,7 +119,13 @@ def test_bench_rejects_unknown_tasks_and_bad_arguments(tmp_path, capsys):
     assert (
         main(["bench", "--model", str(tmp_path / "no-such-model"), "--tasks", "S1", "--data-root", str(tmp_path)]) == 2
     )
-    assert "could not load the model" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert f"could not load the model: {tmp_path / 'no-such-model'} is not a local folder, and HF_HUB_OFFLINE is " \
+        "set, so the Hub was not asked" in error  # transformers' own message names neither
+    (tmp_path / "not-a-model").mkdir()
+    (tmp_path / "not-a-model" / "weights.bin").write_bytes(b"")
+    assert main(["bench", "--model", str(tmp_path / "not-a-model"), "--tasks", "S1", "--data-root", str(tmp_path)]) == 2
+    assert f"{tmp_path / 'not-a-model'} is a folder but not a model folder" in capsys.readouterr().err
     bad_pooling = ["bench", "--preset", "tiny-m2d", "--tasks", "S1", "--data-root", str(tmp_path), "--pooling", "max"]
     assert main(bad_pooling) == 2
     assert "pooling must be one of" in capsys.readouterr().err

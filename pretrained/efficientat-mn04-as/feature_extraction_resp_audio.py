@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from typing import Any
 
@@ -346,7 +347,7 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
         )
         return _power(spec.transpose(1, 2))
 
-    def frame_blocks(self, audio, sampling_rate: int, block_frames: int | None = None):
+    def frame_blocks(self, audio, sampling_rate: int | None = None, block_frames: int | None = None):
         """
         The normalised log-mel frames of one clip, `[frames, num_mel_bins]` blocks of at most `block_frames` frames
         each, in order: joined, they equal `self([audio], sampling_rate=sampling_rate)["input_values"][0]` within
@@ -355,12 +356,20 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
         to [`RespAudioModel.pool_frame_stream`] to embed the recording window by window.
 
         Args:
-            audio: one clip (1-D, or 2-D mono/stereo), checked like the clips of `__call__`.
-            sampling_rate (`int`): its rate in Hz; it is resampled to `self.sampling_rate` block by block.
+            audio: one clip (1-D, or 2-D mono/stereo), checked like the clips of `__call__`; or the path of a file
+                libsndfile reads (WAV, FLAC, OGG, ...), read block by block so that not even the waveform is held.
+            sampling_rate (`int`): the clip's rate in Hz (a file's comes from its header); the clip is resampled to
+                `self.sampling_rate` block by block.
             block_frames (`int`, *optional*): frames per block (default: about a million spectrogram bins).
         """
-        self._check_sampling_rate(sampling_rate)
-        clip = self._validated_clip(audio, 0)
+        if isinstance(audio, (str, os.PathLike)):
+            clip = _AudioFileSamples(audio, self.reject_silent_audio)
+            if sampling_rate is not None and sampling_rate != clip.sampling_rate:
+                raise ValueError(f"{audio} is at {clip.sampling_rate} Hz, not sampling_rate={sampling_rate}.")
+            sampling_rate = clip.sampling_rate
+        else:
+            self._check_sampling_rate(sampling_rate)
+            clip = self._validated_clip(audio, 0)
         if block_frames is None:
             block_frames = max(self.patch_size, CPU_CHUNK_BINS // (self.n_fft // 2 + 1))
         read, num_samples = self._resampled_reader(clip, int(sampling_rate))
@@ -370,6 +379,8 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
         with torch.no_grad():
             for first in range(0, total, block_frames):
                 yield self._frames_of_span(read, num_samples, first, min(first + block_frames, total), blocks)
+        if isinstance(clip, _AudioFileSamples):
+            clip.check_not_silent()
 
     def _resampled_reader(self, clip: torch.Tensor, sampling_rate: int):
         """
@@ -514,6 +525,54 @@ def _is_channels_last_clip(audio) -> bool:
     such an array would be thousands of clips of a few samples each, which no recording is.
     """
     return audio.ndim == 2 and audio.shape[1] <= MAX_CHANNELS_LAST < audio.shape[0]
+
+
+class _AudioFileSamples:
+    """
+    The mono float32 samples of an audio file, read range by range through libsndfile (`clip[start:stop]`), with the
+    checks `RespAudioFeatureExtractor` makes on arrays: at most two channels (averaged), finite samples (checked as
+    they are read) and, at the end, not all zero.
+    """
+
+    def __init__(self, path, reject_silent_audio: bool):
+        try:
+            import soundfile
+        except ImportError as error:
+            raise ImportError("Reading audio files block by block needs soundfile: pip install soundfile") from error
+        self.path = os.fspath(path)
+        self.file = soundfile.SoundFile(self.path)
+        self.sampling_rate = int(self.file.samplerate)
+        self.reject_silent_audio = reject_silent_audio
+        self.heard = False  # any non-zero sample read so far
+        if self.file.channels > 2:
+            raise ValueError(
+                f"{self.path} has {self.file.channels} channels; only mono and stereo are supported. Downmix or "
+                "select a channel first."
+            )
+        if self.file.frames == 0:
+            raise ValueError(f"{self.path} is empty (0 samples): check the file.")
+
+    def numel(self) -> int:
+        return int(self.file.frames)
+
+    def __getitem__(self, span: slice) -> torch.Tensor:
+        start, stop, _ = span.indices(self.numel())
+        self.file.seek(start)
+        samples = torch.from_numpy(self.file.read(max(0, stop - start), dtype="float32", always_2d=True)).mean(dim=1)
+        if not bool(torch.isfinite(samples).all()):
+            raise ValueError(
+                f"{self.path} contains NaN or infinite samples near second {start / self.sampling_rate:.1f}; repair "
+                "or drop the recording before feature extraction."
+            )
+        self.heard = self.heard or bool(samples.any())
+        return samples
+
+    def check_not_silent(self) -> None:
+        if self.reject_silent_audio and not self.heard:
+            raise ValueError(
+                f"{self.path} is silent (all {self.numel()} samples are zero), which usually means a failed "
+                "recording. Build the feature extractor with reject_silent_audio=False to allow it."
+            )
 
 
 def _integer_pcm_to_float(samples: np.ndarray) -> np.ndarray:

@@ -81,7 +81,10 @@ def _read_source(location: str) -> bytes:
     if location.startswith(("http://", "https://")):
         from huggingface_hub.utils import httpx
 
-        response = httpx.get(location, follow_redirects=True)
+        try:
+            response = httpx.get(location, follow_redirects=True)
+        except httpx.HTTPError as error:  # refused, timed out, or cut off before its announced length
+            raise ValueError(f"{location}: the download failed ({type(error).__name__}: {error}).") from error
         if response.status_code != 200:
             raise ValueError(f"{location}: the server answered HTTP {response.status_code}, not an audio file.")
         return response.content

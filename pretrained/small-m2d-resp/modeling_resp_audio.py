@@ -240,33 +240,36 @@ class RespAudioEncoder(nn.Module):
         return hidden_states, all_hidden, all_attentions
 
 
-def _masked_time_mean(grid: torch.Tensor, time_mask: torch.Tensor) -> torch.Tensor:
-    """Mean of `[batch, F', T', dim]` over valid time columns -> `[batch, F', dim]`."""
-    weights = time_mask.to(grid.dtype)[:, None, :, None]
+def frequency_row_means(patch_tokens: torch.Tensor, patch_time_mask: torch.Tensor) -> torch.Tensor:
+    """
+    Patch tokens `[batch, F' * T', dim]` (frequency rows of `T'` time columns, as the encoder orders them) averaged
+    over the valid time columns (`patch_time_mask` `[batch, T']`) of each frequency row -> `[batch, F', dim]`.
+    """
+    batch, num_tokens, dim = patch_tokens.shape
+    time_patches = patch_time_mask.shape[1]
+    grid = patch_tokens.reshape(batch, num_tokens // time_patches, time_patches, dim)
+    weights = patch_time_mask.to(grid.dtype)[:, None, :, None]
     return (grid * weights).sum(dim=2) / weights.sum(dim=2).clamp_min(1.0)
 
 
-class FrequencyPreservingPooler(nn.Module):
+def pool_embeddings(pooling: str, row_means: torch.Tensor, prefix_tokens: torch.Tensor) -> torch.Tensor:
     """
-    Niizumi et al. (2025): average the patch tokens over time only (ignoring padding) and concatenate the frequency
-    rows, `[batch, F' * T', dim] -> [batch, F' * dim]`, so that the embedding keeps where in frequency energy lies.
+    The clip embedding `pooling` (`config.pooling`) names, `[batch, config.pooled_size]`, from the patch tokens
+    averaged over the valid time columns of each frequency row, `[batch, F', dim]`, and the prefix tokens
+    `[batch, P, dim]`. The one place a pooling is chosen (`forward` and `pool_frame_stream` both end here):
+
+    - `freq_preserving` (Niizumi et al., 2025): the frequency rows concatenated, `F' * dim`, so the embedding keeps
+      where in frequency energy lies;
+    - `mean`: the average of the rows, i.e. of all non-padding patch tokens (every row has the same time columns);
+    - `cls`: the average of the prefix tokens (PaSST's and AST's own).
     """
-
-    def forward(self, patch_tokens: torch.Tensor, patch_time_mask: torch.Tensor) -> torch.Tensor:
-        batch, num_tokens, dim = patch_tokens.shape
-        time_patches = patch_time_mask.shape[1]
-        grid = patch_tokens.reshape(batch, num_tokens // time_patches, time_patches, dim)
-        return _masked_time_mean(grid, patch_time_mask).reshape(batch, -1)
-
-
-class MeanPooler(nn.Module):
-    """Average of all (non-padding) patch tokens."""
-
-    def forward(self, patch_tokens: torch.Tensor, patch_time_mask: torch.Tensor) -> torch.Tensor:
-        batch, num_tokens, dim = patch_tokens.shape
-        time_patches = patch_time_mask.shape[1]
-        grid = patch_tokens.reshape(batch, num_tokens // time_patches, time_patches, dim)
-        return _masked_time_mean(grid, patch_time_mask).mean(dim=1)
+    if pooling == "freq_preserving":
+        return row_means.reshape(row_means.shape[0], -1)
+    if pooling == "mean":
+        return row_means.mean(dim=1)
+    if pooling == "cls":
+        return prefix_tokens.mean(dim=1)
+    raise ValueError(f"Unknown pooling {pooling!r}; expected freq_preserving, mean or cls.")
 
 
 class RespAudioPreTrainedModel(PreTrainedModel):
@@ -331,7 +334,6 @@ class RespAudioModel(RespAudioPreTrainedModel):
         self.embeddings = RespAudioEmbeddings(config)
         self.encoder = RespAudioEncoder(config)
         self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.pooler = FrequencyPreservingPooler() if config.pooling == "freq_preserving" else MeanPooler()
         self.post_init()
 
     def get_input_embeddings(self) -> RespAudioPatchEmbeddings:
@@ -416,11 +418,9 @@ class RespAudioModel(RespAudioPreTrainedModel):
                 input_values, time_mask, output_hidden_states, output_attentions
             )
 
-        patch_tokens = hidden[:, config.num_prefix_tokens :]
-        if config.pooling == "cls":
-            pooled = hidden[:, : config.num_prefix_tokens].mean(dim=1)
-        else:
-            pooled = self.pooler(patch_tokens, time_mask)
+        prefix_tokens = config.num_prefix_tokens
+        row_means = frequency_row_means(hidden[:, prefix_tokens:], time_mask)
+        pooled = pool_embeddings(config.pooling, row_means, hidden[:, :prefix_tokens])
         if not return_dict:
             return tuple(v for v in (hidden, pooled, time_mask, all_hidden, attentions) if v is not None)
         return RespAudioModelOutput(
@@ -559,10 +559,8 @@ class _RunningPool:
         self.windows += windows
 
     def result(self) -> torch.Tensor:
-        if self.config.pooling == "cls":
-            return (self.prefix_sum / self.windows).mean(dim=0)[None]
         rows = self.token_sums / max(self.columns, 1)
-        return rows.reshape(1, -1) if self.config.pooling == "freq_preserving" else rows.mean(dim=0)[None]
+        return pool_embeddings(self.config.pooling, rows[None], (self.prefix_sum / self.windows)[None])
 
 
 class RespAudioClassificationHead(nn.Module):
@@ -647,8 +645,6 @@ class RespAudioForAudioClassification(RespAudioPreTrainedModel):
 
 
 __all__ = [
-    "FrequencyPreservingPooler",
-    "MeanPooler",
     "RespAudioForAudioClassification",
     "RespAudioModel",
     "RespAudioModelOutput",

@@ -16,7 +16,6 @@ half its weights.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import pickle
@@ -32,7 +31,7 @@ from transformers import PreTrainedModel
 
 from .configuration_efficientat import EfficientATConfig
 from .configuration_resp_audio import RespAudioConfig
-from .data._io import atomic_folder
+from .data._io import atomic_folder, read_table_rows
 from .feature_extraction_resp_audio import RespAudioFeatureExtractor
 from .modeling_efficientat import EfficientATForAudioClassification, EfficientATModel
 from .modeling_resp_audio import RespAudioForAudioClassification, RespAudioModel
@@ -874,8 +873,7 @@ def _first_rename(key: str, renames: Renames) -> str | None:
 
 def read_audioset_labels(path: str | os.PathLike) -> dict[int, str]:
     """`{index: display_name}` from AudioSet's `class_labels_indices.csv` (columns index, mid, display_name)."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_table_rows(path)
     if not rows or not {"index", "display_name"} <= set(rows[0]):
         raise ValueError(f"{path} is not AudioSet's class_labels_indices.csv (needs columns index and display_name).")
     return {int(row["index"]): row["display_name"] for row in rows}

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .configuration_resp_audio import POOLING_TYPES
-from .data._io import atomic_path, atomic_save_npy, atomic_write_text
+from .data._io import atomic_path, atomic_save_npy, atomic_write_text, read_table_rows
 from .data.audio import AUDIO_EXTENSIONS, probe_audio
 
 logger = logging.getLogger(__name__)
@@ -362,8 +362,7 @@ def read_embeddings(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     """The paths and the `[n, dim]` float32 matrix of an `embed` output (Parquet, or `.npy` with its index)."""
     path = Path(path)
     if path.suffix.lower() == ".npy":
-        with open(path.with_suffix(".index.csv"), newline="", encoding="utf-8") as handle:
-            names = [row["path"] for row in csv.DictReader(handle)]
+        names = [row["path"] for row in read_table_rows(path.with_suffix(".index.csv"))]
         return names, np.load(path)
     import pyarrow.parquet as pq
 

@@ -49,7 +49,8 @@ def _positive_float(text: str) -> float:
 BENCH_EXAMPLES = """\
 examples:
   resp-audio-hf bench --model org/resp-passt --tasks T7,T10,T11 --data-root DIR
-  resp-audio-hf bench --model my-resp-passt --tasks S1,S2 --data-root ../shared/data --compare-opera
+  resp-audio-hf bench --model org/resp-passt --tasks opera --data-root DIR --compare-opera
+  resp-audio-hf bench --model my-resp-passt --tasks S1,S2 --data-root ../shared/data
   resp-audio-hf bench --preset tiny-m2d --tasks S1 --data-root ../shared/data --max-duration 2 --epochs 8
 """
 
@@ -76,8 +77,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tasks",
         default="all",
-        help="comma-separated task ids (T1-T19, T8-random, T9-random, T10-subject, ICBHI-cycle, S1, S2), "
-        "'opera' (T1-T19) or 'all' (default)",
+        help="comma-separated task ids (T1-T19, T8-random, T9-random, T10-subject, ICBHI-cycle, S1, S2, "
+        "COVID-cough), 'opera' (T1-T19) or 'all' (default: every one of them except the variants)",
     )
     parser.add_argument(
         "--data-root",

@@ -44,6 +44,8 @@ CACHE_FORMAT_VERSION = 2
 POOLING_MODEL_TYPES = ("resp_audio", "efficientat")
 # Without a windowed streaming path (models other than resp_audio), clips longer than this go alone in their batch.
 LONG_CLIP_SECONDS = 30.0
+# Windows a resp_audio encoder on CPU streams at a time through a long clip (on GPU: its config.window_batch_size).
+LONG_CLIP_WINDOWS_AT_ONCE_ON_CPU = 4
 
 # Config fields that name, version or format a model's outputs without changing the embedding it computes.
 _CONFIG_FIELDS_WITHOUT_EFFECT = frozenset(
@@ -78,6 +80,21 @@ def _compact(value):
         data = np.ascontiguousarray(np.asarray(value, dtype=np.float64)).tobytes()
         return {"sha256": hashlib.sha256(data).hexdigest()[:16], "shape": list(np.shape(value))}
     return value
+
+
+def _model_not_found(name_or_path, error: Exception) -> Exception:
+    """``error`` of loading a model's configuration, with what was looked at: transformers' own message names
+    neither the folder nor the Hub id when the Hub cannot be reached."""
+    from ..data.download import offline_mode
+
+    if Path(name_or_path).is_dir():
+        where = f"{name_or_path} is a folder but not a model folder (config.json with a model_type)"
+    else:
+        hub = "HF_HUB_OFFLINE is set, so the Hub was not asked" if offline_mode() == "HF_HUB_OFFLINE" else (
+            "loading it from the Hub failed"
+        )
+        where = f"{name_or_path} is not a local folder, and {hub}"
+    return (OSError if isinstance(error, OSError) else ValueError)(f"{where}: {error}")
 
 
 class AudioEncoder:
@@ -132,7 +149,10 @@ class AudioEncoder:
         import resp_audio_hf  # noqa: F401  (registers the resp_audio model type with the Auto classes)
 
         kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
-        config = AutoConfig.from_pretrained(name_or_path, **kwargs)
+        try:
+            config = AutoConfig.from_pretrained(name_or_path, **kwargs)
+        except (OSError, ValueError) as error:
+            raise _model_not_found(name_or_path, error) from error
         if pooling is not None:
             if config.model_type not in POOLING_MODEL_TYPES:
                 raise ValueError(
@@ -232,7 +252,9 @@ class AudioEncoder:
         if not self.streams_long_clips:
             return self.embed(self.featurize([audio]))[0]
         blocks = self.feature_extractor.frame_blocks(audio, self.sampling_rate)
-        return self.model.pool_frame_stream(blocks)[0].float().cpu().numpy()
+        # On CPU a ViT-B window holds about 60 MB of activations; a few at a time run as fast as many.
+        windows = None if self.device.type == "cuda" else LONG_CLIP_WINDOWS_AT_ONCE_ON_CPU
+        return self.model.pool_frame_stream(blocks, windows_at_once=windows)[0].float().cpu().numpy()
 
     def featurize(self, clips: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
         """Feature-extractor inputs for a list of mono clips at ``self.sampling_rate``."""

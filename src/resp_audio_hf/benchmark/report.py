@@ -165,6 +165,13 @@ def markdown_table(results: dict, baselines: bool = False) -> str:
         notes.append(f"- {task_id} not scored: {failure['error']}{listed}")
     if baselines:
         notes.append(f"- Baselines: {OPERA_BASELINE_SOURCE}.")
+        published = OPERA_PUBLISHED_RESULTS[OPERA_BASELINE_METHODS[0]]
+        unpublished = [task_id for task_id in results["tasks"] if task_id not in published]
+        if unpublished:
+            notes.append(
+                f"- OPERA published no baseline for {', '.join(unpublished)} (–): its tables cover T1-T19; the mean "
+                "reciprocal rank is over the tasks they cover" + ("." if results.get("mrr") else ", none of them here.")
+            )
     return "\n".join(lines) + ("\n\n" + "\n".join(notes) if notes else "") + "\n"
 
 
@@ -232,7 +239,8 @@ def bar_chart(results: dict, path: str | os.PathLike, baselines: bool = False) -
 
 
 def write_reports(results: dict, output_dir: str | os.PathLike, baselines: bool = False) -> dict[str, Path]:
-    """Write ``results.json``, ``results.md`` and (when any task was scored) ``results.png``."""
+    """Write ``results.json``, ``results.md`` and (when any task was scored) ``results.png``; an earlier run's
+    ``results.png`` is removed when this run has no chart, so the folder never mixes two runs."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     results = add_mean_reciprocal_rank(dict(results), baselines)
@@ -240,4 +248,6 @@ def write_reports(results: dict, output_dir: str | os.PathLike, baselines: bool 
     paths["markdown"] = atomic_write_text(output_dir / "results.md", markdown_table(results, baselines))
     if results["tasks"]:
         paths["png"] = bar_chart(results, output_dir / "results.png", baselines)
+    else:
+        (output_dir / "results.png").unlink(missing_ok=True)
     return paths

@@ -90,7 +90,7 @@ class ProbeProtocol:
     standardize_features: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TaskSpec:
     """One downstream task.
 
@@ -884,114 +884,116 @@ def _task(spec: TaskSpec) -> None:
 
 _task(
     TaskSpec(
-        "T1",
-        "UK COVID-19 exhalation: COVID-19 detection",
-        "uk_covid19",
-        "exhalation",
-        "classification",
-        "holdout",
-        PROBE_PROTOCOLS["T1"],
-        "OPERA's committed participant-disjoint train/val/test files (1000/500/1000)",
-        _BINARY,
+        task_id="T1",
+        name="UK COVID-19 exhalation: COVID-19 detection",
+        corpus="uk_covid19",
+        modality="exhalation",
+        kind="classification",
+        evaluation="holdout",
+        protocol=PROBE_PROTOCOLS["T1"],
+        split_description="OPERA's committed participant-disjoint train/val/test files (1000/500/1000)",
+        class_names=_BINARY,
         table_builder=_coviduk_table("exhalation"),
     )
 )
 _task(
     TaskSpec(
-        "T2",
-        "UK COVID-19 cough: COVID-19 detection",
-        "uk_covid19",
-        "cough",
-        "classification",
-        "holdout",
-        PROBE_PROTOCOLS["T2"],
-        "OPERA's committed participant-disjoint train/val/test files (1000/500/1000)",
-        _BINARY,
+        task_id="T2",
+        name="UK COVID-19 cough: COVID-19 detection",
+        corpus="uk_covid19",
+        modality="cough",
+        kind="classification",
+        evaluation="holdout",
+        protocol=PROBE_PROTOCOLS["T2"],
+        split_description="OPERA's committed participant-disjoint train/val/test files (1000/500/1000)",
+        class_names=_BINARY,
         table_builder=_coviduk_table("cough"),
     )
 )
 _task(
     TaskSpec(
-        "T3",
-        "COVID-19 Sounds breath: COVID-19 detection",
-        "covid19_sounds",
-        "breath",
-        "classification",
-        "holdout",
-        PROBE_PROTOCOLS["T3"],
-        "official task-1 train/validation/test; every 5th training sample (OPERA)",
-        _BINARY,
+        task_id="T3",
+        name="COVID-19 Sounds breath: COVID-19 detection",
+        corpus="covid19_sounds",
+        modality="breath",
+        kind="classification",
+        evaluation="holdout",
+        protocol=PROBE_PROTOCOLS["T3"],
+        split_description="official task-1 train/validation/test; every 5th training sample (OPERA)",
+        class_names=_BINARY,
         table_builder=_covid19_sounds_table("breath"),
     )
 )
 _task(
     TaskSpec(
-        "T4",
-        "COVID-19 Sounds cough: COVID-19 detection",
-        "covid19_sounds",
-        "cough",
-        "classification",
-        "holdout",
-        PROBE_PROTOCOLS["T4"],
-        "official task-1 train/validation/test; every 5th training sample (OPERA)",
-        _BINARY,
+        task_id="T4",
+        name="COVID-19 Sounds cough: COVID-19 detection",
+        corpus="covid19_sounds",
+        modality="cough",
+        kind="classification",
+        evaluation="holdout",
+        protocol=PROBE_PROTOCOLS["T4"],
+        split_description="official task-1 train/validation/test; every 5th training sample (OPERA)",
+        class_names=_BINARY,
         table_builder=_covid19_sounds_table("cough"),
     )
 )
 _task(
     TaskSpec(
-        "T5",
-        "CoughVID: COVID-19 detection",
-        "coughvid",
-        "cough",
-        "classification",
-        "holdout",
-        PROBE_PROTOCOLS["T5"],
-        "OPERA's committed train/val/test uuids",
-        ("healthy", "COVID-19"),
+        task_id="T5",
+        name="CoughVID: COVID-19 detection",
+        corpus="coughvid",
+        modality="cough",
+        kind="classification",
+        evaluation="holdout",
+        protocol=PROBE_PROTOCOLS["T5"],
+        split_description="OPERA's committed train/val/test uuids",
+        class_names=("healthy", "COVID-19"),
         table_builder=_coughvid_table("covid"),
     )
 )
 _task(
     TaskSpec(
-        "T6",
-        "CoughVID: gender detection",
-        "coughvid",
-        "cough",
-        "classification",
-        "holdout",
-        PROBE_PROTOCOLS["T6"],
-        "OPERA's committed train/val/test uuids",
-        ("male", "female"),
+        task_id="T6",
+        name="CoughVID: gender detection",
+        corpus="coughvid",
+        modality="cough",
+        kind="classification",
+        evaluation="holdout",
+        protocol=PROBE_PROTOCOLS["T6"],
+        split_description="OPERA's committed train/val/test uuids",
+        class_names=("male", "female"),
         table_builder=_coughvid_table("gender"),
     )
 )
 _task(
     TaskSpec(
-        "T7",
-        "ICBHI: COPD detection",
-        "icbhi",
-        "lung sound",
-        "classification",
-        "holdout",
-        PROBE_PROTOCOLS["T7"],
-        "official ICBHI train/test list; 20 % stratified validation from train (seed 1337)",
-        ("Healthy", "COPD"),
+        task_id="T7",
+        name="ICBHI: COPD detection",
+        corpus="icbhi",
+        modality="lung sound",
+        kind="classification",
+        evaluation="holdout",
+        protocol=PROBE_PROTOCOLS["T7"],
+        split_description="official ICBHI train/test list; 20 % stratified validation from train (seed 1337)",
+        class_names=("Healthy", "COPD"),
         table_builder=_icbhi_copd_table,
     )
 )
 _task(
     TaskSpec(
-        "ICBHI-cycle",
-        "ICBHI 2017 challenge: respiratory cycle classification (normal/crackle/wheeze/both)",
-        "icbhi",
-        "lung sound",
-        "classification",
-        "holdout",
-        PROBE_PROTOCOLS["ICBHI-cycle"],
-        "official ICBHI 60/40 train/test list; validation: one fifth of the training patients (seed 1337); scored "
-        "by the ICBHI score (mean of sensitivity and specificity) of the predicted class",
-        ICBHI_CYCLE_CLASSES,
+        task_id="ICBHI-cycle",
+        name="ICBHI 2017 challenge: respiratory cycle classification (normal/crackle/wheeze/both)",
+        corpus="icbhi",
+        modality="lung sound",
+        kind="classification",
+        evaluation="holdout",
+        protocol=PROBE_PROTOCOLS["ICBHI-cycle"],
+        split_description=(
+            "official ICBHI 60/40 train/test list; validation: one fifth of the training patients (seed 1337); scored "
+            "by the ICBHI score (mean of sensitivity and specificity) of the predicted class"
+        ),
+        class_names=ICBHI_CYCLE_CLASSES,
         opera=False,
         table_builder=_icbhi_cycle_table,
         score="icbhi_score",
@@ -1000,115 +1002,119 @@ _task(
 )
 _task(
     TaskSpec(
-        "T8",
-        "Coswara shallow cough: smoker detection",
-        "coswara",
-        "cough",
-        "classification",
-        "holdout",
-        PROBE_PROTOCOLS["T8"],
-        "HeAR-aligned test set (OPERA's committed split); 20 % stratified validation (seed 1337)",
-        ("non-smoker", "smoker"),
+        task_id="T8",
+        name="Coswara shallow cough: smoker detection",
+        corpus="coswara",
+        modality="cough",
+        kind="classification",
+        evaluation="holdout",
+        protocol=PROBE_PROTOCOLS["T8"],
+        split_description="HeAR-aligned test set (OPERA's committed split); 20 % stratified validation (seed 1337)",
+        class_names=("non-smoker", "smoker"),
         table_builder=_coswara_table("smoker", "hear"),
     )
 )
 _task(
     TaskSpec(
-        "T9",
-        "Coswara shallow cough: sex detection",
-        "coswara",
-        "cough",
-        "classification",
-        "holdout",
-        PROBE_PROTOCOLS["T9"],
-        "HeAR-aligned test set (OPERA's committed split); 20 % stratified validation (seed 1337)",
-        ("male", "female"),
+        task_id="T9",
+        name="Coswara shallow cough: sex detection",
+        corpus="coswara",
+        modality="cough",
+        kind="classification",
+        evaluation="holdout",
+        protocol=PROBE_PROTOCOLS["T9"],
+        split_description="HeAR-aligned test set (OPERA's committed split); 20 % stratified validation (seed 1337)",
+        class_names=("male", "female"),
         table_builder=_coswara_table("sex", "hear"),
     )
 )
 _task(
     TaskSpec(
-        "T8-random",
-        "Coswara shallow cough: smoker detection (random split)",
-        "coswara",
-        "cough",
-        "classification",
-        "holdout",
-        PROBE_PROTOCOLS["T8-random"],
-        "random stratified 80/20 train/test (seed 1337); 20 % stratified validation (seed 1337)",
-        ("non-smoker", "smoker"),
+        task_id="T8-random",
+        name="Coswara shallow cough: smoker detection (random split)",
+        corpus="coswara",
+        modality="cough",
+        kind="classification",
+        evaluation="holdout",
+        protocol=PROBE_PROTOCOLS["T8-random"],
+        split_description="random stratified 80/20 train/test (seed 1337); 20 % stratified validation (seed 1337)",
+        class_names=("non-smoker", "smoker"),
         table_builder=_coswara_table("smoker", "random"),
     )
 )
 _task(
     TaskSpec(
-        "T9-random",
-        "Coswara shallow cough: sex detection (random split)",
-        "coswara",
-        "cough",
-        "classification",
-        "holdout",
-        PROBE_PROTOCOLS["T9-random"],
-        "random stratified 80/20 train/test (seed 1337); 20 % stratified validation (seed 1337)",
-        ("male", "female"),
+        task_id="T9-random",
+        name="Coswara shallow cough: sex detection (random split)",
+        corpus="coswara",
+        modality="cough",
+        kind="classification",
+        evaluation="holdout",
+        protocol=PROBE_PROTOCOLS["T9-random"],
+        split_description="random stratified 80/20 train/test (seed 1337); 20 % stratified validation (seed 1337)",
+        class_names=("male", "female"),
         table_builder=_coswara_table("sex", "random"),
     )
 )
 _task(
     TaskSpec(
-        "T10",
-        "KAUH: obstructive (asthma/COPD) vs healthy",
-        "kauh",
-        "lung sound",
-        "classification",
-        "holdout",
-        PROBE_PROTOCOLS["T10"],
-        "OPERA's committed split used by its linear_eval.py (non-train rows are test; filter variants of one "
-        "recording can fall in different splits); 10 % stratified validation (seed 1337)",
-        ("healthy", "obstructive"),
+        task_id="T10",
+        name="KAUH: obstructive (asthma/COPD) vs healthy",
+        corpus="kauh",
+        modality="lung sound",
+        kind="classification",
+        evaluation="holdout",
+        protocol=PROBE_PROTOCOLS["T10"],
+        split_description=(
+            "OPERA's committed split used by its linear_eval.py (non-train rows are test; filter variants of one "
+            "recording can fall in different splits); 10 % stratified validation (seed 1337)"
+        ),
+        class_names=("healthy", "obstructive"),
         table_builder=_kauh_table("train_test_split.npy"),
     )
 )
 _task(
     TaskSpec(
-        "T10-subject",
-        "KAUH: obstructive vs healthy (subject-disjoint split)",
-        "kauh",
-        "lung sound",
-        "classification",
-        "holdout",
-        PROBE_PROTOCOLS["T10-subject"],
-        "OPERA's committed subject-disjoint split (train_test.npy); 10 % stratified validation (seed 1337)",
-        ("healthy", "obstructive"),
+        task_id="T10-subject",
+        name="KAUH: obstructive vs healthy (subject-disjoint split)",
+        corpus="kauh",
+        modality="lung sound",
+        kind="classification",
+        evaluation="holdout",
+        protocol=PROBE_PROTOCOLS["T10-subject"],
+        split_description=(
+            "OPERA's committed subject-disjoint split (train_test.npy); 10 % stratified validation (seed 1337)"
+        ),
+        class_names=("healthy", "obstructive"),
         opera=False,
         table_builder=_kauh_table("train_test.npy"),
     )
 )
 _task(
     TaskSpec(
-        "T11",
-        "Respiratory@TR: COPD severity (COPD0-4)",
-        "respiratory_tr",
-        "lung sound",
-        "classification",
-        "holdout",
-        PROBE_PROTOCOLS["T11"],
-        "OPERA's committed patient-level train/val/test split",
-        ("COPD0", "COPD1", "COPD2", "COPD3", "COPD4"),
+        task_id="T11",
+        name="Respiratory@TR: COPD severity (COPD0-4)",
+        corpus="respiratory_tr",
+        modality="lung sound",
+        kind="classification",
+        evaluation="holdout",
+        protocol=PROBE_PROTOCOLS["T11"],
+        split_description="OPERA's committed patient-level train/val/test split",
+        class_names=("COPD0", "COPD1", "COPD2", "COPD3", "COPD4"),
         table_builder=_respiratory_tr_table,
     )
 )
 _task(
     TaskSpec(
-        "T12",
-        "SSBPR: snoring body position",
-        "ssbpr",
-        "snoring",
-        "classification",
-        "holdout",
-        PROBE_PROTOCOLS["T12"],
-        "stratified 60/20/20 (seed 42); prone recordings excluded",
-        ("supine", "supine-left-head", "supine-right-head", "left-side", "right-side"),
+        task_id="T12",
+        name="SSBPR: snoring body position",
+        corpus="ssbpr",
+        modality="snoring",
+        kind="classification",
+        evaluation="holdout",
+        protocol=PROBE_PROTOCOLS["T12"],
+        split_description="stratified 60/20/20 (seed 42); prone recordings excluded",
+        class_names=("supine", "supine-left-head", "supine-right-head", "left-side", "right-side"),
         table_builder=_ssbpr_table,
     )
 )
@@ -1117,58 +1123,58 @@ for _number, (_modality, _label) in enumerate(
 ):
     _task(
         TaskSpec(
-            f"T{_number}",
-            f"MMlung {_modality.replace('_', ' ')}: {_label.replace('_', '/')} estimation",
-            "mmlung",
-            "breath" if _modality == "deep_breath" else "vowel",
-            "regression",
-            "loocv",
-            PROBE_PROTOCOLS[f"T{_number}"],
-            "leave-one-subject-out over all 40 subjects; 11 % inner validation (seed 42)",
+            task_id=f"T{_number}",
+            name=f"MMlung {_modality.replace('_', ' ')}: {_label.replace('_', '/')} estimation",
+            corpus="mmlung",
+            modality="breath" if _modality == "deep_breath" else "vowel",
+            kind="regression",
+            evaluation="loocv",
+            protocol=PROBE_PROTOCOLS[f"T{_number}"],
+            split_description="leave-one-subject-out over all 40 subjects; 11 % inner validation (seed 42)",
             target=_label,
             table_builder=_mmlung_table(_modality, _label),
         )
     )
 _task(
     TaskSpec(
-        "T19",
-        "NoseMic: respiratory rate estimation",
-        "nosemic",
-        "nasal breath",
-        "regression",
-        "loso",
-        PROBE_PROTOCOLS["T19"],
-        "leave-one-subject-out over OPERA's 16 listed subjects; 20 % inner validation (seed 42)",
+        task_id="T19",
+        name="NoseMic: respiratory rate estimation",
+        corpus="nosemic",
+        modality="nasal breath",
+        kind="regression",
+        evaluation="loso",
+        protocol=PROBE_PROTOCOLS["T19"],
+        split_description="leave-one-subject-out over OPERA's 16 listed subjects; 20 % inner validation (seed 42)",
         target="respiratory_rate",
         table_builder=_nosemic_table,
     )
 )
 _task(
     TaskSpec(
-        "S1",
-        "SPRSound record level: normal vs adventitious",
-        "sprsound",
-        "lung sound",
-        "classification",
-        "holdout",
-        PROBE_PROTOCOLS["S1"],
-        SPRSOUND_SPLIT_DESCRIPTION + "; Poor Quality records excluded",
-        ("Normal", "Adventitious"),
+        task_id="S1",
+        name="SPRSound record level: normal vs adventitious",
+        corpus="sprsound",
+        modality="lung sound",
+        kind="classification",
+        evaluation="holdout",
+        protocol=PROBE_PROTOCOLS["S1"],
+        split_description=SPRSOUND_SPLIT_DESCRIPTION + "; Poor Quality records excluded",
+        class_names=("Normal", "Adventitious"),
         opera=False,
         table_builder=_sprsound_record_table,
     )
 )
 _task(
     TaskSpec(
-        "S2",
-        "SPRSound event level: normal vs adventitious",
-        "sprsound",
-        "lung sound",
-        "classification",
-        "holdout",
-        PROBE_PROTOCOLS["S2"],
-        SPRSOUND_SPLIT_DESCRIPTION + "; every annotated respiratory event is one row",
-        ("Normal", "Adventitious"),
+        task_id="S2",
+        name="SPRSound event level: normal vs adventitious",
+        corpus="sprsound",
+        modality="lung sound",
+        kind="classification",
+        evaluation="holdout",
+        protocol=PROBE_PROTOCOLS["S2"],
+        split_description=SPRSOUND_SPLIT_DESCRIPTION + "; every annotated respiratory event is one row",
+        class_names=("Normal", "Adventitious"),
         opera=False,
         table_builder=_sprsound_event_table,
     )
@@ -1176,15 +1182,15 @@ _task(
 
 _task(
     TaskSpec(
-        "COVID-cough",
-        "COVID-19 induced coughs (CC0): COVID-19 detection",
-        "covid19_cough",
-        "cough",
-        "classification",
-        "holdout",
-        PROBE_PROTOCOLS["COVID-cough"],
-        COVID_COUGH_SPLIT_DESCRIPTION,
-        ("negative", "COVID-19"),
+        task_id="COVID-cough",
+        name="COVID-19 induced coughs (CC0): COVID-19 detection",
+        corpus="covid19_cough",
+        modality="cough",
+        kind="classification",
+        evaluation="holdout",
+        protocol=PROBE_PROTOCOLS["COVID-cough"],
+        split_description=COVID_COUGH_SPLIT_DESCRIPTION,
+        class_names=("negative", "COVID-19"),
         opera=False,
         table_builder=_covid_cough_table,
     )
