@@ -56,7 +56,7 @@ SUBCOMMANDS: list[Subcommand] = [
     ),
     Subcommand(
         "convert",
-        "convert an original PaSST, AST or M2D checkpoint into a Hugging Face model folder",
+        "convert an original PaSST, AST, M2D or EfficientAT checkpoint into a Hugging Face model folder",
         "resp_audio_hf.commands.convert:add_convert_arguments",
         "resp_audio_hf.commands.convert:run_convert",
         "resp_audio_hf.commands.convert:EXAMPLES",

@@ -160,6 +160,8 @@ class BenchmarkResults:
         model_fingerprint: the harness's weight fingerprint of the benchmarked encoder (`AudioEncoder.fingerprint`).
         not_scored: ids of tasks the run could not score (data unavailable or failure).
         source: the file name.
+        embedding: how the benchmarked encoder embedded (`pooling`, `embedding_dim`), as the harness recorded it
+            in `settings`; empty for files written before it recorded them.
     """
 
     results: tuple[TaskResult, ...]
@@ -167,6 +169,7 @@ class BenchmarkResults:
     model_fingerprint: str | None = None
     not_scored: tuple[str, ...] = ()
     source: str | None = None
+    embedding: dict = field(default_factory=dict)
 
 
 _HARNESS_FIELDS = ("name", "metric", "mean", "std", "scores")
@@ -207,6 +210,11 @@ def load_benchmark_results(path: str | os.PathLike) -> BenchmarkResults:
         model_fingerprint=payload.get("model_fingerprint"),
         not_scored=not_scored,
         source=path.name,
+        embedding={
+            key: payload["settings"][key]
+            for key in ("pooling", "embedding_dim")
+            if isinstance(payload.get("settings"), dict) and key in payload["settings"]
+        },
     )
 
 
@@ -244,15 +252,17 @@ def _task_result(task_id: str, row: Any, path: Path) -> TaskResult:
     )
 
 
-def benchmark_fingerprint(model, feature_extractor) -> str:
-    """
-    The fingerprint `resp-audio-hf bench` records for this model. The harness loads a checkpoint with `AutoModel`,
-    i.e. the encoder without any classification head, so that is what is fingerprinted.
-    """
+def _benchmarked_encoder(model, feature_extractor):
+    """The model as `resp-audio-hf bench` sees it: loaded with `AutoModel`, i.e. the encoder without any head."""
     from .benchmark.embeddings import AudioEncoder
 
     encoder = model.resp_audio if isinstance(model, RespAudioForAudioClassification) else model
-    return AudioEncoder(encoder, feature_extractor, model_id="").fingerprint()
+    return AudioEncoder(encoder, feature_extractor, model_id="")
+
+
+def benchmark_fingerprint(model, feature_extractor) -> str:
+    """The weight fingerprint `resp-audio-hf bench` records for this model."""
+    return _benchmarked_encoder(model, feature_extractor).fingerprint()
 
 
 def check_benchmark_matches(benchmark: BenchmarkResults, model, feature_extractor) -> None:
@@ -269,6 +279,17 @@ def check_benchmark_matches(benchmark: BenchmarkResults, model, feature_extracto
             f"{benchmark.source} holds results for other weights (model {benchmark.model!r}, fingerprint "
             f"{benchmark.model_fingerprint}) than this checkpoint (fingerprint {fingerprint}). Run "
             "`resp-audio-hf bench --model <this folder>` and pass its results.json."
+        )
+    # The same weights embed differently under another pooling (`bench --pooling`): such results are an ablation,
+    # not this checkpoint's scores.
+    encoder = _benchmarked_encoder(model, feature_extractor)
+    published = {"pooling": encoder.pooling, "embedding_dim": encoder.embedding_dim}
+    differing = {key: value for key, value in benchmark.embedding.items() if value != published[key]}
+    if differing:
+        raise HubPublishError(
+            f"{benchmark.source} holds results for these weights embedded with {differing}, but this checkpoint "
+            f"embeds with { {key: published[key] for key in differing} } (a `bench --pooling` ablation?). Run "
+            "`resp-audio-hf bench --model <this folder>` without --pooling and pass its results.json."
         )
 
 
