@@ -22,7 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import PeakMemory, finish, make_parser, peak_rss_mb, run_in_subprocess, setup_threads
+from _common import (
+    PeakMemory,
+    finish,
+    make_parser,
+    peak_rss_mb,
+    run_in_subprocess,
+    setup_threads,
+)
 
 NAME = "extraction_sprsound"
 REPO = Path(__file__).resolve().parents[1]
@@ -103,11 +110,29 @@ def main() -> None:
     finish(
         NAME,
         args,
-        {"recordings": len(paths), "batch_size": args.batch_size, "threads": args.threads, "sprsound": str(args.sprsound)},
+        {
+            "recordings": len(paths),
+            "batch_size": args.batch_size,
+            "threads": args.threads,
+            "sprsound": str(args.sprsound),
+        },
         rows,
         f"Extraction over {len(paths)} SPRSound recordings (one fresh process per encoder)",
-        ["encoder", "weights", "clips", "failed", "dim", "audio_h", "wall_s", "cpu_s", "clips_per_s", "x_realtime",
-         "cpu_ms_per_clip", "peak_rss_mb", "extraction_peak_increase_mb"],
+        [
+            "encoder",
+            "weights",
+            "clips",
+            "failed",
+            "dim",
+            "audio_h",
+            "wall_s",
+            "cpu_s",
+            "clips_per_s",
+            "x_realtime",
+            "cpu_ms_per_clip",
+            "peak_rss_mb",
+            "extraction_peak_increase_mb",
+        ],
     )
 
 

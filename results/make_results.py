@@ -30,7 +30,7 @@ import resource
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +42,11 @@ from resp_audio_hf.benchmark.commands import _default_cache_dir  # noqa: E402
 from resp_audio_hf.benchmark.embeddings import AudioEncoder  # noqa: E402
 from resp_audio_hf.benchmark.nonlearned import nonlearned_encoder  # noqa: E402
 from resp_audio_hf.benchmark.paired import paired_bootstrap  # noqa: E402
-from resp_audio_hf.benchmark.pooling import derive_pooling, row_frequency_ranges, signal_rows  # noqa: E402
+from resp_audio_hf.benchmark.pooling import (  # noqa: E402
+    derive_pooling,
+    row_frequency_ranges,
+    signal_rows,
+)
 from resp_audio_hf.benchmark.runner import embed_task, score_task  # noqa: E402
 from resp_audio_hf.data._io import atomic_path, atomic_write_json, atomic_write_text  # noqa: E402
 from resp_audio_hf.data.corpora import CorpusNotFoundError, find_corpus_dir  # noqa: E402
@@ -74,9 +78,21 @@ class ModelEntry:
 
 
 MODELS = (
-    ModelEntry("mn04-as", "EfficientAT mn04, AudioSet", ("freq_preserving", "mean", "band_limited"), ("freq_preserving", "mean")),
-    ModelEntry("m2d-resp", "small M2D ViT, respiratory pre-training", ("freq_preserving", "mean", "band_limited"), ("freq_preserving",)),
-    ModelEntry("m2d-init", "small M2D ViT, random start", ("freq_preserving", "mean", "band_limited"), ("freq_preserving",)),
+    ModelEntry(
+        "mn04-as",
+        "EfficientAT mn04, AudioSet",
+        ("freq_preserving", "mean", "band_limited"),
+        ("freq_preserving", "mean"),
+    ),
+    ModelEntry(
+        "m2d-resp",
+        "small M2D ViT, respiratory pre-training",
+        ("freq_preserving", "mean", "band_limited"),
+        ("freq_preserving",),
+    ),
+    ModelEntry(
+        "m2d-init", "small M2D ViT, random start", ("freq_preserving", "mean", "band_limited"), ("freq_preserving",)
+    ),
     ModelEntry("mn04-init", "EfficientAT mn04, random start", ("freq_preserving",), ("freq_preserving",)),
     ModelEntry("log-mel-stats", "log-mel statistics (no learning)", ("own",), ("own",)),
     ModelEntry("duration", "clip duration (no learning)", ("own",), ("own",)),
@@ -84,7 +100,11 @@ MODELS = (
 
 # (A, B, question): variants are "<model>/<pooling>/<std|raw>".
 COMPARISONS = (
-    ("mn04-as/freq_preserving/std", "m2d-resp/freq_preserving/std", "AudioSet vs respiratory pre-training (freq_preserving)"),
+    (
+        "mn04-as/freq_preserving/std",
+        "m2d-resp/freq_preserving/std",
+        "AudioSet vs respiratory pre-training (freq_preserving)",
+    ),
     ("mn04-as/mean/std", "m2d-resp/mean/std", "AudioSet vs respiratory pre-training (mean)"),
     ("mn04-as/freq_preserving/std", "mn04-as/mean/std", "freq_preserving vs mean: mn04 AudioSet"),
     ("m2d-resp/freq_preserving/std", "m2d-resp/mean/std", "freq_preserving vs mean: ViT respiratory"),
@@ -110,7 +130,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="folder holding corpus folders (SPRSound/, covid19-cough/); repeat it, the first holding a corpus wins",
     )
     parser.add_argument("--output-dir", type=Path, default=REPO / "results")
-    parser.add_argument("--cache-dir", type=Path, default=None, help=f"embedding cache (default: {_default_cache_dir()})")
+    parser.add_argument(
+        "--cache-dir", type=Path, default=None, help=f"embedding cache (default: {_default_cache_dir()})"
+    )
     parser.add_argument("--mn04", default=str(REPO / "pretrained" / "efficientat-mn04-as"))
     parser.add_argument("--resp-model", default=str(REPO / "pretrained" / "small-m2d-resp"))
     parser.add_argument("--tasks", default=",".join(TASKS))
@@ -140,7 +162,9 @@ def build_encoder(key: str, args) -> AudioEncoder:
         config = type(config).from_dict({**config.to_dict(), "pooling": "freq_preserving"})
         torch.manual_seed(0)
         model = AutoModel.from_config(config)
-        return AudioEncoder(model, AutoFeatureExtractor.from_pretrained(args.mn04), model_id="efficientat-mn04:random-seed0")
+        return AudioEncoder(
+            model, AutoFeatureExtractor.from_pretrained(args.mn04), model_id="efficientat-mn04:random-seed0"
+        )
     return nonlearned_encoder(key)
 
 
@@ -152,8 +176,10 @@ def frequency_rows(encoder: AudioEncoder) -> tuple[int | None, list[int] | None,
     from resp_audio_hf.benchmark.pooling import frequency_row_spans
 
     spans = frequency_row_spans(config)
-    return len(spans), signal_rows(config, encoder.feature_extractor, SIGNAL_LIMIT_HZ), row_frequency_ranges(
-        config, encoder.feature_extractor
+    return (
+        len(spans),
+        signal_rows(config, encoder.feature_extractor, SIGNAL_LIMIT_HZ),
+        row_frequency_ranges(config, encoder.feature_extractor),
     )
 
 
@@ -187,7 +213,11 @@ def run(args) -> dict:
             "cache_dir": str(cache_dir),
             "bootstrap": {"resamples": args.resamples, "seed": BOOTSTRAP_SEED, "unit": "test patient (subject_id)"},
             "signal_limit_hz": SIGNAL_LIMIT_HZ,
-            "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+            "machine": {
+                "cpu_count": os.cpu_count(),
+                "platform": platform.platform(),
+                "python": platform.python_version(),
+            },
         },
         "models": {},
         "tasks": {},
@@ -235,9 +265,14 @@ def run(args) -> dict:
             "split_mode": task.split_mode,
             "split_description": spec.split_description,
             "test_splits": list(task.test_splits),
-            "counts": {split: {"rows": int(n), "positive": int(table.loc[table["split"] == split, "label"].sum()),
-                               "patients": int(table.loc[table["split"] == split, "subject_id"].nunique())}
-                       for split, n in table["split"].value_counts().items()},
+            "counts": {
+                split: {
+                    "rows": int(n),
+                    "positive": int(table.loc[table["split"] == split, "label"].sum()),
+                    "patients": int(table.loc[table["split"] == split, "subject_id"].nunique()),
+                }
+                for split, n in table["split"].value_counts().items()
+            },
             "data_report": task.report.summary(),
             "skipped": {key: e.skipped for key, e in embedded.items() if e.skipped},
             "extraction": timing,
@@ -258,7 +293,12 @@ def run(args) -> dict:
                     protocol = replace(spec.protocol, standardize_features=standardized)
                     started = time.perf_counter()
                     result, held_out = score_task(
-                        spec, table, features, protocol, split_mode=task.split_mode, test_splits=task.test_splits,
+                        spec,
+                        table,
+                        features,
+                        protocol,
+                        split_mode=task.split_mode,
+                        test_splits=task.test_splits,
                         return_predictions=True,
                     )
                     predictions[name] = held_out
@@ -273,8 +313,13 @@ def run(args) -> dict:
                         "probe_seconds": round(time.perf_counter() - started, 1),
                     }
                     logger.info(
-                        "%s %s: %s", task_id, name,
-                        ", ".join(f"{s} {v[spec.metric]['mean']:.3f}±{v[spec.metric]['std']:.3f}" for s, v in result.test_results.items()),
+                        "%s %s: %s",
+                        task_id,
+                        name,
+                        ", ".join(
+                            f"{s} {v[spec.metric]['mean']:.3f}±{v[spec.metric]['std']:.3f}"
+                            for s, v in result.test_results.items()
+                        ),
                     )
         for a, b, question in COMPARISONS:
             if a not in predictions or b not in predictions:
@@ -336,15 +381,22 @@ def markdown(results: dict) -> str:
             cells.append(f"{metric['mean']:.3f} ± {metric['std']:.3f}" if metric else "–")
         lines.append("| " + _variant_title(results, name) + " | " + " | ".join(cells) + " |")
     out = ["AUROC, mean ± std over 5 probe seeds (OPERA's linear probe).", "", *lines, ""]
-    out += ["Paired differences (A − B, AUROC, mean over seeds) with 95 % bootstrap intervals over test patients "
-            f"({results['settings']['bootstrap']['resamples']} resamples); **bold**: the interval excludes 0.", ""]
+    out += [
+        "Paired differences (A − B, AUROC, mean over seeds) with 95 % bootstrap intervals over test patients "
+        f"({results['settings']['bootstrap']['resamples']} resamples); **bold**: the interval excludes 0.",
+        "",
+    ]
     header = ["comparison (A − B)"] + [_column_title(*c) for c in columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
     questions = list(dict.fromkeys(c["question"] for c in results["comparisons"]))
     for question in questions:
         cells = []
         for task_id, split in columns:
-            match = [c for c in results["comparisons"] if c["question"] == question and c["task"] == task_id and c["test_split"] == split]
+            match = [
+                c
+                for c in results["comparisons"]
+                if c["question"] == question and c["task"] == task_id and c["test_split"] == split
+            ]
             if not match:
                 cells.append("–")
                 continue
@@ -355,12 +407,17 @@ def markdown(results: dict) -> str:
     out += [*lines, ""]
     notes = []
     for task_id, task in results["tasks"].items():
-        counts = ", ".join(f"{s} {v['rows']} rows / {v['patients']} patients / {v['positive']} positive" for s, v in sorted(task["counts"].items()))
+        counts = ", ".join(
+            f"{s} {v['rows']} rows / {v['patients']} patients / {v['positive']} positive"
+            for s, v in sorted(task["counts"].items())
+        )
         notes.append(f"- {task_id} ({task['name']}; split mode {task['split_mode']}): {counts}.")
     for key, model in results["models"].items():
         if model["band_limited_rows"] is not None:
             ranges = "; ".join(f"row {i}: {lo}–{hi} Hz" for i, (lo, hi) in enumerate(model["row_band_centres_hz"]))
-            notes.append(f"- {model['title']}: band-limited keeps rows {model['band_limited_rows']} of {model['frequency_rows']} ({ranges}; band centres).")
+            notes.append(
+                f"- {model['title']}: band-limited keeps rows {model['band_limited_rows']} of {model['frequency_rows']} ({ranges}; band centres)."
+            )
     return "\n".join(out + notes) + "\n"
 
 
@@ -372,9 +429,18 @@ def bar_chart(results: dict, path: Path) -> Path:
 
     columns = _columns(results)
     names = [n for n in _variant_rows(results) if n.endswith("/std")]
-    fig, axes = plt.subplots(1, len(columns), figsize=(3.2 * len(columns), 0.32 * len(names) + 1.6), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(columns), figsize=(3.2 * len(columns), 0.32 * len(names) + 1.6), sharey=True, squeeze=False
+    )
     y = np.arange(len(names))
-    colours = {"mn04-as": "C3", "m2d-resp": "C0", "m2d-init": "C7", "mn04-init": "C8", "log-mel-stats": "C2", "duration": "C1"}
+    colours = {
+        "mn04-as": "C3",
+        "m2d-resp": "C0",
+        "m2d-init": "C7",
+        "mn04-init": "C8",
+        "log-mel-stats": "C2",
+        "duration": "C1",
+    }
     for axis, (task_id, split) in zip(axes[0], columns):
         means, stds = [], []
         for name in names:
@@ -382,7 +448,14 @@ def bar_chart(results: dict, path: Path) -> Path:
             metric = variant["test"][split]["auroc"] if variant else {"mean": np.nan, "std": 0.0}
             means.append(metric["mean"])
             stds.append(metric["std"])
-        axis.barh(y, np.array(means) - 0.5, left=0.5, xerr=stds, color=[colours.get(n.split("/")[0], "C9") for n in names], capsize=2)
+        axis.barh(
+            y,
+            np.array(means) - 0.5,
+            left=0.5,
+            xerr=stds,
+            color=[colours.get(n.split("/")[0], "C9") for n in names],
+            capsize=2,
+        )
         axis.axvline(0.5, color="grey", linewidth=0.8, linestyle="--")
         axis.set_xlim(0.4, 1.0)
         axis.set_title(_column_title(task_id, split), fontsize=9)

@@ -6,7 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from resp_audio_hf.benchmark.demo import DEMO_DATA, RESPIRATORY_LABELS, default_model_dir
+from resp_audio_hf.benchmark.demo import (
+    DEMO_DATA,
+    RESPIRATORY_LABELS,
+    default_model_dir,
+)
 from resp_audio_hf.cli import main
 
 BUNDLE = DEMO_DATA / "covid19-cough"
@@ -23,7 +27,12 @@ def test_bundled_coughs_are_a_credited_cc0_subset_of_at_most_5_mb():
     for entry in listing:
         key = (entry["covid19"], entry["source"])
         strata[key] = strata.get(key, 0) + 1
-    assert strata == {(True, "call-center"): 24, (True, "telegram"): 24, (False, "call-center"): 24, (False, "telegram"): 24}
+    assert strata == {
+        (True, "call-center"): 24,
+        (True, "telegram"): 24,
+        (False, "call-center"): 24,
+        (False, "telegram"): 24,
+    }
 
 
 def test_bundled_coughs_are_unchanged_copies_of_the_shared_corpus(shared_data):
@@ -32,7 +41,10 @@ def test_bundled_coughs_are_unchanged_copies_of_the_shared_corpus(shared_data):
     for entry in json.loads((BUNDLE / "metadata.json").read_text()):
         assert entry == original[entry["filename"]]
         bundled = (BUNDLE / "raw" / entry["filename"]).read_bytes()
-        assert hashlib.sha256(bundled).digest() == hashlib.sha256((corpus / "raw" / entry["filename"]).read_bytes()).digest()
+        assert (
+            hashlib.sha256(bundled).digest()
+            == hashlib.sha256((corpus / "raw" / entry["filename"]).read_bytes()).digest()
+        )
     assert (BUNDLE / "LICENSE").read_bytes() == (corpus / "LICENSE").read_bytes()
 
 
@@ -66,7 +78,12 @@ def test_demo_labels_real_coughs_with_audioset_and_probes_them(tmp_path, capsys)
     probe = results["probe"]
     assert probe["protocol"]["standardize_features"] is True and probe["protocol"]["epochs"] == 64
     assert sum(probe["counts"].values()) == 96 and probe["counts"]["test"] == 20
-    assert set(probe["variants"]) == {"mn04 AudioSet, freq_preserving", "mn04 AudioSet, mean", "log-mel statistics", "clip duration"}
+    assert set(probe["variants"]) == {
+        "mn04 AudioSet, freq_preserving",
+        "mn04 AudioSet, mean",
+        "log-mel statistics",
+        "clip duration",
+    }
     for variant in probe["variants"].values():
         assert len(variant["scores"]) == 5 and variant["mean"] == pytest.approx(np.mean(variant["scores"]))
     assert probe["variants"]["mn04 AudioSet, freq_preserving"]["embedding_dim"] == 4 * 384

@@ -11,7 +11,12 @@ from resp_audio_hf import (
     RespAudioFeatureExtractor,
     RespAudioModel,
 )
-from resp_audio_hf.benchmark.pooling import derive_pooling, frequency_row_spans, mel_band_centres, signal_rows
+from resp_audio_hf.benchmark.pooling import (
+    derive_pooling,
+    frequency_row_spans,
+    mel_band_centres,
+    signal_rows,
+)
 
 
 def _clips(sprsound_clips, seconds=(2.0, 3.3)):
@@ -27,7 +32,9 @@ def _embed(model_class, config, feature_extractor, clips, rate):
 
 
 @pytest.mark.parametrize("family", ["resp_audio", "efficientat"])
-def test_mean_and_band_limited_derived_from_freq_preserving_equal_the_models_own(family, sprsound_clips, single_torch_thread):
+def test_mean_and_band_limited_derived_from_freq_preserving_equal_the_models_own(
+    family, sprsound_clips, single_torch_thread
+):
     clips, rate = _clips(sprsound_clips)
     if family == "resp_audio":
         config = RespAudioConfig.from_preset("tiny-m2d")

@@ -5,7 +5,11 @@ import pytest
 import torch
 
 from resp_audio_hf.benchmark.embeddings import ArrayClipDataset, extract_embeddings
-from resp_audio_hf.benchmark.nonlearned import LOG_MEL_STATISTICS, baseline_feature_extractor, nonlearned_encoder
+from resp_audio_hf.benchmark.nonlearned import (
+    LOG_MEL_STATISTICS,
+    baseline_feature_extractor,
+    nonlearned_encoder,
+)
 
 
 def _numpy_statistics(frames: np.ndarray) -> np.ndarray:
@@ -26,7 +30,9 @@ def _numpy_statistics(frames: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def clips(sprsound_clips):
     # Real 8 kHz SPRSound recordings, cut to different lengths so that a batch needs padding.
-    return [(audio[: int(rate * seconds)], rate) for (audio, rate), seconds in zip(sprsound_clips, (3.0, 1.3, 5.2, 0.7))]
+    return [
+        (audio[: int(rate * seconds)], rate) for (audio, rate), seconds in zip(sprsound_clips, (3.0, 1.3, 5.2, 0.7))
+    ]
 
 
 def test_log_mel_statistics_equal_numpy_on_the_front_ends_frames(clips, single_torch_thread):
@@ -55,9 +61,7 @@ def test_duration_is_the_clip_length_to_the_10_ms_frame(clips, single_torch_thre
     expected = np.array([len(audio) / rate for audio, rate in clips])
     assert np.all(seconds <= expected + 1e-6) and np.all(expected - seconds < 0.0101)
     # A clip shorter than one ViT patch (160 ms) keeps its own length.
-    short = extract_embeddings(
-        encoder, ArrayClipDataset([clips[0][0][:400]], clips[0][1], 16000), progress=False
-    )[0, 0]
+    short = extract_embeddings(encoder, ArrayClipDataset([clips[0][0][:400]], clips[0][1], 16000), progress=False)[0, 0]
     assert short == pytest.approx(0.05, abs=0.0101)
 
 

@@ -13,7 +13,9 @@ def _tiny_case(seed=0):
     y = np.array([0, 1] * 12)
     signal = y + rng.normal(0, 0.8, size=(3, 24))
     a = np.stack([np.stack([1 - p, p], axis=-1) for p in 1 / (1 + np.exp(-signal * 1.5))])  # 3 seeds
-    b = np.stack([np.stack([1 - p, p], axis=-1) for p in 1 / (1 + np.exp(-(signal[:2] * 0.3 + rng.normal(0, 1, (2, 24)))))])
+    b = np.stack(
+        [np.stack([1 - p, p], axis=-1) for p in 1 / (1 + np.exp(-(signal[:2] * 0.3 + rng.normal(0, 1, (2, 24)))))]
+    )
     return y, a, b, groups
 
 
@@ -38,7 +40,12 @@ def test_paired_bootstrap_equals_a_direct_resampling_of_patients():
     assert result.difference == pytest.approx(full, abs=1e-12)
     assert result.ci_low == pytest.approx(np.percentile(differences, 2.5), abs=1e-12)
     assert result.ci_high == pytest.approx(np.percentile(differences, 97.5), abs=1e-12)
-    assert (result.n_resamples, result.n_discarded, result.n_groups, result.n_rows) == (len(differences), discarded, 8, 24)
+    assert (result.n_resamples, result.n_discarded, result.n_groups, result.n_rows) == (
+        len(differences),
+        discarded,
+        8,
+        24,
+    )
     assert result.to_dict()["excludes_zero"] == (result.ci_low > 0 or result.ci_high < 0)
 
 

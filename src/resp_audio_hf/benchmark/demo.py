@@ -81,7 +81,11 @@ def _probe_variants(task, model_dir: Path, cache_dir: Path, batch_size: int, pro
 
     protocol = replace(task.spec.protocol, standardize_features=True)
     mn04 = AudioEncoder.from_pretrained(str(model_dir), pooling="freq_preserving")
-    encoders = {"mn04": mn04, "log-mel-stats": nonlearned_encoder("log-mel-stats"), "duration": nonlearned_encoder("duration")}
+    encoders = {
+        "mn04": mn04,
+        "log-mel-stats": nonlearned_encoder("log-mel-stats"),
+        "duration": nonlearned_encoder("duration"),
+    }
     embedded = {
         key: embed_task(encoder, task, cache_dir=cache_dir, batch_size=batch_size, protocol=protocol, progress=progress)
         for key, encoder in encoders.items()
@@ -103,8 +107,15 @@ def _probe_variants(task, model_dir: Path, cache_dir: Path, batch_size: int, pro
     }
     scores = {}
     for name, features in variants.items():
-        result = score_task(task.spec, table, features, protocol, split_mode=task.split_mode, test_splits=task.test_splits)
-        scores[name] = {"mean": result.mean, "std": result.std, "scores": result.scores, "embedding_dim": result.embedding_dim}
+        result = score_task(
+            task.spec, table, features, protocol, split_mode=task.split_mode, test_splits=task.test_splits
+        )
+        scores[name] = {
+            "mean": result.mean,
+            "std": result.std,
+            "scores": result.scores,
+            "embedding_dim": result.embedding_dim,
+        }
     counts = {split: int(n) for split, n in table["split"].value_counts().items()}
     return {"variants": scores, "counts": counts, "protocol": asdict(protocol)}
 
@@ -119,7 +130,11 @@ def _markdown(results: dict) -> str:
     ]
     for label, row in tags["respiratory"].items():
         lines.append(f"| {label} | {row['top_of']} clips | {row['mean_probability']:.3f} |")
-    lines += ["", "Most frequent top labels: " + ", ".join(f"{k} ({v})" for k, v in tags["top_label_counts"].items()), ""]
+    lines += [
+        "",
+        "Most frequent top labels: " + ", ".join(f"{k} ({v})" for k, v in tags["top_label_counts"].items()),
+        "",
+    ]
     lines += ["Examples (top labels with their probabilities):", ""]
     shown = set()
     for clip in tags["clips"]:
@@ -161,7 +176,14 @@ def _figure(results: dict, path: Path) -> Path:
     left.set_xlabel("mean AudioSet probability over the coughs")
     left.set_title("mn04 (AudioSet) on real coughs", fontsize=10)
     variants = list(probe)
-    right.barh(variants, [probe[v]["mean"] - 0.5 for v in variants], left=0.5, xerr=[probe[v]["std"] for v in variants], color="C0", capsize=3)
+    right.barh(
+        variants,
+        [probe[v]["mean"] - 0.5 for v in variants],
+        left=0.5,
+        xerr=[probe[v]["std"] for v in variants],
+        color="C0",
+        capsize=3,
+    )
     right.invert_yaxis()
     right.axvline(0.5, color="grey", linestyle="--", linewidth=0.8)
     right.set_xlim(0.0, 1.0)
@@ -242,4 +264,4 @@ def run_demo(output_dir: str | os.PathLike, config: DemoConfig | None = None, pr
     return results
 
 
-__all__ = ["DEMO_DATA", "DemoConfig", "RESPIRATORY_LABELS", "default_model_dir", "run_demo", "tag_recordings"]
+__all__ = ["DEMO_DATA", "RESPIRATORY_LABELS", "DemoConfig", "default_model_dir", "run_demo", "tag_recordings"]

@@ -61,7 +61,10 @@ def signal_rows(config, feature_extractor, max_frequency_hz: float) -> list[int]
 def row_frequency_ranges(config, feature_extractor) -> list[tuple[float, float]]:
     """``(lowest, highest)`` band centre (Hz) of each frequency row, for reports."""
     centres = mel_band_centres(feature_extractor)
-    return [(float(centres[span.start]), float(centres[min(span.stop, len(centres)) - 1])) for span in frequency_row_spans(config)]
+    return [
+        (float(centres[span.start]), float(centres[min(span.stop, len(centres)) - 1]))
+        for span in frequency_row_spans(config)
+    ]
 
 
 def derive_pooling(embeddings: np.ndarray, num_rows: int, pooling: str, rows: list[int] | None = None) -> np.ndarray:
