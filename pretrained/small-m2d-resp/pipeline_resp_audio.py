@@ -5,7 +5,9 @@ extractor, so bad input fails inside torchaudio or FFmpeg with messages that nam
 empty or integer array at another rate, "Malformed soundfile"), and rates the feature extractor refuses (999 Hz) pass.
 [`RespAudioClassificationPipeline`] hands arrays to the feature extractor at their own rate (it checks, then resamples
 with the same `torchaudio.functional.resample`), and names the file or URL in every error about it. Files and bytes
-are still decoded by FFmpeg at the model's rate, as transformers does.
+are decoded by torchcodec (FFmpeg) to mono at the model's rate, exactly as `resp-audio-hf bench` and `embed` decode
+files (`resp_audio_hf.data.audio.load_audio`), so one file gets one set of features whichever way it goes in;
+transformers' `ffmpeg_read` (the FFmpeg command line) is the fallback only where torchcodec is not installed.
 
 Importing `resp_audio_hf` makes it the `audio-classification` pipeline ([`register_pipeline`]); for models with another
 feature extractor it behaves exactly as transformers' own. Saved classifiers also name it in `custom_pipelines`, so
@@ -36,8 +38,8 @@ CUSTOM_PIPELINES = {
 class RespAudioClassificationPipeline(AudioClassificationPipeline):
     """
     Audio classification with a RespAudio classifier. Inputs, as in transformers: a file path or URL (decoded by
-    FFmpeg at the model's rate), the bytes of a file, an array or tensor at the model's rate, a `{"array" | "raw":
-    samples, "sampling_rate": rate}` dict at any rate, or a torchcodec `AudioDecoder`. One input is one clip: a 2-D
+    torchcodec/FFmpeg to mono at the model's rate, as the benchmark decodes files), the bytes of a file, an array or
+    tensor at the model's rate, a `{"array" | "raw": samples, "sampling_rate": rate}` dict at any rate, or a torchcodec `AudioDecoder`. One input is one clip: a 2-D
     array is read as channels (the shorter axis) and frames, and downmixed if stereo; pass a list of inputs to
     classify several clips.
     """
@@ -97,6 +99,23 @@ def _read_source(location: str) -> bytes:
 def _decode(data: bytes, sampling_rate: int, source: str) -> np.ndarray:
     if not data:
         raise ValueError(f"{source}: the file is empty (0 bytes).")
+    try:
+        from torchcodec.decoders import AudioDecoder
+    except ImportError:  # a process with transformers but without torchcodec (remote code elsewhere)
+        AudioDecoder = None
+    if AudioDecoder is not None:
+        no_audio = (
+            f"{source}: FFmpeg decoded no audio from it ({len(data)} bytes); it is truncated, corrupt or not an audio "
+            "file"
+        )
+        try:
+            samples = AudioDecoder(data, sample_rate=sampling_rate, num_channels=1).get_all_samples()
+        except (RuntimeError, ValueError, OSError) as error:
+            reason = str(error).splitlines()[0][-200:] if str(error) else type(error).__name__
+            raise ValueError(f"{no_audio} ({reason}).") from error
+        if samples.data.numel() == 0:  # a file cut off after its header decodes to nothing
+            raise ValueError(f"{no_audio}.")
+        return samples.data[0].numpy()
     try:
         return ffmpeg_read(data, sampling_rate)
     except ValueError as error:
