@@ -39,9 +39,9 @@ class RespAudioClassificationPipeline(AudioClassificationPipeline):
     """
     Audio classification with a RespAudio classifier. Inputs, as in transformers: a file path or URL (decoded by
     torchcodec/FFmpeg to mono at the model's rate, as the benchmark decodes files), the bytes of a file, an array or
-    tensor at the model's rate, a `{"array" | "raw": samples, "sampling_rate": rate}` dict at any rate, or a torchcodec `AudioDecoder`. One input is one clip: a 2-D
-    array is read as channels (the shorter axis) and frames, and downmixed if stereo; pass a list of inputs to
-    classify several clips.
+    tensor at the model's rate, a `{"array" | "raw": samples, "sampling_rate": rate}` dict at any rate, or a
+    torchcodec `AudioDecoder`. One input is one clip: a 2-D array is read as channels (the shorter axis) and frames,
+    and downmixed if stereo; pass a list of inputs to classify several clips.
     """
 
     def preprocess(self, inputs):
