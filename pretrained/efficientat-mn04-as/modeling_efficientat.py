@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -326,23 +325,10 @@ class EfficientATForAudioClassification(EfficientATPreTrainedModel):
     def save_pretrained(self, save_directory, *args, **kwargs):
         if self._auto_class is None:
             return super().save_pretrained(save_directory, *args, **kwargs)
-        # As RespAudioForAudioClassification: a published classifier also loads as a bare encoder with
-        # `trust_remote_code=True`, and its saved config names the package's pipeline in `custom_pipelines` (only the
-        # saved file: on a live config it would make transformers demand remote code).
-        auto_map = dict(getattr(self.config, "auto_map", None) or {})
-        auto_map.setdefault("AutoModel", f"{EfficientATModel.__module__.split('.')[-1]}.{EfficientATModel.__name__}")
-        self.config.auto_map = auto_map
-        from .pipeline_resp_audio import CUSTOM_PIPELINES
+        from .pipeline_resp_audio import classifier_save_entries
 
-        previous = self.config.__dict__.get("custom_pipelines")
-        self.config.custom_pipelines = copy.deepcopy(CUSTOM_PIPELINES)
-        try:
+        with classifier_save_entries(self.config, EfficientATModel):
             return super().save_pretrained(save_directory, *args, **kwargs)
-        finally:
-            if previous is None:
-                del self.config.custom_pipelines
-            else:
-                self.config.custom_pipelines = previous
 
     def forward(
         self,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 
@@ -594,25 +593,10 @@ class RespAudioForAudioClassification(RespAudioPreTrainedModel):
     def save_pretrained(self, save_directory, *args, **kwargs):
         if self._auto_class is None:
             return super().save_pretrained(save_directory, *args, **kwargs)
-        # A published classifier should also load as a bare encoder, `AutoModel.from_pretrained(repo,
-        # trust_remote_code=True)`, where this package is not installed: name the encoder class in auto_map too.
-        auto_map = dict(getattr(self.config, "auto_map", None) or {})
-        auto_map.setdefault("AutoModel", f"{RespAudioModel.__module__.split('.')[-1]}.{RespAudioModel.__name__}")
-        self.config.auto_map = auto_map
-        # Where this package is not installed, `pipeline(..., trust_remote_code=True)` finds the pipeline class in
-        # the folder through `custom_pipelines` (save_pretrained copies its module, imported here, with the others).
-        # Only the saved file carries the entry: on a live config it would make transformers demand remote code.
-        from .pipeline_resp_audio import CUSTOM_PIPELINES
+        from .pipeline_resp_audio import classifier_save_entries
 
-        previous = self.config.__dict__.get("custom_pipelines")
-        self.config.custom_pipelines = copy.deepcopy(CUSTOM_PIPELINES)
-        try:
+        with classifier_save_entries(self.config, RespAudioModel):
             return super().save_pretrained(save_directory, *args, **kwargs)
-        finally:
-            if previous is None:
-                del self.config.custom_pipelines
-            else:
-                self.config.custom_pipelines = previous
 
     def forward(
         self,
