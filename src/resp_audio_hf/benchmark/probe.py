@@ -12,9 +12,9 @@ Instead of one Python/Lightning loop per seed and per sample, all runs that shar
 are stacked: their weights form one ``[runs, classes, features]`` tensor (``nn.Linear``'s layout, for which
 both batched products read the features row by row), every mini-batch of every run is gathered with one
 index operation into a buffer reused across steps, the gradients (written out analytically) and the
-per-run clipping are batched tensor operations, and one ``torch.optim.Adam`` steps the stacked weights
-(its update is element-wise). Each run keeps its own initialisation and shuffling stream, so the result
-is the same as training the runs one after another.
+per-run clipping are batched tensor operations, and one call of ``torch.optim.Adam``'s fused update (its
+functional form) steps the stacked weights (the update is element-wise). Each run keeps its own
+initialisation and shuffling stream, so the result is the same as training the runs one after another.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torch.optim.adam import adam as adam_update
 
 from ..data.tasks import ProbeProtocol
 from .metrics import auroc_ovr_macro, mean_absolute_error
@@ -199,8 +200,12 @@ def _train_group(
         mean = std = torch.zeros(n_runs)
 
     # One Adam over the stacked weights is every run's own Adam: its update is element-wise, so the runs never mix.
-    # The fused kernel is one call per step (the per-run gradient is clipped before it, as clip_grad_norm_ does).
-    optimizer = torch.optim.Adam([theta], lr=protocol.learning_rate, fused=True)
+    # torch.optim.Adam's functional form with its fused kernel, on state allocated here once: the Optimizer wrapper's
+    # per-step bookkeeping costs as much as the kernel for small probes. The per-run gradient is clipped before it,
+    # as clip_grad_norm_ does; the defaults (betas, eps) are torch.optim.Adam's.
+    exp_avg, exp_avg_sq = torch.zeros_like(theta), torch.zeros_like(theta)
+    adam_step = torch.tensor(0.0)
+    learning_rate = protocol.learning_rate
     l2 = protocol.l2_strength
     higher_better = kind == "classification"
     best_theta = theta.clone()
@@ -231,10 +236,23 @@ def _train_group(
             # clip_grad_norm_ per run: one global norm over that run's weight and bias.
             norm = grad.pow(2).sum(dim=(1, 2)).sqrt()
             grad.mul_((protocol.grad_clip / (norm + _CLIP_EPS)).clamp(max=1.0)[:, None, None])
-            theta.grad = grad
-            optimizer.step()
-            theta.grad = None
-        optimizer.param_groups[0]["lr"] *= protocol.lr_decay  # ExponentialLR, without its per-step wrapper
+            adam_update(
+                [theta],
+                [grad],
+                [exp_avg],
+                [exp_avg_sq],
+                [],
+                [adam_step],
+                fused=True,
+                amsgrad=False,
+                beta1=0.9,
+                beta2=0.999,
+                lr=learning_rate,
+                weight_decay=0.0,
+                eps=1e-8,
+                maximize=False,
+            )
+        learning_rate *= protocol.lr_decay  # ExponentialLR, without its per-step wrapper
 
         val_scores, _ = _evaluate(kind, validation, theta, mean, std)
         if (epoch + 1) % protocol.checkpoint_every == 0:
