@@ -29,8 +29,6 @@ class FrontEnd:
         kaldi_framing: frames lie inside the clip (frame t is samples `[t * hop, t * hop + win_length)`), each with
             its mean removed and pre-emphasised on its own, zero-padded to `n_fft`, as Kaldi's fbank; otherwise a
             centred STFT of the whole (pre-emphasised) clip, reflect-padded by `n_fft // 2` at its ends.
-        samples_dropped: samples the centred STFT's input loses before framing (pre-emphasis drops one); with Kaldi
-            framing the frame count is set by `win_length` instead.
         periodic_window: periodic Hann window (torch/nnAudio's default) rather than the symmetric one.
         mel_scale, mel_norm, triangularize_in_mel_space: the filterbank, as `transformers.audio_utils.mel_filter_bank`
             names it.
@@ -40,7 +38,6 @@ class FrontEnd:
 
     defaults: Mapping[str, Any]
     kaldi_framing: bool
-    samples_dropped: int
     periodic_window: bool
     mel_scale: str
     mel_norm: str | None
@@ -48,9 +45,10 @@ class FrontEnd:
     log_epsilon: float
     clamp_log_epsilon: bool
 
-    def first_frame_samples(self, win_length: int) -> int:
-        """Samples the first frame needs; each further frame needs `hop_length` more."""
-        return win_length if self.kaldi_framing else self.samples_dropped
+    def first_frame_samples(self, win_length: int, preemphasis: float) -> int:
+        """Samples the first frame needs; each further frame needs `hop_length` more. The centred STFT's input loses
+        one sample to pre-emphasis, whichever front end turns it on."""
+        return win_length if self.kaldi_framing else int(bool(preemphasis))
 
 
 # The three families' published front ends. PaSST: hear21passt `AugmentMelSTFT` in eval mode; AST: Kaldi fbank as in
@@ -61,7 +59,7 @@ FRONT_ENDS: Mapping[str, FrontEnd] = MappingProxyType({
             sampling_rate=32000, num_mel_bins=128, n_fft=1024, win_length=800, hop_length=320,
             f_min=0.0, f_max=15000.0, preemphasis=0.97, mean=-4.5, std=5.0, max_length=998, padding_value=0.0,
         )),
-        kaldi_framing=False, samples_dropped=1, periodic_window=False,  # pre-emphasis drops one sample
+        kaldi_framing=False, periodic_window=False,
         mel_scale="kaldi", mel_norm=None, triangularize_in_mel_space=True,
         log_epsilon=PASST_LOG_OFFSET, clamp_log_epsilon=False,
     ),
@@ -72,7 +70,7 @@ FRONT_ENDS: Mapping[str, FrontEnd] = MappingProxyType({
             # ASTFeatureExtractor pads the log-fbank with zeros before normalising.
             padding_value=4.2677393 / (2 * 4.5689974),
         )),
-        kaldi_framing=True, samples_dropped=0, periodic_window=False,
+        kaldi_framing=True, periodic_window=False,
         mel_scale="kaldi", mel_norm=None, triangularize_in_mel_space=True,
         log_epsilon=FLOAT32_EPS, clamp_log_epsilon=True,
     ),
@@ -82,7 +80,7 @@ FRONT_ENDS: Mapping[str, FrontEnd] = MappingProxyType({
             f_min=50.0, f_max=8000.0, preemphasis=0.0, mean=-7.1, std=4.2, max_length=608, padding_value=0.0,
         )),
         # nnAudio/torchaudio's periodic window; hear21passt and Kaldi use the symmetric one.
-        kaldi_framing=False, samples_dropped=0, periodic_window=True,
+        kaldi_framing=False, periodic_window=True,
         mel_scale="slaney", mel_norm="slaney", triangularize_in_mel_space=False,
         log_epsilon=FLOAT32_EPS, clamp_log_epsilon=False,
     ),
@@ -327,11 +325,11 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
 
     def _minimum_samples(self) -> int:
         """Fewest samples that give one patch (`patch_size` frames)."""
-        return (self.patch_size - 1) * self.hop_length + self.front_end.first_frame_samples(self.win_length)
+        return (self.patch_size - 1) * self.hop_length + self.front_end.first_frame_samples(self.win_length, self.preemphasis)
 
     def num_frames(self, num_samples: int) -> int:
         """Frames the front end yields for a clip of `num_samples` samples at `sampling_rate`."""
-        return 1 + (num_samples - self.front_end.first_frame_samples(self.win_length)) // self.hop_length
+        return 1 + (num_samples - self.front_end.first_frame_samples(self.win_length, self.preemphasis)) // self.hop_length
 
     def log_mel(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """
