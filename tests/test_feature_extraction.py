@@ -13,6 +13,19 @@ def extractor(request):
     return RespAudioFeatureExtractor(frontend=request.param)
 
 
+def test_every_config_frontend_has_one_front_end_record():
+    from resp_audio_hf.configuration_resp_audio import FRONTENDS
+    from resp_audio_hf.feature_extraction_resp_audio import FRONT_ENDS
+
+    assert sorted(FRONT_ENDS) == sorted(FRONTENDS)
+    for name, record in FRONT_ENDS.items():
+        fe = RespAudioFeatureExtractor(frontend=name)
+        assert fe.front_end is record and fe.to_dict()["frontend"] == name and "front_end" not in fe.to_dict()
+        assert {key: getattr(fe, key) for key in record.defaults} == dict(record.defaults)
+    with pytest.raises(ValueError, match="frontend must be one of"):
+        RespAudioFeatureExtractor(frontend="beats")
+
+
 def test_kaldi_filterbanks_match_torchaudio():
     for frontend in ("passt", "ast"):
         fe = RespAudioFeatureExtractor(frontend=frontend)
