@@ -13,6 +13,19 @@ def extractor(request):
     return RespAudioFeatureExtractor(frontend=request.param)
 
 
+def test_every_config_frontend_has_one_front_end_record():
+    from resp_audio_hf.configuration_resp_audio import FRONTENDS
+    from resp_audio_hf.feature_extraction_resp_audio import FRONT_ENDS
+
+    assert sorted(FRONT_ENDS) == sorted(FRONTENDS)
+    for name, record in FRONT_ENDS.items():
+        fe = RespAudioFeatureExtractor(frontend=name)
+        assert fe.front_end is record and fe.to_dict()["frontend"] == name and "front_end" not in fe.to_dict()
+        assert {key: getattr(fe, key) for key in record.defaults} == dict(record.defaults)
+    with pytest.raises(ValueError, match="frontend must be one of"):
+        RespAudioFeatureExtractor(frontend="beats")
+
+
 def test_kaldi_filterbanks_match_torchaudio():
     for frontend in ("passt", "ast"):
         fe = RespAudioFeatureExtractor(frontend=frontend)
@@ -191,3 +204,26 @@ def test_from_model_config_and_json_round_trip(tmp_path):
     reloaded = RespAudioFeatureExtractor.from_pretrained(tmp_path)
     clip = np.random.default_rng(2).standard_normal(16000).astype(np.float32)
     np.testing.assert_array_equal(reloaded(clip, sampling_rate=16000)["input_values"], fe(clip, sampling_rate=16000)["input_values"])
+
+
+@pytest.mark.parametrize(("frontend", "preemphasis"), [("passt", 0.0), ("m2d", 0.97)])
+def test_preemphasis_override_is_the_published_front_end_on_the_emphasised_signal(
+    frontend, preemphasis, sprsound_clips, recwarn
+):
+    """Turning pre-emphasis off on PaSST (on for M2D) changes the STFT's input, so it must frame the clip as the
+    other setting's front end frames the pre-emphasised signal: every frame computed, none left uninitialised."""
+    audio, rate = sprsound_clips[0]
+    overridden = RespAudioFeatureExtractor(frontend=frontend, preemphasis=preemphasis)
+    plain = RespAudioFeatureExtractor(frontend=frontend, preemphasis=0.0)
+    resampled = torchaudio.functional.resample(torch.from_numpy(audio), rate, overridden.sampling_rate).numpy()
+    # A whole number of hops: where the sample pre-emphasis drops changes the frame count.
+    resampled = resampled[: len(resampled) // overridden.hop_length * overridden.hop_length]
+    emphasised = resampled[1:] - preemphasis * resampled[:-1] if preemphasis else resampled
+    features = overridden([resampled], sampling_rate=overridden.sampling_rate, return_tensors="pt")
+    expected = plain([emphasised], sampling_rate=plain.sampling_rate, return_tensors="pt")
+    assert features["input_values"].shape == expected["input_values"].shape
+    assert features["input_values"].shape[-2] == overridden.num_frames(len(resampled))
+    torch.testing.assert_close(features["input_values"], expected["input_values"], atol=1e-5, rtol=0)
+    again = overridden([resampled], sampling_rate=overridden.sampling_rate, return_tensors="pt")
+    assert torch.equal(features["input_values"], again["input_values"])
+    assert not [w for w in recwarn if "resized" in str(w.message)]

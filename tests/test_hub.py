@@ -8,6 +8,7 @@ as a Hub user would.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import importlib.util
 import io
@@ -28,6 +29,7 @@ import torch
 import yaml
 from huggingface_hub import ModelCard
 
+import resp_audio_hf
 from resp_audio_hf import (
     RespAudioConfig,
     RespAudioFeatureExtractor,
@@ -395,7 +397,7 @@ def test_dry_run_stages_exact_folder_without_contacting_hub(staged, no_token, hu
     }
     # The remote code is the installed package's code, byte for byte.
     for name in hub.REMOTE_CODE_FILES:
-        assert (staged.path / name).read_bytes() == (Path(hub.__file__).parent / name).read_bytes()
+        assert (staged.path / name).read_bytes() == (Path(resp_audio_hf.__file__).parent / name).read_bytes()
 
     # The CLI dry run needs no token, lists every file, and refuses to overwrite without --overwrite.
     output = tmp_path / "dry"
@@ -611,6 +613,17 @@ def test_isolated_check_catches_remote_code_needing_the_package(staged, tmp_path
     hub.check_staged_folder(folder)  # structurally complete
     with pytest.raises(hub.HubPublishError, match="does not load with trust_remote_code=True"):
         hub.validate_staged_folder(folder, isolated=True)
+
+
+def test_remote_code_check_script_imports_nothing_from_the_package():
+    # The child process blocks resp_audio_hf before loading the folder; a module imported before the block would slip
+    # through it, so the script itself must not import the package (nor its siblings, relatively).
+    script = hub.validation.REMOTE_CODE_CHECK_SCRIPT
+    tree = ast.parse(script.read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {"." * node.level + (node.module or "") for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert imported and not [name for name in imported if name.startswith((".", "resp_audio_hf"))], imported
+    assert script.parent == Path(hub.__file__).parent
 
 
 def test_staging_refuses_non_finite_weights_and_leaves_nothing(tmp_path):

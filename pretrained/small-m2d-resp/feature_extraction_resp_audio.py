@@ -5,33 +5,86 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from typing import Any
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 from transformers import BatchFeature, SequenceFeatureExtractor
 from transformers.audio_utils import mel_filter_bank
 
-# The three families' published front ends. PaSST: hear21passt `AugmentMelSTFT` in eval mode; AST: Kaldi fbank as in
-# transformers' `ASTFeatureExtractor`; M2D: nnAudio/torchaudio `MelSpectrogram` with M2D's 16 kHz settings.
-FRONTEND_DEFAULTS: dict[str, dict[str, Any]] = {
-    "passt": dict(
-        sampling_rate=32000, num_mel_bins=128, n_fft=1024, win_length=800, hop_length=320,
-        f_min=0.0, f_max=15000.0, preemphasis=0.97, mean=-4.5, std=5.0, max_length=998, padding_value=0.0,
-    ),
-    "ast": dict(
-        sampling_rate=16000, num_mel_bins=128, n_fft=512, win_length=400, hop_length=160,
-        f_min=20.0, f_max=8000.0, preemphasis=0.97, mean=-4.2677393, std=2 * 4.5689974, max_length=1024,
-        # ASTFeatureExtractor pads the log-fbank with zeros before normalising.
-        padding_value=4.2677393 / (2 * 4.5689974),
-    ),
-    "m2d": dict(
-        sampling_rate=16000, num_mel_bins=80, n_fft=400, win_length=400, hop_length=160,
-        f_min=50.0, f_max=8000.0, preemphasis=0.0, mean=-7.1, std=4.2, max_length=608, padding_value=0.0,
-    ),
-}
 PASST_LOG_OFFSET = 1e-5
 FLOAT32_EPS = float(torch.finfo(torch.float32).eps)
+
+
+@dataclass(frozen=True)
+class FrontEnd:
+    """
+    One family's published front end: the defaults of its settings and the ways its spectrogram differs from the
+    others'. Adding a front end is adding one record to `FRONT_ENDS`.
+
+    Args:
+        defaults: the published value of every setting `RespAudioFeatureExtractor` leaves unset.
+        kaldi_framing: frames lie inside the clip (frame t is samples `[t * hop, t * hop + win_length)`), each with
+            its mean removed and pre-emphasised on its own, zero-padded to `n_fft`, as Kaldi's fbank; otherwise a
+            centred STFT of the whole (pre-emphasised) clip, reflect-padded by `n_fft // 2` at its ends.
+        periodic_window: periodic Hann window (torch/nnAudio's default) rather than the symmetric one.
+        mel_scale, mel_norm, triangularize_in_mel_space: the filterbank, as `transformers.audio_utils.mel_filter_bank`
+            names it.
+        log_epsilon: keeps the log finite: added to the mel energies, or their floor if `clamp_log_epsilon`.
+        clamp_log_epsilon: floor the mel energies at `log_epsilon` (Kaldi) rather than add it.
+    """
+
+    defaults: Mapping[str, Any]
+    kaldi_framing: bool
+    periodic_window: bool
+    mel_scale: str
+    mel_norm: str | None
+    triangularize_in_mel_space: bool
+    log_epsilon: float
+    clamp_log_epsilon: bool
+
+    def first_frame_samples(self, win_length: int, preemphasis: float) -> int:
+        """Samples the first frame needs; each further frame needs `hop_length` more. The centred STFT's input loses
+        one sample to pre-emphasis, whichever front end turns it on."""
+        return win_length if self.kaldi_framing else int(bool(preemphasis))
+
+
+# The three families' published front ends. PaSST: hear21passt `AugmentMelSTFT` in eval mode; AST: Kaldi fbank as in
+# transformers' `ASTFeatureExtractor`; M2D: nnAudio/torchaudio `MelSpectrogram` with M2D's 16 kHz settings.
+FRONT_ENDS: Mapping[str, FrontEnd] = MappingProxyType({
+    "passt": FrontEnd(
+        defaults=MappingProxyType(dict(
+            sampling_rate=32000, num_mel_bins=128, n_fft=1024, win_length=800, hop_length=320,
+            f_min=0.0, f_max=15000.0, preemphasis=0.97, mean=-4.5, std=5.0, max_length=998, padding_value=0.0,
+        )),
+        kaldi_framing=False, periodic_window=False,
+        mel_scale="kaldi", mel_norm=None, triangularize_in_mel_space=True,
+        log_epsilon=PASST_LOG_OFFSET, clamp_log_epsilon=False,
+    ),
+    "ast": FrontEnd(
+        defaults=MappingProxyType(dict(
+            sampling_rate=16000, num_mel_bins=128, n_fft=512, win_length=400, hop_length=160,
+            f_min=20.0, f_max=8000.0, preemphasis=0.97, mean=-4.2677393, std=2 * 4.5689974, max_length=1024,
+            # ASTFeatureExtractor pads the log-fbank with zeros before normalising.
+            padding_value=4.2677393 / (2 * 4.5689974),
+        )),
+        kaldi_framing=True, periodic_window=False,
+        mel_scale="kaldi", mel_norm=None, triangularize_in_mel_space=True,
+        log_epsilon=FLOAT32_EPS, clamp_log_epsilon=True,
+    ),
+    "m2d": FrontEnd(
+        defaults=MappingProxyType(dict(
+            sampling_rate=16000, num_mel_bins=80, n_fft=400, win_length=400, hop_length=160,
+            f_min=50.0, f_max=8000.0, preemphasis=0.0, mean=-7.1, std=4.2, max_length=608, padding_value=0.0,
+        )),
+        # nnAudio/torchaudio's periodic window; hear21passt and Kaldi use the symmetric one.
+        kaldi_framing=False, periodic_window=True,
+        mel_scale="slaney", mel_norm="slaney", triangularize_in_mel_space=False,
+        log_epsilon=FLOAT32_EPS, clamp_log_epsilon=False,
+    ),
+})
 MIN_SAMPLING_RATE = 1000
 # A top-level 2-D array with at most this many columns (and more rows) is one clip in the `(frames, channels)` layout
 # of soundfile and most audio libraries, not a batch of clips that short (see `_is_channels_last_clip`).
@@ -103,14 +156,14 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
         return_attention_mask: bool = True,
         **kwargs,
     ):
-        if frontend not in FRONTEND_DEFAULTS:
-            raise ValueError(f"frontend must be one of {sorted(FRONTEND_DEFAULTS)}, got {frontend!r}.")
+        if frontend not in FRONT_ENDS:
+            raise ValueError(f"frontend must be one of {sorted(FRONT_ENDS)}, got {frontend!r}.")
         given = dict(
             sampling_rate=sampling_rate, num_mel_bins=num_mel_bins, n_fft=n_fft, win_length=win_length,
             hop_length=hop_length, f_min=f_min, f_max=f_max, preemphasis=preemphasis, mean=mean, std=std,
             max_length=max_length, padding_value=padding_value,
         )
-        settings = {k: (FRONTEND_DEFAULTS[frontend][k] if v is None else v) for k, v in given.items()}
+        settings = {k: (FRONT_ENDS[frontend].defaults[k] if v is None else v) for k, v in given.items()}
         # preprocessor_config.json stores `feature_size`, which is always `num_mel_bins`: drop the saved copy so that
         # `from_pretrained` does not pass it twice to `SequenceFeatureExtractor.__init__`.
         feature_size = kwargs.pop("feature_size", settings["num_mel_bins"])
@@ -144,6 +197,11 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
         self.mel_filters = self._build_mel_filters()
         self.window = self._build_window()
 
+    @property
+    def front_end(self) -> FrontEnd:
+        """The record of `frontend` in `FRONT_ENDS` (looked up, not stored: `to_dict` saves the name only)."""
+        return FRONT_ENDS[self.frontend]
+
     @classmethod
     def from_model_config(cls, config, **overrides) -> "RespAudioFeatureExtractor":
         """The front end matching a [`RespAudioConfig`] (family, rate, mel bins, clip length)."""
@@ -158,10 +216,7 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
         return cls(**settings)
 
     def _build_mel_filters(self) -> torch.Tensor:
-        if self.frontend == "m2d":
-            scale, norm, triangularize = "slaney", "slaney", False
-        else:
-            scale, norm, triangularize = "kaldi", None, True
+        front_end = self.front_end
         with warnings.catch_warnings():
             # Kaldi's 128 bands over a 512-point FFT leave the lowest bands empty; AST was trained with them as is.
             warnings.filterwarnings("ignore", message="At least one mel filter has all zero values")
@@ -171,15 +226,14 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
                 min_frequency=self.f_min,
                 max_frequency=self.f_max,
                 sampling_rate=self.sampling_rate,
-                norm=norm,
-                mel_scale=scale,
-                triangularize_in_mel_space=triangularize,
+                norm=front_end.mel_norm,
+                mel_scale=front_end.mel_scale,
+                triangularize_in_mel_space=front_end.triangularize_in_mel_space,
             )
         return torch.from_numpy(filters.astype(np.float32))  # [n_freq, n_mels]
 
     def _build_window(self) -> torch.Tensor:
-        # M2D's nnAudio/torchaudio window is periodic; hear21passt and Kaldi use the symmetric one.
-        return torch.hann_window(self.win_length, periodic=self.frontend == "m2d", dtype=torch.float32)
+        return torch.hann_window(self.win_length, periodic=self.front_end.periodic_window, dtype=torch.float32)
 
     # ------------------------------------------------------------------ input checks
 
@@ -271,18 +325,11 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
 
     def _minimum_samples(self) -> int:
         """Fewest samples that give one patch (`patch_size` frames)."""
-        if self.frontend == "ast":
-            return (self.patch_size - 1) * self.hop_length + self.win_length
-        extra = 1 if self.frontend == "passt" else 0  # pre-emphasis drops one sample
-        return (self.patch_size - 1) * self.hop_length + extra
+        return (self.patch_size - 1) * self.hop_length + self.front_end.first_frame_samples(self.win_length, self.preemphasis)
 
     def num_frames(self, num_samples: int) -> int:
         """Frames the front end yields for a clip of `num_samples` samples at `sampling_rate`."""
-        if self.frontend == "ast":
-            return 1 + (num_samples - self.win_length) // self.hop_length
-        if self.frontend == "passt":
-            return 1 + (num_samples - 1) // self.hop_length  # pre-emphasis drops one sample
-        return 1 + num_samples // self.hop_length
+        return 1 + (num_samples - self.front_end.first_frame_samples(self.win_length, self.preemphasis)) // self.hop_length
 
     def log_mel(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """
@@ -295,15 +342,16 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
         rows = batch if device.type != "cpu" else max(1, CPU_CHUNK_BINS // (num_frames * (self.n_fft // 2 + 1)))
         blocks = _mel_filter_blocks(self.mel_filters.to(device), MEL_BLOCK_SIZE)
         window = self.window.to(device)
-        # AST frames go into the first win_length columns; the zero tail, kept across chunks, is the FFT padding.
+        kaldi_framing = self.front_end.kaldi_framing
+        # Kaldi frames go into the first win_length columns; the zero tail, kept across chunks, is the FFT padding.
         frame_buffer = (
             torch.zeros(min(rows, batch), num_frames, self.n_fft, dtype=torch.float32, device=device)
-            if self.frontend == "ast"
+            if kaldi_framing
             else None
         )
         for start in range(0, batch, rows):
             stop = min(start + rows, batch)
-            if self.frontend == "ast":
+            if kaldi_framing:
                 power = self._kaldi_power(waveforms[start:stop], frame_buffer[: stop - start], window)
             else:
                 power = self._stft_power(waveforms[start:stop], lengths[start:stop], window)
@@ -314,10 +362,11 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
     def _normalised_log_mel(self, power: torch.Tensor, blocks, out: torch.Tensor) -> torch.Tensor:
         """`out` `[frames, num_mel_bins]` = the normalised log-mel of power spectra `[frames, bins]`."""
         _apply_mel_filter_blocks(power, blocks, out=out)
-        if self.frontend == "ast":
-            out.clamp_min_(FLOAT32_EPS)
+        front_end = self.front_end
+        if front_end.clamp_log_epsilon:
+            out.clamp_min_(front_end.log_epsilon)
         else:
-            out.add_(PASST_LOG_OFFSET if self.frontend == "passt" else FLOAT32_EPS)
+            out.add_(front_end.log_epsilon)
         return out.log_().sub_(self.mean).div_(self.std)
 
     def _kaldi_power(self, waveforms: torch.Tensor, frame_buffer: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
@@ -416,7 +465,7 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
     def _frames_of_span(self, read, num_samples: int, first: int, stop: int, blocks) -> torch.Tensor:
         """Normalised log-mel frames `[first, stop)` of a clip of `num_samples` samples read through `read`."""
         hop = self.hop_length
-        if self.frontend == "ast":  # Kaldi frames lie inside the clip: frame t is samples [t * hop, t * hop + win)
+        if self.front_end.kaldi_framing:  # Kaldi frames lie inside the clip: frame t is samples [t * hop, t * hop + win)
             segment = read(first * hop, (stop - 1) * hop + self.win_length)
             return self.log_mel(segment[None], torch.tensor([segment.numel()]))[0]
         # Centred STFT: frame t sees the (pre-emphasised) signal at [t * hop - n_fft / 2, t * hop + n_fft / 2),
@@ -645,4 +694,4 @@ def _reflect_index(positions: torch.Tensor, lengths: torch.Tensor) -> torch.Tens
     return torch.where(index > last, 2 * last - index, index)
 
 
-__all__ = ["RespAudioFeatureExtractor", "FRONTEND_DEFAULTS"]
+__all__ = ["RespAudioFeatureExtractor", "FrontEnd", "FRONT_ENDS"]

@@ -32,7 +32,7 @@ from transformers import PreTrainedModel
 from .configuration_efficientat import EfficientATConfig
 from .configuration_resp_audio import RespAudioConfig
 from .data._io import atomic_folder, read_table_rows
-from .feature_extraction_resp_audio import RespAudioFeatureExtractor
+from .feature_extraction_resp_audio import FRONT_ENDS, RespAudioFeatureExtractor
 from .modeling_efficientat import EfficientATForAudioClassification, EfficientATModel
 from .modeling_resp_audio import RespAudioForAudioClassification, RespAudioModel
 
@@ -154,8 +154,8 @@ WRAPPER_PREFIXES = ("module.", "net.", "model.")
 # (buffers of `AugmentMelSTFT`, which forks save as persistent; the feature extractor recomputes them).
 WRAPPER_EXTRAS = [r"^device_proxy$", r"^mel\."]
 M2D_PREFIXES = ("module.ar.runtime.backbone.", "backbone.")
-# M2D's `LocalViT` defaults, used by its 2022 checkpoints that carry no `norm_stats`.
-M2D_DEFAULT_NORM_STATS = (-7.1, 4.2)
+# M2D's `LocalViT` defaults (the m2d front end's), used by its 2022 checkpoints that carry no `norm_stats`.
+M2D_DEFAULT_NORM_STATS = (FRONT_ENDS["m2d"].defaults["mean"], FRONT_ENDS["m2d"].defaults["std"])
 # Spectrogram settings of M2D's runtime per sampling-rate tag of the checkpoint name.
 M2D_FRONTENDS = {
     "16k": dict(sampling_rate=16000, n_fft=400, win_length=400, hop_length=160, f_min=50.0, f_max=8000.0),

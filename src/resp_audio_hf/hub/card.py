@@ -1,0 +1,170 @@
+"""The model card: the per-family facts of `model_cards/<family>.yaml` and the card rendered from
+`model_cards/template.md` with the benchmark results as the model-index."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..configuration_resp_audio import RespAudioConfig
+from ..feature_extraction_resp_audio import RespAudioFeatureExtractor
+from .checkpoint import _has_classification_head, _model_class
+from .errors import HubPublishError
+from .results import BenchmarkResults
+
+FAMILY_OF_FRONTEND = {"passt": "resp-passt", "ast": "resp-ast", "m2d": "resp-m2d"}
+CARD_TEMPLATE = "template.md"
+# The card template and the per-family YAML files, shipped as package data (so publishing works from a wheel).
+DEFAULT_TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "model_cards"
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """
+    Facts about one model family, read from `model_cards/<name>.yaml`.
+
+    Attributes:
+        name: `resp-passt`, `resp-ast` or `resp-m2d`.
+        architecture: short architecture name (`PaSST`, `AST`, `M2D`).
+        architecture_description: one sentence describing the encoder.
+        initialisation: where the encoder weights start from.
+        license: Hub licence id (`other` with `license_name` and `license_link` for non-SPDX licences).
+        citations: BibTeX entries of the family's papers.
+        datasets: training data sets for the front matter.
+        tags: extra Hub tags.
+        base_model: Hub id of the checkpoint the weights derive from, if it is on the Hub.
+    """
+
+    name: str
+    architecture: str
+    architecture_description: str
+    initialisation: str
+    license: str
+    citations: tuple[str, ...]
+    datasets: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    license_name: str | None = None
+    license_link: str | None = None
+    base_model: str | None = None
+
+
+def load_model_family(name: str, template_dir: str | os.PathLike | None = None) -> ModelFamily:
+    """Read `model_cards/<name>.yaml` (`name` is `resp-passt`, `resp-ast` or `resp-m2d`)."""
+    import yaml
+
+    path = _template_dir(template_dir) / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise HubPublishError(f"No model card family file {path}; known families: {known}.")
+    raw = yaml.safe_load(path.read_text()) or {}
+    known_fields = set(ModelFamily.__dataclass_fields__)
+    unknown = sorted(set(raw) - known_fields)
+    if unknown:
+        raise HubPublishError(f"{path} has unknown fields {unknown}; allowed: {sorted(known_fields)}.")
+    lists = {key: tuple(raw[key]) for key in ("citations", "datasets", "tags") if key in raw}
+    try:
+        return ModelFamily(**{**raw, **lists})
+    except TypeError as error:
+        raise HubPublishError(f"{path} is incomplete: {error}.") from None
+
+
+def _template_dir(template_dir: str | os.PathLike | None) -> Path:
+    folder = Path(template_dir) if template_dir is not None else DEFAULT_TEMPLATE_DIR
+    if not (folder / CARD_TEMPLATE).is_file():
+        raise HubPublishError(
+            f"Model card template {folder / CARD_TEMPLATE} not found. Reinstall resp_audio_hf (the templates are "
+            "package data under resp_audio_hf/model_cards/) or pass the folder holding template.md and the family "
+            "YAML files (template_dir / --template-dir)."
+        )
+    return folder
+
+
+def family_for_config(config: RespAudioConfig) -> str:
+    """The card family of a configuration (`resp-passt` for the PaSST front end, ...)."""
+    return FAMILY_OF_FRONTEND[config.frontend]
+
+
+def render_model_card(
+    config: RespAudioConfig,
+    repo_id: str,
+    *,
+    benchmark: BenchmarkResults | None = None,
+    family: str | None = None,
+    num_parameters: int | None = None,
+    training_data: str | None = None,
+    datasets: list[str] | tuple[str, ...] = (),
+    template_dir: str | os.PathLike | None = None,
+):
+    """
+    The `huggingface_hub.ModelCard` of a checkpoint: front matter from the family file, the configuration and the
+    benchmark results (`model-index`), body from `model_cards/template.md`.
+
+    Args:
+        config: the checkpoint's configuration.
+        repo_id: `org/name` the card is for (its name is the model-index name).
+        benchmark: results to put in the model-index and the evaluation table.
+        family: card family; defaults to the one of `config.frontend`.
+        num_parameters: shown in the card; computed from a model built on `config` when not given.
+        training_data: Markdown paragraph on the training data; defaults to the family's initialisation.
+        datasets: extra training data sets for the front matter.
+        template_dir: folder of `template.md` and the family YAML files (default: the package's `model_cards/`).
+    """
+    try:
+        import jinja2
+    except ImportError:
+        raise HubPublishError("Rendering model cards needs jinja2: pip install jinja2.") from None
+    from huggingface_hub import ModelCard, ModelCardData
+
+    folder = _template_dir(template_dir)
+    info = load_model_family(family or family_for_config(config), folder)
+    model_name = repo_id.rstrip("/").split("/")[-1]
+    labels = _class_names(config)
+    results = benchmark.results if benchmark is not None else ()
+    if num_parameters is None:
+        num_parameters = _model_class(config)(config).num_parameters()
+
+    card_data = ModelCardData(
+        library_name="transformers",
+        pipeline_tag="audio-classification",
+        license=info.license,
+        license_name=info.license_name,
+        license_link=info.license_link,
+        base_model=info.base_model,
+        datasets=list(dict.fromkeys([*info.datasets, *datasets])) or None,
+        tags=list(dict.fromkeys(
+            ["audio", "respiratory-sounds", "health", "spectrogram-transformer", "resp_audio", *info.tags,
+             "opera-benchmark", "custom_code"]
+        )),
+        metrics=sorted({r.metric_spec.type for r in results}) or None,
+        model_name=model_name if results else None,
+        eval_results=[r.to_eval_result() for r in results] or None,
+    )
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(folder),
+        undefined=jinja2.StrictUndefined,  # a misspelt variable must fail here, not publish an empty field
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    extractor = RespAudioFeatureExtractor.from_model_config(config)
+    content = environment.get_template(CARD_TEMPLATE).render(
+        card_data=card_data.to_yaml(),
+        family=info,
+        repo_id=repo_id,
+        model_name=model_name,
+        config=config,
+        num_parameters=int(num_parameters),
+        window_seconds=config.max_length * extractor.hop_length / extractor.sampling_rate,
+        labels=labels,
+        results=results,
+        not_scored=benchmark.not_scored if benchmark is not None else (),
+        benchmark_source=benchmark.source if benchmark is not None else None,
+        training_data=training_data.strip() if training_data else None,
+    )
+    return ModelCard(content)
+
+
+def _class_names(config: RespAudioConfig) -> list[str]:
+    if not _has_classification_head(config):
+        return []
+    return [str(config.id2label[i]) for i in range(config.num_labels)]

@@ -1,0 +1,122 @@
+"""Building the staged folder: the exact files that would be uploaded (weights, feature extractor, remote code, model
+card), validated before it is moved into place."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..configuration_resp_audio import RespAudioConfig
+from ..data._io import atomic_folder
+from ..feature_extraction_resp_audio import RespAudioFeatureExtractor
+from ..modeling_resp_audio import RespAudioForAudioClassification, RespAudioModel
+from .card import render_model_card
+from .checkpoint import _has_classification_head, load_checkpoint
+from .errors import HubPublishError
+from .results import BenchmarkResults, check_benchmark_matches, load_benchmark_results
+from .validation import CARD_FILE, REQUIRED_FILES, check_staged_folder, validate_staged_folder
+
+logger = logging.getLogger(__name__)
+
+
+def _auto_map_entry(cls) -> str:
+    return f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}"
+
+
+def _expected_auto_map(config: RespAudioConfig) -> dict[str, str]:
+    auto_map = {
+        "AutoConfig": _auto_map_entry(RespAudioConfig),
+        "AutoModel": _auto_map_entry(RespAudioModel),
+        "AutoFeatureExtractor": _auto_map_entry(RespAudioFeatureExtractor),
+    }
+    if _has_classification_head(config):
+        auto_map["AutoModelForAudioClassification"] = _auto_map_entry(RespAudioForAudioClassification)
+    return auto_map
+
+
+@dataclass
+class StagedFolder:
+    """A validated folder ready for upload: `files` maps each path relative to `path` to its size in bytes."""
+
+    path: Path
+    repo_id: str
+    files: dict[str, int] = field(default_factory=dict)
+
+    def listing(self) -> str:
+        """One line per file: size and path."""
+        return "\n".join(f"{size:>14,d}  {name}" for name, size in self.files.items())
+
+
+def stage_for_hub(
+    model_dir: str | os.PathLike,
+    staging_dir: str | os.PathLike,
+    repo_id: str,
+    *,
+    benchmark: BenchmarkResults | str | os.PathLike | None = None,
+    family: str | None = None,
+    training_data: str | None = None,
+    datasets: list[str] | tuple[str, ...] = (),
+    template_dir: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    check_remote_code: bool = True,
+) -> StagedFolder:
+    """
+    Write the exact folder that would be uploaded for `model_dir` to `staging_dir`, and validate it.
+
+    The folder is built and validated next to `staging_dir` and only then moved into place, so `staging_dir` is
+    either absent or complete. An existing `staging_dir` is replaced only with `overwrite=True`.
+    """
+    _check_repo_id(repo_id)
+    staging_dir = Path(staging_dir)
+    if staging_dir.resolve() == Path(model_dir).resolve():
+        raise HubPublishError(f"Stage into another folder than the checkpoint {model_dir} itself.")
+    if staging_dir.exists():
+        _check_replaceable(staging_dir, overwrite)
+    if isinstance(benchmark, (str, os.PathLike)):
+        benchmark = load_benchmark_results(benchmark)
+    model, feature_extractor = load_checkpoint(model_dir)
+    if benchmark is not None:
+        check_benchmark_matches(benchmark, model, feature_extractor)
+    card = render_model_card(
+        model.config, repo_id, benchmark=benchmark, family=family, num_parameters=model.num_parameters(),
+        training_data=training_data, datasets=datasets, template_dir=template_dir,
+    )
+
+    with atomic_folder(staging_dir) as building:
+        # Seeding auto_map lets save_pretrained add the entries for every Auto class, not only the saved class's.
+        model.config.auto_map = _expected_auto_map(model.config)
+        model.save_pretrained(building)
+        feature_extractor.save_pretrained(building)
+        card.save(building / CARD_FILE)
+        files = check_staged_folder(building)
+        validate_staged_folder(building, reference_model=model, isolated=check_remote_code)
+    staged = StagedFolder(staging_dir, repo_id, {name: (staging_dir / name).stat().st_size for name in files})
+    logger.info("Staged %d files for %s in %s.", len(staged.files), repo_id, staging_dir)
+    return staged
+
+
+def _check_replaceable(staging_dir: Path, overwrite: bool) -> None:
+    if not overwrite:
+        raise HubPublishError(
+            f"{staging_dir} already exists; choose another folder or pass overwrite=True (--overwrite)."
+        )
+    # Overwriting deletes the folder: only ever do that to an earlier staging folder, never to e.g. the checkpoint.
+    existing = {p.name for p in staging_dir.iterdir()} if staging_dir.is_dir() else {staging_dir.name}
+    if not existing <= set(REQUIRED_FILES):
+        raise HubPublishError(
+            f"{staging_dir} holds files a staging folder never has ({sorted(existing - set(REQUIRED_FILES))}); "
+            "refusing to replace it. Choose an empty or new folder."
+        )
+
+
+def _check_repo_id(repo_id: str) -> None:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise HubPublishError(f"Invalid repository id {repo_id!r}: {error}") from None
+    if repo_id.count("/") != 1:
+        raise HubPublishError(f"Repository id must be 'namespace/name' (e.g. 'org/resp-passt'), got {repo_id!r}.")
