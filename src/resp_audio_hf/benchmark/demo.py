@@ -165,7 +165,7 @@ def _figure(results: dict, path: Path) -> Path:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from ..data._io import atomic_path
+    from .report import save_figure
 
     tags = results["tagging"]["respiratory"]
     probe = results["probe"]["variants"]
@@ -190,10 +190,7 @@ def _figure(results: dict, path: Path) -> Path:
     right.set_xlabel("test AUROC (5 seeds)")
     right.set_title("COVID-19 probe, ~20 test coughs (demonstration)", fontsize=10)
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 @contextmanager

@@ -232,8 +232,15 @@ def bar_chart(results: dict, path: str | os.PathLike, baselines: bool = False) -
     axes[0, 0].legend(fontsize=7, ncol=min(4, len(methods)), loc="upper right")
     axes[0, 0].set_title(f"Linear-probe results: {results['model']}")
     fig.tight_layout()
+    return save_figure(fig, path, dpi=120)
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int) -> Path:
+    """Write ``fig`` to ``path`` as PNG atomically (a reader never sees half a chart) and close it."""
+    import matplotlib.pyplot as plt
+
     with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
+        fig.savefig(tmp, format="png", dpi=dpi)
     plt.close(fig)
     return Path(path)
 
