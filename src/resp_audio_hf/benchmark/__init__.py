@@ -6,7 +6,8 @@ are loaded by the functions that use them (``pip install resp_audio_hf[benchmark
 * ``AudioEncoder`` - any transformers audio model + feature extractor -> one vector per clip.
 * ``extract_embeddings`` - streamed, batched, cached and resumable extraction.
 * ``train_linear_probes`` - OPERA's linear probe, vectorised over seeds/folds.
-* ``run_benchmark`` / ``write_reports`` - what ``resp-audio-hf bench`` runs.
+* ``run_benchmark`` / ``write_reports`` - what ``resp-audio-hf bench`` runs, with ``BenchmarkArguments``.
+* ``BenchmarkResult`` / ``load_results`` / ``METRICS`` - the typed ``results.json`` and the metric table.
 * ``run_demo`` - what ``resp-audio-hf demo`` runs.
 * ``nonlearned_encoder`` - the log-mel statistics and clip-duration baselines as encoders.
 * ``derive_pooling`` / ``signal_rows`` - mean and band-limited pooling from frequency-preserving embeddings.
@@ -44,8 +45,11 @@ _EXPORTS = {
     "embed_task": ".runner",
     "markdown_table": ".report",
     "write_reports": ".report",
-    "BenchmarkResult": ".runner",
-    "TaskResult": ".runner",
+    "BenchmarkArguments": ".arguments",
+    "METRICS": ".results",
+    "BenchmarkResult": ".results",
+    "TaskResult": ".results",
+    "load_results": ".results",
     "check_task_splits": ".runner",
     "evaluate_task": ".runner",
     "run_benchmark": ".runner",
