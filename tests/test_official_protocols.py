@@ -26,7 +26,6 @@ from resp_audio_hf.benchmark.runner import (
     score_task,
 )
 from resp_audio_hf.data import OperaFiles, load_task, scan_corpus
-from resp_audio_hf.benchmark.protocols import ProbeProtocol
 from resp_audio_hf.data.task_spec import TaskData
 from resp_audio_hf.data.tasks import TASKS, with_protocol
 
@@ -44,6 +43,8 @@ def opera():
 
 # Record label cycle per patient: each train patient gets Normal, CAS, DAS, Normal, Poor Quality recordings.
 _TRAIN_LABELS = ("Normal", "CAS", "DAS", "Normal", "Poor Quality")
+_INTRA_LABELS = ("Normal", "CAS", "Poor Quality")  # new recordings of training patients
+_INTER_LABELS = ("Normal", "DAS", "CAS & DAS")  # new patients
 
 
 def _sprsound_recording(folder_wav, folder_json, patient, number, label, events=2):
@@ -66,28 +67,18 @@ def _sprsound_layout(root: Path, parts=("train", "intra", "inter")) -> dict[str,
     inter test = 4 new patients. Returns ``{part: {recording name: record label}}``."""
     names = collections.defaultdict(dict)
     number = 1000
+
+    def patients(prefix: str, count: int) -> list[str]:
+        return [f"{prefix}{p:04d}" for p in range(count)]
+
     # part, split name, audio folder, annotation folder, patients, record labels
     groups = (
-        ("train", "train", "train_wav", "train_json", [f"6500{p:04d}" for p in range(12)], _TRAIN_LABELS),
-        (
-            "intra",
-            "test_intra",
-            "test_wav",
-            "test_json/intra_test_json",
-            [f"6500{p:04d}" for p in range(6)],
-            ("Normal", "CAS", "Poor Quality"),
-        ),
-        (
-            "inter",
-            "test_inter",
-            "test_wav",
-            "test_json/inter_test_json",
-            [f"7700{p:04d}" for p in range(4)],
-            ("Normal", "DAS", "CAS & DAS"),
-        ),
+        ("train", "train", "train_wav", "train_json", patients("6500", 12), _TRAIN_LABELS),
+        ("intra", "test_intra", "test_wav", "test_json/intra_test_json", patients("6500", 6), _INTRA_LABELS),
+        ("inter", "test_inter", "test_wav", "test_json/inter_test_json", patients("7700", 4), _INTER_LABELS),
     )
-    for part, split, audio_folder, annotation_folder, patients, labels in groups:
-        for patient in patients:
+    for part, split, audio_folder, annotation_folder, patient_ids, labels in groups:
+        for patient in patient_ids:
             for label in labels:
                 number += 1
                 if part in parts:

@@ -1,11 +1,10 @@
-"""What a corpus is in this package: its static facts and builder (:class:`CorpusSpec`), what the builder is given
-(:class:`CorpusScan`) and the table of recordings that comes out (:class:`CorpusTable`)."""
+"""What a corpus is in this package: its static facts (:class:`CorpusSpec`), what its builder (each corpus module's
+``corpus_rows``) is given (:class:`CorpusScan`) and the table of recordings that comes out (:class:`CorpusTable`)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .build_report import BuildReport
@@ -29,8 +28,6 @@ class CorpusSpec:
             or ``"request"`` (the owners must grant access).
         homepage: where to obtain it.
         license: licence as stated by the owners.
-        builder: function ``(CorpusScan) -> list[dict]``: one row per expected recording (``audio`` is the resolved
-            path or ``None``), in the table's order; files it cannot use go to ``scan.report``.
         split_column: column holding the corpus' official partition, if it has one.
     """
 
@@ -40,7 +37,6 @@ class CorpusSpec:
     access: str
     homepage: str
     license: str
-    builder: Callable[[CorpusScan], list[dict]] = field(repr=False, compare=False, default=None)
     split_column: str | None = None
 
 

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..benchmark.protocols import ProbeProtocol
+from ..benchmark.protocols import PROBE_PROTOCOLS, ProbeProtocol
 from .build_report import BuildReport
-from .corpus_table import CorpusNotFoundError, records_to_dataset_dict
+from .corpus_table import CorpusNotFoundError, CorpusSpec, records_to_dataset_dict
 from .files import FileIndex
 from .opera_files import OperaFiles
 
@@ -32,7 +32,7 @@ class TaskSpec:
         target: regression target name.
         evaluation: ``"holdout"`` (fixed train/validation/test), ``"loocv"`` (leave one subject out,
             every subject a fold) or ``"loso"`` (leave one listed subject out).
-        protocol: linear-probe hyper-parameters.
+        protocol: linear-probe hyper-parameters: the task's row of ``PROBE_PROTOCOLS`` (:func:`corpus_task`).
         split_description: how the split is made, in words (shown in reports).
         opera: part of OPERA's 19 tasks (``False`` for extra tasks such as SPRSound).
         table_builder: ``(TaskContext) -> DataFrame``.
@@ -66,6 +66,14 @@ class TaskSpec:
     @property
     def higher_is_better(self) -> bool:
         return self.kind == "classification"
+
+
+def corpus_task(corpus: CorpusSpec, *, task_id: str, **fields) -> TaskSpec:
+    """The :class:`TaskSpec` of a task on ``corpus``: its protocol is its row of :data:`PROBE_PROTOCOLS` (a task
+    without a row there is an error), the other fields are the keyword arguments."""
+    if task_id not in PROBE_PROTOCOLS:
+        raise KeyError(f"{task_id} has no row in PROBE_PROTOCOLS (resp_audio_hf.benchmark.protocols); add one.")
+    return TaskSpec(task_id=task_id, corpus=corpus.name, protocol=PROBE_PROTOCOLS[task_id], **fields)
 
 
 @dataclass

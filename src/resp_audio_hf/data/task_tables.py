@@ -107,6 +107,15 @@ def opera_committed_split(
     ]
 
 
+def opera_variant_split(ctx: TaskContext, eval_folder: str, variant: str) -> list[tuple[str, int, str]]:
+    """:func:`opera_committed_split` of ``feature/<eval_folder>/{sound_dir_loc,label,split}_<variant>.npy``, how OPERA
+    names the splits of its UK COVID-19 (variant: modality) and CoughVID (variant: label) tasks."""
+    folder = f"feature/{eval_folder}"
+    return opera_committed_split(
+        ctx, f"{folder}/sound_dir_loc_{variant}.npy", f"{folder}/label_{variant}.npy", f"{folder}/split_{variant}.npy"
+    )
+
+
 def record_rows(records, label: Callable, **columns: Callable):
     """Task table with one row per corpus record (a row of ``records.itertuples()``): its ``file``, ``audio``,
     ``label(record)`` and ``subject_id``, then one column per keyword (``split``, ``fold``...) valued

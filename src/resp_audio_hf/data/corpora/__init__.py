@@ -15,9 +15,11 @@ SPRSound) keep it as splits; the others have one ``all`` split.
 Directory names follow OPERA's ``datasets/`` folder (``KAUH``, ``copd``, ``covidUK``, ...) as well as lower-case
 aliases, so a data root can be an OPERA checkout's ``datasets`` folder.
 
-A new corpus is one module here with ``CORPUS`` (its :class:`~resp_audio_hf.data.corpus_table.CorpusSpec`) and
-``TASK_SPECS`` (its :class:`~resp_audio_hf.data.task_spec.TaskSpec` tuple), listed in :data:`CORPUS_MODULES`; its
-tasks' probe protocols are rows of :data:`resp_audio_hf.benchmark.protocols.PROBE_PROTOCOLS`.
+A new corpus is one module here, listed in :data:`CORPUS_MODULES`, with ``CORPUS`` (its
+:class:`~resp_audio_hf.data.corpus_table.CorpusSpec`), ``corpus_rows(scan: CorpusScan) -> list[dict]`` (its builder:
+one row per expected recording, ``audio`` the resolved path or ``None``, in the table's order; files it cannot use go
+to ``scan.report``) and ``TASK_SPECS`` (its tasks, made with :func:`~resp_audio_hf.data.task_spec.corpus_task`); each
+task's probe protocol is its row of :data:`resp_audio_hf.benchmark.protocols.PROBE_PROTOCOLS`.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ CORPUS_MODULES = (
 )
 
 CORPORA: dict[str, CorpusSpec] = {module.CORPUS.name: module.CORPUS for module in CORPUS_MODULES}
+_BUILDERS = {module.CORPUS.name: module.corpus_rows for module in CORPUS_MODULES}
 
 
 def find_corpus_dir(name: str, data_root: str | os.PathLike) -> Path:
@@ -104,7 +107,7 @@ def scan_corpus(
     if not root.is_dir():
         raise CorpusNotFoundError(f"{spec.title}: {root} is not a directory. Obtain the corpus from {spec.homepage}.")
     report = BuildReport(spec.name, str(root))
-    rows = spec.builder(CorpusScan(root, FileIndex(root), opera or OperaFiles(), report))
+    rows = _BUILDERS[spec.name](CorpusScan(root, FileIndex(root), opera or OperaFiles(), report))
     table = _usable_table(spec, root, rows, report, verify_audio)
     table.report.n_usable = len(table.records)
     table.report.log()
@@ -123,7 +126,8 @@ def _usable_table(spec: CorpusSpec, root: Path, rows: list[dict], report: BuildR
     kept = [row for row, ok in zip(rows, usable) if ok]
     frame = pd.DataFrame(kept)
     if frame.empty:
-        frame = pd.DataFrame(columns=["audio", "file", "subject_id"] + ([spec.split_column] if spec.split_column else []))
+        columns = ["audio", "file", "subject_id"] + ([spec.split_column] if spec.split_column else [])
+        frame = pd.DataFrame(columns=columns)
     else:
         frame["audio"] = frame["audio"].astype(str)
     return CorpusTable(spec.name, root, frame, report, spec.split_column)

@@ -6,11 +6,15 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-from ...benchmark.protocols import PROBE_PROTOCOLS
 from .._io import read_table_rows
 from ..corpus_table import CorpusScan, CorpusSpec
-from ..task_spec import TaskContext, TaskSpec
+from ..task_spec import TaskContext, corpus_task
 from ..task_tables import draw_validation_then_resolve, opera_relative
+
+CORPUS = CorpusSpec(
+    name="coswara", title="Coswara", dirnames=("coswara", "Coswara-Data", "Coswara"),
+    access="open", homepage="https://github.com/iiscleap/Coswara-Data", license="CC BY 4.0",
+)
 
 #: Split variants of T8/T9: task-id suffix, suffix of the task name, split description.
 _SPLIT_VARIANTS = {
@@ -104,17 +108,12 @@ def _coswara_table(ctx: TaskContext, label_name: str, split_variant: str):
     return draw_validation_then_resolve(ctx, rows, fraction=0.2, seed=1337, by="relpath", tail=2)
 
 
-CORPUS = CorpusSpec(
-    name="coswara", title="Coswara", dirnames=("coswara", "Coswara-Data", "Coswara"),
-    access="open", homepage="https://github.com/iiscleap/Coswara-Data", license="CC BY 4.0",
-    builder=corpus_rows,
-)
-
 TASK_SPECS = tuple(
-    TaskSpec(
-        task_id=task_id + id_suffix, name=f"Coswara shallow cough: {label_name} detection{name_suffix}",
-        corpus=CORPUS.name, modality="cough", kind="classification", evaluation="holdout",
-        protocol=PROBE_PROTOCOLS[task_id + id_suffix], split_description=split_description,
+    corpus_task(
+        CORPUS,
+        task_id=task_id + id_suffix,
+        name=f"Coswara shallow cough: {label_name} detection{name_suffix}",
+        modality="cough", kind="classification", evaluation="holdout", split_description=split_description,
         class_names=class_names, table_builder=partial(_coswara_table, label_name=label_name, split_variant=variant),
     )
     for variant, (id_suffix, name_suffix, split_description) in _SPLIT_VARIANTS.items()

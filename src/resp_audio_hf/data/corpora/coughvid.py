@@ -6,12 +6,16 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-from ...benchmark.protocols import PROBE_PROTOCOLS
 from .._io import read_table_rows
 from ..corpus_table import CorpusScan, CorpusSpec
 from ..files import metadata_file
-from ..task_spec import TaskContext, TaskSpec
-from ..task_tables import opera_committed_split, resolve_audio, rows_frame
+from ..task_spec import TaskContext, corpus_task
+from ..task_tables import opera_variant_split, resolve_audio, rows_frame
+
+CORPUS = CorpusSpec(
+    name="coughvid", title="CoughVID", dirnames=("coughvid", "CoughVID", "COUGHVID"),
+    access="open", homepage="https://zenodo.org/records/4048312", license="CC BY 4.0",
+)
 
 
 def corpus_rows(scan: CorpusScan) -> list[dict]:
@@ -50,12 +54,7 @@ def corpus_rows(scan: CorpusScan) -> list[dict]:
 
 
 def _coughvid_table(ctx: TaskContext, label_name: str):
-    committed = opera_committed_split(
-        ctx,
-        f"feature/coughvid_eval/sound_dir_loc_{label_name}.npy",
-        f"feature/coughvid_eval/label_{label_name}.npy",
-        f"feature/coughvid_eval/split_{label_name}.npy",
-    )
+    committed = opera_variant_split(ctx, "coughvid_eval", label_name)
     rows = [
         {"file": name, "label": label, "subject_id": Path(name).stem, "split": split}
         for name, label, split in committed
@@ -63,18 +62,11 @@ def _coughvid_table(ctx: TaskContext, label_name: str):
     return rows_frame(resolve_audio(ctx, rows, by="stem"))
 
 
-CORPUS = CorpusSpec(
-    name="coughvid", title="CoughVID", dirnames=("coughvid", "CoughVID", "COUGHVID"),
-    access="open", homepage="https://zenodo.org/records/4048312", license="CC BY 4.0",
-    builder=corpus_rows,
-)
-
 TASK_SPECS = tuple(
-    TaskSpec(
-        task_id=task_id, name=f"CoughVID: {target} detection", corpus=CORPUS.name,
-        modality="cough", kind="classification", evaluation="holdout", protocol=PROBE_PROTOCOLS[task_id],
-        split_description="OPERA's committed train/val/test uuids",
-        class_names=class_names, table_builder=partial(_coughvid_table, label_name=label_name),
+    corpus_task(
+        CORPUS, task_id=task_id, name=f"CoughVID: {target} detection", modality="cough", kind="classification",
+        evaluation="holdout", split_description="OPERA's committed train/val/test uuids", class_names=class_names,
+        table_builder=partial(_coughvid_table, label_name=label_name),
     )
     for task_id, label_name, target, class_names in (
         ("T5", "covid", "COVID-19", ("healthy", "COVID-19")),

@@ -6,10 +6,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ...benchmark.protocols import PROBE_PROTOCOLS
 from ..corpus_table import CorpusScan, CorpusSpec
-from ..task_spec import TaskContext, TaskSpec
+from ..task_spec import TaskContext, corpus_task
 from ..task_tables import rows_frame
+
+CORPUS = CorpusSpec(
+    name="covid19_cough", title="COVID-19 induced coughs (call centre and Telegram)",
+    dirnames=("covid19-cough", "covid19_cough"), access="open",
+    homepage="distributed with this project's shared data (../shared/data/covid19-cough, README.md and LICENSE there)",
+    license="CC0-1.0",
+)
 
 
 def corpus_rows(scan: CorpusScan) -> list[dict]:
@@ -99,18 +105,10 @@ def _covid_cough_table(ctx: TaskContext):
     return rows_frame(rows)
 
 
-CORPUS = CorpusSpec(
-    name="covid19_cough", title="COVID-19 induced coughs (call centre and Telegram)",
-    dirnames=("covid19-cough", "covid19_cough"), access="open",
-    homepage="distributed with this project's shared data (../shared/data/covid19-cough, README.md and LICENSE there)",
-    license="CC0-1.0", builder=corpus_rows,
-)
-
 TASK_SPECS = (
-    TaskSpec(
-        task_id="COVID-cough", name="COVID-19 induced coughs (CC0): COVID-19 detection", corpus=CORPUS.name,
-        modality="cough", kind="classification", evaluation="holdout", protocol=PROBE_PROTOCOLS["COVID-cough"],
-        split_description=COVID_COUGH_SPLIT_DESCRIPTION, class_names=("negative", "COVID-19"), opera=False,
-        table_builder=_covid_cough_table,
+    corpus_task(
+        CORPUS, task_id="COVID-cough", name="COVID-19 induced coughs (CC0): COVID-19 detection", modality="cough",
+        kind="classification", evaluation="holdout", split_description=COVID_COUGH_SPLIT_DESCRIPTION,
+        class_names=("negative", "COVID-19"), opera=False, table_builder=_covid_cough_table,
     ),
 )

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 from functools import partial
 
-from ...benchmark.protocols import PROBE_PROTOCOLS
 from .._io import read_table_rows
 from ..corpus_table import CorpusScan, CorpusSpec
-from ..task_spec import BINARY_CLASSES, TaskContext, TaskSpec
+from ..task_spec import BINARY_CLASSES, TaskContext, corpus_task
 from ..task_tables import record_rows
+
+CORPUS = CorpusSpec(
+    name="covid19_sounds", title="COVID-19 Sounds", dirnames=("covid19_sounds", "covid19-sounds"),
+    access="request", homepage="https://covid-19-sounds.org/blog/neurips_dataset",
+    license="custom (data transfer agreement)", split_column="official_split",
+)
 
 COVID19_SOUNDS_TASK1_CSV = "data_0426_en_task1.csv"
 
@@ -63,18 +68,12 @@ def _covid19_sounds_table(ctx: TaskContext, modality: str):
     return record_rows(records, lambda r: int(r.label), split=lambda r: r.official_split)
 
 
-CORPUS = CorpusSpec(
-    name="covid19_sounds", title="COVID-19 Sounds", dirnames=("covid19_sounds", "covid19-sounds"),
-    access="request", homepage="https://covid-19-sounds.org/blog/neurips_dataset",
-    license="custom (data transfer agreement)", builder=corpus_rows, split_column="official_split",
-)
-
 TASK_SPECS = tuple(
-    TaskSpec(
-        task_id=task_id, name=f"COVID-19 Sounds {modality}: COVID-19 detection", corpus=CORPUS.name, modality=modality,
-        kind="classification", evaluation="holdout", protocol=PROBE_PROTOCOLS[task_id],
+    corpus_task(
+        CORPUS, task_id=task_id, name=f"COVID-19 Sounds {modality}: COVID-19 detection", modality=modality,
+        kind="classification", evaluation="holdout", class_names=BINARY_CLASSES,
         split_description="official task-1 train/validation/test; every 5th training sample (OPERA)",
-        class_names=BINARY_CLASSES, table_builder=partial(_covid19_sounds_table, modality=modality),
+        table_builder=partial(_covid19_sounds_table, modality=modality),
     )
     for task_id, modality in (("T3", "breath"), ("T4", "cough"))
 )

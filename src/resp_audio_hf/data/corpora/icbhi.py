@@ -9,13 +9,17 @@ from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
-from ...benchmark.protocols import PROBE_PROTOCOLS
 from ..build_report import BuildReport
 from ..corpus_table import CorpusScan, CorpusSpec
 from ..files import metadata_file
 from ..opera_files import OperaFileError
-from ..task_spec import TaskContext, TaskSpec
+from ..task_spec import TaskContext, corpus_task
 from ..task_tables import draw_validation_then_resolve, rows_frame
+
+CORPUS = CorpusSpec(
+    name="icbhi", title="ICBHI 2017", dirnames=("icbhi", "ICBHI", "ICBHI_final_database"),
+    access="open", homepage="https://bhichallenge.med.auth.gr", license="CC0", split_column="official_split",
+)
 
 
 def read_icbhi_diagnosis(path: Path) -> dict[str, str]:
@@ -233,29 +237,27 @@ def _icbhi_cycle_table(ctx: TaskContext):
     return rows_frame(rows)
 
 
-CORPUS = CorpusSpec(
-    name="icbhi", title="ICBHI 2017", dirnames=("icbhi", "ICBHI", "ICBHI_final_database"),
-    access="open", homepage="https://bhichallenge.med.auth.gr", license="CC0",
-    builder=corpus_rows, split_column="official_split",
-)
-
 TASK_SPECS = (
-    TaskSpec(
-        task_id="T7", name="ICBHI: COPD detection", corpus=CORPUS.name, modality="lung sound",
-        kind="classification", evaluation="holdout", protocol=PROBE_PROTOCOLS["T7"],
+    corpus_task(
+        CORPUS, task_id="T7", name="ICBHI: COPD detection", modality="lung sound", kind="classification",
+        evaluation="holdout", class_names=("Healthy", "COPD"), table_builder=_icbhi_copd_table,
         split_description="official ICBHI train/test list; 20 % stratified validation from train (seed 1337)",
-        class_names=("Healthy", "COPD"), table_builder=_icbhi_copd_table,
     ),
-    TaskSpec(
+    corpus_task(
+        CORPUS,
         task_id="ICBHI-cycle",
         name="ICBHI 2017 challenge: respiratory cycle classification (normal/crackle/wheeze/both)",
-        corpus=CORPUS.name, modality="lung sound", kind="classification", evaluation="holdout",
-        protocol=PROBE_PROTOCOLS["ICBHI-cycle"],
+        modality="lung sound",
+        kind="classification",
+        evaluation="holdout",
         split_description=(
             "official ICBHI 60/40 train/test list; validation: one fifth of the training patients (seed 1337); scored "
             "by the ICBHI score (mean of sensitivity and specificity) of the predicted class"
         ),
-        class_names=ICBHI_CYCLE_CLASSES, opera=False, table_builder=_icbhi_cycle_table,
-        score="icbhi_score", extra_metrics=("sensitivity", "specificity", "auroc"),
+        class_names=ICBHI_CYCLE_CLASSES,
+        opera=False,
+        table_builder=_icbhi_cycle_table,
+        score="icbhi_score",
+        extra_metrics=("sensitivity", "specificity", "auroc"),
     ),
 )

@@ -6,10 +6,14 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-from ...benchmark.protocols import PROBE_PROTOCOLS
 from ..corpus_table import CorpusScan, CorpusSpec
-from ..task_spec import TaskContext, TaskSpec
+from ..task_spec import TaskContext, corpus_task
 from ..task_tables import draw_validation_then_resolve
+
+CORPUS = CorpusSpec(
+    name="kauh", title="KAUH", dirnames=("kauh", "KAUH"),
+    access="open", homepage="https://data.mendeley.com/datasets/jwyy9np4gv/3", license="CC BY 4.0",
+)
 
 
 def parse_kauh_filename(name: str) -> dict:
@@ -100,29 +104,22 @@ def _kauh_table(ctx: TaskContext, split_file: str):
     return draw_validation_then_resolve(ctx, rows, fraction=0.1, seed=1337, by="name")
 
 
-CORPUS = CorpusSpec(
-    name="kauh", title="KAUH", dirnames=("kauh", "KAUH"),
-    access="open", homepage="https://data.mendeley.com/datasets/jwyy9np4gv/3", license="CC BY 4.0",
-    builder=corpus_rows,
-)
-
 TASK_SPECS = (
-    TaskSpec(
-        task_id="T10", name="KAUH: obstructive (asthma/COPD) vs healthy", corpus=CORPUS.name, modality="lung sound",
-        kind="classification", evaluation="holdout", protocol=PROBE_PROTOCOLS["T10"],
+    corpus_task(
+        CORPUS, task_id="T10", name="KAUH: obstructive (asthma/COPD) vs healthy", modality="lung sound",
+        kind="classification", evaluation="holdout", class_names=("healthy", "obstructive"),
         split_description=(
             "OPERA's committed split used by its linear_eval.py (non-train rows are test; filter variants of one "
             "recording can fall in different splits); 10 % stratified validation (seed 1337)"
         ),
-        class_names=("healthy", "obstructive"), table_builder=partial(_kauh_table, split_file="train_test_split.npy"),
+        table_builder=partial(_kauh_table, split_file="train_test_split.npy"),
     ),
-    TaskSpec(
-        task_id="T10-subject", name="KAUH: obstructive vs healthy (subject-disjoint split)", corpus=CORPUS.name,
-        modality="lung sound", kind="classification", evaluation="holdout", protocol=PROBE_PROTOCOLS["T10-subject"],
+    corpus_task(
+        CORPUS, task_id="T10-subject", name="KAUH: obstructive vs healthy (subject-disjoint split)",
+        modality="lung sound", kind="classification", evaluation="holdout", class_names=("healthy", "obstructive"),
         split_description=(
             "OPERA's committed subject-disjoint split (train_test.npy); 10 % stratified validation (seed 1337)"
         ),
-        class_names=("healthy", "obstructive"), opera=False,
-        table_builder=partial(_kauh_table, split_file="train_test.npy"),
+        opera=False, table_builder=partial(_kauh_table, split_file="train_test.npy"),
     ),
 )

@@ -6,12 +6,16 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-from ...benchmark.protocols import PROBE_PROTOCOLS
 from ..build_report import BuildReport
 from ..corpus_table import CorpusScan, CorpusSpec, is_missing
 from ..files import FileIndex
-from ..task_spec import TaskContext, TaskSpec
+from ..task_spec import TaskContext, corpus_task
 from ..task_tables import record_rows
+
+CORPUS = CorpusSpec(
+    name="mmlung", title="MMlung", dirnames=("mmlung", "MMlung"),
+    access="request", homepage="https://github.com/MohammedMosuily/mmlung", license="custom (data transfer agreement)",
+)
 
 
 MMLUNG_MODALITIES = {"deep_breath": "Deep_Breath_file", "o_single": "O_Single_file"}
@@ -104,19 +108,17 @@ def _mmlung_table(ctx: TaskContext, modality: str, target: str):
     return record_rows(records, lambda r: float(getattr(r, target)), fold=lambda r: str(r.subject_id))
 
 
-CORPUS = CorpusSpec(
-    name="mmlung", title="MMlung", dirnames=("mmlung", "MMlung"),
-    access="request", homepage="https://github.com/MohammedMosuily/mmlung", license="custom (data transfer agreement)",
-    builder=corpus_rows,
-)
-
 TASK_SPECS = tuple(
-    TaskSpec(
-        task_id=f"T{number}", name=f"MMlung {modality.replace('_', ' ')}: {target.replace('_', '/')} estimation",
-        corpus=CORPUS.name, modality="breath" if modality == "deep_breath" else "vowel",
-        kind="regression", evaluation="loocv", protocol=PROBE_PROTOCOLS[f"T{number}"],
+    corpus_task(
+        CORPUS,
+        task_id=f"T{number}",
+        name=f"MMlung {modality.replace('_', ' ')}: {target.replace('_', '/')} estimation",
+        modality="breath" if modality == "deep_breath" else "vowel",
+        kind="regression",
+        evaluation="loocv",
         split_description="leave-one-subject-out over all 40 subjects; 11 % inner validation (seed 42)",
-        target=target, table_builder=partial(_mmlung_table, modality=modality, target=target),
+        target=target,
+        table_builder=partial(_mmlung_table, modality=modality, target=target),
     )
     for number, (modality, target) in enumerate(
         [(modality, target) for modality in MMLUNG_MODALITIES for target in MMLUNG_TARGETS], start=13

@@ -3,10 +3,15 @@ of OPERA's listed subjects in turn)."""
 
 from __future__ import annotations
 
-from ...benchmark.protocols import PROBE_PROTOCOLS
 from ..corpus_table import CorpusScan, CorpusSpec
-from ..task_spec import TaskContext, TaskSpec
+from ..task_spec import TaskContext, corpus_task
 from ..task_tables import record_rows
+
+CORPUS = CorpusSpec(
+    name="nosemic", title="NoseMic", dirnames=("nosemic", "NoseMic"),
+    access="manual", homepage="https://github.com/evelyn0414/OPERA/tree/main/datasets/nosemic",
+    license="custom (University of Cambridge)",
+)
 
 NOSEMIC_TEST_SUBJECTS = ("4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "17", "18", "19", "20", "21")
 
@@ -38,17 +43,10 @@ def _nosemic_table(ctx: TaskContext):
     )
 
 
-CORPUS = CorpusSpec(
-    name="nosemic", title="NoseMic", dirnames=("nosemic", "NoseMic"),
-    access="manual", homepage="https://github.com/evelyn0414/OPERA/tree/main/datasets/nosemic",
-    license="custom (University of Cambridge)", builder=corpus_rows,
-)
-
 TASK_SPECS = (
-    TaskSpec(
-        task_id="T19", name="NoseMic: respiratory rate estimation", corpus=CORPUS.name, modality="nasal breath",
-        kind="regression", evaluation="loso", protocol=PROBE_PROTOCOLS["T19"],
+    corpus_task(
+        CORPUS, task_id="T19", name="NoseMic: respiratory rate estimation", modality="nasal breath",
+        kind="regression", evaluation="loso", target="respiratory_rate", table_builder=_nosemic_table,
         split_description="leave-one-subject-out over OPERA's 16 listed subjects; 20 % inner validation (seed 42)",
-        target="respiratory_rate", table_builder=_nosemic_table,
     ),
 )

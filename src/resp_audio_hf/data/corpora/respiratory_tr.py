@@ -6,12 +6,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ...benchmark.protocols import PROBE_PROTOCOLS
 from .._io import read_table_rows
 from ..corpus_table import CorpusScan, CorpusSpec
 from ..files import metadata_file
-from ..task_spec import TaskContext, TaskSpec
+from ..task_spec import TaskContext, corpus_task
 from ..task_tables import opera_committed_split, resolve_audio, rows_frame
+
+CORPUS = CorpusSpec(
+    name="respiratory_tr", title="Respiratory@TR", dirnames=("respiratory_tr", "copd", "RespiratoryDatabase@TR"),
+    access="open", homepage="https://data.mendeley.com/datasets/p9z4h98s6j/1", license="CC BY 4.0",
+)
 
 
 def read_respiratory_tr_labels(path: Path) -> dict[str, int]:
@@ -69,16 +73,10 @@ def _respiratory_tr_table(ctx: TaskContext):
     return rows_frame(resolve_audio(ctx, rows, by="name"))
 
 
-CORPUS = CorpusSpec(
-    name="respiratory_tr", title="Respiratory@TR", dirnames=("respiratory_tr", "copd", "RespiratoryDatabase@TR"),
-    access="open", homepage="https://data.mendeley.com/datasets/p9z4h98s6j/1", license="CC BY 4.0",
-    builder=corpus_rows,
-)
-
 TASK_SPECS = (
-    TaskSpec(
-        task_id="T11", name="Respiratory@TR: COPD severity (COPD0-4)", corpus=CORPUS.name, modality="lung sound",
-        kind="classification", evaluation="holdout", protocol=PROBE_PROTOCOLS["T11"],
+    corpus_task(
+        CORPUS, task_id="T11", name="Respiratory@TR: COPD severity (COPD0-4)", modality="lung sound",
+        kind="classification", evaluation="holdout",
         split_description="OPERA's committed patient-level train/val/test split",
         class_names=("COPD0", "COPD1", "COPD2", "COPD3", "COPD4"), table_builder=_respiratory_tr_table,
     ),

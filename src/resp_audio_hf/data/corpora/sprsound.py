@@ -8,10 +8,15 @@ import logging
 from collections import defaultdict
 from pathlib import Path
 
-from ...benchmark.protocols import PROBE_PROTOCOLS
 from ..corpus_table import CorpusScan, CorpusSpec
-from ..task_spec import TaskContext, TaskSpec
+from ..task_spec import TaskContext, corpus_task
 from ..task_tables import patient_grouped_split, record_rows, rows_frame
+
+CORPUS = CorpusSpec(
+    name="sprsound", title="SPRSound 2022", dirnames=("sprsound", "SPRSound"),
+    access="open", homepage="https://github.com/SJTU-YONGFU-RESEARCH-GRP/SPRSound",
+    license="GPL-3.0 (as shipped; cite Zhang et al., TBioCAS 2022)", split_column="official_split",
+)
 
 logger = logging.getLogger(__name__)
 
@@ -191,18 +196,11 @@ def _sprsound_event_table(ctx: TaskContext):
     return _sprsound_split(rows_frame(rows), ctx).drop(columns=["official_split"])
 
 
-CORPUS = CorpusSpec(
-    name="sprsound", title="SPRSound 2022", dirnames=("sprsound", "SPRSound"),
-    access="open", homepage="https://github.com/SJTU-YONGFU-RESEARCH-GRP/SPRSound",
-    license="GPL-3.0 (as shipped; cite Zhang et al., TBioCAS 2022)", builder=corpus_rows, split_column="official_split",
-)
-
 TASK_SPECS = tuple(
-    TaskSpec(
-        task_id=task_id, name=f"SPRSound {level} level: normal vs adventitious", corpus=CORPUS.name,
-        modality="lung sound", kind="classification", evaluation="holdout", protocol=PROBE_PROTOCOLS[task_id],
-        split_description=SPRSOUND_SPLIT_DESCRIPTION + rows, class_names=("Normal", "Adventitious"), opera=False,
-        table_builder=table_builder,
+    corpus_task(
+        CORPUS, task_id=task_id, name=f"SPRSound {level} level: normal vs adventitious", modality="lung sound",
+        kind="classification", evaluation="holdout", split_description=SPRSOUND_SPLIT_DESCRIPTION + rows,
+        class_names=("Normal", "Adventitious"), opera=False, table_builder=table_builder,
     )
     for task_id, level, rows, table_builder in (
         ("S1", "record", "; Poor Quality records excluded", _sprsound_record_table),

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import re
 
-from ...benchmark.protocols import PROBE_PROTOCOLS
 from ..corpus_table import CorpusScan, CorpusSpec
-from ..task_spec import TaskContext, TaskSpec
+from ..task_spec import TaskContext, corpus_task
 from ..task_tables import record_rows
+
+CORPUS = CorpusSpec(
+    name="ssbpr", title="SSBPR", dirnames=("ssbpr", "SSBPR"),
+    access="request", homepage="https://github.com/xiaoli1996/SSBPR", license="CC BY 4.0",
+)
 
 
 SSBPR_POSITIONS = (
@@ -65,17 +69,10 @@ def _ssbpr_table(ctx: TaskContext):
     return record_rows(records, lambda r: int(r.position), split=lambda r: split[r.Index])
 
 
-CORPUS = CorpusSpec(
-    name="ssbpr", title="SSBPR", dirnames=("ssbpr", "SSBPR"),
-    access="request", homepage="https://github.com/xiaoli1996/SSBPR", license="CC BY 4.0",
-    builder=corpus_rows,
-)
-
 TASK_SPECS = (
-    TaskSpec(
-        task_id="T12", name="SSBPR: snoring body position", corpus=CORPUS.name, modality="snoring",
-        kind="classification", evaluation="holdout", protocol=PROBE_PROTOCOLS["T12"],
-        split_description="stratified 60/20/20 (seed 42); prone recordings excluded",
+    corpus_task(
+        CORPUS, task_id="T12", name="SSBPR: snoring body position", modality="snoring", kind="classification",
+        evaluation="holdout", split_description="stratified 60/20/20 (seed 42); prone recordings excluded",
         class_names=("supine", "supine-left-head", "supine-right-head", "left-side", "right-side"),
         table_builder=_ssbpr_table,
     ),

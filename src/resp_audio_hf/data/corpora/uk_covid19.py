@@ -6,11 +6,15 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-from ...benchmark.protocols import PROBE_PROTOCOLS
 from .._io import read_table_rows
 from ..corpus_table import CorpusScan, CorpusSpec
-from ..task_spec import BINARY_CLASSES, TaskContext, TaskSpec
-from ..task_tables import opera_committed_split, resolve_audio, rows_frame
+from ..task_spec import BINARY_CLASSES, TaskContext, corpus_task
+from ..task_tables import opera_variant_split, resolve_audio, rows_frame
+
+CORPUS = CorpusSpec(
+    name="uk_covid19", title="UK COVID-19 Vocal Audio", dirnames=("uk_covid19", "covidUK", "uk-covid19"),
+    access="manual", homepage="https://zenodo.org/records/10043978", license="OGL 3.0", split_column="official_split",
+)
 
 
 def corpus_rows(scan: CorpusScan) -> list[dict]:
@@ -53,12 +57,7 @@ def corpus_rows(scan: CorpusScan) -> list[dict]:
 
 
 def _coviduk_table(ctx: TaskContext, modality: str):
-    committed = opera_committed_split(
-        ctx,
-        f"feature/coviduk_eval/sound_dir_loc_{modality}.npy",
-        f"feature/coviduk_eval/label_{modality}.npy",
-        f"feature/coviduk_eval/split_{modality}.npy",
-    )
+    committed = opera_variant_split(ctx, "coviduk_eval", modality)
     participants = {}
     metadata = ctx.index.find_metadata("audio_metadata.csv")
     if metadata is not None:
@@ -71,16 +70,10 @@ def _coviduk_table(ctx: TaskContext, modality: str):
     return rows_frame(resolve_audio(ctx, rows, by="name"))
 
 
-CORPUS = CorpusSpec(
-    name="uk_covid19", title="UK COVID-19 Vocal Audio", dirnames=("uk_covid19", "covidUK", "uk-covid19"),
-    access="manual", homepage="https://zenodo.org/records/10043978", license="OGL 3.0",
-    builder=corpus_rows, split_column="official_split",
-)
-
 TASK_SPECS = tuple(
-    TaskSpec(
-        task_id=task_id, name=f"UK COVID-19 {modality}: COVID-19 detection", corpus=CORPUS.name, modality=modality,
-        kind="classification", evaluation="holdout", protocol=PROBE_PROTOCOLS[task_id],
+    corpus_task(
+        CORPUS, task_id=task_id, name=f"UK COVID-19 {modality}: COVID-19 detection", modality=modality,
+        kind="classification", evaluation="holdout",
         split_description="OPERA's committed participant-disjoint train/val/test files (1000/500/1000)",
         class_names=BINARY_CLASSES, table_builder=partial(_coviduk_table, modality=modality),
     )
