@@ -33,7 +33,7 @@ import torch
 
 from ..data._io import atomic_path, atomic_save_npy, atomic_write_json, stable_hash
 from ..data.audio import AudioDecodeError, load_audio
-from ..data.corpora import is_missing
+from ..data.corpus_table import is_missing
 from ..progress import progress_bar
 from .threads import threads_beside_workers, torch_threads
 

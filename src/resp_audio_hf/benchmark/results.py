@@ -130,7 +130,7 @@ class TaskResult:
         absent_classes: class names missing from the ``test`` / ``validation`` labels of some run (each scores
             AUROC 0 in OPERA's macro average, which is reported; empty when every class is present).
         seconds: wall time of extraction + probing.
-        split_mode: which partition was used (see :class:`~resp_audio_hf.data.tasks.TaskData`).
+        split_mode: which partition was used (see :class:`~resp_audio_hf.data.task_spec.TaskData`).
         test_results: ``{test split: {metric: MetricSummary}}`` for every test split (SPRSound's official mode:
             ``test_inter`` and ``test_intra``) and every metric (``metric`` and the task's extras).
         skipped_recordings: ``{"path", "reason"}`` (plus ``segment_s`` for event items) for every recording of the

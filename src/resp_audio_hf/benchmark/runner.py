@@ -10,21 +10,15 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from ..data._io import stable_hash
-from ..data.corpora import BuildReport, is_missing
-from ..data.tasks import (
-    OPERA_TASK_IDS,
-    ProbeProtocol,
-    TaskData,
-    TaskSpec,
-    get_task_spec,
-    load_task,
-    resolve_task_ids,
-    with_protocol,
-)
+from ..data.build_report import BuildReport
+from ..data.corpus_table import is_missing
+from ..data.task_spec import TaskData, TaskSpec
+from ..data.tasks import OPERA_TASK_IDS, get_task_spec, load_task, resolve_task_ids, with_protocol
 from .arguments import BenchmarkArguments
 from .embeddings import AudioEncoder, FileClipDataset, extract_embeddings
 from .metrics import absent_classes, auroc_ovr_macro, icbhi_scores, mean_absolute_error
 from .probe import ProbeOutcome, ProbeRun, train_linear_probes
+from .protocols import ProbeProtocol
 from .results import BenchmarkResult, EncoderSettings, FailedTask, MetricSummary, RunResult, TaskResult
 
 logger = logging.getLogger(__name__)
