@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from resp_audio_hf.data.audio import AudioDecodeError, _short_error
+from resp_audio_hf.data.audio import AudioDecodeError, _short_error, decoded_mono, open_audio, source_name
 
 from ..data._io import read_table_rows
 from .audio_cache import DecodedCorpus, decoded_corpus
@@ -207,34 +207,34 @@ class UnusableClip:
 
 
 class ClipDecoder:
-    """Decodes one stored clip (`{"path", "bytes"}`) to mono float32 at `sampling_rate`, cropped to `crop_samples`."""
+    """
+    Decodes one stored clip (`{"path", "bytes"}`) to mono float32 at `sampling_rate`, cropped to `crop_samples`.
+    Clips are decoded as `bench` decodes files (`resp_audio_hf.data.audio.load_audio`), so a crop is a window of the
+    samples the benchmark sees; only clips longer than `RANGE_DECODE_ABOVE_S` are decoded around the crop alone.
+    """
 
     def __init__(self, sampling_rate: int, crop_samples: int, short_clips: str = "repeat"):
-        import datasets
-
         self.sampling_rate = sampling_rate
         self.crop_samples = crop_samples
         self.short_clips = short_clips
-        self._feature = datasets.Audio(sampling_rate=sampling_rate, num_channels=1)
 
     def __call__(self, stored: dict, rng: np.random.Generator, where: str = "") -> np.ndarray:
-        source = stored.get("path") or "<embedded bytes>"
+        name = source_name(stored)
         try:
-            decoder = self._feature.decode_example(stored)
+            decoder = open_audio(stored, self.sampling_rate)
             duration = decoder.metadata.duration_seconds
             crop_seconds = self.crop_samples / self.sampling_rate
             if duration is not None and duration > max(RANGE_DECODE_ABOVE_S, 2 * crop_seconds):
                 start = float(rng.uniform(0.0, duration - crop_seconds))
-                samples = decoder.get_samples_played_in_range(start, start + crop_seconds + 0.1).data
-                waveform = samples.mean(dim=0).numpy()[: self.crop_samples]
+                waveform = decoded_mono(decoder, name, start, start + crop_seconds + 0.1)[: self.crop_samples]
             else:
-                waveform = decoder.get_all_samples().data.mean(dim=0).numpy()
+                waveform = decoded_mono(decoder, name)
             # Whole clips are cropped here; a range decode that fell short of the header's duration is tiled.
             waveform = crop_clip(waveform, self.crop_samples, rng, self.short_clips)
+        except AudioDecodeError as error:
+            raise AudioDecodeError(name, error.reason + where) from error
         except Exception as error:  # torchcodec raises RuntimeError/ValueError subclasses for bad streams
-            raise AudioDecodeError(source, f"not decodable{where}: {_short_error(error)}") from error
-        if not np.isfinite(waveform).all():
-            raise AudioDecodeError(source, f"decoded to non-finite samples (NaN/inf){where}")
+            raise AudioDecodeError(name, f"not decodable{where}: {_short_error(error)}") from error
         return np.ascontiguousarray(waveform, dtype=np.float32)
 
     def crop_or_unusable(self, stored: dict, rng: np.random.Generator, where: str = "") -> np.ndarray | UnusableClip:
