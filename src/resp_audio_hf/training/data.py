@@ -420,19 +420,36 @@ class BatchStream:
     batches_per_epoch: int | None = None
     files: dict[str, list[str]] | None = None
     unusable_files: dict[str, str]
+    # Names the kind of position in checkpoints, and the attributes that hold it.
+    kind: str
+    position_fields: tuple[str, ...]
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         raise NotImplementedError
 
-    def state_dict(self) -> dict:
+    def layout(self) -> dict:
+        """What must be the same for a saved position to mean the same data order (corpus sizes, process count)."""
         raise NotImplementedError
 
+    def state_dict(self) -> dict:
+        return {"kind": self.kind, **{name: getattr(self, name) for name in self.position_fields}, **self.layout()}
+
     def load_state_dict(self, state: dict) -> None:
-        raise NotImplementedError
+        expected = {"kind": self.kind, **self.layout()}
+        saved = {key: state.get(key) for key in expected}
+        if saved != expected:
+            raise ValueError(
+                f"The checkpoint's data position was saved for {saved}, but this run has {expected}: resuming would "
+                "not continue the same data order. Resume with the original data configuration and process count."
+            )
+        for name in self.position_fields:
+            setattr(self, name, int(state[name]))
 
 
 class MixtureBatchStream(BatchStream):
     """Map-style corpora: `batches_per_epoch` batches per epoch (a multiple of the accumulation steps)."""
+
+    kind, position_fields = "mixture", ("epoch", "batch_in_epoch")
 
     def __init__(
         self,
@@ -454,22 +471,8 @@ class MixtureBatchStream(BatchStream):
         self.corpus_sizes = [len(c) for c in dataset.corpora]
         self.unusable_files = {}
 
-    def state_dict(self) -> dict:
-        return {
-            "kind": "mixture",
-            "epoch": self.epoch,
-            "batch_in_epoch": self.batch_in_epoch,
-            "corpus_sizes": self.corpus_sizes,
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        if state.get("kind") != "mixture" or state.get("corpus_sizes") != self.corpus_sizes:
-            raise ValueError(
-                f"The checkpoint's data position was saved for corpora of sizes {state.get('corpus_sizes')} "
-                f"({state.get('kind')}), but the corpora now have sizes {self.corpus_sizes}: resuming would not "
-                "continue the same data order. Resume with the original data configuration."
-            )
-        self.epoch, self.batch_in_epoch = int(state["epoch"]), int(state["batch_in_epoch"])
+    def layout(self) -> dict:
+        return {"corpus_sizes": self.corpus_sizes}
 
     def _loader(self, epoch: int, skip: int):
         from accelerate import skip_first_batches
@@ -544,6 +547,8 @@ class _StreamingCrops(torch.utils.data.IterableDataset):
 class StreamingBatchStream(BatchStream):
     """`datasets.IterableDataset` corpora mixed by weight; position = (epoch, rows consumed) of this process."""
 
+    kind, position_fields = "stream", ("epoch", "offset")
+
     def __init__(
         self,
         stream,
@@ -566,17 +571,8 @@ class StreamingBatchStream(BatchStream):
         self.epoch, self.offset = 0, 0
         self.unusable_files = {}
 
-    def state_dict(self) -> dict:
-        return {"kind": "stream", "epoch": self.epoch, "offset": self.offset, "world_size": self.world_size}
-
-    def load_state_dict(self, state: dict) -> None:
-        if state.get("kind") != "stream" or state.get("world_size") != self.world_size:
-            raise ValueError(
-                f"The checkpoint holds a {state.get('kind')} data position for {state.get('world_size')} processes; "
-                f"this run streams with {self.world_size}. Resume with the original data configuration and process "
-                "count."
-            )
-        self.epoch, self.offset = int(state["epoch"]), int(state["offset"])
+    def layout(self) -> dict:
+        return {"world_size": self.world_size}
 
     def __iter__(self):
         loader = torch.utils.data.DataLoader(
