@@ -6,6 +6,7 @@ are loaded by the functions that use them (``pip install resp_audio_hf[benchmark
 * ``AudioEncoder`` - any transformers audio model + feature extractor -> one vector per clip.
 * ``extract_embeddings`` - streamed, batched, cached and resumable extraction.
 * ``train_linear_probes`` - OPERA's linear probe, vectorised over seeds/folds.
+* ``PROBE_PROTOCOLS`` / ``ProbeProtocol`` - every task's probe hyper-parameters (OPERA's), in one table.
 * ``run_benchmark`` / ``write_reports`` - what ``resp-audio-hf bench`` runs.
 * ``run_demo`` - what ``resp-audio-hf demo`` runs.
 * ``nonlearned_encoder`` - the log-mel statistics and clip-duration baselines as encoders.
@@ -31,6 +32,9 @@ _EXPORTS = {
     "icbhi_scores": ".metrics",
     "mean_absolute_error": ".metrics",
     "mean_reciprocal_rank": ".metrics",
+    "PROBE_PROTOCOLS": ".protocols",
+    "ProbeProtocol": ".protocols",
+    "protocol_table": ".protocols",
     "ProbeOutcome": ".probe",
     "ProbeRun": ".probe",
     "train_linear_probes": ".probe",

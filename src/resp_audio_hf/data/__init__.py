@@ -8,6 +8,10 @@ Main entry points:
 * ``scan_corpus(name, root)`` / ``build_corpus_dataset(name, root)`` - one corpus as a table or a
   ``datasets.DatasetDict`` with an ``Audio`` column, labels and subject ids, plus a build report.
 * ``load_task("T7", data_root)`` - a benchmark task with OPERA's labels, filters and splits.
+
+One module per corpus (``data/corpora/<corpus>.py``) holds its builder and its task specs; ``data/tasks.py`` collects
+the task registry. The probe protocols (``PROBE_PROTOCOLS``) live in ``resp_audio_hf.benchmark.protocols`` and are
+re-exported here.
 * ``download_corpus(name, data_root)`` - fetch an open corpus (or explain how to request it).
 * ``OperaFiles`` - OPERA's committed split files, pinned by commit and SHA-256.
 """
@@ -18,10 +22,10 @@ _EXPORTS = {
     "AudioDecodeError": ".audio",
     "load_audio": ".audio",
     "probe_audio": ".audio",
-    "BuildReport": ".corpora",
+    "BuildReport": ".build_report",
     "CORPORA": ".corpora",
-    "CorpusNotFoundError": ".corpora",
-    "CorpusTable": ".corpora",
+    "CorpusNotFoundError": ".corpus_table",
+    "CorpusTable": ".corpus_table",
     "build_corpus_dataset": ".corpora",
     "find_corpus_dir": ".corpora",
     "scan_corpus": ".corpora",
@@ -37,14 +41,14 @@ _EXPORTS = {
     "CorpusAccessError": ".sources",
     "download_corpus": ".sources",
     "OPERA_TASK_IDS": ".tasks",
-    "PROBE_PROTOCOLS": ".tasks",
+    "PROBE_PROTOCOLS": "..benchmark.protocols",
     "TASKS": ".tasks",
-    "ProbeProtocol": ".tasks",
-    "TaskData": ".tasks",
-    "TaskSpec": ".tasks",
+    "ProbeProtocol": "..benchmark.protocols",
+    "TaskData": ".task_spec",
+    "TaskSpec": ".task_spec",
     "get_task_spec": ".tasks",
     "load_task": ".tasks",
-    "protocol_table": ".tasks",
+    "protocol_table": "..benchmark.protocols",
     "resolve_task_ids": ".tasks",
 }
 
