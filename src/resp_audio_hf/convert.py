@@ -62,15 +62,30 @@ class ClassifierLayout(NamedTuple):
 # ---------------------------------------------------------------------------------------------------- key tables
 
 # timm's VisionTransformer layout, shared by PaSST, the original AST (a timm DeiT) and M2D.
+def layer_renames(source_layers: str, sublayers: dict[str, str]) -> Renames:
+    """Renames of every numbered layer under `source_layers` (a regex prefix) onto our `encoder.layers.<i>.`, one per
+    `{source sublayer: our sublayer}` entry, in the dict's order."""
+    return [
+        (rf"^{source_layers}\.(\d+)\.{re.escape(source)}\.", rf"encoder.layers.\1.{target}.")
+        for source, target in sublayers.items()
+    ]
+
+
+# timm's VisionTransformer layout, shared by PaSST, the original AST (a timm DeiT) and M2D.
 TIMM_VIT_RENAMES: Renames = [
     (r"^patch_embed\.proj\.", "embeddings.patch_embeddings.projection."),
     (r"^cls_token$", "embeddings.cls_token"),
-    (r"^blocks\.(\d+)\.norm1\.", r"encoder.layers.\1.layernorm_before."),
-    (r"^blocks\.(\d+)\.attn\.qkv\.", r"encoder.layers.\1.attention.qkv."),
-    (r"^blocks\.(\d+)\.attn\.proj\.", r"encoder.layers.\1.attention.proj."),
-    (r"^blocks\.(\d+)\.norm2\.", r"encoder.layers.\1.layernorm_after."),
-    (r"^blocks\.(\d+)\.mlp\.fc1\.", r"encoder.layers.\1.mlp.fc1."),
-    (r"^blocks\.(\d+)\.mlp\.fc2\.", r"encoder.layers.\1.mlp.fc2."),
+    *layer_renames(
+        "blocks",
+        {
+            "norm1": "layernorm_before",
+            "attn.qkv": "attention.qkv",
+            "attn.proj": "attention.proj",
+            "norm2": "layernorm_after",
+            "mlp.fc1": "mlp.fc1",
+            "mlp.fc2": "mlp.fc2",
+        },
+    ),
     (r"^norm\.", "layernorm."),
 ]
 
@@ -102,23 +117,33 @@ AST_HF_RENAMES: Renames = [
     (r"^embeddings\.position_embeddings$", "embeddings.position_embeddings"),
     (r"^embeddings\.patch_embeddings\.projection\.", "embeddings.patch_embeddings.projection."),
     # Hub layout (what save_pretrained writes).
-    (r"^encoder\.layer\.(\d+)\.layernorm_before\.", r"encoder.layers.\1.layernorm_before."),
-    (r"^encoder\.layer\.(\d+)\.attention\.attention\.query\.", r"encoder.layers.\1.attention.query."),
-    (r"^encoder\.layer\.(\d+)\.attention\.attention\.key\.", r"encoder.layers.\1.attention.key."),
-    (r"^encoder\.layer\.(\d+)\.attention\.attention\.value\.", r"encoder.layers.\1.attention.value."),
-    (r"^encoder\.layer\.(\d+)\.attention\.output\.dense\.", r"encoder.layers.\1.attention.proj."),
-    (r"^encoder\.layer\.(\d+)\.layernorm_after\.", r"encoder.layers.\1.layernorm_after."),
-    (r"^encoder\.layer\.(\d+)\.intermediate\.dense\.", r"encoder.layers.\1.mlp.fc1."),
-    (r"^encoder\.layer\.(\d+)\.output\.dense\.", r"encoder.layers.\1.mlp.fc2."),
+    *layer_renames(
+        r"encoder\.layer",
+        {
+            "layernorm_before": "layernorm_before",
+            "attention.attention.query": "attention.query",
+            "attention.attention.key": "attention.key",
+            "attention.attention.value": "attention.value",
+            "attention.output.dense": "attention.proj",
+            "layernorm_after": "layernorm_after",
+            "intermediate.dense": "mlp.fc1",
+            "output.dense": "mlp.fc2",
+        },
+    ),
     # In-memory layout of transformers >= 5 (`ASTModel.state_dict()`).
-    (r"^layers\.(\d+)\.layernorm_before\.", r"encoder.layers.\1.layernorm_before."),
-    (r"^layers\.(\d+)\.attention\.q_proj\.", r"encoder.layers.\1.attention.query."),
-    (r"^layers\.(\d+)\.attention\.k_proj\.", r"encoder.layers.\1.attention.key."),
-    (r"^layers\.(\d+)\.attention\.v_proj\.", r"encoder.layers.\1.attention.value."),
-    (r"^layers\.(\d+)\.attention\.o_proj\.", r"encoder.layers.\1.attention.proj."),
-    (r"^layers\.(\d+)\.layernorm_after\.", r"encoder.layers.\1.layernorm_after."),
-    (r"^layers\.(\d+)\.mlp\.fc1\.", r"encoder.layers.\1.mlp.fc1."),
-    (r"^layers\.(\d+)\.mlp\.fc2\.", r"encoder.layers.\1.mlp.fc2."),
+    *layer_renames(
+        "layers",
+        {
+            "layernorm_before": "layernorm_before",
+            "attention.q_proj": "attention.query",
+            "attention.k_proj": "attention.key",
+            "attention.v_proj": "attention.value",
+            "attention.o_proj": "attention.proj",
+            "layernorm_after": "layernorm_after",
+            "mlp.fc1": "mlp.fc1",
+            "mlp.fc2": "mlp.fc2",
+        },
+    ),
     (r"^layernorm\.", "layernorm."),
 ]
 AST_HF_HEAD_RENAMES: Renames = [
