@@ -15,42 +15,24 @@ are loaded by the functions that use them (``pip install resp_audio_hf[benchmark
 
 from .._lazy import lazy_exports
 
-_EXPORTS = {
-    "OPERA_BASELINE_METHODS": ".baselines",
-    "OPERA_PUBLISHED_RESULTS": ".baselines",
-    "DemoConfig": ".demo",
-    "run_demo": ".demo",
-    "ArrayClipDataset": ".embeddings",
-    "AudioEncoder": ".embeddings",
-    "ClipFailureError": ".embeddings",
-    "FeatureCollator": ".embeddings",
-    "FileClipDataset": ".embeddings",
-    "extract_embeddings": ".embeddings",
-    "make_dataloader": ".embeddings",
-    "auroc_ovr_macro": ".metrics",
-    "icbhi_scores": ".metrics",
-    "mean_absolute_error": ".metrics",
-    "mean_reciprocal_rank": ".metrics",
-    "ProbeOutcome": ".probe",
-    "ProbeRun": ".probe",
-    "train_linear_probes": ".probe",
-    "standardize_features": ".probe",
-    "nonlearned_encoder": ".nonlearned",
-    "NONLEARNED_BASELINES": ".nonlearned",
-    "derive_pooling": ".pooling",
-    "signal_rows": ".pooling",
-    "PairedComparison": ".paired",
-    "paired_bootstrap": ".paired",
-    "embed_task": ".runner",
-    "markdown_table": ".report",
-    "write_reports": ".report",
-    "BenchmarkResult": ".runner",
-    "TaskResult": ".runner",
-    "check_task_splits": ".runner",
-    "evaluate_task": ".runner",
-    "run_benchmark": ".runner",
-    "score_task": ".runner",
-}
-
-__all__ = list(_EXPORTS)
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__ = lazy_exports(
+    __name__,
+    {
+        ".baselines": ("OPERA_BASELINE_METHODS", "OPERA_PUBLISHED_RESULTS"),
+        ".demo": ("DemoConfig", "run_demo"),
+        ".embeddings": (
+            "ArrayClipDataset", "AudioEncoder", "ClipFailureError", "FeatureCollator", "FileClipDataset",
+            "extract_embeddings", "make_dataloader",
+        ),
+        ".metrics": ("auroc_ovr_macro", "icbhi_scores", "mean_absolute_error", "mean_reciprocal_rank"),
+        ".probe": ("ProbeOutcome", "ProbeRun", "train_linear_probes", "standardize_features"),
+        ".nonlearned": ("nonlearned_encoder", "NONLEARNED_BASELINES"),
+        ".pooling": ("derive_pooling", "signal_rows"),
+        ".paired": ("PairedComparison", "paired_bootstrap"),
+        ".runner": (
+            "embed_task", "BenchmarkResult", "TaskResult", "check_task_splits", "evaluate_task", "run_benchmark",
+            "score_task",
+        ),
+        ".report": ("markdown_table", "write_reports"),
+    },
+)

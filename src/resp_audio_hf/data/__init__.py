@@ -14,39 +14,20 @@ Main entry points:
 
 from .._lazy import lazy_exports
 
-_EXPORTS = {
-    "AudioDecodeError": ".audio",
-    "load_audio": ".audio",
-    "probe_audio": ".audio",
-    "BuildReport": ".corpora",
-    "CORPORA": ".corpora",
-    "CorpusNotFoundError": ".corpora",
-    "CorpusTable": ".corpora",
-    "build_corpus_dataset": ".corpora",
-    "find_corpus_dir": ".corpora",
-    "scan_corpus": ".corpora",
-    "ChecksumError": ".download",
-    "DownloadError": ".download",
-    "download_file": ".download",
-    "extract_archive": ".download",
-    "OPERA_COMMIT": ".opera_files",
-    "OPERA_FILES": ".opera_files",
-    "OperaFileError": ".opera_files",
-    "OperaFiles": ".opera_files",
-    "CORPUS_SOURCES": ".sources",
-    "CorpusAccessError": ".sources",
-    "download_corpus": ".sources",
-    "OPERA_TASK_IDS": ".tasks",
-    "PROBE_PROTOCOLS": ".tasks",
-    "TASKS": ".tasks",
-    "ProbeProtocol": ".tasks",
-    "TaskData": ".tasks",
-    "TaskSpec": ".tasks",
-    "get_task_spec": ".tasks",
-    "load_task": ".tasks",
-    "protocol_table": ".tasks",
-    "resolve_task_ids": ".tasks",
-}
-
-__all__ = list(_EXPORTS)
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__ = lazy_exports(
+    __name__,
+    {
+        ".audio": ("AudioDecodeError", "load_audio", "probe_audio"),
+        ".corpora": (
+            "BuildReport", "CORPORA", "CorpusNotFoundError", "CorpusTable", "build_corpus_dataset", "find_corpus_dir",
+            "scan_corpus",
+        ),
+        ".download": ("ChecksumError", "DownloadError", "download_file", "extract_archive"),
+        ".opera_files": ("OPERA_COMMIT", "OPERA_FILES", "OperaFileError", "OperaFiles"),
+        ".sources": ("CORPUS_SOURCES", "CorpusAccessError", "download_corpus"),
+        ".tasks": (
+            "OPERA_TASK_IDS", "PROBE_PROTOCOLS", "TASKS", "ProbeProtocol", "TaskData", "TaskSpec", "get_task_spec",
+            "load_task", "protocol_table", "resolve_task_ids",
+        ),
+    },
+)
