@@ -13,6 +13,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import ModelOutput
 
 from .configuration_efficientat import EfficientATConfig, make_divisible
+from .modeling_resp_audio import AudioClassifierMixin
 
 
 class InvertedResidualSpec(NamedTuple):
@@ -309,7 +310,7 @@ class EfficientATModel(EfficientATPreTrainedModel):
         )
 
 
-class EfficientATForAudioClassification(EfficientATPreTrainedModel):
+class EfficientATForAudioClassification(AudioClassifierMixin, EfficientATPreTrainedModel):
     """
     [`EfficientATModel`] with EfficientAT's classification head on the mean of the last feature map (whatever
     `config.pooling` makes `pooler_output`). AudioSet tagging is multi-label: converted checkpoints set
@@ -321,14 +322,6 @@ class EfficientATForAudioClassification(EfficientATPreTrainedModel):
         self.efficientat = EfficientATModel(config)
         self.classifier = EfficientATClassificationHead(config)
         self.post_init()
-
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        if self._auto_class is None:
-            return super().save_pretrained(save_directory, *args, **kwargs)
-        from .pipeline_resp_audio import classifier_save_entries
-
-        with classifier_save_entries(self.config, EfficientATModel):
-            return super().save_pretrained(save_directory, *args, **kwargs)
 
     def forward(
         self,
@@ -345,13 +338,7 @@ class EfficientATForAudioClassification(EfficientATPreTrainedModel):
         )
         mean_features = _masked_time_mean(last, time_mask).mean(dim=2)
         logits = self.classifier(mean_features)
-        loss = None
-        if labels is not None:
-            loss = self.loss_function(labels.to(logits.device), logits, self.config)
-        if not return_dict:
-            rest = tuple(v for v in (logits, all_hidden) if v is not None)
-            return ((loss,) + rest) if loss is not None else rest
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=all_hidden)
+        return self.classifier_output(logits, labels, return_dict, all_hidden)
 
 
 __all__ = [

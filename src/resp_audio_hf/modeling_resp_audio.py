@@ -562,6 +562,40 @@ class _RunningPool:
         return pool_embeddings(self.config.pooling, rows[None], (self.prefix_sum / self.windows)[None])
 
 
+class AudioClassifierMixin:
+    """
+    What the package's classifiers (RespAudio's and EfficientAT's) share around their heads; `base_model` is the
+    encoder. `save_pretrained` also names the encoder for `AutoModel` and the package's pipeline in the saved config
+    (`classifier_save_entries`), and `classifier_output` adds the loss of `config.problem_type` and shapes the output.
+    """
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        if self._auto_class is None:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        from .pipeline_resp_audio import classifier_save_entries
+
+        with classifier_save_entries(self.config, type(self.base_model)):
+            return super().save_pretrained(save_directory, *args, **kwargs)
+
+    def classifier_output(
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor | None,
+        return_dict: bool,
+        hidden_states: tuple[torch.Tensor, ...] | None = None,
+        attentions: tuple[torch.Tensor, ...] | None = None,
+    ) -> SequenceClassifierOutput | tuple:
+        """`(loss, logits, hidden_states, attentions)` without the absent ones, or a `SequenceClassifierOutput`. The
+        loss follows `config.problem_type` (inferred from the labels when unset, as everywhere in transformers)."""
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(labels.to(logits.device), logits, self.config)
+        if not return_dict:
+            rest = tuple(v for v in (logits, hidden_states, attentions) if v is not None)
+            return ((loss,) + rest) if loss is not None else rest
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=hidden_states, attentions=attentions)
+
+
 class RespAudioClassificationHead(nn.Module):
     """LayerNorm and a linear layer on the pooled embedding, as PaSST's head."""
 
@@ -576,7 +610,7 @@ class RespAudioClassificationHead(nn.Module):
         return self.dense(self.dropout(self.layernorm(pooled)))
 
 
-class RespAudioForAudioClassification(RespAudioPreTrainedModel):
+class RespAudioForAudioClassification(AudioClassifierMixin, RespAudioPreTrainedModel):
     """
     [`RespAudioModel`] with a classification head on `pooler_output`. `config.problem_type` selects the loss:
     `single_label_classification` (cross-entropy), `multi_label_classification` (binary cross-entropy on float
@@ -589,14 +623,6 @@ class RespAudioForAudioClassification(RespAudioPreTrainedModel):
         self.resp_audio = RespAudioModel(config)
         self.classifier = RespAudioClassificationHead(config)
         self.post_init()
-
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        if self._auto_class is None:
-            return super().save_pretrained(save_directory, *args, **kwargs)
-        from .pipeline_resp_audio import classifier_save_entries
-
-        with classifier_save_entries(self.config, RespAudioModel):
-            return super().save_pretrained(save_directory, *args, **kwargs)
 
     def forward(
         self,
@@ -617,18 +643,11 @@ class RespAudioForAudioClassification(RespAudioPreTrainedModel):
             return_dict=True,
         )
         logits = self.classifier(outputs.pooler_output)
-        loss = None
-        if labels is not None:
-            loss = self.loss_function(labels.to(logits.device), logits, self.config)
-        if not return_dict:
-            rest = tuple(v for v in (logits, outputs.hidden_states, outputs.attentions) if v is not None)
-            return ((loss,) + rest) if loss is not None else rest
-        return SequenceClassifierOutput(
-            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
-        )
+        return self.classifier_output(logits, labels, return_dict, outputs.hidden_states, outputs.attentions)
 
 
 __all__ = [
+    "AudioClassifierMixin",
     "RespAudioForAudioClassification",
     "RespAudioModel",
     "RespAudioModelOutput",
