@@ -57,7 +57,7 @@ def measure_step(
     objective.to(device).train()
     optimizer = build_optimizer(objective, OptimizerConfig(lr=1e-4))
     config = objective.encoder_model.config
-    inputs = torch.randn(batch_size, config.max_length, config.num_mel_bins, device=device)
+    inputs = torch.randn(batch_size, config.window_frames, config.num_mel_bins, device=device)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed_precision)
     generator = torch.Generator().manual_seed(0)
 
@@ -87,7 +87,7 @@ def measure_step(
         "device": device.type,
         "precision": mixed_precision,
         "batch": batch_size,
-        "frames": config.max_length,
+        "frames": config.window_frames,
         "parameters_m": sum(p.numel() for p in objective.encoder_model.parameters()) / 1e6,
         "clips_per_s": batch_size / statistics.median(seconds),
         "s_per_step": statistics.median(seconds),
@@ -142,7 +142,7 @@ def measure_train(
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "precision": mixed_precision,
         "batch": batch_size,
-        "frames": RespAudioConfig.from_preset(spec["preset"]).max_length,
+        "frames": RespAudioConfig.from_preset(spec["preset"]).window_frames,
         "clips_per_s": statistics.median(timed),
         "s_per_step": batch_size / statistics.median(timed),
         "peak_rss_mb": peak_rss_mb(),

@@ -8,7 +8,8 @@ from sklearn.metrics import roc_auc_score
 
 from resp_audio_hf.benchmark.probe import ProbeRun, train_linear_probes
 from resp_audio_hf.benchmark.runner import make_runs
-from resp_audio_hf.data.tasks import TASKS, ProbeProtocol
+from resp_audio_hf.benchmark.protocols import ProbeProtocol
+from resp_audio_hf.data.tasks import TASKS
 
 
 def _classification_data(n=240, dim=24, n_classes=2, seed=0):

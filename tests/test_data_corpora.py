@@ -11,7 +11,8 @@ import pytest
 from _data_helpers import shared_path, tone, write_wav
 
 from resp_audio_hf.data import OperaFiles, build_corpus_dataset, load_task, scan_corpus
-from resp_audio_hf.data.corpora import parse_kauh_filename, parse_sprsound_filename
+from resp_audio_hf.data.corpora.kauh import parse_kauh_filename
+from resp_audio_hf.data.corpora.sprsound import parse_sprsound_filename
 
 SR = 4000
 

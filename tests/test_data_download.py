@@ -4,6 +4,11 @@ Everything is served by a loopback HTTP server from archives built here; nothing
 """
 
 import hashlib
+import logging
+import os
+import shutil
+import socket
+import stat
 import tarfile
 import zipfile
 from pathlib import Path
@@ -18,6 +23,7 @@ from resp_audio_hf.data.download import (
     DownloadError,
     download_file,
     extract_archive,
+    fetch_file,
 )
 from resp_audio_hf.data.opera_files import OPERA_FILES, OperaFileError, OperaFiles
 from resp_audio_hf.data.sources import (
@@ -244,19 +250,89 @@ def test_coswara_split_tarballs_are_joined_and_unpacked(tmp_path):
     ).read_bytes() == member.read_bytes()
 
 
-def test_opera_files_are_downloaded_verified_and_cached(tmp_path):
+def test_opera_files_come_through_pooch_as_the_pinned_bytes(tmp_path, monkeypatch):
+    """Every pinned file in ../shared/data/opera, served from 127.0.0.1, arrives through pooch byte-identical to the
+    shared copy and to the registry's SHA-256, with the mode the umask gives and no temporary file left; a second
+    OperaFiles on the same cache sends no request."""
+    import pooch
+
+    shared = shared_path("opera")
+    relpaths = [relpath for relpath in OPERA_FILES if (shared / relpath).is_file()]
+    assert len(relpaths) >= 10
+    served, cache = tmp_path / "served", tmp_path / "cache"
+    for relpath in relpaths:
+        (served / relpath).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shared / relpath, served / relpath)
+    retrieved = []
+    retrieve = pooch.retrieve
+    monkeypatch.setattr(pooch, "retrieve", lambda url, *a, **k: retrieved.append(url) or retrieve(url, *a, **k))
+    previous = os.umask(0o027)
+    try:
+        with loopback_server(served) as (url, server):
+            fetched = {r: OperaFiles(cache_dir=cache, offline=False, base_url=url).path(r) for r in relpaths}
+            again = {r: OperaFiles(cache_dir=cache, offline=False, base_url=url).path(r) for r in relpaths}
+    finally:
+        os.umask(previous)
+    assert retrieved == [f"{url}/{relpath}" for relpath in relpaths]
+    assert sorted(name for name, _ in server.requests) == sorted(relpaths)
+    for relpath, path in fetched.items():
+        assert path == again[relpath] == cache / relpath
+        assert path.read_bytes() == (shared / relpath).read_bytes()
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == OPERA_FILES[relpath]
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert sorted(p for p in cache.rglob("*") if p.is_file()) == sorted(fetched.values())
+
+
+def test_opera_file_with_other_bytes_is_refused_naming_url_and_file_and_nothing_is_kept(tmp_path):
     relpath = "feature/kauh_eval/labels_both.npy"
-    original = shared_path("opera", relpath)
-    served = tmp_path / "served"
-    (served / Path(relpath).parent).mkdir(parents=True)
-    (served / relpath).write_bytes(original.read_bytes())
-    with loopback_server(served) as (url, server):
-        files = OperaFiles(cache_dir=tmp_path / "cache", offline=False, base_url=url)
-        path = files.path(relpath)
-        again = OperaFiles(cache_dir=tmp_path / "cache", offline=False, base_url=url).path(relpath)
-    assert path == again == tmp_path / "cache" / relpath
+    served, cache = tmp_path / "served", tmp_path / "cache"
+    (served / relpath).parent.mkdir(parents=True)
+    (served / relpath).write_bytes(b"not OPERA's bytes")
+    with loopback_server(served) as (url, _), pytest.raises(OperaFileError) as info:
+        OperaFiles(cache_dir=cache, offline=False, base_url=url).path(relpath)
+    message = str(info.value)
+    assert f"{url}/{relpath}" in message and str(cache / relpath) in message
+    assert OPERA_FILES[relpath] in message and hashlib.sha256(b"not OPERA's bytes").hexdigest() in message
+    assert not [p for p in cache.rglob("*") if p.is_file()]
+
+
+def test_opera_file_missing_on_the_server_is_reported_with_status_and_url(tmp_path):
+    relpath = "feature/copd_eval/labels.npy"
+    (tmp_path / "served").mkdir()
+    with loopback_server(tmp_path / "served") as (url, _), pytest.raises(OperaFileError, match="404") as info:
+        OperaFiles(cache_dir=tmp_path / "cache", offline=False, base_url=url).path(relpath)
+    assert f"{url}/{relpath}" in str(info.value) and "--opera-dir" in str(info.value)
+    assert not (tmp_path / "cache" / relpath).exists()
+
+
+def test_fetch_file_offline_sends_no_request_but_returns_a_valid_copy(tmp_path, monkeypatch):
+    data = b"pinned bytes"
+    digest = hashlib.sha256(data).hexdigest()
+    (tmp_path / "served").mkdir()
+    (tmp_path / "served" / "a.txt").write_bytes(data)
+    monkeypatch.setenv("RESP_AUDIO_HF_OFFLINE", "1")
+    with loopback_server(tmp_path / "served") as (url, server):
+        with pytest.raises(DownloadError, match="downloads are disabled \\(RESP_AUDIO_HF_OFFLINE\\)") as info:
+            fetch_file(f"{url}/a.txt", tmp_path / "dest" / "a.txt", digest)
+        assert str(tmp_path / "dest" / "a.txt") in str(info.value) and server.requests == []
+        assert fetch_file(f"{url}/a.txt", tmp_path / "dest" / "a.txt", digest, offline=False).read_bytes() == data
+        assert fetch_file(f"{url}/a.txt", tmp_path / "dest" / "a.txt", digest).read_bytes() == data
     assert len(server.requests) == 1
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == OPERA_FILES[relpath]
+
+
+def test_fetch_file_fails_at_once_when_the_host_name_does_not_resolve(tmp_path, monkeypatch, caplog):
+    lookups = []
+
+    def fail(host, *args, **kwargs):
+        lookups.append(host)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", fail)
+    with caplog.at_level(logging.INFO), pytest.raises(DownloadError, match="cannot resolve 'example.invalid'") as info:
+        fetch_file("https://example.invalid/a.txt", tmp_path / "a.txt", "0" * 64)
+    assert lookups == ["example.invalid"] and "Not retrying" in str(info.value)
+    assert str(tmp_path / "a.txt") in str(info.value) and not list(tmp_path.iterdir())
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or "retry" in r.getMessage().lower()]
 
 
 def test_opera_files_reject_tampered_copies_and_explain_offline_misses(tmp_path):

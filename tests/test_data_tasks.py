@@ -17,7 +17,8 @@ from resp_audio_hf.data import (
     load_task,
     resolve_task_ids,
 )
-from resp_audio_hf.data.tasks import OPERA_TASK_IDS, PROBE_PROTOCOLS, TASKS, get_task_spec, protocol_table
+from resp_audio_hf.benchmark.protocols import PROBE_PROTOCOLS, protocol_table
+from resp_audio_hf.data.tasks import OPERA_TASK_IDS, TASKS, get_task_spec
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +195,8 @@ def test_registry_covers_opera_tasks_with_protocol_constants():
 def test_covid_cough_split_is_stratified_by_label_and_source_and_deterministic(shared_data):
     import json
 
-    from resp_audio_hf.data.tasks import covid_cough_split, load_task
+    from resp_audio_hf.data.corpora.covid19_cough import covid_cough_split
+    from resp_audio_hf.data.tasks import load_task
 
     task = load_task("COVID-cough", shared_data, verify_audio=False)
     table = task.table

@@ -103,7 +103,7 @@ def test_preset_model_with_shared_weights_matches_ast_model():
         ASTConfig(
             hidden_size=config.hidden_size, num_hidden_layers=2, num_attention_heads=config.num_attention_heads,
             intermediate_size=config.intermediate_size, layer_norm_eps=config.layer_norm_eps,
-            max_length=config.max_length,
+            max_length=config.window_frames,
         )
     ).eval()
     state = ours.state_dict()
@@ -131,7 +131,7 @@ def test_preset_model_with_shared_weights_matches_ast_model():
                 f"{theirs}mlp.fc2.{kind}": state[f"{ours_prefix}mlp.fc2.{kind}"],
             })
     reference.load_state_dict(mapped, strict=True)
-    inputs = torch.randn(1, config.max_length, 128, generator=torch.Generator().manual_seed(5))
+    inputs = torch.randn(1, config.window_frames, 128, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         expected = reference(inputs)
         got = ours(inputs)
@@ -174,7 +174,7 @@ def test_original_ast_state_dict_matches_its_forward(tmp_path):
     # As the released .pth files: saved from nn.DataParallel, with the DeiT's unused ImageNet heads inside.
     path = tmp_path / "audioset_10_10_0.4593.pth"
     torch.save({f"module.{k}": v for k, v in original.state_dict().items()}, path)
-    converted = convert_ast(path, max_length=FRAMES, num_attention_heads=4)
+    converted = convert_ast(path, window_frames=FRAMES, num_attention_heads=4)
     assert sorted(converted.unused_keys) == ["head.bias", "head.weight", "head_dist.bias", "head_dist.weight"]
     assert converted.model.config.layer_norm_eps == 1e-6
     inputs = spectrogram_batch(7)

@@ -92,7 +92,7 @@ def converted(fake_m2d):
 
 def test_conversion_reads_the_name_and_leaves_out_pretraining_parts(converted):
     config = converted.model.config
-    assert (config.num_mel_bins, config.max_length, config.patch_size) == (80, 208, 16)
+    assert (config.num_mel_bins, config.window_frames, config.patch_size) == (80, 208, 16)
     assert (config.frequency_stride, config.time_stride, config.num_prefix_tokens) == (16, 16, 1)
     assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads) == (DIM, 2, HEADS)
     assert config.frontend == "m2d" and config.sampling_rate == 16000
@@ -141,11 +141,11 @@ def test_audio_to_tokens_matches_m2d(fake_m2d, converted, sprsound_clips):
     torch.testing.assert_close(ours.last_hidden_state, expected, atol=ATOL, rtol=0)
 
 
-def test_longer_max_length_interpolates_time_columns(fake_m2d):
-    """--max-length 416 doubles the time columns; each frequency row is np.interp of the original row
+def test_longer_window_interpolates_time_columns(fake_m2d):
+    """--window-frames 416 doubles the time columns; each frequency row is np.interp of the original row
     (half-pixel centres, as torch's linear interpolation without align_corners)."""
     vit, path = fake_m2d
-    longer = convert_m2d(path, max_length=416, num_attention_heads=HEADS)
+    longer = convert_m2d(path, window_frames=416, num_attention_heads=HEADS)
     assert longer.model.config.num_time_patches == 26
     table = longer.model.embeddings.position_embeddings
     original = vit.pos_embed.detach()[0, 1:].reshape(5, 13, DIM).numpy()
@@ -160,9 +160,9 @@ def test_longer_max_length_interpolates_time_columns(fake_m2d):
                                atol=1e-6, rtol=0)
 
 
-def test_shorter_max_length_equals_m2d_on_short_input(fake_m2d):
+def test_shorter_window_equals_m2d_on_short_input(fake_m2d):
     vit, path = fake_m2d
-    short = convert_m2d(path, max_length=96, num_attention_heads=HEADS)
+    short = convert_m2d(path, window_frames=96, num_attention_heads=HEADS)
     spectrogram = torch.randn(1, 1, 80, 96, generator=torch.Generator().manual_seed(9))
     with torch.no_grad():
         expected = m2d_forward_encoder(vit, spectrogram)
@@ -193,7 +193,7 @@ def test_unknown_encoder_keys_are_an_error(tmp_path, fake_m2d):
 )
 def test_m2d_names_parse_like_m2d_runtime(name, expected):
     parsed = parse_m2d_name(name)
-    got = (parsed.model, parsed.num_mel_bins, parsed.max_length, parsed.patch_size, parsed.sampling_rate_tag)
+    got = (parsed.model, parsed.num_mel_bins, parsed.window_frames, parsed.patch_size, parsed.sampling_rate_tag)
     assert got == expected
 
 

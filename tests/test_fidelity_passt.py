@@ -104,9 +104,9 @@ def test_encoder_matches_hear21passt(passt_net, converted):
     torch.testing.assert_close(our_logits, logits, atol=ATOL, rtol=0)
 
 
-def test_shorter_max_length_equals_passt_on_short_input(passt_net):
+def test_shorter_window_equals_passt_on_short_input(passt_net):
     """Cropping the time embedding at conversion equals hear21passt's own crop for inputs shorter than its clip."""
-    short = convert_passt(passt_net.state_dict(), max_length=98)
+    short = convert_passt(passt_net.state_dict(), window_frames=98)
     assert short.model.config.num_time_patches == 9
     spectrogram = torch.randn(1, 128, 98, generator=torch.Generator().manual_seed(3))
     logits, features, _ = passt_reference(passt_net, spectrogram)

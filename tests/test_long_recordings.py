@@ -112,7 +112,7 @@ def test_pool_frame_stream_holds_one_group_of_windows(monkeypatch):
 
     monkeypatch.setattr(model, "_encode_window_batch", spy)
     model.pool_frame_stream(extractor.frame_blocks(synthetic_recording(60.0, 8000), 8000, block_frames=300))
-    assert len(seen) > 10 and all(shape[0] <= 2 and shape[1] == config.max_length for shape in seen)
+    assert len(seen) > 10 and all(shape[0] <= 2 and shape[1] == config.window_frames for shape in seen)
 
 
 def test_pool_frame_stream_rejects_bad_blocks():

@@ -94,13 +94,13 @@ def test_long_input_is_encoded_in_patch_aligned_windows(preset):
     config = model.config
     window_patches = config.num_time_patches
     hop = window_patches * config.time_stride
-    frames = 2 * hop + config.max_length  # exactly three full windows
+    frames = 2 * hop + config.window_frames  # exactly three full windows
     spectrogram = torch.randn(1, frames, config.num_mel_bins)
     with torch.inference_mode():
         whole = model(spectrogram)
         expected_rows, expected_prefix = [], []
         for k in range(3):
-            part = model(spectrogram[:, k * hop : k * hop + config.max_length]).last_hidden_state
+            part = model(spectrogram[:, k * hop : k * hop + config.window_frames]).last_hidden_state
             expected_prefix.append(part[:, : config.num_prefix_tokens])
             expected_rows.append(part[:, config.num_prefix_tokens :].reshape(1, config.num_frequency_patches, window_patches, -1))
     grid = torch.cat(expected_rows, dim=2).reshape(1, -1, config.hidden_size)
@@ -123,7 +123,7 @@ def test_ten_minute_recording_gives_finite_embedding():
 def test_structured_patchout_only_in_training():
     model = _model("tiny-passt", structured_patchout_time=5, structured_patchout_frequency=3)
     config = model.config
-    spectrogram = torch.randn(2, config.max_length, config.num_mel_bins)
+    spectrogram = torch.randn(2, config.window_frames, config.num_mel_bins)
     eval_tokens = model(spectrogram).last_hidden_state.shape[1]
     model.train()
     train_out = model(spectrogram)
@@ -155,7 +155,7 @@ def test_unpadded_forward_traces_as_one_graph(preset):
     """Without an attention mask, torch.compile sees one graph: no data-dependent check breaks it (Dynamo's explain
     traces without compiling, so this needs no C++ compiler)."""
     model = _model(preset)
-    spectrogram = torch.randn(2, model.config.max_length, model.config.num_mel_bins)
+    spectrogram = torch.randn(2, model.config.window_frames, model.config.num_mel_bins)
     torch._dynamo.reset()
     try:
         explanation = torch._dynamo.explain(model)(spectrogram)

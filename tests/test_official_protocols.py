@@ -26,7 +26,8 @@ from resp_audio_hf.benchmark.runner import (
     score_task,
 )
 from resp_audio_hf.data import OperaFiles, load_task, scan_corpus
-from resp_audio_hf.data.tasks import TASKS, ProbeProtocol, TaskData, with_protocol
+from resp_audio_hf.data.task_spec import TaskData
+from resp_audio_hf.data.tasks import TASKS, with_protocol
 
 SR = 8000
 
@@ -42,6 +43,8 @@ def opera():
 
 # Record label cycle per patient: each train patient gets Normal, CAS, DAS, Normal, Poor Quality recordings.
 _TRAIN_LABELS = ("Normal", "CAS", "DAS", "Normal", "Poor Quality")
+_INTRA_LABELS = ("Normal", "CAS", "Poor Quality")  # new recordings of training patients
+_INTER_LABELS = ("Normal", "DAS", "CAS & DAS")  # new patients
 
 
 def _sprsound_recording(folder_wav, folder_json, patient, number, label, events=2):
@@ -64,26 +67,23 @@ def _sprsound_layout(root: Path, parts=("train", "intra", "inter")) -> dict[str,
     inter test = 4 new patients. Returns ``{part: {recording name: record label}}``."""
     names = collections.defaultdict(dict)
     number = 1000
-    for p in range(12):
-        for label in _TRAIN_LABELS:
-            number += 1
-            if "train" in parts:
-                name = _sprsound_recording(root / "train_wav", root / "train_json", f"6500{p:04d}", number, label)
-                names["train"][name] = label
-    for p in range(6):
-        for label in ("Normal", "CAS", "Poor Quality"):
-            number += 1
-            if "intra" in parts:
-                intra = root / "test_json" / "intra_test_json"
-                name = _sprsound_recording(root / "test_wav", intra, f"6500{p:04d}", number, label)
-                names["test_intra"][name] = label
-    for p in range(4):
-        for label in ("Normal", "DAS", "CAS & DAS"):
-            number += 1
-            if "inter" in parts:
-                inter = root / "test_json" / "inter_test_json"
-                name = _sprsound_recording(root / "test_wav", inter, f"7700{p:04d}", number, label)
-                names["test_inter"][name] = label
+
+    def patients(prefix: str, count: int) -> list[str]:
+        return [f"{prefix}{p:04d}" for p in range(count)]
+
+    # part, split name, audio folder, annotation folder, patients, record labels
+    groups = (
+        ("train", "train", "train_wav", "train_json", patients("6500", 12), _TRAIN_LABELS),
+        ("intra", "test_intra", "test_wav", "test_json/intra_test_json", patients("6500", 6), _INTRA_LABELS),
+        ("inter", "test_inter", "test_wav", "test_json/inter_test_json", patients("7700", 4), _INTER_LABELS),
+    )
+    for part, split, audio_folder, annotation_folder, patient_ids, labels in groups:
+        for patient in patient_ids:
+            for label in labels:
+                number += 1
+                if part in parts:
+                    name = _sprsound_recording(root / audio_folder, root / annotation_folder, patient, number, label)
+                    names[split][name] = label
     return names
 
 
@@ -193,7 +193,7 @@ def _task_of(spec, labels: dict[str, list]):
     """A task whose table has the given labels per split (``fold`` = one subject per row for cross-validation)."""
     import pandas as pd
 
-    from resp_audio_hf.data.corpora import BuildReport
+    from resp_audio_hf.data.build_report import BuildReport
 
     rows = [(split, label) for split, values in labels.items() for label in values]
     table = pd.DataFrame({

@@ -32,7 +32,7 @@ def tiny_objective(preset: str = "tiny-m2d", seed: int = 0, **objective_override
 
 
 def spectrogram(config: RespAudioConfig, batch: int = 2, seed: int = 1) -> torch.Tensor:
-    return torch.randn(batch, config.max_length, config.num_mel_bins, generator=torch.Generator().manual_seed(seed))
+    return torch.randn(batch, config.window_frames, config.num_mel_bins, generator=torch.Generator().manual_seed(seed))
 
 
 @pytest.mark.parametrize("preset", ["tiny-m2d", "tiny-passt", "tiny-ast"])
@@ -94,7 +94,7 @@ def test_no_gradient_reaches_the_target_or_the_masked_patches():
     # tiny-m2d patches do not overlap: each spectrogram cell belongs to one patch. Cells of masked patches reach the
     # loss only through the target, so their gradient must be exactly zero; visible cells must get a gradient.
     grad = inputs.grad.transpose(1, 2)  # [batch, mel, frames], the patch grid's orientation
-    grid_f, grid_t = objective.num_patches(config.max_length)
+    grid_f, grid_t = objective.num_patches(config.window_frames)
     for clip in range(2):
         for patch in range(grid_f * grid_t):
             f, t = divmod(patch, grid_t)
@@ -206,8 +206,8 @@ def test_bf16_autocast_gives_finite_loss_and_gradients():
 def test_crops_beyond_the_position_table_are_rejected():
     objective = tiny_objective()
     config = objective.encoder_model.config
-    with pytest.raises(ValueError, match="max_length"):
-        objective(torch.randn(1, config.max_length + 16, config.num_mel_bins))
+    with pytest.raises(ValueError, match="window_frames"):
+        objective(torch.randn(1, config.window_frames + 16, config.num_mel_bins))
 
 
 def test_patch_mask_as_boolean_marks_masked_ids():

@@ -110,7 +110,7 @@ def test_two_process_run_trains_and_saves_an_automodel_folder(reference_run):
     import resp_audio_hf  # noqa: F401  (registers the Auto classes)
 
     model = AutoModel.from_pretrained(reference_run / "model")
-    assert type(model).__name__ == "RespAudioModel" and model.config.max_length == 208
+    assert type(model).__name__ == "RespAudioModel" and model.config.window_frames == 208
     feature_extractor = AutoFeatureExtractor.from_pretrained(reference_run / "model")
     assert feature_extractor.frontend == "m2d"
     # The saved encoder is the online encoder of the objective at the last step.
@@ -360,7 +360,7 @@ def test_committed_small_m2d_resp_folder_is_complete_and_encodes_real_audio(shar
     model = AutoModel.from_pretrained(folder).eval()
     preset = RespAudioConfig.from_preset("small-m2d")
     assert all(
-        getattr(model.config, k) == getattr(preset, k) for k in ("hidden_size", "num_hidden_layers", "max_length")
+        getattr(model.config, k) == getattr(preset, k) for k in ("hidden_size", "num_hidden_layers", "window_frames")
     )
     feature_extractor = AutoFeatureExtractor.from_pretrained(folder)
     paths = sorted((shared_data / "sprsound" / "test_wav").glob("*.wav"))[:4]

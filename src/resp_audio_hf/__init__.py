@@ -16,7 +16,7 @@ from transformers import (
 
 from .collation import RespAudioCollator
 from .configuration_efficientat import EfficientATConfig
-from .configuration_resp_audio import PRESETS, RespAudioConfig
+from .configuration_resp_audio import MODEL_FAMILIES, PRESETS, ModelFamily, RespAudioConfig
 from .feature_extraction_resp_audio import RespAudioFeatureExtractor
 from .modeling_efficientat import (
     EfficientATForAudioClassification,
@@ -54,12 +54,14 @@ RespAudioFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
 register_pipeline()
 
 __all__ = [
+    "MODEL_FAMILIES",
     "PRESETS",
     "EfficientATConfig",
     "EfficientATForAudioClassification",
     "EfficientATModel",
     "EfficientATModelOutput",
     "EfficientATPreTrainedModel",
+    "ModelFamily",
     "RespAudioClassificationPipeline",
     "RespAudioCollator",
     "RespAudioConfig",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from transformers import PreTrainedConfig
 
-from .configuration_resp_audio import _pipeline_is_registered
+from .configuration_resp_audio import without_registered_pipeline
 
 EFFICIENTAT_POOLING_TYPES = ("freq_preserving", "mean")
 
@@ -95,11 +95,7 @@ class EfficientATConfig(PreTrainedConfig):
         self.classifier_dropout = classifier_dropout
         self.pooling = pooling
         self.initializer_range = initializer_range
-        # As in RespAudioConfig: the saved `custom_pipelines` entry is for processes without this package; where the
-        # package has registered its pipeline, it is dropped (transformers would demand trust_remote_code for it).
-        if kwargs.get("custom_pipelines") and _pipeline_is_registered():
-            kwargs.pop("custom_pipelines")
-        super().__init__(**kwargs)
+        super().__init__(**without_registered_pipeline(kwargs))
 
     def channels(self, width: int) -> int:
         """A MobileNetV3-Large channel count scaled by `width_multiplier`."""

@@ -2,67 +2,117 @@
 
 from __future__ import annotations
 
-import copy
 import sys
+import warnings
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
 
 from transformers import PreTrainedConfig
 
-FRONTENDS = ("passt", "ast", "m2d")
 POSITION_EMBEDDING_TYPES = ("time_freq", "learned_2d", "sincos_2d")
 POOLING_TYPES = ("freq_preserving", "mean", "cls")
 
-# Published sizes of the three families plus tiny variants for tests. Every field not listed keeps
-# the default of `RespAudioConfig.__init__`.
-_VIT_BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
-_VIT_TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+# Encoder sizes, shared by the families' presets.
+VIT_BASE = MappingProxyType(dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072))
+VIT_TINY = MappingProxyType(dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64))
 # A few million parameters: pre-trainable from scratch on a CPU in an hour or two (training/configs/small_m2d_resp.yaml).
-_VIT_SMALL = dict(hidden_size=256, num_hidden_layers=6, num_attention_heads=4, intermediate_size=1024)
-_PASST = dict(
-    frontend="passt",
-    sampling_rate=32000,
-    num_mel_bins=128,
-    max_length=998,
-    patch_size=16,
-    frequency_stride=10,
-    time_stride=10,
-    num_prefix_tokens=2,
-    position_embedding_type="time_freq",
-    layer_norm_eps=1e-6,
+VIT_SMALL = MappingProxyType(dict(hidden_size=256, num_hidden_layers=6, num_attention_heads=4, intermediate_size=1024))
+
+
+def _frozen(**entries) -> Mapping[str, Any]:
+    """A read-only mapping: the family table is shared by the whole process."""
+    return MappingProxyType(entries)
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """
+    One model family, stated once (as timm states a model's `default_cfgs` next to its `@register_model`). The
+    configuration presets, `resp-audio-hf convert --family`, the converters' constants and the model cards are derived
+    from `MODEL_FAMILIES`. Adding a family is adding its record here, its converter function to `convert.py` and, to
+    publish it, `model_cards/<card>.yaml`. This module is shipped as remote code, so the record is plain data.
+
+    Three axes are named apart: the *family* (the original model and its checkpoints: `"passt"`), its *front end*
+    (the spectrogram it was trained on, a key of `FRONT_ENDS` in feature_extraction_resp_audio.py; EfficientAT's is
+    PaSST's) and its *presets* (named sizes of its configuration: `"resp-passt"`, `"tiny-passt"`).
+
+    Args:
+        name: the family, as `resp-audio-hf convert --family` and the Hub tools take it.
+        architecture: how its paper writes it (`"PaSST"`); the model card's family name.
+        model_type: `model_type` of its configuration class (`"resp_audio"`: `RespAudioConfig`).
+        frontend: its front end, a key of `FRONT_ENDS`.
+        layout: the `RespAudioConfig` fields of its published encoder besides `frontend`, shared by its presets.
+        presets: preset name -> encoder size and fields overriding `layout` (`RespAudioConfig.from_preset`).
+        converter: the function of `resp_audio_hf.convert` that converts its original checkpoints.
+        card: the model card facts `model_cards/<card>.yaml`, also the Hub repository name of the published model;
+            `None` for families published without the card template.
+        front_end_variants: front-end settings its checkpoints name (M2D's sampling-rate tag in the folder name),
+            each overriding the published defaults of `frontend`.
+    """
+
+    name: str
+    architecture: str
+    model_type: str
+    frontend: str
+    converter: str
+    layout: Mapping[str, Any] = field(default_factory=lambda: _frozen())
+    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: _frozen())
+    card: str | None = None
+    front_end_variants: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: _frozen())
+
+
+# PaSST and AST are both DeiT-style: overlapping 16 x 16 patches (stride 10), CLS and distillation tokens.
+_DEIT_PATCHES = _frozen(patch_size=16, frequency_stride=10, time_stride=10, num_prefix_tokens=2)
+MODEL_FAMILIES: Mapping[str, ModelFamily] = _frozen(
+    # hear21passt's PaSST-S: separate learned time and frequency positions.
+    passt=ModelFamily("passt", "PaSST", "resp_audio", frontend="passt", converter="convert_passt", card="resp-passt",
+        layout=_frozen(sampling_rate=32000, num_mel_bins=128, window_frames=998, **_DEIT_PATCHES,
+                       position_embedding_type="time_freq", layer_norm_eps=1e-6),
+        presets=_frozen(**{"resp-passt": VIT_BASE, "tiny-passt": _frozen(**VIT_TINY, window_frames=198)})),
+    # YuanGongND/ast and transformers' AST: one learned position per patch, transformers' LayerNorm epsilon.
+    ast=ModelFamily("ast", "AST", "resp_audio", frontend="ast", converter="convert_ast", card="resp-ast",
+        layout=_frozen(sampling_rate=16000, num_mel_bins=128, window_frames=1024, **_DEIT_PATCHES,
+                       position_embedding_type="learned_2d", layer_norm_eps=1e-12),
+        presets=_frozen(**{"resp-ast": VIT_BASE, "tiny-ast": _frozen(**VIT_TINY, window_frames=198)})),
+    # nttcslab/m2d: non-overlapping patches of 80 mel bins, fixed sine-cosine positions, one CLS token.
+    m2d=ModelFamily("m2d", "M2D", "resp_audio", frontend="m2d", converter="convert_m2d", card="resp-m2d",
+        layout=_frozen(sampling_rate=16000, num_mel_bins=80, window_frames=608, patch_size=16, frequency_stride=16,
+                       time_stride=16, num_prefix_tokens=1, position_embedding_type="sincos_2d", layer_norm_eps=1e-6),
+        presets=_frozen(**{
+            "resp-m2d": VIT_BASE,
+            "tiny-m2d": _frozen(**VIT_TINY, window_frames=208),
+            # M2D layout (80 mels, 16 x 16 patches) in 2.08 s windows, 4.8 M parameters.
+            "small-m2d": _frozen(**VIT_SMALL, window_frames=208),
+        }),
+        # M2D's runtime per sampling-rate tag of the checkpoint name (`...p16x16p32k-...`); 16k is the published one.
+        front_end_variants=_frozen(**{
+            "16k": _frozen(),
+            "32k": _frozen(sampling_rate=32000, n_fft=800, win_length=800, hop_length=320, f_max=16000.0),
+        }),
+    ),
+    # EfficientAT's MobileNetV3 (`mn*`): its own configuration class (configuration_efficientat.py), PaSST's front end.
+    efficientat=ModelFamily(
+        "efficientat", "EfficientAT", "efficientat", frontend="passt", converter="convert_efficientat"
+    ),
 )
-_AST = dict(
-    frontend="ast",
-    sampling_rate=16000,
-    num_mel_bins=128,
-    max_length=1024,
-    patch_size=16,
-    frequency_stride=10,
-    time_stride=10,
-    num_prefix_tokens=2,
-    position_embedding_type="learned_2d",
-    layer_norm_eps=1e-12,
-)
-_M2D = dict(
-    frontend="m2d",
-    sampling_rate=16000,
-    num_mel_bins=80,
-    max_length=608,
-    patch_size=16,
-    frequency_stride=16,
-    time_stride=16,
-    num_prefix_tokens=1,
-    position_embedding_type="sincos_2d",
-    layer_norm_eps=1e-6,
-)
-PRESETS: dict[str, dict] = {
-    "resp-passt": {**_PASST, **_VIT_BASE},
-    "resp-ast": {**_AST, **_VIT_BASE},
-    "resp-m2d": {**_M2D, **_VIT_BASE},
-    "tiny-passt": {**_PASST, **_VIT_TINY, "max_length": 198},
-    "tiny-ast": {**_AST, **_VIT_TINY, "max_length": 198},
-    "tiny-m2d": {**_M2D, **_VIT_TINY, "max_length": 208},
-    # M2D layout (80 mels, 16 x 16 patches) in 2.08 s windows, 4.8 M parameters.
-    "small-m2d": {**_M2D, **_VIT_SMALL, "max_length": 208},
-}
+# Front ends a `RespAudioConfig` may name: those of the ViT families.
+FRONTENDS = tuple(dict.fromkeys(f.frontend for f in MODEL_FAMILIES.values() if f.model_type == "resp_audio"))
+# Every preset of every family, as full `RespAudioConfig` fields (its family's front end and layout, then its own).
+PRESETS: Mapping[str, Mapping[str, Any]] = _frozen(**{
+    preset: _frozen(frontend=family.frontend, **{**family.layout, **fields})
+    for family in MODEL_FAMILIES.values()
+    for preset, fields in family.presets.items()
+})
+
+
+def family_of_config(config: PreTrainedConfig) -> ModelFamily:
+    """The family a configuration belongs to: its `model_type` and, among the ViT families, its front end."""
+    for family in MODEL_FAMILIES.values():
+        if family.model_type == config.model_type and family.frontend == getattr(config, "frontend", family.frontend):
+            return family
+    raise ValueError(f"No model family has model_type {config.model_type!r} and front end "
+                     f"{getattr(config, 'frontend', None)!r}; known: {sorted(MODEL_FAMILIES)}.")
 
 
 def _pipeline_is_registered() -> bool:
@@ -74,23 +124,38 @@ def _pipeline_is_registered() -> bool:
     return getattr(implementation, "__name__", None) == "RespAudioClassificationPipeline"
 
 
+def without_registered_pipeline(config_kwargs: dict) -> dict:
+    """
+    `config_kwargs` without the `custom_pipelines` entry where this package has registered its pipeline. Saved
+    classifiers name their pipeline in `custom_pipelines` for processes without this package, where
+    `pipeline(..., trust_remote_code=True)` builds it from the folder; where the package has registered it for the
+    task already, transformers would demand trust_remote_code for the entry.
+    """
+    if config_kwargs.get("custom_pipelines") and _pipeline_is_registered():
+        config_kwargs.pop("custom_pipelines")
+    return config_kwargs
+
+
 class RespAudioConfig(PreTrainedConfig):
     r"""
     Configuration of [`RespAudioModel`]: one spectrogram Vision Transformer whose fields select the PaSST, AST or M2D
     family. Use [`RespAudioConfig.from_preset`] for the published sizes (`resp-passt`, `resp-ast`, `resp-m2d`) or tiny
-    test sizes (`tiny-passt`, `tiny-ast`, `tiny-m2d`), or `small-m2d` (4.8 M parameters, pre-trainable on a CPU).
+    test sizes (`tiny-passt`, `tiny-ast`, `tiny-m2d`), or `small-m2d` (4.8 M parameters, pre-trainable on a CPU);
+    `MODEL_FAMILIES` states each family's layout and presets.
 
     Args:
         frontend (`str`, *optional*, defaults to `"passt"`):
-            Which family's audio front end the matching [`RespAudioFeatureExtractor`] reproduces: `"passt"`,
-            `"ast"` or `"m2d"`.
+            Which audio front end the matching [`RespAudioFeatureExtractor`] reproduces: `"passt"`, `"ast"` or
+            `"m2d"` (each ViT family's own).
         sampling_rate (`int`, *optional*, defaults to 32000):
             Sampling rate (Hz) the front end and the encoder were trained at.
         num_mel_bins (`int`, *optional*, defaults to 128):
             Number of mel bins of the input spectrogram (the frequency axis of the patch grid).
-        max_length (`int`, *optional*, defaults to 998):
-            Number of spectrogram frames of one pre-training clip. It fixes the size of the time position embedding;
-            longer inputs are encoded in consecutive windows of this length (see [`RespAudioModel`]).
+        window_frames (`int`, *optional*, defaults to 998):
+            Spectrogram frames of one encoder window (the family's pre-training clip). It fixes the size of the time
+            position embedding; longer inputs are encoded in consecutive windows of this length (see
+            [`RespAudioModel`]). Formerly `max_length`, which configurations and old `config.json` files may still
+            use (with a `FutureWarning`), and which still reads this field.
         patch_size (`int`, *optional*, defaults to 16):
             Height and width of one square patch, in mel bins and frames.
         frequency_stride (`int`, *optional*, defaults to 10):
@@ -139,16 +204,18 @@ class RespAudioConfig(PreTrainedConfig):
     """
 
     model_type = "resp_audio"
-    # Declared as a dataclass field so that `save_pretrained` does not mistake it for the generation parameter of
-    # the same name (transformers refuses to save configs carrying undeclared generation parameters).
-    max_length: int = 998
+    # `max_length`, the former name of `window_frames`, reads and writes it. It is declared as a field so that
+    # `save_pretrained` does not mistake it for the generation parameter of that name (transformers refuses to save
+    # configurations carrying undeclared generation parameters); it is never saved itself.
+    attribute_map = {"max_length": "window_frames"}
+    max_length: int | None = None
 
     def __init__(
         self,
         frontend: str = "passt",
         sampling_rate: int = 32000,
         num_mel_bins: int = 128,
-        max_length: int = 998,
+        window_frames: int = 998,
         patch_size: int = 16,
         frequency_stride: int = 10,
         time_stride: int = 10,
@@ -171,6 +238,15 @@ class RespAudioConfig(PreTrainedConfig):
         classifier_layer_norm_eps: float | None = None,
         **kwargs,
     ):
+        if "max_length" in kwargs:
+            # Configurations written before the rename; transformers would drop the key as a generation parameter.
+            warnings.warn(
+                "RespAudioConfig's max_length is now window_frames (the frames of one encoder window); max_length "
+                "will stop being read in a future version.",
+                FutureWarning,
+                stacklevel=2,
+            )
+            window_frames = kwargs.pop("max_length")
         if frontend not in FRONTENDS:
             raise ValueError(f"frontend must be one of {FRONTENDS}, got {frontend!r}.")
         if position_embedding_type not in POSITION_EMBEDDING_TYPES:
@@ -185,14 +261,15 @@ class RespAudioConfig(PreTrainedConfig):
             raise ValueError(
                 f"hidden_size ({hidden_size}) must be divisible by num_attention_heads ({num_attention_heads})."
             )
-        if num_mel_bins < patch_size or max_length < patch_size:
+        if num_mel_bins < patch_size or window_frames < patch_size:
             raise ValueError(
-                f"num_mel_bins ({num_mel_bins}) and max_length ({max_length}) must be at least patch_size ({patch_size})."
+                f"num_mel_bins ({num_mel_bins}) and window_frames ({window_frames}) must be at least patch_size "
+                f"({patch_size})."
             )
         self.frontend = frontend
         self.sampling_rate = sampling_rate
         self.num_mel_bins = num_mel_bins
-        self.max_length = max_length
+        self.window_frames = window_frames
         self.patch_size = patch_size
         self.frequency_stride = frequency_stride
         self.time_stride = time_stride
@@ -213,19 +290,14 @@ class RespAudioConfig(PreTrainedConfig):
         self.structured_patchout_frequency = structured_patchout_frequency
         self.window_batch_size = window_batch_size
         self.classifier_layer_norm_eps = classifier_layer_norm_eps
-        # Saved classifiers name their pipeline in `custom_pipelines`, for processes without this package, where
-        # `pipeline(..., trust_remote_code=True)` builds it from the folder. Where the package has registered it for
-        # the task already, the entry is dropped: transformers would demand trust_remote_code for it.
-        if kwargs.get("custom_pipelines") and _pipeline_is_registered():
-            kwargs.pop("custom_pipelines")
-        super().__init__(**kwargs)
+        super().__init__(**without_registered_pipeline(kwargs))
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "RespAudioConfig":
         """Build the configuration of a named preset (`resp-passt`, `tiny-m2d`, ...), overriding any field."""
         if name not in PRESETS:
             raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(PRESETS)}.")
-        return cls(**{**copy.deepcopy(PRESETS[name]), **overrides})
+        return cls(**{**PRESETS[name], **overrides})
 
     @property
     def num_frequency_patches(self) -> int:
@@ -234,8 +306,8 @@ class RespAudioConfig(PreTrainedConfig):
 
     @property
     def num_time_patches(self) -> int:
-        """Columns of the patch grid for one `max_length` window (T')."""
-        return (self.max_length - self.patch_size) // self.time_stride + 1
+        """Columns of the patch grid for one window of `window_frames` frames (T')."""
+        return (self.window_frames - self.patch_size) // self.time_stride + 1
 
     @property
     def pooled_size(self) -> int:
@@ -245,4 +317,4 @@ class RespAudioConfig(PreTrainedConfig):
         return self.hidden_size
 
 
-__all__ = ["RespAudioConfig", "PRESETS"]
+__all__ = ["RespAudioConfig", "PRESETS", "MODEL_FAMILIES", "ModelFamily", "family_of_config"]

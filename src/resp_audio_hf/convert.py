@@ -30,13 +30,13 @@ from safetensors.torch import load_file
 from transformers import PreTrainedModel
 
 from .configuration_efficientat import EfficientATConfig
-from .configuration_resp_audio import RespAudioConfig
+from .configuration_resp_audio import MODEL_FAMILIES, RespAudioConfig
 from .data._io import atomic_folder, read_table_rows
 from .feature_extraction_resp_audio import FRONT_ENDS, RespAudioFeatureExtractor
 from .modeling_efficientat import EfficientATForAudioClassification, EfficientATModel
 from .modeling_resp_audio import RespAudioForAudioClassification, RespAudioModel
 
-FAMILIES = ("passt", "ast", "m2d", "efficientat")
+FAMILIES = tuple(MODEL_FAMILIES)
 # The encoder and the classifier class of each configuration.
 MODEL_CLASSES = {
     RespAudioConfig: (RespAudioModel, RespAudioForAudioClassification),
@@ -51,6 +51,12 @@ class ClassifierLayout(NamedTuple):
     weight_key: str  # present only in checkpoints that carry the classifier
     renames: Renames  # applied when the classifier is converted
     pattern: str  # all its keys, set aside as unused when only the encoder is converted
+
+    @classmethod
+    def layer_norm_linear(cls, name: str) -> "ClassifierLayout":
+        """The `nn.Sequential(LayerNorm, Linear)` head called `name` of PaSST and the original AST."""
+        renames = [(rf"^{name}\.0\.", "classifier.layernorm."), (rf"^{name}\.1\.", "classifier.dense.")]
+        return cls(f"{name}.1.weight", renames, rf"^{name}\.")
 
 
 # ---------------------------------------------------------------------------------------------------- key tables
@@ -75,11 +81,7 @@ PASST_RENAMES: Renames = TIMM_VIT_RENAMES + [
     (r"^freq_new_pos_embed$", "embeddings.frequency_position_embeddings"),
     (r"^time_new_pos_embed$", "embeddings.time_position_embeddings"),
 ]
-PASST_HEAD_RENAMES: Renames = [
-    (r"^head\.0\.", "classifier.layernorm."),
-    (r"^head\.1\.", "classifier.dense."),
-]
-PASST_HEAD = ClassifierLayout("head.1.weight", PASST_HEAD_RENAMES, r"^head\.")
+PASST_HEAD = ClassifierLayout.layer_norm_linear("head")
 # PaSST's forward feeds (CLS + distillation) / 2 to `head` only; `head_dist` is trained but never used at inference.
 PASST_UNUSED = [r"^head_dist\."]
 
@@ -88,11 +90,7 @@ AST_ORIGINAL_RENAMES: Renames = TIMM_VIT_RENAMES + [
     (r"^dist_token$", "embeddings.distillation_token"),
     (r"^pos_embed$", "embeddings.position_embeddings"),
 ]
-AST_ORIGINAL_HEAD_RENAMES: Renames = [
-    (r"^mlp_head\.0\.", "classifier.layernorm."),
-    (r"^mlp_head\.1\.", "classifier.dense."),
-]
-AST_ORIGINAL_HEAD = ClassifierLayout("mlp_head.1.weight", AST_ORIGINAL_HEAD_RENAMES, r"^mlp_head\.")
+AST_ORIGINAL_HEAD = ClassifierLayout.layer_norm_linear("mlp_head")
 # The ImageNet heads of the DeiT backbone, which AST replaces by `mlp_head` and never calls.
 AST_ORIGINAL_UNUSED = [r"^head\.", r"^head_dist\."]
 
@@ -156,11 +154,19 @@ WRAPPER_EXTRAS = [r"^device_proxy$", r"^mel\."]
 M2D_PREFIXES = ("module.ar.runtime.backbone.", "backbone.")
 # M2D's `LocalViT` defaults (the m2d front end's), used by its 2022 checkpoints that carry no `norm_stats`.
 M2D_DEFAULT_NORM_STATS = (FRONT_ENDS["m2d"].defaults["mean"], FRONT_ENDS["m2d"].defaults["std"])
-# Spectrogram settings of M2D's runtime per sampling-rate tag of the checkpoint name.
+# Spectrogram settings of M2D's runtime per sampling-rate tag of the checkpoint name: the m2d front end's, changed as
+# the M2D family's record says.
 M2D_FRONTENDS = {
-    "16k": dict(sampling_rate=16000, n_fft=400, win_length=400, hop_length=160, f_min=50.0, f_max=8000.0),
-    "32k": dict(sampling_rate=32000, n_fft=800, win_length=800, hop_length=320, f_min=50.0, f_max=16000.0),
+    tag: {
+        **{key: FRONT_ENDS["m2d"].defaults[key] for key in ("sampling_rate", "n_fft", "win_length", "hop_length",
+                                                           "f_min", "f_max")},
+        **variant,
+    }
+    for tag, variant in MODEL_FAMILIES["m2d"].front_end_variants.items()
 }
+# The dataset statistics YuanGongND/ast normalises with (AudioSet's): the ast front end's mean, and half its std, as
+# ASTFeatureExtractor divides by twice the dataset std.
+AST_NORM_STATS = (FRONT_ENDS["ast"].defaults["mean"], FRONT_ENDS["ast"].defaults["std"] / 2)
 
 # LayerNorm epsilon of PaSST's and the original AST's classifier heads (PyTorch's default), which differs from the
 # 1e-6 of their encoders.
@@ -280,10 +286,11 @@ def rename_keys(
             else:
                 unknown.append(key)
     if unknown:
+        architecture = MODEL_FAMILIES[family].architecture
         raise ValueError(
-            f"Unexpected keys for a {family} checkpoint: {sorted(unknown)[:10]}"
+            f"Unexpected keys for a {architecture} checkpoint: {sorted(unknown)[:10]}"
             f"{' ...' if len(unknown) > 10 else ''}. Is --family right? Layers of these names are not part of the "
-            f"{family} encoder this converter knows, and ignoring them could change the model's output."
+            f"{architecture} encoder this converter knows, and ignoring them could change the model's output."
         )
     return renamed, left_out
 
@@ -352,10 +359,10 @@ def _largest_stride(num_bins: int, patch_size: int, num_patches: int) -> int:
     )
 
 
-def _default_max_length(preset_max_length: int, patch_size: int, stride: int, time_patches: int) -> int:
+def _default_window_frames(preset_window_frames: int, patch_size: int, stride: int, time_patches: int) -> int:
     """The preset's clip length when it gives the checkpoint's time patches, else the shortest one that does."""
-    if (preset_max_length - patch_size) // stride + 1 == time_patches:
-        return preset_max_length
+    if (preset_window_frames - patch_size) // stride + 1 == time_patches:
+        return preset_window_frames
     return (time_patches - 1) * stride + patch_size
 
 
@@ -389,6 +396,11 @@ def _resize_flat_positions(
 
 
 # ---------------------------------------------------------------------------------------------------- building
+
+
+def _published_config(family: str, **overrides) -> RespAudioConfig:
+    """The configuration of `family`'s published encoder (its first preset, e.g. `resp-passt`), with `overrides`."""
+    return RespAudioConfig.from_preset(next(iter(MODEL_FAMILIES[family].presets)), **overrides)
 
 
 def _build_model(
@@ -428,7 +440,7 @@ def _with_head_or_pooling(has_head: bool, with_head: bool, pooling: str | None, 
     with_head = has_head and with_head
     if with_head and pooling not in (None, "cls"):
         raise ValueError(
-            f"The {family} classifier was trained on the CLS/distillation tokens; converting it needs pooling='cls' "
+            f"The {MODEL_FAMILIES[family].architecture} classifier was trained on the CLS/distillation tokens; converting it needs pooling='cls' "
             f"(got {pooling!r}). Convert the encoder only (with_head=False / --no-head) to choose another pooling."
         )
     return with_head, ("cls" if with_head else pooling)
@@ -471,7 +483,7 @@ def _label_overrides(num_labels: int, id2label: dict | None) -> dict:
 
 def convert_passt(
     source: str | os.PathLike | dict[str, torch.Tensor],
-    max_length: int | None = None,
+    window_frames: int | None = None,
     with_head: bool = True,
     pooling: str | None = None,
     num_attention_heads: int | None = None,
@@ -483,7 +495,7 @@ def convert_passt(
 
     Args:
         source: path of the `.pt` file, or the state dict itself.
-        max_length: frames of one window of the converted model; defaults to the checkpoint's own clip length.
+        window_frames: frames of one window of the converted model; defaults to the checkpoint's own clip length.
             Shorter keeps the first time position embeddings, longer interpolates them linearly.
         with_head: convert the AudioSet head (`head`: LayerNorm + Linear on (CLS + distillation) / 2) into a
             [`RespAudioForAudioClassification`] with `pooling="cls"`; otherwise convert the encoder only.
@@ -501,7 +513,7 @@ def convert_passt(
             "--family m2d."
         )
     state, unused_keys, with_head, pooling = _rename_with_optional_head(
-        state, PASST_RENAMES, PASST_UNUSED, PASST_HEAD, with_head, pooling, "PaSST"
+        state, PASST_RENAMES, PASST_UNUSED, PASST_HEAD, with_head, pooling, "passt"
     )
     unused_keys = wrapper_keys + unused_keys
 
@@ -511,15 +523,15 @@ def convert_passt(
     time_patches = state["embeddings.time_position_embeddings"].shape[3]
     # hear21passt does not store its stride; released models use 10 (overlapping) or 16, equal along both axes.
     stride = _largest_stride(num_mel_bins, patch, frequency_patches)
-    preset = RespAudioConfig.from_preset("resp-passt")
+    preset = _published_config("passt")
     notes = [f"patch stride {stride} inferred from {frequency_patches} frequency patches of {num_mel_bins} mel bins"]
-    checkpoint_max_length = _default_max_length(preset.max_length, patch, stride, time_patches)
+    checkpoint_window_frames = _default_window_frames(preset.window_frames, patch, stride, time_patches)
     overrides = dict(
         shape,
         num_mel_bins=num_mel_bins,
         frequency_stride=stride,
         time_stride=stride,
-        max_length=max_length or checkpoint_max_length,
+        window_frames=window_frames or checkpoint_window_frames,
         num_prefix_tokens=state["embeddings.prefix_position_embeddings"].shape[1],
     )
     if pooling is not None:
@@ -527,7 +539,7 @@ def convert_passt(
     if with_head:
         overrides.update(_label_overrides(state["classifier.dense.weight"].shape[0], id2label))
         overrides["classifier_layer_norm_eps"] = TORCH_LAYER_NORM_EPS
-    config = RespAudioConfig.from_preset("resp-passt", **overrides)
+    config = _published_config("passt", **overrides)
     if config.num_time_patches != time_patches:
         state["embeddings.time_position_embeddings"] = resize_time_axis(
             state["embeddings.time_position_embeddings"], config.num_time_patches, dim=3
@@ -549,7 +561,7 @@ def _resize_note(old: int, new: int) -> str:
 
 def convert_ast(
     source: str | os.PathLike | dict[str, torch.Tensor],
-    max_length: int | None = None,
+    window_frames: int | None = None,
     with_head: bool = True,
     pooling: str | None = None,
     num_attention_heads: int | None = None,
@@ -564,7 +576,7 @@ def convert_ast(
 
     Args:
         source: the folder, the original `.pth` file, or an original state dict.
-        max_length: frames of one window of the converted model (default: the checkpoint's).
+        window_frames: frames of one window of the converted model (default: the checkpoint's).
         with_head: convert the classifier (`classifier` / `mlp_head`) into a [`RespAudioForAudioClassification`].
         pooling: pooling of an encoder-only conversion.
         num_attention_heads: heads of an original state dict (default: hidden size / 64); folders state it.
@@ -574,7 +586,7 @@ def convert_ast(
     """
     folder = Path(source) if not isinstance(source, dict) and Path(source).is_dir() else None
     if folder is not None:
-        return _convert_ast_folder(folder, max_length, with_head, pooling)
+        return _convert_ast_folder(folder, window_frames, with_head, pooling)
     state = source if isinstance(source, dict) else load_original_state_dict(source)
     state, wrapper_keys = unwrap_encoder_state(state)
     if any(key.startswith(("audio_spectrogram_transformer.", "embeddings.")) for key in state):
@@ -587,12 +599,12 @@ def convert_ast(
             "Not an original AST state dict (no v.pos_embed / v.dist_token). For PaSST or M2D use --family passt/m2d."
         )
     state, unused_keys, with_head, pooling = _rename_with_optional_head(
-        state, AST_ORIGINAL_RENAMES, AST_ORIGINAL_UNUSED, AST_ORIGINAL_HEAD, with_head, pooling, "AST"
+        state, AST_ORIGINAL_RENAMES, AST_ORIGINAL_UNUSED, AST_ORIGINAL_HEAD, with_head, pooling, "ast"
     )
     unused_keys = wrapper_keys + unused_keys
 
     shape = _encoder_shape(state, num_attention_heads)
-    preset = RespAudioConfig.from_preset("resp-ast")
+    preset = _published_config("ast")
     # YuanGongND/ast trains every released model with 128 mel bins and strides 10 x 10.
     frequency_patches = preset.num_frequency_patches
     grid_tokens = state["embeddings.position_embeddings"].shape[1] - 2
@@ -607,17 +619,19 @@ def convert_ast(
         frequency_stride=preset.frequency_stride,
         time_stride=preset.time_stride,
         layer_norm_eps=1e-6,  # timm DeiT's, not transformers' 1e-12
-        max_length=_default_max_length(preset.max_length, shape["patch_size"], preset.time_stride, time_patches),
+        window_frames=_default_window_frames(
+            preset.window_frames, shape["patch_size"], preset.time_stride, time_patches
+        ),
     )
     if with_head:
         overrides.update(_label_overrides(state["classifier.dense.weight"].shape[0], id2label))
         overrides["classifier_layer_norm_eps"] = TORCH_LAYER_NORM_EPS
-    mean = -4.2677393 if norm_mean is None else norm_mean
-    std = 4.5689974 if norm_std is None else norm_std
-    return _finish_ast(state, overrides, max_length, with_head, pooling, dict(mean=mean, std=std), unused_keys)
+    mean = AST_NORM_STATS[0] if norm_mean is None else norm_mean
+    std = AST_NORM_STATS[1] if norm_std is None else norm_std
+    return _finish_ast(state, overrides, window_frames, with_head, pooling, dict(mean=mean, std=std), unused_keys)
 
 
-def _convert_ast_folder(folder: Path, max_length, with_head, pooling) -> ConvertedCheckpoint:
+def _convert_ast_folder(folder: Path, window_frames, with_head, pooling) -> ConvertedCheckpoint:
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{folder} has no config.json; pass a transformers AST folder or an original .pth.")
@@ -627,7 +641,7 @@ def _convert_ast_folder(folder: Path, max_length, with_head, pooling) -> Convert
     state = _load_folder_weights(folder)
     state = _strip_prefix(state, "audio_spectrogram_transformer.")
     state, unused_keys, with_head, pooling = _rename_with_optional_head(
-        state, AST_HF_RENAMES, [], AST_HF_HEAD, with_head, pooling, "AST"
+        state, AST_HF_RENAMES, [], AST_HF_HEAD, with_head, pooling, "ast"
     )
     state = _fuse_qkv(state)
 
@@ -635,7 +649,7 @@ def _convert_ast_folder(folder: Path, max_length, with_head, pooling) -> Convert
     overrides = dict(
         shape,
         num_mel_bins=ast_config["num_mel_bins"],
-        max_length=ast_config["max_length"],
+        window_frames=ast_config["max_length"],
         frequency_stride=ast_config["frequency_stride"],
         time_stride=ast_config["time_stride"],
         layer_norm_eps=ast_config["layer_norm_eps"],
@@ -643,14 +657,14 @@ def _convert_ast_folder(folder: Path, max_length, with_head, pooling) -> Convert
     )
     if with_head:
         overrides.update(_label_overrides(state["classifier.dense.weight"].shape[0], ast_config.get("id2label")))
-    front_end = dict(mean=-4.2677393, std=4.5689974, sampling_rate=16000)
+    front_end = dict(mean=AST_NORM_STATS[0], std=AST_NORM_STATS[1])
     preprocessor_path = folder / "preprocessor_config.json"
     if preprocessor_path.is_file():
         preprocessor = json.loads(preprocessor_path.read_text())
         front_end.update({k: preprocessor[k] for k in ("mean", "std", "sampling_rate") if k in preprocessor})
         if not preprocessor.get("do_normalize", True):
             front_end.update(mean=0.0, std=0.5)  # `_finish_ast` doubles std as ASTFeatureExtractor does
-    return _finish_ast(state, overrides, max_length, with_head, pooling, front_end, unused_keys)
+    return _finish_ast(state, overrides, window_frames, with_head, pooling, front_end, unused_keys)
 
 
 def _load_folder_weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -667,13 +681,13 @@ def _load_folder_weights(folder: Path) -> dict[str, torch.Tensor]:
     raise FileNotFoundError(f"{folder} has no model.safetensors or pytorch_model.bin.")
 
 
-def _finish_ast(state, overrides, max_length, with_head, pooling, front_end, unused_keys) -> ConvertedCheckpoint:
-    sampling_rate = int(front_end.get("sampling_rate", 16000))
+def _finish_ast(state, overrides, window_frames, with_head, pooling, front_end, unused_keys) -> ConvertedCheckpoint:
+    sampling_rate = int(front_end.get("sampling_rate", FRONT_ENDS["ast"].defaults["sampling_rate"]))
     if pooling is not None:
         overrides["pooling"] = pooling
-    checkpoint_time_patches = (overrides["max_length"] - overrides["patch_size"]) // overrides["time_stride"] + 1
-    overrides["max_length"] = max_length or overrides["max_length"]
-    config = RespAudioConfig.from_preset("resp-ast", sampling_rate=sampling_rate, **overrides)
+    checkpoint_time_patches = (overrides["window_frames"] - overrides["patch_size"]) // overrides["time_stride"] + 1
+    overrides["window_frames"] = window_frames or overrides["window_frames"]
+    config = _published_config("ast", sampling_rate=sampling_rate, **overrides)
     notes = []
     if config.num_time_patches != checkpoint_time_patches:
         state["embeddings.position_embeddings"] = _resize_flat_positions(
@@ -706,7 +720,7 @@ class M2DName:
 
     model: str
     num_mel_bins: int
-    max_length: int
+    window_frames: int
     patch_size: int
     sampling_rate_tag: str
 
@@ -728,7 +742,7 @@ def parse_m2d_name(name: str) -> M2DName:
 
 def convert_m2d(
     source: str | os.PathLike,
-    max_length: int | None = None,
+    window_frames: int | None = None,
     pooling: str | None = None,
     num_attention_heads: int | None = None,
 ) -> ConvertedCheckpoint:
@@ -740,7 +754,7 @@ def convert_m2d(
 
     Args:
         source: the `.pth` file inside its released folder.
-        max_length: frames of one window (default: the checkpoint's input length); longer interpolates the time
+        window_frames: frames of one window (default: the checkpoint's input length); longer interpolates the time
             columns of the position table linearly, shorter keeps the first ones.
         pooling: pooling of the converted model (default: the RespAudio default, frequency-preserving).
         num_attention_heads: attention heads (default: hidden size / 64, true of M2D's ViT-Base and ViT-Large).
@@ -765,17 +779,17 @@ def convert_m2d(
     notes = []
     if norm_stats is None:
         notes.append(f"no norm_stats in the checkpoint: using M2D's 2022 defaults {M2D_DEFAULT_NORM_STATS}")
-    state, unused_keys = rename_keys(state, M2D_RENAMES, M2D_UNUSED, "M2D")
+    state, unused_keys = rename_keys(state, M2D_RENAMES, M2D_UNUSED, "m2d")
 
     shape = _encoder_shape(state, num_attention_heads)
     if shape["patch_size"] != name.patch_size:
         raise ValueError(f"The name states {name.patch_size}-wide patches, the weights {shape['patch_size']}.")
     frequency_patches = name.num_mel_bins // name.patch_size
-    time_patches = name.max_length // name.patch_size
+    time_patches = name.window_frames // name.patch_size
     positions = state["embeddings.position_embeddings"]
     if positions.shape[1] != 1 + frequency_patches * time_patches:
         raise ValueError(
-            f"pos_embed has {positions.shape[1]} positions but a {name.num_mel_bins}x{name.max_length} input with "
+            f"pos_embed has {positions.shape[1]} positions but a {name.num_mel_bins}x{name.window_frames} input with "
             f"{name.patch_size}x{name.patch_size} patches needs 1 + {frequency_patches * time_patches}; does the "
             "folder name belong to this checkpoint?"
         )
@@ -786,11 +800,11 @@ def convert_m2d(
         frequency_stride=name.patch_size,
         time_stride=name.patch_size,
         sampling_rate=front_end["sampling_rate"],
-        max_length=max_length or name.max_length,
+        window_frames=window_frames or name.window_frames,
     )
     if pooling is not None:
         overrides["pooling"] = pooling
-    config = RespAudioConfig.from_preset("resp-m2d", **overrides)
+    config = _published_config("m2d", **overrides)
     if config.num_time_patches != time_patches:
         state["embeddings.position_embeddings"] = _resize_flat_positions(
             positions, 1, frequency_patches, config.num_time_patches
@@ -922,7 +936,7 @@ def convert_efficientat(
     config = EfficientATConfig(**config_fields)
     renames = efficientat_renames(config) + (EFFICIENTAT_HEAD.renames if with_head else [])
     unused = [] if with_head else [EFFICIENTAT_HEAD.pattern]
-    state, unused_keys = rename_keys(state, renames, unused, "EfficientAT")
+    state, unused_keys = rename_keys(state, renames, unused, "efficientat")
     unused_keys = wrapper_keys + unused_keys
     model = _build_model(config, state, with_head)
     feature_extractor = efficientat_feature_extractor(config)
@@ -937,13 +951,15 @@ def efficientat_feature_extractor(config: EfficientATConfig) -> RespAudioFeature
     `max_length` is EfficientAT's 10 s training clip (1,000 frames), the target of `padding="max_length"`.
     """
     return RespAudioFeatureExtractor(
-        frontend="passt", sampling_rate=config.sampling_rate, num_mel_bins=config.num_mel_bins, max_length=1000
+        frontend=MODEL_FAMILIES["efficientat"].frontend, sampling_rate=config.sampling_rate,
+        num_mel_bins=config.num_mel_bins, max_length=1000,
     )
 
 
 # ---------------------------------------------------------------------------------------------------- saving
 
-CONVERTERS = {"passt": convert_passt, "ast": convert_ast, "m2d": convert_m2d, "efficientat": convert_efficientat}
+# Each family's converter, as its record names it.
+CONVERTERS = {name: globals()[family.converter] for name, family in MODEL_FAMILIES.items()}
 
 
 def save_converted(converted: ConvertedCheckpoint, output_dir: str | os.PathLike, overwrite: bool = False) -> Path:

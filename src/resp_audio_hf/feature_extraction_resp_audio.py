@@ -21,7 +21,7 @@ FLOAT32_EPS = float(torch.finfo(torch.float32).eps)
 @dataclass(frozen=True)
 class FrontEnd:
     """
-    One family's published front end: the defaults of its settings and the ways its spectrogram differs from the
+    One published front end: the defaults of its settings and the ways its spectrogram differs from the
     others'. Adding a front end is adding one record to `FRONT_ENDS`.
 
     Args:
@@ -51,28 +51,29 @@ class FrontEnd:
         return win_length if self.kaldi_framing else int(bool(preemphasis))
 
 
-# The three families' published front ends. PaSST: hear21passt `AugmentMelSTFT` in eval mode; AST: Kaldi fbank as in
-# transformers' `ASTFeatureExtractor`; M2D: nnAudio/torchaudio `MelSpectrogram` with M2D's 16 kHz settings.
+# Kaldi's mel filterbank (triangles in mel space, unnormalised), which hear21passt reproduces as well.
+_KALDI_MEL_BANKS = MappingProxyType(dict(mel_scale="kaldi", mel_norm=None, triangularize_in_mel_space=True))
+# The ViT families' published front ends (EfficientAT's is PaSST's). PaSST: hear21passt `AugmentMelSTFT` in eval mode;
+# AST: Kaldi fbank as in transformers' `ASTFeatureExtractor`; M2D: nnAudio/torchaudio `MelSpectrogram` with M2D's
+# 16 kHz settings. `max_length` is the family's window (`RespAudioConfig.window_frames` of its presets).
 FRONT_ENDS: Mapping[str, FrontEnd] = MappingProxyType({
     "passt": FrontEnd(
         defaults=MappingProxyType(dict(
             sampling_rate=32000, num_mel_bins=128, n_fft=1024, win_length=800, hop_length=320,
             f_min=0.0, f_max=15000.0, preemphasis=0.97, mean=-4.5, std=5.0, max_length=998, padding_value=0.0,
         )),
-        kaldi_framing=False, periodic_window=False,
-        mel_scale="kaldi", mel_norm=None, triangularize_in_mel_space=True,
-        log_epsilon=PASST_LOG_OFFSET, clamp_log_epsilon=False,
+        kaldi_framing=False, periodic_window=False, **_KALDI_MEL_BANKS, log_epsilon=PASST_LOG_OFFSET,
+        clamp_log_epsilon=False,
     ),
     "ast": FrontEnd(
+        # AudioSet's log-fbank mean and twice its std; ASTFeatureExtractor pads the log-fbank with zeros before
+        # normalising.
         defaults=MappingProxyType(dict(
-            sampling_rate=16000, num_mel_bins=128, n_fft=512, win_length=400, hop_length=160,
-            f_min=20.0, f_max=8000.0, preemphasis=0.97, mean=-4.2677393, std=2 * 4.5689974, max_length=1024,
-            # ASTFeatureExtractor pads the log-fbank with zeros before normalising.
+            sampling_rate=16000, num_mel_bins=128, n_fft=512, win_length=400, hop_length=160, f_min=20.0,
+            f_max=8000.0, preemphasis=0.97, mean=-4.2677393, std=2 * 4.5689974, max_length=1024,
             padding_value=4.2677393 / (2 * 4.5689974),
         )),
-        kaldi_framing=True, periodic_window=False,
-        mel_scale="kaldi", mel_norm=None, triangularize_in_mel_space=True,
-        log_epsilon=FLOAT32_EPS, clamp_log_epsilon=True,
+        kaldi_framing=True, periodic_window=False, **_KALDI_MEL_BANKS, log_epsilon=FLOAT32_EPS, clamp_log_epsilon=True,
     ),
     "m2d": FrontEnd(
         defaults=MappingProxyType(dict(
@@ -108,7 +109,7 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
             `"passt"` (pre-emphasis, 1024-point STFT of 800-sample Hann windows, hop 320, Kaldi mel banks, `(log + 4.5)
             / 5`), `"ast"` (Kaldi fbank, 25 ms / 10 ms, normalised by the AudioSet mean and twice its std) or `"m2d"`
             (400-point STFT, hop 160, Slaney mel 50-8000 Hz, `(log - mean) / std`). Fields left unset take this
-            family's published value.
+            front end's published value.
         sampling_rate (`int`): Rate (Hz) the spectrogram is computed at; other inputs are resampled to it.
         num_mel_bins (`int`): Mel bands.
         n_fft (`int`): FFT size.
@@ -117,7 +118,8 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
         f_min (`float`), f_max (`float`): Mel filterbank edges in Hz.
         preemphasis (`float`): Pre-emphasis coefficient (0 disables it).
         mean (`float`), std (`float`): Normalisation `(log_mel - mean) / std`.
-        max_length (`int`): Frames of one pre-training clip; the target of `padding="max_length"`.
+        max_length (`int`): Frames of one encoder window (the model's `window_frames`); the target of
+            `padding="max_length"`, under the name transformers' feature extractors give it.
         padding_value (`float`): Value of padded frames in the normalised spectrogram.
         reject_silent_audio (`bool`, *optional*, defaults to `True`):
             Raise on clips whose samples are all zero, which almost always means a failed decode.
@@ -204,16 +206,9 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
 
     @classmethod
     def from_model_config(cls, config, **overrides) -> "RespAudioFeatureExtractor":
-        """The front end matching a [`RespAudioConfig`] (family, rate, mel bins, clip length)."""
-        settings = dict(
-            frontend=config.frontend,
-            sampling_rate=config.sampling_rate,
-            num_mel_bins=config.num_mel_bins,
-            max_length=config.max_length,
-            patch_size=config.patch_size,
-        )
-        settings.update(overrides)
-        return cls(**settings)
+        """The front end matching a [`RespAudioConfig`] (front end, rate, mel bins, window as `max_length`)."""
+        settings = {name: getattr(config, name) for name in ("frontend", "sampling_rate", "num_mel_bins", "patch_size")}
+        return cls(**{**settings, "max_length": config.window_frames, **overrides})
 
     def _build_mel_filters(self) -> torch.Tensor:
         front_end = self.front_end

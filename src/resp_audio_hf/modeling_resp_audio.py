@@ -323,7 +323,7 @@ class RespAudioModel(RespAudioPreTrainedModel):
     """
     The encoder. Input: normalised log-mel frames `[batch, frames, num_mel_bins]` from [`RespAudioFeatureExtractor`]
     and their frame mask. Padding is excluded from attention and pooling, so a clip gives the same embedding alone or
-    in a padded batch. Input longer than `config.max_length` frames is encoded in consecutive, non-overlapping windows
+    in a padded batch. Input longer than `config.window_frames` frames is encoded in consecutive, non-overlapping windows
     aligned to the patch grid (as M2D's runtime does; PaSST's HEAR wrapper averages overlapping windows instead, which
     `resp_audio_hf.hear_windows.hear_scene_embeddings` reproduces), `config.window_batch_size` windows at a time.
     """
@@ -432,7 +432,7 @@ class RespAudioModel(RespAudioPreTrainedModel):
 
     def _windows(self, input_values, time_mask):
         """
-        Consecutive `max_length`-frame windows `[batch * W, max_length, mel]` (zero-padded at the end), their patch
+        Consecutive `window_frames`-frame windows `[batch * W, window_frames, mel]` (zero-padded at the end), their patch
         time masks `[batch * W, T']` and the input's time mask padded to `W * T'` columns.
         """
         config = self.config
@@ -440,10 +440,10 @@ class RespAudioModel(RespAudioPreTrainedModel):
         window_patches = config.num_time_patches
         hop_frames = window_patches * config.time_stride
         num_windows = math.ceil(time_mask.shape[1] / window_patches)
-        padded_frames = (num_windows - 1) * hop_frames + config.max_length
+        padded_frames = (num_windows - 1) * hop_frames + config.window_frames
         padded = nn.functional.pad(input_values, (0, 0, 0, max(0, padded_frames - num_frames)))
-        windows = padded.unfold(1, config.max_length, hop_frames)[:, :num_windows]  # [B, W, mel, frames]
-        windows = windows.permute(0, 1, 3, 2).reshape(batch * num_windows, config.max_length, mel_bins)
+        windows = padded.unfold(1, config.window_frames, hop_frames)[:, :num_windows]  # [B, W, mel, frames]
+        windows = windows.permute(0, 1, 3, 2).reshape(batch * num_windows, config.window_frames, mel_bins)
         padded_mask = nn.functional.pad(time_mask, (0, num_windows * window_patches - time_mask.shape[1]))
         # Windows made only of padding still run (their tokens are discarded); their queries attend to the prefix.
         return windows, padded_mask.reshape(batch * num_windows, window_patches), padded_mask
@@ -503,7 +503,7 @@ class RespAudioModel(RespAudioPreTrainedModel):
         group = windows_at_once or config.window_batch_size
         device = self.embeddings.patch_embeddings.projection.weight.device
         hop_frames = config.num_time_patches * config.time_stride
-        group_frames = (group - 1) * hop_frames + config.max_length
+        group_frames = (group - 1) * hop_frames + config.window_frames
         pooling = _RunningPool(config)
         pending = None  # frames not yet encoded, starting at the next window's first frame
         for block in frame_blocks:

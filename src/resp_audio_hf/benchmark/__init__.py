@@ -6,6 +6,7 @@ are loaded by the functions that use them (``pip install resp_audio_hf[benchmark
 * ``AudioEncoder`` - any transformers audio model + feature extractor -> one vector per clip.
 * ``extract_embeddings`` - streamed, batched, cached and resumable extraction.
 * ``train_linear_probes`` - OPERA's linear probe, vectorised over seeds/folds.
+* ``PROBE_PROTOCOLS`` / ``ProbeProtocol`` - every task's probe hyper-parameters (OPERA's), in one table.
 * ``run_benchmark`` / ``write_reports`` - what ``resp-audio-hf bench`` runs.
 * ``run_demo`` - what ``resp-audio-hf demo`` runs.
 * ``nonlearned_encoder`` - the log-mel statistics and clip-duration baselines as encoders.
@@ -25,6 +26,7 @@ __all__, __getattr__ = lazy_exports(
             "extract_embeddings", "make_dataloader",
         ),
         ".metrics": ("auroc_ovr_macro", "icbhi_scores", "mean_absolute_error", "mean_reciprocal_rank"),
+        ".protocols": ("PROBE_PROTOCOLS", "ProbeProtocol", "protocol_table"),
         ".probe": ("ProbeOutcome", "ProbeRun", "train_linear_probes", "standardize_features"),
         ".nonlearned": ("nonlearned_encoder", "NONLEARNED_BASELINES"),
         ".pooling": ("derive_pooling", "signal_rows"),

@@ -33,7 +33,7 @@ import torch
 
 from ..data._io import atomic_path, atomic_save_npy, atomic_write_json, stable_hash
 from ..data.audio import AudioDecodeError, load_audio
-from ..data.corpora import is_missing
+from ..data.corpus_table import is_missing
 from ..progress import progress_bar
 from .threads import threads_beside_workers, torch_threads
 
@@ -243,7 +243,7 @@ class AudioEncoder:
         """Whether a clip of ``num_samples`` samples (at ``sampling_rate``) is embedded on its own: for ``resp_audio``
         encoders, a clip longer than one encoder window; for other models, one over ``LONG_CLIP_SECONDS``."""
         if self.streams_long_clips:
-            return self.feature_extractor.num_frames(num_samples) > self.model.config.max_length
+            return self.feature_extractor.num_frames(num_samples) > self.model.config.window_frames
         return num_samples > LONG_CLIP_SECONDS * self.sampling_rate
 
     def embed_long(self, audio) -> np.ndarray:

@@ -10,20 +10,14 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from ..data._io import stable_hash
-from ..data.corpora import BuildReport, is_missing
-from ..data.tasks import (
-    OPERA_TASK_IDS,
-    ProbeProtocol,
-    TaskData,
-    TaskSpec,
-    get_task_spec,
-    load_task,
-    resolve_task_ids,
-    with_protocol,
-)
+from ..data.build_report import BuildReport
+from ..data.corpus_table import is_missing
+from ..data.task_spec import TaskData, TaskSpec
+from ..data.tasks import OPERA_TASK_IDS, get_task_spec, load_task, resolve_task_ids, with_protocol
 from .embeddings import AudioEncoder, FileClipDataset, extract_embeddings
 from .metrics import absent_classes, auroc_ovr_macro, icbhi_scores, mean_absolute_error
 from .probe import ProbeOutcome, ProbeRun, train_linear_probes
+from .protocols import ProbeProtocol
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +40,7 @@ class TaskResult:
         absent_classes: class names missing from the ``test`` / ``validation`` labels of some run (each scores
             AUROC 0 in OPERA's macro average, which is reported; empty when every class is present).
         seconds: wall time of extraction + probing.
-        split_mode: which partition was used (see :class:`~resp_audio_hf.data.tasks.TaskData`).
+        split_mode: which partition was used (see :class:`~resp_audio_hf.data.task_spec.TaskData`).
         test_results: ``{test split: {metric: {"mean", "std", "scores"}}}`` for every test split (SPRSound's
             official mode: ``test_inter`` and ``test_intra``) and every metric (``metric`` and the task's extras).
         skipped_recordings: ``{"path", "reason"}`` (plus ``segment_s`` for event items) for every

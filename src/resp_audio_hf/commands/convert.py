@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 
@@ -17,20 +18,35 @@ examples:
 """
 
 
-def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..configuration_resp_audio import POOLING_TYPES
-    from ..convert import FAMILIES
+# Options that only some families' converters take: the converter's keyword and the command-line option (its
+# `argparse` destination) that sets it.
+CONVERTER_OPTIONS = {
+    "window_frames": "window_frames",
+    "num_attention_heads": "num_attention_heads",
+    "pooling": "pooling",
+    "width_multiplier": "width_multiplier",
+    "id2label": "labels",
+    "norm_mean": "norm_mean",
+    "norm_std": "norm_std",
+}
 
-    parser.add_argument("--family", required=True, choices=FAMILIES, help="which original model the checkpoint is")
+
+def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..configuration_resp_audio import MODEL_FAMILIES, POOLING_TYPES
+
+    parser.add_argument(
+        "--family", required=True, choices=tuple(MODEL_FAMILIES), help="which original model the checkpoint is"
+    )
     parser.add_argument(
         "source", help="PaSST .pt state dict, AST folder or .pth, M2D checkpoint-*.pth, or EfficientAT mn*.pt"
     )
     parser.add_argument("output_dir", help="folder to write (must be new or empty unless --overwrite)")
     parser.add_argument(
-        "--max-length",
+        "--window-frames",
+        "--max-length",  # its former name
         type=int,
-        help="frames of one model window; crops (shorter) or linearly interpolates (longer) the time position "
-        "embedding. Default: the checkpoint's own clip length.",
+        help="ViTs only: frames of one model window; crops (shorter) or linearly interpolates (longer) the time "
+        "position embedding. Default: the checkpoint's own clip length.",
     )
     parser.add_argument(
         "--no-head",
@@ -46,7 +62,7 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--width-multiplier", type=float, help="EfficientAT only: the MobileNet's width (default: inferred, 0.4 = mn04)"
     )
-    parser.add_argument("--num-attention-heads", type=int, help="attention heads (default: hidden size / 64)")
+    parser.add_argument("--num-attention-heads", type=int, help="ViTs only: attention heads (default: hidden size / 64)")
     parser.add_argument(
         "--labels",
         help="class names of the classifier's outputs: a JSON list, or AudioSet's class_labels_indices.csv",
@@ -56,33 +72,31 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
 
 
-def run_convert(args: argparse.Namespace) -> int:
-    from ..convert import convert_checkpoint, read_audioset_labels
+def _read_labels(path: str) -> dict[int, str]:
+    from ..convert import read_audioset_labels
 
-    if args.family == "efficientat":
-        if args.max_length is not None or args.num_attention_heads is not None:
-            raise SystemExit("error: --max-length and --num-attention-heads apply to the ViT families, not EfficientAT.")
-        if args.pooling == "cls":
-            raise SystemExit("error: EfficientAT has no CLS token; choose --pooling freq_preserving or mean.")
-        options = dict(pooling=args.pooling, width_multiplier=args.width_multiplier)
-    else:
-        if args.width_multiplier is not None:
-            raise SystemExit("error: --width-multiplier applies to EfficientAT only.")
-        options = dict(max_length=args.max_length, num_attention_heads=args.num_attention_heads, pooling=args.pooling)
-    if args.family in ("passt", "ast", "efficientat"):
-        options["with_head"] = not args.no_head  # M2D checkpoints carry no classifier to take over
-    if args.labels:
-        if args.family == "m2d":
-            raise SystemExit("error: --labels needs a classifier; M2D checkpoints are converted as encoders.")
-        if args.labels.endswith(".csv"):
-            options["id2label"] = read_audioset_labels(args.labels)
-        else:
-            with open(args.labels, encoding="utf-8") as handle:
-                options["id2label"] = dict(enumerate(json.load(handle)))
-    if args.norm_mean is not None or args.norm_std is not None:
-        if args.family != "ast":
-            raise SystemExit("error: --norm-mean/--norm-std apply to original AST checkpoints only.")
-        options.update(norm_mean=args.norm_mean, norm_std=args.norm_std)
+    if path.endswith(".csv"):
+        return read_audioset_labels(path)
+    with open(path, encoding="utf-8") as handle:
+        return dict(enumerate(json.load(handle)))
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from ..convert import CONVERTERS, convert_checkpoint
+
+    # An option reaches the converter only if the family's converter takes it (M2D's carry no classifier, so no
+    # --labels; only EfficientAT has a width; ...); given to another family, it is an error rather than ignored.
+    accepted = inspect.signature(CONVERTERS[args.family]).parameters
+    given = {keyword: getattr(args, option) for keyword, option in CONVERTER_OPTIONS.items()}
+    refused = [f"--{CONVERTER_OPTIONS[name].replace('_', '-')}" for name, value in given.items()
+               if value is not None and name not in accepted]
+    if refused:
+        raise SystemExit(f"error: {', '.join(refused)} do not apply to --family {args.family} checkpoints.")
+    options = {name: value for name, value in given.items() if value is not None}
+    if "id2label" in options:
+        options["id2label"] = _read_labels(options["id2label"])
+    if "with_head" in accepted:
+        options["with_head"] = not args.no_head
     try:
         converted = convert_checkpoint(args.family, args.source, args.output_dir, overwrite=args.overwrite, **options)
     except (ValueError, OSError) as error:

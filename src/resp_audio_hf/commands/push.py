@@ -28,8 +28,10 @@ def add_push_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", type=Path, help="where to write the staged folder (kept)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output-dir")
     parser.add_argument("--benchmark", type=Path, help="OPERA results JSON of `resp-audio-hf bench` for the card")
-    parser.add_argument("--family", choices=("resp-passt", "resp-ast", "resp-m2d"),
-                        help="model card family (default: from the configuration's front end)")
+    from ..hub.card import families_with_cards
+
+    parser.add_argument("--family", choices=families_with_cards(),
+                        help="model family whose card facts to use (default: the configuration's)")
     parser.add_argument("--training-data", type=Path,
                         help="Markdown file describing the training data, for the card's Training data section")
     parser.add_argument("--dataset", action="append", default=[], dest="datasets",

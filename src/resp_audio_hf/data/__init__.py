@@ -8,6 +8,10 @@ Main entry points:
 * ``scan_corpus(name, root)`` / ``build_corpus_dataset(name, root)`` - one corpus as a table or a
   ``datasets.DatasetDict`` with an ``Audio`` column, labels and subject ids, plus a build report.
 * ``load_task("T7", data_root)`` - a benchmark task with OPERA's labels, filters and splits.
+
+One module per corpus (``data/corpora/<corpus>.py``) holds its builder and its task specs; ``data/tasks.py`` collects
+the task registry. The probe protocols (``PROBE_PROTOCOLS``) live in ``resp_audio_hf.benchmark.protocols`` and are
+re-exported here.
 * ``download_corpus(name, data_root)`` - fetch an open corpus (or explain how to request it).
 * ``OperaFiles`` - OPERA's committed split files, pinned by commit and SHA-256.
 """
@@ -18,16 +22,14 @@ __all__, __getattr__ = lazy_exports(
     __name__,
     {
         ".audio": ("AudioDecodeError", "load_audio", "probe_audio"),
-        ".corpora": (
-            "BuildReport", "CORPORA", "CorpusNotFoundError", "CorpusTable", "build_corpus_dataset", "find_corpus_dir",
-            "scan_corpus",
-        ),
+        ".build_report": ("BuildReport",),
+        ".corpora": ("CORPORA", "build_corpus_dataset", "find_corpus_dir", "scan_corpus"),
+        ".corpus_table": ("CorpusNotFoundError", "CorpusTable"),
         ".download": ("ChecksumError", "DownloadError", "download_file", "extract_archive"),
         ".opera_files": ("OPERA_COMMIT", "OPERA_FILES", "OperaFileError", "OperaFiles"),
         ".sources": ("CORPUS_SOURCES", "CorpusAccessError", "download_corpus"),
-        ".tasks": (
-            "OPERA_TASK_IDS", "PROBE_PROTOCOLS", "TASKS", "ProbeProtocol", "TaskData", "TaskSpec", "get_task_spec",
-            "load_task", "protocol_table", "resolve_task_ids",
-        ),
+        ".tasks": ("OPERA_TASK_IDS", "TASKS", "get_task_spec", "load_task", "resolve_task_ids"),
+        "..benchmark.protocols": ("PROBE_PROTOCOLS", "ProbeProtocol", "protocol_table"),
+        ".task_spec": ("TaskData", "TaskSpec"),
     },
 )

@@ -1,12 +1,12 @@
-"""Resumable, checksummed, atomic downloads and archive extraction (standard library only).
+"""Downloads and archive extraction: two ways to fetch, one for each kind of file.
 
-``download_file`` streams into ``<dest>.part``; an interrupted transfer is resumed with an HTTP
-``Range`` request, the SHA-256 is checked before the file is moved into place with ``os.replace``,
-and a file that fails its checksum is deleted rather than kept. In offline mode (``HF_HUB_OFFLINE``
-or ``RESP_AUDIO_HF_OFFLINE``) nothing is fetched, and a host name that does not resolve fails at once
-instead of being retried. ``extract_archive`` unpacks into a
-temporary sibling directory and only then moves the entries into the destination, refusing members
-that would escape it.
+``download_file`` (hand-written) is for large corpus archives: it streams into ``<dest>.part`` and resumes an
+interrupted transfer with an HTTP ``Range`` request, which pooch cannot. ``fetch_file`` is ``pooch.retrieve`` for
+small pinned files (OPERA's split files), where no resume is needed. Both check the SHA-256 before the file reaches
+its final path (a mismatch deletes the download, and the error names the URL and the file), give it the mode ``open``
+gives under the umask, fetch nothing in offline mode (``HF_HUB_OFFLINE`` or ``RESP_AUDIO_HF_OFFLINE``), and fail at
+once on a host name that does not resolve. ``extract_archive`` unpacks into a temporary sibling directory and only
+then moves the entries into the destination, refusing members that would escape it.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..progress import progress_bar
-from ._io import atomic_write_text, sha256_file
+from ._io import _give_umask_mode, atomic_write_text, current_umask, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +58,30 @@ def offline_mode() -> str | None:
     return "HF_HUB_OFFLINE" if constants.HF_HUB_OFFLINE else None
 
 
-def _unresolved_host(error: BaseException) -> bool:
-    """True for a DNS failure: retrying cannot help when there is no name resolution (no network)."""
-    reason = getattr(error, "reason", error)
-    return isinstance(reason, socket.gaierror) or isinstance(error, socket.gaierror)
+def _unresolved_host_error(url: str, dest: Path, error: BaseException) -> DownloadError | None:
+    """A ``DownloadError`` for a DNS failure anywhere in ``error``'s chain (urllib wraps it in ``URLError``,
+    requests in ``ConnectionError``), else ``None``: retrying cannot help when there is no name resolution."""
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, socket.gaierror):
+        reason = getattr(cause, "reason", None)  # URLError and urllib3's MaxRetryError keep the cause here
+        cause = reason if isinstance(reason, BaseException) else cause.__cause__ or cause.__context__
+    if cause is None:
+        return None
+    host = urllib.parse.urlsplit(url).hostname
+    return DownloadError(
+        f"{url}: cannot resolve {host!r} ({cause}); no network? Not retrying."
+        f" Put the file at {dest} yourself, or set HF_HUB_OFFLINE=1 to skip downloads."
+    )
+
+
+def _refuse_when_offline(url: str, dest: Path, offline: bool | None) -> None:
+    """Raise before any request when downloads are disabled (``offline``, default :func:`offline_mode`)."""
+    setting = offline_mode() if offline is None else ("offline=True" if offline else None)
+    if setting:
+        raise DownloadError(
+            f"{dest} is needed but downloads are disabled ({setting}); nothing was fetched. "
+            f"Put the file at {dest} yourself (it comes from {url}), or allow downloads."
+        )
 
 
 class ChecksumError(DownloadError):
@@ -181,13 +201,7 @@ def download_file(
             "%s exists but its SHA-256 %s is not the expected %s; downloading it again.", dest, actual, expected
         )
         dest.unlink()
-    setting = offline_mode() if offline is None else ("offline=True" if offline else None)
-    if setting:
-        raise DownloadError(
-            f"{dest} is needed but downloads are disabled ({setting}); nothing was fetched. "
-            f"Put the file at {dest} yourself (it comes from {url}), or allow downloads."
-        )
-
+    _refuse_when_offline(url, dest, offline)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     if part.exists() and not resume:
@@ -205,12 +219,9 @@ def download_file(
                 continue
             raise DownloadError(f"{url}: HTTP {error.code} {error.reason}") from error
         except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError, OSError) as error:
-            if _unresolved_host(error):
-                host = urllib.parse.urlsplit(url).hostname
-                raise DownloadError(
-                    f"{url}: cannot resolve {host!r} ({getattr(error, 'reason', error)}); no network? Not retrying."
-                    f" Put the file at {dest} yourself, or set HF_HUB_OFFLINE=1 to skip downloads."
-                ) from error
+            unresolved = _unresolved_host_error(url, dest, error)
+            if unresolved is not None:
+                raise unresolved from error
             if attempt < retries:
                 delay = backoff * (2**attempt)
                 logger.warning(
@@ -238,6 +249,32 @@ def download_file(
         raise ChecksumError(url, part, expected, actual)
     os.replace(part, dest)
     return DownloadResult(dest, actual, verified=expected is not None, resumed_from=first_offset)
+
+
+def fetch_file(
+    url: str, dest: str | os.PathLike, sha256: str, *, offline: bool | None = None, timeout: float = 60.0
+) -> Path:
+    """Fetch a small file pinned by ``sha256`` to ``dest`` with ``pooch.retrieve`` (no resume, no retries); a valid
+    ``dest`` is kept. pooch downloads beside ``dest`` and moves the file into place only once its checksum matched.
+    Raises ``DownloadError`` when ``offline`` (default :func:`offline_mode`), on a network or HTTP failure, and on a
+    checksum mismatch."""
+    dest = Path(dest)
+    if dest.exists() and sha256_file(dest) == sha256.lower():
+        return dest
+    _refuse_when_offline(url, dest, offline)
+    import pooch  # a data extra: only a download needs it
+    import requests
+
+    try:
+        downloader = pooch.HTTPDownloader(timeout=timeout, headers={"User-Agent": _USER_AGENT})
+        pooch.retrieve(url, f"sha256:{sha256}", fname=dest.name, path=dest.parent, downloader=downloader)
+    except ValueError as error:  # pooch's checksum mismatch; the download is already deleted
+        raise DownloadError(f"{url}: {error} Nothing was written to {dest}.") from error
+    except requests.RequestException as error:
+        unresolved = _unresolved_host_error(url, dest, error)
+        raise (unresolved or DownloadError(f"{url}: {error}")) from error
+    _give_umask_mode(dest, current_umask())  # pooch's temporary file is private (0600)
+    return dest
 
 
 def _safe_member_path(root: Path, name: str) -> Path:

@@ -5,18 +5,18 @@ of its train/validation/test splits in files committed to its repository. Where 
 use it instead of re-deriving the split, so our tasks see exactly OPERA's recordings and partitions.
 
 ``OperaFiles`` looks for each file in local directories first (a checkout of OPERA, or a copy such as
-``../shared/data/opera``), then in a local cache, and only then downloads it from the pinned commit.
-Every copy, local or downloaded, must match the SHA-256 recorded below.
+``../shared/data/opera``), then in a local cache, and only then downloads it from the pinned commit (with pooch,
+through :func:`~resp_audio_hf.data.download.fetch_file`). Every copy, local or downloaded, must match the SHA-256
+recorded below.
 """
 
 from __future__ import annotations
 
-import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._io import cache_root, sha256_file
-from .download import DownloadError, download_file, offline_mode
+from .download import DownloadError, fetch_file, offline_mode
 
 OPERA_REPOSITORY = "evelyn0414/OPERA"
 OPERA_COMMIT = "3622310e667afb8aa40169050b4dd45de75946a2"
@@ -128,7 +128,7 @@ class OperaFiles:
             if candidate.exists():
                 self._verified[relpath] = self._check(candidate, relpath)
                 return self._verified[relpath]
-        url = f"{self.base_url.rstrip('/')}/{urllib.parse.quote(relpath)}"
+        url = f"{self.base_url.rstrip('/')}/{relpath}"
         where = (
             f"Put it at one of {', '.join(str(c) for c in self._candidates(relpath))} (a folder laid out like the "
             f"OPERA repository: pass --opera-dir, or use <data_root>/opera); it is {url}."
@@ -136,11 +136,10 @@ class OperaFiles:
         if self.offline:
             raise OperaFileError(f"OPERA file {relpath} is not available offline, so it was not downloaded. {where}")
         try:
-            result = download_file(url, self.cache_dir / relpath, sha256=expected, progress=False, offline=False)
+            self._verified[relpath] = fetch_file(url, self.cache_dir / relpath, expected, offline=False)
         except DownloadError as error:
             raise OperaFileError(f"Could not fetch OPERA file {relpath}: {error} {where}") from error
-        self._verified[relpath] = result.path
-        return result.path
+        return self._verified[relpath]
 
     def load_npy(self, relpath: str):
         """Load a pinned ``.npy`` file. Object arrays (CoughVID uuids) need pickle; the SHA-256 check

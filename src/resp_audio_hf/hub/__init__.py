@@ -20,7 +20,7 @@ Modules: `results` (benchmark results for the card), `card` (model card), `check
 `upload` (token, upload, [`publish`]). Everything is importable from `resp_audio_hf.hub`.
 """
 
-from .card import ModelFamily, load_model_family, render_model_card
+from .card import CardFacts, families_with_cards, load_card_facts, render_model_card
 from .checkpoint import load_checkpoint
 from .errors import HubPublishError, MissingTokenError
 from .results import BenchmarkResults, TaskResult, load_benchmark_results
@@ -29,7 +29,7 @@ from .upload import PublishResult, get_hub_token, publish, upload_staged_folder
 from .validation import check_staged_folder, load_without_package, validate_staged_folder
 
 # Importable from `resp_audio_hf.hub` as before the split, though not part of `__all__`.
-from .card import CARD_TEMPLATE, DEFAULT_TEMPLATE_DIR, FAMILY_OF_FRONTEND, family_for_config  # noqa: F401
+from .card import CARD_TEMPLATE, DEFAULT_TEMPLATE_DIR  # noqa: F401
 from .results import METRICS, MetricSpec, benchmark_fingerprint, check_benchmark_matches  # noqa: F401
 from .validation import (  # noqa: F401
     CARD_FILE,
@@ -43,7 +43,7 @@ __all__ = [
     "BenchmarkResults",
     "HubPublishError",
     "MissingTokenError",
-    "ModelFamily",
+    "CardFacts",
     "PublishResult",
     "StagedFolder",
     "TaskResult",
@@ -51,7 +51,8 @@ __all__ = [
     "get_hub_token",
     "load_benchmark_results",
     "load_checkpoint",
-    "load_model_family",
+    "families_with_cards",
+    "load_card_facts",
     "load_without_package",
     "publish",
     "render_model_card",

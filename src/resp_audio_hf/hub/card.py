@@ -1,5 +1,5 @@
-"""The model card: the per-family facts of `model_cards/<family>.yaml` and the card rendered from
-`model_cards/template.md` with the benchmark results as the model-index."""
+"""The model card: the per-family facts of `model_cards/<card>.yaml` (`card` of the family's record in
+`MODEL_FAMILIES`) and the card rendered from `model_cards/template.md` with the benchmark results as the model-index."""
 
 from __future__ import annotations
 
@@ -7,25 +7,25 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..configuration_resp_audio import RespAudioConfig
+from ..configuration_resp_audio import MODEL_FAMILIES, RespAudioConfig, family_of_config
 from ..feature_extraction_resp_audio import RespAudioFeatureExtractor
 from .checkpoint import _has_classification_head, _model_class
 from .errors import HubPublishError
 from .results import BenchmarkResults
 
-FAMILY_OF_FRONTEND = {"passt": "resp-passt", "ast": "resp-ast", "m2d": "resp-m2d"}
 CARD_TEMPLATE = "template.md"
 # The card template and the per-family YAML files, shipped as package data (so publishing works from a wheel).
 DEFAULT_TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "model_cards"
 
 
 @dataclass(frozen=True)
-class ModelFamily:
+class CardFacts:
     """
-    Facts about one model family, read from `model_cards/<name>.yaml`.
+    What the model card says about one model family: `name` and `architecture` from its record in `MODEL_FAMILIES`,
+    the rest read from `model_cards/<name>.yaml`.
 
     Attributes:
-        name: `resp-passt`, `resp-ast` or `resp-m2d`.
+        name: the family's card (`resp-passt`, `resp-ast`, `resp-m2d`), its YAML file's name.
         architecture: short architecture name (`PaSST`, `AST`, `M2D`).
         architecture_description: one sentence describing the encoder.
         initialisation: where the encoder weights start from.
@@ -49,22 +49,29 @@ class ModelFamily:
     base_model: str | None = None
 
 
-def load_model_family(name: str, template_dir: str | os.PathLike | None = None) -> ModelFamily:
-    """Read `model_cards/<name>.yaml` (`name` is `resp-passt`, `resp-ast` or `resp-m2d`)."""
+def families_with_cards() -> tuple[str, ...]:
+    """The model families published with the card template (those whose record names a `card`)."""
+    return tuple(name for name, family in MODEL_FAMILIES.items() if family.card)
+
+
+def load_card_facts(family: str, template_dir: str | os.PathLike | None = None) -> CardFacts:
+    """The card facts of a model family (`passt`, `ast` or `m2d`), from `model_cards/<its card>.yaml`."""
     import yaml
 
-    path = _template_dir(template_dir) / f"{name}.yaml"
+    if family not in families_with_cards():
+        raise HubPublishError(f"No model card for family {family!r}; families with cards: {families_with_cards()}.")
+    record = MODEL_FAMILIES[family]
+    path = _template_dir(template_dir) / f"{record.card}.yaml"
     if not path.is_file():
-        known = sorted(p.stem for p in path.parent.glob("*.yaml"))
-        raise HubPublishError(f"No model card family file {path}; known families: {known}.")
+        raise HubPublishError(f"No model card facts file {path} for the {family} family.")
     raw = yaml.safe_load(path.read_text()) or {}
-    known_fields = set(ModelFamily.__dataclass_fields__)
+    known_fields = set(CardFacts.__dataclass_fields__) - {"name", "architecture"}
     unknown = sorted(set(raw) - known_fields)
     if unknown:
         raise HubPublishError(f"{path} has unknown fields {unknown}; allowed: {sorted(known_fields)}.")
     lists = {key: tuple(raw[key]) for key in ("citations", "datasets", "tags") if key in raw}
     try:
-        return ModelFamily(**{**raw, **lists})
+        return CardFacts(name=record.card, architecture=record.architecture, **{**raw, **lists})
     except TypeError as error:
         raise HubPublishError(f"{path} is incomplete: {error}.") from None
 
@@ -78,11 +85,6 @@ def _template_dir(template_dir: str | os.PathLike | None) -> Path:
             "YAML files (template_dir / --template-dir)."
         )
     return folder
-
-
-def family_for_config(config: RespAudioConfig) -> str:
-    """The card family of a configuration (`resp-passt` for the PaSST front end, ...)."""
-    return FAMILY_OF_FRONTEND[config.frontend]
 
 
 def render_model_card(
@@ -104,7 +106,7 @@ def render_model_card(
         config: the checkpoint's configuration.
         repo_id: `org/name` the card is for (its name is the model-index name).
         benchmark: results to put in the model-index and the evaluation table.
-        family: card family; defaults to the one of `config.frontend`.
+        family: the model family whose card facts to use (`passt`, `ast`, `m2d`); defaults to the configuration's.
         num_parameters: shown in the card; computed from a model built on `config` when not given.
         training_data: Markdown paragraph on the training data; defaults to the family's initialisation.
         datasets: extra training data sets for the front matter.
@@ -117,7 +119,7 @@ def render_model_card(
     from huggingface_hub import ModelCard, ModelCardData
 
     folder = _template_dir(template_dir)
-    info = load_model_family(family or family_for_config(config), folder)
+    info = load_card_facts(family or family_of_config(config).name, folder)
     model_name = repo_id.rstrip("/").split("/")[-1]
     labels = _class_names(config)
     results = benchmark.results if benchmark is not None else ()
@@ -154,7 +156,7 @@ def render_model_card(
         model_name=model_name,
         config=config,
         num_parameters=int(num_parameters),
-        window_seconds=config.max_length * extractor.hop_length / extractor.sampling_rate,
+        window_seconds=config.window_frames * extractor.hop_length / extractor.sampling_rate,
         labels=labels,
         results=results,
         not_scored=benchmark.not_scored if benchmark is not None else (),

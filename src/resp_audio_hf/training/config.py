@@ -114,7 +114,7 @@ class ModelConfig:
     Args:
         init_from: folder of a saved `RespAudioModel` (e.g. an AudioSet-pre-trained M2D encoder) to start from.
         preset: `RespAudioConfig` preset used when training from scratch (`init_from` unset).
-        config_overrides: `RespAudioConfig` fields to change on the preset (e.g. `{max_length: 608}`).
+        config_overrides: `RespAudioConfig` fields to change on the preset (e.g. `{window_frames: 608}`).
     """
 
     init_from: str | None = None

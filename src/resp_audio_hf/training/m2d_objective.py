@@ -289,14 +289,15 @@ class M2DObjective(nn.Module):
         generator: torch.Generator | None = None,
     ) -> M2DOutput:
         """
-        input_values: `[batch, frames, num_mel_bins]` normalised log-mel crops, `patch_size <= frames <= max_length`.
+        input_values: `[batch, frames, num_mel_bins]` normalised log-mel crops, `patch_size <= frames <= window_frames`.
         mask: the patch mask to use; drawn with `generator` (or the global RNG) when not given.
         """
         encoder_config = self.encoder_model.config
         batch, num_frames, _ = input_values.shape
-        if not encoder_config.patch_size <= num_frames <= encoder_config.max_length:
+        if not encoder_config.patch_size <= num_frames <= encoder_config.window_frames:
             raise ValueError(
-                f"M2D crops must have between {encoder_config.patch_size} and max_length={encoder_config.max_length} "
+                f"M2D crops must have between {encoder_config.patch_size} and "
+                f"window_frames={encoder_config.window_frames} "
                 f"frames (the span of the position embeddings), got {num_frames}. Crop the audio before featurising."
             )
         frequency_rows, time_patches = self.num_patches(num_frames)

@@ -316,7 +316,7 @@ def train(
         batches = build_batch_stream(
             config.data,
             feature_extractor,
-            encoder.config.max_length,
+            encoder.config.window_frames,
             seed=config.train.seed,
             rank=accelerator.process_index,
             world_size=accelerator.num_processes,
