@@ -9,7 +9,6 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
-from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import ModelOutput
 
 from .configuration_efficientat import EfficientATConfig, make_divisible
@@ -323,22 +322,13 @@ class EfficientATForAudioClassification(AudioClassifierMixin, EfficientATPreTrai
         self.classifier = EfficientATClassificationHead(config)
         self.post_init()
 
-    def forward(
-        self,
-        input_values: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> SequenceClassifierOutput | tuple:
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
+    def head_input(self, input_values, attention_mask, output_hidden_states, output_attentions):
+        # The head reads the mean of the last feature map, whatever `config.pooling` makes `pooler_output`; a CNN
+        # has no attentions.
         last, time_mask, all_hidden = self.efficientat.encode(
             input_values, attention_mask, output_hidden_states or self.config.output_hidden_states
         )
-        mean_features = _masked_time_mean(last, time_mask).mean(dim=2)
-        logits = self.classifier(mean_features)
-        return self.classifier_output(logits, labels, return_dict, all_hidden)
+        return _masked_time_mean(last, time_mask).mean(dim=2), all_hidden, None
 
 
 __all__ = [

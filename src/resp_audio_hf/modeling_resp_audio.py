@@ -564,10 +564,21 @@ class _RunningPool:
 
 class AudioClassifierMixin:
     """
-    What the package's classifiers (RespAudio's and EfficientAT's) share around their heads; `base_model` is the
-    encoder. `save_pretrained` also names the encoder for `AutoModel` and the package's pipeline in the saved config
-    (`classifier_save_entries`), and `classifier_output` adds the loss of `config.problem_type` and shapes the output.
+    An encoder (`base_model`) and a classification head (`classifier`): what the package's classifiers (RespAudio's
+    and EfficientAT's) share. A family says in `head_input` what its head reads. `forward` adds the loss of
+    `config.problem_type` (inferred from the labels when unset, as everywhere in transformers); `save_pretrained` also
+    names the encoder for `AutoModel` and the package's pipeline in the saved config (`classifier_save_entries`).
     """
+
+    def head_input(
+        self,
+        input_values: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        output_hidden_states: bool | None,
+        output_attentions: bool | None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None, tuple[torch.Tensor, ...] | None]:
+        """`(features the head reads, hidden states or None, attentions or None)` of the encoder."""
+        raise NotImplementedError
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         if self._auto_class is None:
@@ -577,16 +588,21 @@ class AudioClassifierMixin:
         with classifier_save_entries(self.config, type(self.base_model)):
             return super().save_pretrained(save_directory, *args, **kwargs)
 
-    def classifier_output(
+    def forward(
         self,
-        logits: torch.Tensor,
-        labels: torch.Tensor | None,
-        return_dict: bool,
-        hidden_states: tuple[torch.Tensor, ...] | None = None,
-        attentions: tuple[torch.Tensor, ...] | None = None,
+        input_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
     ) -> SequenceClassifierOutput | tuple:
-        """`(loss, logits, hidden_states, attentions)` without the absent ones, or a `SequenceClassifierOutput`. The
-        loss follows `config.problem_type` (inferred from the labels when unset, as everywhere in transformers)."""
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        features, hidden_states, attentions = self.head_input(
+            input_values, attention_mask, output_hidden_states, output_attentions
+        )
+        logits = self.classifier(features)
         loss = None
         if labels is not None:
             loss = self.loss_function(labels.to(logits.device), logits, self.config)
@@ -624,17 +640,7 @@ class RespAudioForAudioClassification(AudioClassifierMixin, RespAudioPreTrainedM
         self.classifier = RespAudioClassificationHead(config)
         self.post_init()
 
-    def forward(
-        self,
-        input_values: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        output_attentions: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> SequenceClassifierOutput | tuple:
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
+    def head_input(self, input_values, attention_mask, output_hidden_states, output_attentions):
         outputs = self.resp_audio(
             input_values,
             attention_mask=attention_mask,
@@ -642,8 +648,7 @@ class RespAudioForAudioClassification(AudioClassifierMixin, RespAudioPreTrainedM
             output_attentions=output_attentions,
             return_dict=True,
         )
-        logits = self.classifier(outputs.pooler_output)
-        return self.classifier_output(logits, labels, return_dict, outputs.hidden_states, outputs.attentions)
+        return outputs.pooler_output, outputs.hidden_states, outputs.attentions
 
 
 __all__ = [
