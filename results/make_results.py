@@ -30,7 +30,7 @@ import resource
 import shlex
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +38,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from resp_audio_hf.benchmark.commands import _default_cache_dir  # noqa: E402
+from resp_audio_hf.benchmark.arguments import default_cache_dir  # noqa: E402
 from resp_audio_hf.benchmark.embeddings import AudioEncoder  # noqa: E402
 from resp_audio_hf.benchmark.nonlearned import nonlearned_encoder  # noqa: E402
 from resp_audio_hf.benchmark.paired import paired_bootstrap  # noqa: E402
@@ -132,7 +132,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--output-dir", type=Path, default=REPO / "results")
     parser.add_argument(
-        "--cache-dir", type=Path, default=None, help=f"embedding cache (default: {_default_cache_dir()})"
+        "--cache-dir", type=Path, default=None, help=f"embedding cache (default: {default_cache_dir()})"
     )
     parser.add_argument("--mn04", default=str(REPO / "pretrained" / "efficientat-mn04-as"))
     parser.add_argument("--resp-model", default=str(REPO / "pretrained" / "small-m2d-resp"))
@@ -207,7 +207,7 @@ def run(args) -> dict:
     task_ids = [t.strip() for t in args.tasks.split(",") if t.strip()]
     model_keys = [m.strip() for m in args.models.split(",") if m.strip()]
     entries = {m.key: m for m in MODELS if m.key in model_keys}
-    cache_dir = args.cache_dir or _default_cache_dir()
+    cache_dir = args.cache_dir or default_cache_dir()
     results = {
         "command": " ".join(shlex.quote(a) for a in sys.argv),
         "settings": {
@@ -308,8 +308,11 @@ def run(args) -> dict:
                         "pooling": pooling,
                         "features": "standardised" if standardized else "raw",
                         "embedding_dim": int(features.shape[1]),
-                        "test": result.test_results,
-                        "best_epochs": [r["best_epoch"] for r in result.runs],
+                        "test": {
+                            split: {metric: asdict(summary) for metric, summary in metrics.items()}
+                            for split, metrics in result.test_results.items()
+                        },
+                        "best_epochs": [run.best_epoch for run in result.runs],
                         "absent_classes": result.absent_classes,
                         "probe_seconds": round(time.perf_counter() - started, 1),
                     }
@@ -318,7 +321,7 @@ def run(args) -> dict:
                         task_id,
                         name,
                         ", ".join(
-                            f"{s} {v[spec.metric]['mean']:.3f}±{v[spec.metric]['std']:.3f}"
+                            f"{s} {v[spec.metric].mean:.3f}±{v[spec.metric].std:.3f}"
                             for s, v in result.test_results.items()
                         ),
                     )

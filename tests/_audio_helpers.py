@@ -39,6 +39,18 @@ def load_audio(path: str | Path, sampling_rate: int | None = None) -> tuple[np.n
     return audio, int(samples.sample_rate)
 
 
+def decode_channel_mean(path: str | Path, sampling_rate: int | None = None) -> tuple[np.ndarray, int]:
+    """The package's route for files, written out independently: torchcodec (FFmpeg) resamples every channel to
+    `sampling_rate`, then the channels are averaged (`load_audio` above keeps FFmpeg's own (L + R) / sqrt(2) downmix,
+    as the EfficientAT reference values were computed on it)."""
+    from torchcodec.decoders import AudioDecoder
+
+    samples = AudioDecoder(str(path), sample_rate=sampling_rate).get_all_samples()
+    audio = samples.data.mean(dim=0).numpy()
+    assert audio.dtype == np.float32 and audio.size > 0 and np.isfinite(audio).all(), f"bad decode of {path}"
+    return audio, int(samples.sample_rate)
+
+
 def sprsound_records() -> list[tuple[Path, str]]:
     """Every SPRSound test recording with its record-level annotation, sorted by file name."""
     root = require_dir(SPRSOUND_DIR)

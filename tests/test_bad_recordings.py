@@ -16,6 +16,7 @@ import soundfile
 from _data_helpers import loopback_server, shared_path
 
 from resp_audio_hf.benchmark.embeddings import AudioEncoder
+from resp_audio_hf.benchmark.arguments import BenchmarkArguments
 from resp_audio_hf.benchmark.report import write_reports
 from resp_audio_hf.benchmark.runner import run_benchmark
 from resp_audio_hf.data.download import DownloadError, download_file
@@ -91,19 +92,21 @@ def bench_results(hostile_sprsound, tmp_path_factory):
     handler = Keep(level=logging.WARNING)
     logger.addHandler(handler)
     try:
-        result = run_benchmark(
-            encoder,
-            "S1,S2",
-            data_root,
+        arguments = BenchmarkArguments(
+            preset="tiny-m2d",
+            tasks="S1,S2",
+            data_root=data_root,
             max_duration=2.0,
             cache_dir=tmp_path_factory.mktemp("cache"),
-            protocol_overrides={"epochs": 4, "seeds": (0,)},
-            progress=False,
+            epochs=4,
+            seeds="0",
+            quiet=True,
         )
+        result = run_benchmark(encoder, arguments)
     finally:
         logger.removeHandler(handler)
     output = tmp_path_factory.mktemp("out")
-    write_reports(result.to_dict(), output)
+    write_reports(result, output)
     return json.loads((output / "results.json").read_text()), records, (output / "results.md").read_text()
 
 
@@ -170,7 +173,7 @@ def test_event_task_skips_bad_segments_by_file_and_time(hostile_sprsound, bench_
     assert set(segments) <= {files[k].name for k in ("nan", "inf", "silent", "cut")}
     whole = {Path(e["path"]).name for e in entries if "segment_s" not in e}
     assert whole == {files[k].name for k in ("header_only", "deleted", "directory", "other_twin")}
-    table = load_task("S2", results["settings"]["data_root"], verify_audio=True).available
+    table = load_task("S2", results["arguments"]["data_root"], verify_audio=True).available
     assert task["counts"]["total"] == len(table) - sum(len(v) for v in segments.values())
     logged = [r.getMessage() for r in records if r.getMessage().startswith("S2: skipped")]
     assert len(logged) == len(entries)
@@ -189,11 +192,12 @@ def test_a_task_failing_after_loading_keeps_its_error_and_skipped_recordings_in_
         raise FloatingPointError("the probe diverged")
 
     monkeypatch.setattr(runner, "train_linear_probes", diverging_probe)
-    result = run_benchmark(
-        AudioEncoder.from_preset("tiny-m2d", seed=0), "S1", data_root, max_duration=2.0,
-        cache_dir=tmp_path / "cache", protocol_overrides={"epochs": 4, "seeds": (0,)}, progress=False,
+    arguments = BenchmarkArguments(
+        preset="tiny-m2d", tasks="S1", data_root=data_root, max_duration=2.0, cache_dir=tmp_path / "cache", epochs=4,
+        seeds="0", quiet=True,
     )
-    write_reports(result.to_dict(), tmp_path / "out")
+    result = run_benchmark(AudioEncoder.from_preset("tiny-m2d", seed=0), arguments)
+    write_reports(result, tmp_path / "out")
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["tasks"] == {} and set(results["failed"]) == {"S1"}
     failed = results["failed"]["S1"]
@@ -364,7 +368,9 @@ def test_t7_without_network_is_reported_unavailable_at_warning_level(
     (tmp_path / "data" / "icbhi").mkdir(parents=True)
     encoder = AudioEncoder.from_preset("tiny-m2d", seed=0)
     with caplog.at_level(logging.WARNING):
-        result = run_benchmark(encoder, "T7", tmp_path / "data", progress=False)
+        result = run_benchmark(
+            encoder, BenchmarkArguments(preset="tiny-m2d", tasks="T7", data_root=tmp_path / "data", quiet=True)
+        )
     assert set(result.unavailable) == {"T7"} and len(lookups) == 1 and sleeps == []
     reason = result.unavailable["T7"]
     assert "cannot resolve 'raw.githubusercontent.com'" in reason and "--opera-dir" in reason

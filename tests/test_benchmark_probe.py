@@ -172,7 +172,8 @@ def test_a_class_absent_from_the_test_labels_is_scored_as_opera_warned_and_recor
     import pandas as pd
 
     from resp_audio_hf.benchmark.report import write_reports
-    from resp_audio_hf.benchmark.runner import BenchmarkResult, score_task
+    from resp_audio_hf.benchmark.results import BenchmarkResult, EncoderSettings
+    from resp_audio_hf.benchmark.runner import score_task
 
     x, y = _classification_data(n=300, n_classes=5, seed=4)
     split = np.array(["train"] * 200 + ["validation"] * 40 + ["test"] * 60, dtype=object)
@@ -190,11 +191,11 @@ def test_a_class_absent_from_the_test_labels_is_scored_as_opera_warned_and_recor
     test = np.arange(240, 300)
     for outcome, run in zip(outcomes, result.runs):
         present = [roc_auc_score(y[test] == c, outcome.test_predictions[:, c]) for c in range(4)]
-        assert run["test"] == pytest.approx(sum(present) / 5, abs=1e-9)
-        assert run["test"] < np.mean(present)
+        assert run.test == pytest.approx(sum(present) / 5, abs=1e-9)
+        assert run.test < np.mean(present)
 
-    benchmark = BenchmarkResult("m", "f", tasks={"T11": result}, settings={"pooling": "mean", "embedding_dim": 24})
-    paths = write_reports(benchmark.to_dict(), tmp_path)
+    benchmark = BenchmarkResult("m", "f", encoder=EncoderSettings(pooling="mean", embedding_dim=24), tasks={"T11": result})
+    paths = write_reports(benchmark, tmp_path)
     assert json.loads(paths["json"].read_text())["tasks"]["T11"]["absent_classes"] == {"test": ["COPD4"]}
     markdown = paths["markdown"].read_text()
     assert "T11: COPD4 absent from the test labels" in markdown and "pooling mean, size 24" in markdown

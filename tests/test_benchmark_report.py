@@ -1,4 +1,5 @@
-"""Reports: markdown table with OPERA's published baselines and MRR, JSON, PNG chart."""
+"""Reports: markdown table with OPERA's published baselines and MRR, JSON, PNG chart; the results are a hand-written
+results.json of schema 1 (no schema_version, a 'settings' object), read as bench's typed record."""
 
 import json
 
@@ -9,7 +10,12 @@ from resp_audio_hf.benchmark.baselines import (
     OPERA_BASELINE_METHODS,
     OPERA_PUBLISHED_RESULTS,
 )
-from resp_audio_hf.benchmark.report import write_reports
+from resp_audio_hf.benchmark.report import write_reports as write_typed_reports
+from resp_audio_hf.benchmark.results import BenchmarkResult
+
+
+def write_reports(payload: dict, output_dir, baselines: bool = False):
+    return write_typed_reports(BenchmarkResult.from_dict(payload), output_dir, baselines)
 
 
 def _results():

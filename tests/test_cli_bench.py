@@ -61,7 +61,7 @@ def test_bench_sprsound_end_to_end(tiny_model_dir, tmp_path, capsys):
     scores = [run["test"] for run in task["runs"]]
     assert len(scores) == 5 and all(0.0 <= s <= 1.0 for s in scores)
     assert task["mean"] == pytest.approx(np.mean(scores)) and task["std"] == pytest.approx(np.std(scores))
-    assert task["embedding_dim"] == 160 and results["settings"]["max_duration"] == 2.0
+    assert task["embedding_dim"] == 160 and results["arguments"]["max_duration"] == 2.0
     row = f"{task['mean']:.3f} ± {task['std']:.3f}"
     assert row in (out / "results.md").read_text() and row in printed
     png = (out / "results.png").read_bytes()
@@ -75,13 +75,13 @@ def test_bench_sprsound_end_to_end(tiny_model_dir, tmp_path, capsys):
     again = json.loads((out / "results.json").read_text())["tasks"]["S1"]
     assert [r["test"] for r in again["runs"]] == scores
     assert len(list(cache.glob("*/embeddings.npy"))) == 1
-    assert results["settings"]["pooling"] == "freq_preserving" and results["settings"]["embedding_dim"] == 160
+    assert results["encoder"]["pooling"] == "freq_preserving" and results["encoder"]["embedding_dim"] == 160
     assert "pooling freq_preserving, size 160" in (out / "results.md").read_text()
 
     # The pooling ablation on the same folder and cache: new embeddings of the mean-pooled width, not the cached ones.
     assert main(argv + ["--no-verify-audio", "--pooling", "mean"]) == 0
     ablation = json.loads((out / "results.json").read_text())
-    assert ablation["settings"]["pooling"] == "mean" and ablation["settings"]["embedding_dim"] == 32
+    assert ablation["encoder"]["pooling"] == "mean" and ablation["encoder"]["embedding_dim"] == 32
     assert ablation["tasks"]["S1"]["embedding_dim"] == 32
     assert [r["test"] for r in ablation["tasks"]["S1"]["runs"]] != scores
     assert len(list(cache.glob("*/embeddings.npy"))) == 2

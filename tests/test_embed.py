@@ -54,9 +54,9 @@ def _reference(model_dir, paths, pooling=None):
     for path in paths:
         audio, rate = soundfile.read(path, dtype="float32")
         if audio.ndim == 2:
-            # The files are decoded by FFmpeg (resp_audio_hf.data.audio.load_audio), whose stereo-to-mono downmix is
-            # (L + R) / sqrt(2), not the mean the feature extractor uses on a [2, n] array.
-            audio = audio.sum(axis=1) / np.sqrt(2)
+            # The files' route (resp_audio_hf.data.audio.load_audio) averages the channels, as the feature extractor
+            # downmixes a [2, n] array.
+            audio = audio.mean(axis=1)
         with torch.no_grad():
             vectors.append(model(**extractor([audio], sampling_rate=rate, return_tensors="pt")).pooler_output[0].numpy())
     return np.stack(vectors)

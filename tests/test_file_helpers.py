@@ -135,10 +135,10 @@ def test_read_table_rows_reads_csv_json_and_json_lines_alike(tmp_path):
 def test_cache_root_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("RESP_AUDIO_HF_CACHE", str(tmp_path))
     assert cache_root() == tmp_path
-    from resp_audio_hf.benchmark.commands import _default_cache_dir
+    from resp_audio_hf.benchmark.arguments import default_cache_dir
     from resp_audio_hf.data.opera_files import OPERA_COMMIT, default_opera_cache_dir
 
-    assert _default_cache_dir() == tmp_path / "embeddings"
+    assert default_cache_dir() == tmp_path / "embeddings"
     assert default_opera_cache_dir() == tmp_path / "opera" / OPERA_COMMIT[:7]
     monkeypatch.delenv("RESP_AUDIO_HF_CACHE")
     assert cache_root() == Path.home() / ".cache" / "resp_audio_hf"

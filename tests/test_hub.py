@@ -103,24 +103,22 @@ def benchmark_file(classifier_dir, tmp_path_factory) -> Path:
 
 
 def _write_benchmark_file(classifier_dir: Path, output_dir: Path, **encoder_options) -> Path:
-    from resp_audio_hf.benchmark import AudioEncoder, BenchmarkResult, write_reports
+    from resp_audio_hf.benchmark import AudioEncoder, BenchmarkResult, TaskResult, write_reports
     from resp_audio_hf.benchmark.runner import encoder_settings
-    from resp_audio_hf.benchmark import TaskResult as HarnessTaskResult
     from resp_audio_hf.data.tasks import get_task_spec
 
     encoder = AudioEncoder.from_pretrained(str(classifier_dir), **encoder_options)
     result = BenchmarkResult(
-        model=str(classifier_dir), model_fingerprint=encoder.fingerprint(), settings=encoder_settings(encoder)
+        model=str(classifier_dir), model_fingerprint=encoder.fingerprint(), encoder=encoder_settings(encoder)
     )
     for task_id, scores in BENCHMARK_SCORES.items():
         spec = get_task_spec(task_id)
-        result.tasks[task_id] = HarnessTaskResult(
-            task_id=task_id, name=spec.name, metric=spec.metric, higher_is_better=spec.higher_is_better,
-            mean=float(np.mean(scores)), std=float(np.std(scores)), scores=scores, runs=[], counts={}, protocol={},
-            data_report="", embedding_dim=encoder.embedding_dim,
+        result.tasks[task_id] = TaskResult(
+            task_id=task_id, name=spec.name, metric=spec.metric, mean=float(np.mean(scores)), std=float(np.std(scores)),
+            scores=scores, embedding_dim=encoder.embedding_dim,
         )
     result.unavailable["T3"] = "COVID-19 Sounds not found under /home/someone/private/data"
-    return write_reports(result.to_dict(), output_dir)["json"]
+    return write_reports(result, output_dir)["json"]
 
 
 @pytest.fixture(scope="module")
@@ -370,7 +368,7 @@ def test_results_of_other_weights_are_refused(benchmark_file, tmp_path):
 def test_results_of_a_pooling_ablation_are_refused(classifier_dir, tmp_path):
     """`bench --pooling mean` on the same weights: the fingerprint matches, but these are not the checkpoint's scores."""
     ablation = _write_benchmark_file(classifier_dir, tmp_path / "bench", pooling="mean")
-    assert json.loads(ablation.read_text())["settings"]["pooling"] == "mean"
+    assert json.loads(ablation.read_text())["encoder"]["pooling"] == "mean"
     with pytest.raises(hub.HubPublishError, match="embedded with {'pooling': 'mean', 'embedding_dim'"):
         hub.stage_for_hub(classifier_dir, tmp_path / "staged", "org/resp-passt", benchmark=ablation)
     assert not (tmp_path / "staged").exists()

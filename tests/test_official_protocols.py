@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,10 @@ import pytest
 from _data_helpers import shared_path, tone, write_wav
 from sklearn.metrics import roc_auc_score
 
+from resp_audio_hf.benchmark.arguments import BenchmarkArguments
 from resp_audio_hf.benchmark.probe import train_linear_probes
 from resp_audio_hf.benchmark.report import markdown_table, write_reports
+from resp_audio_hf.benchmark.results import BenchmarkResult
 from resp_audio_hf.benchmark.runner import (
     check_task_splits,
     evaluate_task,
@@ -156,7 +159,8 @@ def test_an_absent_test_part_is_refused_before_any_embedding_is_extracted(tmp_pa
 
     encoder = AudioEncoder.from_preset("tiny-m2d")
     cache = tmp_path / "cache"
-    result = run_benchmark(encoder, "S1,S2", tmp_path, cache_dir=cache, progress=False)
+    arguments = BenchmarkArguments(preset="tiny-m2d", tasks="S1,S2", data_root=tmp_path, cache_dir=cache, quiet=True)
+    result = run_benchmark(encoder, arguments)
     assert set(result.failed) == {"S1", "S2"} and not result.tasks
     assert "test_inter split" in result.failed["S1"].error and "test_inter split" in result.failed["S2"].error
     assert not cache.exists() or not any(cache.rglob("*.npy"))
@@ -182,7 +186,8 @@ def test_a_test_part_with_a_single_class_is_refused_before_any_embedding_is_extr
         evaluate_task(None, task)  # raised before the encoder is touched
 
     cache = tmp_path / "cache"
-    result = run_benchmark(AudioEncoder.from_preset("tiny-m2d"), "S1,S2", tmp_path, cache_dir=cache, progress=False)
+    arguments = BenchmarkArguments(preset="tiny-m2d", tasks="S1,S2", data_root=tmp_path, cache_dir=cache, quiet=True)
+    result = run_benchmark(AudioEncoder.from_preset("tiny-m2d"), arguments)
     assert set(result.failed) == {"S1", "S2"} and not result.tasks
     assert "the test_inter split has classes {Normal: 4, Adventitious: 0}" in result.failed["S1"].error
     assert "the test_inter split has classes {Normal: 8, Adventitious: 0}" in result.failed["S2"].error  # 2 events
@@ -263,17 +268,16 @@ def test_each_test_split_is_scored_on_its_own():
         for run, outcome in zip(runs, outcomes):
             mask = table["split"].to_numpy()[run.test] == name
             expected.append(roc_auc_score(y[run.test][mask], outcome.test_predictions[mask, 1]))
-        assert result.test_results[name]["auroc"]["scores"] == pytest.approx(expected, abs=1e-12)
+        assert result.test_results[name]["auroc"].scores == pytest.approx(expected, abs=1e-12)
     inter = result.test_results["test_inter"]["auroc"]
-    assert result.mean == inter["mean"] and result.scores == inter["scores"] and result.split_mode == "official"
-    assert [r["test"] for r in result.runs] == inter["scores"]
-    assert abs(inter["mean"] - result.test_results["test_intra"]["auroc"]["mean"]) > 0.05
+    assert result.mean == inter.mean and result.scores == inter.scores and result.split_mode == "official"
+    assert [r.test for r in result.runs] == inter.scores
+    assert abs(inter.mean - result.test_results["test_intra"]["auroc"].mean) > 0.05
 
-    results = {"model": "m", "tasks": {"S1": result.__dict__}, "unavailable": {}, "failed": {}}
-    table_md = markdown_table(results)
+    table_md = markdown_table(BenchmarkResult("m", tasks={"S1": result}))
     intra = result.test_results["test_intra"]["auroc"]
-    assert f"| S1 (test_inter) | {spec.name} [split mode: official] | AUROC ↑ | {inter['mean']:.3f} ± " in table_md
-    assert f"| S1 (test_intra) | {spec.name} [split mode: official] | AUROC ↑ | {intra['mean']:.3f} ± " in table_md
+    assert f"| S1 (test_inter) | {spec.name} [split mode: official] | AUROC ↑ | {inter.mean:.3f} ± " in table_md
+    assert f"| S1 (test_intra) | {spec.name} [split mode: official] | AUROC ↑ | {intra.mean:.3f} ± " in table_md
 
 
 def test_icbhi_scores_per_test_split_against_counting_by_hand_and_absent_classes_named_per_split():
@@ -299,10 +303,10 @@ def test_icbhi_scores_per_test_split_against_counting_by_hand_and_absent_classes
             abnormal_right = sum(1 for t, p in zip(truth, predicted) if t != 0 and p == t)
             se, sp = abnormal_right / sum(truth != 0), normal_right / sum(truth == 0)
             metrics = result.test_results[name]
-            assert metrics["sensitivity"]["scores"][r] == pytest.approx(se)
-            assert metrics["specificity"]["scores"][r] == pytest.approx(sp)
-            assert metrics["icbhi_score"]["scores"][r] == pytest.approx((se + sp) / 2)
-    assert result.mean == result.test_results["test"]["icbhi_score"]["mean"]
+            assert metrics["sensitivity"].scores[r] == pytest.approx(se)
+            assert metrics["specificity"].scores[r] == pytest.approx(sp)
+            assert metrics["icbhi_score"].scores[r] == pytest.approx((se + sp) / 2)
+    assert result.mean == result.test_results["test"]["icbhi_score"].mean
 
 
 # --------------------------------------------------------------------------------------------------
@@ -407,19 +411,19 @@ def test_icbhi_cycle_task_end_to_end_reports_the_icbhi_score_sensitivity_and_spe
     assert result.metric == "icbhi_score" and result.split_mode == "official"
     metrics = result.test_results["test"]
     assert set(metrics) == {"icbhi_score", "sensitivity", "specificity", "auroc"}
-    for run, score in zip(result.runs, metrics["icbhi_score"]["scores"]):
-        values = run["test_metrics"]["test"]
+    for run, score in zip(result.runs, metrics["icbhi_score"].scores):
+        values = run.test_metrics["test"]
         assert score == pytest.approx((values["sensitivity"] + values["specificity"]) / 2)
-        assert run["test"] == score
+        assert run.test == score
     assert result.counts["per_split"]["test"] == 4 * 3 + 1
 
-    paths = write_reports({"model": "tiny", "tasks": {"ICBHI-cycle": result.__dict__}}, tmp_path / "out")
+    paths = write_reports(BenchmarkResult("tiny", tasks={"ICBHI-cycle": result}), tmp_path / "out")
     md = paths["markdown"].read_text()
     assert f"| ICBHI-cycle | {task.spec.name} [split mode: official] | ICBHI SCORE ↑ | {result.mean:.3f} ± " in md
     sensitivity = metrics["sensitivity"]
-    assert f"- ICBHI-cycle: Se {sensitivity['mean']:.3f} ± {sensitivity['std']:.3f}, Sp " in md
+    assert f"- ICBHI-cycle: Se {sensitivity.mean:.3f} ± {sensitivity.std:.3f}, Sp " in md
     saved = json.loads(paths["json"].read_text())["tasks"]["ICBHI-cycle"]
-    assert saved["split_mode"] == "official" and saved["test_results"]["test"]["auroc"] == metrics["auroc"]
+    assert saved["split_mode"] == "official" and saved["test_results"]["test"]["auroc"] == asdict(metrics["auroc"])
     assert paths["png"].read_bytes()[:4] == b"\x89PNG"
 
 
@@ -432,10 +436,11 @@ def test_icbhi_recording_without_audio_is_skipped_once_naming_its_cycles(tmp_pat
     (db / "301_1b1_Al_sc_Meditron.wav").unlink()
     (db / "401_1b1_Ar_sc_Litt3200.wav").unlink()
     with caplog.at_level(logging.WARNING, logger="resp_audio_hf"):
-        result = run_benchmark(
-            AudioEncoder.from_preset("tiny-m2d"), "ICBHI-cycle", tmp_path, opera_dir=shared_path("opera"),
-            cache_dir=tmp_path / "cache", protocol_overrides={"epochs": 2, "seeds": (0,)}, progress=False,
+        arguments = BenchmarkArguments(
+            preset="tiny-m2d", tasks="ICBHI-cycle", data_root=tmp_path, opera_dir=shared_path("opera"),
+            cache_dir=tmp_path / "cache", epochs=2, seeds="0", quiet=True,
         )
+        result = run_benchmark(AudioEncoder.from_preset("tiny-m2d"), arguments)
     skipped = result.tasks["ICBHI-cycle"].skipped_recordings
     by_path = {entry["path"]: entry["reason"] for entry in skipped}
     assert by_path == {

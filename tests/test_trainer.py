@@ -10,6 +10,7 @@ import torch
 from _audio_helpers import (
     SPRSOUND_BINARY_LABELS,
     covid19_cough_file,
+    decode_channel_mean,
     load_audio,
     sprsound_binary_subset,
     sprsound_records,
@@ -24,6 +25,7 @@ from transformers import (
 
 from resp_audio_hf import RespAudioConfig, RespAudioFeatureExtractor, RespAudioForAudioClassification
 from resp_audio_hf.collation import RespAudioCollator
+from resp_audio_hf.data.audio import AudioDecodeError
 
 FAMILY = "tiny-m2d"
 PER_CLASS = 24  # 48 recordings: 32 to train on, 16 to evaluate
@@ -100,9 +102,11 @@ def test_collator_decodes_datasets_audio_column(feature_extractor):
     paths = [str(path) for path, _ in sprsound_records()[:2]]
     dataset = datasets.Dataset.from_dict({"audio": paths, "label": [0, 1]}).cast_column("audio", datasets.Audio())
     batch = RespAudioCollator(feature_extractor)([dataset[0], dataset[1]])
-    clips = [load_audio(path)[0] for path in paths]
-    expected = feature_extractor(clips, sampling_rate=8000, return_tensors="pt")
-    torch.testing.assert_close(batch["input_values"], expected["input_values"])
+    # Decoded as files are (FFmpeg at the model's rate), not at the column's 8 kHz and then resampled by torchaudio.
+    rate = feature_extractor.sampling_rate
+    clips = [decode_channel_mean(path, rate)[0] for path in paths]
+    expected = feature_extractor(clips, sampling_rate=rate, return_tensors="pt")
+    torch.testing.assert_close(batch["input_values"], expected["input_values"], rtol=0, atol=0)
     assert batch["labels"].tolist() == [0, 1]
 
 
@@ -118,8 +122,10 @@ def test_collator_float_targets_and_bad_input(feature_extractor):
         collator([{"input": audio}])
     with pytest.raises(ValueError, match="have no 'label' field"):
         collator([{"audio": audio, "label": 0}, {"audio": audio}])
-    with pytest.raises(ValueError, match="no 'array'"):
-        collator([{"audio": {"path": "x.wav", "sampling_rate": rate}}])
+    with pytest.raises(ValueError, match="neither 'array'"):
+        collator([{"audio": {"sampling_rate": rate}}])
+    with pytest.raises(AudioDecodeError, match="x.wav: not decodable"):  # a file goes the files' way, named
+        collator([{"audio": {"path": "x.wav", "bytes": None}}])
     with pytest.raises(ValueError, match="max_seconds"):
         RespAudioCollator(feature_extractor, max_seconds=0)
 

@@ -1,8 +1,8 @@
 """``resp-audio-hf`` command line.
 
 Subcommands are listed in ``SUBCOMMANDS``; each names the module functions that add its arguments
-and run it, so adding a subcommand means adding one entry (and its module) without touching the
-others. Only the chosen subcommand's handler imports heavy dependencies.
+(or the dataclass whose fields are its options) and run it, so adding a subcommand means adding one entry (and its
+module) without touching the others. Only the chosen subcommand's handler imports heavy dependencies.
 """
 
 from __future__ import annotations
@@ -20,9 +20,13 @@ class Subcommand:
     Attributes:
         name: the word typed after ``resp-audio-hf``.
         help: one-line description for ``--help``.
-        add_arguments: ``"module:function"`` taking the subparser.
-        run: ``"module:function"`` taking the parsed arguments and returning an exit code.
+        add_arguments: ``"module:function"`` taking the subparser, or ``"module:Dataclass"`` whose fields are the
+            options (``dataclass=True``).
+        run: ``"module:function"`` taking the parsed arguments (the dataclass instance, or the
+            ``argparse.Namespace``) and returning an exit code.
         examples: ``"module:ATTRIBUTE"`` naming the example command lines shown by ``--help``.
+        dataclass: ``add_arguments`` names a dataclass, parsed with transformers' ``HfArgumentParser``; a value
+            its ``__post_init__`` refuses (``ValueError``) is a usage error, as argparse's own.
     """
 
     name: str
@@ -30,15 +34,17 @@ class Subcommand:
     add_arguments: str
     run: str
     examples: str
+    dataclass: bool = False
 
 
 SUBCOMMANDS: list[Subcommand] = [
     Subcommand(
         "bench",
         "score a model on the OPERA benchmark (and SPRSound) with linear probes",
-        "resp_audio_hf.benchmark.commands:add_bench_arguments",
+        "resp_audio_hf.benchmark.arguments:BenchmarkArguments",
         "resp_audio_hf.benchmark.commands:run_bench",
         "resp_audio_hf.benchmark.commands:BENCH_EXAMPLES",
+        dataclass=True,
     ),
     Subcommand(
         "demo",
@@ -95,16 +101,41 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in SUBCOMMANDS:
+        options = _resolve(command.add_arguments)
         subparser = subparsers.add_parser(
             command.name,
             help=command.help,
             description=command.help,
             epilog=_resolve(command.examples),
             formatter_class=argparse.RawDescriptionHelpFormatter,
+            parents=[_dataclass_parser(options)] if command.dataclass else [],
         )
-        _resolve(command.add_arguments)(subparser)
-        subparser.set_defaults(_run=command.run)
+        if not command.dataclass:
+            options(subparser)
+        subparser.set_defaults(_run=command.run, _options=options if command.dataclass else None,
+                               _usage_error=subparser.error)
     return parser
+
+
+def _dataclass_parser(options: type) -> argparse.ArgumentParser:
+    from transformers import HfArgumentParser
+
+    return HfArgumentParser(options, add_help=False)
+
+
+def _parsed_options(args: argparse.Namespace):
+    """The subcommand's dataclass filled from ``args`` (HfArgumentParser's ``parse_dict``); a value it refuses ends
+    the program as argparse's errors do (usage, message, exit status 2)."""
+    from dataclasses import fields
+
+    from transformers import HfArgumentParser
+
+    values = {field.name: getattr(args, field.name) for field in fields(args._options)}
+    try:
+        (options,) = HfArgumentParser(args._options).parse_dict(values)
+    except ValueError as error:
+        args._usage_error(str(error))
+    return options
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    return int(_resolve(args._run)(args) or 0)
+    options = _parsed_options(args) if args._options else args
+    return int(_resolve(args._run)(options) or 0)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,16 +12,24 @@ import numpy as np
 import torch
 from transformers import BatchFeature
 
+from .data.audio import load_audio
+
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class RespAudioCollator:
     r"""
-    Turns a list of examples holding raw audio of any length into one padded batch: `input_values`
+    Turns a list of examples holding audio of any length into one padded batch: `input_values`
     `[batch, frames, num_mel_bins]`, `attention_mask` `[batch, frames]` and, when the examples carry labels, `labels`.
     The spectrograms are computed by the feature extractor, so clips of different lengths and sampling rates can share
     a batch and the model masks the padding out.
+
+    Files are decoded as `resp-audio-hf bench` decodes them (`resp_audio_hf.data.audio.load_audio`: FFmpeg resamples
+    to the model's rate, the channels are averaged), so a recording gives the features here that it gives in the
+    benchmark: a path, a `datasets` `Audio` column, decoded (the decoder is opened again on its file, whatever rate
+    the column was cast to) or not (`Audio(decode=False)`, `{"path", "bytes"}`). Arrays in memory go the feature
+    extractor's way (torchaudio's resampler, the same channel mean).
 
     Use it as `Trainer(data_collator=RespAudioCollator(feature_extractor), args=TrainingArguments(...,
     remove_unused_columns=False))`: the Trainer otherwise drops the audio column, which the model's `forward` does not
@@ -31,8 +40,9 @@ class RespAudioCollator:
             The model's front end; it resamples, featurises and pads the clips.
         sampling_rate (`int`, *optional*):
             Rate (Hz) of examples whose audio is a bare array or tensor. Examples that carry their own rate (a
-            `datasets` `Audio`-decoded value, a `{"array", "sampling_rate"}` dict, or a per-example `"sampling_rate"`
-            field) use that instead. One of the two must be known for every example.
+            `{"array", "sampling_rate"}` dict, a torchcodec decoder, or a per-example `"sampling_rate"` field) use that
+            instead; files are decoded at the feature extractor's rate. One of the two must be known for every
+            array.
         audio_column (`str`, *optional*, defaults to `"audio"`):
             Key of the audio in each example.
         label_column (`str` or `None`, *optional*, defaults to `"label"`):
@@ -86,15 +96,18 @@ class RespAudioCollator:
             )
         audio = example[self.audio_column]
         rate = example.get("sampling_rate", self.sampling_rate)
-        if hasattr(audio, "get_all_samples"):  # a torchcodec AudioDecoder, as `datasets` Audio columns decode to
+        if _is_file(audio):
+            # Files go `bench`'s way (FFmpeg resamples to the model's rate, channels averaged), not the arrays' way.
+            return load_audio(audio, self.feature_extractor.sampling_rate)
+        if hasattr(audio, "get_all_samples"):  # a torchcodec AudioDecoder that does not know its file
             samples = audio.get_all_samples()
             audio, rate = samples.data, samples.sample_rate
         elif isinstance(audio, Mapping):
             array = audio.get("array", audio.get("raw"))
             if array is None:
                 raise ValueError(
-                    f"Example {index}: the audio dict has keys {sorted(audio)} but no 'array' (or 'raw') samples; "
-                    "decode the audio first (e.g. cast the column to datasets.Audio())."
+                    f"Example {index}: the audio dict has keys {sorted(audio)} but neither 'array' (or 'raw') "
+                    "samples nor a 'path' or 'bytes' of a file."
                 )
             audio, rate = array, audio.get("sampling_rate", rate)
         if rate is None:
@@ -168,6 +181,16 @@ class RespAudioCollator:
         labels = torch.from_numpy(np.asarray(labels))
         # Float targets (multi-label, regression) must match the float32 logits in the loss.
         return labels.float() if labels.is_floating_point() else labels.long()
+
+
+def _is_file(audio) -> bool:
+    """A path, or a `datasets` Audio value that names its file: `{"path", "bytes"}` stored undecoded
+    (`Audio(decode=False)`), or the torchcodec decoder a decoded column gives, which keeps them as `_hf_encoded`."""
+    if isinstance(audio, (str, os.PathLike)) or getattr(audio, "_hf_encoded", None) is not None:
+        return True
+    return isinstance(audio, Mapping) and "array" not in audio and "raw" not in audio and (
+        audio.get("bytes") is not None or audio.get("path") is not None
+    )
 
 
 __all__ = ["RespAudioCollator"]

@@ -25,7 +25,7 @@ import torch
 
 from .configuration_resp_audio import POOLING_TYPES
 from .data._io import atomic_path, atomic_save_npy, atomic_write_text, read_table_rows
-from .data.audio import AUDIO_EXTENSIONS, probe_audio
+from .data.audio import AUDIO_EXTENSIONS, DECODE_ROUTE, AudioDecodeError, load_audio, probe_audio
 
 logger = logging.getLogger(__name__)
 
@@ -174,12 +174,13 @@ def dataset_input(name_or_path: str, *, split: str | None = None, audio_column: 
 
 
 class DatasetClipDataset(torch.utils.data.Dataset):
-    """Clips of a `datasets` audio column, decoded by `datasets` (torchcodec) to mono at `sampling_rate`."""
+    """Clips of a `datasets` audio column, decoded from their files as `bench` decodes files (`load_audio`), whatever
+    rate the column was cast to."""
 
     def __init__(self, dataset, audio_column: str, sampling_rate: int, names: Sequence[str]):
         from datasets import Audio
 
-        self.dataset = dataset.cast_column(audio_column, Audio(sampling_rate=sampling_rate, num_channels=1))
+        self.dataset = dataset.cast_column(audio_column, Audio(decode=False))
         self.audio_column = audio_column
         self.sampling_rate = int(sampling_rate)
         self.names = list(names)
@@ -192,19 +193,15 @@ class DatasetClipDataset(torch.utils.data.Dataset):
 
     def signature(self) -> dict:
         return {"dataset": self.dataset._fingerprint, "column": self.audio_column, "n": len(self),
-                "sampling_rate": self.sampling_rate}
+                "sampling_rate": self.sampling_rate, "decode": DECODE_ROUTE}
 
     def __getitem__(self, index: int) -> dict:
         # A bad row is reported under its index (as FileClipDataset does), so it costs only itself.
         try:
-            samples = self.dataset[index][self.audio_column].get_all_samples()
-        except (RuntimeError, ValueError, OSError) as error:
-            return {"index": index, "error": f"not decodable: {str(error).splitlines()[0][:200]}"}
-        audio = samples.data.mean(dim=0) if samples.data.ndim == 2 else samples.data
-        array = audio.numpy().astype(np.float32, copy=False)
-        if array.size == 0 or not np.isfinite(array).all():
-            return {"index": index, "error": "decoded to an empty or non-finite signal"}
-        return {"index": index, "audio": array, "sampling_rate": int(samples.sample_rate)}
+            audio, rate = load_audio(self.dataset[index][self.audio_column], self.sampling_rate)
+        except AudioDecodeError as error:
+            return {"index": index, "error": error.reason}
+        return {"index": index, "audio": audio, "sampling_rate": rate}
 
 
 # ---------------------------------------------------------------------------------------------------------------------

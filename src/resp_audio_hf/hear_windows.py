@@ -36,7 +36,8 @@ def hear_scene_embeddings(
         model ([`RespAudioModel`]): the encoder (for a classifier, pass its `resp_audio`).
         feature_extractor ([`RespAudioFeatureExtractor`]): its front end. Every clip is checked as by its `__call__`
             and resampled to its rate first, so that windows are cut at the model's rate, as hear21passt cuts them.
-        audio: one clip or a list of clips (1-D, or 2-D mono/stereo), of any length.
+        audio: one clip or a list of clips (1-D, or 2-D mono/stereo), of any length. Decode a file first as `bench`
+            does, `resp_audio_hf.data.audio.load_audio(path, feature_extractor.sampling_rate)`, for its features.
         sampling_rate (`int`): rate of `audio` in Hz.
         window_seconds, hop_seconds (`float`): window length and hop (default: hear21passt's 10 s and 2.5 s).
     """

@@ -4,10 +4,12 @@ transformers' `AudioClassificationPipeline` decodes files and resamples arrays i
 extractor, so bad input fails inside torchaudio or FFmpeg with messages that name neither the file nor the problem (an
 empty or integer array at another rate, "Malformed soundfile"), and rates the feature extractor refuses (999 Hz) pass.
 [`RespAudioClassificationPipeline`] hands arrays to the feature extractor at their own rate (it checks, then resamples
-with the same `torchaudio.functional.resample`), and names the file or URL in every error about it. Files and bytes
-are decoded by torchcodec (FFmpeg) to mono at the model's rate, exactly as `resp-audio-hf bench` and `embed` decode
-files (`resp_audio_hf.data.audio.load_audio`), so one file gets one set of features whichever way it goes in;
-transformers' `ffmpeg_read` (the FFmpeg command line) is the fallback only where torchcodec is not installed.
+with the same `torchaudio.functional.resample`), and names the file or URL in every error about it. Files, bytes and
+`datasets` Audio values are decoded by torchcodec (FFmpeg) at the model's rate and their channels averaged, exactly as
+`resp-audio-hf bench`, `embed` and `RespAudioCollator` decode files (`resp_audio_hf.data.audio.load_audio`; this
+module repeats its one call because remote code cannot import the package), so one file gets one set of features
+whichever way it goes in; transformers' `ffmpeg_read` (the FFmpeg command line) is the fallback only where torchcodec
+is not installed.
 
 Importing `resp_audio_hf` makes it the `audio-classification` pipeline ([`register_pipeline`]); for models with another
 feature extractor it behaves exactly as transformers' own. Saved classifiers also name it in `custom_pipelines`, so
@@ -63,9 +65,9 @@ def classifier_save_entries(config, encoder_class):
 class RespAudioClassificationPipeline(AudioClassificationPipeline):
     """
     Audio classification with a RespAudio classifier. Inputs, as in transformers: a file path or URL (decoded by
-    torchcodec/FFmpeg to mono at the model's rate, as the benchmark decodes files), the bytes of a file, an array or
-    tensor at the model's rate, a `{"array" | "raw": samples, "sampling_rate": rate}` dict at any rate, or a
-    torchcodec `AudioDecoder`. One input is one clip: a 2-D array is read as channels (the shorter axis) and frames,
+    torchcodec/FFmpeg at the model's rate, channels averaged, as the benchmark decodes files), the bytes of a file, an
+    array or tensor at the model's rate, a `{"array" | "raw": samples, "sampling_rate": rate}` dict at any rate, or a
+    torchcodec `AudioDecoder` (a `datasets` Audio value is decoded from its file, as a path would be). One input is one clip: a 2-D array is read as channels (the shorter axis) and frames,
     and downmixed if stereo; pass a list of inputs to classify several clips.
     """
 
@@ -74,6 +76,18 @@ class RespAudioClassificationPipeline(AudioClassificationPipeline):
         if type(self.feature_extractor).__name__ != "RespAudioFeatureExtractor":
             return super().preprocess(inputs)
         source = None  # what the errors name: the file, URL or bytes the audio came from
+        torchcodec = sys.modules.get("torchcodec")
+        if torchcodec is not None and isinstance(inputs, torchcodec.decoders.AudioDecoder):
+            # A `datasets` Audio value keeps its file (`_hf_encoded`): decode that as files are decoded, whatever rate
+            # the column was cast to. A decoder made otherwise gives its samples, which go the way of arrays.
+            encoded = getattr(inputs, "_hf_encoded", None) or {}
+            if encoded.get("bytes") is not None:
+                source, inputs = encoded.get("path"), encoded["bytes"]
+            elif encoded.get("path") is not None and os.path.isfile(encoded["path"]):
+                inputs = encoded["path"]
+            else:
+                samples = inputs.get_all_samples()
+                inputs = {"array": samples.data, "sampling_rate": samples.sample_rate}
         if isinstance(inputs, os.PathLike):
             inputs = os.fspath(inputs)
         if isinstance(inputs, str):
@@ -82,10 +96,6 @@ class RespAudioClassificationPipeline(AudioClassificationPipeline):
             source = source or f"the {len(inputs)} bytes given"
             inputs = {"array": _decode(bytes(inputs), self.feature_extractor.sampling_rate, source)}
             inputs["sampling_rate"] = self.feature_extractor.sampling_rate
-        torchcodec = sys.modules.get("torchcodec")
-        if torchcodec is not None and isinstance(inputs, torchcodec.decoders.AudioDecoder):
-            samples = inputs.get_all_samples()
-            inputs = {"array": samples.data, "sampling_rate": samples.sample_rate}
         if isinstance(inputs, dict):
             audio, sampling_rate = _array_and_rate(inputs)
         else:
@@ -134,13 +144,16 @@ def _decode(data: bytes, sampling_rate: int, source: str) -> np.ndarray:
             "file"
         )
         try:
-            samples = AudioDecoder(data, sample_rate=sampling_rate, num_channels=1).get_all_samples()
+            # FFmpeg resamples each channel; the channels are then averaged: `load_audio`'s route, call for call.
+            samples = AudioDecoder(data, sample_rate=sampling_rate).get_all_samples()
         except (RuntimeError, ValueError, OSError) as error:
             reason = str(error).splitlines()[0][-200:] if str(error) else type(error).__name__
             raise ValueError(f"{no_audio} ({reason}).") from error
         if samples.data.numel() == 0:  # a file cut off after its header decodes to nothing
             raise ValueError(f"{no_audio}.")
-        return samples.data[0].numpy()
+        channels = samples.data
+        return (channels.mean(dim=0) if channels.shape[0] > 1 else channels[0]).numpy()
+    # FFmpeg's command line downmixes to (L + R) / sqrt(2) here: stereo files differ by 3 dB from the route above.
     try:
         return ffmpeg_read(data, sampling_rate)
     except ValueError as error:

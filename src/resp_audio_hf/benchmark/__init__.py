@@ -7,7 +7,8 @@ are loaded by the functions that use them (``pip install resp_audio_hf[benchmark
 * ``extract_embeddings`` - streamed, batched, cached and resumable extraction.
 * ``train_linear_probes`` - OPERA's linear probe, vectorised over seeds/folds.
 * ``PROBE_PROTOCOLS`` / ``ProbeProtocol`` - every task's probe hyper-parameters (OPERA's), in one table.
-* ``run_benchmark`` / ``write_reports`` - what ``resp-audio-hf bench`` runs.
+* ``run_benchmark`` / ``write_reports`` - what ``resp-audio-hf bench`` runs, with ``BenchmarkArguments``.
+* ``BenchmarkResult`` / ``load_results`` / ``METRICS`` - the typed ``results.json`` and the metric table.
 * ``run_demo`` - what ``resp-audio-hf demo`` runs.
 * ``nonlearned_encoder`` - the log-mel statistics and clip-duration baselines as encoders.
 * ``derive_pooling`` / ``signal_rows`` - mean and band-limited pooling from frequency-preserving embeddings.
@@ -31,10 +32,9 @@ __all__, __getattr__ = lazy_exports(
         ".nonlearned": ("nonlearned_encoder", "NONLEARNED_BASELINES"),
         ".pooling": ("derive_pooling", "signal_rows"),
         ".paired": ("PairedComparison", "paired_bootstrap"),
-        ".runner": (
-            "embed_task", "BenchmarkResult", "TaskResult", "check_task_splits", "evaluate_task", "run_benchmark",
-            "score_task",
-        ),
+        ".runner": ("embed_task", "check_task_splits", "evaluate_task", "run_benchmark", "score_task"),
         ".report": ("markdown_table", "write_reports"),
+        ".arguments": ("BenchmarkArguments",),
+        ".results": ("METRICS", "BenchmarkResult", "TaskResult", "load_results"),
     },
 )

@@ -1,7 +1,7 @@
 """Streaming embedding extraction with a resumable on-disk cache.
 
 Audio is decoded one clip at a time inside ``torch.utils.data.DataLoader`` workers (resampled to the
-encoder's rate by FFmpeg) and featurised in the workers; only one batch of audio is alive at a time,
+encoder's rate by FFmpeg, channels averaged: ``resp_audio_hf.data.audio.load_audio``) and featurised in the workers; only one batch of audio is alive at a time,
 so peak memory does not grow with the dataset. Embeddings are written in fixed-size shards through
 temporary files + ``os.replace``; an interrupted run keeps its finished shards and a re-run computes
 only the rest. The cache key covers everything that changes an embedding: the model's configuration
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ..data._io import atomic_path, atomic_save_npy, atomic_write_json, stable_hash
-from ..data.audio import AudioDecodeError, load_audio
+from ..data.audio import DECODE_ROUTE, AudioDecodeError, load_audio
 from ..data.corpus_table import is_missing
 from ..progress import progress_bar
 from .threads import threads_beside_workers, torch_threads
@@ -302,7 +302,7 @@ def _file_stat(path: str) -> tuple[int, int] | None:
 
 
 class FileClipDataset(torch.utils.data.Dataset):
-    """Decodes one file (or one segment of it) per item at ``sampling_rate``.
+    """Decodes one file (or one segment of it) per item at ``sampling_rate`` (``load_audio``, the files' route).
 
     Args:
         paths: audio files.
@@ -339,6 +339,7 @@ class FileClipDataset(torch.utils.data.Dataset):
             "n": len(self),
             "max_duration": self.max_duration,
             "sampling_rate": self.sampling_rate,
+            "decode": DECODE_ROUTE,
         }
 
     def __getitem__(self, index: int) -> dict:
@@ -356,7 +357,8 @@ class FileClipDataset(torch.utils.data.Dataset):
 
 
 class ArrayClipDataset(torch.utils.data.Dataset):
-    """In-memory clips (e.g. synthetic demo audio), resampled to ``sampling_rate`` on access."""
+    """In-memory mono clips (e.g. synthetic demo audio), resampled to ``sampling_rate`` on access by torchaudio, as
+    the feature extractor resamples arrays."""
 
     def __init__(
         self, clips: Sequence[np.ndarray], clip_rate: int, sampling_rate: int, names: Sequence[str] | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -14,57 +14,14 @@ from ..data.build_report import BuildReport
 from ..data.corpus_table import is_missing
 from ..data.task_spec import TaskData, TaskSpec
 from ..data.tasks import OPERA_TASK_IDS, get_task_spec, load_task, resolve_task_ids, with_protocol
+from .arguments import BenchmarkArguments
 from .embeddings import AudioEncoder, FileClipDataset, extract_embeddings
 from .metrics import absent_classes, auroc_ovr_macro, icbhi_scores, mean_absolute_error
 from .probe import ProbeOutcome, ProbeRun, train_linear_probes
 from .protocols import ProbeProtocol
+from .results import BenchmarkResult, EncoderSettings, FailedTask, MetricSummary, RunResult, TaskResult
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class TaskResult:
-    """Scores of one encoder on one task.
-
-    Attributes:
-        task_id, name, metric: the task.
-        higher_is_better: ``True`` for AUROC and the ICBHI score, ``False`` for MAE.
-        mean, std: of ``metric`` on the headline test split (the first of ``test_results``) over seeds (hold-out
-            tasks) or folds (cross-validated tasks); ``np.std`` (ddof 0) as OPERA reports.
-        scores: one headline test score per run.
-        runs: per-run details (seed/fold, best epoch, validation score, every test metric per test split).
-        counts: recordings per split / label that were used.
-        protocol: the probe hyper-parameters.
-        data_report: summary of missing/corrupt/excluded files.
-        embedding_dim: size of the embeddings.
-        absent_classes: class names missing from the ``test`` / ``validation`` labels of some run (each scores
-            AUROC 0 in OPERA's macro average, which is reported; empty when every class is present).
-        seconds: wall time of extraction + probing.
-        split_mode: which partition was used (see :class:`~resp_audio_hf.data.task_spec.TaskData`).
-        test_results: ``{test split: {metric: {"mean", "std", "scores"}}}`` for every test split (SPRSound's
-            official mode: ``test_inter`` and ``test_intra``) and every metric (``metric`` and the task's extras).
-        skipped_recordings: ``{"path", "reason"}`` (plus ``segment_s`` for event items) for every
-            recording of the task that could not be used: missing, present twice, undecodable,
-            refused by the feature extractor or embedded as NaN/inf.
-    """
-
-    task_id: str
-    name: str
-    metric: str
-    higher_is_better: bool
-    mean: float
-    std: float
-    scores: list[float]
-    runs: list[dict]
-    counts: dict
-    protocol: dict
-    data_report: str
-    embedding_dim: int
-    absent_classes: dict[str, list[str]] = field(default_factory=dict)
-    seconds: float = 0.0
-    split_mode: str = "default"
-    test_results: dict = field(default_factory=dict)
-    skipped_recordings: list[dict] = field(default_factory=list)
 
 
 def make_runs(
@@ -302,33 +259,17 @@ def embed_task(
 
 
 def evaluate_task(
-    encoder: AudioEncoder,
-    task: TaskData,
-    *,
-    cache_dir: str | os.PathLike | None = None,
-    batch_size: int = 16,
-    num_workers: int = 0,
-    max_duration: float | None = None,
-    protocol: ProbeProtocol | None = None,
-    progress: bool = True,
+    encoder: AudioEncoder, task: TaskData, *, protocol: ProbeProtocol | None = None, **embedding_options
 ) -> TaskResult:
-    """Embed a task's available recordings and train/test its linear probes.
+    """Embed a task's available recordings and train/test its linear probes; ``embedding_options`` are those of
+    :func:`embed_task` (``cache_dir``, ``batch_size``, ``num_workers``, ``max_duration``, ``progress``).
 
     Recordings that cannot be used are named with the reason in the log (WARNING) and in the result's
     ``skipped_recordings``; the task is scored on the others.
     """
     started = time.perf_counter()
     protocol = protocol or task.spec.protocol
-    embedded = embed_task(
-        encoder,
-        task,
-        cache_dir=cache_dir,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        max_duration=max_duration,
-        protocol=protocol,
-        progress=progress,
-    )
+    embedded = embed_task(encoder, task, protocol=protocol, **embedding_options)
     return _score_embedded(task, embedded, protocol, started)
 
 
@@ -422,30 +363,23 @@ def score_task(
         test_results[name] = {}
         for metric in (spec.metric, *spec.extra_metrics):
             values = [float(np.mean([per_run[p][name][metric] for p in group])) for group in groups.values()]
-            test_results[name][metric] = {
-                "mean": float(np.mean(values)),
-                "std": float(np.std(values)),
-                "scores": values,
-            }
+            test_results[name][metric] = MetricSummary(float(np.mean(values)), float(np.std(values)), values)
     headline = test_results[test_splits[0]][spec.metric]
     result = TaskResult(
         task_id=spec.task_id,
         name=spec.name,
         metric=spec.metric,
-        higher_is_better=spec.higher_is_better,
-        mean=headline["mean"],
-        std=headline["std"],
-        scores=list(headline["scores"]),
+        **asdict(headline),  # mean, std and scores
         runs=[
-            {
-                "name": o.name,
-                "seed": o.seed,
-                "test": metrics[test_splits[0]][spec.metric],
-                "test_metrics": metrics,
-                "best_validation": o.best_validation,
-                "best_epoch": o.best_epoch,
-                "epochs_run": o.epochs_run,
-            }
+            RunResult(
+                name=o.name,
+                seed=o.seed,
+                test=metrics[test_splits[0]][spec.metric],
+                test_metrics=metrics,
+                best_validation=o.best_validation,
+                best_epoch=o.best_epoch,
+                epochs_run=o.epochs_run,
+            )
             for o, metrics in zip(outcomes, per_run)
         ],
         counts=TaskData(spec, table, None).counts(),
@@ -494,93 +428,37 @@ def _find_absent_classes(
     return absent
 
 
-@dataclass
-class FailedTask:
-    """A task that could not be scored.
-
-    Attributes:
-        error: the exception, as ``"<type>: <message>"``.
-        skipped_recordings: the recordings of the task that could not be used, as in
-            :attr:`TaskResult.skipped_recordings`, as far as the task got (empty when its table could not be built).
-    """
-
-    error: str
-    skipped_recordings: list[dict] = field(default_factory=list)
+def encoder_settings(encoder: AudioEncoder) -> EncoderSettings:
+    """What results record about how the encoder embeds."""
+    return EncoderSettings(encoder.sampling_rate, encoder.pooling, encoder.embedding_dim)
 
 
-@dataclass
-class BenchmarkResult:
-    """Everything ``resp-audio-hf bench`` writes to ``results.json``."""
-
-    model: str
-    model_fingerprint: str
-    tasks: dict[str, TaskResult] = field(default_factory=dict)
-    unavailable: dict[str, str] = field(default_factory=dict)
-    failed: dict[str, FailedTask] = field(default_factory=dict)
-    settings: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return {
-            "model": self.model,
-            "model_fingerprint": self.model_fingerprint,
-            "settings": self.settings,
-            "tasks": {k: asdict(v) for k, v in self.tasks.items()},
-            "unavailable": dict(self.unavailable),
-            "failed": {k: asdict(v) for k, v in self.failed.items()},
-        }
-
-
-def encoder_settings(encoder: AudioEncoder) -> dict:
-    """What results record about how the encoder embeds: its rate, pooling and embedding width (``None`` where the
-    model does not state them: other transformers models use their own ``pooler_output`` or the time-average)."""
-    return {
-        "sampling_rate": encoder.sampling_rate,
-        "pooling": encoder.pooling,
-        "embedding_dim": encoder.embedding_dim,
-    }
-
-
-def run_benchmark(
-    encoder: AudioEncoder,
-    tasks: str | list[str],
-    data_root: str | os.PathLike | None,
-    *,
-    opera_dir: str | os.PathLike | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    batch_size: int = 16,
-    num_workers: int = 0,
-    max_duration: float | None = None,
-    protocol_overrides: dict | None = None,
-    verify_audio: bool = True,
-    progress: bool = True,
-) -> BenchmarkResult:
-    """Evaluate ``encoder`` on ``tasks`` (``"T7,T10"``, ``"all"``...).
+def run_benchmark(encoder: AudioEncoder, arguments: BenchmarkArguments) -> BenchmarkResult:
+    """Evaluate ``encoder`` on ``arguments.tasks`` (``"T7,T10"``, ``"all"``...), as ``arguments`` say; the result
+    records them.
 
     A task whose corpus or OPERA files are absent is recorded in ``unavailable`` (with the reason), a task that
     fails in ``failed`` (a :class:`FailedTask`: the error and the recordings skipped so far); the other tasks still
-    run. Every task is built and its
-    splits checked (:func:`check_task_splits`) before any embedding is extracted, so a task that cannot be scored
-    is reported at once instead of after the other tasks' extraction.
+    run. Every task is built and its splits checked (:func:`check_task_splits`) before any embedding is extracted,
+    so a task that cannot be scored is reported at once instead of after the other tasks' extraction.
     """
     from ..data.opera_files import OperaFileError
 
-    task_ids = resolve_task_ids(tasks)
+    task_ids = resolve_task_ids(arguments.tasks)
+    protocol_overrides = arguments.protocol_overrides
     result = BenchmarkResult(
         model=encoder.model_id,
         model_fingerprint=encoder.fingerprint(),
-        settings={
-            "data_root": str(data_root) if data_root else None,
-            "batch_size": batch_size,
-            "max_duration": max_duration,
-            "protocol_overrides": protocol_overrides or {},
-            **encoder_settings(encoder),
-        },
+        arguments=arguments,
+        encoder=encoder_settings(encoder),
     )
     ready: dict[str, TaskData] = {}
     for task_id in task_ids:
         spec = get_task_spec(task_id)
         try:
-            task = load_task(task_id, data_root, opera_dir=opera_dir, verify_audio=verify_audio)
+            task = load_task(
+                task_id, arguments.data_root, opera_dir=arguments.opera_dir, verify_audio=not arguments.no_verify_audio
+            )
         except (FileNotFoundError, OperaFileError) as error:
             result.unavailable[task_id] = str(error)
             logger.warning("%s skipped: %s", task_id, error)
@@ -605,11 +483,11 @@ def run_benchmark(
             embedded = embed_task(
                 encoder,
                 task,
-                cache_dir=cache_dir,
-                batch_size=batch_size,
-                num_workers=num_workers,
-                max_duration=max_duration,
-                progress=progress,
+                cache_dir=arguments.cache_dir,
+                batch_size=arguments.batch_size,
+                num_workers=arguments.num_workers,
+                max_duration=arguments.max_duration,
+                progress=not arguments.quiet,
             )
             skipped = embedded.skipped
             result.tasks[task_id] = _score_embedded(task, embedded, task.spec.protocol, started)
@@ -621,10 +499,7 @@ def run_benchmark(
 
 __all__ = [
     "OPERA_TASK_IDS",
-    "BenchmarkResult",
     "EmbeddedTask",
-    "FailedTask",
-    "TaskResult",
     "HeldOutPredictions",
     "check_split_labels",
     "check_task_splits",

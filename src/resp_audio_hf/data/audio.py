@@ -1,13 +1,25 @@
-"""Audio decoding through torchcodec (FFmpeg): WAV, FLAC, MP3, OGG/Opus and WebM all go one way."""
+"""
+Audio decoding through torchcodec (FFmpeg): WAV, FLAC, MP3, OGG/Opus and WebM all go one way.
+
+[`load_audio`] is the one route from a file to model input: FFmpeg decodes and resamples to the model's rate, and the
+channels are averaged. `bench`, `embed`, the demo, the audio-classification pipeline (its own copy of the same call,
+for remote code), `RespAudioCollator` (files, undecoded and decoded `datasets` Audio values), the pre-training crops
+and their decoded cache all take it, so one file gives one set of features everywhere. Audio already in memory goes
+the feature extractor's way instead (torchaudio's resampler, the same channel mean).
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".webm", ".m4a", ".opus")
+# Names the decode route in the keys of caches of decoded audio and of embeddings, so that a cache written through
+# another route (before 2026-11-30: FFmpeg's (L + R) / sqrt(2) downmix) is never read as this one's.
+DECODE_ROUTE = "torchcodec: FFmpeg resampling per channel, channel mean"
 
 
 class AudioDecodeError(RuntimeError):
@@ -43,10 +55,10 @@ def _short_error(error: Exception) -> str:
     return text[:200]
 
 
-def _decoder(path, sampling_rate=None, mono=True):
+def _decoder(source, sampling_rate=None):
     from torchcodec.decoders import AudioDecoder
 
-    return AudioDecoder(os.fspath(path), sample_rate=sampling_rate, num_channels=1 if mono else None)
+    return AudioDecoder(source, sample_rate=sampling_rate)
 
 
 def _probe_with_soundfile(path: str) -> AudioProbe | None:
@@ -86,7 +98,7 @@ def probe_audio(path: str | os.PathLike) -> AudioProbe:
     if quick is not None:
         return quick
     try:
-        metadata = _decoder(path, mono=False).metadata
+        metadata = _decoder(path).metadata
     except (RuntimeError, ValueError, OSError) as error:  # torchcodec's errors for unreadable streams
         return AudioProbe(path, False, f"not decodable: {_short_error(error)}")
     duration = metadata.duration_seconds_from_header or metadata.duration_seconds
@@ -97,36 +109,94 @@ def probe_audio(path: str | os.PathLike) -> AudioProbe:
     return AudioProbe(path, True, "", metadata.sample_rate, metadata.num_channels, duration)
 
 
-def load_audio(
-    path: str | os.PathLike,
-    sampling_rate: int | None = None,
-    start_s: float | None = None,
-    end_s: float | None = None,
-) -> tuple[np.ndarray, int]:
-    """Decode ``path`` to a mono float32 array, resampled to ``sampling_rate`` when given.
+def source_name(source) -> str:
+    """What errors about `source` name: the file's path, or how many bytes were given."""
+    if isinstance(source, Mapping):
+        return source.get("path") or source_name(source.get("bytes") or b"")
+    if isinstance(source, (bytes, bytearray)):
+        return f"<{len(source)} bytes>"
+    encoded = getattr(source, "_hf_encoded", None)
+    if encoded is not None:
+        return source_name(encoded)
+    return os.fspath(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
 
-    ``start_s``/``end_s`` select a segment (for event-level tasks). Raises ``AudioDecodeError`` naming
-    the file when decoding fails or yields an empty or non-finite signal, so a bad file is never
-    turned into a silent zero embedding.
+
+def open_audio(source, sampling_rate: int | None = None):
     """
-    try:
-        decoder = _decoder(path, sampling_rate)
-        if start_s is None and end_s is None:
-            samples = decoder.get_all_samples()
+    A torchcodec `AudioDecoder` over `source` that resamples to `sampling_rate` (FFmpeg's libswresample, each channel
+    on its own) and keeps the file's channels, for [`decoded_mono`] to average. This is the one way a file becomes
+    audio here (`bench`, `embed`, the demo, the pipeline, `RespAudioCollator`, pre-training crops and their cache).
+
+    `source` is a path, the bytes of a file, a `datasets` `Audio` value stored undecoded (`{"path", "bytes"}`,
+    `Audio(decode=False)`), or a torchcodec decoder that a `datasets` `Audio` column made: that one is opened again
+    on its stored file or bytes, so that the column's own rate and channel settings do not matter. Paths with a URL
+    scheme (`hf://`, `https://`, as in streamed Hub datasets) are opened through `datasets`' `xopen`.
+    """
+    encoded = getattr(source, "_hf_encoded", None)  # set by datasets.Audio.decode_example on the decoders it makes
+    if encoded is not None:
+        source = encoded
+    if isinstance(source, Mapping):
+        if source.get("bytes") is not None:
+            source = source["bytes"]
+        elif source.get("path") is not None:
+            source = source["path"]
         else:
-            samples = decoder.get_samples_played_in_range(
-                start_seconds=float(start_s or 0.0), stop_seconds=None if end_s is None else float(end_s)
-            )
-    except (RuntimeError, ValueError, OSError) as error:
-        raise AudioDecodeError(path, f"not decodable: {_short_error(error)}") from error
+            raise ValueError(f"An audio value needs a 'path' or 'bytes'; got {dict(source)!r}.")
+    if isinstance(source, bytearray):
+        source = bytes(source)
+    if isinstance(source, (str, os.PathLike)):
+        source = os.fspath(source)
+        if "://" in source:
+            from datasets.utils.file_utils import xopen
+
+            source = xopen(source, "rb")
+    return _decoder(source, sampling_rate)
+
+
+def decoded_mono(decoder, name: str, start_s: float | None = None, end_s: float | None = None) -> np.ndarray:
+    """
+    The samples of an [`open_audio`] decoder (all of them, or those played from `start_s` to `end_s` seconds) as one
+    float32 channel: the mean of the file's channels, as the feature extractor downmixes a stereo array. Not FFmpeg's
+    own downmix, which gives (L + R) / sqrt(2): a dual-mono file would then be 3 dB louder than its mono original.
+    Raises `AudioDecodeError` naming `name` when the signal is empty or not finite.
+    """
+    if start_s is None and end_s is None:
+        samples = decoder.get_all_samples()
+    else:
+        samples = decoder.get_samples_played_in_range(
+            start_seconds=float(start_s or 0.0), stop_seconds=None if end_s is None else float(end_s)
+        )
     data = samples.data
     if data.ndim == 2:
         data = data.mean(dim=0) if data.shape[0] > 1 else data[0]
     array = data.numpy().astype(np.float32, copy=False)
     if array.size == 0:
         segment = "" if start_s is None and end_s is None else f" (segment {start_s}-{end_s} s)"
-        raise AudioDecodeError(path, f"decoded to an empty signal{segment}")
+        raise AudioDecodeError(name, f"decoded to an empty signal{segment}")
     if not np.isfinite(array).all():
         bad = int((~np.isfinite(array)).sum())
-        raise AudioDecodeError(path, f"decoded to {bad} non-finite samples (NaN/inf)")
-    return array, int(samples.sample_rate)
+        raise AudioDecodeError(name, f"decoded to {bad} non-finite samples (NaN/inf)")
+    return array
+
+
+def load_audio(
+    source,
+    sampling_rate: int | None = None,
+    start_s: float | None = None,
+    end_s: float | None = None,
+) -> tuple[np.ndarray, int]:
+    """Decode `source` (see [`open_audio`]) to a mono float32 array, resampled to `sampling_rate` when given.
+
+    `start_s`/`end_s` select a segment (for event-level tasks). Raises `AudioDecodeError` naming the file when
+    decoding fails or yields an empty or non-finite signal, so a bad file is never turned into a silent zero
+    embedding.
+    """
+    name = source_name(source)
+    try:
+        decoder = open_audio(source, sampling_rate)
+        array = decoded_mono(decoder, name, start_s, end_s)
+    except AudioDecodeError:
+        raise
+    except (RuntimeError, ValueError, OSError) as error:
+        raise AudioDecodeError(name, f"not decodable: {_short_error(error)}") from error
+    return array, int(decoder.metadata.sample_rate if sampling_rate is None else sampling_rate)

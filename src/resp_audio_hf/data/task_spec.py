@@ -65,7 +65,9 @@ class TaskSpec:
 
     @property
     def higher_is_better(self) -> bool:
-        return self.kind == "classification"
+        from ..benchmark.results import METRICS  # the one statement of each metric's direction
+
+        return METRICS[self.metric].higher_is_better
 
 
 def corpus_task(corpus: CorpusSpec, *, task_id: str, **fields) -> TaskSpec:

@@ -23,7 +23,7 @@ Modules: `results` (benchmark results for the card), `card` (model card), `check
 from .card import CardFacts, families_with_cards, load_card_facts, render_model_card
 from .checkpoint import load_checkpoint
 from .errors import HubPublishError, MissingTokenError
-from .results import BenchmarkResults, TaskResult, load_benchmark_results
+from .results import BenchmarkResult, TaskResult, load_benchmark_results
 from .staging import StagedFolder, stage_for_hub
 from .upload import PublishResult, get_hub_token, publish, upload_staged_folder
 from .validation import check_staged_folder, load_without_package, validate_staged_folder
@@ -40,7 +40,7 @@ from .validation import (  # noqa: F401
 )
 
 __all__ = [
-    "BenchmarkResults",
+    "BenchmarkResult",
     "HubPublishError",
     "MissingTokenError",
     "CardFacts",

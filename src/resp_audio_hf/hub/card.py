@@ -11,7 +11,7 @@ from ..configuration_resp_audio import MODEL_FAMILIES, RespAudioConfig, family_o
 from ..feature_extraction_resp_audio import RespAudioFeatureExtractor
 from .checkpoint import _has_classification_head, _model_class
 from .errors import HubPublishError
-from .results import BenchmarkResults
+from .results import BenchmarkResult, task_dataset, to_eval_result
 
 CARD_TEMPLATE = "template.md"
 # The card template and the per-family YAML files, shipped as package data (so publishing works from a wheel).
@@ -91,7 +91,7 @@ def render_model_card(
     config: RespAudioConfig,
     repo_id: str,
     *,
-    benchmark: BenchmarkResults | None = None,
+    benchmark: BenchmarkResult | None = None,
     family: str | None = None,
     num_parameters: int | None = None,
     training_data: str | None = None,
@@ -122,7 +122,7 @@ def render_model_card(
     info = load_card_facts(family or family_of_config(config).name, folder)
     model_name = repo_id.rstrip("/").split("/")[-1]
     labels = _class_names(config)
-    results = benchmark.results if benchmark is not None else ()
+    results = list(benchmark.tasks.values()) if benchmark is not None else []
     if num_parameters is None:
         num_parameters = _model_class(config)(config).num_parameters()
 
@@ -138,9 +138,9 @@ def render_model_card(
             ["audio", "respiratory-sounds", "health", "spectrogram-transformer", "resp_audio", *info.tags,
              "opera-benchmark", "custom_code"]
         )),
-        metrics=sorted({r.metric_spec.type for r in results}) or None,
+        metrics=sorted({r.metric_spec.hub_metric_type for r in results}) or None,
         model_name=model_name if results else None,
-        eval_results=[r.to_eval_result() for r in results] or None,
+        eval_results=[to_eval_result(r) for r in results] or None,
     )
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(folder),
@@ -159,6 +159,7 @@ def render_model_card(
         window_seconds=config.window_frames * extractor.hop_length / extractor.sampling_rate,
         labels=labels,
         results=results,
+        corpus_titles={r.task_id: task_dataset(r.task_id) for r in results},
         not_scored=benchmark.not_scored if benchmark is not None else (),
         benchmark_source=benchmark.source if benchmark is not None else None,
         training_data=training_data.strip() if training_data else None,

@@ -12,7 +12,7 @@ from ..data._io import atomic_folder
 from .card import render_model_card
 from .checkpoint import load_checkpoint
 from .errors import HubPublishError
-from .results import BenchmarkResults, check_benchmark_matches, load_benchmark_results
+from .results import BenchmarkResult, check_benchmark_matches, load_benchmark_results
 from .validation import CARD_FILE, REQUIRED_FILES, check_staged_folder, validate_staged_folder
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def stage_for_hub(
     staging_dir: str | os.PathLike,
     repo_id: str,
     *,
-    benchmark: BenchmarkResults | str | os.PathLike | None = None,
+    benchmark: BenchmarkResult | str | os.PathLike | None = None,
     family: str | None = None,
     training_data: str | None = None,
     datasets: list[str] | tuple[str, ...] = (),

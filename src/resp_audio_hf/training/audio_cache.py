@@ -1,14 +1,16 @@
-"""Pre-decoded corpora: each clip decoded, downmixed and resampled once to the model's rate, kept on disk as float16.
+"""Pre-decoded corpora: each clip decoded, downmixed and resampled once to the model's rate, kept on disk as float32.
 
 Decoding and resampling whole files every step costs about a third of a small model's CPU training time. With
-`data.cache_dir` set, every local corpus is decoded once into `<cache_dir>/<label>-<rate>hz-<key>/`: `samples.f16`
+`data.cache_dir` set, every local corpus is decoded once into `<cache_dir>/<label>-<rate>hz-<key>/`: `samples.f32`
 (all clips end to end, memory-mapped when read) and `index.json` (paths, offsets, the files that could not be used and
-why). The key is a SHA-256 of the sampling rate, the storage format and every file's path, size and modification
-time, so an edited, added or removed file gives a new key and a fresh decode: a cache is never stale. Folders are
-written under a temporary name and renamed when complete, so a killed build leaves nothing that looks finished.
+why). The key is a SHA-256 of the sampling rate, the storage format, the decode route and every file's path, size and
+modification time, so an edited, added or removed file gives a new key and a fresh decode: a cache is never stale.
+Folders are written under a temporary name and renamed when complete, so a killed build leaves nothing that looks
+finished.
 
-float16 keeps 11 significant bits: a relative rounding error below 2^-11 (~0.05 %) of each sample, far below the
-noise of any recording here and invisible in a log-mel spectrogram.
+Clips are decoded by `resp_audio_hf.data.audio.load_audio`, the route of `bench` and of uncached crops, and stored as
+float32, so a cached clip is bit for bit the clip decoded without the cache (float16, the format before, halved the
+disk but moved each sample by up to 2^-11 of its value).
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ import numpy as np
 import torch
 
 from ..data._io import atomic_write_json, publish_folder, remove_tree
+from ..data.audio import DECODE_ROUTE, AudioDecodeError, load_audio
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT = "resp-audio-decoded-v1-float16"
-SAMPLES_NAME = "samples.f16"
+CACHE_FORMAT = "resp-audio-decoded-v2-float32"
+SAMPLES_NAME = "samples.f32"
 INDEX_NAME = "index.json"
 
 
@@ -46,12 +49,17 @@ def file_fingerprints(paths: list[str]) -> list[list]:
 
 
 def cache_key(paths: list[str], sampling_rate: int) -> str:
-    payload = {"format": CACHE_FORMAT, "sampling_rate": sampling_rate, "files": file_fingerprints(paths)}
+    payload = {
+        "format": CACHE_FORMAT,
+        "decode": DECODE_ROUTE,
+        "sampling_rate": sampling_rate,
+        "files": file_fingerprints(paths),
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 class _DecodeEach(torch.utils.data.Dataset):
-    """Decodes file `i` in a DataLoader worker: `(float16 samples, None)` or `(None, reason)`."""
+    """Decodes file `i` in a DataLoader worker: `(float32 samples, None)` or `(None, reason)`."""
 
     def __init__(self, paths: list[str], sampling_rate: int):
         self.paths, self.sampling_rate = paths, sampling_rate
@@ -60,18 +68,16 @@ class _DecodeEach(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int):
-        from resp_audio_hf.data.audio import AudioDecodeError, load_audio
-
         try:
             waveform, _ = load_audio(self.paths[index], self.sampling_rate)
         except AudioDecodeError as error:
             return None, error.reason
-        return waveform.astype(np.float16), None
+        return waveform, None
 
 
 class DecodedCorpus:
     """
-    The usable clips of one corpus, in its row order, as float16 arrays read from a memory map.
+    The usable clips of one corpus, in its row order, as float32 arrays read from a memory map.
 
     Attributes:
         paths: the files of the usable clips (row `i` of this corpus is `paths[i]`).
@@ -89,17 +95,17 @@ class DecodedCorpus:
         self.unusable: dict[str, str] = index["unusable"]
         total = int(self.offsets[-1])
         self.samples = (
-            np.memmap(self.folder / SAMPLES_NAME, dtype=np.float16, mode="r", shape=(total,))
+            np.memmap(self.folder / SAMPLES_NAME, dtype=np.float32, mode="r", shape=(total,))
             if total
-            else np.zeros(0, np.float16)
+            else np.zeros(0, np.float32)
         )
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def clip(self, row: int) -> np.ndarray:
-        """Clip `row` as float32."""
-        return np.asarray(self.samples[self.offsets[row] : self.offsets[row + 1]], dtype=np.float32)
+        """Clip `row` (a copy: the crops of a batch must not hold the memory map)."""
+        return np.array(self.samples[self.offsets[row] : self.offsets[row + 1]], dtype=np.float32)
 
 
 def decoded_corpus(

@@ -86,7 +86,7 @@ class DataConfig:
         epoch_size: clips per epoch when corpora are mixed by weight (default: the sum of their sizes).
         short_clips: `"repeat"` tiles clips shorter than a crop (M2D's `repeat_short`), `"pad"` zero-pads them.
         cache_dir: decode every clip of the (local, map-style) corpora once, resampled to the model's rate, into this
-            folder as float16 (`audio_cache.py`; keyed by each file's path, size and mtime, so never stale) and crop
+            folder as float32 (`audio_cache.py`; keyed by each file's path, size and mtime, so never stale) and crop
             from there: no decoding or resampling per step. Unusable files are then left out before training.
     """
 

@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from resp_audio_hf.data.audio import AudioDecodeError, _short_error
+from resp_audio_hf.data.audio import AudioDecodeError, _short_error, decoded_mono, open_audio, source_name
 
 from ..data._io import read_table_rows
 from .audio_cache import DecodedCorpus, decoded_corpus
@@ -207,34 +207,34 @@ class UnusableClip:
 
 
 class ClipDecoder:
-    """Decodes one stored clip (`{"path", "bytes"}`) to mono float32 at `sampling_rate`, cropped to `crop_samples`."""
+    """
+    Decodes one stored clip (`{"path", "bytes"}`) to mono float32 at `sampling_rate`, cropped to `crop_samples`.
+    Clips are decoded as `bench` decodes files (`resp_audio_hf.data.audio.load_audio`), so a crop is a window of the
+    samples the benchmark sees; only clips longer than `RANGE_DECODE_ABOVE_S` are decoded around the crop alone.
+    """
 
     def __init__(self, sampling_rate: int, crop_samples: int, short_clips: str = "repeat"):
-        import datasets
-
         self.sampling_rate = sampling_rate
         self.crop_samples = crop_samples
         self.short_clips = short_clips
-        self._feature = datasets.Audio(sampling_rate=sampling_rate, num_channels=1)
 
     def __call__(self, stored: dict, rng: np.random.Generator, where: str = "") -> np.ndarray:
-        source = stored.get("path") or "<embedded bytes>"
+        name = source_name(stored)
         try:
-            decoder = self._feature.decode_example(stored)
+            decoder = open_audio(stored, self.sampling_rate)
             duration = decoder.metadata.duration_seconds
             crop_seconds = self.crop_samples / self.sampling_rate
             if duration is not None and duration > max(RANGE_DECODE_ABOVE_S, 2 * crop_seconds):
                 start = float(rng.uniform(0.0, duration - crop_seconds))
-                samples = decoder.get_samples_played_in_range(start, start + crop_seconds + 0.1).data
-                waveform = samples.mean(dim=0).numpy()[: self.crop_samples]
+                waveform = decoded_mono(decoder, name, start, start + crop_seconds + 0.1)[: self.crop_samples]
             else:
-                waveform = decoder.get_all_samples().data.mean(dim=0).numpy()
+                waveform = decoded_mono(decoder, name)
             # Whole clips are cropped here; a range decode that fell short of the header's duration is tiled.
             waveform = crop_clip(waveform, self.crop_samples, rng, self.short_clips)
+        except AudioDecodeError as error:
+            raise AudioDecodeError(name, error.reason + where) from error
         except Exception as error:  # torchcodec raises RuntimeError/ValueError subclasses for bad streams
-            raise AudioDecodeError(source, f"not decodable{where}: {_short_error(error)}") from error
-        if not np.isfinite(waveform).all():
-            raise AudioDecodeError(source, f"decoded to non-finite samples (NaN/inf){where}")
+            raise AudioDecodeError(name, f"not decodable{where}: {_short_error(error)}") from error
         return np.ascontiguousarray(waveform, dtype=np.float32)
 
     def crop_or_unusable(self, stored: dict, rng: np.random.Generator, where: str = "") -> np.ndarray | UnusableClip:
@@ -420,19 +420,36 @@ class BatchStream:
     batches_per_epoch: int | None = None
     files: dict[str, list[str]] | None = None
     unusable_files: dict[str, str]
+    # Names the kind of position in checkpoints, and the attributes that hold it.
+    kind: str
+    position_fields: tuple[str, ...]
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         raise NotImplementedError
 
-    def state_dict(self) -> dict:
+    def layout(self) -> dict:
+        """What must be the same for a saved position to mean the same data order (corpus sizes, process count)."""
         raise NotImplementedError
 
+    def state_dict(self) -> dict:
+        return {"kind": self.kind, **{name: getattr(self, name) for name in self.position_fields}, **self.layout()}
+
     def load_state_dict(self, state: dict) -> None:
-        raise NotImplementedError
+        expected = {"kind": self.kind, **self.layout()}
+        saved = {key: state.get(key) for key in expected}
+        if saved != expected:
+            raise ValueError(
+                f"The checkpoint's data position was saved for {saved}, but this run has {expected}: resuming would "
+                "not continue the same data order. Resume with the original data configuration and process count."
+            )
+        for name in self.position_fields:
+            setattr(self, name, int(state[name]))
 
 
 class MixtureBatchStream(BatchStream):
     """Map-style corpora: `batches_per_epoch` batches per epoch (a multiple of the accumulation steps)."""
+
+    kind, position_fields = "mixture", ("epoch", "batch_in_epoch")
 
     def __init__(
         self,
@@ -454,22 +471,8 @@ class MixtureBatchStream(BatchStream):
         self.corpus_sizes = [len(c) for c in dataset.corpora]
         self.unusable_files = {}
 
-    def state_dict(self) -> dict:
-        return {
-            "kind": "mixture",
-            "epoch": self.epoch,
-            "batch_in_epoch": self.batch_in_epoch,
-            "corpus_sizes": self.corpus_sizes,
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        if state.get("kind") != "mixture" or state.get("corpus_sizes") != self.corpus_sizes:
-            raise ValueError(
-                f"The checkpoint's data position was saved for corpora of sizes {state.get('corpus_sizes')} "
-                f"({state.get('kind')}), but the corpora now have sizes {self.corpus_sizes}: resuming would not "
-                "continue the same data order. Resume with the original data configuration."
-            )
-        self.epoch, self.batch_in_epoch = int(state["epoch"]), int(state["batch_in_epoch"])
+    def layout(self) -> dict:
+        return {"corpus_sizes": self.corpus_sizes}
 
     def _loader(self, epoch: int, skip: int):
         from accelerate import skip_first_batches
@@ -544,6 +547,8 @@ class _StreamingCrops(torch.utils.data.IterableDataset):
 class StreamingBatchStream(BatchStream):
     """`datasets.IterableDataset` corpora mixed by weight; position = (epoch, rows consumed) of this process."""
 
+    kind, position_fields = "stream", ("epoch", "offset")
+
     def __init__(
         self,
         stream,
@@ -566,17 +571,8 @@ class StreamingBatchStream(BatchStream):
         self.epoch, self.offset = 0, 0
         self.unusable_files = {}
 
-    def state_dict(self) -> dict:
-        return {"kind": "stream", "epoch": self.epoch, "offset": self.offset, "world_size": self.world_size}
-
-    def load_state_dict(self, state: dict) -> None:
-        if state.get("kind") != "stream" or state.get("world_size") != self.world_size:
-            raise ValueError(
-                f"The checkpoint holds a {state.get('kind')} data position for {state.get('world_size')} processes; "
-                f"this run streams with {self.world_size}. Resume with the original data configuration and process "
-                "count."
-            )
-        self.epoch, self.offset = int(state["epoch"]), int(state["offset"])
+    def layout(self) -> dict:
+        return {"world_size": self.world_size}
 
     def __iter__(self):
         loader = torch.utils.data.DataLoader(

@@ -168,13 +168,14 @@ def _dataset_splits(task: TaskConfig, sampling_rate: int) -> LabelledSplits:
 
 
 def load_splits(task: TaskConfig, sampling_rate: int) -> LabelledSplits:
-    """Train/eval/test tables with a decoded mono `Audio` column at the model's rate."""
+    """Train/eval/test tables with an undecoded `Audio` column (`{"path", "bytes"}`), which `RespAudioCollator` decodes
+    as `bench` decodes files."""
     import datasets
 
     labelled = _registry_splits(task, sampling_rate) if task.id else _dataset_splits(task, sampling_rate)
     if task.train_split not in labelled.splits:
         raise ValueError(f"No split {task.train_split!r}; available: {sorted(labelled.splits)}.")
-    audio = datasets.Audio(sampling_rate=sampling_rate, num_channels=1)
+    audio = datasets.Audio(decode=False)
     splits = {}
     for name, table in labelled.splits.items():
         if task.limit is not None:  # a seeded random subset keeps every class in small smoke runs
