@@ -23,8 +23,10 @@ from typing import Any, Callable
 from resp_audio_hf.data._io import atomic_write_json
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# The repository's root (its `pretrained/` folders, `tests/` helpers).
+REPO = Path(__file__).resolve().parents[1]
 # `<repo>/../shared/data`, where the team keeps the real recordings (never copied into the repository).
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 # ---------------------------------------------------------------------------------------------------- arguments
@@ -117,15 +119,20 @@ def reset_peak_rss() -> bool:
         return False
 
 
+def _proc_line(path: str, prefix: str) -> str | None:
+    """The first line of the /proc file `path` that starts with `prefix`; None where there is none (not Linux)."""
+    try:
+        with open(path) as handle:
+            return next((line for line in handle if line.startswith(prefix)), None)
+    except OSError:
+        return None
+
+
 def peak_rss_mb() -> float:
     """Peak resident set size of this process (MiB) since start or since the last `reset_peak_rss`."""
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+    line = _proc_line("/proc/self/status", "VmHWM:")
+    if line is not None:
+        return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
@@ -215,14 +222,8 @@ def environment() -> dict:
 
 
 def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+    line = _proc_line("/proc/cpuinfo", "model name")
+    return line.split(":", 1)[1].strip() if line is not None else platform.processor()
 
 
 def format_value(value: Any) -> str:

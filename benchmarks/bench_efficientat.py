@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from _common import (
+    REPO,
     SHARED_DATA,
     finish,
     make_parser,
@@ -44,7 +45,6 @@ from _common import (
 )
 
 NAME = "efficientat"
-REPO = Path(__file__).resolve().parents[1]
 MODEL_DIR = REPO / "pretrained" / "efficientat-mn04-as"
 RATE = 32000
 CHECKPOINT = Path("resources") / "mn04_as_mAP_432.pt"

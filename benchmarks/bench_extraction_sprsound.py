@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from _common import (
+    REPO,
     PeakMemory,
     finish,
     make_parser,
@@ -32,7 +33,6 @@ from _common import (
 )
 
 NAME = "extraction_sprsound"
-REPO = Path(__file__).resolve().parents[1]
 ENCODERS = ("efficientat-mn04-as", "small-m2d-resp", "log-mel-stats", "duration")
 
 

@@ -124,21 +124,14 @@ def main() -> None:
     minutes_list = [1.0, 3.0] if args.quick else [float(m) for m in args.minutes.split(",")]
     presets = ["tiny-passt", "tiny-ast", "tiny-m2d"] if args.quick else args.presets.split(",")
 
+    # The same for every run; each run varies the preset, the recording length and the path.
+    fixed = dict(threads=args.threads, layers=args.layers, windows_at_once=args.windows_at_once)
     rows, targets = [], []
     for preset in presets:
         for minutes in minutes_list:
             paths = [p for p in args.paths.split(",") if p != "one_pass" or minutes <= args.one_pass_max_minutes]
             results = {
-                path: run_in_subprocess(
-                    embed_one,
-                    preset=preset,
-                    minutes=minutes,
-                    path=path,
-                    threads=args.threads,
-                    layers=args.layers,
-                    windows_at_once=args.windows_at_once,
-                )
-                for path in paths
+                path: run_in_subprocess(embed_one, preset=preset, minutes=minutes, path=path, **fixed) for path in paths
             }
             reference = results[paths[0]]["embedding"]
             for path, result in results.items():

@@ -48,17 +48,11 @@ class SyntheticTask:
     separation: float = 2.5
 
 
+# Recordings per split, the same for both tasks (the quick task has its own, smaller ones).
+SPLIT_SIZES = dict(train=480, validation=120, test=200)
 TASKS = [
-    SyntheticTask("binary, 768-d (CLS-pooled)", train=480, validation=120, test=200, dim=768, classes=2),
-    SyntheticTask(
-        "4-class, 9216-d (PaSST freq-preserving)",
-        train=480,
-        validation=120,
-        test=200,
-        dim=9216,
-        classes=4,
-        separation=5.0,
-    ),
+    SyntheticTask("binary, 768-d (CLS-pooled)", dim=768, classes=2, **SPLIT_SIZES),
+    SyntheticTask("4-class, 9216-d (PaSST freq-preserving)", dim=9216, classes=4, separation=5.0, **SPLIT_SIZES),
 ]
 QUICK_TASK = SyntheticTask("binary, 768-d (quick)", train=192, validation=64, test=96, dim=768, classes=2)
 

@@ -162,17 +162,11 @@ def main() -> None:
     if not SHARED_DATA.is_dir():
         raise SystemExit(f"Real recordings not found at {SHARED_DATA}; the train measurement needs them.")
     steps = 2 if args.quick else args.repeats
+    # The same for every size; each size brings its own batch size.
+    fixed = dict(steps=steps, warmup=args.warmup, mixed_precision=args.precision, threads=args.threads)
     rows = []
     for size in args.sizes.split(","):
-        batch = SIZES[size]["batch_size"]
-        common = dict(
-            size=size,
-            batch_size=batch,
-            steps=steps,
-            warmup=args.warmup,
-            mixed_precision=args.precision,
-            threads=args.threads,
-        )
+        common = dict(size=size, batch_size=SIZES[size]["batch_size"], **fixed)
         rows.append(run_in_subprocess(measure_step, **common))
         rows.append(run_in_subprocess(measure_train, num_workers=args.num_workers, **common))
         for row in rows[-2:]:

@@ -6,7 +6,20 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLING_RATE = 16000
+SAMPLING_RATE = 16000  # the tiny-m2d preset's
+
+
+def cough_corpus(shared_data: Path, filters: list[str], limit: int, **options) -> dict:
+    """The `data.corpora` entry of the CC0 COVID-19 cough recordings, selected by metadata `filters`."""
+    return {
+        "name": "covid19-cough",
+        "path": str(shared_data / "covid19-cough" / "raw"),
+        "metadata": str(shared_data / "covid19-cough" / "metadata.json"),
+        "file_column": "filename",
+        "filters": filters,
+        "limit": limit,
+        **options,
+    }
 
 
 def real_stub_coughs(shared_data: Path) -> list[Path]:

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import huggingface_hub.constants
@@ -16,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from _audio_helpers import load_audio, sprsound_records
+from _remote_code_helpers import run_without_package
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForAudioClassification
 
 import resp_audio_hf
@@ -191,23 +188,8 @@ def test_hub_id_loads_from_prepopulated_cache_offline(saved, family, input_clips
 
 # Runs in a fresh interpreter in which `import resp_audio_hf` fails, loads every job's folder or hub id with
 # trust_remote_code=True and writes its outputs on the same clips to <out>/<job>.npz.
-REMOTE_SCRIPT = textwrap.dedent(
-    """
-    import importlib.abc, json, sys
-
-    class BlockPackage(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "resp_audio_hf" or name.startswith("resp_audio_hf."):
-                raise ImportError(f"{name} is hidden from this process")
-            return None
-
-    sys.meta_path.insert(0, BlockPackage())
-    try:
-        import resp_audio_hf
-    except ImportError:
-        pass
-    else:
-        raise SystemExit("resp_audio_hf is still importable: the remote-code test would prove nothing")
+REMOTE_SCRIPT = """
+    import json, sys
 
     import numpy as np
     import torch
@@ -240,7 +222,6 @@ REMOTE_SCRIPT = textwrap.dedent(
     assert not any(name.split(".")[0] == "resp_audio_hf" for name in sys.modules)
     json.dump(classes, open(f"{spec['out']}/classes.json", "w"))
     """
-)
 
 
 def remote_jobs(saved) -> list[dict]:
@@ -271,12 +252,7 @@ def remote_run(saved, input_clips, tmp_path_factory):
         inputs=str(work / "inputs.npz"), out=str(work / "out"), sampling_rate=INPUT_RATE, jobs=remote_jobs(saved)
     )
     (work / "spec.json").write_text(json.dumps(spec))
-    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PYTHONSTARTUP")}
-    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(work / "modules"), PYTHONNOUSERSITE="1")
-    result = subprocess.run(
-        [sys.executable, "-c", REMOTE_SCRIPT, str(work / "spec.json")],
-        cwd=work, env=env, capture_output=True, text=True, timeout=300,
-    )
+    result = run_without_package(REMOTE_SCRIPT, work / "spec.json", cwd=work, timeout=300)
     assert result.returncode == 0, f"remote-code process failed:\n{result.stdout}\n{result.stderr[-6000:]}"
     return dict(out=work / "out", classes=json.loads((work / "out" / "classes.json").read_text()))
 

@@ -1,6 +1,8 @@
 """AUROC, MAE and mean reciprocal rank against scikit-learn / scipy / pandas computed independently; the ICBHI
 challenge's sensitivity and specificity against hand-computed values."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -49,24 +51,10 @@ def test_batched_auroc_equals_one_call_per_seed():
         assert batched[seed] == pytest.approx(roc_auc_score(y, scores[seed], multi_class="ovr"), abs=1e-12)
 
 
-# A 4-class test set in which class 3 never occurs.
-_ABSENT_Y = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 0, 1, 2])
-_ABSENT_PROBS = np.array(
-    [
-        [0.70, 0.10, 0.10, 0.10],
-        [0.40, 0.30, 0.20, 0.10],
-        [0.25, 0.25, 0.30, 0.20],
-        [0.20, 0.50, 0.20, 0.10],
-        [0.30, 0.40, 0.10, 0.20],
-        [0.45, 0.35, 0.10, 0.10],
-        [0.10, 0.20, 0.60, 0.10],
-        [0.30, 0.20, 0.40, 0.10],
-        [0.20, 0.30, 0.25, 0.25],
-        [0.35, 0.35, 0.20, 0.10],
-        [0.10, 0.60, 0.20, 0.10],
-        [0.15, 0.25, 0.50, 0.10],
-    ]
-)
+# A 4-class test set in which class 3 never occurs: per row the true class and the 4 class probabilities.
+_ABSENT = np.loadtxt(Path(__file__).resolve().parent / "fixtures" / "auroc_absent_class.csv", delimiter=",", skiprows=1)
+_ABSENT_Y = _ABSENT[:, 0].astype(np.int64)
+_ABSENT_PROBS = _ABSENT[:, 1:]
 
 
 def test_a_class_absent_from_the_labels_counts_as_zero_as_in_opera():

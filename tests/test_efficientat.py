@@ -18,14 +18,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from _audio_helpers import COVID19_COUGH_DIR, DATA_ROOT, load_audio, require_dir
+from _remote_code_helpers import run_without_package
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForAudioClassification, pipeline
 
@@ -186,17 +185,8 @@ def test_remote_code_loads_without_the_package(tmp_path, classifier, feature_ext
 
 
 REMOTE_PIPELINE = """
-import importlib.abc, json, sys
+import json, sys
 import numpy as np
-
-
-class BlockPackage(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "resp_audio_hf":
-            raise ImportError(f"{name} is blocked: the remote code must not need the resp_audio_hf package")
-
-
-sys.meta_path.insert(0, BlockPackage())
 from transformers import pipeline
 
 folder, audio_file, rate, out = sys.argv[1:5]
@@ -213,12 +203,8 @@ def test_remote_code_pipeline_without_the_package(tmp_path, classifier, feature_
     feature_extractor.save_pretrained(folder)
     audio, rate = load_audio(clip_file(EXPECTED["sprsound_first"]))  # 8 kHz: the pipeline resamples it
     np.save(tmp_path / "audio.npy", audio)
-    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PYTHONSTARTUP")}
-    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"), PYTHONNOUSERSITE="1")
-    completed = subprocess.run(
-        [sys.executable, "-c", REMOTE_PIPELINE, str(folder), str(tmp_path / "audio.npy"), str(rate),
-         str(tmp_path / "out.json")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    completed = run_without_package(
+        REMOTE_PIPELINE, folder, tmp_path / "audio.npy", rate, tmp_path / "out.json", cwd=tmp_path
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     remote = json.loads((tmp_path / "out.json").read_text())

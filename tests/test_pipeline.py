@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +12,7 @@ import torch
 import torchaudio.functional as audio_functional
 from _audio_helpers import covid19_cough_file, decode_channel_mean, load_audio, sprsound_records
 from _data_helpers import loopback_server
+from _remote_code_helpers import run_without_package
 from transformers import pipeline
 
 import resp_audio_hf
@@ -289,16 +286,9 @@ def test_other_model_types_keep_the_stock_behaviour(tmp_path):
 
 # ---------------------------------------------------------------------------------------------------- remote code
 
-REMOTE_PIPELINE_SCRIPT = textwrap.dedent(
-    """
-    import importlib.abc, json, sys
+REMOTE_PIPELINE_SCRIPT = """
+    import json, sys
 
-    class BlockPackage(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "resp_audio_hf" or name.startswith("resp_audio_hf."):
-                raise ImportError(f"{name} is hidden from this process")
-
-    sys.meta_path.insert(0, BlockPackage())
     import numpy as np
     from transformers import pipeline
 
@@ -322,7 +312,6 @@ REMOTE_PIPELINE_SCRIPT = textwrap.dedent(
     assert not any(name.split(".")[0] == "resp_audio_hf" for name in sys.modules)
     json.dump(report, open(spec["out"], "w"))
     """
-)
 
 
 def test_saved_folder_names_its_pipeline_for_remote_code(classifier_dirs, classifiers):
@@ -349,12 +338,7 @@ def test_remote_code_pipeline_without_the_package(classifier_dirs, classifiers, 
         header_only=str(header_only), out=str(tmp_path / "report.json"),
     )
     (tmp_path / "spec.json").write_text(json.dumps(spec))
-    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PYTHONSTARTUP")}
-    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"), PYTHONNOUSERSITE="1")
-    result = subprocess.run(
-        [sys.executable, "-c", REMOTE_PIPELINE_SCRIPT, str(tmp_path / "spec.json")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-    )
+    result = run_without_package(REMOTE_PIPELINE_SCRIPT, tmp_path / "spec.json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["pipeline"].startswith("transformers_modules.")

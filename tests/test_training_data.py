@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from _audio_helpers import decode_channel_mean as reference_decode
-from _training_helpers import make_mixed_quality_folder
+from _training_helpers import SAMPLING_RATE, cough_corpus, make_mixed_quality_folder
 
 from resp_audio_hf import RespAudioConfig, RespAudioFeatureExtractor
 from resp_audio_hf.training.config import (
@@ -31,8 +31,6 @@ from resp_audio_hf.training.data import (
     load_corpus,
 )
 
-SAMPLING_RATE = 16000
-
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
@@ -49,14 +47,7 @@ def data_config(shared_data: Path, **overrides) -> DataConfig:
         "batch_size": 3,
         "corpora": [
             {"name": "sprsound", "path": str(shared_data / "sprsound" / "test_wav"), "limit": 7, "repeat": 2},
-            {
-                "name": "cough",
-                "path": str(shared_data / "covid19-cough" / "raw"),
-                "metadata": str(shared_data / "covid19-cough" / "metadata.json"),
-                "file_column": "filename",
-                "filters": ["covid19 == true"],
-                "limit": 5,
-            },
+            cough_corpus(shared_data, ["covid19 == true"], limit=5, name="cough"),
         ],
         **overrides,
     }

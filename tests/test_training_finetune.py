@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from _training_helpers import SAMPLING_RATE
 
 from resp_audio_hf import RespAudioConfig, RespAudioModel
 from resp_audio_hf.training.config import build_dataclass
@@ -20,8 +21,6 @@ from resp_audio_hf.training.finetune import (
     load_splits,
     run,
 )
-
-SAMPLING_RATE = 16000
 
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from _training_helpers import cough_corpus
 from safetensors.torch import load_file
 
 from resp_audio_hf.training.checkpointing import latest_checkpoint, list_checkpoints, save_final_folder
@@ -31,15 +32,7 @@ def run_config(shared_data: Path, output_dir: Path, **train_overrides) -> dict:
             "batch_size": 4,
             "corpora": [
                 {"name": "sprsound", "path": str(shared_data / "sprsound" / "test_wav"), "limit": 20},
-                {
-                    "name": "covid19-cough",
-                    "path": str(shared_data / "covid19-cough" / "raw"),
-                    "metadata": str(shared_data / "covid19-cough" / "metadata.json"),
-                    "file_column": "filename",
-                    "filters": ["verified == true"],
-                    "limit": 8,
-                    "repeat": 2,
-                },
+                cough_corpus(shared_data, ["verified == true"], limit=8, repeat=2),
             ],
         },
         "optimizer": {"lr": 2e-3, "warmup_steps": 1},

@@ -34,25 +34,24 @@ from .pipeline_resp_audio import RespAudioClassificationPipeline, register_pipel
 
 __version__ = "0.1.0"
 
-AutoConfig.register(RespAudioConfig.model_type, RespAudioConfig, exist_ok=True)
-AutoModel.register(RespAudioConfig, RespAudioModel, exist_ok=True)
-AutoModelForAudioClassification.register(RespAudioConfig, RespAudioForAudioClassification, exist_ok=True)
-AutoFeatureExtractor.register(RespAudioConfig, RespAudioFeatureExtractor, exist_ok=True)
 
-RespAudioConfig.register_for_auto_class()
-RespAudioModel.register_for_auto_class("AutoModel")
-RespAudioForAudioClassification.register_for_auto_class("AutoModelForAudioClassification")
+def _register_model_type(config_class, model_class, classifier_class) -> None:
+    """Register one model type with the Auto classes (feature extractor: `RespAudioFeatureExtractor`), and its classes
+    for remote code, so that `save_pretrained` copies their modules next to the weights."""
+    AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
+    AutoModel.register(config_class, model_class, exist_ok=True)
+    AutoModelForAudioClassification.register(config_class, classifier_class, exist_ok=True)
+    AutoFeatureExtractor.register(config_class, RespAudioFeatureExtractor, exist_ok=True)
+    config_class.register_for_auto_class()
+    model_class.register_for_auto_class("AutoModel")
+    classifier_class.register_for_auto_class("AutoModelForAudioClassification")
+
+
+_register_model_type(RespAudioConfig, RespAudioModel, RespAudioForAudioClassification)
+# EfficientAT's MobileNets: their own model type (a CNN shares no field with the ViT family), PaSST's front end.
+_register_model_type(EfficientATConfig, EfficientATModel, EfficientATForAudioClassification)
 RespAudioFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
 register_pipeline()
-
-# EfficientAT's MobileNets: their own model type (a CNN shares no field with the ViT family), PaSST's front end.
-AutoConfig.register(EfficientATConfig.model_type, EfficientATConfig, exist_ok=True)
-AutoModel.register(EfficientATConfig, EfficientATModel, exist_ok=True)
-AutoModelForAudioClassification.register(EfficientATConfig, EfficientATForAudioClassification, exist_ok=True)
-AutoFeatureExtractor.register(EfficientATConfig, RespAudioFeatureExtractor, exist_ok=True)
-EfficientATConfig.register_for_auto_class()
-EfficientATModel.register_for_auto_class("AutoModel")
-EfficientATForAudioClassification.register_for_auto_class("AutoModelForAudioClassification")
 
 __all__ = [
     "MODEL_FAMILIES",

@@ -9,10 +9,10 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
-from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import ModelOutput
 
 from .configuration_efficientat import EfficientATConfig, make_divisible
+from .modeling_resp_audio import AudioClassifierMixin
 
 
 class InvertedResidualSpec(NamedTuple):
@@ -309,7 +309,7 @@ class EfficientATModel(EfficientATPreTrainedModel):
         )
 
 
-class EfficientATForAudioClassification(EfficientATPreTrainedModel):
+class EfficientATForAudioClassification(AudioClassifierMixin, EfficientATPreTrainedModel):
     """
     [`EfficientATModel`] with EfficientAT's classification head on the mean of the last feature map (whatever
     `config.pooling` makes `pooler_output`). AudioSet tagging is multi-label: converted checkpoints set
@@ -322,36 +322,13 @@ class EfficientATForAudioClassification(EfficientATPreTrainedModel):
         self.classifier = EfficientATClassificationHead(config)
         self.post_init()
 
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        if self._auto_class is None:
-            return super().save_pretrained(save_directory, *args, **kwargs)
-        from .pipeline_resp_audio import classifier_save_entries
-
-        with classifier_save_entries(self.config, EfficientATModel):
-            return super().save_pretrained(save_directory, *args, **kwargs)
-
-    def forward(
-        self,
-        input_values: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> SequenceClassifierOutput | tuple:
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
+    def head_input(self, input_values, attention_mask, output_hidden_states, output_attentions):
+        # The head reads the mean of the last feature map, whatever `config.pooling` makes `pooler_output`; a CNN
+        # has no attentions.
         last, time_mask, all_hidden = self.efficientat.encode(
             input_values, attention_mask, output_hidden_states or self.config.output_hidden_states
         )
-        mean_features = _masked_time_mean(last, time_mask).mean(dim=2)
-        logits = self.classifier(mean_features)
-        loss = None
-        if labels is not None:
-            loss = self.loss_function(labels.to(logits.device), logits, self.config)
-        if not return_dict:
-            rest = tuple(v for v in (logits, all_hidden) if v is not None)
-            return ((loss,) + rest) if loss is not None else rest
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=all_hidden)
+        return _masked_time_mean(last, time_mask).mean(dim=2), all_hidden, None
 
 
 __all__ = [

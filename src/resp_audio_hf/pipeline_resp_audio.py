@@ -27,9 +27,9 @@ import numpy as np
 from transformers.pipelines.audio_classification import AudioClassificationPipeline, ffmpeg_read
 
 TASK = "audio-classification"
-# The `custom_pipelines` entry of a saved classifier's config.json (see `RespAudioForAudioClassification.
-# save_pretrained`): in a process without this package, `pipeline(TASK, model=folder, trust_remote_code=True)` loads
-# the class from the folder's copy of this file.
+# The `custom_pipelines` entry of a saved classifier's config.json (see `AudioClassifierMixin.save_pretrained` in
+# modeling_resp_audio.py): in a process without this package, `pipeline(TASK, model=folder, trust_remote_code=True)`
+# loads the class from the folder's copy of this file.
 CUSTOM_PIPELINES = {
     TASK: {
         "impl": "pipeline_resp_audio.RespAudioClassificationPipeline",

@@ -18,39 +18,18 @@ re-exported here.
 
 from .._lazy import lazy_exports
 
-_EXPORTS = {
-    "AudioDecodeError": ".audio",
-    "load_audio": ".audio",
-    "probe_audio": ".audio",
-    "BuildReport": ".build_report",
-    "CORPORA": ".corpora",
-    "CorpusNotFoundError": ".corpus_table",
-    "CorpusTable": ".corpus_table",
-    "build_corpus_dataset": ".corpora",
-    "find_corpus_dir": ".corpora",
-    "scan_corpus": ".corpora",
-    "ChecksumError": ".download",
-    "DownloadError": ".download",
-    "download_file": ".download",
-    "extract_archive": ".download",
-    "OPERA_COMMIT": ".opera_files",
-    "OPERA_FILES": ".opera_files",
-    "OperaFileError": ".opera_files",
-    "OperaFiles": ".opera_files",
-    "CORPUS_SOURCES": ".sources",
-    "CorpusAccessError": ".sources",
-    "download_corpus": ".sources",
-    "OPERA_TASK_IDS": ".tasks",
-    "PROBE_PROTOCOLS": "..benchmark.protocols",
-    "TASKS": ".tasks",
-    "ProbeProtocol": "..benchmark.protocols",
-    "TaskData": ".task_spec",
-    "TaskSpec": ".task_spec",
-    "get_task_spec": ".tasks",
-    "load_task": ".tasks",
-    "protocol_table": "..benchmark.protocols",
-    "resolve_task_ids": ".tasks",
-}
-
-__all__ = list(_EXPORTS)
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__ = lazy_exports(
+    __name__,
+    {
+        ".audio": ("AudioDecodeError", "load_audio", "probe_audio"),
+        ".build_report": ("BuildReport",),
+        ".corpora": ("CORPORA", "build_corpus_dataset", "find_corpus_dir", "scan_corpus"),
+        ".corpus_table": ("CorpusNotFoundError", "CorpusTable"),
+        ".download": ("ChecksumError", "DownloadError", "download_file", "extract_archive"),
+        ".opera_files": ("OPERA_COMMIT", "OPERA_FILES", "OperaFileError", "OperaFiles"),
+        ".sources": ("CORPUS_SOURCES", "CorpusAccessError", "download_corpus"),
+        ".tasks": ("OPERA_TASK_IDS", "TASKS", "get_task_spec", "load_task", "resolve_task_ids"),
+        "..benchmark.protocols": ("PROBE_PROTOCOLS", "ProbeProtocol", "protocol_table"),
+        ".task_spec": ("TaskData", "TaskSpec"),
+    },
+)

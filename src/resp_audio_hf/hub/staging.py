@@ -8,12 +8,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..configuration_resp_audio import RespAudioConfig
 from ..data._io import atomic_folder
-from ..feature_extraction_resp_audio import RespAudioFeatureExtractor
-from ..modeling_resp_audio import RespAudioForAudioClassification, RespAudioModel
 from .card import render_model_card
-from .checkpoint import _has_classification_head, load_checkpoint
+from .checkpoint import load_checkpoint
 from .errors import HubPublishError
 from .results import BenchmarkResult, check_benchmark_matches, load_benchmark_results
 from .validation import CARD_FILE, REQUIRED_FILES, check_staged_folder, validate_staged_folder
@@ -25,15 +22,31 @@ def _auto_map_entry(cls) -> str:
     return f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}"
 
 
-def _expected_auto_map(config: RespAudioConfig) -> dict[str, str]:
+def _expected_auto_map(model, feature_extractor) -> dict[str, str]:
+    """Every Auto class the saved folder loads with, naming the package module that holds the class."""
     auto_map = {
-        "AutoConfig": _auto_map_entry(RespAudioConfig),
-        "AutoModel": _auto_map_entry(RespAudioModel),
-        "AutoFeatureExtractor": _auto_map_entry(RespAudioFeatureExtractor),
+        "AutoConfig": _auto_map_entry(type(model.config)),
+        "AutoModel": _auto_map_entry(type(model.base_model)),
+        "AutoFeatureExtractor": _auto_map_entry(type(feature_extractor)),
     }
-    if _has_classification_head(config):
-        auto_map["AutoModelForAudioClassification"] = _auto_map_entry(RespAudioForAudioClassification)
+    if model.base_model is not model:  # a classifier: its encoder is `base_model`
+        auto_map["AutoModelForAudioClassification"] = _auto_map_entry(type(model))
     return auto_map
+
+
+def save_with_remote_code(model, feature_extractor, folder: str | os.PathLike) -> None:
+    """
+    Save `model` and `feature_extractor` into `folder` with their remote code, for any family of the package.
+
+    The remote code is the package's own modules: importing `resp_audio_hf` registers its classes for the Auto
+    classes, so `save_pretrained` copies the module of each saved class and the modules it imports. The package is
+    the code's only source; the repository's `pretrained/` folders hold weights and configuration only, and the
+    remote code is written here, when a folder is staged.
+    """
+    # Seeding auto_map lets save_pretrained add the entries for every Auto class, not only the saved class's.
+    model.config.auto_map = _expected_auto_map(model, feature_extractor)
+    model.save_pretrained(folder)
+    feature_extractor.save_pretrained(folder)
 
 
 @dataclass
@@ -85,10 +98,7 @@ def stage_for_hub(
     )
 
     with atomic_folder(staging_dir) as building:
-        # Seeding auto_map lets save_pretrained add the entries for every Auto class, not only the saved class's.
-        model.config.auto_map = _expected_auto_map(model.config)
-        model.save_pretrained(building)
-        feature_extractor.save_pretrained(building)
+        save_with_remote_code(model, feature_extractor, building)
         card.save(building / CARD_FILE)
         files = check_staged_folder(building)
         validate_staged_folder(building, reference_model=model, isolated=check_remote_code)

@@ -234,15 +234,18 @@ def build_dataclass(cls, *sources):
 
 
 def training_argument_parser(
-    description: str, config_help: str, resume_help: str, overrides_help: str
+    description: str, config_class, resume_help: str, override_example: str
 ) -> argparse.ArgumentParser:
     """
-    The command line the training scripts share: `--config` (YAML), `--resume` (a checkpoint folder or `auto`) and
-    positional `section.key=value` overrides, the last two read by [`load_config`]. Scripts add their own options.
+    The command line the training scripts share: `--config` (YAML with the sections of `config_class`, a dataclass),
+    `--resume` (a checkpoint folder or `auto`) and positional `section.key=value` overrides such as
+    `override_example`, the first and last read by [`load_config`]. Scripts add their own options.
     """
+    sections = ", ".join(f.name for f in dataclasses.fields(config_class))
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help=config_help)
+    parser.add_argument("--config", help=f"YAML file with the sections {sections}.")
     parser.add_argument("--resume", default=None, metavar="CHECKPOINT|auto", help=resume_help)
+    overrides_help = f"section.key=value overrides of the YAML (e.g. {override_example})."
     parser.add_argument("overrides", nargs="*", help=overrides_help)
     return parser
 

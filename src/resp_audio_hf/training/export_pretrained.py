@@ -4,8 +4,9 @@
         --config training/configs/small_m2d_resp.yaml
 
 The folder holds:
-- the online encoder and its feature extractor (saved by this checkout, with its remote code) at the top level (`AutoModel.from_pretrained("pretrained/<name>")`,
-  `AutoFeatureExtractor.from_pretrained(...)`, `pipeline(...)` load it directly);
+- the online encoder and its feature extractor at the top level (`AutoModel.from_pretrained("pretrained/<name>")`,
+  `AutoFeatureExtractor.from_pretrained(...)`, `pipeline(...)` load it directly with the package imported); git
+  ignores the remote-code copies `save_pretrained` writes there, the package being their single source;
 - `metrics.jsonl` (the run's log), `loss_curve.png` (loss and learning rate per logged step);
 - `command.txt` (the exact command of the run), `pretrain_config.json` (the resolved configuration and schedule),
   the YAML the run was started from (`--config`);

@@ -14,7 +14,6 @@ padding out.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import re
@@ -105,17 +104,6 @@ class LabelledSplits:
     splits: dict[str, Any]
     problem_type: str
     label_names: list[str] | None
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = training_argument_parser(
-        __doc__,
-        config_help="YAML with the sections model, task, training_args.",
-        resume_help="Continue from a Trainer checkpoint folder, or with 'auto' from the newest complete one in "
-        "output_dir.",
-        overrides_help="section.key=value overrides (e.g. training_args.max_steps=100).",
-    )
-    return parser.parse_args(argv)
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -383,7 +371,12 @@ def _feature_extractor(config: FinetuneModelConfig):
 
 
 def main(argv=None) -> None:
-    args = parse_args(argv)
+    args = training_argument_parser(
+        __doc__,
+        FinetuneConfig,
+        resume_help="A Trainer checkpoint folder to continue from, or 'auto': the newest complete one in output_dir.",
+        override_example="training_args.max_steps=100",
+    ).parse_args(argv)
     config = load_config(FinetuneConfig, args.config, args.overrides)
     run(config, resume=args.resume)
 

@@ -48,10 +48,10 @@ DATA_FILES_NAME = "data_files.json"
 def parse_args(argv=None) -> argparse.Namespace:
     parser = training_argument_parser(
         __doc__,
-        config_help="YAML file with the sections model, objective, data, optimizer, train.",
+        PretrainConfig,
         resume_help="Continue from a checkpoint folder, or with 'auto' from the newest one in train.output_dir "
         "(starting afresh when there is none, so a preempted job can be relaunched unchanged).",
-        overrides_help="section.key=value overrides of the YAML (e.g. train.max_steps=100).",
+        override_example="train.max_steps=100",
     )
     parser.add_argument(
         "--stop-after-steps",

@@ -4,55 +4,36 @@ The computation is `resp_audio_hf.benchmark.metrics.auroc_ovr_macro`; this modul
 """
 
 import datasets
-import evaluate
 import numpy as np
 
 from resp_audio_hf.benchmark.metrics import auroc_ovr_macro
-
-_DESCRIPTION = """
-Macro-averaged one-vs-rest area under the ROC curve over the classes, the classification metric of the OPERA
-respiratory-audio benchmark (Zhang et al., NeurIPS 2024). For two classes it equals the binary AUROC of the positive
-class.
-"""
-
-_KWARGS_DESCRIPTION = """
-Args:
-    predictions: per example, the scores of every class (probabilities or logits, `[n, C]`), or one positive-class
-        score per example for a binary task (`[n]`).
-    references: per example, the true class id.
-Returns:
-    roc_auc: the macro one-vs-rest AUROC.
-Examples:
-    >>> auroc = evaluate.load(resp_audio_hf.metrics.metric_path("opera_auroc"))
-    >>> auroc.compute(predictions=[[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], references=[0, 1, 1])
-    {'roc_auc': 1.0}
-"""
-
-_CITATION = """
-@inproceedings{zhang2024opera,
-  title = {Towards Open Respiratory Acoustic Foundation Models: Pretraining and Benchmarking},
-  author = {Zhang, Yuwei and Xia, Tong and Han, Jing and Wu, Yu and Rizos, Georgios and Liu, Yang and Mosuily, Mohammed
-            and Chauhan, Jagmohan and Mascolo, Cecilia},
-  booktitle = {NeurIPS Datasets and Benchmarks Track},
-  year = {2024}
-}
-"""
+from resp_audio_hf.metrics import opera_metric  # the module: see its docstring
 
 
-@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class OperaAuroc(evaluate.Metric):
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=[
-                datasets.Features(
-                    {"predictions": datasets.Sequence(datasets.Value("float64")), "references": datasets.Value("int64")}
-                ),
-                datasets.Features({"predictions": datasets.Value("float64"), "references": datasets.Value("int64")}),
-            ],
-        )
+class OperaAuroc(opera_metric.OperaMetric):
+    DESCRIPTION = """
+    Macro-averaged one-vs-rest area under the ROC curve over the classes, the classification metric of the OPERA
+    respiratory-audio benchmark (Zhang et al., NeurIPS 2024). For two classes it equals the binary AUROC of the positive
+    class.
+    """
+    INPUTS_DESCRIPTION = """
+    Args:
+        predictions: per example, the scores of every class (probabilities or logits, `[n, C]`), or one positive-class
+            score per example for a binary task (`[n]`).
+        references: per example, the true class id.
+    Returns:
+        roc_auc: the macro one-vs-rest AUROC.
+    Examples:
+        >>> auroc = evaluate.load(resp_audio_hf.metrics.metric_path("opera_auroc"))
+        >>> auroc.compute(predictions=[[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], references=[0, 1, 1])
+        {'roc_auc': 1.0}
+    """
+    FEATURES = [
+        datasets.Features(
+            {"predictions": datasets.Sequence(datasets.Value("float64")), "references": datasets.Value("int64")}
+        ),
+        datasets.Features({"predictions": datasets.Value("float64"), "references": datasets.Value("int64")}),
+    ]
 
     def _compute(self, predictions, references):
         return {"roc_auc": float(auroc_ovr_macro(np.asarray(references), np.asarray(predictions, dtype=np.float64)))}

@@ -5,50 +5,32 @@ One example is one task: the scores of every model on it and whether higher is b
 """
 
 import datasets
-import evaluate
 
 from resp_audio_hf.benchmark.metrics import mean_reciprocal_rank
-
-_DESCRIPTION = """
-Mean reciprocal rank (MRR) of models across tasks, as in the OPERA benchmark: on each task the models are ranked
-(1 = best, ties share the best rank of the tie), and each model's reciprocal ranks are averaged over the tasks.
-"""
-
-_KWARGS_DESCRIPTION = """
-Args:
-    scores: per task, the score of each model, in the order of `models` (AUROC, MAE, ...).
-    higher_is_better: per task, True for AUROC-like metrics, False for errors such as MAE.
-    models: the model names (compute keyword).
-    tasks: optional task names, one per example (compute keyword), for error messages only.
-Returns:
-    mrr: {model: mean reciprocal rank}.
-Examples:
-    >>> mrr = evaluate.load(resp_audio_hf.metrics.metric_path("opera_mrr"))
-    >>> mrr.compute(scores=[[0.8, 0.7], [2.0, 1.0]], higher_is_better=[True, False], models=["a", "b"])
-    {'mrr': {'a': 0.75, 'b': 0.75}}
-"""
-
-_CITATION = """
-@inproceedings{zhang2024opera,
-  title = {Towards Open Respiratory Acoustic Foundation Models: Pretraining and Benchmarking},
-  author = {Zhang, Yuwei and others},
-  booktitle = {NeurIPS Datasets and Benchmarks Track},
-  year = {2024}
-}
-"""
+from resp_audio_hf.metrics import opera_metric  # the module: see its docstring
 
 
-@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class OperaMrr(evaluate.Metric):
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"scores": datasets.Sequence(datasets.Value("float64")), "higher_is_better": datasets.Value("bool")}
-            ),
-        )
+class OperaMrr(opera_metric.OperaMetric):
+    DESCRIPTION = """
+    Mean reciprocal rank (MRR) of models across tasks, as in the OPERA benchmark: on each task the models are ranked
+    (1 = best, ties share the best rank of the tie), and each model's reciprocal ranks are averaged over the tasks.
+    """
+    INPUTS_DESCRIPTION = """
+    Args:
+        scores: per task, the score of each model, in the order of `models` (AUROC, MAE, ...).
+        higher_is_better: per task, True for AUROC-like metrics, False for errors such as MAE.
+        models: the model names (compute keyword).
+        tasks: optional task names, one per example (compute keyword), for error messages only.
+    Returns:
+        mrr: {model: mean reciprocal rank}.
+    Examples:
+        >>> mrr = evaluate.load(resp_audio_hf.metrics.metric_path("opera_mrr"))
+        >>> mrr.compute(scores=[[0.8, 0.7], [2.0, 1.0]], higher_is_better=[True, False], models=["a", "b"])
+        {'mrr': {'a': 0.75, 'b': 0.75}}
+    """
+    FEATURES = datasets.Features(
+        {"scores": datasets.Sequence(datasets.Value("float64")), "higher_is_better": datasets.Value("bool")}
+    )
 
     def _compute(self, scores, higher_is_better, models, tasks=None):
         tasks = list(tasks) if tasks is not None else [f"task {i}" for i in range(len(scores))]
