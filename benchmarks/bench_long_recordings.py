@@ -14,7 +14,7 @@ was alive before: Python, torch and transformers, about 0.8 GB, the model, the w
 over `rss_before_mb`. The one-pass path is only run up to `--one-pass-max-minutes` (its 3 h peak is many GB);
 `max_abs_diff` compares each path's embedding with the first path's.
 
-    python benchmarks/bench_long_recordings.py                      # 10, 60, 180 min; resp-passt, resp-ast, resp-m2d
+    python benchmarks/bench_long_recordings.py                      # 10, 60, 180 min; each family's published preset
     python benchmarks/bench_long_recordings.py --minutes 3 --one-pass-max-minutes 3
     python benchmarks/bench_long_recordings.py --quick              # 1 and 3 min, tiny presets
 
@@ -31,11 +31,16 @@ import numpy as np
 import torch
 
 from _common import PeakMemory, current_rss_mb, finish, make_parser, run_in_subprocess, setup_threads
+from resp_audio_hf import MODEL_FAMILIES
 
 NAME = "long_recordings"
 RATE = 8000
 TARGET_MB = 1536
-PRESETS = ("resp-passt", "resp-ast", "resp-m2d")
+# Each family's published encoder (its first preset: `resp-passt`, ...) and its tiny preset (`--quick`).
+PRESETS = tuple(next(iter(family.presets)) for family in MODEL_FAMILIES.values() if family.presets)
+TINY_PRESETS = tuple(
+    preset for family in MODEL_FAMILIES.values() for preset in family.presets if preset.startswith("tiny-")
+)
 
 
 def synthetic_minutes(minutes: float, seed: int = 0):
@@ -122,7 +127,7 @@ def main() -> None:
     args = parser.parse_args()
     setup_threads(args.threads)
     minutes_list = [1.0, 3.0] if args.quick else [float(m) for m in args.minutes.split(",")]
-    presets = ["tiny-passt", "tiny-ast", "tiny-m2d"] if args.quick else args.presets.split(",")
+    presets = list(TINY_PRESETS) if args.quick else args.presets.split(",")
 
     # The same for every run; each run varies the preset, the recording length and the path.
     fixed = dict(threads=args.threads, layers=args.layers, windows_at_once=args.windows_at_once)

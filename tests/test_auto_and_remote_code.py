@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from _audio_helpers import load_audio, sprsound_records
+from _preset_helpers import TINY_PRESETS
 from _remote_code_helpers import run_without_package
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForAudioClassification
 
@@ -23,7 +24,6 @@ from resp_audio_hf import (
     RespAudioModel,
 )
 
-FAMILIES = ("tiny-passt", "tiny-ast", "tiny-m2d")
 ID2LABEL = {0: "Normal", 1: "CAS", 2: "DAS"}
 HUB_ORG = "resp-audio-tests"
 REMOTE_CODE_FILES = (
@@ -35,8 +35,8 @@ REMOTE_CODE_FILES = (
 INPUT_RATE = 8000  # SPRSound's native rate: every front end resamples it
 
 
-def hub_id(family: str) -> str:
-    return f"{HUB_ORG}/{family}-cls"
+def hub_id(preset: str) -> str:
+    return f"{HUB_ORG}/{preset}-cls"
 
 
 def populate_hub_cache(cache_dir: Path, repo_id: str, folder: Path) -> str:
@@ -74,21 +74,21 @@ def input_clips() -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory, input_clips):
-    """Per family: a random base model and a classifier saved with their feature extractor, plus in-process outputs."""
+    """Per tiny preset: a random base model and a classifier saved with their feature extractor, and their outputs."""
     root = tmp_path_factory.mktemp("saved")
     hub_cache = root / "hub_cache"
-    families = {}
-    for seed, family in enumerate(FAMILIES):
+    presets = {}
+    for seed, preset in enumerate(TINY_PRESETS):
         torch.manual_seed(seed)
-        config = RespAudioConfig.from_preset(family, id2label=ID2LABEL)
+        config = RespAudioConfig.from_preset(preset, id2label=ID2LABEL)
         feature_extractor = RespAudioFeatureExtractor.from_model_config(config)
         base, classifier = RespAudioModel(config).eval(), RespAudioForAudioClassification(config).eval()
-        folders = {"base": root / family / "base", "cls": root / family / "cls"}
+        folders = {"base": root / preset / "base", "cls": root / preset / "cls"}
         for model, folder in ((base, folders["base"]), (classifier, folders["cls"])):
             model.save_pretrained(folder)
             feature_extractor.save_pretrained(folder)
-        populate_hub_cache(hub_cache, hub_id(family), folders["cls"])
-        families[family] = dict(
+        populate_hub_cache(hub_cache, hub_id(preset), folders["cls"])
+        presets[preset] = dict(
             config=config,
             feature_extractor=feature_extractor,
             base=base,
@@ -99,7 +99,7 @@ def saved(tmp_path_factory, input_clips):
                 "cls": reference_outputs(classifier, feature_extractor, input_clips),
             },
         )
-    return dict(root=root, hub_cache=hub_cache, families=families)
+    return dict(root=root, hub_cache=hub_cache, presets=presets)
 
 
 @pytest.fixture
@@ -122,10 +122,10 @@ def assert_outputs_equal(actual: dict[str, np.ndarray], expected: dict[str, np.n
 # --------------------------------------------------------------------------- in-process Auto classes
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_saved_folder_carries_remote_code(saved, family):
+@pytest.mark.parametrize("preset", TINY_PRESETS)
+def test_saved_folder_carries_remote_code(saved, preset):
     for kind, auto_class in (("base", "AutoModel"), ("cls", "AutoModelForAudioClassification")):
-        folder = saved["families"][family]["folders"][kind]
+        folder = saved["presets"][preset]["folders"][kind]
         for name in REMOTE_CODE_FILES:
             assert (folder / name).is_file(), f"{name} missing from {folder}"
         config = json.loads((folder / "config.json").read_text())
@@ -141,9 +141,9 @@ def test_saved_folder_carries_remote_code(saved, family):
             assert (folder / name).read_bytes() == (Path(resp_audio_hf.__file__).parent / name).read_bytes()
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_auto_classes_round_trip(saved, family, input_clips, offline):
-    entry = saved["families"][family]
+@pytest.mark.parametrize("preset", TINY_PRESETS)
+def test_auto_classes_round_trip(saved, preset, input_clips, offline):
+    entry = saved["presets"][preset]
     folders, expected = entry["folders"], entry["expected"]
 
     config = AutoConfig.from_pretrained(folders["cls"])
@@ -170,11 +170,11 @@ def test_auto_classes_round_trip(saved, family, input_clips, offline):
     assert_outputs_equal(reference_outputs(encoder, feature_extractor, input_clips), expected_encoder)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_hub_id_loads_from_prepopulated_cache_offline(saved, family, input_clips, offline):
-    cache_dir, expected = saved["hub_cache"], saved["families"][family]["expected"]
-    classifier = AutoModelForAudioClassification.from_pretrained(hub_id(family), cache_dir=cache_dir).eval()
-    feature_extractor = AutoFeatureExtractor.from_pretrained(hub_id(family), cache_dir=cache_dir)
+@pytest.mark.parametrize("preset", TINY_PRESETS)
+def test_hub_id_loads_from_prepopulated_cache_offline(saved, preset, input_clips, offline):
+    cache_dir, expected = saved["hub_cache"], saved["presets"][preset]["expected"]
+    classifier = AutoModelForAudioClassification.from_pretrained(hub_id(preset), cache_dir=cache_dir).eval()
+    feature_extractor = AutoFeatureExtractor.from_pretrained(hub_id(preset), cache_dir=cache_dir)
     assert type(classifier) is RespAudioForAudioClassification
     assert type(feature_extractor) is RespAudioFeatureExtractor
     assert_outputs_equal(reference_outputs(classifier, feature_extractor, input_clips), expected["cls"])
@@ -226,17 +226,17 @@ REMOTE_SCRIPT = """
 
 def remote_jobs(saved) -> list[dict]:
     jobs = []
-    for family in FAMILIES:
-        folders = saved["families"][family]["folders"]
-        jobs.append(dict(name=f"{family}-base", auto_class="AutoModel", source=str(folders["base"])))
+    for preset in TINY_PRESETS:
+        folders = saved["presets"][preset]["folders"]
+        jobs.append(dict(name=f"{preset}-base", auto_class="AutoModel", source=str(folders["base"])))
         jobs.append(
-            dict(name=f"{family}-cls", auto_class="AutoModelForAudioClassification", source=str(folders["cls"]))
+            dict(name=f"{preset}-cls", auto_class="AutoModelForAudioClassification", source=str(folders["cls"]))
         )
         jobs.append(
             dict(
-                name=f"{family}-hub",
+                name=f"{preset}-hub",
                 auto_class="AutoModelForAudioClassification",
-                source=hub_id(family),
+                source=hub_id(preset),
                 cache_dir=str(saved["hub_cache"]),
             )
         )
@@ -257,10 +257,10 @@ def remote_run(saved, input_clips, tmp_path_factory):
     return dict(out=work / "out", classes=json.loads((work / "out" / "classes.json").read_text()))
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("preset", TINY_PRESETS)
 @pytest.mark.parametrize("kind", ("base", "cls", "hub"))
-def test_remote_code_without_package_gives_identical_outputs(saved, remote_run, family, kind):
-    name = f"{family}-{kind}"
+def test_remote_code_without_package_gives_identical_outputs(saved, remote_run, preset, kind):
+    name = f"{preset}-{kind}"
     classes = remote_run["classes"][name]
     # Loaded from the folder's own copy of the code, not from an installed package.
     assert classes["model"].startswith("transformers_modules.")
@@ -273,5 +273,5 @@ def test_remote_code_without_package_gives_identical_outputs(saved, remote_run, 
 
     with np.load(remote_run["out"] / f"{name}.npz") as remote:
         actual = {key: remote[key] for key in remote.files}
-    expected = saved["families"][family]["expected"]["base" if kind == "base" else "cls"]
+    expected = saved["presets"][preset]["expected"]["base" if kind == "base" else "cls"]
     assert_outputs_equal(actual, expected)

@@ -6,15 +6,15 @@ import torch
 import torchaudio
 
 from resp_audio_hf import RespAudioConfig, RespAudioFeatureExtractor
+from resp_audio_hf.configuration_resp_audio import FRONTENDS
 
 
-@pytest.fixture(params=["passt", "ast", "m2d"])
+@pytest.fixture(params=FRONTENDS)
 def extractor(request):
     return RespAudioFeatureExtractor(frontend=request.param)
 
 
 def test_every_config_frontend_has_one_front_end_record():
-    from resp_audio_hf.configuration_resp_audio import FRONTENDS
     from resp_audio_hf.feature_extraction_resp_audio import FRONT_ENDS
 
     assert sorted(FRONT_ENDS) == sorted(FRONTENDS)

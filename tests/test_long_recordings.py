@@ -3,11 +3,10 @@
 import numpy as np
 import pytest
 import torch
+from _preset_helpers import TINY_PRESETS
 
 from resp_audio_hf import RespAudioConfig, RespAudioFeatureExtractor, RespAudioModel
-
-FRONTENDS = ["passt", "ast", "m2d"]
-
+from resp_audio_hf.configuration_resp_audio import FRONTENDS
 
 def synthetic_recording(seconds: float, rate: int, seed: int = 0) -> np.ndarray:
     """Breathing-like test signal: noise under a slow envelope, a wheeze-like tone and sparse clicks."""
@@ -81,7 +80,7 @@ def test_frame_blocks_check_input_like_the_call():
     assert_features_match(torch.cat(list(extractor.frame_blocks(stereo, 8000))), full, extractor)
 
 
-@pytest.mark.parametrize("preset", ["tiny-passt", "tiny-ast", "tiny-m2d"])
+@pytest.mark.parametrize("preset", TINY_PRESETS)
 @pytest.mark.parametrize("pooling", ["freq_preserving", "mean", "cls"])
 def test_pool_frame_stream_equals_windowed_forward(preset, pooling, single_torch_thread):
     config = RespAudioConfig.from_preset(preset, pooling=pooling, window_batch_size=3)

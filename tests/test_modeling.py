@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from _preset_helpers import TINY_PRESETS
 
 from resp_audio_hf import (
     RespAudioConfig,
@@ -11,8 +12,6 @@ from resp_audio_hf import (
     RespAudioModel,
 )
 from resp_audio_hf.modeling_resp_audio import frequency_row_means, pool_embeddings, sincos_2d_position_embeddings
-
-FAMILIES = ["tiny-passt", "tiny-ast", "tiny-m2d"]
 
 
 def _model(preset, **overrides):
@@ -74,7 +73,7 @@ def test_pooling_flag_matches_last_hidden_state(pooling):
     torch.testing.assert_close(out.pooler_output, expected)
 
 
-@pytest.mark.parametrize("preset", FAMILIES)
+@pytest.mark.parametrize("preset", TINY_PRESETS)
 def test_clip_embedding_is_independent_of_batch_padding(preset, sprsound_clips):
     model = _model(preset)
     fe = RespAudioFeatureExtractor.from_model_config(model.config)
@@ -88,7 +87,7 @@ def test_clip_embedding_is_independent_of_batch_padding(preset, sprsound_clips):
     assert torch.isfinite(batched).all()
 
 
-@pytest.mark.parametrize("preset", FAMILIES)
+@pytest.mark.parametrize("preset", TINY_PRESETS)
 def test_long_input_is_encoded_in_patch_aligned_windows(preset):
     model = _model(preset)
     config = model.config
@@ -150,7 +149,7 @@ def test_attention_weights_path_equals_sdpa():
     assert slow.attentions[0][1][..., model.config.num_prefix_tokens :][..., padded_keys].abs().max() == 0
 
 
-@pytest.mark.parametrize("preset", FAMILIES)
+@pytest.mark.parametrize("preset", TINY_PRESETS)
 def test_unpadded_forward_traces_as_one_graph(preset):
     """Without an attention mask, torch.compile sees one graph: no data-dependent check breaks it (Dynamo's explain
     traces without compiling, so this needs no C++ compiler)."""

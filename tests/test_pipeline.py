@@ -12,6 +12,7 @@ import torch
 import torchaudio.functional as audio_functional
 from _audio_helpers import covid19_cough_file, decode_channel_mean, load_audio, sprsound_records
 from _data_helpers import loopback_server
+from _preset_helpers import ONE_TINY_PRESET_PER_RATE
 from _remote_code_helpers import run_without_package
 from transformers import pipeline
 
@@ -24,7 +25,6 @@ from resp_audio_hf import (
 )
 
 ID2LABEL = {0: "Normal", 1: "CAS", 2: "DAS", 3: "CAS & DAS"}
-FAMILIES = ("tiny-passt", "tiny-m2d")  # 32 kHz and 16 kHz front ends
 # A file decoded by the pipeline (torchcodec, resampled by libswresample) against torchcodec at the file's rate +
 # torchaudio's resampler: the two resamplers' samples differ by up to 1e-2 on the 8 kHz MP3 cough, which the sharpened
 # heads turn into score differences up to 2.1e-2 (FFmpeg's command line, the decoder before, padded the MP3's end
@@ -37,25 +37,25 @@ pytestmark = pytest.mark.usefixtures("hub_offline")
 
 @pytest.fixture(scope="module")
 def classifier_dirs(tmp_path_factory) -> dict[str, object]:
-    """A random classifier per family, saved with its feature extractor, with logits scaled so scores are far apart."""
+    """A random classifier per preset, saved with its feature extractor, with logits scaled so scores are far apart."""
     root = tmp_path_factory.mktemp("pipeline_models")
     folders = {}
-    for seed, family in enumerate(FAMILIES):
+    for seed, preset in enumerate(ONE_TINY_PRESET_PER_RATE):
         torch.manual_seed(seed)
-        config = RespAudioConfig.from_preset(family, id2label=ID2LABEL)
+        config = RespAudioConfig.from_preset(preset, id2label=ID2LABEL)
         model = RespAudioForAudioClassification(config).eval()
         with torch.no_grad():
             # A random tiny head gives near-uniform scores; sharper ones make score comparisons discriminative.
             model.classifier.dense.weight.mul_(10.0)
-        model.save_pretrained(root / family)
-        RespAudioFeatureExtractor.from_model_config(config).save_pretrained(root / family)
-        folders[family] = root / family
+        model.save_pretrained(root / preset)
+        RespAudioFeatureExtractor.from_model_config(config).save_pretrained(root / preset)
+        folders[preset] = root / preset
     return folders
 
 
 @pytest.fixture(scope="module")
 def classifiers(classifier_dirs):
-    return {family: pipeline("audio-classification", model=str(folder)) for family, folder in classifier_dirs.items()}
+    return {preset: pipeline("audio-classification", model=str(folder)) for preset, folder in classifier_dirs.items()}
 
 
 @pytest.fixture(scope="module")
@@ -95,9 +95,9 @@ def test_pipeline_loads_our_classes(classifiers):
         assert type(classifier.feature_extractor) is RespAudioFeatureExtractor
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_bare_array_is_taken_at_the_model_rate(classifiers, family, sprsound_wav):
-    classifier = classifiers[family]
+@pytest.mark.parametrize("preset", ONE_TINY_PRESET_PER_RATE)
+def test_bare_array_is_taken_at_the_model_rate(classifiers, preset, sprsound_wav):
+    classifier = classifiers[preset]
     model_rate = classifier.feature_extractor.sampling_rate
     at_model_rate, _ = load_audio(sprsound_wav, sampling_rate=model_rate)
     results = classifier(at_model_rate, top_k=None)
@@ -111,11 +111,11 @@ def test_bare_array_is_taken_at_the_model_rate(classifiers, family, sprsound_wav
     assert max(abs(score - resampled[label]) for label, score in as_scores(bare).items()) > 1e-3
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("preset", ONE_TINY_PRESET_PER_RATE)
 @pytest.mark.parametrize("rate", (8000, 16000, 44100))
 @pytest.mark.parametrize("key", ("array", "raw"))
-def test_dict_input_is_resampled(classifiers, family, rate, key, sprsound_wav):
-    classifier = classifiers[family]
+def test_dict_input_is_resampled(classifiers, preset, rate, key, sprsound_wav):
+    classifier = classifiers[preset]
     # Real recordings at each rate: SPRSound at its native 8 kHz or decoded to 16 kHz, a 48 kHz cough at 44.1 kHz.
     source = covid19_cough_file(native_rate=48000) if rate == 44100 else sprsound_wav
     audio, decoded_rate = load_audio(source, sampling_rate=rate)
@@ -124,10 +124,10 @@ def test_dict_input_is_resampled(classifiers, family, rate, key, sprsound_wav):
     assert_scores_close(results, manual_scores(classifier, audio, rate), atol=1e-6)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("preset", ONE_TINY_PRESET_PER_RATE)
 @pytest.mark.parametrize("recording", ("sprsound-wav-8k", "cough-mp3-48k", "cough-mp3-8k"))
-def test_file_path_of_real_recording(classifiers, family, recording, sprsound_wav):
-    classifier = classifiers[family]
+def test_file_path_of_real_recording(classifiers, preset, recording, sprsound_wav):
+    classifier = classifiers[preset]
     path = {
         "sprsound-wav-8k": lambda: sprsound_wav,
         "cough-mp3-48k": lambda: covid19_cough_file(native_rate=48000),

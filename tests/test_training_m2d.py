@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from _preset_helpers import TINY_PRESETS
 
 from resp_audio_hf import RespAudioConfig, RespAudioModel
 from resp_audio_hf.training.m2d_objective import (
@@ -35,7 +36,7 @@ def spectrogram(config: RespAudioConfig, batch: int = 2, seed: int = 1) -> torch
     return torch.randn(batch, config.window_frames, config.num_mel_bins, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("preset", ["tiny-m2d", "tiny-passt", "tiny-ast"])
+@pytest.mark.parametrize("preset", TINY_PRESETS)
 def test_embed_patch_grid_feeds_the_encoder_exactly_as_the_model_does(preset):
     """With every patch visible, the objective's token path is the model's own forward pass."""
     model = RespAudioModel(RespAudioConfig.from_preset(preset)).eval()

@@ -257,6 +257,7 @@ def test_export_writes_a_loadable_self_describing_folder(shared_data, tmp_path, 
     from transformers import AutoFeatureExtractor, AutoModel
 
     import resp_audio_hf  # noqa: F401  (registers the Auto classes)
+    from resp_audio_hf.benchmark.results import BenchmarkResult, TaskResult
     from resp_audio_hf.training.export_pretrained import export
 
     # Corpora under folder names the card recognises: SPRSound (GPL-3.0) train files, CC0 coughs.
@@ -279,12 +280,11 @@ def test_export_writes_a_loadable_self_describing_folder(shared_data, tmp_path, 
     with pytest.raises(ValueError, match="MB limit"):
         export(run, "tiny-resp", tmp_path / "pretrained", config_path, max_megabytes=0.01)
     assert not (tmp_path / "pretrained" / "tiny-resp").exists()
-    # A bench result to show in the card (the shape `resp-audio-hf bench` writes).
+    # Bench results to show in the card, written as `resp-audio-hf bench` writes them.
     scores = [0.71, 0.69, 0.70]
-    bench = {"model": str(run / "model"), "tasks": {"S1": {"metric": "auroc", "scores": scores}}}
-    bench["tasks"]["S1"].update(mean=float(np.mean(scores)), std=float(np.std(scores)))
-    (tmp_path / "results.json").write_text(json.dumps(bench))
-    (tmp_path / "start.json").write_text(json.dumps({**bench, "model": "preset:tiny-m2d:seed0"}))
+    task = TaskResult("S1", "SPRSound record level", "auroc", float(np.mean(scores)), float(np.std(scores)), scores)
+    for file_name, model in (("results.json", str(run / "model")), ("start.json", "preset:tiny-m2d:seed0")):
+        (tmp_path / file_name).write_text(json.dumps(BenchmarkResult(model, tasks={"S1": task}).to_dict()))
     evaluations = {"trained": tmp_path / "results.json", "random-start": tmp_path / "start.json"}
     folder = export(run, "tiny-resp", tmp_path / "pretrained", config_path, evaluations=evaluations)
 

@@ -28,6 +28,7 @@ import re
 import shutil
 from pathlib import Path
 
+from ..benchmark.results import BenchmarkResult, load_results
 from .checkpointing import FINAL_MODEL_NAME, save_final_folder
 
 # Files of the run copied as they are.
@@ -87,23 +88,21 @@ def parse_evaluations(items: list[str]) -> dict[str, Path]:
     return evaluations
 
 
-def evaluation_section(evaluations: dict[str, dict]) -> str:
+def evaluation_section(evaluations: dict[str, BenchmarkResult]) -> str:
     """The bench results as a table: one row per (label, task), with the bench command that produced them."""
     if not evaluations:
         return ""
     rows, commands = [], []
-    for label, results in evaluations.items():
-        tasks = sorted(results["tasks"])
+    for label, result in evaluations.items():
+        tasks = sorted(result.tasks)
         # `bench --preset P` records its model as `preset:P:seed0`.
-        preset = re.fullmatch(r"preset:(.+):seed0", results["model"])
-        source = f"--preset {preset.group(1)}" if preset else f"--model {results['model']}"
+        preset = re.fullmatch(r"preset:(.+):seed0", result.model)
+        source = f"--preset {preset.group(1)}" if preset else f"--model {result.model}"
         commands.append(f"resp-audio-hf bench {source} --tasks {','.join(tasks)} --data-root DATA")
         for task_id in tasks:
-            task = results["tasks"][task_id]
-            scores = ", ".join(f"{score:.3f}" for score in task["scores"])
-            rows.append(
-                f"| {label} | {task_id} | {task['metric']} | {task['mean']:.3f} ± {task['std']:.3f} | {scores} |"
-            )
+            task = result.tasks[task_id]
+            scores = ", ".join(f"{score:.3f}" for score in task.scores)
+            rows.append(f"| {label} | {task_id} | {task.metric} | {task.mean:.3f} ± {task.std:.3f} | {scores} |")
     table = "\n".join(rows)
     command_lines = "\n".join(commands)
     return f"""
@@ -197,7 +196,7 @@ def model_card(
     unusable: dict,
     command: str,
     license_id: str,
-    evaluations: dict[str, dict] | None = None,
+    evaluations: dict[str, BenchmarkResult] | None = None,
 ) -> str:
     config, schedule = run_config["config"], run_config["schedule"]
     parameters = sum(p.numel() for p in model.parameters())
@@ -318,7 +317,7 @@ def export(
     unusable = json.loads(unusable_path.read_text(encoding="utf-8")) if unusable_path.exists() else {}
     model = RespAudioModel.from_pretrained(model_folder)
     evaluations = evaluations or {}
-    evaluation_results = {label: json.loads(path.read_text(encoding="utf-8")) for label, path in evaluations.items()}
+    evaluation_results = {label: load_results(path) for label, path in evaluations.items()}
 
     def write(folder: Path) -> None:
         # Saved again rather than copied, so the folder's remote code is this checkout's (the weights are unchanged).
