@@ -18,17 +18,12 @@ examples:
 """
 
 
-# Options that only some families' converters take: the converter's keyword and the command-line option (its
-# `argparse` destination) that sets it.
-CONVERTER_OPTIONS = {
-    "window_frames": "window_frames",
-    "num_attention_heads": "num_attention_heads",
-    "pooling": "pooling",
-    "width_multiplier": "width_multiplier",
-    "id2label": "labels",
-    "norm_mean": "norm_mean",
-    "norm_std": "norm_std",
-}
+# Keywords that only some families' converters take. Each is set by the command-line option of the same name, but
+# `id2label`, which `--labels` (a file of class names) sets.
+CONVERTER_OPTIONS = (
+    "window_frames", "num_attention_heads", "pooling", "width_multiplier", "id2label", "norm_mean", "norm_std"
+)
+OPTION_OF_KEYWORD = {"id2label": "labels"}
 
 
 def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
@@ -87,8 +82,8 @@ def run_convert(args: argparse.Namespace) -> int:
     # An option reaches the converter only if the family's converter takes it (M2D's carry no classifier, so no
     # --labels; only EfficientAT has a width; ...); given to another family, it is an error rather than ignored.
     accepted = inspect.signature(CONVERTERS[args.family]).parameters
-    given = {keyword: getattr(args, option) for keyword, option in CONVERTER_OPTIONS.items()}
-    refused = [f"--{CONVERTER_OPTIONS[name].replace('_', '-')}" for name, value in given.items()
+    given = {keyword: getattr(args, OPTION_OF_KEYWORD.get(keyword, keyword)) for keyword in CONVERTER_OPTIONS}
+    refused = [f"--{OPTION_OF_KEYWORD.get(name, name).replace('_', '-')}" for name, value in given.items()
                if value is not None and name not in accepted]
     if refused:
         raise SystemExit(f"error: {', '.join(refused)} do not apply to --family {args.family} checkpoints.")
