@@ -100,7 +100,7 @@ def current_umask() -> int:
     return umask
 
 
-def _give_umask_mode(path: Path, umask: int) -> None:
+def give_umask_mode(path: Path, umask: int) -> None:
     """Give ``path`` the mode ``open`` (a file) or ``mkdir`` (a folder) would give it under ``umask``; a file's
     execute bits are kept (masked too). Symbolic links are left alone."""
     if path.is_symlink():
@@ -112,12 +112,12 @@ def _give_umask_mode(path: Path, umask: int) -> None:
 
 
 def _give_umask_modes(folder: Path) -> None:
-    """:func:`_give_umask_mode` for ``folder`` and everything inside it."""
+    """:func:`give_umask_mode` for ``folder`` and everything inside it."""
     umask = current_umask()
-    _give_umask_mode(folder, umask)
+    give_umask_mode(folder, umask)
     for root, folders, files in os.walk(folder):
         for name in folders + files:
-            _give_umask_mode(Path(root) / name, umask)
+            give_umask_mode(Path(root) / name, umask)
 
 
 @contextlib.contextmanager
@@ -136,7 +136,7 @@ def atomic_path(final_path: str | os.PathLike, suffix: str = "") -> Iterator[Pat
     tmp_path = Path(tmp_name)
     try:
         yield tmp_path
-        _give_umask_mode(tmp_path, current_umask())
+        give_umask_mode(tmp_path, current_umask())
         _fsync(tmp_path)
         os.replace(tmp_path, final_path)
     except BaseException:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..progress import progress_bar
-from ._io import _give_umask_mode, atomic_write_text, current_umask, sha256_file
+from ._io import atomic_write_text, current_umask, give_umask_mode, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -273,7 +273,7 @@ def fetch_file(
     except requests.RequestException as error:
         unresolved = _unresolved_host_error(url, dest, error)
         raise (unresolved or DownloadError(f"{url}: {error}")) from error
-    _give_umask_mode(dest, current_umask())  # pooch's temporary file is private (0600)
+    give_umask_mode(dest, current_umask())  # pooch's temporary file is private (0600)
     return dest
 
 
