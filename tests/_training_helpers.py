@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
 
 SAMPLING_RATE = 16000  # the tiny-m2d preset's
 
@@ -45,3 +53,34 @@ def make_mixed_quality_folder(shared_data: Path, folder: Path) -> tuple[set[str]
     (folder / "junk.wav").write_bytes(b"RIFF\xff\xff\xff\x7fWAVEfmt " + bytes(range(256)) * 4)
     soundfile.write(folder / "nan.wav", np.full(SAMPLING_RATE, np.nan, np.float32), SAMPLING_RATE, subtype="FLOAT")
     return {p.name for p in good}, {p.name for p in bad} | {"junk.wav", "nan.wav"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch(config: dict, tmp_path: Path, name: str, *extra: str, processes: int = 2) -> subprocess.CompletedProcess:
+    config_path = tmp_path / f"{name}.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    script = [str(REPO / "training" / "pretrain.py"), "--config", str(config_path), *extra]
+    if processes > 1:
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            f"--nproc_per_node={processes}",
+            f"--master_port={free_port()}",
+            *script,
+        ]
+    else:
+        command = [sys.executable, *script]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    (tmp_path / f"{name}.log").write_text(result.stdout + result.stderr)
+    return result
+
+
+def metrics(output_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines()]

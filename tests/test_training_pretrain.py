@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
-from _training_helpers import cough_corpus
+from _training_helpers import cough_corpus, launch, metrics
 from safetensors.torch import load_file
 
 from resp_audio_hf.training.checkpointing import latest_checkpoint, list_checkpoints, save_final_folder
@@ -45,37 +41,6 @@ def run_config(shared_data: Path, output_dir: Path, **train_overrides) -> dict:
             **train_overrides,
         },
     }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def launch(config: dict, tmp_path: Path, name: str, *extra: str, processes: int = 2) -> subprocess.CompletedProcess:
-    config_path = tmp_path / f"{name}.yaml"
-    config_path.write_text(yaml.safe_dump(config))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    script = [str(REPO / "training" / "pretrain.py"), "--config", str(config_path), *extra]
-    if processes > 1:
-        command = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            f"--nproc_per_node={processes}",
-            f"--master_port={free_port()}",
-            *script,
-        ]
-    else:
-        command = [sys.executable, *script]
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    (tmp_path / f"{name}.log").write_text(result.stdout + result.stderr)
-    return result
-
-
-def metrics(output_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")

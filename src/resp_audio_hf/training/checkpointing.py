@@ -18,6 +18,7 @@ from ..data._io import atomic_folder, atomic_write_json, publish_folder, remove_
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 TRAINING_STATE_NAME = "training_state.json"
 FINAL_MODEL_NAME = "model"
+BEST_MODEL_NAME = "best_model"
 
 
 def data_state_name(process_index: int) -> str:
@@ -113,14 +114,15 @@ def save_final_folder(output_dir: str | os.PathLike, name: str, write: Callable[
     return final
 
 
-def save_final_model(output_dir: str | os.PathLike, model, feature_extractor) -> Path:
+def save_final_model(output_dir: str | os.PathLike, model, feature_extractor, name: str = FINAL_MODEL_NAME) -> Path:
     """
-    Main process only: publish `model` and its `feature_extractor` as one Hugging Face folder, `output_dir/model`,
-    which `from_pretrained` (and `pipeline`) load directly. Written atomically by `save_final_folder`.
+    Main process only: publish `model` and its `feature_extractor` as one Hugging Face folder, `output_dir/<name>`
+    (`model`, or `best_model` for the monitor's choice), which `from_pretrained` (and `pipeline`) load directly.
+    Written atomically by `save_final_folder`.
     """
 
     def write_model(folder: Path) -> None:
         model.save_pretrained(folder)
         feature_extractor.save_pretrained(folder)
 
-    return save_final_folder(output_dir, FINAL_MODEL_NAME, write_model)
+    return save_final_folder(output_dir, name, write_model)

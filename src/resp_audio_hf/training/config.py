@@ -9,9 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .contrastive_objective import ContrastiveObjectiveConfig
 from .m2d_objective import M2DObjectiveConfig
+from .monitors import MonitorConfig
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
+PRETRAINING_METHODS = ("m2d", "contrastive")
 
 
 @dataclass
@@ -40,6 +43,11 @@ class CorpusConfig:
         weight: mixing weight; when any corpus has one, every corpus needs one and an epoch holds
             `data.epoch_size` clips drawn in these proportions (streaming corpora always mix by weight).
         limit: keep only the first `limit` rows (smoke tests).
+        crop_seconds: length of this corpus's random crops for the contrastive objective (OPERA: about 6.4 s for
+            lung and breathing sounds, 1.6 s for coughs); `None` uses the model's window (`window_frames`).
+        exclude_subjects: subjects (values of `subject_column`) whose rows are left out, e.g. the patients a
+            validation monitor is scored on (pre-training fills it from `monitor.hold_out_from_corpora`).
+        subject_column: column naming each row's subject (registry corpora: `subject_id`).
     """
 
     name: str | None = None
@@ -57,8 +65,13 @@ class CorpusConfig:
     repeat: float = 1.0
     weight: float | None = None
     limit: int | None = None
+    crop_seconds: float | None = None
+    exclude_subjects: list[str] = field(default_factory=list)
+    subject_column: str = "subject_id"
 
     def __post_init__(self):
+        if self.crop_seconds is not None and self.crop_seconds <= 0:
+            raise ValueError(f"Corpus {self.label}: crop_seconds must be positive, got {self.crop_seconds}.")
         if (self.corpus is None) == (self.path is None):
             raise ValueError(f"Corpus {self.name!r}: give exactly one of `corpus` (a registry name) and `path`.")
         if self.repeat <= 0 or (self.weight is not None and self.weight <= 0):
@@ -112,12 +125,16 @@ class ModelConfig:
     The encoder to train.
 
     Args:
-        init_from: folder of a saved `RespAudioModel` (e.g. an AudioSet-pre-trained M2D encoder) to start from.
-        preset: `RespAudioConfig` preset used when training from scratch (`init_from` unset).
-        config_overrides: `RespAudioConfig` fields to change on the preset (e.g. `{window_frames: 608}`).
+        init_from: folder of a saved encoder of any family (e.g. an AudioSet-pre-trained M2D encoder, or
+            `pretrained/efficientat-mn04-as`) to start from; loaded with `AutoModel`.
+        config_from: folder whose configuration is built with random weights (e.g. mn04 from a random start), when
+            `init_from` is unset; its feature extractor is used too.
+        preset: `RespAudioConfig` preset used when training from scratch (`init_from` and `config_from` unset).
+        config_overrides: configuration fields to change (e.g. `{window_frames: 608}`).
     """
 
     init_from: str | None = None
+    config_from: str | None = None
     preset: str | None = "resp-m2d"
     config_overrides: dict[str, Any] = field(default_factory=dict)
 
@@ -186,15 +203,30 @@ class TrainConfig:
 
 @dataclass
 class PretrainConfig:
-    """Everything `pretrain.py` reads."""
+    """
+    Everything `pretrain.py` reads.
 
+    Args:
+        method: the self-supervised objective: `"m2d"` (Masked Modeling Duo, settings in `objective`; ViT encoders)
+            or `"contrastive"` (OPERA-CT with an optional frozen teacher, settings in `contrastive`; any encoder).
+        monitor: the validation monitors (collapse measures and a probe), and selection on them.
+    """
+
+    method: str = "m2d"
     model: ModelConfig = field(default_factory=ModelConfig)
     objective: M2DObjectiveConfig = field(default_factory=M2DObjectiveConfig)
+    contrastive: ContrastiveObjectiveConfig = field(default_factory=ContrastiveObjectiveConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self):
+        if self.method not in PRETRAINING_METHODS:
+            raise ValueError(f"method must be one of {PRETRAINING_METHODS}, got {self.method!r}.")
+        unknown = set(self.monitor.hold_out_from_corpora) - {spec.label for spec in self.data.corpora}
+        if unknown:
+            raise ValueError(f"monitor.hold_out_from_corpora names no corpus of data.corpora: {sorted(unknown)}.")
         # Checked here rather than in DataConfig, whose empty default is the schema OmegaConf merges the YAML into.
         if not self.data.corpora:
             raise ValueError("data.corpora is empty: list at least one corpus to pre-train on.")

@@ -178,6 +178,20 @@ def load_corpus(spec: CorpusConfig, sampling_rate: int, streaming: bool = False)
         table = table.filter(
             lambda values, f=row_filter: [f(v) for v in values], input_columns=row_filter.column, batched=True
         )
+    if spec.exclude_subjects:
+        if columns is not None and spec.subject_column not in columns:
+            raise ValueError(
+                f"Corpus {spec.label}: exclude_subjects needs a {spec.subject_column!r} column; columns are {columns}."
+            )
+        excluded = {str(subject) for subject in spec.exclude_subjects}
+        before = len(table) if isinstance(table, datasets.Dataset) else None
+        table = table.filter(
+            lambda values: [str(v) not in excluded for v in values], input_columns=spec.subject_column, batched=True
+        )
+        if before is not None:
+            logger.info(
+                "Corpus %s: %d rows of %d excluded subjects left out.", spec.label, before - len(table), len(excluded)
+            )
     if spec.limit is not None:
         table = (
             table.take(spec.limit)
@@ -620,6 +634,27 @@ def build_batch_stream(
             stream, decoder, collate, config.batch_size, rank, world_size, seed, config.num_workers
         )
 
+    mixture = load_mixture(config, corpora, names, sampling_rate, seed)
+    sampler = MixtureBatchSampler(mixture.plan, config.batch_size, world_size, rank)
+    stream = MixtureBatchStream(
+        CropDataset(mixture.corpora, names, decoder), sampler, collate, config.num_workers, gradient_accumulation_steps
+    )
+    stream.files, stream.unusable_files = mixture.files, mixture.unusable
+    return stream
+
+
+@dataclass
+class Mixture:
+    """Map-style corpora ready to crop (decoded once when `data.cache_dir` is set) and the plan of their epochs."""
+
+    corpora: list
+    plan: MixturePlan
+    files: dict[str, list[str]]
+    unusable: dict[str, str]
+
+
+def load_mixture(config: DataConfig, corpora: list, names: list[str], sampling_rate: int, seed: int) -> Mixture:
+    """The listed files of each corpus, their decoding cache (with the unusable files left out) and the epoch plan."""
     files = {name: corpus_paths(name, corpus) for name, corpus in zip(names, corpora)}
     unusable: dict[str, str] = {}
     if config.cache_dir is not None:
@@ -640,12 +675,7 @@ def build_batch_stream(
         seed,
         config.epoch_size,
     )
-    sampler = MixtureBatchSampler(plan, config.batch_size, world_size, rank)
-    stream = MixtureBatchStream(
-        CropDataset(corpora, names, decoder), sampler, collate, config.num_workers, gradient_accumulation_steps
-    )
-    stream.files, stream.unusable_files = files, unusable
-    return stream
+    return Mixture(corpora, plan, files, unusable)
 
 
 def corpus_paths(name: str, table) -> list[str | None]:

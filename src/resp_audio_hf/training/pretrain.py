@@ -1,4 +1,5 @@
-"""Masked Modeling Duo (M2D) pre-training of a `RespAudioModel`, from scratch or further from a pre-trained encoder.
+"""Self-supervised pre-training, from scratch or further from a pre-trained encoder: Masked Modeling Duo (M2D) of a
+`RespAudioModel`, or OPERA-CT's contrastive objective with an optional frozen teacher for any encoder (`method`).
 
 Run on any number of processes and nodes with Accelerate (or torchrun):
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import hashlib
 import json
 import logging
@@ -30,6 +32,7 @@ import torch
 
 from ..data._io import atomic_write_json, atomic_write_text
 from .checkpointing import (
+    BEST_MODEL_NAME,
     load_checkpoint,
     resolve_resume,
     save_checkpoint,
@@ -38,6 +41,7 @@ from .checkpointing import (
 from .config import OptimizerConfig, PretrainConfig, load_config, to_plain_dict, training_argument_parser
 from .data import build_batch_stream
 from .m2d_objective import M2DObjective, ema_decay_at, resolve_ema_decays
+from .monitors import MonitorSelection, RepresentationMonitor, load_monitor_clips
 
 logger = logging.getLogger("pretrain")
 METRICS_NAME = "metrics.jsonl"
@@ -66,18 +70,60 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def build_encoder(config: PretrainConfig):
+    """The encoder to train: a saved folder of any family (`init_from`), a folder's configuration with random weights
+    (`config_from`), or a `RespAudioConfig` preset."""
+    from transformers import AutoConfig, AutoModel
+
     from resp_audio_hf import RespAudioConfig, RespAudioModel
 
     model_config = config.model
     if model_config.init_from:
-        encoder = RespAudioModel.from_pretrained(model_config.init_from, **model_config.config_overrides)
+        encoder = AutoModel.from_pretrained(model_config.init_from, **model_config.config_overrides)
+    elif model_config.config_from:
+        encoder = AutoModel.from_config(AutoConfig.from_pretrained(model_config.config_from, **model_config.config_overrides))
     elif model_config.preset:
         encoder = RespAudioModel(RespAudioConfig.from_preset(model_config.preset, **model_config.config_overrides))
     else:
-        raise ValueError("Set model.init_from (a saved encoder folder) or model.preset (training from scratch).")
+        raise ValueError(
+            "Set model.init_from (a saved encoder folder), model.config_from (its configuration, random weights) or "
+            "model.preset (training from scratch)."
+        )
+    if config.method == "m2d" and not isinstance(encoder, RespAudioModel):
+        raise ValueError(
+            f"M2D pre-training needs a RespAudioModel (ViT); {type(encoder).__name__} can use method=contrastive."
+        )
     if config.train.gradient_checkpointing:
         encoder.activation_checkpointing_enable()
     return encoder
+
+
+def build_feature_extractor(config: PretrainConfig, encoder):
+    """The encoder's front end: the folder's own (`init_from` / `config_from`), else the preset's."""
+    from transformers import AutoFeatureExtractor
+
+    from resp_audio_hf import RespAudioFeatureExtractor
+
+    folder = config.model.init_from or config.model.config_from
+    if folder:
+        return AutoFeatureExtractor.from_pretrained(folder)
+    return RespAudioFeatureExtractor.from_model_config(encoder.config)
+
+
+def build_objective(config: PretrainConfig, encoder):
+    """The objective module wrapping `encoder`: M2D, or the contrastive objective with its frozen teacher."""
+    if config.method == "m2d":
+        return M2DObjective(encoder, config.objective)
+    from transformers import AutoModel
+
+    from .contrastive_objective import ContrastiveObjective
+
+    teacher = None
+    if config.contrastive.teacher_weight > 0:
+        teacher_from = config.contrastive.teacher_from or config.model.init_from
+        if not teacher_from:
+            raise ValueError("contrastive.teacher_weight > 0 needs contrastive.teacher_from or model.init_from.")
+        teacher = AutoModel.from_pretrained(teacher_from, **config.model.config_overrides)
+    return ContrastiveObjective(encoder, config.contrastive, teacher)
 
 
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -228,14 +274,17 @@ class ThroughputWindow:
 
     def restart(self) -> None:
         self.losses: list[torch.Tensor] = []
+        self.extras: dict[str, list[torch.Tensor]] = {}
         self.steps = 0
         self.restart_clock()
 
     def restart_clock(self) -> None:
         self._start = time.perf_counter()
 
-    def add(self, losses: list[torch.Tensor]) -> None:
+    def add(self, losses: list[torch.Tensor], extras: dict[str, list[torch.Tensor]] | None = None) -> None:
         self.losses.extend(losses)
+        for name, values in (extras or {}).items():
+            self.extras.setdefault(name, []).extend(values)
         self.steps += 1
 
     def seconds(self) -> float:
@@ -244,13 +293,14 @@ class ThroughputWindow:
 
 def accumulate_gradients(
     accelerator, objective, batch_iterator, mask_generator, config, step: int
-) -> tuple[list, list[tuple[str, str]]]:
+) -> tuple[list, list[tuple[str, str]], dict[str, list]]:
     """
-    Forward and backward `gradient_accumulation_steps` micro-batches; returns their (detached) losses and the
-    `(path, reason)` of the unusable files their batches replaced.
+    Forward and backward `gradient_accumulation_steps` micro-batches; returns their (detached) losses, the
+    `(path, reason)` of the unusable files their batches replaced, and the objective's other scalar outputs
+    (e.g. the contrastive and teacher terms).
     """
     accumulation = config.train.gradient_accumulation_steps
-    losses, unusable = [], []
+    losses, unusable, extras = [], [], {}
     for micro_step in range(accumulation):
         batch = next(batch_iterator)
         unusable.extend(batch.get("unusable_files", []))
@@ -261,13 +311,16 @@ def accumulate_gradients(
             output = objective(batch["input_values"].to(accelerator.device), generator=mask_generator)
             if not torch.isfinite(output.loss):
                 raise FloatingPointError(
-                    f"Non-finite M2D loss ({output.loss.item()}) at step {step} on process "
+                    f"Non-finite {config.method} loss ({output.loss.item()}) at step {step} on process "
                     f"{accelerator.process_index}; lower the learning rate, keep gradient clipping on, or use bf16 "
                     "rather than fp16."
                 )
             accelerator.backward(output.loss / accumulation)
         losses.append(output.loss.detach())
-    return losses, unusable
+        for name, value in output.items():
+            if name != "loss" and isinstance(value, torch.Tensor) and value.ndim == 0:
+                extras.setdefault(name, []).append(value.detach())
+    return losses, unusable, extras
 
 
 def use_cpu_backend() -> bool:
@@ -288,7 +341,6 @@ def train(
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration, set_seed
 
-    from resp_audio_hf import RespAudioFeatureExtractor
     from resp_audio_hf.progress import progress_bar
 
     output_dir = Path(config.train.output_dir)
@@ -310,13 +362,29 @@ def train(
     set_seed(config.train.seed)  # identical initial weights on every process
 
     encoder = build_encoder(config)
-    objective = M2DObjective(encoder, config.objective)
-    feature_extractor = RespAudioFeatureExtractor.from_model_config(encoder.config, reject_silent_audio=False)
+    objective = build_objective(config, encoder)
+    feature_extractor = build_feature_extractor(config, encoder)
+    # Random crops may fall on silence; the saved front end keeps refusing silent recordings.
+    crop_features = copy.deepcopy(feature_extractor)
+    crop_features.reject_silent_audio = False
+    monitor = None
+    if config.monitor.enabled:
+        clips, patients = load_monitor_clips(config.monitor, feature_extractor)
+        monitor = RepresentationMonitor(config.monitor, clips)
+        for spec in config.data.corpora:
+            if spec.label in config.monitor.hold_out_from_corpora:
+                spec.exclude_subjects = sorted(set(spec.exclude_subjects) | patients)
     with accelerator.main_process_first():  # the main process fills data.cache_dir; the others then read it
-        batches = build_batch_stream(
+        if config.method == "contrastive":
+            from .view_pairs import build_view_pair_stream
+
+            build_stream, window_frames = build_view_pair_stream, getattr(encoder.config, "window_frames", None)
+        else:
+            build_stream, window_frames = build_batch_stream, encoder.config.window_frames
+        batches = build_stream(
             config.data,
-            feature_extractor,
-            encoder.config.window_frames,
+            crop_features,
+            window_frames,
             seed=config.train.seed,
             rank=accelerator.process_index,
             world_size=accelerator.num_processes,
@@ -328,9 +396,11 @@ def train(
     online = accelerator.unwrap_model(objective)
 
     start_step = 0
+    selection = MonitorSelection(config.monitor.select_on, config.monitor.patience)
     checkpoint = resolve_resume(resume, output_dir)
     if checkpoint is not None:
         training_state, data_state = load_checkpoint(accelerator, checkpoint)
+        selection.load_state_dict(training_state.get("selection"))
         if training_state["world_size"] != accelerator.num_processes:
             raise ValueError(
                 f"{checkpoint} was written by {training_state['world_size']} processes; this run has "
@@ -364,9 +434,31 @@ def train(
     pending_unusable: list[tuple[str, str]] = []
 
     total_steps = schedule["total_steps"]
+
+    def run_monitor(done: int) -> bool:
+        """Evaluate the monitors (main process), keep the best encoder; True when patience has run out."""
+        stop = False
+        if accelerator.is_main_process:
+            figures = monitor(online.encoder_model, accelerator.device)
+            improved = selection.update(done, figures)
+            metrics.write({"step": done, **{f"monitor/{name}": value for name, value in figures.items()},
+                           "monitor/best_step": selection.best_step})
+            logger.info("Monitor at step %d: %s", done, {k: round(v, 4) for k, v in figures.items()})
+            if improved:
+                save_final_model(output_dir, online.encoder_model, feature_extractor, name=BEST_MODEL_NAME)
+            stop = selection.exhausted
+        objective.train()
+        if accelerator.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            stop = broadcast_object_list([stop])[0]
+        return stop
+
+    if monitor is not None and start_step == 0:
+        run_monitor(0)
     clips_per_step = schedule["effective_batch_size"]
     progress = progress_bar(
-        total_steps, desc="M2D", unit="step", enabled=accelerator.is_main_process, initial=start_step,
+        total_steps, desc=config.method, unit="step", enabled=accelerator.is_main_process, initial=start_step,
         dynamic_ncols=True,
     )
     mask_generator = torch.Generator()
@@ -377,17 +469,21 @@ def train(
         lr = learning_rate_at(step, total_steps, schedule["warmup_steps"], schedule["peak_lr"], config.optimizer.min_lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        losses, unusable = accumulate_gradients(accelerator, objective, batch_iterator, mask_generator, config, step)
+        losses, unusable, extras = accumulate_gradients(
+            accelerator, objective, batch_iterator, mask_generator, config, step
+        )
         pending_unusable.extend(unusable)
         grad_norm = None
         if config.optimizer.clip_grad is not None:
             grad_norm = float(accelerator.clip_grad_norm_(objective.parameters(), config.optimizer.clip_grad))
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        decay = ema_decay_at(step, total_steps, config.objective)
-        online.update_target(decay)
+        decay = None
+        if config.method == "m2d":
+            decay = ema_decay_at(step, total_steps, config.objective)
+            online.update_target(decay)
         done = step + 1
-        window.add(losses)
+        window.add(losses, extras)
         progress.update(1)
 
         if done % config.train.log_every_steps == 0 or done == total_steps:
@@ -402,6 +498,10 @@ def train(
                 "step": done,
                 "epoch": done / schedule["steps_per_epoch"] if schedule["steps_per_epoch"] else None,
                 "loss": loss,
+                **{
+                    name: accelerator.reduce(torch.stack(values).mean(), reduction="mean").item()
+                    for name, values in window.extras.items()
+                },
                 "lr": lr,
                 "ema_decay": decay,
                 "grad_norm": grad_norm,
@@ -413,13 +513,26 @@ def train(
             progress.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", clips_s=f"{record['clips_per_second']:.1f}")
             window.restart()
 
-        if done % config.train.save_every_steps == 0 or done == total_steps:
-            state = {"step": done, "world_size": accelerator.num_processes, "schedule": schedule}
+        stop_early = False
+        if monitor is not None and (done % config.monitor.every_steps == 0 or done == total_steps):
+            stop_early = run_monitor(done)
+            window.restart_clock()
+        if done % config.train.save_every_steps == 0 or done == total_steps or stop_early:
+            state = {
+                "step": done, "world_size": accelerator.num_processes, "schedule": schedule,
+                "selection": selection.state_dict(),
+            }
             path = save_checkpoint(accelerator, output_dir, done, state, batches.state_dict(), config.train.keep_last)
             logger.info("Saved %s.", path)
             window.restart_clock()  # checkpoint time is not training throughput
         if stop_after_steps is not None and done == stop_after_steps:
             os.kill(os.getpid(), signal.SIGKILL)  # a real crash: no cleanup, no flushing, no atexit
+        if stop_early:
+            logger.info(
+                "Stopping early at step %d: %s has not improved for %d evaluations (best at step %d).",
+                done, selection.metric, selection.patience, selection.best_step,
+            )
+            break
     progress.close()
 
     final = None
