@@ -216,15 +216,21 @@ def load_encoder(
     revision: str | None = None,
     trust_remote_code: bool = False,
     device: str = "cpu",
+    backend: str = "torch",
 ):
     """
     The benchmark's `AudioEncoder` for a folder / Hub id (`model`) or a random-weight preset, with `pooling` set in
-    the model's config (resp_audio models only).
+    the model's config (resp_audio models only). `backend="onnxruntime"`: `model` is a folder written by
+    `resp-audio-hf export --format onnx`, whose graph runs in ONNX Runtime (the features are computed in torch).
     """
     from .benchmark.embeddings import AudioEncoder
 
     if (model is None) == (preset is None):
         raise ValueError("Give exactly one of a model (folder or Hub id) and a preset.")
+    if backend == "onnxruntime":
+        return _onnx_encoder(model, pooling=pooling, device=device)
+    if backend != "torch":
+        raise ValueError(f"backend must be torch or onnxruntime, got {backend!r}.")
     if pooling is not None and pooling not in POOLING_TYPES:
         raise ValueError(f"pooling must be one of {POOLING_TYPES}, got {pooling!r}.")
     if preset is not None:
@@ -233,6 +239,27 @@ def load_encoder(
     return AudioEncoder.from_pretrained(
         model, device=device, revision=revision, trust_remote_code=trust_remote_code, pooling=pooling
     )
+
+
+def _onnx_encoder(model: str | None, *, pooling: str | None, device: str):
+    if model is None:
+        raise ValueError("--backend onnxruntime runs an exported folder: give it as --model, not a --preset.")
+    from .export.onnx_backend import OnnxAudioEncoder, is_onnx_folder
+
+    if not is_onnx_folder(model):
+        raise ValueError(
+            f"{model} is not an exported ONNX folder (model.onnx with config.json); write one with "
+            f"`resp-audio-hf export --format onnx --model {model} FOLDER`."
+        )
+    if device != "cpu":
+        raise ValueError(f"--backend onnxruntime runs on the CPU; drop --device {device}.")
+    encoder = OnnxAudioEncoder(model)
+    if pooling is not None and pooling != encoder.pooling:
+        raise ValueError(
+            f"{model} was exported with pooling {encoder.pooling!r} inside its graph; export it again with "
+            f"--pooling {pooling} to embed with that pooling."
+        )
+    return encoder
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ examples:
   resp-audio-hf embed recordings/ --model org/resp-passt -o embeddings.parquet
   resp-audio-hf embed "data/**/*.wav" files.csv --model my-resp-m2d --pooling mean -o emb.npy
   resp-audio-hf embed --dataset my_dataset_dir --split test --model my-resp-ast -o test.parquet
+  resp-audio-hf embed recordings/ --model mn04-onnx --backend onnxruntime -o embeddings.parquet
 """
 
 
@@ -40,6 +41,11 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="clips per forward pass (default: 8)")
     parser.add_argument("--num-workers", type=int, default=0, help="decoding worker processes (default: 0)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument(
+        "--backend", choices=("torch", "onnxruntime"), default="torch",
+        help="onnxruntime: --model is a folder from `resp-audio-hf export --format onnx`; the features are computed "
+        "in torch, the network runs in ONNX Runtime on the CPU (default: torch)",
+    )
     parser.add_argument("--cache-dir", type=Path,
                         help="resumable embedding cache (default: <output>.cache next to the output)")
     parser.add_argument("--no-cache", action="store_true", help="do not cache (an interrupted run starts over)")
@@ -60,7 +66,7 @@ def run_embed(args: argparse.Namespace) -> int:
             inputs = files_input(args.inputs, path_column=args.path_column)
         encoder = load_encoder(
             args.model, preset=args.preset, pooling=args.pooling, revision=args.revision,
-            trust_remote_code=args.trust_remote_code, device=args.device,
+            trust_remote_code=args.trust_remote_code, device=args.device, backend=args.backend,
         )
         cache_dir = None if args.no_cache else (args.cache_dir or args.output.with_name(args.output.name + ".cache"))
         result = embed_inputs(
