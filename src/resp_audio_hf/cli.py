@@ -68,6 +68,13 @@ SUBCOMMANDS: list[Subcommand] = [
         "resp_audio_hf.commands.convert:EXAMPLES",
     ),
     Subcommand(
+        "export",
+        "export a model to ONNX (graph with its pooling, config and feature-extractor settings) for ONNX Runtime",
+        "resp_audio_hf.commands.export:add_export_arguments",
+        "resp_audio_hf.commands.export:run_export",
+        "resp_audio_hf.commands.export:EXAMPLES",
+    ),
+    Subcommand(
         "push",
         "publish a checkpoint to the Hugging Face Hub with remote code and a model card",
         "resp_audio_hf.commands.push:add_push_arguments",
@@ -82,6 +89,7 @@ examples:
   resp-audio-hf embed recordings/ --model org/resp-passt -o embeddings.parquet
   resp-audio-hf bench --model org/resp-passt --tasks S1,S2 --data-root ../shared/data
   resp-audio-hf convert --family passt passt-s-f128-p16-s10-ap.476-swa.pt resp-passt-as
+  resp-audio-hf export --format onnx --model pretrained/efficientat-mn04-as mn04-onnx
   resp-audio-hf push my-resp-passt --repo-id org/resp-passt --dry-run
 """
 

@@ -216,15 +216,21 @@ def load_encoder(
     revision: str | None = None,
     trust_remote_code: bool = False,
     device: str = "cpu",
+    backend: str = "torch",
 ):
     """
     The benchmark's `AudioEncoder` for a folder / Hub id (`model`) or a random-weight preset, with `pooling` set in
-    the model's config (resp_audio models only).
+    the model's config (resp_audio models only). `backend="onnxruntime"`: `model` is a folder written by
+    `resp-audio-hf export --format onnx`, whose graph runs in ONNX Runtime (the features are computed in torch).
     """
     from .benchmark.embeddings import AudioEncoder
 
     if (model is None) == (preset is None):
         raise ValueError("Give exactly one of a model (folder or Hub id) and a preset.")
+    if backend == "onnxruntime":
+        return _onnx_encoder(model, pooling=pooling, device=device)
+    if backend != "torch":
+        raise ValueError(f"backend must be torch or onnxruntime, got {backend!r}.")
     if pooling is not None and pooling not in POOLING_TYPES:
         raise ValueError(f"pooling must be one of {POOLING_TYPES}, got {pooling!r}.")
     if preset is not None:
@@ -233,6 +239,27 @@ def load_encoder(
     return AudioEncoder.from_pretrained(
         model, device=device, revision=revision, trust_remote_code=trust_remote_code, pooling=pooling
     )
+
+
+def _onnx_encoder(model: str | None, *, pooling: str | None, device: str):
+    if model is None:
+        raise ValueError("--backend onnxruntime runs an exported folder: give it as --model, not a --preset.")
+    from .export.onnx_backend import OnnxAudioEncoder, is_onnx_folder
+
+    if not is_onnx_folder(model):
+        raise ValueError(
+            f"{model} is not an exported ONNX folder (model.onnx with config.json); write one with "
+            f"`resp-audio-hf export --format onnx --model {model} FOLDER`."
+        )
+    if device != "cpu":
+        raise ValueError(f"--backend onnxruntime runs on the CPU; drop --device {device}.")
+    encoder = OnnxAudioEncoder(model)
+    if pooling is not None and pooling != encoder.pooling:
+        raise ValueError(
+            f"{model} was exported with pooling {encoder.pooling!r} inside its graph; export it again with "
+            f"--pooling {pooling} to embed with that pooling."
+        )
+    return encoder
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -272,11 +299,17 @@ def embed_inputs(
     num_workers: int = 0,
     max_duration: float | None = None,
     progress: bool = True,
+    window_seconds: float | None = None,
+    hop_seconds: float | None = None,
 ) -> EmbedResult:
     """
     Embed `inputs` with `encoder` and write `output`: Parquet (`.parquet`) with columns `row`, `path`, `embedding`
     (list<float32>), or `.npy` (`[n, dim]` float32) with `<output stem>.index.csv` (`row,path`). Skipped files go to
     `<output stem>.skipped.csv` (`path,reason`). `cache_dir` makes the run resumable (see `extract_embeddings`).
+
+    With `window_seconds` (and `hop_seconds`, default: the window), every file gives one row per window
+    (`resp_audio_hf.windowed`), with the columns `window`, `start_s` and `end_s` added (in the Parquet file, or in the
+    `.npy` index); files are streamed window by window in bounded memory, and there is no cache.
     """
     from .benchmark.embeddings import extract_embeddings
 
@@ -287,17 +320,26 @@ def embed_inputs(
     if len(inputs) == 0:
         reasons = "; ".join(f"{s.path}: {s.reason}" for s in inputs.skipped)
         raise EmbedInputError(f"No readable audio to embed. {reasons}".strip())
-    clips = _clip_dataset(inputs, encoder, max_duration)
-    # Clips that fail while decoding or featurising (or embed to NaN) are left out and named, like the header check's.
-    vectors, failures = extract_embeddings(
-        encoder, clips, cache_dir=cache_dir, cache_extra={"purpose": "embed"}, batch_size=batch_size,
-        num_workers=num_workers, progress=progress, desc="embed", return_failures=True,
-    )
+    extra_columns: dict[str, list] = {}
+    if window_seconds is not None or hop_seconds is not None:
+        names, vectors, failures, extra_columns = _embed_windowed(
+            inputs, encoder, window_seconds, hop_seconds, batch_size=batch_size, max_duration=max_duration,
+            progress=progress,
+        )
+    else:
+        clips = _clip_dataset(inputs, encoder, max_duration)
+        # Clips that fail while decoding or featurising (or embed to NaN) are left out and named, like the header
+        # check's.
+        vectors, failures = extract_embeddings(
+            encoder, clips, cache_dir=cache_dir, cache_extra={"purpose": "embed"}, batch_size=batch_size,
+            num_workers=num_workers, progress=progress, desc="embed", return_failures=True,
+        )
+        kept = [i for i in range(len(inputs)) if i not in failures]
+        names = [inputs.names[i] for i in kept]
+        vectors = vectors[kept]
     skipped = list(inputs.skipped)
     skipped += [SkippedFile(inputs.names[index], reason) for index, reason in failures.items()]
-    kept = [i for i in range(len(inputs)) if i not in failures]
-    names = [inputs.names[i] for i in kept]
-    vectors = np.ascontiguousarray(vectors[kept], dtype=np.float32)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if not np.isfinite(vectors).all():  # extract_embeddings marks every non-finite row as failed
         raise RuntimeError("Extraction returned non-finite embeddings for rows it did not report as failed.")
     metadata = {
@@ -306,15 +348,18 @@ def embed_inputs(
         "pooling": str(encoder.pooling),
         "sampling_rate": str(encoder.sampling_rate),
         "max_duration": str(max_duration),
+        "window_seconds": str(window_seconds),
+        "hop_seconds": str(hop_seconds),
     }
     output.parent.mkdir(parents=True, exist_ok=True)
     index_path = None
     if output_format == "parquet":
-        _write_parquet(output, names, vectors, metadata)
+        _write_parquet(output, names, vectors, metadata, extra_columns)
     else:
         atomic_save_npy(output, vectors)
         index_path = output.with_suffix(".index.csv")
-        atomic_write_text(index_path, _csv_text(["row", "path"], enumerate(names)))
+        rows = zip(range(len(names)), names, *extra_columns.values())
+        atomic_write_text(index_path, _csv_text(["row", "path", *extra_columns], rows))
     skipped_path = output.with_suffix(".skipped.csv")
     if skipped:
         logger.warning(
@@ -338,7 +383,47 @@ def _csv_text(header: list[str], rows) -> str:
     return buffer.getvalue()
 
 
-def _write_parquet(path: Path, names: list[str], vectors: np.ndarray, metadata: dict[str, str]) -> None:
+def _embed_windowed(inputs: AudioInputs, encoder, window_seconds, hop_seconds, *, batch_size, max_duration, progress):
+    """`(names, vectors, failures, {"window", "start_s", "end_s"} columns)`: one row per window of every file."""
+    from .data.audio import AudioDecodeError
+    from .progress import progress_bar
+    from .windowed import embed_windows
+
+    if window_seconds is None:
+        raise ValueError("--hop-seconds needs --window-seconds.")
+    if inputs.dataset is not None:
+        raise ValueError("Windowed embedding (--window-seconds) takes audio files, not a datasets input.")
+    if max_duration is not None:
+        raise ValueError("--max-duration does not apply to windowed embedding; every window of a file is embedded.")
+    names, vectors, failures = [], [], {}
+    columns: dict[str, list] = {"window": [], "start_s": [], "end_s": []}
+    bar = progress_bar(len(inputs.paths), desc="embed windows", unit="file", enabled=progress)
+    for index, path in enumerate(inputs.paths):
+        bar.update(1)
+        try:
+            windows, embedded = embed_windows(
+                encoder, path, window_seconds, hop_seconds or window_seconds, batch_size=batch_size
+            )
+        except (AudioDecodeError, ValueError) as error:  # undecodable, or refused by the feature extractor
+            failures[index] = str(error)
+            continue
+        if not np.isfinite(embedded).all():
+            failures[index] = "the encoder produced a NaN/inf embedding"
+            continue
+        names += [path] * len(windows)
+        vectors.append(embedded)
+        columns["window"] += [w.index for w in windows]
+        columns["start_s"] += [round(w.start_s, 6) for w in windows]
+        columns["end_s"] += [round(w.end_s, 6) for w in windows]
+    bar.close()
+    if not vectors:
+        raise EmbedInputError("No file could be embedded: " + "; ".join(failures.values()))
+    return names, np.concatenate(vectors), failures, columns
+
+
+def _write_parquet(
+    path: Path, names: list[str], vectors: np.ndarray, metadata: dict[str, str], extra_columns: dict | None = None
+) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -348,7 +433,7 @@ def _write_parquet(path: Path, names: list[str], vectors: np.ndarray, metadata: 
     embedding = embedding.cast(pa.list_(pa.float32()))
     table = pa.table(
         {"row": pa.array(np.arange(len(names)), type=pa.int64()), "path": pa.array(names, type=pa.string()),
-         "embedding": embedding}
+         **{name: pa.array(values) for name, values in (extra_columns or {}).items()}, "embedding": embedding}
     )
     table = table.replace_schema_metadata({f"resp_audio_hf.{k}": v for k, v in metadata.items()})
     with atomic_path(path, suffix=".parquet") as tmp:

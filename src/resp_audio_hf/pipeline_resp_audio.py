@@ -71,6 +71,62 @@ class RespAudioClassificationPipeline(AudioClassificationPipeline):
     and downmixed if stereo; pass a list of inputs to classify several clips.
     """
 
+    # Windows classified per forward pass in chunked calls.
+    chunk_batch_size = 16
+
+    def __call__(self, inputs, **kwargs):
+        """
+        As transformers' `__call__`; with `chunk_length_s` (and `stride_length_s`, named and meant as in its ASR
+        pipeline) each input is classified window by window instead: windows of `chunk_length_s` seconds whose
+        starts are `chunk_length_s - left - right` seconds apart, where `stride_length_s` is the overlap `left =
+        right` with each neighbour, or a `(left, right)` pair (default: `chunk_length_s / 6`, as ASR's). Each input
+        then gives a list of `{"timestamp": (start_s, end_s), "labels": [{"score", "label"}, ...]}`, one per window,
+        the last window ending with the recording. Files stream in bounded memory (`resp_audio_hf.windowed`, which
+        this needs: chunked calls are not available through remote code alone).
+        """
+        chunk_length_s = kwargs.pop("chunk_length_s", None)
+        stride_length_s = kwargs.pop("stride_length_s", None)
+        if chunk_length_s is None:
+            if stride_length_s is not None:
+                raise ValueError("stride_length_s applies to chunked calls only; give chunk_length_s too.")
+            return super().__call__(inputs, **kwargs)
+        hop_s = _chunk_hop_seconds(float(chunk_length_s), stride_length_s)
+        single = not isinstance(inputs, list)
+        results = [self._classify_windows(item, float(chunk_length_s), hop_s, kwargs) for item in
+                   ([inputs] if single else inputs)]
+        return results[0] if single else results
+
+    def _classify_windows(self, source, chunk_length_s: float, hop_s: float, kwargs: dict) -> list[dict]:
+        try:
+            from resp_audio_hf.windowed import stream_windows
+        except ImportError as error:
+            raise ImportError("Chunked classification (chunk_length_s) needs the resp_audio_hf package.") from error
+        rate = self.feature_extractor.sampling_rate
+        source_rate = None
+        if isinstance(source, os.PathLike):
+            source = os.fspath(source)
+        if isinstance(source, dict):
+            source, source_rate = _array_and_rate(source)
+        if not isinstance(source, (str, bytes, bytearray)):
+            source = np.asarray(source, dtype=np.float32)
+            if source.ndim == 2:  # channels and frames, in either order, as one clip: averaged
+                source = source.mean(axis=int(np.argmin(source.shape)))
+        results, pending = [], []
+
+        def flush():
+            clips = [{"raw": window.audio, "sampling_rate": rate} for window in pending]
+            labels = super(RespAudioClassificationPipeline, self).__call__(clips, **kwargs)
+            results.extend({"timestamp": (w.start_s, w.end_s), "labels": l} for w, l in zip(pending, labels))
+            pending.clear()
+
+        for window in stream_windows(source, rate, chunk_length_s, hop_s, source_rate=source_rate):
+            pending.append(window)
+            if len(pending) == self.chunk_batch_size:
+                flush()
+        if pending:
+            flush()
+        return results
+
     def preprocess(self, inputs):
         # By class name, so that a feature extractor loaded as remote code (another class object) counts too.
         if type(self.feature_extractor).__name__ != "RespAudioFeatureExtractor":
@@ -112,6 +168,22 @@ class RespAudioClassificationPipeline(AudioClassificationPipeline):
         if self.dtype is not None:
             processed = processed.to(dtype=self.dtype)
         return processed
+
+
+def _chunk_hop_seconds(chunk_length_s: float, stride_length_s) -> float:
+    """Seconds between window starts: the chunk less its overlaps on both sides (ASR's `stride_length_s`)."""
+    if not chunk_length_s > 0:
+        raise ValueError(f"chunk_length_s must be a positive number of seconds, got {chunk_length_s}.")
+    if stride_length_s is None:
+        stride_length_s = chunk_length_s / 6
+    left, right = stride_length_s if isinstance(stride_length_s, (list, tuple)) else (stride_length_s,) * 2
+    hop = chunk_length_s - float(left) - float(right)
+    if not (hop > 0 and left >= 0 and right >= 0):
+        raise ValueError(
+            f"stride_length_s={stride_length_s} leaves no step between chunks of {chunk_length_s} s: the overlaps on "
+            "both sides must be non-negative and add up to less than chunk_length_s."
+        )
+    return hop
 
 
 def _read_source(location: str) -> bytes:

@@ -11,6 +11,8 @@ examples:
   resp-audio-hf embed recordings/ --model org/resp-passt -o embeddings.parquet
   resp-audio-hf embed "data/**/*.wav" files.csv --model my-resp-m2d --pooling mean -o emb.npy
   resp-audio-hf embed --dataset my_dataset_dir --split test --model my-resp-ast -o test.parquet
+  resp-audio-hf embed recordings/ --model mn04-onnx --backend onnxruntime -o embeddings.parquet
+  resp-audio-hf embed night.wav --model org/resp-passt --window-seconds 2 --hop-seconds 1 -o windows.parquet
 """
 
 
@@ -37,9 +39,18 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--revision", help="Hub revision (branch, tag or commit) of --model")
     parser.add_argument("--trust-remote-code", action="store_true", help="allow a Hub model's own code")
     parser.add_argument("--max-duration", type=float, help="embed only the first seconds of each file")
+    parser.add_argument("--window-seconds", type=float,
+                        help="one row per window of this many seconds (with window, start_s, end_s), not per file")
+    parser.add_argument("--hop-seconds", type=float,
+                        help="seconds between window starts (default: --window-seconds, no overlap)")
     parser.add_argument("--batch-size", type=int, default=8, help="clips per forward pass (default: 8)")
     parser.add_argument("--num-workers", type=int, default=0, help="decoding worker processes (default: 0)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument(
+        "--backend", choices=("torch", "onnxruntime"), default="torch",
+        help="onnxruntime: --model is a folder from `resp-audio-hf export --format onnx`; the features are computed "
+        "in torch, the network runs in ONNX Runtime on the CPU (default: torch)",
+    )
     parser.add_argument("--cache-dir", type=Path,
                         help="resumable embedding cache (default: <output>.cache next to the output)")
     parser.add_argument("--no-cache", action="store_true", help="do not cache (an interrupted run starts over)")
@@ -60,12 +71,13 @@ def run_embed(args: argparse.Namespace) -> int:
             inputs = files_input(args.inputs, path_column=args.path_column)
         encoder = load_encoder(
             args.model, preset=args.preset, pooling=args.pooling, revision=args.revision,
-            trust_remote_code=args.trust_remote_code, device=args.device,
+            trust_remote_code=args.trust_remote_code, device=args.device, backend=args.backend,
         )
         cache_dir = None if args.no_cache else (args.cache_dir or args.output.with_name(args.output.name + ".cache"))
         result = embed_inputs(
             inputs, encoder, args.output, output_format=args.format, cache_dir=cache_dir, batch_size=args.batch_size,
             num_workers=args.num_workers, max_duration=args.max_duration, progress=not args.no_progress,
+            window_seconds=args.window_seconds, hop_seconds=args.hop_seconds,
         )
     except (EmbedInputError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -73,7 +85,8 @@ def run_embed(args: argparse.Namespace) -> int:
     for skipped in result.skipped:
         print(f"skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
     where = f"{result.output}" + (f" (index {result.index})" if result.index else "")
-    print(f"Embedded {result.n_embedded} recordings ({result.dim} features each) into {where}")
+    what = "windows" if args.window_seconds else "recordings"
+    print(f"Embedded {result.n_embedded} {what} ({result.dim} features each) into {where}")
     if result.skipped_file:
         print(f"{len(result.skipped)} files skipped; listed with reasons in {result.skipped_file}")
     return 0
