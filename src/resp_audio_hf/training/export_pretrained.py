@@ -29,7 +29,7 @@ import shutil
 from pathlib import Path
 
 from ..benchmark.results import BenchmarkResult, load_results
-from .checkpointing import FINAL_MODEL_NAME, save_final_folder
+from .checkpointing import BEST_MODEL_NAME, FINAL_MODEL_NAME, save_final_folder
 
 # Files of the run copied as they are.
 RUN_FILES = ("metrics.jsonl", "pretrain_config.json", "unusable_files.json")
@@ -71,6 +71,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=[],
         metavar="LABEL=RESULTS_JSON",
         help="results.json of `resp-audio-hf bench` for this model or a baseline, shown in the card (repeatable).",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        choices=(FINAL_MODEL_NAME, BEST_MODEL_NAME),
+        default=FINAL_MODEL_NAME,
+        help="Export the encoder of the last step (`model`) or the one the validation monitor chose (`best_model`).",
     )
     parser.add_argument("--max-megabytes", type=float, default=DEFAULT_MAX_MEGABYTES)
     return parser.parse_args(argv)
@@ -138,23 +144,50 @@ def file_list_summary(data_files: dict) -> dict:
     }
 
 
-def plot_loss_curve(records: list[dict], path: Path, title: str) -> None:
+LOSS_LABELS = {"m2d": "M2D loss (2 - 2 cos), log scale", "contrastive": "contrastive + teacher loss, log scale"}
+
+
+def split_records(records: list[dict]) -> tuple[list[dict], list[dict]]:
+    """`metrics.jsonl` lines -> (training steps, monitor evaluations)."""
+    training = [r for r in records if "loss" in r]
+    monitor = [r for r in records if any(key.startswith("monitor/") for key in r)]
+    return training, monitor
+
+
+def plot_loss_curve(records: list[dict], path: Path, title: str, method: str = "m2d") -> None:
+    """Loss and learning rate per logged step and, when the run was monitored, the validation monitors beside them."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps = [r["step"] for r in records]
-    figure, loss_axis = plt.subplots(figsize=(7, 4), dpi=100)
-    loss_axis.plot(steps, [r["loss"] for r in records], color="tab:blue", label="M2D loss")
+    training, monitor = split_records(records)
+    steps = [r["step"] for r in training]
+    panels = 2 if monitor else 1
+    figure, axes = plt.subplots(1, panels, figsize=(7 * panels, 4), dpi=100, squeeze=False)
+    loss_axis = axes[0][0]
+    loss_axis.plot(steps, [r["loss"] for r in training], color="tab:blue", label="loss")
     loss_axis.set_xlabel("optimizer step")
-    loss_axis.set_ylabel("M2D loss (2 - 2 cos), log scale", color="tab:blue")
-    loss_axis.set_yscale("log")  # the loss falls by two orders of magnitude
+    loss_axis.set_ylabel(LOSS_LABELS.get(method, "loss"), color="tab:blue")
+    loss_axis.set_yscale("log")  # the loss falls by orders of magnitude
     rate_axis = loss_axis.twinx()
-    rate_axis.plot(steps, [r["lr"] for r in records], color="tab:orange", linewidth=1, label="learning rate")
+    rate_axis.plot(steps, [r["lr"] for r in training], color="tab:orange", linewidth=1, label="learning rate")
     rate_axis.set_ylabel("learning rate", color="tab:orange")
     loss_axis.set_title(title)
     loss_axis.grid(alpha=0.3)
+    if monitor:
+        probe_axis = axes[0][1]
+        monitor_steps = [r["step"] for r in monitor]
+        for key in sorted(k for k in monitor[0] if k.endswith("_auroc")):
+            probe_axis.plot(monitor_steps, [r[key] for r in monitor], marker="o", label=key.removeprefix("monitor/"))
+        probe_axis.set_xlabel("optimizer step")
+        probe_axis.set_ylabel("validation probe AUROC")
+        probe_axis.legend(loc="lower left")
+        rank_axis = probe_axis.twinx()
+        rank_axis.plot(monitor_steps, [r["monitor/effective_rank"] for r in monitor], color="grey", linestyle="--")
+        rank_axis.set_ylabel("effective rank (dashed)", color="grey")
+        probe_axis.set_title("validation monitors (patients held out of SPRSound's train part)")
+        probe_axis.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
