@@ -67,7 +67,8 @@ def _check_against_json(data_root: Path, corpus: Path, expect_train: bool):
             train = table[table["split"] == "train"]
             validation = table[table["split"] == "validation"]
             assert not set(train["subject_id"]) & set(validation["subject_id"])
-            share = validation["subject_id"].nunique() / (train["subject_id"].nunique() + validation["subject_id"].nunique())
+            held_out, kept = validation["subject_id"].nunique(), train["subject_id"].nunique()
+            share = held_out / (held_out + kept)
             assert 0.15 < share < 0.25
             validation_patients.append(set(validation["subject_id"]))
         else:
@@ -187,7 +188,8 @@ def test_every_disagreement_is_counted_and_handled(odd_corpus):
     }
     assert any(note.startswith("annotation checks: ") for note in data.report.notes)
     records = load_task("SPRSound-2-1", odd_corpus, verify_audio=False).table
-    assert len(records) == 14 and Counter(records["label"]) == {0: 10, 1: 1, 2: 3}  # CAS patients 100 and 105, the DAS test record
+    # Adventitious: the CAS records of patients 100 and 105, and the DAS test record.
+    assert len(records) == 14 and Counter(records["label"]) == {0: 10, 1: 1, 2: 3}
 
 
 def test_dataset_dict_has_the_official_class_names(odd_corpus):

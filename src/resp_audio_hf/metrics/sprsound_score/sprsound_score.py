@@ -35,8 +35,8 @@ SPRSOUND_CITATION = """
 class SprsoundScore(opera_metric.OperaMetric):
     DESCRIPTION = """
     The score of the SPRSound challenge's classification tasks, from predicted classes: SP = Normal items predicted
-    Normal / all Normal items; SE = abnormal items predicted as their own class / all abnormal items; AS = (SE + SP) / 2;
-    HS = 2 SE SP / (SE + SP); score = (AS + HS) / 2. Class ids are the organisers' (`scripts/test.py` of
+    Normal / all Normal items; SE = abnormal items predicted as their own class / all abnormal items;
+    AS = (SE + SP) / 2; HS = 2 SE SP / (SE + SP); score = (AS + HS) / 2. Class ids are the organisers' (`scripts/test.py` of
     SJTU-YONGFU-RESEARCH-GRP/SPRSound): 1-1 Normal, Adventitious; 1-2 Normal, Rhonchi, Wheeze, Stridor, Coarse
     Crackle, Fine Crackle, Wheeze+Crackle; 2-1 Normal, Poor Quality, Adventitious; 2-2 Normal, Poor Quality, CAS, DAS,
     CAS & DAS.
