@@ -48,6 +48,13 @@ class RespAudioCollator:
         label_column (`str` or `None`, *optional*, defaults to `"label"`):
             Key of the target in each example: an integer class, or a list of floats for multi-label or regression.
             Batches of examples without this key get no `labels` (for prediction); `None` never adds labels.
+        start_column (`str` or `None`, *optional*, defaults to `"start_s"`):
+            Key of a segment's start in seconds; see `end_column`.
+        end_column (`str` or `None`, *optional*, defaults to `"end_s"`):
+            Key of a segment's end in seconds (event-level tasks such as `ICBHI-cycle` or `SPRSound-1-2`,
+            whose rows are annotated segments of a recording): an example that has them (not `None`) gives only
+            that part of its audio, decoded as `bench` decodes segments (`load_audio(..., start_s, end_s)`), or
+            sliced from an array at its sampling rate. Examples without them, or with `None`, give the whole clip.
         max_seconds (`float`, *optional*):
             Crop clips longer than this to their first `max_seconds` seconds (to bound memory when training on long
             recordings). Nothing is cropped unless this is set; every crop is counted in `num_cropped` and
@@ -63,6 +70,8 @@ class RespAudioCollator:
     sampling_rate: int | None = None
     audio_column: str = "audio"
     label_column: str | None = "label"
+    start_column: str | None = "start_s"
+    end_column: str | None = "end_s"
     max_seconds: float | None = None
     num_cropped: int = field(default=0, init=False)
     cropped_seconds: float = field(default=0.0, init=False)
@@ -96,9 +105,33 @@ class RespAudioCollator:
             )
         audio = example[self.audio_column]
         rate = example.get("sampling_rate", self.sampling_rate)
+        start, end = self._segment(example, index)
         if _is_file(audio):
             # Files go `bench`'s way (FFmpeg resamples to the model's rate, channels averaged), not the arrays' way.
-            return load_audio(audio, self.feature_extractor.sampling_rate)
+            return load_audio(audio, self.feature_extractor.sampling_rate, start, end)
+        clip, rate = self._array_and_rate(audio, rate, index)
+        if start is None and end is None:
+            return clip, rate
+        clip = np.asarray(clip) if isinstance(clip, (list, tuple)) else clip
+        first = 0 if start is None else int(round(start * rate))
+        last = None if end is None else int(round(end * rate))
+        segment = clip[..., first:last] if _time_axis(clip) == -1 else clip[first:last]
+        if segment.shape[_time_axis(clip)] == 0:
+            raise ValueError(f"Example {index}: the segment {start}-{end} s of its audio is empty.")
+        return segment, rate
+
+    def _segment(self, example: Mapping[str, Any], index: int) -> tuple[float | None, float | None]:
+        """The example's segment bounds in seconds (`None` where it has none)."""
+        bounds = []
+        for column in (self.start_column, self.end_column):
+            value = example.get(column) if column is not None else None
+            bounds.append(None if value is None or (isinstance(value, float) and np.isnan(value)) else float(value))
+        start, end = bounds
+        if start is not None and end is not None and not end > start:
+            raise ValueError(f"Example {index}: segment end {end} s is not after its start {start} s.")
+        return start, end
+
+    def _array_and_rate(self, audio, rate, index: int) -> tuple[Any, int]:
         if hasattr(audio, "get_all_samples"):  # a torchcodec AudioDecoder that does not know its file
             samples = audio.get_all_samples()
             audio, rate = samples.data, samples.sample_rate
@@ -120,9 +153,7 @@ class RespAudioCollator:
     def _crop(self, clip, rate: int):
         limit = int(round(self.max_seconds * rate))
         clip = np.asarray(clip) if isinstance(clip, (list, tuple)) else clip
-        # Time is the last axis of 1-D clips and the longer axis of [channels, samples] / [samples, channels] ones,
-        # the same rule the feature extractor uses to downmix.
-        time_axis = -1 if clip.ndim == 1 or clip.shape[-1] >= clip.shape[0] else 0
+        time_axis = _time_axis(clip)
         length = clip.shape[time_axis]
         if length <= limit:
             return clip
@@ -181,6 +212,12 @@ class RespAudioCollator:
         labels = torch.from_numpy(np.asarray(labels))
         # Float targets (multi-label, regression) must match the float32 logits in the loss.
         return labels.float() if labels.is_floating_point() else labels.long()
+
+
+def _time_axis(clip) -> int:
+    """Time is the last axis of 1-D clips and the longer axis of [channels, samples] / [samples, channels] ones, the
+    same rule the feature extractor uses to downmix."""
+    return -1 if clip.ndim == 1 or clip.shape[-1] >= clip.shape[0] else 0
 
 
 def _is_file(audio) -> bool:

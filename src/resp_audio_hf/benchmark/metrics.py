@@ -1,5 +1,5 @@
-"""Metrics of the OPERA benchmark (macro one-vs-rest AUROC, MAE, mean reciprocal rank across models) and the
-ICBHI 2017 challenge's sensitivity, specificity and score."""
+"""Metrics of the OPERA benchmark (macro one-vs-rest AUROC, MAE, mean reciprocal rank across models), the
+ICBHI 2017 challenge's sensitivity, specificity and score, and the SPRSound challenge's score."""
 
 from __future__ import annotations
 
@@ -83,6 +83,69 @@ def icbhi_scores(y_true, y_pred, normal_class: int = 0) -> dict[str, float]:
     sensitivity = float(correct[~normal].mean())
     specificity = float(correct[normal].mean())
     return {"sensitivity": sensitivity, "specificity": specificity, "icbhi_score": (sensitivity + specificity) / 2}
+
+
+#: How Poor Quality records enter the SPRSound score's sensitivity (Task 2): ``"excluded"`` (they are neither normal
+#: nor abnormal items: only the adventitious classes make up SE) or ``"abnormal"`` (they are abnormal items like CAS
+#: or DAS, right only when predicted Poor Quality). See :func:`sprsound_scores`.
+SPRSOUND_POOR_QUALITY_CONVENTIONS = ("excluded", "abnormal")
+
+
+def sprsound_scores(
+    y_true, y_pred, *, normal_class: int = 0, poor_quality_class: int | None = None, poor_quality: str = "excluded"
+) -> dict[str, float]:
+    """The SPRSound challenge's score of predicted classes (IEEE BioCAS 2022/2023 Grand Challenge on Respiratory Sound
+    Classification; Zhang et al., BioCAS 2022).
+
+    SP = items of ``normal_class`` predicted ``normal_class`` / all normal items; SE = abnormal items predicted as
+    their own class / all abnormal items (a Fine Crackle predicted Wheeze is wrong); AS = (SE + SP) / 2;
+    HS = 2 SE SP / (SE + SP) (0 when both are 0); score = (AS + HS) / 2.
+
+    Which items are *abnormal* for the record-level tasks is not written in the organisers' public material: the
+    repository's READMEs only name SE, SP, AS and HS, and the submission document's formulas are not machine
+    readable. ``poor_quality`` chooses: ``"excluded"`` (default) leaves Poor Quality items out of SE and SP, as the
+    participating team HUJH511/BioCAS-2023-Grand_Challenge computes it (``src/utils/metric.py``: SE over the classes
+    from id 2 on for Task 2); ``"abnormal"`` counts them as abnormal items. Either way a Normal or adventitious item
+    predicted Poor Quality is wrong.
+
+    Args:
+        y_true: ``[n]`` true class ids.
+        y_pred: ``[n]`` predicted class ids.
+        normal_class: id of Normal (0 in every task of the challenge).
+        poor_quality_class: id of Poor Quality (1 in Tasks 2-1 and 2-2), ``None`` for the event-level tasks.
+        poor_quality: ``"excluded"`` or ``"abnormal"`` (ignored without ``poor_quality_class``).
+
+    Returns:
+        ``{"sensitivity", "specificity", "average_score", "harmonic_score", "score"}``.
+    """
+    if poor_quality not in SPRSOUND_POOR_QUALITY_CONVENTIONS:
+        raise ValueError(f"poor_quality must be one of {SPRSOUND_POOR_QUALITY_CONVENTIONS}, got {poor_quality!r}")
+    y_true = np.asarray(y_true).astype(np.int64).ravel()
+    y_pred = np.asarray(y_pred).astype(np.int64).ravel()
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"{y_pred.size} predictions for {y_true.size} labels")
+    normal = y_true == normal_class
+    abnormal = ~normal
+    if poor_quality_class is not None and poor_quality == "excluded":
+        abnormal &= y_true != poor_quality_class
+    if not normal.any() or not abnormal.any():
+        raise ValueError(
+            "the SPRSound score needs both Normal and abnormal items among the labels "
+            f"({int(normal.sum())} Normal, {int(abnormal.sum())} abnormal)"
+        )
+    correct = y_true == y_pred
+    sensitivity = float(correct[abnormal].mean())
+    specificity = float(correct[normal].mean())
+    average = (sensitivity + specificity) / 2
+    harmonic = 0.0 if sensitivity + specificity == 0 else 2 * sensitivity * specificity / (sensitivity + specificity)
+    return {
+        "sensitivity": sensitivity,
+        "specificity": specificity,
+        "average_score": average,
+        "harmonic_score": harmonic,
+        "score": (average + harmonic) / 2,
+    }
+
 
 def absent_classes(y_true, n_classes: int) -> list[int]:
     """Class ids in ``[0, n_classes)`` that never occur in ``y_true`` (each counts as 0 in :func:`auroc_ovr_macro`)."""

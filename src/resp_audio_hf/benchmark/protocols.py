@@ -82,8 +82,8 @@ _STRATIFIED_20 = "20 % of train, stratified (seed 1337)"
 #: gradient clipping at 1.0; 5 seeds for hold-out tasks, one (seed 0) for the leave-one-out regressions. The learning
 #: rate is 1e-4 for every task: OPERA builds ``LinearHead`` / ``LinearHeadR`` without an ``lr`` argument, so their
 #: default 1e-4 is what the optimiser gets, and the ``lr=1e-1`` passed to the MMlung evaluation (T13-T18) never
-#: reaches it. SPRSound (S1/S2) and the ICBHI challenge's cycle task (ICBHI-cycle) are not OPERA tasks; they use the
-#: OPERA defaults (ICBHI-cycle with T7's batch size).
+#: reaches it. SPRSound (S1/S2, the challenge's SPRSound-1-1 ... 2-2) and the ICBHI challenge's cycle task
+#: (ICBHI-cycle) are not OPERA tasks; they use the OPERA defaults (ICBHI-cycle with T7's batch size).
 PROBE_PROTOCOLS: dict[str, ProbeProtocol] = {
     "T1": _holdout(64, 64, _OPERA_SPLIT_VALIDATION),
     "T2": _holdout(64, 64, _OPERA_SPLIT_VALIDATION),
@@ -111,6 +111,12 @@ PROBE_PROTOCOLS: dict[str, ProbeProtocol] = {
     "S1": _holdout(64, 64, "a patient-grouped, stratified fifth of the training patients (seed 1337)"),
     "S2": _holdout(64, 64, "a patient-grouped, stratified fifth of the training patients (seed 1337)"),
     "COVID-cough": _holdout(64, 32, "20 % of all recordings, stratified by label and source (seed 1337)"),
+    **{
+        f"SPRSound-{task}": _holdout(
+            64, 64, "a patient-grouped fifth of the training patients, stratified by record label (seed 1337)"
+        )
+        for task in ("1-1", "1-2", "2-1", "2-2")
+    },
 }
 
 

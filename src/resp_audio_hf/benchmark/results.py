@@ -55,13 +55,15 @@ class MetricSpec:
 
 # OPERA scores classification tasks by AUROC and regression tasks by MAE. The Hub has no audio-regression task id;
 # "audio-regression" keeps those rows apart from the classification ones in the model-index. The ICBHI 2017
-# challenge's score (mean of sensitivity and specificity, task ICBHI-cycle) has no `evaluate` id.
+# challenge's score (mean of sensitivity and specificity, task ICBHI-cycle) has no `evaluate` id; the SPRSound
+# challenge's score is the package's `sprsound_score` module.
 METRICS: dict[str, MetricSpec] = {
     spec.name: spec
     for spec in (
         MetricSpec("auroc", "AUROC", higher_is_better=True, hub_metric_type="roc_auc"),
         MetricSpec("mae", "MAE", higher_is_better=False, hub_task_type="audio-regression"),
         MetricSpec("icbhi_score", "ICBHI score", higher_is_better=True),
+        MetricSpec("sprsound_score", "SPRSound score", higher_is_better=True),
         MetricSpec("sensitivity", "Se", higher_is_better=True),
         MetricSpec("specificity", "Sp", higher_is_better=True),
     )

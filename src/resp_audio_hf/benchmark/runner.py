@@ -16,7 +16,7 @@ from ..data.task_spec import TaskData, TaskSpec
 from ..data.tasks import OPERA_TASK_IDS, get_task_spec, load_task, resolve_task_ids, with_protocol
 from .arguments import BenchmarkArguments
 from .embeddings import AudioEncoder, FileClipDataset, extract_embeddings
-from .metrics import absent_classes, auroc_ovr_macro, icbhi_scores, mean_absolute_error
+from .metrics import absent_classes, auroc_ovr_macro, icbhi_scores, mean_absolute_error, sprsound_scores
 from .probe import ProbeOutcome, ProbeRun, train_linear_probes
 from .protocols import ProbeProtocol
 from .results import BenchmarkResult, EncoderSettings, FailedTask, MetricSummary, RunResult, TaskResult
@@ -76,7 +76,7 @@ def check_task_splits(task: TaskData, protocol: ProbeProtocol | None = None) -> 
     return runs
 
 
-_ICBHI_METRICS = ("icbhi_score", "sensitivity", "specificity")
+_ICBHI_METRICS = ("icbhi_score", "sensitivity", "specificity", "sprsound_score")
 
 
 def check_split_labels(spec: TaskSpec, table, runs: list[ProbeRun], test_splits: tuple[str, ...] = ("test",)) -> None:
@@ -120,7 +120,7 @@ def check_split_labels(spec: TaskSpec, table, runs: list[ProbeRun], test_splits:
                     problem = "AUROC is undefined for a single class"
                 elif any(m in metrics for m in _ICBHI_METRICS) and (0 not in present or present == {0}):
                     problem = (
-                        f"the ICBHI score needs both {spec.class_names[0]!r} and abnormal labels (its sensitivity "
+                        f"the {spec.metric} needs both {spec.class_names[0]!r} and abnormal labels (its sensitivity "
                         "and specificity are undefined otherwise)"
                     )
             if problem:
@@ -143,6 +143,12 @@ def compute_test_metrics(spec: TaskSpec, y_true: np.ndarray, predictions: np.nda
             values[name] = float(mean_absolute_error(y_true, predictions))
         elif name in ("icbhi_score", "sensitivity", "specificity"):
             values[name] = icbhi_scores(y_true, np.argmax(predictions, axis=-1))[name]
+        elif name == "sprsound_score":  # Poor Quality (record-level tasks) left out of SE, the default convention
+            names = list(spec.class_names)
+            poor_quality = names.index("Poor Quality") if "Poor Quality" in names else None
+            values[name] = sprsound_scores(y_true, np.argmax(predictions, axis=-1), poor_quality_class=poor_quality)[
+                "score"
+            ]
         else:
             raise ValueError(f"{spec.task_id}: unknown metric {name!r}")
     return values

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from ..benchmark.protocols import PROBE_PROTOCOLS
 from .build_report import BuildReport
-from .corpora import CORPUS_MODULES, find_corpus_dir, get_corpus_spec
+from .corpora import TASK_MODULES, find_corpus_dir, get_corpus_spec
+from .corpora.sprsound_challenge import CHALLENGE_ALIASES
 from .corpus_table import CorpusNotFoundError
 from .files import FileIndex, check_audio_files
 from .opera_files import OperaFiles
@@ -26,7 +27,7 @@ from .task_spec import TaskContext, TaskData, TaskSpec
 def _collect_tasks() -> dict[str, TaskSpec]:
     """The corpus modules' task specs, in the order of :data:`PROBE_PROTOCOLS` (the README's table), each checked to
     take its protocol from its row there."""
-    specs = {spec.task_id: spec for module in CORPUS_MODULES for spec in module.TASK_SPECS}
+    specs = {spec.task_id: spec for module in TASK_MODULES for spec in module.TASK_SPECS}
     if set(specs) != set(PROBE_PROTOCOLS):
         raise ValueError(
             f"tasks without a PROBE_PROTOCOLS row: {sorted(set(specs) - set(PROBE_PROTOCOLS))}; "
@@ -40,7 +41,16 @@ def _collect_tasks() -> dict[str, TaskSpec]:
 
 TASKS: dict[str, TaskSpec] = _collect_tasks()
 
-TASK_ALIASES = {"sprsound-record": "S1", "sprsound-event": "S2", "sprsound": "S1", "covid19-cough": "COVID-cough"}
+TASK_ALIASES = {
+    "sprsound-record": "S1",
+    "sprsound-event": "S2",
+    "sprsound": "S1",
+    "covid19-cough": "COVID-cough",
+    **CHALLENGE_ALIASES,
+}
+#: The SPRSound challenge's four tasks (not in ``all``: they are scored by the challenge's score, not OPERA's probe
+#: metric; ask for them with ``sprsound-challenge``).
+SPRSOUND_CHALLENGE_TASK_IDS = ("SPRSound-1-1", "SPRSound-1-2", "SPRSound-2-1", "SPRSound-2-2")
 EXTRA_TASK_IDS = ("ICBHI-cycle", "S1", "S2", "COVID-cough")
 OPERA_TASK_IDS = tuple(f"T{i}" for i in range(1, 20))
 
@@ -54,7 +64,8 @@ def get_task_spec(task_id: str) -> TaskSpec:
 
 
 def resolve_task_ids(selection: str | list[str]) -> list[str]:
-    """``"T7,T10"`` / ``["T7"]`` / ``"all"`` (T1-T19, ICBHI-cycle and the SPRSound tasks) / ``"opera"`` (T1-T19)."""
+    """``"T7,T10"`` / ``["T7"]`` / ``"all"`` (T1-T19, ICBHI-cycle, S1, S2, COVID-cough) / ``"opera"`` (T1-T19) /
+    ``"sprsound-challenge"`` (the SPRSound challenge's Tasks 1-1 ... 2-2)."""
     items = selection.split(",") if isinstance(selection, str) else list(selection)
     items = [i.strip() for i in items if i.strip()]
     if not items:
@@ -65,6 +76,8 @@ def resolve_task_ids(selection: str | list[str]) -> list[str]:
             expanded = list(OPERA_TASK_IDS) + list(EXTRA_TASK_IDS)
         elif item.lower() == "opera":
             expanded = list(OPERA_TASK_IDS)
+        elif item.lower() == "sprsound-challenge":
+            expanded = list(SPRSOUND_CHALLENGE_TASK_IDS)
         else:
             expanded = [get_task_spec(item).task_id]
         result.extend(t for t in expanded if t not in result)

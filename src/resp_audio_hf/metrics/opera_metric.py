@@ -1,5 +1,5 @@
-"""What the shipped `evaluate` modules (`opera_auroc`, `opera_mae`, `opera_mrr`) share: the OPERA citation and the
-`evaluate.Metric` base that builds their `MetricInfo`.
+"""What the shipped `evaluate` modules (`opera_auroc`, `opera_mae`, `opera_mrr`, `sprsound_score`) share: the OPERA
+citation and the `evaluate.Metric` base that builds their `MetricInfo`.
 
 Each module stays a standalone folder for `evaluate.load(path)`; it imports this module from the installed package,
 as it imports the computation (`resp_audio_hf.benchmark.metrics`). Import this module, not the class: `evaluate.load`
@@ -31,11 +31,13 @@ class OperaMetric(evaluate.Metric):
         DESCRIPTION: what the metric measures (`MetricInfo.description`, and the start of the class docstring).
         INPUTS_DESCRIPTION: the `compute` arguments and result, with an example (`MetricInfo.inputs_description`).
         FEATURES: the input columns, a `datasets.Features` or a list of alternatives.
+        CITATION: the BibTeX of the metric's source (OPERA's paper unless a module names another).
     """
 
     DESCRIPTION: str
     INPUTS_DESCRIPTION: str
     FEATURES: object
+    CITATION: str = OPERA_CITATION
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -47,7 +49,7 @@ class OperaMetric(evaluate.Metric):
     def _info(self):
         return evaluate.MetricInfo(
             description=self.DESCRIPTION,
-            citation=OPERA_CITATION,
+            citation=self.CITATION,
             inputs_description=self.INPUTS_DESCRIPTION,
             features=self.FEATURES,
         )

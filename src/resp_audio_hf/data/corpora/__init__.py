@@ -42,6 +42,7 @@ from . import (
     nosemic,
     respiratory_tr,
     sprsound,
+    sprsound_challenge,
     ssbpr,
     uk_covid19,
 )
@@ -61,6 +62,10 @@ CORPUS_MODULES = (
     covid19_cough,
     sprsound,
 )
+
+#: Every module holding task specs (``TASK_SPECS``): the corpus modules, then the modules of further tasks on a corpus
+#: of theirs (the SPRSound challenge's four tasks).
+TASK_MODULES = (*CORPUS_MODULES, sprsound_challenge)
 
 CORPORA: dict[str, CorpusSpec] = {module.CORPUS.name: module.CORPUS for module in CORPUS_MODULES}
 _BUILDERS = {module.CORPUS.name: module.corpus_rows for module in CORPUS_MODULES}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -47,6 +48,37 @@ SPRSOUND_ANNOTATION_FOLDERS = {"train_json": "train", "intra_test_json": "test_i
 SPRSOUND_AUDIO_FOLDERS = ("train_wav", "test_wav")
 
 
+def read_sprsound_events(annotation: dict, path: Path) -> tuple[list[dict], list[str]]:
+    """The respiratory events of one annotation file (its ``event_annotation`` list), in file order.
+
+    The released files give ``start``/``end`` in milliseconds as strings (``"2499"``); numbers are accepted too.
+    Returns ``(events, malformed)``: ``events`` are ``{"number", "start_ms", "end_ms", "type"}`` with ``number``
+    the event's position in the file (the organisers' ``test_clip/<recording>_<number>.wav`` uses the same number);
+    ``malformed`` names each event that lacks ``start``, ``end`` or ``type`` or whose times are not finite numbers,
+    as ``"<file>#<number>: <problem>"``. What the times and types mean is left to the tasks (end before start,
+    unknown types and events past the end of the recording are theirs to count)."""
+    events, malformed = [], []
+    listed = annotation.get("event_annotation", [])
+    if not isinstance(listed, list):
+        return [], [f"{path.stem}.wav: event_annotation is {type(listed).__name__}, not a list"]
+    for number, event in enumerate(listed):
+        where = f"{path.stem}.wav#{number}"
+        missing = [key for key in ("start", "end", "type") if not isinstance(event, dict) or key not in event]
+        if missing:
+            malformed.append(f"{where}: no {'/'.join(missing)}")
+            continue
+        try:
+            start, end = float(event["start"]), float(event["end"])
+        except (TypeError, ValueError):
+            malformed.append(f"{where}: start/end {event['start']!r}/{event['end']!r} are not numbers")
+            continue
+        if not (math.isfinite(start) and math.isfinite(end)):
+            malformed.append(f"{where}: start/end {event['start']!r}/{event['end']!r} are not finite")
+            continue
+        events.append({"number": number, "start_ms": start, "end_ms": end, "type": str(event["type"])})
+    return events, malformed
+
+
 def _sprsound_part(json_path: Path) -> str:
     """Official part of an annotation file, from its folder (``unknown`` outside the official folders)."""
     return SPRSOUND_ANNOTATION_FOLDERS.get(json_path.parent.name.lower(), "unknown")
@@ -57,8 +89,9 @@ def corpus_rows(scan: CorpusScan) -> list[dict]:
     ``test_json/{intra,inter}_test_json/``; either part may be absent).
 
     Columns: ``record_label`` (Normal, CAS, DAS, CAS & DAS, Poor Quality), ``events`` (list of
-    ``{"start_ms", "end_ms", "type"}``), ``official_split`` (``train`` / ``test_intra`` / ``test_inter``, from the
-    annotation folder), ``age``, ``sex``, ``location``.
+    ``{"number", "start_ms", "end_ms", "type"}``, :func:`read_sprsound_events`), ``malformed_events`` (the events
+    that could not be read, by name and problem), ``official_split`` (``train`` / ``test_intra`` / ``test_inter``,
+    from the annotation folder), ``age``, ``sex``, ``location``.
 
     Only the official folders are read: the release also ships ``example/`` (copies of 50 training recordings and
     their annotations) and ``test_clip/`` (unannotated event clips), which would otherwise duplicate or pollute the
@@ -107,10 +140,7 @@ def corpus_rows(scan: CorpusScan) -> list[dict]:
         if record_label not in SPRSOUND_RECORD_CLASSES:
             report.unlabelled.append(f"{path} (record label {record_label!r})")
             continue
-        events = [
-            {"start_ms": float(e["start"]), "end_ms": float(e["end"]), "type": str(e["type"])}
-            for e in annotation.get("event_annotation", [])
-        ]
+        events, malformed = read_sprsound_events(annotation, candidates[0])
         rows.append(
             {
                 "audio": path,
@@ -118,6 +148,7 @@ def corpus_rows(scan: CorpusScan) -> list[dict]:
                 **parse_sprsound_filename(path.name),
                 "record_label": record_label,
                 "events": events,
+                "malformed_events": malformed,
                 "official_split": _sprsound_part(candidates[0]),
             }
         )
@@ -178,7 +209,9 @@ def _sprsound_event_table(ctx: TaskContext):
     records = ctx.scan()
     rows = []
     for r in records.itertuples():
-        for number, event in enumerate(r.events):
+        ctx.report.exclude("event annotation malformed", r.malformed_events)
+        for event in r.events:
+            number = event["number"]
             if event["end_ms"] <= event["start_ms"]:
                 ctx.report.exclude("event with end <= start", [f"{r.file}#{number}"])
                 continue
