@@ -52,6 +52,7 @@ from resp_audio_hf.benchmark.report import save_figure  # noqa: E402
 from resp_audio_hf.data._io import atomic_write_json, atomic_write_text  # noqa: E402
 from resp_audio_hf.data.corpora import CorpusNotFoundError, find_corpus_dir  # noqa: E402
 from resp_audio_hf.data.tasks import get_task_spec, load_task  # noqa: E402
+from resp_audio_hf.training.monitors import effective_rank  # noqa: E402
 
 logger = logging.getLogger("make_results")
 
@@ -95,6 +96,21 @@ MODELS = (
         "m2d-init", "small M2D ViT, random start", ("freq_preserving", "mean", "band_limited"), ("freq_preserving",)
     ),
     ModelEntry("mn04-init", "EfficientAT mn04, random start", ("freq_preserving",), ("freq_preserving",)),
+    ModelEntry(
+        "mn04-as-resp",
+        "EfficientAT mn04, AudioSet → respiratory (contrastive + teacher)",
+        ("freq_preserving", "mean"),
+        ("freq_preserving",),
+    ),
+    ModelEntry(
+        "mn04-as-resp-noteacher",
+        "EfficientAT mn04, AudioSet → respiratory (contrastive, no teacher)",
+        ("freq_preserving",),
+        ("freq_preserving",),
+    ),
+    ModelEntry(
+        "mn04-resp", "EfficientAT mn04, random → respiratory (contrastive)", ("freq_preserving",), ("freq_preserving",)
+    ),
     ModelEntry("log-mel-stats", "log-mel statistics (no learning)", ("own",), ("own",)),
     ModelEntry("duration", "clip duration (no learning)", ("own",), ("own",)),
 )
@@ -115,6 +131,15 @@ COMPARISONS = (
     ("m2d-resp/band_limited/std", "m2d-resp/freq_preserving/std", "band-limited vs all rows: ViT respiratory"),
     ("m2d-resp/freq_preserving/std", "m2d-init/freq_preserving/std", "respiratory pre-training vs random start (ViT)"),
     ("mn04-as/freq_preserving/std", "mn04-init/freq_preserving/std", "AudioSet pre-training vs random start (mn04)"),
+    ("mn04-as-resp/freq_preserving/std", "mn04-as/freq_preserving/std", "AS+resp − AS (mn04, further pre-training)"),
+    ("mn04-as-resp/freq_preserving/std", "mn04-resp/freq_preserving/std", "AS+resp − resp-only (mn04)"),
+    ("mn04-as/freq_preserving/std", "mn04-resp/freq_preserving/std", "AS − resp-only (mn04)"),
+    ("mn04-resp/freq_preserving/std", "mn04-init/freq_preserving/std", "resp-only − random start (mn04)"),
+    (
+        "mn04-as-resp/freq_preserving/std",
+        "mn04-as-resp-noteacher/freq_preserving/std",
+        "teacher − no teacher (mn04 AS+resp)",
+    ),
     ("mn04-as/freq_preserving/std", "duration/own/std", "mn04 AudioSet vs duration alone"),
     ("m2d-resp/freq_preserving/std", "duration/own/std", "ViT respiratory vs duration alone"),
     ("mn04-as/freq_preserving/std", "log-mel-stats/own/std", "mn04 AudioSet vs log-mel statistics"),
@@ -136,6 +161,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--mn04", default=str(REPO / "pretrained" / "efficientat-mn04-as"))
     parser.add_argument("--resp-model", default=str(REPO / "pretrained" / "small-m2d-resp"))
+    for option, what in FURTHER_PRETRAINED_OPTIONS.values():
+        parser.add_argument(option, default=None, help=f"model folder: {what}")
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--models", default=",".join(m.key for m in MODELS), help="subset of the model keys")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -147,7 +174,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+# Respiratory pre-training runs of mn04 (`training/configs/mn04_resp_contrastive.yaml`): model key -> option, what.
+FURTHER_PRETRAINED_OPTIONS = {
+    "mn04-as-resp": ("--as-resp-model", "mn04 further pre-trained from AudioSet on respiratory audio (with teacher)"),
+    "mn04-as-resp-noteacher": ("--as-resp-noteacher-model", "the same run without the teacher (lambda = 0)"),
+    "mn04-resp": ("--resp-only-model", "mn04 pre-trained on respiratory audio from a random start"),
+}
+
+
 def build_encoder(key: str, args) -> AudioEncoder:
+    if key in FURTHER_PRETRAINED_OPTIONS:
+        option = FURTHER_PRETRAINED_OPTIONS[key][0]
+        folder = getattr(args, option.removeprefix("--").replace("-", "_"))
+        if not folder:
+            raise ValueError(f"Model {key} needs its folder: pass {option}.")
+        return AudioEncoder.from_pretrained(folder, pooling="freq_preserving")
     if key == "mn04-as":
         return AudioEncoder.from_pretrained(args.mn04, pooling="freq_preserving")
     if key == "m2d-resp":
@@ -201,6 +242,14 @@ def peak_rss_mb() -> float:
 
 def variant_name(model: str, pooling: str, standardized: bool) -> str:
     return f"{model}/{pooling}/{'std' if standardized else 'raw'}"
+
+
+def probe_inputs(features: np.ndarray, train_rows: np.ndarray, standardized: bool) -> np.ndarray:
+    """The training rows as the probe sees them: z-scored with their own statistics, or raw."""
+    train = features[train_rows]
+    if not standardized:
+        return train
+    return (train - train.mean(axis=0)) / np.clip(train.std(axis=0), 1e-8, None)
 
 
 def run(args) -> dict:
@@ -280,6 +329,7 @@ def run(args) -> dict:
             "variants": {},
         }
         predictions = {}
+        train_rows = (table["split"] == "train").to_numpy()
         for key, entry in entries.items():
             encoder, n_rows, kept = encoders[key]
             frame = embedded[key].table.set_index("file")
@@ -308,6 +358,8 @@ def run(args) -> dict:
                         "pooling": pooling,
                         "features": "standardised" if standardized else "raw",
                         "embedding_dim": int(features.shape[1]),
+                        # Centred effective rank of the training rows' embeddings (as the pre-training monitor).
+                        "effective_rank": round(effective_rank(probe_inputs(features, train_rows, standardized)), 2),
                         "test": {
                             split: {metric: asdict(summary) for metric, summary in metrics.items()}
                             for split, metrics in result.test_results.items()
@@ -375,7 +427,8 @@ def _variant_title(results: dict, name: str) -> str:
 
 def markdown(results: dict) -> str:
     columns = _columns(results)
-    header = ["model", "pooling", "features"] + [_column_title(*c) for c in columns]
+    tasks = list(results["tasks"])
+    header = ["model", "pooling", "features"] + [_column_title(*c) for c in columns] + [f"rank {t}" for t in tasks]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
     for name in _variant_rows(results):
         cells = []
@@ -383,8 +436,18 @@ def markdown(results: dict) -> str:
             variant = results["tasks"][task_id]["variants"].get(name)
             metric = variant["test"][split]["auroc"] if variant else None
             cells.append(f"{metric['mean']:.3f} ± {metric['std']:.3f}" if metric else "–")
+        for task_id in tasks:
+            variant = results["tasks"][task_id]["variants"].get(name)
+            rank = variant.get("effective_rank") if variant else None
+            cells.append(f"{rank:.1f}" if rank is not None else "–")
         lines.append("| " + _variant_title(results, name) + " | " + " | ".join(cells) + " |")
-    out = ["AUROC, mean ± std over 5 probe seeds (OPERA's linear probe).", "", *lines, ""]
+    out = [
+        "AUROC, mean ± std over 5 probe seeds (OPERA's linear probe); rank: centred effective rank of the training "
+        "rows' embeddings as the probe sees them.",
+        "",
+        *lines,
+        "",
+    ]
     out += [
         "Paired differences (A − B, AUROC, mean over seeds) with 95 % bootstrap intervals over test patients "
         f"({results['settings']['bootstrap']['resamples']} resamples); **bold**: the interval excludes 0.",
@@ -442,6 +505,9 @@ def bar_chart(results: dict, path: Path) -> Path:
         "m2d-resp": "C0",
         "m2d-init": "C7",
         "mn04-init": "C8",
+        "mn04-as-resp": "C4",
+        "mn04-as-resp-noteacher": "C6",
+        "mn04-resp": "C5",
         "log-mel-stats": "C2",
         "duration": "C1",
     }

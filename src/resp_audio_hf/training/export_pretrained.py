@@ -219,6 +219,73 @@ def sprsound_test_files(data_files: dict) -> list[str]:
     return found
 
 
+def architecture_line(model) -> str:
+    """What the encoder is, in one sentence, by family."""
+    parameters = sum(p.numel() for p in model.parameters()) / 1e6
+    config = model.config
+    if config.model_type == "efficientat":
+        return (
+            f"A {parameters:.2f} M-parameter EfficientAT MobileNetV3 (width x{config.width_multiplier:g}; "
+            f"{config.num_mel_bins}-band log-mel at {config.sampling_rate} Hz, PaSST's front end, any length)"
+        )
+    return (
+        f"A {parameters:.1f} M-parameter M2D-layout spectrogram ViT ({config.hidden_size} wide, "
+        f"{config.num_hidden_layers} layers, {config.num_attention_heads} heads; "
+        f"{config.num_mel_bins}-band log-mel at {config.sampling_rate} Hz, "
+        f"{config.patch_size}x{config.patch_size} patches, {config.window_frames}-frame windows)"
+    )
+
+
+def objective_line(config: dict, schedule: dict) -> str:
+    """The self-supervised objective and its settings, in one line."""
+    if config.get("method", "m2d") == "contrastive":
+        settings = config["contrastive"]
+        crops = ", ".join(
+            f"{corpus.get('name') or corpus.get('corpus')} {corpus['crop_seconds']:g} s"
+            for corpus in config["data"]["corpora"] if corpus.get("crop_seconds")
+        )
+        return (
+            f"objective: OPERA-CT contrastive (two crops of a recording, other recordings of the batch as negatives, "
+            f"one corpus per batch; crops {crops}), projection {settings['projection_size']}, frame masking and gain "
+            f"augmentation; frozen teacher weight lambda = {settings['teacher_weight']:g} (1 - cos to the starting "
+            f"encoder's embedding); BatchNorm statistics "
+            f"{'frozen' if settings['freeze_batch_norm_statistics'] else 'updated'}"
+        )
+    objective = config["objective"]
+    return (
+        f"objective: M2D, mask ratio {objective['mask_ratio']}, predictor {objective['predictor_hidden_size']} wide x "
+        f"{objective['predictor_num_layers']} layers, EMA decay {schedule['ema_decay_start']:.5f} -> "
+        f"{schedule['ema_decay_end']:.5f} ({objective['ema_schedule']})"
+    )
+
+
+def monitor_section(records: list[dict], checkpoint: str) -> str:
+    """The validation monitors at the start, the chosen step and the end, and which encoder the folder holds."""
+    _, monitor = split_records(records)
+    if not monitor:
+        return ""
+    figures = [k for k in ("S1_auroc", "S2_auroc", "mean_auroc", "effective_rank", "between_clip_variance_share")
+               if f"monitor/{k}" in monitor[0]]
+    best_step = monitor[-1].get("monitor/best_step")
+    shown = {r["step"]: r for r in monitor if r["step"] in (monitor[0]["step"], best_step, monitor[-1]["step"])}
+    rows = "\n".join(
+        f"| {step}{' (chosen)' if step == best_step else ''} | "
+        + " | ".join(f"{record['monitor/' + k]:.3f}" for k in figures) + " |"
+        for step, record in sorted(shown.items())
+    )
+    which = "the encoder of the step the monitor chose" if checkpoint == BEST_MODEL_NAME else "the last step's encoder"
+    return f"""
+## Validation monitors
+
+Linear probes (patient-grouped 5-fold) on clips of the patients held out of SPRSound's train part (never its test
+parts), and collapse measures, every `monitor.every_steps` steps (`metrics.jsonl`). This folder holds {which}.
+
+| step | {' | '.join(figures)} |
+| --- | {' | '.join('---:' for _ in figures)} |
+{rows}
+"""
+
+
 def model_card(
     name: str,
     model,
@@ -230,25 +297,15 @@ def model_card(
     command: str,
     license_id: str,
     evaluations: dict[str, BenchmarkResult] | None = None,
+    checkpoint: str = FINAL_MODEL_NAME,
 ) -> str:
     config, schedule = run_config["config"], run_config["schedule"]
-    parameters = sum(p.numel() for p in model.parameters())
-    model_config = model.config
-    first, last = records[0], records[-1]
-    objective = config["objective"]
-    architecture = (
-        f"A {parameters / 1e6:.1f} M-parameter M2D-layout spectrogram ViT ({model_config.hidden_size} wide, "
-        f"{model_config.num_hidden_layers} layers, {model_config.num_attention_heads} heads; "
-        f"{model_config.num_mel_bins}-band log-mel at {model_config.sampling_rate} Hz, "
-        f"{model_config.patch_size}x{model_config.patch_size} patches, {model_config.window_frames}-frame windows)"
-    )
-    objective_line = (
-        f"objective: M2D, mask ratio {objective['mask_ratio']}, predictor {objective['predictor_hidden_size']} wide x "
-        f"{objective['predictor_num_layers']} layers, EMA decay {schedule['ema_decay_start']:.5f} -> "
-        f"{schedule['ema_decay_end']:.5f} ({objective['ema_schedule']})"
-    )
+    training, monitor = split_records(records)
+    first, last = training[0], training[-1]
+    method = config.get("method", "m2d")
     optimisation_line = (
-        f"{schedule['total_steps']:,} steps of {schedule['effective_batch_size']} clips, AdamW, peak learning rate "
+        f"{last['step']:,} of {schedule['total_steps']:,} planned steps of {schedule['effective_batch_size']} "
+        f"{'recordings (two crops each)' if method == 'contrastive' else 'clips'}, AdamW, peak learning rate "
         f"{schedule['peak_lr']:g} after {schedule['warmup_steps']} warm-up steps, cosine to "
         f"{config['optimizer']['min_lr']:g}"
     )
@@ -275,14 +332,15 @@ pipeline_tag: feature-extraction
 tags:
   - audio
   - respiratory-sounds
-  - m2d
+  - {config["model"].get("init_from") and "further-pretraining" or "from-scratch"}
+  - {method}
   - self-supervised
 ---
 
 # {name}
 
-{architecture} pre-trained **from scratch** with Masked Modeling Duo on respiratory audio by `training/pretrain.py` of
-resp_audio_hf. It is the online encoder; load it with the package installed:
+{architecture_line(model)} pre-trained {start_phrase(config)} with {METHOD_NAMES[method]} on respiratory audio by
+`training/pretrain.py` of resp_audio_hf. It is the trained encoder; load it with the package installed:
 
 ```python
 import resp_audio_hf  # registers the Auto classes
@@ -309,16 +367,25 @@ CC0 coughs, and keep the GPL's terms for anything derived from them. No audio is
 
 ## Training
 
-- {objective_line}
+- {objective_line(config, schedule)}
 - {optimisation_line}
 - {loss_line}
-
+{monitor_section(records, checkpoint)}
 Command (`command.txt`; configuration in `pretrain_config.json`):
 
 ```bash
 {command}
 ```
 {evaluation_section(evaluations or {})}"""
+
+
+METHOD_NAMES = {"m2d": "Masked Modeling Duo", "contrastive": "OPERA-CT's contrastive objective"}
+
+
+def start_phrase(config: dict) -> str:
+    """Where the run started: a saved encoder (further pre-training) or random weights."""
+    init_from = config["model"].get("init_from")
+    return f"**further from `{init_from}`**" if init_from else "**from a random start**"
 
 
 def export(
@@ -330,32 +397,36 @@ def export(
     license_id: str = "gpl-3.0",
     max_megabytes: float = DEFAULT_MAX_MEGABYTES,
     evaluations: dict[str, Path] | None = None,
+    checkpoint: str = FINAL_MODEL_NAME,
 ) -> Path:
     """Write `output_root/name` from the finished run in `run`; returns the folder. `evaluations`: label ->
-    results.json of `resp-audio-hf bench`."""
-    from resp_audio_hf import RespAudioFeatureExtractor, RespAudioModel
+    results.json of `resp-audio-hf bench`; `checkpoint`: `model` (last step) or `best_model` (the monitor's choice)."""
+    from transformers import AutoFeatureExtractor, AutoModel
 
-    model_folder = run / FINAL_MODEL_NAME
+    if not (run / FINAL_MODEL_NAME / "config.json").is_file():
+        raise FileNotFoundError(f"{run} has no final model ({run / FINAL_MODEL_NAME}): the run has not finished.")
+    model_folder = run / checkpoint
     if not (model_folder / "config.json").is_file():
-        raise FileNotFoundError(f"{run} has no final model ({model_folder}): the run has not finished.")
+        raise FileNotFoundError(f"{run} has no {checkpoint} folder: was the run monitored (monitor.every_steps)?")
     run_config = json.loads((run / "pretrain_config.json").read_text(encoding="utf-8"))
     command = command or run_config.get("command")
     if not command:
         raise ValueError(f"{run}/pretrain_config.json records no command; pass the run's exact command with --command.")
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
-    if not records or records[-1]["step"] != run_config["schedule"]["total_steps"]:
-        raise ValueError(f"{run}/metrics.jsonl does not reach the last step {run_config['schedule']['total_steps']}.")
+    training, _ = split_records(records)
+    if not training:
+        raise ValueError(f"{run}/metrics.jsonl logs no training step.")
     data_files = json.loads((run / "data_files.json").read_text(encoding="utf-8"))
     unusable_path = run / "unusable_files.json"
     unusable = json.loads(unusable_path.read_text(encoding="utf-8")) if unusable_path.exists() else {}
-    model = RespAudioModel.from_pretrained(model_folder)
+    model = AutoModel.from_pretrained(model_folder)
     evaluations = evaluations or {}
     evaluation_results = {label: load_results(path) for label, path in evaluations.items()}
 
     def write(folder: Path) -> None:
         # Saved again rather than copied, so the folder's remote code is this checkout's (the weights are unchanged).
         model.save_pretrained(folder)
-        RespAudioFeatureExtractor.from_pretrained(model_folder).save_pretrained(folder)
+        AutoFeatureExtractor.from_pretrained(model_folder).save_pretrained(folder)
         for file_name in RUN_FILES:
             if (run / file_name).exists():
                 shutil.copy2(run / file_name, folder / file_name)
@@ -367,12 +438,14 @@ def export(
         (folder / "file_list.json").write_text(
             json.dumps(file_list_summary(data_files), indent=2, sort_keys=True) + "\n", encoding="utf-8"
         )
-        plot_loss_curve(records, folder / "loss_curve.png", f"{name}: M2D pre-training")
+        method = run_config["config"].get("method", "m2d")
+        plot_loss_curve(records, folder / "loss_curve.png", f"{name}: {method} pre-training", method)
         sources, test_files = data_sources(data_files), sprsound_test_files(data_files)
         for label, path in evaluations.items():
             shutil.copy2(path, folder / f"evaluation_{label}.json")
         card = model_card(
-            name, model, run_config, records, sources, test_files, unusable, command, license_id, evaluation_results
+            name, model, run_config, records, sources, test_files, unusable, command, license_id, evaluation_results,
+            checkpoint,
         )
         (folder / "README.md").write_text(card, encoding="utf-8")
         size = sum(path.stat().st_size for path in folder.iterdir())
@@ -394,6 +467,7 @@ def main(argv=None) -> None:
         args.license,
         args.max_megabytes,
         parse_evaluations(args.evaluation),
+        args.checkpoint,
     )
     print(f"Exported {args.run} to {folder}.")
 
