@@ -232,3 +232,32 @@ def test_killed_contrastive_run_resumes_exactly(shared_data, tmp_path):
     assert type(trained).__name__ == "EfficientATModel"
     start = AutoModel.from_pretrained(MN04)
     assert not torch.equal(trained.stem.convolution.weight, start.stem.convolution.weight)
+
+
+def test_same_subject_positives_pair_two_recordings_of_one_subject(shared_data):
+    from resp_audio_hf.training.data import ClipDecoder
+    from resp_audio_hf.training.view_pairs import PairCropDataset, subject_partners
+
+    assert subject_partners(["a", "b", "a", "c", "a"]) == [[2, 4], [], [0, 4], [], [0, 2]]
+    files = sorted((shared_data / "sprsound" / "test_wav").glob("*.wav"))
+    by_patient = {}
+    for path in files:
+        by_patient.setdefault(path.name.split("_")[0], []).append(path)
+    patient, recordings = next((p, r[:2]) for p, r in by_patient.items() if len(r) >= 2)
+    lone = next(r[0] for r in by_patient.values() if len(r) == 1)
+    rows = [{"path": str(p), "bytes": None} for p in [*recordings, lone]]
+    corpus = [{"audio": row} for row in rows]
+    decoder = ClipDecoder(8000, 8000)
+    dataset = PairCropDataset([corpus], ["sprsound"], [decoder], [subject_partners([patient, patient, "lone"])])
+    from resp_audio_hf.data.audio import load_audio
+
+    first, second = dataset[(0, 0, 7)]
+    audio = [load_audio(path, 8000)[0] for path in [*recordings, lone]]
+
+    def inside(crop, waveform):
+        windows = np.lib.stride_tricks.sliding_window_view(waveform, len(crop))
+        return bool(np.isclose(windows, crop, atol=1e-6).all(axis=1).any())
+
+    assert inside(first, audio[0]) and inside(second, audio[1]), "the second view comes from the other recording"
+    first, second = dataset[(0, 2, 7)]
+    assert inside(first, audio[2]) and inside(second, audio[2]), "a subject with one recording pairs two of its crops"

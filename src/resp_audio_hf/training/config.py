@@ -15,6 +15,7 @@ from .monitors import MonitorConfig
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
 PRETRAINING_METHODS = ("m2d", "contrastive")
+POSITIVE_PAIRS = ("same_recording", "same_subject")
 
 
 @dataclass
@@ -48,6 +49,9 @@ class CorpusConfig:
         exclude_subjects: subjects (values of `subject_column`) whose rows are left out, e.g. the patients a
             validation monitor is scored on (pre-training fills it from `monitor.hold_out_from_corpora`).
         subject_column: column naming each row's subject (registry corpora: `subject_id`).
+        positives: what the contrastive objective pairs: `"same_recording"` (two crops of one recording, OPERA-CT) or
+            `"same_subject"` (a crop of the recording and a crop of another recording of the same subject, e.g.
+            another chest location of the same child; a subject with one recording falls back to the same recording).
     """
 
     name: str | None = None
@@ -68,8 +72,11 @@ class CorpusConfig:
     crop_seconds: float | None = None
     exclude_subjects: list[str] = field(default_factory=list)
     subject_column: str = "subject_id"
+    positives: str = "same_recording"
 
     def __post_init__(self):
+        if self.positives not in POSITIVE_PAIRS:
+            raise ValueError(f"Corpus {self.label}: positives must be one of {POSITIVE_PAIRS}, got {self.positives!r}.")
         if self.crop_seconds is not None and self.crop_seconds <= 0:
             raise ValueError(f"Corpus {self.label}: crop_seconds must be positive, got {self.crop_seconds}.")
         if (self.corpus is None) == (self.path is None):

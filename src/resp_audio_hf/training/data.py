@@ -160,10 +160,11 @@ def _load_table(spec: CorpusConfig, streaming: bool):
     return _select_split(tables, spec)
 
 
-def load_corpus(spec: CorpusConfig, sampling_rate: int, streaming: bool = False):
+def load_corpus(spec: CorpusConfig, sampling_rate: int, streaming: bool = False, keep_columns: tuple[str, ...] = ()):
     """
-    The corpus as a `datasets.Dataset` (or `IterableDataset` when `streaming`) with only its audio column, stored
-    undecoded (`Audio(decode=False)`): clips are decoded, downmixed and resampled to `sampling_rate` when cropped.
+    The corpus as a `datasets.Dataset` (or `IterableDataset` when `streaming`) with its audio column (and
+    `keep_columns`), stored undecoded (`Audio(decode=False)`): clips are decoded, downmixed and resampled to
+    `sampling_rate` when cropped.
     """
     import datasets
 
@@ -198,7 +199,10 @@ def load_corpus(spec: CorpusConfig, sampling_rate: int, streaming: bool = False)
             if isinstance(table, datasets.IterableDataset)
             else table.select(range(min(spec.limit, len(table))))
         )
-    table = table.select_columns([spec.audio_column])
+    missing = [name for name in keep_columns if columns is not None and name not in columns]
+    if missing:
+        raise ValueError(f"Corpus {spec.label} has no column {missing}; its columns are {columns}.")
+    table = table.select_columns([spec.audio_column, *keep_columns])
     if spec.audio_column != "audio":
         table = table.rename_column(spec.audio_column, "audio")
     table = table.cast_column("audio", datasets.Audio(sampling_rate=sampling_rate, decode=False))

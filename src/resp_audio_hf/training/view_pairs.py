@@ -30,10 +30,16 @@ from .data import (
 
 
 class PairCropDataset(torch.utils.data.Dataset):
-    """`dataset[(corpus, row, crop_seed)]` -> two independent random crops of that clip, or an `UnusableClip`."""
+    """
+    `dataset[(corpus, row, crop_seed)]` -> two random crops: of that clip, or, where `partners[corpus]` lists other
+    rows of the same subject, of that clip and of one of those (drawn with the same seeded generator); or an
+    `UnusableClip`.
+    """
 
-    def __init__(self, corpora: list, names: list[str], decoders: list[ClipDecoder]):
-        self.corpora, self.names, self.decoders = corpora, names, decoders
+    def __init__(
+        self, corpora: list, names: list[str], decoders: list[ClipDecoder], partners: list[list[list[int]] | None]
+    ):
+        self.corpora, self.names, self.decoders, self.partners = corpora, names, decoders, partners
 
     def __len__(self) -> int:
         return sum(len(corpus) for corpus in self.corpora)
@@ -41,15 +47,18 @@ class PairCropDataset(torch.utils.data.Dataset):
     def __getitem__(self, key: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray] | UnusableClip:
         corpus, row, seed = key
         source, decoder, rng = self.corpora[corpus], self.decoders[corpus], np.random.default_rng(seed)
+        partners = self.partners[corpus][row] if self.partners[corpus] is not None else []
+        other = int(partners[rng.integers(len(partners))]) if partners else row
         if isinstance(source, DecodedCorpus):
-            clip = source.clip(row)
-            return tuple(crop_clip(clip, decoder.crop_samples, rng, decoder.short_clips) for _ in range(2))
-        stored = source[row]["audio"]
+            return tuple(
+                crop_clip(source.clip(index), decoder.crop_samples, rng, decoder.short_clips) for index in (row, other)
+            )
         where = f" (corpus {self.names[corpus]}, row {row})"
-        first = decoder.crop_or_unusable(stored, rng, where)
+        first = decoder.crop_or_unusable(source[row]["audio"], rng, where)
         if isinstance(first, UnusableClip):
             return first
-        return first, decoder(stored, rng, where)
+        second = decoder.crop_or_unusable(source[other]["audio"], rng, f" (corpus {self.names[corpus]}, row {other})")
+        return second if isinstance(second, UnusableClip) else (first, second)
 
 
 class SingleSourceBatchSampler(torch.utils.data.Sampler):
@@ -117,6 +126,26 @@ class ViewPairCollator:
         return {"input_values": features["input_values"], "unusable_files": unusable}
 
 
+def subject_partners(subjects: list[str]) -> list[list[int]]:
+    """For each row, the other rows of the same subject (empty for a subject with one row)."""
+    rows_of: dict[str, list[int]] = {}
+    for row, subject in enumerate(subjects):
+        rows_of.setdefault(subject, []).append(row)
+    return [[other for other in rows_of[subject] if other != row] for row, subject in enumerate(subjects)]
+
+
+def mixture_paths(table) -> list[str]:
+    """The file of every row of a loaded corpus table, in row order."""
+    from .data import corpus_paths
+
+    return corpus_paths("", table)
+
+
+def rows_paths(corpus, files: list[str]) -> list[str]:
+    """The file of every row of a corpus as cropped: the decoded cache's usable files, or the table's files."""
+    return corpus.paths if isinstance(corpus, DecodedCorpus) else files
+
+
 def build_view_pair_stream(
     config: DataConfig,
     feature_extractor,
@@ -139,12 +168,24 @@ def build_view_pair_stream(
         else:
             raise ValueError(f"Corpus {spec.label}: set crop_seconds (the model has no fixed window).")
         decoders.append(ClipDecoder(sampling_rate, crop_samples, config.short_clips))
-    corpora = [load_corpus(spec, sampling_rate) for spec in config.corpora]
+    corpora = [
+        load_corpus(spec, sampling_rate, keep_columns=(spec.subject_column,) if spec.positives == "same_subject" else ())
+        for spec in config.corpora
+    ]
     names = [spec.label for spec in config.corpora]
+    subjects = [
+        dict(zip(mixture_paths(corpus), map(str, corpus[spec.subject_column])))
+        if spec.positives == "same_subject" else None
+        for spec, corpus in zip(config.corpora, corpora)
+    ]
     mixture = load_mixture(config, corpora, names, sampling_rate, seed)
+    partners = [
+        None if by_path is None else subject_partners([by_path[path] for path in rows_paths(corpus, files)])
+        for by_path, corpus, files in zip(subjects, mixture.corpora, mixture.files.values())
+    ]
     sampler = SingleSourceBatchSampler(mixture.plan, config.batch_size, world_size, rank)
     stream = MixtureBatchStream(
-        PairCropDataset(mixture.corpora, names, decoders),
+        PairCropDataset(mixture.corpora, names, decoders, partners),
         sampler,
         ViewPairCollator(feature_extractor),
         config.num_workers,
