@@ -5,8 +5,10 @@ The blocks name a few things a reader brings along; this test provides exactly t
 recordings, and nothing else:
 
 - `recording.wav`: a SPRSound recording, copied into the working folder;
-- `path/to/fine-tuned-folder`: a saved classifier (tiny-passt preset, random weights, two labels) with its feature
-  extractor, as `save_pretrained` writes it;
+- `path/to/fine-tuned-folder`: a saved classifier (tiny-passt preset, random weights, two labels: Task 1-1's Normal
+  and Adventitious) with its feature extractor, as `save_pretrained` writes it, and `path/to/record-classifier`, the
+  same with Task 2-1's three labels;
+- `recording.json`: the SPRSound annotation file of an annotated recording (`recording.wav` is that recording);
 - `train` and `validation`: `datasets.Dataset`s with an `audio` column (`{"array", "sampling_rate"}`) and a `label`
   column, four and two SPRSound recordings cut to 2 s (labels: Normal 0, adventitious 1);
 - `pretrained/efficientat-mn04-as`: the repository's own folder (the blocks run from the checkout's root);
@@ -35,6 +37,8 @@ EMBEDDING_COMMENT = re.compile(
     r"embedding = .*# \[1, (\d+)\] = (\d+) frequency rows x (\d+) \(resp-passt: (\d+) x (\d+) = (\d+)\)"
 )
 FINE_TUNED_FOLDER = "path/to/fine-tuned-folder"
+RECORD_CLASSIFIER_FOLDER = "path/to/record-classifier"
+TASK_21_CLASSES = {0: "Normal", 1: "Poor Quality", 2: "Adventitious"}
 EFFICIENTAT_FOLDER = "pretrained/efficientat-mn04-as"
 # The EfficientAT block's comment on its embedding's size.
 EFFICIENTAT_COMMENT = re.compile(r"embedding = .*# \[1, (\d+)\] = (\d+) frequency rows x (\d+) channels")
@@ -63,6 +67,11 @@ def reader_provided(work: Path) -> dict:
     config = RespAudioConfig.from_preset("tiny-passt", id2label={0: "Normal", 1: "Adventitious"})
     RespAudioForAudioClassification(config).save_pretrained(work / FINE_TUNED_FOLDER)
     RespAudioFeatureExtractor.from_model_config(config).save_pretrained(work / FINE_TUNED_FOLDER)
+    record_config = RespAudioConfig.from_preset("tiny-passt", id2label=TASK_21_CLASSES)
+    RespAudioForAudioClassification(record_config).save_pretrained(work / RECORD_CLASSIFIER_FOLDER)
+    RespAudioFeatureExtractor.from_model_config(record_config).save_pretrained(work / RECORD_CLASSIFIER_FOLDER)
+    annotation = next((recordings[0][0].parents[1] / "test_json").glob(f"*/{recordings[0][0].stem}.json"))
+    shutil.copyfile(annotation, work / "recording.json")
 
     def dataset(subset):
         rows = {"audio": [], "label": []}
@@ -81,21 +90,22 @@ def reader_provided(work: Path) -> dict:
 
 def test_readme_has_the_blocks_this_test_knows():
     blocks = readme_python_blocks()
-    assert len(blocks) == 6
+    assert len(blocks) == 7
     assert "RespAudioConfig.from_preset" in blocks[0]
     assert FINE_TUNED_FOLDER in blocks[1] and "recording.wav" in blocks[1]
     assert "Trainer(" in blocks[2] and "train_dataset=train, eval_dataset=validation" in blocks[2]
     assert 'read_embeddings("embeddings.parquet")' in blocks[3]
     assert EFFICIENTAT_FOLDER in blocks[4]
-    assert 'metric_path("opera_auroc")' in blocks[5]
+    assert RECORD_CLASSIFIER_FOLDER in blocks[5] and 'annotation["event_annotation"]' in blocks[5]
+    assert 'metric_path("opera_auroc")' in blocks[6]
 
 
 def test_readme_python_blocks_run_as_written(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "__readme__", **reader_provided(tmp_path)}
-    quick_start, pipeline_block, trainer_block, embeddings_block, efficientat_block, metrics_block = (
-        readme_python_blocks()
-    )
+    (
+        quick_start, pipeline_block, trainer_block, embeddings_block, efficientat_block, challenge_block, metrics_block
+    ) = readme_python_blocks()
 
     def run(block: str, number: int):
         started = time.perf_counter()
@@ -148,8 +158,14 @@ def test_readme_python_blocks_run_as_written(tmp_path, monkeypatch):
     assert (encoder_config.num_frequency_rows, encoder_config.feature_channels) == (rows, channels)
     assert tuple(namespace["embedding"].shape) == (1, size) == (1, rows * channels)
 
+    # The challenge classifiers answer with the challenge's class names, for the recording and each annotated event.
+    run(challenge_block, 6)
+    assert {p["label"] for p in namespace["records"]("recording.wav")} == set(TASK_21_CLASSES.values())
+    assert namespace["annotation"]["event_annotation"], "the README's recording should have annotated events"
+    assert namespace["best"]["label"] in {"Normal", "Adventitious"}
+
     # OPERA's metrics as evaluate modules give the values the block's comments state.
-    run(metrics_block, 6)
+    run(metrics_block, 7)
     auroc_call = next(line for line in metrics_block.splitlines() if line.startswith("auroc.compute("))
     stated = eval(auroc_call.split("#", 1)[1].strip())
     assert eval(auroc_call.split("#", 1)[0], namespace) == stated == {"roc_auc": 1.0}

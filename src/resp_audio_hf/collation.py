@@ -59,6 +59,11 @@ class RespAudioCollator:
             Crop clips longer than this to their first `max_seconds` seconds (to bound memory when training on long
             recordings). Nothing is cropped unless this is set; every crop is counted in `num_cropped` and
             `cropped_seconds` and the first one is logged, so cropping is never silent.
+        waveform_transform (`Callable`, *optional*):
+            Applied to the decoded clips of each batch before `max_seconds` and featurisation, as
+            `waveform_transform(clips, rates, examples, decode)` -> clips, where `decode(example)` returns another
+            example's `(clip, rate)` the way this collator decodes it: training augmentation
+            (`resp_audio_hf.training.augmentation.LungSoundAugmentation`). Give it to the training collator only.
 
     Attributes:
         num_cropped (`int`): how many clips `max_seconds` has cropped so far (in this process: crops made in
@@ -73,6 +78,7 @@ class RespAudioCollator:
     start_column: str | None = "start_s"
     end_column: str | None = "end_s"
     max_seconds: float | None = None
+    waveform_transform: Any = None
     num_cropped: int = field(default=0, init=False)
     cropped_seconds: float = field(default=0.0, init=False)
 
@@ -87,6 +93,8 @@ class RespAudioCollator:
         if len(examples) == 0:
             raise ValueError("RespAudioCollator got an empty list of examples.")
         clips, rates = zip(*(self._audio_and_rate(example, index) for index, example in enumerate(examples)))
+        if self.waveform_transform is not None:
+            clips = self.waveform_transform(list(clips), list(rates), examples, self.decode)
         if self.max_seconds is not None:
             clips = [self._crop(clip, rate) for clip, rate in zip(clips, rates)]
         batch = self._featurise(list(clips), list(rates))
@@ -96,6 +104,10 @@ class RespAudioCollator:
         return batch
 
     # ------------------------------------------------------------------ audio
+
+    def decode(self, example: Mapping[str, Any]) -> tuple[Any, int]:
+        """One example's audio (its segment, when it has one) and its rate, as a batch decodes it."""
+        return self._audio_and_rate(example, 0)
 
     def _audio_and_rate(self, example: Mapping[str, Any], index: int) -> tuple[Any, int]:
         if self.audio_column not in example:
