@@ -149,7 +149,8 @@ def test_shipped_config_scales_ema_to_its_run_and_keeps_its_learning_rate_throug
     assert schedule["total_steps"] == 1300 and schedule["effective_batch_size"] == 32
     assert (schedule["ema_decay_start"], schedule["ema_decay_end"]) == pytest.approx((0.996154, 0.999231), abs=1e-6)
     assert schedule["peak_lr"] == pytest.approx(5e-4, rel=1e-12)
-    assert resolve_ema_decays(M2DObjectiveConfig(), 1300) == pytest.approx((1 - 5e-5 * 1e5 / 1300, 1 - 1e-5 * 1e5 / 1300))
+    scaled = (1 - 5e-5 * 1e5 / 1300, 1 - 1e-5 * 1e5 / 1300)
+    assert resolve_ema_decays(M2DObjectiveConfig(), 1300) == pytest.approx(scaled)
 
 
 def test_aligned_config_uses_m2d_learning_rate_rule_and_every_aligned_option():

@@ -293,8 +293,8 @@ class RespAudioPreTrainedModel(PreTrainedModel):
             init.ones_(module.weight)
             init.zeros_(module.bias)
         elif isinstance(module, RespAudioEmbeddings):
-            prefix_tokens = [module.cls_token] + ([module.distillation_token] if module.distillation_token is not None else [])
-            for token in prefix_tokens:
+            tokens = [module.cls_token, module.distillation_token]
+            for token in (t for t in tokens if t is not None):
                 if self.config.initialization == "mae":
                     init.normal_(token, std=MAE_TOKEN_STD)
                 else:

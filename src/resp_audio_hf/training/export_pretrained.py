@@ -207,7 +207,8 @@ def model_card(
         f"A {parameters / 1e6:.1f} M-parameter M2D-layout spectrogram ViT ({model_config.hidden_size} wide, "
         f"{model_config.num_hidden_layers} layers, {model_config.num_attention_heads} heads; "
         f"{model_config.num_mel_bins}-band log-mel at {model_config.sampling_rate} Hz, "
-        f"{model_config.patch_size}x{model_config.patch_frames} (mel bins x frames) patches, {model_config.window_frames}-frame windows)"
+        f"{model_config.patch_size}x{model_config.patch_frames} (mel bins x frames) patches, "
+        f"{model_config.window_frames}-frame windows)"
     )
     objective_line = (
         f"objective: M2D, mask ratio {objective['mask_ratio']}, predictor {objective['predictor_hidden_size']} wide x "

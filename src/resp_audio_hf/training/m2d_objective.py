@@ -323,7 +323,8 @@ class M2DObjective(nn.Module):
         generator: torch.Generator | None = None,
     ) -> M2DOutput:
         """
-        input_values: `[batch, frames, num_mel_bins]` normalised log-mel crops, `patch_frames <= frames <= window_frames`.
+        input_values: `[batch, frames, num_mel_bins]` normalised log-mel crops,
+            `patch_frames <= frames <= window_frames`.
         mask: the patch mask to use; drawn with `generator` (or the global RNG) when not given.
         """
         encoder_config = self.encoder_model.config
