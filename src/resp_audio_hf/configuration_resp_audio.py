@@ -12,6 +12,9 @@ from transformers import PreTrainedConfig
 
 POSITION_EMBEDDING_TYPES = ("time_freq", "learned_2d", "sincos_2d")
 POOLING_TYPES = ("freq_preserving", "mean", "cls")
+# "trunc_normal": every weight drawn from a normal of std `initializer_range` (timm/transformers ViTs, this package's
+# original scheme); "mae": the MAE/M2D scheme (xavier-uniform matrices, the patch convolution as a matrix).
+INITIALIZATIONS = ("trunc_normal", "mae")
 
 # Encoder sizes, shared by the families' presets.
 VIT_BASE = MappingProxyType(dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072))
@@ -84,6 +87,9 @@ MODEL_FAMILIES: Mapping[str, ModelFamily] = _frozen(
             "tiny-m2d": _frozen(**VIT_TINY, window_frames=208),
             # M2D layout (80 mels, 16 x 16 patches) in 2.08 s windows, 4.8 M parameters.
             "small-m2d": _frozen(**VIT_SMALL, window_frames=208),
+            # small-m2d with M2D-X's respiratory patches and window (ICBHI/SPRSound: `80x200p16x4`, 16 mel bins x 4
+            # frames, 5 x 50 patches per 2 s window).
+            "small-m2d-16x4": _frozen(**VIT_SMALL, window_frames=200, patch_time_size=4, time_stride=4),
         }),
         # M2D's runtime per sampling-rate tag of the checkpoint name (`...p16x16p32k-...`); 16k is the published one.
         front_end_variants=_frozen(**{
@@ -140,8 +146,8 @@ class RespAudioConfig(PreTrainedConfig):
     r"""
     Configuration of [`RespAudioModel`]: one spectrogram Vision Transformer whose fields select the PaSST, AST or M2D
     family. Use [`RespAudioConfig.from_preset`] for the published sizes (`resp-passt`, `resp-ast`, `resp-m2d`) or tiny
-    test sizes (`tiny-passt`, `tiny-ast`, `tiny-m2d`), or `small-m2d` (4.8 M parameters, pre-trainable on a CPU);
-    `MODEL_FAMILIES` states each family's layout and presets.
+    test sizes (`tiny-passt`, `tiny-ast`, `tiny-m2d`), or `small-m2d` (4.8 M parameters, pre-trainable on a CPU;
+    `small-m2d-16x4` has M2D-X's respiratory 16 x 4 patches); `MODEL_FAMILIES` states each family's layout and presets.
 
     Args:
         frontend (`str`, *optional*, defaults to `"passt"`):
@@ -157,7 +163,10 @@ class RespAudioConfig(PreTrainedConfig):
             [`RespAudioModel`]). Formerly `max_length`, which configurations and old `config.json` files may still
             use (with a `FutureWarning`), and which still reads this field.
         patch_size (`int`, *optional*, defaults to 16):
-            Height and width of one square patch, in mel bins and frames.
+            Height of one patch in mel bins, and its width in frames unless `patch_time_size` is set.
+        patch_time_size (`int`, *optional*):
+            Width of one patch in frames, for non-square patches (M2D-X's respiratory models use 16 x 4: 16 mel bins
+            by 4 frames, with `time_stride=4`); `None` (the default) makes patches square. `patch_frames` reads it.
         frequency_stride (`int`, *optional*, defaults to 10):
             Stride of the patch grid along frequency (10 overlaps patches as PaSST and AST do, 16 does not as in M2D).
         time_stride (`int`, *optional*, defaults to 10):
@@ -182,6 +191,14 @@ class RespAudioConfig(PreTrainedConfig):
             Whether the query/key/value projection has a bias.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the truncated normal initialisation of linear layers and tokens.
+        initialization (`str`, *optional*, defaults to `"trunc_normal"`):
+            How a model built from this configuration draws its weights (loaded checkpoints overwrite them):
+            `"trunc_normal"`: linear layers, the patch convolution, tokens and learned positions from a truncated
+            normal of std `initializer_range`, biases zero; `"mae"`: MAE's and M2D's own scheme (`initialize_weights`
+            of their `MaskedAutoencoderViT`): xavier-uniform linear layers with zero biases, the patch convolution
+            xavier-uniform as the matrix of its flattened kernel with PyTorch's default convolution bias, prefix tokens
+            normal of std 0.02; learned positions as `"trunc_normal"`. Fixed sine-cosine positions are the same in
+            both.
         num_prefix_tokens (`int`, *optional*, defaults to 2):
             Tokens put before the patch tokens: 1 (CLS, as M2D) or 2 (CLS and distillation, as PaSST and AST).
         position_embedding_type (`str`, *optional*, defaults to `"time_freq"`):
@@ -217,6 +234,7 @@ class RespAudioConfig(PreTrainedConfig):
         num_mel_bins: int = 128,
         window_frames: int = 998,
         patch_size: int = 16,
+        patch_time_size: int | None = None,
         frequency_stride: int = 10,
         time_stride: int = 10,
         hidden_size: int = 768,
@@ -229,6 +247,7 @@ class RespAudioConfig(PreTrainedConfig):
         layer_norm_eps: float = 1e-6,
         qkv_bias: bool = True,
         initializer_range: float = 0.02,
+        initialization: str = "trunc_normal",
         num_prefix_tokens: int = 2,
         position_embedding_type: str = "time_freq",
         pooling: str = "freq_preserving",
@@ -261,16 +280,22 @@ class RespAudioConfig(PreTrainedConfig):
             raise ValueError(
                 f"hidden_size ({hidden_size}) must be divisible by num_attention_heads ({num_attention_heads})."
             )
-        if num_mel_bins < patch_size or window_frames < patch_size:
+        if initialization not in INITIALIZATIONS:
+            raise ValueError(f"initialization must be one of {INITIALIZATIONS}, got {initialization!r}.")
+        if patch_time_size is not None and patch_time_size < 1:
+            raise ValueError(f"patch_time_size must be a positive number of frames or None, got {patch_time_size}.")
+        patch_frames = patch_time_size or patch_size
+        if num_mel_bins < patch_size or window_frames < patch_frames:
             raise ValueError(
-                f"num_mel_bins ({num_mel_bins}) and window_frames ({window_frames}) must be at least patch_size "
-                f"({patch_size})."
+                f"num_mel_bins ({num_mel_bins}) must be at least patch_size ({patch_size}) and window_frames "
+                f"({window_frames}) at least the patch width ({patch_frames} frames)."
             )
         self.frontend = frontend
         self.sampling_rate = sampling_rate
         self.num_mel_bins = num_mel_bins
         self.window_frames = window_frames
         self.patch_size = patch_size
+        self.patch_time_size = patch_time_size
         self.frequency_stride = frequency_stride
         self.time_stride = time_stride
         self.hidden_size = hidden_size
@@ -283,6 +308,7 @@ class RespAudioConfig(PreTrainedConfig):
         self.layer_norm_eps = layer_norm_eps
         self.qkv_bias = qkv_bias
         self.initializer_range = initializer_range
+        self.initialization = initialization
         self.num_prefix_tokens = num_prefix_tokens
         self.position_embedding_type = position_embedding_type
         self.pooling = pooling
@@ -300,6 +326,11 @@ class RespAudioConfig(PreTrainedConfig):
         return cls(**{**PRESETS[name], **overrides})
 
     @property
+    def patch_frames(self) -> int:
+        """Width of one patch in frames (`patch_time_size`, or `patch_size` for square patches)."""
+        return self.patch_time_size or self.patch_size
+
+    @property
     def num_frequency_patches(self) -> int:
         """Rows of the patch grid (F')."""
         return (self.num_mel_bins - self.patch_size) // self.frequency_stride + 1
@@ -307,7 +338,7 @@ class RespAudioConfig(PreTrainedConfig):
     @property
     def num_time_patches(self) -> int:
         """Columns of the patch grid for one window of `window_frames` frames (T')."""
-        return (self.window_frames - self.patch_size) // self.time_stride + 1
+        return (self.window_frames - self.patch_frames) // self.time_stride + 1
 
     @property
     def pooled_size(self) -> int:

@@ -71,7 +71,7 @@ class RespAudioPatchEmbeddings(nn.Module):
         self.projection = nn.Conv2d(
             1,
             config.hidden_size,
-            kernel_size=(config.patch_size, config.patch_size),
+            kernel_size=(config.patch_size, config.patch_frames),
             stride=(config.frequency_stride, config.time_stride),
         )
 
@@ -283,7 +283,9 @@ class RespAudioPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module):
         std = self.config.initializer_range
-        if isinstance(module, (nn.Linear, nn.Conv2d)):
+        if self.config.initialization == "mae" and isinstance(module, (nn.Linear, nn.Conv2d)):
+            init_mae_linear_or_patch_conv(module)
+        elif isinstance(module, (nn.Linear, nn.Conv2d)):
             init.trunc_normal_(module.weight, std=std)
             if module.bias is not None:
                 init.zeros_(module.bias)
@@ -291,9 +293,12 @@ class RespAudioPreTrainedModel(PreTrainedModel):
             init.ones_(module.weight)
             init.zeros_(module.bias)
         elif isinstance(module, RespAudioEmbeddings):
-            init.trunc_normal_(module.cls_token, std=std)
-            if module.distillation_token is not None:
-                init.trunc_normal_(module.distillation_token, std=std)
+            tokens = [module.cls_token, module.distillation_token]
+            for token in (t for t in tokens if t is not None):
+                if self.config.initialization == "mae":
+                    init.normal_(token, std=MAE_TOKEN_STD)
+                else:
+                    init.trunc_normal_(token, std=std)
             config = self.config
             if config.position_embedding_type == "time_freq":
                 init.trunc_normal_(module.prefix_position_embeddings, std=std)
@@ -307,6 +312,29 @@ class RespAudioPreTrainedModel(PreTrainedModel):
                 )
                 prefix = torch.zeros(config.num_prefix_tokens, config.hidden_size)
                 init.copy_(module.position_embeddings, torch.cat([prefix, table])[None])
+
+
+# MAE/M2D draw their CLS and mask tokens from a normal of this std, whatever the width.
+MAE_TOKEN_STD = 0.02
+
+
+def init_mae_linear_or_patch_conv(module: nn.Linear | nn.Conv2d) -> None:
+    """
+    MAE's and M2D's initialisation (`MaskedAutoencoderViT.initialize_weights`) of a linear layer or of the patch
+    convolution: xavier-uniform on the weight as a `[out, in]` matrix (the convolution's kernel flattened, "like
+    nn.Linear"); linear biases zero; the convolution's bias is left as `nn.Conv2d` draws it in MAE, which only
+    re-initialises its weight: uniform within `1 / sqrt(fan_in)`, drawn here explicitly so that models built on the
+    meta device get it too.
+    """
+    weight = module.weight
+    fan_out, fan_in = weight.shape[0], weight[0].numel()
+    bound = math.sqrt(6.0 / (fan_in + fan_out))
+    init.uniform_(weight, -bound, bound)
+    if module.bias is not None:
+        if isinstance(module, nn.Conv2d):
+            init.uniform_(module.bias, -1.0 / math.sqrt(fan_in), 1.0 / math.sqrt(fan_in))
+        else:
+            init.zeros_(module.bias)
 
 
 def _check_finite(input_values: torch.Tensor) -> None:
@@ -340,13 +368,13 @@ class RespAudioModel(RespAudioPreTrainedModel):
 
     def _patch_time_mask(self, attention_mask, num_frames: int, batch: int, device) -> torch.Tensor:
         config = self.config
-        time_patches = (num_frames - config.patch_size) // config.time_stride + 1
+        time_patches = (num_frames - config.patch_frames) // config.time_stride + 1
         starts = torch.arange(time_patches, device=device) * config.time_stride
         if attention_mask is None:
             return torch.ones(batch, time_patches, dtype=torch.bool, device=device)
         valid_frames = attention_mask.to(device).sum(dim=1)
         # A patch is real audio when it lies wholly inside the clip, as it would when the clip is encoded alone.
-        mask = (starts[None, :] + config.patch_size) <= valid_frames[:, None]
+        mask = (starts[None, :] + config.patch_frames) <= valid_frames[:, None]
         mask[:, 0] = True
         return mask
 
@@ -389,8 +417,8 @@ class RespAudioModel(RespAudioPreTrainedModel):
                 f"{tuple(input_values.shape)}; run the audio through RespAudioFeatureExtractor first."
             )
         batch, num_frames, _ = input_values.shape
-        if num_frames < config.patch_size:
-            raise ValueError(f"Need at least {config.patch_size} frames (one patch), got {num_frames}.")
+        if num_frames < config.patch_frames:
+            raise ValueError(f"Need at least {config.patch_frames} frames (one patch), got {num_frames}.")
         if attention_mask is not None and tuple(attention_mask.shape) != (batch, num_frames):
             raise ValueError(
                 f"attention_mask has shape {tuple(attention_mask.shape)} but input_values has {batch} clips of "
@@ -517,10 +545,10 @@ class RespAudioModel(RespAudioPreTrainedModel):
             while pending.shape[0] >= group_frames:  # a full group: every patch of its windows is real audio
                 self._pool_windows(pending[None, :group_frames], pooling, group)
                 pending = pending[group * hop_frames :].clone()
-        if pooling.windows == 0 and (pending is None or pending.shape[0] < config.patch_size):
+        if pooling.windows == 0 and (pending is None or pending.shape[0] < config.patch_frames):
             got = 0 if pending is None else pending.shape[0]
-            raise ValueError(f"Need at least {config.patch_size} frames (one patch), got {got}.")
-        if pending is not None and pending.shape[0] >= config.patch_size:
+            raise ValueError(f"Need at least {config.patch_frames} frames (one patch), got {got}.")
+        if pending is not None and pending.shape[0] >= config.patch_frames:
             self._pool_windows(pending[None], pooling, group)
         return pooling.result()
 

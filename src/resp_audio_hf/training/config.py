@@ -108,6 +108,11 @@ class DataConfig:
         cache_dir: decode every clip of the (local, map-style) corpora once, resampled to the model's rate, into this
             folder as float32 (`audio_cache.py`; keyed by each file's path, size and mtime, so never stale) and crop
             from there: no decoding or resampling per step. Unusable files are then left out before training.
+        normalization_statistics: the mean and std that normalise the log-mel: `"preset"` keeps the feature
+            extractor's (the preset's published values, or those of the `init_from` folder); `"training"` measures them
+            on `normalization_clips` random crops of these corpora before training, as M2D does on its own data
+            (`normalization_statistics.py`), and saves them with the model.
+        normalization_clips: crops measured for `normalization_statistics: training` (M2D: 10,000).
     """
 
     corpora: list[CorpusConfig] = field(default_factory=list)
@@ -118,10 +123,21 @@ class DataConfig:
     epoch_size: int | None = None
     short_clips: str = "repeat"
     cache_dir: str | None = None
+    normalization_statistics: str = "preset"
+    normalization_clips: int = 10_000
 
     def __post_init__(self):
+        from .normalization_statistics import NORMALIZATION_STATISTICS
+
         if self.batch_size < 1:
             raise ValueError(f"data.batch_size must be positive, got {self.batch_size}.")
+        if self.normalization_statistics not in NORMALIZATION_STATISTICS:
+            raise ValueError(
+                f"data.normalization_statistics must be one of {NORMALIZATION_STATISTICS}, got "
+                f"{self.normalization_statistics!r}."
+            )
+        if self.normalization_clips < 1:
+            raise ValueError(f"data.normalization_clips must be positive, got {self.normalization_clips}.")
         if self.short_clips not in ("repeat", "pad"):
             raise ValueError(f"data.short_clips must be 'repeat' or 'pad', got {self.short_clips!r}.")
 

@@ -232,7 +232,7 @@ def architecture_line(model) -> str:
         f"A {parameters:.1f} M-parameter M2D-layout spectrogram ViT ({config.hidden_size} wide, "
         f"{config.num_hidden_layers} layers, {config.num_attention_heads} heads; "
         f"{config.num_mel_bins}-band log-mel at {config.sampling_rate} Hz, "
-        f"{config.patch_size}x{config.patch_size} patches, {config.window_frames}-frame windows)"
+        f"{config.patch_size}x{config.patch_frames} (mel bins x frames) patches, {config.window_frames}-frame windows)"
     )
 
 

@@ -12,7 +12,13 @@ As in M2D (nttcslab/m2d, `M2DViT`):
 - the target features are standardised per token (M2D's default `norm_pix_loss`), then prediction and target are
   L2-normalised and the loss is their squared distance, `2 - 2 cos`, averaged over the masked tokens;
 - the EMA decay moves from `ema_decay_start` to `ema_decay_end` over training (linear in M2D's code). M2D's values
-  (0.99995 -> 0.99999) suit runs of ~10^5 steps; left unset, both are scaled to the run length (`resolve_ema_decays`).
+  (0.99995 -> 0.99999) suit runs of ~10^5 steps; left unset, both are scaled to the run length (`resolve_ema_decays`);
+- M2D builds its target layers as a second, independently initialised copy of the architecture (`target_blocks.apply(
+  _init_weights)`), not as a copy of the online layers; when it further pre-trains, its checkpoint brings both. Here
+  `target_initialization` chooses: `"copy"` (the default; right for further pre-training from an encoder-only
+  checkpoint, which has no target) or `"independent"` (M2D's from-scratch start);
+- the predictor is initialised as the encoder (`RespAudioConfig.initialization`): with `"mae"`, xavier-uniform linear
+  layers and a mask token drawn from normal(0, 0.02), as M2D's decoder.
 """
 
 from __future__ import annotations
@@ -27,9 +33,15 @@ from torch import nn
 from transformers.utils import ModelOutput
 
 from resp_audio_hf import RespAudioConfig, RespAudioModel
-from resp_audio_hf.modeling_resp_audio import RespAudioEncoder, sincos_2d_position_embeddings
+from resp_audio_hf.modeling_resp_audio import (
+    MAE_TOKEN_STD,
+    RespAudioEncoder,
+    init_mae_linear_or_patch_conv,
+    sincos_2d_position_embeddings,
+)
 
 EMA_SCHEDULES = ("linear", "cosine")
+TARGET_INITIALIZATIONS = ("copy", "independent")
 # M2D's EMA decays (train_audio.py) and the run length they were made for: 1 - decay is the inverse of the number of
 # steps the target averages over, so a run `EMA_REFERENCE_STEPS / n` times shorter needs `1 - decay` n times larger.
 M2D_EMA_DECAYS = (0.99995, 0.99999)
@@ -57,6 +69,9 @@ class M2DObjectiveConfig:
         ema_decay_end: EMA decay at the last step (M2D: 0.99999; BYOL-style schedules use 1.0). `None` scales M2D's
             value the same way (0.99967 for 3,000 steps).
         ema_schedule: `"linear"` (M2D's code) or `"cosine"` (BYOL: `end - (end - start) * (cos(pi t) + 1) / 2`).
+        target_initialization: how the target layers start: `"copy"` of the online layers (the default: further
+            pre-training from an encoder-only checkpoint starts both sides from it) or `"independent"`, drawn afresh
+            with the encoder's `initialization` (M2D's own start from scratch, `M2DViT.__init__`).
     """
 
     mask_ratio: float = 0.7
@@ -68,6 +83,7 @@ class M2DObjectiveConfig:
     ema_decay_start: float | None = None
     ema_decay_end: float | None = None
     ema_schedule: str = "linear"
+    target_initialization: str = "copy"
 
     def __post_init__(self):
         if not 0.0 < self.mask_ratio < 1.0:
@@ -81,6 +97,10 @@ class M2DObjectiveConfig:
             raise ValueError(
                 f"predictor_hidden_size must be divisible by 4 for its 2-D sine-cosine positions, got "
                 f"{self.predictor_hidden_size}."
+            )
+        if self.target_initialization not in TARGET_INITIALIZATIONS:
+            raise ValueError(
+                f"target_initialization must be one of {TARGET_INITIALIZATIONS}, got {self.target_initialization!r}."
             )
         if self.ema_schedule not in EMA_SCHEDULES:
             raise ValueError(f"ema_schedule must be one of {EMA_SCHEDULES}, got {self.ema_schedule!r}.")
@@ -236,25 +256,39 @@ class M2DObjective(nn.Module):
         super().__init__()
         self.config = config
         self.encoder_model = encoder
-        # The target starts as a copy of the online layers, so further pre-training starts from the
-        # pre-trained encoder on both sides (M2D resumes both from its checkpoint).
+        # A copy of the online layers, so further pre-training starts from the pre-trained encoder on both sides
+        # (M2D resumes both from its checkpoint); or redrawn, as M2D initialises its target from scratch.
         self.target_encoder = copy.deepcopy(encoder.encoder)
         self.target_layernorm = copy.deepcopy(encoder.layernorm)
+        if config.target_initialization == "independent":
+            for module in [*self.target_encoder.modules(), self.target_layernorm]:
+                self._init_module(module)
         for parameter in self.target_parameters():
             parameter.requires_grad_(False)
         self.predictor = M2DPredictor(encoder.config, config)
         self._init_predictor()
 
+    def _init_module(self, module: nn.Module) -> None:
+        """A linear layer or LayerNorm of the predictor or the target, drawn as the encoder's `initialization` says."""
+        encoder_config = self.encoder_model.config
+        if isinstance(module, nn.Linear):
+            if encoder_config.initialization == "mae":
+                init_mae_linear_or_patch_conv(module)
+            else:
+                nn.init.trunc_normal_(module.weight, std=encoder_config.initializer_range)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
     def _init_predictor(self):
-        std = self.encoder_model.config.initializer_range
         for module in self.predictor.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.trunc_normal_(module.weight, std=std)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.LayerNorm):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-        nn.init.trunc_normal_(self.predictor.mask_token, std=std)
+            self._init_module(module)
+        if self.encoder_model.config.initialization == "mae":
+            nn.init.normal_(self.predictor.mask_token, std=MAE_TOKEN_STD)
+        else:
+            nn.init.trunc_normal_(self.predictor.mask_token, std=self.encoder_model.config.initializer_range)
 
     def train(self, mode: bool = True) -> "M2DObjective":
         super().train(mode)
@@ -280,7 +314,7 @@ class M2DObjective(nn.Module):
     def num_patches(self, num_frames: int) -> tuple[int, int]:
         """(frequency rows, time columns) of the patch grid of a `num_frames`-frame crop."""
         config = self.encoder_model.config
-        return config.num_frequency_patches, (num_frames - config.patch_size) // config.time_stride + 1
+        return config.num_frequency_patches, (num_frames - config.patch_frames) // config.time_stride + 1
 
     def forward(
         self,
@@ -289,14 +323,15 @@ class M2DObjective(nn.Module):
         generator: torch.Generator | None = None,
     ) -> M2DOutput:
         """
-        input_values: `[batch, frames, num_mel_bins]` normalised log-mel crops, `patch_size <= frames <= window_frames`.
+        input_values: `[batch, frames, num_mel_bins]` normalised log-mel crops,
+            `patch_frames <= frames <= window_frames`.
         mask: the patch mask to use; drawn with `generator` (or the global RNG) when not given.
         """
         encoder_config = self.encoder_model.config
         batch, num_frames, _ = input_values.shape
-        if not encoder_config.patch_size <= num_frames <= encoder_config.window_frames:
+        if not encoder_config.patch_frames <= num_frames <= encoder_config.window_frames:
             raise ValueError(
-                f"M2D crops must have between {encoder_config.patch_size} and "
+                f"M2D crops must have between {encoder_config.patch_frames} and "
                 f"window_frames={encoder_config.window_frames} "
                 f"frames (the span of the position embeddings), got {num_frames}. Crop the audio before featurising."
             )

@@ -42,6 +42,7 @@ from .config import OptimizerConfig, PretrainConfig, load_config, to_plain_dict,
 from .data import build_batch_stream
 from .m2d_objective import M2DObjective, ema_decay_at, resolve_ema_decays
 from .monitors import MonitorSelection, RepresentationMonitor, load_monitor_clips
+from .normalization_statistics import apply_log_mel_statistics, resolve_training_statistics
 
 logger = logging.getLogger("pretrain")
 METRICS_NAME = "metrics.jsonl"
@@ -370,10 +371,23 @@ def train(
     monitor = None
     if config.monitor.enabled:
         clips, patients = load_monitor_clips(config.monitor, feature_extractor)
-        monitor = RepresentationMonitor(config.monitor, clips)
         for spec in config.data.corpora:
             if spec.label in config.monitor.hold_out_from_corpora:
                 spec.exclude_subjects = sorted(set(spec.exclude_subjects) | patients)
+    if config.data.normalization_statistics == "training":
+        # Measured after the monitor's patients are held out, so they never inform the normalisation either.
+        crop_frames = getattr(encoder.config, "window_frames", None) or feature_extractor.max_length
+        with accelerator.main_process_first():
+            statistics = resolve_training_statistics(
+                config.data, feature_extractor, crop_frames, config.train.seed, output_dir,
+                write=accelerator.is_main_process,
+            )
+        for extractor in (feature_extractor, crop_features):
+            apply_log_mel_statistics(extractor, statistics)
+        if config.monitor.enabled:  # featurise the monitor's clips as the model will now see them
+            clips, _ = load_monitor_clips(config.monitor, feature_extractor)
+    if config.monitor.enabled:
+        monitor = RepresentationMonitor(config.monitor, clips)
     with accelerator.main_process_first():  # the main process fills data.cache_dir; the others then read it
         if config.method == "contrastive":
             from .view_pairs import build_view_pair_stream
