@@ -49,8 +49,8 @@ class TagConfig:
     window_seconds: float = 1.0
     hop_seconds: float = 0.25
     threshold: float = 0.3
-    cough_threshold: float = 0.3
-    merge_gap_seconds: float = 0.25
+    cough_threshold: float = 0.01
+    merge_gap_seconds: float = 1.5
     batch_size: int = 32
 
     def __post_init__(self):
