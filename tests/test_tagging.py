@@ -98,11 +98,10 @@ def test_tag_counts_the_coughs_of_an_assembled_recording(tagger, tmp_path, capsy
     assert f"Coughs: {len(coughs)}\n" in printed
     assert all(f"{row['label']} (" in printed for row in rows)
     assert (tmp_path / "out" / "night.timeline.png").read_bytes()[:4] == b"\x89PNG"
-    # The counter's measured error on such recordings (results/cough_counting.md, quiet background) is about one
-    # cough per recording; here, 8 inserted coughs.
-    assert abs(len(coughs) - 8) <= 2
-    matching = match_onsets([e[0] for e in assembly.events], [float(row["start_s"]) for row in coughs], 0.5)
-    assert matching.hits >= 6
+    # The counter misses about one cough in ten on such recordings and invents few (results/cough_counting.md: quiet
+    # background, recall 0.82, precision 0.91); here, 8 inserted coughs.
+    matching = match_onsets([e[0] for e in assembly.events], [float(row["start_s"]) for row in coughs], 1.0)
+    assert 4 <= len(coughs) <= 9 and matching.hits >= 4 and matching.false_alarms <= 1
     # Segments of one label never overlap and lie within the recording.
     for label in {row["label"] for row in rows}:
         spans = sorted((float(r["start_s"]), float(r["end_s"])) for r in rows if r["label"] == label)
