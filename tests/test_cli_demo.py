@@ -1,4 +1,5 @@
-"""``resp-audio-hf demo``: the shipped AudioSet model labels the bundled real coughs and the benchmark path runs on them."""
+"""``resp-audio-hf demo``: the shipped AudioSet model labels the bundled real coughs and counts the coughs of a recording
+assembled from them."""
 
 import hashlib
 import json
@@ -48,8 +49,14 @@ def test_bundled_coughs_are_unchanged_copies_of_the_shared_corpus(shared_data):
     assert (BUNDLE / "LICENSE").read_bytes() == (corpus / "LICENSE").read_bytes()
 
 
-def test_demo_labels_real_coughs_with_audioset_and_probes_them(tmp_path, capsys):
+def test_demo_labels_real_coughs_with_audioset_and_counts_an_assembled_timeline(tmp_path, capsys):
+    import csv
+
+    import soundfile
     from transformers import pipeline
+
+    from resp_audio_hf.assembly import frame_levels_db
+    from resp_audio_hf.benchmark.demo import OUTPUT_FILES
 
     assert (default_model_dir() / "model.safetensors").is_file()
     assert main(["demo", "--output-dir", str(tmp_path), "--quiet"]) == 0
@@ -58,7 +65,7 @@ def test_demo_labels_real_coughs_with_audioset_and_probes_them(tmp_path, capsys)
     tagging = results["tagging"]
     assert tagging["n_clips"] == 96 and set(tagging["respiratory"]) == set(RESPIRATORY_LABELS)
     # The AudioSet model hears coughs: Cough is the most frequent top label and far more probable than Breathing or
-    # Wheeze on these recordings (measured: top label of 50 of 96 clips, mean probability 0.44 vs < 0.01).
+    # Wheeze on these recordings (measured: top label of 51 of 96 clips, mean probability 0.44 vs < 0.01).
     counts = tagging["top_label_counts"]
     assert max(counts, key=counts.get) == "Cough" and counts["Cough"] >= 40
     respiratory = tagging["respiratory"]
@@ -74,22 +81,28 @@ def test_demo_labels_real_coughs_with_audioset_and_probes_them(tmp_path, capsys)
         top = classifier({"array": audio, "sampling_rate": rate}, top_k=3)
         assert [t["label"] for t in top] == [label for label, _ in clip["top"]]
         np.testing.assert_allclose([t["score"] for t in top], [p for _, p in clip["top"]], rtol=1e-3, atol=1e-4)
-    # The benchmark path ran: 4 variants x 5 seeds on standardised features, over the task's stratified split.
-    probe = results["probe"]
-    assert probe["protocol"]["standardize_features"] is True and probe["protocol"]["epochs"] == 64
-    assert sum(probe["counts"].values()) == 96 and probe["counts"]["test"] == 20
-    assert set(probe["variants"]) == {
-        "mn04 AudioSet, freq_preserving",
-        "mn04 AudioSet, mean",
-        "log-mel statistics",
-        "clip duration",
-    }
-    for variant in probe["variants"].values():
-        assert len(variant["scores"]) == 5 and variant["mean"] == pytest.approx(np.mean(variant["scores"]))
-    assert probe["variants"]["mn04 AudioSet, freq_preserving"]["embedding_dim"] == 4 * 384
+    # The timeline: 10 bundled coughs inserted into quiet gaps, each true onset where the written recording's sound
+    # rises (an independent look at the WAV), tagged with the tag command's defaults.
+    timeline = results["timeline"]
+    assert timeline["true_count"] == 10 and {e["file"] for e in timeline["inserted"]} <= set(
+        c["file"] for c in tagging["clips"]
+    )
+    audio, rate = soundfile.read(tmp_path / "cough_timeline.wav", dtype="float32")
+    assert audio.size / rate == pytest.approx(timeline["duration_s"], abs=1e-3)
+    levels = frame_levels_db(audio, rate)
+    for event in timeline["inserted"]:
+        frame = int(event["onset_s"] / 0.01)
+        assert levels[frame : frame + 5].max() > levels[frame - 10 : frame - 5].max() + 10
+    # The counter's error on such recordings is about one cough in ten (results/cough_counting.md).
+    assert abs(timeline["cough_count"] - 10) <= 2 and timeline["matched"] >= 7
+    rows = list(csv.DictReader(open(tmp_path / "cough_timeline.csv", encoding="utf-8")))
+    assert sum(row["label"] == "Cough" for row in rows) == timeline["cough_count"]
+    assert f"coughs counted: **{timeline['cough_count']}** (inserted: 10)" in printed
     assert f"| Cough | {counts['Cough']} clips |" in printed
-    assert (tmp_path / "results.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "results.md").exists()
-    assert len(list((tmp_path / "cache").glob("*/embeddings.npy"))) == 3
+    for name in OUTPUT_FILES:
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert (tmp_path / "cough_timeline.png").read_bytes()[:4] == b"\x89PNG"
+    assert "probe" not in results and not (tmp_path / "cache").exists()
 
 
 def test_demo_without_the_model_says_where_it_looks(tmp_path, capsys):

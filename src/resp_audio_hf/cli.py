@@ -48,7 +48,7 @@ SUBCOMMANDS: list[Subcommand] = [
     ),
     Subcommand(
         "demo",
-        "label real coughs with the shipped AudioSet model and run the benchmark path on them, offline",
+        "label real coughs with the shipped AudioSet model and count the coughs of a recording assembled from them, offline",
         "resp_audio_hf.benchmark.commands:add_demo_arguments",
         "resp_audio_hf.benchmark.commands:run_demo_command",
         "resp_audio_hf.benchmark.commands:DEMO_EXAMPLES",
@@ -59,6 +59,13 @@ SUBCOMMANDS: list[Subcommand] = [
         "resp_audio_hf.commands.embed:add_embed_arguments",
         "resp_audio_hf.commands.embed:run_embed",
         "resp_audio_hf.commands.embed:EXAMPLES",
+    ),
+    Subcommand(
+        "tag",
+        "tag a recording of any length by windows: a timeline of AudioSet labels, a cough count, CSV and PNG",
+        "resp_audio_hf.commands.tag:add_tag_arguments",
+        "resp_audio_hf.commands.tag:run_tag",
+        "resp_audio_hf.commands.tag:EXAMPLES",
     ),
     Subcommand(
         "convert",
@@ -87,6 +94,7 @@ EXAMPLES = """\
 examples:
   resp-audio-hf demo
   resp-audio-hf embed recordings/ --model org/resp-passt -o embeddings.parquet
+  resp-audio-hf tag night.wav
   resp-audio-hf bench --model org/resp-passt --tasks S1,S2 --data-root ../shared/data
   resp-audio-hf convert --family passt passt-s-f128-p16-s10-ap.476-swa.pt resp-passt-as
   resp-audio-hf export --format onnx --model pretrained/efficientat-mn04-as mn04-onnx

@@ -311,8 +311,6 @@ def embed_inputs(
     (`resp_audio_hf.windowed`), with the columns `window`, `start_s` and `end_s` added (in the Parquet file, or in the
     `.npy` index); files are streamed window by window in bounded memory, and there is no cache.
     """
-    from .benchmark.embeddings import extract_embeddings
-
     output = Path(output)
     output_format = output_format or ("npy" if output.suffix.lower() == ".npy" else "parquet")
     if output_format not in FORMATS:
@@ -320,19 +318,19 @@ def embed_inputs(
     if len(inputs) == 0:
         reasons = "; ".join(f"{s.path}: {s.reason}" for s in inputs.skipped)
         raise EmbedInputError(f"No readable audio to embed. {reasons}".strip())
+    from .distributed import process_state
+
+    state = process_state(str(getattr(encoder, "device", "cpu")))  # several processes (accelerate launch / torchrun) share the inputs
     extra_columns: dict[str, list] = {}
     if window_seconds is not None or hop_seconds is not None:
         names, vectors, failures, extra_columns = _embed_windowed(
             inputs, encoder, window_seconds, hop_seconds, batch_size=batch_size, max_duration=max_duration,
-            progress=progress,
+            progress=progress, state=state,
         )
     else:
-        clips = _clip_dataset(inputs, encoder, max_duration)
-        # Clips that fail while decoding or featurising (or embed to NaN) are left out and named, like the header
-        # check's.
-        vectors, failures = extract_embeddings(
-            encoder, clips, cache_dir=cache_dir, cache_extra={"purpose": "embed"}, batch_size=batch_size,
-            num_workers=num_workers, progress=progress, desc="embed", return_failures=True,
+        vectors, failures = _embed_clips(
+            inputs, encoder, state, cache_dir=cache_dir, batch_size=batch_size, num_workers=num_workers,
+            max_duration=max_duration, progress=progress,
         )
         kept = [i for i in range(len(inputs)) if i not in failures]
         names = [inputs.names[i] for i in kept]
@@ -351,6 +349,11 @@ def embed_inputs(
         "window_seconds": str(window_seconds),
         "hop_seconds": str(hop_seconds),
     }
+    if state is not None and not state.is_main_process:
+        state.wait_for_everyone()  # the main process writes the one output
+        index_path = output.with_suffix(".index.csv") if output_format == "npy" else None
+        skipped_path = output.with_suffix(".skipped.csv") if skipped else None
+        return EmbedResult(output, index_path, skipped_path, vectors.shape[0], vectors.shape[1], skipped)
     output.parent.mkdir(parents=True, exist_ok=True)
     index_path = None
     if output_format == "parquet":
@@ -370,7 +373,57 @@ def embed_inputs(
     else:
         skipped_path.unlink(missing_ok=True)  # from an earlier run over other files
         skipped_path = None
+    if state is not None:
+        state.wait_for_everyone()
     return EmbedResult(output, index_path, skipped_path, vectors.shape[0], vectors.shape[1], skipped)
+
+
+def _subset(inputs: AudioInputs, indices: list[int]) -> AudioInputs:
+    if inputs.dataset is not None:
+        return AudioInputs(dataset=inputs.dataset.select(indices), audio_column=inputs.audio_column,
+                           names=[inputs.names[i] for i in indices])
+    return AudioInputs(paths=[inputs.paths[i] for i in indices], names=[inputs.names[i] for i in indices])
+
+
+def _embed_clips(inputs: AudioInputs, encoder, state, *, cache_dir, batch_size, num_workers, max_duration, progress):
+    """`([n, dim] vectors, {index: reason})` of every input, one row per input (NaN where it failed). With several
+    processes (`state`), each embeds its share in whole batches (`resp_audio_hf.distributed`) and all get every row."""
+    from .benchmark.embeddings import ClipFailureError, extract_embeddings
+    from .distributed import gather_in_order, my_share
+
+    share = my_share(state, len(inputs), batch_size) if state is not None else list(range(len(inputs)))
+    part = _subset(inputs, share) if state is not None else inputs
+    if state is not None:
+        logger.info("process %d of %d embeds %d of %d inputs", state.process_index, state.num_processes, len(share),
+                    len(inputs))
+    vectors, failures = np.zeros((0, 0), np.float32), {}
+    if share:
+        try:
+            # Clips that fail while decoding or featurising (or embed to NaN) are left out and named, like the
+            # header check's.
+            vectors, failures = extract_embeddings(
+                encoder, _clip_dataset(part, encoder, max_duration), cache_dir=cache_dir,
+                cache_extra={"purpose": "embed"}, batch_size=batch_size, num_workers=num_workers, progress=progress,
+                desc="embed", return_failures=True,
+            )
+        except ClipFailureError as error:
+            if state is None:
+                raise
+            # Every clip of this share failed: the others may still succeed, so report them and go on.
+            failures = {i: reason for i, (_, reason) in error.failures.items()}
+    if state is None:
+        return vectors, failures
+    parts = gather_in_order(state, (share, vectors, {share[i]: r for i, r in failures.items()}))
+    dim = max(v.shape[1] for _, v, _ in parts)
+    if dim == 0:  # no process embedded anything: the single-process error, naming every clip
+        raise ClipFailureError({i: (inputs.names[i], r) for _, _, f in parts for i, r in f.items()}, len(inputs))
+    rows = np.full((len(inputs), dim), np.nan, dtype=np.float32)
+    failures = {}
+    for indices, block, failed in parts:
+        if block.size:
+            rows[indices] = block
+        failures.update(failed)
+    return rows, dict(sorted(failures.items()))
 
 
 def _csv_text(header: list[str], rows) -> str:
@@ -383,8 +436,13 @@ def _csv_text(header: list[str], rows) -> str:
     return buffer.getvalue()
 
 
-def _embed_windowed(inputs: AudioInputs, encoder, window_seconds, hop_seconds, *, batch_size, max_duration, progress):
-    """`(names, vectors, failures, {"window", "start_s", "end_s"} columns)`: one row per window of every file."""
+def _embed_windowed(
+    inputs: AudioInputs, encoder, window_seconds, hop_seconds, *, batch_size, max_duration, progress, state=None
+):
+    """`(names, vectors, failures, {"window", "start_s", "end_s"} columns)`: one row per window of every file. With
+    several processes (`state`), each embeds its share of the files and all get every row, in file order."""
+    from .distributed import gather_in_order, my_share
+
     from .data.audio import AudioDecodeError
     from .progress import progress_bar
     from .windowed import embed_windows
@@ -397,8 +455,13 @@ def _embed_windowed(inputs: AudioInputs, encoder, window_seconds, hop_seconds, *
         raise ValueError("--max-duration does not apply to windowed embedding; every window of a file is embedded.")
     names, vectors, failures = [], [], {}
     columns: dict[str, list] = {"window": [], "start_s": [], "end_s": []}
-    bar = progress_bar(len(inputs.paths), desc="embed windows", unit="file", enabled=progress)
-    for index, path in enumerate(inputs.paths):
+    share = my_share(state, len(inputs.paths)) if state is not None else range(len(inputs.paths))
+    if state is not None:
+        logger.info("process %d of %d embeds %d of %d inputs", state.process_index, state.num_processes, len(share),
+                    len(inputs.paths))
+    bar = progress_bar(len(share), desc="embed windows", unit="file", enabled=progress)
+    for index in share:
+        path = inputs.paths[index]
         bar.update(1)
         try:
             windows, embedded = embed_windows(
@@ -416,6 +479,17 @@ def _embed_windowed(inputs: AudioInputs, encoder, window_seconds, hop_seconds, *
         columns["start_s"] += [round(w.start_s, 6) for w in windows]
         columns["end_s"] += [round(w.end_s, 6) for w in windows]
     bar.close()
+    if state is not None:
+        parts = gather_in_order(state, (names, vectors, failures, columns))
+        names, vectors, failures = [], [], {}
+        columns = {key: [] for key in columns}
+        for part_names, part_vectors, part_failures, part_columns in parts:
+            names += part_names
+            vectors += part_vectors
+            failures.update(part_failures)
+            for key in columns:
+                columns[key] += part_columns[key]
+        failures = dict(sorted(failures.items()))
     if not vectors:
         raise EmbedInputError("No file could be embedded: " + "; ".join(failures.values()))
     return names, np.concatenate(vectors), failures, columns

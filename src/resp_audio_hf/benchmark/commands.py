@@ -93,7 +93,7 @@ def run_bench(args: BenchmarkArguments) -> int:
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--output-dir", type=Path, default=Path("outputs") / "demo", help="where results.json/.md/.png go"
+        "--output-dir", type=Path, default=Path("outputs") / "demo", help="where results.json/.md/.png and cough_timeline.wav/.csv/.png go"
     )
     parser.add_argument(
         "--model",
@@ -115,7 +115,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print((args.output_dir / "results.md").read_text(encoding="utf-8"))
-    print(
-        f"wrote {args.output_dir / 'results.json'}, {args.output_dir / 'results.md'}, {args.output_dir / 'results.png'}"
-    )
+    from .demo import OUTPUT_FILES
+
+    print("wrote " + ", ".join(str(args.output_dir / name) for name in OUTPUT_FILES))
     return 0

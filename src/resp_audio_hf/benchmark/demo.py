@@ -1,4 +1,4 @@
-"""``resp-audio-hf demo``: the shipped EfficientAT ``mn04`` (AudioSet) on real coughs, offline, in about a minute.
+"""``resp-audio-hf demo``: the shipped EfficientAT ``mn04`` (AudioSet) on real coughs, offline, in well under a minute.
 
 Two things run on 96 real cough recordings bundled with the package (CC0, ``resp_audio_hf/demo_data/covid19-cough``,
 24 from each combination of COVID-19 label and source; see the README there):
@@ -6,29 +6,31 @@ Two things run on 96 real cough recordings bundled with the package (CC0, ``resp
 1. **AudioSet tagging.** ``EfficientATForAudioClassification`` from ``pretrained/efficientat-mn04-as`` labels every
    clip with AudioSet's 527 classes; the report gives the top labels and how often each respiratory class (Cough,
    Throat clearing, Breathing, Wheeze, Gasp, Sneeze, ...) is the top one.
-2. **The benchmark path.** The same recordings as a small copy of the ``COVID-cough`` task (split stratified by label
-   and source, seed 1337): embeddings through the on-disk cache, OPERA's linear probe over five seeds on standardised
-   features, for ``mn04`` with frequency-preserving and with mean pooling, and the log-mel statistics and duration
-   baselines. With about 20 test recordings this shows the path working, not a result: ``results/`` in the
-   repository holds the real table.
+2. **A cough timeline.** Some of the coughs (``timeline_coughs``, drawn with ``seed``), each trimmed to its active
+   part, are inserted after random quiet gaps (a -60 dBFS noise floor) into one recording
+   (``resp_audio_hf.assembly``), which is written out as ``cough_timeline.wav`` and tagged window by window as
+   ``resp-audio-hf tag`` does (``resp_audio_hf.tagging``, its default settings): the cough count against the number
+   inserted, each detected onset against the true one, the segments in ``cough_timeline.csv`` and the timeline drawn
+   in ``cough_timeline.png``. ``results/cough_counting.md`` in the repository measures the same counter over many
+   such recordings.
 """
 
 from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..tagging import default_model_dir
+
 DEMO_DATA = Path(__file__).resolve().parents[1] / "demo_data"
 RESPIRATORY_LABELS = ("Cough", "Throat clearing", "Breathing", "Wheeze", "Gasp", "Sneeze", "Sniff", "Speech")
-
-
-def default_model_dir() -> Path:
-    """``pretrained/efficientat-mn04-as`` of the repository this package was installed from (editable install)."""
-    return Path(__file__).resolve().parents[3] / "pretrained" / "efficientat-mn04-as"
+# Coughs whose active part is longer (long takes with several coughs or speech) are not used in the timeline, as in
+# results/cough_counting.py.
+TIMELINE_MAX_EVENT_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -39,85 +41,77 @@ class DemoConfig:
         model: folder of the EfficientAT AudioSet tagger (``None``: the repository's ``pretrained/efficientat-mn04-as``).
         data_root: folder holding ``covid19-cough/`` (``None``: the recordings bundled with the package).
         top_k: AudioSet labels listed per clip.
-        batch_size: embedding batch size.
+        timeline_coughs: coughs inserted into the timeline recording.
+        seed: draws the timeline's coughs, gaps and noise floor.
+        onset_tolerance_s: a detected cough matches an inserted one whose onset is at most this far.
     """
 
     model: str | None = None
     data_root: str | None = None
     top_k: int = 3
-    batch_size: int = 16
+    timeline_coughs: int = 10
+    seed: int = 0
+    onset_tolerance_s: float = 0.5
 
 
-def tag_recordings(model_dir: str | os.PathLike, paths: list[str], top_k: int = 3) -> dict:
-    """AudioSet probabilities (sigmoid of the tagger's logits) of every clip: ``{"labels", "probabilities" [n, 527],
-    "top" (per clip, the ``top_k`` ``(label, probability)`` pairs)}``."""
-    import torch
-    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
-
-    import resp_audio_hf  # noqa: F401  (registers the model types)
-
+def tag_recordings(tagger, paths: list[str], top_k: int = 3) -> dict:
+    """AudioSet probabilities of every clip, each scored whole: ``{"labels", "probabilities" [n, 527], "top" (per
+    clip, the ``top_k`` ``(label, probability)`` pairs)}``. ``tagger``: a ``resp_audio_hf.tagging.AudioTagger``."""
     from ..data.audio import load_audio
 
-    model = AutoModelForAudioClassification.from_pretrained(model_dir).eval()
-    feature_extractor = AutoFeatureExtractor.from_pretrained(model_dir)
-    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    probabilities = []
-    with torch.inference_mode():
-        for path in paths:
-            audio, rate = load_audio(path, feature_extractor.sampling_rate)
-            inputs = feature_extractor([audio], sampling_rate=rate, return_tensors="pt")
-            probabilities.append(torch.sigmoid(model(**inputs).logits)[0].numpy())
-    probabilities = np.stack(probabilities)
+    probabilities = np.concatenate(
+        [tagger.probabilities([load_audio(path, tagger.sampling_rate)[0]]) for path in paths]
+    )
+    labels = tagger.labels
     top = [[(labels[i], float(row[i])) for i in np.argsort(-row)[:top_k]] for row in probabilities]
     return {"labels": labels, "probabilities": probabilities, "top": top}
 
 
-def _probe_variants(task, model_dir: Path, cache_dir: Path, batch_size: int, progress: bool) -> dict:
-    """Mean ± std test AUROC of each variant on standardised features (one extraction per encoder)."""
-    from .embeddings import AudioEncoder
-    from .nonlearned import nonlearned_encoder
-    from .pooling import derive_pooling, frequency_row_spans
-    from .runner import embed_task, score_task
+def cough_timeline(tagger, table, output_dir: Path, config: DemoConfig) -> dict:
+    """Assemble, write, tag and score the timeline recording (see the module docstring)."""
+    import soundfile
 
-    protocol = replace(task.spec.protocol, standardize_features=True)
-    mn04 = AudioEncoder.from_pretrained(str(model_dir), pooling="freq_preserving")
-    encoders = {
-        "mn04": mn04,
-        "log-mel-stats": nonlearned_encoder("log-mel-stats"),
-        "duration": nonlearned_encoder("duration"),
-    }
-    embedded = {
-        key: embed_task(encoder, task, cache_dir=cache_dir, batch_size=batch_size, protocol=protocol, progress=progress)
-        for key, encoder in encoders.items()
-    }
-    common = set.intersection(*(set(e.table["file"]) for e in embedded.values()))
-    table = embedded["mn04"].table
-    table = table[table["file"].isin(common)].reset_index(drop=True)
+    from ..assembly import active_span, assemble_coughs, match_onsets
+    from ..data._io import atomic_path
+    from ..data.audio import load_audio
+    from ..tagging import TagConfig, draw_timeline, tag_recording, write_segments_csv
 
-    def aligned(key):
-        frame = embedded[key].table.set_index("file")
-        return embedded[key].features[frame.index.get_indexer(table["file"])]
-
-    rows = len(frequency_row_spans(mn04.model.config))
-    variants = {
-        "mn04 AudioSet, freq_preserving": aligned("mn04"),
-        "mn04 AudioSet, mean": derive_pooling(aligned("mn04"), rows, "mean"),
-        "log-mel statistics": aligned("log-mel-stats"),
-        "clip duration": aligned("duration"),
+    rate = tagger.sampling_rate
+    rng = np.random.default_rng(config.seed)
+    clips, names = [], []
+    for index in rng.permutation(len(table)):
+        audio, _ = load_audio(table["audio"].iloc[index], rate)
+        start, end = active_span(audio, rate)
+        if (end - start) / rate <= TIMELINE_MAX_EVENT_SECONDS:
+            clips.append(audio)
+            names.append(str(table["file"].iloc[index]))
+        if len(clips) == config.timeline_coughs:
+            break
+    assembly = assemble_coughs(clips, rate, rng, names=names)
+    wav = output_dir / "cough_timeline.wav"
+    with atomic_path(wav, suffix=".wav") as tmp:
+        soundfile.write(tmp, assembly.audio, rate, subtype="FLOAT", format="WAV")
+    tag_config = TagConfig()
+    result = tag_recording(tagger, str(wav), tag_config)
+    write_segments_csv(result, output_dir / "cough_timeline.csv")
+    draw_timeline(result, output_dir / "cough_timeline.png", truth=assembly.events)
+    matching = match_onsets([e[0] for e in assembly.events], [s.start_s for s in result.coughs],
+                            config.onset_tolerance_s)
+    return {
+        "recording": wav.name,
+        "duration_s": round(assembly.duration_s, 3),
+        "tag_config": asdict(tag_config),
+        "inserted": [{"file": n, "onset_s": round(a, 3), "offset_s": round(b, 3)}
+                     for n, (a, b) in zip(assembly.sources, assembly.events)],
+        "detected": [{"start_s": s.start_s, "end_s": s.end_s, "max_probability": round(s.max_probability, 4)}
+                     for s in result.coughs],
+        "true_count": len(assembly.events),
+        "cough_count": result.cough_count,
+        "onset_tolerance_s": config.onset_tolerance_s,
+        "matched": matching.hits,
+        "onset_errors_ms": [round(1000 * e, 1) for e in matching.onset_errors_s],
+        "other_labels": sorted({s.label for s in result.segments} - {"Cough"}),
     }
-    scores = {}
-    for name, features in variants.items():
-        result = score_task(
-            task.spec, table, features, protocol, split_mode=task.split_mode, test_splits=task.test_splits
-        )
-        scores[name] = {
-            "mean": result.mean,
-            "std": result.std,
-            "scores": result.scores,
-            "embedding_dim": result.embedding_dim,
-        }
-    counts = {split: int(n) for split, n in table["split"].value_counts().items()}
-    return {"variants": scores, "counts": counts, "protocol": asdict(protocol)}
 
 
 def _markdown(results: dict) -> str:
@@ -144,17 +138,32 @@ def _markdown(results: dict) -> str:
             top = ", ".join(f"{label} {p:.2f}" for label, p in clip["top"])
             covid = "COVID-19" if clip["covid19"] else "negative"
             lines.append(f"- `{clip['file']}` ({clip['source']}, {covid}): {top}")
-    lines.append("")
-    probe = results["probe"]
-    counts = ", ".join(f"{k} {v}" for k, v in sorted(probe["counts"].items()))
+    timeline = results["timeline"]
+    config = timeline["tag_config"]
+    errors = np.abs(timeline["onset_errors_ms"])
     lines += [
-        f"COVID-19 detection on the same coughs ({counts}): OPERA's linear probe, 5 seeds, standardised features. "
-        "About 20 test recordings: a demonstration of the path, not a result (see results/ in the repository).",
         "",
-        "| features | test AUROC |",
+        f"Cough timeline: {timeline['true_count']} of these coughs inserted after quiet gaps into one "
+        f"{timeline['duration_s']:.0f} s recording (`{timeline['recording']}`), tagged in windows of "
+        f"{config['window_seconds']:g} s every {config['hop_seconds']:g} s (Cough at probability >= "
+        f"{config['cough_threshold']:g}, merged across gaps <= {config['merge_gap_seconds']:g} s):",
+        "",
+        f"- coughs counted: **{timeline['cough_count']}** (inserted: {timeline['true_count']})",
+        f"- matched to an inserted cough within {timeline['onset_tolerance_s']:g} s of its onset: "
+        f"{timeline['matched']}" + (f", onset error median {np.median(errors):.0f} ms" if errors.size else ""),
+        "",
+        "| inserted onset (s) | detected segment (s) |",
         "|---|---|",
     ]
-    lines += [f"| {name} | {v['mean']:.3f} ± {v['std']:.3f} |" for name, v in probe["variants"].items()]
+    detected = sorted(timeline["detected"], key=lambda d: d["start_s"])
+    for event in timeline["inserted"]:
+        near = [d for d in detected if abs(d["start_s"] - event["onset_s"]) <= timeline["onset_tolerance_s"]]
+        found = ", ".join(f"{d['start_s']:.2f}-{d['end_s']:.2f}" for d in near) or "missed"
+        lines.append(f"| {event['onset_s']:.2f} | {found} |")
+    extra = [d for d in detected if all(abs(d["start_s"] - e["onset_s"]) > timeline["onset_tolerance_s"]
+                                        for e in timeline["inserted"])]
+    if extra:
+        lines.append("| (none) | " + ", ".join(f"{d['start_s']:.2f}-{d['end_s']:.2f}" for d in extra) + " |")
     lines += ["", "Recordings: COVID-19 induced coughs, CC0 1.0 (resp_audio_hf/demo_data/covid19-cough/README.md)."]
     return "\n".join(lines) + "\n"
 
@@ -168,35 +177,19 @@ def _figure(results: dict, path: Path) -> Path:
     from .report import save_figure
 
     tags = results["tagging"]["respiratory"]
-    probe = results["probe"]["variants"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, axis = plt.subplots(figsize=(6, 3.4))
     names = list(tags)
-    left.barh(names, [tags[n]["mean_probability"] for n in names], color="C3")
-    left.invert_yaxis()
-    left.set_xlabel("mean AudioSet probability over the coughs")
-    left.set_title("mn04 (AudioSet) on real coughs", fontsize=10)
-    variants = list(probe)
-    right.barh(
-        variants,
-        [probe[v]["mean"] - 0.5 for v in variants],
-        left=0.5,
-        xerr=[probe[v]["std"] for v in variants],
-        color="C0",
-        capsize=3,
-    )
-    right.invert_yaxis()
-    right.axvline(0.5, color="grey", linestyle="--", linewidth=0.8)
-    right.set_xlim(0.0, 1.0)
-    right.set_xlabel("test AUROC (5 seeds)")
-    right.set_title("COVID-19 probe, ~20 test coughs (demonstration)", fontsize=10)
+    axis.barh(names, [tags[n]["mean_probability"] for n in names], color="C3")
+    axis.invert_yaxis()
+    axis.set_xlabel("mean AudioSet probability over the coughs")
+    axis.set_title("mn04 (AudioSet) on real coughs", fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path, dpi=110)
 
 
 @contextmanager
 def _quiet_transformers(quiet: bool):
-    """Without progress output, transformers' weight-loading bars and its load report (the AudioSet head is not part
-    of the embedding model) stay silent too."""
+    """Without progress output, transformers' weight-loading bars and its load report stay silent too."""
     from transformers.utils import logging as hf_logging
 
     if not quiet:
@@ -212,10 +205,15 @@ def _quiet_transformers(quiet: bool):
         hf_logging.enable_progress_bar()
 
 
+OUTPUT_FILES = ("results.json", "results.md", "results.png", "cough_timeline.wav", "cough_timeline.csv",
+                "cough_timeline.png")
+
+
 def run_demo(output_dir: str | os.PathLike, config: DemoConfig | None = None, progress: bool = False) -> dict:
-    """Run the demo and write ``results.json`` / ``results.md`` / ``results.png`` into ``output_dir``."""
+    """Run the demo and write ``OUTPUT_FILES`` into ``output_dir``."""
     from ..data._io import atomic_write_json, atomic_write_text
     from ..data.tasks import load_task
+    from ..tagging import AudioTagger
 
     config = config or DemoConfig()
     output_dir = Path(output_dir)
@@ -228,7 +226,8 @@ def run_demo(output_dir: str | os.PathLike, config: DemoConfig | None = None, pr
     task = load_task("COVID-cough", config.data_root or DEMO_DATA)
     table = task.available
     with _quiet_transformers(not progress):
-        tagged = tag_recordings(model_dir, table["audio"].tolist(), config.top_k)
+        tagger = AudioTagger(model_dir)
+    tagged = tag_recordings(tagger, table["audio"].tolist(), config.top_k)
     labels = tagged["labels"]
     top_labels = [top[0][0] for top in tagged["top"]]
     respiratory = {
@@ -252,13 +251,21 @@ def run_demo(output_dir: str | os.PathLike, config: DemoConfig | None = None, pr
             ],
         },
     }
-    with _quiet_transformers(not progress):
-        results["probe"] = _probe_variants(task, model_dir, output_dir / "cache", config.batch_size, progress)
     output_dir.mkdir(parents=True, exist_ok=True)
+    results["timeline"] = cough_timeline(tagger, table, output_dir, config)
     atomic_write_json(output_dir / "results.json", results)
     atomic_write_text(output_dir / "results.md", _markdown(results))
     _figure(results, output_dir / "results.png")
     return results
 
 
-__all__ = ["DEMO_DATA", "RESPIRATORY_LABELS", "DemoConfig", "default_model_dir", "run_demo", "tag_recordings"]
+__all__ = [
+    "DEMO_DATA",
+    "OUTPUT_FILES",
+    "RESPIRATORY_LABELS",
+    "DemoConfig",
+    "cough_timeline",
+    "default_model_dir",
+    "run_demo",
+    "tag_recordings",
+]

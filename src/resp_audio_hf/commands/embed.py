@@ -58,6 +58,7 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_embed(args: argparse.Namespace) -> int:
+    from ..distributed import process_device
     from ..embed import EmbedInputError, dataset_input, embed_inputs, files_input, load_encoder
 
     if bool(args.inputs) == bool(args.dataset):
@@ -71,7 +72,7 @@ def run_embed(args: argparse.Namespace) -> int:
             inputs = files_input(args.inputs, path_column=args.path_column)
         encoder = load_encoder(
             args.model, preset=args.preset, pooling=args.pooling, revision=args.revision,
-            trust_remote_code=args.trust_remote_code, device=args.device, backend=args.backend,
+            trust_remote_code=args.trust_remote_code, device=process_device(args.device), backend=args.backend,
         )
         cache_dir = None if args.no_cache else (args.cache_dir or args.output.with_name(args.output.name + ".cache"))
         result = embed_inputs(
