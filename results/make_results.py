@@ -1,18 +1,21 @@
-"""The results table of resp_audio_hf: AudioSet vs respiratory pre-training, frequency-preserving vs mean pooling.
+"""The results table of resp_audio_hf: AudioSet, respiratory and AudioSet + respiratory pre-training of one network;
+frequency-preserving vs mean pooling.
 
 One command reproduces ``results/results.json``, ``results/results.md`` and ``results/results.png`` (see
 ``results/README.md`` for the exact command of the committed files):
 
-    python results/make_results.py --data-root /work/data/ext --data-root ../shared/data --output-dir results
+    python results/make_results.py --data-root /work/data/ext --data-root ../shared/data --output-dir results \
+        --as-resp-model /work/runs/mn04-as-resp/model --as-resp-noteacher-model /work/runs/mn04-as-resp-noteacher/model \
+        --resp-only-model /work/runs/mn04-random-resp/model
 
 Tasks: SPRSound S1 (record level) and S2 (event level) on the challenge's official protocol (inter- and
 intra-patient test parts scored separately), and COVID-19 detection on the CC0 coughs. Each task's corpus is taken
 from the first ``--data-root`` that holds it.
 
-Models: EfficientAT ``mn04`` (AudioSet), the small M2D ViT pre-trained on respiratory audio, the same ViT at its
-random start (``small-m2d`` preset, seed 0: the very weights the pre-training started from), ``mn04`` at a random
-start (to show the probe's chance effect on raw features), and the non-learned baselines log-mel statistics and
-clip duration. Each model is embedded once per task with frequency-preserving pooling, through the benchmark's
+Models: EfficientAT ``mn04`` (AudioSet); the same network further pre-trained on respiratory audio from its AudioSet
+weights (OPERA-CT contrastive objective with and without a frozen AudioSet teacher) and from a random start
+(``training/configs/mn04_resp_contrastive.yaml``); ``mn04`` at that random start (seed 0: the very weights the
+respiratory-only run started from); and the non-learned baselines log-mel statistics and clip duration. Each model is embedded once per task with frequency-preserving pooling, through the benchmark's
 embedding cache; ``mean`` and ``band_limited`` are derived from those embeddings
 (:mod:`resp_audio_hf.benchmark.pooling`). Every variant is scored with OPERA's linear probe over 5 seeds, on
 standardised features (z-scored with the training rows' statistics) and, for some, on raw features as OPERA does.
@@ -86,15 +89,6 @@ MODELS = (
         ("freq_preserving", "mean", "band_limited"),
         ("freq_preserving", "mean"),
     ),
-    ModelEntry(
-        "m2d-resp",
-        "small M2D ViT, respiratory pre-training",
-        ("freq_preserving", "mean", "band_limited"),
-        ("freq_preserving",),
-    ),
-    ModelEntry(
-        "m2d-init", "small M2D ViT, random start", ("freq_preserving", "mean", "band_limited"), ("freq_preserving",)
-    ),
     ModelEntry("mn04-init", "EfficientAT mn04, random start", ("freq_preserving",), ("freq_preserving",)),
     ModelEntry(
         "mn04-as-resp",
@@ -117,19 +111,9 @@ MODELS = (
 
 # (A, B, question): variants are "<model>/<pooling>/<std|raw>".
 COMPARISONS = (
-    (
-        "mn04-as/freq_preserving/std",
-        "m2d-resp/freq_preserving/std",
-        "AudioSet vs respiratory pre-training (freq_preserving)",
-    ),
-    ("mn04-as/mean/std", "m2d-resp/mean/std", "AudioSet vs respiratory pre-training (mean)"),
     ("mn04-as/freq_preserving/std", "mn04-as/mean/std", "freq_preserving vs mean: mn04 AudioSet"),
-    ("m2d-resp/freq_preserving/std", "m2d-resp/mean/std", "freq_preserving vs mean: ViT respiratory"),
-    ("m2d-init/freq_preserving/std", "m2d-init/mean/std", "freq_preserving vs mean: ViT random start"),
     ("mn04-as/freq_preserving/raw", "mn04-as/mean/raw", "freq_preserving vs mean: mn04 AudioSet, raw features (OPERA)"),
     ("mn04-as/band_limited/std", "mn04-as/freq_preserving/std", "band-limited vs all rows: mn04 AudioSet"),
-    ("m2d-resp/band_limited/std", "m2d-resp/freq_preserving/std", "band-limited vs all rows: ViT respiratory"),
-    ("m2d-resp/freq_preserving/std", "m2d-init/freq_preserving/std", "respiratory pre-training vs random start (ViT)"),
     ("mn04-as/freq_preserving/std", "mn04-init/freq_preserving/std", "AudioSet pre-training vs random start (mn04)"),
     ("mn04-as-resp/freq_preserving/std", "mn04-as/freq_preserving/std", "AS+resp − AS (mn04, further pre-training)"),
     ("mn04-as-resp/freq_preserving/std", "mn04-resp/freq_preserving/std", "AS+resp − resp-only (mn04)"),
@@ -141,7 +125,6 @@ COMPARISONS = (
         "teacher − no teacher (mn04 AS+resp)",
     ),
     ("mn04-as/freq_preserving/std", "duration/own/std", "mn04 AudioSet vs duration alone"),
-    ("m2d-resp/freq_preserving/std", "duration/own/std", "ViT respiratory vs duration alone"),
     ("mn04-as/freq_preserving/std", "log-mel-stats/own/std", "mn04 AudioSet vs log-mel statistics"),
 )
 
@@ -160,7 +143,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--cache-dir", type=Path, default=None, help=f"embedding cache (default: {default_cache_dir()})"
     )
     parser.add_argument("--mn04", default=str(REPO / "pretrained" / "efficientat-mn04-as"))
-    parser.add_argument("--resp-model", default=str(REPO / "pretrained" / "small-m2d-resp"))
     for option, what in FURTHER_PRETRAINED_OPTIONS.values():
         parser.add_argument(option, default=None, help=f"model folder: {what}")
     parser.add_argument("--tasks", default=",".join(TASKS))
@@ -191,11 +173,6 @@ def build_encoder(key: str, args) -> AudioEncoder:
         return AudioEncoder.from_pretrained(folder, pooling="freq_preserving")
     if key == "mn04-as":
         return AudioEncoder.from_pretrained(args.mn04, pooling="freq_preserving")
-    if key == "m2d-resp":
-        return AudioEncoder.from_pretrained(args.resp_model, pooling="freq_preserving")
-    if key == "m2d-init":
-        # pretrain.py seeds 0 and builds RespAudioModel(RespAudioConfig.from_preset("small-m2d")): the same weights.
-        return AudioEncoder.from_preset("small-m2d", seed=0, pooling="freq_preserving")
     if key == "mn04-init":
         import torch
         from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
@@ -502,8 +479,6 @@ def bar_chart(results: dict, path: Path) -> Path:
     y = np.arange(len(names))
     colours = {
         "mn04-as": "C3",
-        "m2d-resp": "C0",
-        "m2d-init": "C7",
         "mn04-init": "C8",
         "mn04-as-resp": "C4",
         "mn04-as-resp-noteacher": "C6",

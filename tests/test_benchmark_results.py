@@ -1,5 +1,5 @@
 """The typed results.json: bench's arguments parsed into one dataclass, written with the results and read back; files
-of schema 1 (the committed pretrained/*/evaluation_*.json) read as the same record; the card renders the same from
+of schema 1 (tests/fixtures/small_m2d_resp_retired/evaluation_*.json) read as the same record; the card renders the same from
 either schema."""
 
 import json
@@ -20,7 +20,10 @@ from resp_audio_hf.benchmark.results import (
 from resp_audio_hf.cli import build_parser, main
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA_1_FILES = sorted(REPO.glob("pretrained/*/evaluation_*.json"))
+# The retired small-m2d-resp folder's evaluations, kept as schema-1 fixtures, and any shipped ones.
+SCHEMA_1_FILES = sorted(
+    [*REPO.glob("pretrained/*/evaluation_*.json"), *REPO.glob("tests/fixtures/small_m2d_resp_retired/evaluation_*.json")]
+)
 
 
 def _bench_arguments(argv: list[str]) -> BenchmarkArguments:
@@ -61,7 +64,7 @@ def test_the_card_renders_the_same_from_a_schema_1_file_and_its_schema_2_rewrite
     from resp_audio_hf import RespAudioConfig
     from resp_audio_hf.hub import load_benchmark_results, render_model_card
 
-    old = REPO / "pretrained" / "small-m2d-resp" / "evaluation_trained.json"
+    old = Path(__file__).parent / "fixtures" / "small_m2d_resp_retired" / "evaluation_trained.json"
     write_reports(load_results(old), tmp_path)
     new = tmp_path / old.name
     (tmp_path / "results.json").rename(new)  # the card names its source file

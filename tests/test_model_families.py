@@ -95,7 +95,7 @@ def test_config_written_before_the_rename_loads_with_a_warning(tmp_path):
 def test_shipped_config_loads_as_the_old_file_does():
     with pytest.warns(FutureWarning):
         old = RespAudioConfig.from_pretrained(OLD_CONFIG.parent)
-    shipped = RespAudioConfig.from_pretrained(REPO / "pretrained" / "small-m2d-resp")
+    shipped = RespAudioConfig.from_pretrained(Path(__file__).parent / "fixtures" / "small_m2d_resp_retired")
     assert shipped.to_dict() == old.to_dict()
 
 

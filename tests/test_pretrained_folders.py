@@ -26,7 +26,7 @@ FOLDERS = sorted(path for path in (REPO / "pretrained").iterdir() if path.is_dir
 
 
 def test_there_are_shipped_folders():
-    assert {path.name for path in FOLDERS} >= {"efficientat-mn04-as", "small-m2d-resp"}
+    assert {path.name for path in FOLDERS} >= {"efficientat-mn04-as"}
 
 
 @pytest.mark.parametrize("folder", FOLDERS, ids=lambda path: path.name)
@@ -66,17 +66,3 @@ def test_staged_folder_loads_without_the_package_as_the_package_loads_the_folder
     assert set(remote) == set(expected)
     for name, value in expected.items():
         torch.testing.assert_close(remote[name], value, atol=1e-5, rtol=1e-5)
-
-
-@pytest.mark.parametrize("evaluation", sorted(REPO.glob("pretrained/*/evaluation_*.json")), ids=lambda path: path.name)
-def test_card_evaluation_rows_are_the_shipped_bench_results(evaluation):
-    """The shipped `evaluation_<label>.json` (schema-1 files: written before `bench` recorded its arguments) load
-    through the typed reader, and `export_pretrained` makes of them the rows and command the folder's card shows."""
-    from resp_audio_hf.benchmark.results import load_results
-    from resp_audio_hf.training.export_pretrained import evaluation_section
-
-    label = evaluation.stem.removeprefix("evaluation_")
-    section = evaluation_section({label: load_results(evaluation)})
-    shown = [line for line in section.splitlines() if line.startswith((f"| {label} |", "resp-audio-hf bench "))]
-    card = (evaluation.parent / "README.md").read_text(encoding="utf-8").splitlines()
-    assert shown and all(line in card for line in shown)
