@@ -261,3 +261,25 @@ def test_same_subject_positives_pair_two_recordings_of_one_subject(shared_data):
     assert inside(first, audio[0]) and inside(second, audio[1]), "the second view comes from the other recording"
     first, second = dataset[(0, 2, 7)]
     assert inside(first, audio[2]) and inside(second, audio[2]), "a subject with one recording pairs two of its crops"
+
+
+def test_head_warmup_trains_the_head_alone_then_the_encoder(mn04_real_features):
+    features, encoder = mn04_real_features
+    objective = ContrastiveObjective(copy.deepcopy(encoder), no_augmentation(head_warmup_steps=1)).train()
+    optimizer = torch.optim.SGD(objective.parameters(), lr=0.1)
+    views = torch.cat([features[:4], features[4:]])
+    start = {name: value.clone() for name, value in objective.state_dict().items()}
+
+    def step(index):
+        objective.set_step(index)
+        optimizer.zero_grad()
+        objective(views).loss.backward()
+        optimizer.step()
+        return {name: value.clone() for name, value in objective.state_dict().items()}
+
+    after_warmup = step(0)
+    assert objective.encoder_trains_at(1) and not objective.encoder_trains_at(0)
+    assert all(torch.equal(after_warmup[n], start[n]) for n in start if n.startswith("encoder."))
+    assert not torch.equal(after_warmup["head.projection.weight"], start["head.projection.weight"])
+    after_joint = step(1)
+    assert not torch.equal(after_joint["encoder.stem.convolution.weight"], start["encoder.stem.convolution.weight"])

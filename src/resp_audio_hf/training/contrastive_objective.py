@@ -17,6 +17,7 @@ in separate forward passes, as OPERA does, so BatchNorm statistics never mix a r
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -46,6 +47,9 @@ class ContrastiveObjectiveConfig:
             `pooler_output`, per clip).
         freeze_batch_norm_statistics: keep BatchNorm layers in evaluation mode (running statistics frozen; their
             scale and shift still train). Off, the statistics follow the respiratory batches.
+        head_warmup_steps: optimizer steps that train the projection head alone, the encoder frozen, before both
+            train together (linear probing before fine-tuning, Kumar et al. 2022): gradients through a random head
+            would otherwise move a pre-trained encoder in directions the task has not chosen yet.
     """
 
     projection_size: int = 512
@@ -57,8 +61,11 @@ class ContrastiveObjectiveConfig:
     teacher_from: str | None = None
     teacher_target: str = "embedding"
     freeze_batch_norm_statistics: bool = False
+    head_warmup_steps: int = 0
 
     def __post_init__(self):
+        if self.head_warmup_steps < 0:
+            raise ValueError(f"contrastive.head_warmup_steps must be >= 0, got {self.head_warmup_steps}.")
         if self.teacher_weight < 0:
             raise ValueError(f"contrastive.teacher_weight must be >= 0, got {self.teacher_weight}.")
         if self.teacher_target not in TEACHER_TARGETS:
@@ -201,6 +208,18 @@ class ContrastiveObjective(nn.Module):
         self.head = ContrastiveHead(embedding_size_of(encoder), config.projection_size, config.dropout)
         # Kept outside the module tree: the teacher is neither trained, checkpointed nor moved by `prepare`.
         self._teacher = [teacher.eval().requires_grad_(False)] if teacher is not None else []
+        self.encoder_frozen = False
+
+    def encoder_trains_at(self, step: int) -> bool:
+        """Whether optimizer step `step` (0-based) updates the encoder (after the head's warm-up)."""
+        return step >= self.config.head_warmup_steps
+
+    def set_step(self, step: int) -> None:
+        """Freeze the encoder during the head's warm-up: no gradients, and BatchNorm statistics held too."""
+        frozen = not self.encoder_trains_at(step)
+        if frozen != self.encoder_frozen:
+            self.encoder_frozen = frozen
+            self.train(self.training)
 
     @property
     def encoder_model(self) -> nn.Module:
@@ -213,12 +232,13 @@ class ContrastiveObjective(nn.Module):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if mode and self.config.freeze_batch_norm_statistics:
+        if mode and (self.config.freeze_batch_norm_statistics or self.encoder_frozen):
             freeze_batch_norm_statistics(self.encoder)
         return self
 
     def _embed(self, input_values, attention_mask):
-        return self.encoder(input_values=input_values, attention_mask=attention_mask).pooler_output
+        with torch.no_grad() if self.encoder_frozen else contextlib.nullcontext():
+            return self.encoder(input_values=input_values, attention_mask=attention_mask).pooler_output
 
     def forward(
         self,

@@ -483,6 +483,8 @@ def train(
         lr = learning_rate_at(step, total_steps, schedule["warmup_steps"], schedule["peak_lr"], config.optimizer.min_lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
+        if hasattr(online, "set_step"):
+            online.set_step(step)
         losses, unusable, extras = accumulate_gradients(
             accelerator, objective, batch_iterator, mask_generator, config, step
         )
@@ -528,7 +530,9 @@ def train(
             window.restart()
 
         stop_early = False
-        if monitor is not None and (done % config.monitor.every_steps == 0 or done == total_steps):
+        # While only a head trains, the encoder (all the monitors see) has not changed: nothing to evaluate.
+        encoder_trained = not hasattr(online, "encoder_trains_at") or online.encoder_trains_at(step)
+        if monitor is not None and encoder_trained and (done % config.monitor.every_steps == 0 or done == total_steps):
             stop_early = run_monitor(done)
             window.restart_clock()
         if done % config.train.save_every_steps == 0 or done == total_steps or stop_early:
