@@ -14,11 +14,10 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
-
 from _common import SHARED_DATA
 
 # Where the complete SPRSound 2022 is (train_wav/, test_wav/); the team's test part is the fall-back.

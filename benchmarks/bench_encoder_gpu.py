@@ -25,9 +25,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from _common import finish, make_parser, median, median_ratio, spread, target_row, time_interleaved
-from bench_encoder import PASST_ARCH, build_models, forward_ours, forward_reference, spectrograms
+from _common import (
+    finish,
+    make_parser,
+    median,
+    median_ratio,
+    spread,
+    target_row,
+    time_interleaved,
+)
+from bench_encoder import (
+    PASST_ARCH,
+    build_models,
+    forward_ours,
+    forward_reference,
+    spectrograms,
+)
 
 NAME = "encoder_gpu"
 ONNX_ROW = ("RespAudioModel (SDPA)", "onnxruntime fp32")

@@ -31,8 +31,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from _common import REPO, finish, make_parser, median, median_ratio, setup_threads, time_interleaved
+from _common import (
+    REPO,
+    finish,
+    make_parser,
+    median,
+    median_ratio,
+    setup_threads,
+    time_interleaved,
+)
 from _speed import load_average, sprsound_paths
 
 NAME = "speed_backends"
@@ -87,7 +94,7 @@ def candidates_for(label: str, model, feature_extractor, output: str, args, work
         candidates["onnxruntime"] = lambda inputs: runtime(
             inputs["input_values"].numpy(), inputs["attention_mask"].numpy()
         )[output]
-    except Exception as error:  # onnx / onnxruntime absent or the export failing: recorded, the others still run
+    except Exception as error:  # noqa: BLE001  onnx / onnxruntime absent or the export failing: recorded, the others still run
         missing["onnxruntime"] = f"{type(error).__name__}: {error}"
     if label == "efficientat-mn04-as":
         efficientat_dir = args.efficientat_dir.resolve()
@@ -95,7 +102,7 @@ def candidates_for(label: str, model, feature_extractor, output: str, args, work
             from bench_efficientat import load_reference
 
             _, reference = load_reference(efficientat_dir)
-        except (SystemExit, Exception) as error:  # no checkout: the row says so
+        except (SystemExit, Exception) as error:  # noqa: BLE001  no checkout: the row says so
             missing["EfficientAT's own code"] = str(error)
         else:
 
@@ -119,7 +126,7 @@ def compare(label: str, paths: list[Path], repeats: int, args, workdir: Path) ->
         start = time.perf_counter()
         try:
             outputs = [candidates[backend](inputs) for inputs in clips]
-        except Exception as error:  # torch.compile without a working toolchain, for one: record why, drop the row
+        except Exception as error:  # noqa: BLE001  torch.compile without a working toolchain, for one: record why, drop the row
             missing[backend] = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
             traceback.print_exc()
             del candidates[backend]

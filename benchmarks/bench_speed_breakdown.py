@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 import soundfile
 import torch
-
 from _common import finish, make_parser, print_table, setup_threads
 from _speed import (
     STAGES,

@@ -15,8 +15,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "tests"))
 
-from _audio_helpers import SPRSOUND_DIR, require_dir  # noqa: E402
-from _speed import (  # noqa: E402
+from _audio_helpers import SPRSOUND_DIR, require_dir
+from _speed import (
     STAGES,
     NetworkEndMark,
     StageClock,
@@ -25,8 +25,12 @@ from _speed import (  # noqa: E402
     staged_embedding,
 )
 
-import resp_audio_hf  # noqa: E402,F401  (registers the efficientat model type)
-from resp_audio_hf.benchmark.embeddings import AudioEncoder, FileClipDataset, extract_embeddings  # noqa: E402
+import resp_audio_hf  # noqa: F401  (registers the efficientat model type)
+from resp_audio_hf.benchmark.embeddings import (
+    AudioEncoder,
+    FileClipDataset,
+    extract_embeddings,
+)
 
 MN04_DIR = REPO / "pretrained" / "efficientat-mn04-as"
 # EfficientAT's own figure for mn04 (its README's model table: 0.11 GMACs for a 10 s clip).
@@ -88,7 +92,7 @@ def test_last_network_module_is_known_for_both_families(mn04):
 
 @pytest.mark.parametrize("family", ["mn04", "small-m2d"])
 def test_staged_steps_give_the_extraction_embedding_of_a_real_clip(family, mn04, tmp_path):
-    path = sorted((require_dir(SPRSOUND_DIR) / "test_wav").glob("*.wav"))[0]
+    path = min((require_dir(SPRSOUND_DIR) / "test_wav").glob("*.wav"))
     encoder = mn04 if family == "mn04" else AudioEncoder.from_preset("small-m2d", seed=0)
     clock = StageClock()
     network_end = NetworkEndMark(last_network_module(encoder.model))
