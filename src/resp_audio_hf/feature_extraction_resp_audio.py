@@ -127,8 +127,9 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
             Return a frame-level mask (1 = real audio, 0 = padding).
 
     Inputs may be 1-D arrays (mono), 2-D arrays with one axis of size 1 or 2 inside a list (downmixed to mono by
-    averaging channels; the shorter axis is the channel axis), float or integer PCM (integers are scaled by their
-    type's range, e.g. int16 by 32768). A top level 2-D array is a batch of mono clips, as everywhere in transformers,
+    averaging channels; the shorter axis is the channel axis), float or integer PCM (n-bit integers are divided by
+    2^(n-1), e.g. int16 by 32768; unsigned ones are first centred on 2^(n-1), e.g. uint8 on 128). A top level 2-D
+    array is a batch of mono clips, as everywhere in transformers,
     except when it has at most 16 columns and more rows than columns: then it is one clip in the `(frames, channels)`
     layout `soundfile.read` returns, downmixed if stereo and refused with more than 2 channels. Clips shorter than one
     patch (16 frames)
@@ -620,10 +621,15 @@ class _AudioFileSamples:
 
 
 def _integer_pcm_to_float(samples: np.ndarray) -> np.ndarray:
+    """
+    n-bit PCM as floats in [-1, 1): signed samples divided by 2^(n-1); unsigned ones (8-bit WAV) are centred on
+    2^(n-1) first, then divided by the same 2^(n-1), so that one sound gives one float signal whichever way it is
+    stored (as libsndfile and FFmpeg read PCM_U8).
+    """
     info = np.iinfo(samples.dtype)
-    scale = float(max(abs(info.min), info.max))
-    offset = 0.0 if info.min < 0 else (info.max + 1) / 2  # unsigned PCM (8-bit WAV) is centred on half range
-    return ((samples.astype(np.float64) - offset) / scale).astype(np.float32)
+    half_range = float(2 ** (info.bits - 1))
+    offset = 0.0 if info.min < 0 else half_range
+    return ((samples.astype(np.float64) - offset) / half_range).astype(np.float32)
 
 
 def _pad_stack(clips: list[torch.Tensor], length: int) -> torch.Tensor:
