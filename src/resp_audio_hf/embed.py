@@ -6,7 +6,8 @@ are named with the reason and left out, never turned into a silent zero vector. 
 benchmark's extraction (`resp_audio_hf.benchmark.embeddings.extract_embeddings`): batched, decoded in DataLoader
 workers, cached on disk in shards and resumable; a clip that fails there (decode error, silence or NaN audio the
 feature extractor refuses, a non-finite embedding) is named and left out the same way. The result is a Parquet file (`path`, `embedding` as list<float32>,
-`row`) or a `.npy` matrix with a CSV index, written atomically, plus a CSV of the skipped files when there are any.
+`row`) or a `.npy` matrix with a CSV index, plus a CSV of the skipped files when there are any, published as one
+(`resp_audio_hf.embed_output`: a `.npy` output's files are tied by a manifest written last).
 """
 
 from __future__ import annotations
@@ -24,8 +25,19 @@ import numpy as np
 import torch
 
 from .configuration_resp_audio import POOLING_TYPES
-from .data._io import atomic_path, atomic_save_npy, atomic_write_text, read_table_rows
-from .data.audio import AUDIO_EXTENSIONS, DECODE_ROUTE, AudioDecodeError, load_audio, probe_audio
+from .data.audio import (
+    AUDIO_EXTENSIONS,
+    DECODE_ROUTE,
+    AudioDecodeError,
+    load_audio,
+    probe_audio,
+)
+from .embed_output import (
+    EmbeddingOutputError,
+    read_embeddings,
+    skipped_path,
+    write_embeddings,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -307,65 +319,15 @@ def embed_inputs(
         "sampling_rate": str(encoder.sampling_rate),
         "max_duration": str(max_duration),
     }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    index_path = None
-    if output_format == "parquet":
-        _write_parquet(output, names, vectors, metadata)
-    else:
-        atomic_save_npy(output, vectors)
-        index_path = output.with_suffix(".index.csv")
-        atomic_write_text(index_path, _csv_text(["row", "path"], enumerate(names)))
-    skipped_path = output.with_suffix(".skipped.csv")
     if skipped:
         logger.warning(
             "Left out %d of %d recordings (listed with reasons in %s): %s", len(skipped), len(skipped) + len(names),
-            skipped_path, "; ".join(f"{s.path}: {s.reason}" for s in skipped),
+            skipped_path(output), "; ".join(f"{s.path}: {s.reason}" for s in skipped),
         )
-        atomic_write_text(skipped_path, _csv_text(["path", "reason"], ((s.path, s.reason) for s in skipped)))
-    else:
-        skipped_path.unlink(missing_ok=True)  # from an earlier run over other files
-        skipped_path = None
-    return EmbedResult(output, index_path, skipped_path, vectors.shape[0], vectors.shape[1], skipped)
-
-
-def _csv_text(header: list[str], rows) -> str:
-    import io
-
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
-def _write_parquet(path: Path, names: list[str], vectors: np.ndarray, metadata: dict[str, str]) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    dim = vectors.shape[1]
-    embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), type=pa.float32()), dim)
-    # list<float32> (not fixed-size) is what pandas, polars and `datasets` read as a plain list column.
-    embedding = embedding.cast(pa.list_(pa.float32()))
-    table = pa.table(
-        {"row": pa.array(np.arange(len(names)), type=pa.int64()), "path": pa.array(names, type=pa.string()),
-         "embedding": embedding}
+    index, skipped_list = write_embeddings(
+        output, output_format, names, vectors, metadata, [(s.path, s.reason) for s in skipped]
     )
-    table = table.replace_schema_metadata({f"resp_audio_hf.{k}": v for k, v in metadata.items()})
-    with atomic_path(path, suffix=".parquet") as tmp:
-        pq.write_table(table, tmp)
-
-
-def read_embeddings(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
-    """The paths and the `[n, dim]` float32 matrix of an `embed` output (Parquet, or `.npy` with its index)."""
-    path = Path(path)
-    if path.suffix.lower() == ".npy":
-        names = [row["path"] for row in read_table_rows(path.with_suffix(".index.csv"))]
-        return names, np.load(path)
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(path)
-    vectors = np.asarray(table.column("embedding").combine_chunks().flatten(), dtype=np.float32)
-    return table.column("path").to_pylist(), vectors.reshape(table.num_rows, -1)
+    return EmbedResult(output, index, skipped_list, vectors.shape[0], vectors.shape[1], skipped)
 
 
 __all__ = [
@@ -373,6 +335,7 @@ __all__ = [
     "DatasetClipDataset",
     "EmbedInputError",
     "EmbedResult",
+    "EmbeddingOutputError",
     "SkippedFile",
     "check_audio_files",
     "collect_audio_files",

@@ -1,0 +1,89 @@
+"""`embed`'s output is published as one: a `.npy` matrix and its index that do not belong together are refused by
+`read_embeddings`, a run that dies while writing leaves an output that reads as unfinished, and the temporary files
+of a killed run are removed by the next."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile
+
+from resp_audio_hf import embed_output
+from resp_audio_hf.benchmark.embeddings import AudioEncoder
+from resp_audio_hf.embed import EmbeddingOutputError, embed_inputs, files_input, read_embeddings
+
+RATE = 16000
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return AudioEncoder.from_preset("tiny-m2d", seed=0)
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("recordings")
+    rng = np.random.default_rng(1)
+    for i in range(4):
+        soundfile.write(folder / f"r{i}.wav", (0.2 * rng.standard_normal(RATE // 2 + 800 * i)).astype(np.float32), RATE)
+    return sorted(str(path) for path in folder.glob("*.wav"))
+
+
+def test_an_index_from_another_run_is_refused(encoder, recordings, tmp_path):
+    first, second = tmp_path / "first.npy", tmp_path / "second.npy"
+    embed_inputs(files_input(recordings), encoder, first, progress=False)
+    embed_inputs(files_input(recordings[:2]), encoder, second, progress=False)
+    names, vectors = read_embeddings(first)
+    assert names == recordings and vectors.shape[0] == 4
+    # The index of the other run beside the matrix (as a crash between the two writes left it): 4 rows, 2 paths.
+    second.with_suffix(".index.csv").replace(first.with_suffix(".index.csv"))
+    with pytest.raises(EmbeddingOutputError, match=r"first\.index\.csv is not the file first\.manifest\.json"):
+        read_embeddings(first)
+
+
+def test_a_run_that_dies_while_writing_leaves_an_unfinished_output(encoder, recordings, tmp_path, monkeypatch):
+    output = tmp_path / "emb.npy"
+    embed_inputs(files_input(recordings), encoder, output, progress=False)
+    real_write_text = embed_output.atomic_write_text
+
+    def dies_on_the_index(path, text):
+        if str(path).endswith(".index.csv"):
+            raise KeyboardInterrupt("killed between the matrix and its index")
+        return real_write_text(path, text)
+
+    monkeypatch.setattr(embed_output, "atomic_write_text", dies_on_the_index)
+    with pytest.raises(KeyboardInterrupt):
+        embed_inputs(files_input(recordings[:3]), encoder, output, progress=False)
+    with pytest.raises(EmbeddingOutputError, match="emb.npy has no manifest .* did not finish"):
+        read_embeddings(output)
+    monkeypatch.undo()
+    embed_inputs(files_input(recordings[:3]), encoder, output, progress=False)
+    names, vectors = read_embeddings(output)
+    assert names == recordings[:3] and vectors.shape[0] == 3
+
+
+def test_temporary_files_of_a_killed_run_are_removed(encoder, recordings, tmp_path):
+    output = tmp_path / "emb.npy"
+    leftovers = [tmp_path / ".emb.npy.k2j4l1.tmp.npy", tmp_path / ".emb.index.csv.x81nd0.tmp"]
+    unrelated = tmp_path / ".other.npy.abc.tmp.npy"  # not this output's: left alone
+    for path in [*leftovers, unrelated]:
+        path.write_bytes(b"half written")
+    embed_inputs(files_input(recordings), encoder, output, progress=False)
+    assert not any(path.exists() for path in leftovers) and unrelated.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == sorted(
+        [".other.npy.abc.tmp.npy", "emb.index.csv", "emb.manifest.json", "emb.npy"]
+    )
+
+
+def test_parquet_output_carries_its_skipped_files(encoder, recordings, tmp_path):
+    import json
+
+    import pyarrow.parquet as pq
+
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF not really")
+    output = tmp_path / "emb.parquet"
+    embed_inputs(files_input([*recordings, str(broken)]), encoder, output, progress=False)
+    recorded = json.loads(pq.read_table(output).schema.metadata[b"resp_audio_hf.skipped"])
+    assert [path for path, _ in recorded] == [str(broken)]
+    assert str(broken) in output.with_suffix(".skipped.csv").read_text()
