@@ -392,9 +392,9 @@ class ArrayClipDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         audio = torch.as_tensor(np.asarray(self.clips[index], dtype=np.float32))
         if self.clip_rate != self.sampling_rate:
-            import torchaudio.functional as F
+            from ..resampling import resample  # torchaudio's filter, in bounded memory at any pair of rates
 
-            audio = F.resample(audio, self.clip_rate, self.sampling_rate)
+            audio = resample(audio, self.clip_rate, self.sampling_rate)
         return {"index": index, "audio": audio.numpy(), "sampling_rate": self.sampling_rate}
 
 
