@@ -112,3 +112,82 @@ def test_ten_minutes_of_array_cost_their_spectrogram_not_a_whole_clip_stft():
     waveform, not the whole clip's STFT (about 850 MiB before streaming)."""
     measured = _peak_of_one_call("passt", 8000, 600.0)
     assert measured["frames"] == 60000 and measured["extra_mib"] < 250, measured
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# EfficientAT (mn04) on long recordings
+
+
+@pytest.fixture(scope="module")
+def mn04():
+    from resp_audio_hf import EfficientATConfig, EfficientATModel
+
+    torch.manual_seed(0)
+    return EfficientATModel(EfficientATConfig()).eval(), RespAudioFeatureExtractor(frontend="passt", max_length=1000)
+
+
+@pytest.mark.parametrize("pooling", ["freq_preserving", "mean"])
+def test_mn04_stream_of_up_to_one_window_equals_forward(mn04, pooling, monkeypatch):
+    model, extractor = mn04
+    monkeypatch.setattr(model.config, "pooling", pooling)
+    audio = np.random.default_rng(2).standard_normal(8000 * 12).astype(np.float32) * 0.1
+    with torch.no_grad():
+        whole = model(**extractor(audio, sampling_rate=8000, return_tensors="pt")).pooler_output
+    streamed = model.pool_frame_stream(extractor.frame_blocks(audio, 8000, block_frames=97))
+    assert streamed.shape == whole.shape == (1, model.config.pooled_size)
+    torch.testing.assert_close(streamed, whole, atol=2e-5, rtol=1e-4)
+
+
+def test_mn04_stream_of_a_long_recording_averages_the_columns_of_its_windows(mn04, monkeypatch):
+    """Longer than a window (300 frames here): windows of 300 frames, the rest (400) in two halves; every column of
+    every window's last feature map weighs the same."""
+    model, extractor = mn04
+    monkeypatch.setattr(model, "stream_window_frames", 300)
+    audio = np.random.default_rng(3).standard_normal(32000 * 10).astype(np.float32) * 0.1
+    frames = extractor(audio, sampling_rate=32000, return_tensors="pt")["input_values"][0]
+    assert frames.shape[0] == 1000
+    with torch.no_grad():
+        maps = [model(input_values=frames[None, a:b]).last_hidden_state for a, b in
+                [(0, 300), (300, 600), (600, 800), (800, 1000)]]
+    columns = torch.cat(maps, dim=3)  # [1, channels, F', all columns]
+    expected = columns.mean(dim=3).transpose(1, 2).reshape(1, -1)
+    streamed = model.pool_frame_stream(frames.split(128))
+    torch.testing.assert_close(streamed, expected, atol=1e-5, rtol=1e-4)
+
+
+_MN04_PEAK = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np, torch
+    from resp_audio_hf import EfficientATConfig, EfficientATModel, RespAudioFeatureExtractor
+    from resp_audio_hf.benchmark.embeddings import AudioEncoder
+
+    def status(field):
+        with open("/proc/self/status") as handle:
+            return next(int(line.split()[1]) for line in handle if line.startswith(field + ":")) / 1024
+
+    torch.manual_seed(0)
+    encoder = AudioEncoder(EfficientATModel(EfficientATConfig()), RespAudioFeatureExtractor(frontend="passt"), "mn04")
+    encoder.embed_long(np.random.default_rng(0).standard_normal(32000).astype(np.float32))
+    audio = (np.random.default_rng(1).standard_normal(int(32000 * 60 * float(sys.argv[1]))) * 0.1).astype(np.float32)
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+    before = status("VmRSS")
+    assert encoder.is_long(audio.size)
+    embedding = encoder.embed_long(audio)
+    print(json.dumps({"dim": int(embedding.shape[0]), "extra_mib": status("VmHWM") - before}))
+    """
+)
+
+
+def test_mn04_embeds_a_long_recording_in_bounded_memory():
+    """Twelve minutes at 32 kHz through `AudioEncoder.embed_long`: windows of 2 minutes (+276 MiB measured), not one
+    12-minute feature map (+729 MiB encoded whole)."""
+    if not os.path.exists("/proc/self/clear_refs"):
+        pytest.skip("peak memory is measured through Linux's /proc/self/clear_refs")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", _MN04_PEAK, "12"], env=env, capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert done.returncode == 0, done.stderr
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    assert measured["dim"] == 384 * 4 and measured["extra_mib"] < 400, measured

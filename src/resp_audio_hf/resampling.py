@@ -22,8 +22,8 @@ LOWPASS_FILTER_WIDTH = 6
 ROLLOFF = 0.99
 # Above this many kernel elements (16 MiB of float32), resample by direct evaluation rather than torchaudio's kernel.
 MAX_POLYPHASE_KERNEL_ELEMENTS = 1 << 22
-# Output samples x filter taps evaluated at once by the direct method (each float64 temporary is 16 MiB).
-DIRECT_BLOCK_ELEMENTS = 1 << 21
+# Output samples x filter taps evaluated at once by the direct method (each float64 temporary is 4 MiB).
+DIRECT_BLOCK_ELEMENTS = 1 << 19
 
 
 def polyphase_kernel_elements(orig_freq: int, new_freq: int) -> int:

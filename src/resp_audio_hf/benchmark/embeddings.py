@@ -244,7 +244,9 @@ class AudioEncoder:
         """Whether a clip of ``num_samples`` samples (at ``sampling_rate``) is embedded on its own: for ``resp_audio``
         encoders, a clip longer than one encoder window; for other models, one over ``LONG_CLIP_SECONDS``."""
         if self.streams_long_clips:
-            return self.feature_extractor.num_frames(num_samples) > self.model.config.window_frames
+            # EfficientAT streams windows of its own (`stream_window_frames`); resp_audio encoders their config's.
+            window = getattr(self.model, "stream_window_frames", None) or self.model.config.window_frames
+            return self.feature_extractor.num_frames(num_samples) > window
         return num_samples > LONG_CLIP_SECONDS * self.sampling_rate
 
     def embed_long(self, audio) -> np.ndarray:
