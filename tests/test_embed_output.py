@@ -87,3 +87,36 @@ def test_parquet_output_carries_its_skipped_files(encoder, recordings, tmp_path)
     recorded = json.loads(pq.read_table(output).schema.metadata[b"resp_audio_hf.skipped"])
     assert [path for path, _ in recorded] == [str(broken)]
     assert str(broken) in output.with_suffix(".skipped.csv").read_text()
+
+
+def test_a_file_name_that_is_not_utf8_is_embedded_and_named_with_escapes(recordings, tmp_path, capsys):
+    """A valid WAV named in Latin-1 (`tos_\\xf1and\\xfa.wav`) was skipped with a torchcodec type error, and the run then
+    died writing the skipped list after the Parquet, leaving the previous run's `.skipped.csv` behind."""
+    import os
+    import shutil
+
+    from resp_audio_hf.cli import main as cli_main
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(recordings[0], folder / "plain.wav")
+    latin1 = os.path.join(os.fsencode(folder), b"tos_\xf1and\xfa.wav")
+    shutil.copy(recordings[1], latin1)
+    output = tmp_path / "out" / "emb.parquet"
+    output.parent.mkdir()
+    output.with_suffix(".skipped.csv").write_text("path,reason\nold.wav,from an earlier run\n")
+    code = cli_main(["embed", str(folder), "--preset", "tiny-m2d", "-o", str(output), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    names, vectors = read_embeddings(output)
+    assert names == [str(folder / "plain.wav"), str(folder) + "/tos_\\xf1and\\xfa.wav"]
+    assert not output.with_suffix(".skipped.csv").exists()
+    # The same recording under a UTF-8 name gets the same embedding.
+    _, again = embed_and_read([recordings[0], recordings[1]], tmp_path / "utf8.parquet")
+    np.testing.assert_allclose(vectors, again, atol=1e-6)
+
+
+def embed_and_read(paths, output):
+    from resp_audio_hf.cli import main as cli_main
+
+    assert cli_main(["embed", *paths, "--preset", "tiny-m2d", "-o", str(output), "--no-progress"]) == 0
+    return read_embeddings(output)

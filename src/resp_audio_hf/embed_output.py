@@ -14,6 +14,7 @@ import contextlib
 import csv
 import io
 import json
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -28,6 +29,9 @@ from .data._io import (
     read_table_rows,
     sha256_file,
 )
+from .data.audio import is_utf8_path, printable_path
+
+logger = logging.getLogger(__name__)
 
 MANIFEST_FORMAT = 1
 
@@ -85,6 +89,16 @@ def write_embeddings(
     Publish one run's output (see the module's docstring): `vectors` `[n, dim]` float32 with their `names`, and the
     `(path, reason)` of each `skipped` file. Returns `(index path or None, skipped list path or None)`.
     """
+    # File names in another encoding than UTF-8 cannot go into UTF-8 text (CSV, Parquet strings) as they are: their
+    # bytes appear as \xNN, and the user is told which ones (before anything is written, so nothing fails halfway).
+    foreign = [name for name in names if not is_utf8_path(name)]
+    if foreign:
+        logger.warning(
+            "%d file name(s) are not UTF-8; the output names them with \\xNN escapes for those bytes: %s",
+            len(foreign), ", ".join(printable_path(name) for name in foreign),
+        )
+    names = [printable_path(name) for name in names]
+    skipped = [(printable_path(path), reason) for path, reason in skipped]
     output.parent.mkdir(parents=True, exist_ok=True)
     skipped_text = _csv_text(["path", "reason"], skipped) if skipped else None
     with _output_lock(output):

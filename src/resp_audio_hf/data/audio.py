@@ -55,9 +55,26 @@ def _short_error(error: Exception) -> str:
     return text[:200]
 
 
+def is_utf8_path(path: str) -> bool:
+    """Whether `path` is valid UTF-8: a file name in another encoding (say `tos_\xf1and\xfa.wav` in Latin-1) reaches
+    Python with surrogate escapes, which torchcodec and libsndfile cannot take as a file name."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable_path(path: str) -> str:
+    """`path` as UTF-8 text for reports and output files: the bytes of a name in another encoding appear as `\\xNN`."""
+    return path if is_utf8_path(path) else os.fsencode(path).decode("utf-8", errors="backslashreplace")
+
+
 def _decoder(source, sampling_rate=None):
     from torchcodec.decoders import AudioDecoder
 
+    if isinstance(source, str) and not is_utf8_path(source):
+        source = open(source, "rb")  # noqa: SIM115  (the decoder reads it; it closes when the decoder is collected)
     return AudioDecoder(source, sample_rate=sampling_rate)
 
 
@@ -72,7 +89,11 @@ def _probe_with_soundfile(path: str) -> AudioProbe | None:
     except ImportError:
         return None
     try:
-        info = soundfile.info(path)
+        if is_utf8_path(path):
+            info = soundfile.info(path)
+        else:  # libsndfile takes the name as UTF-8 text; a file object avoids the name
+            with open(path, "rb") as handle:
+                info = soundfile.info(handle)
     except (
         RuntimeError,
         ValueError,
