@@ -10,6 +10,7 @@ the feature extractor's way instead (torchaudio's resampler, the same channel me
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +21,9 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".webm", ".m4a", ".opus")
 # Names the decode route in the keys of caches of decoded audio and of embeddings, so that a cache written through
 # another route (before 2026-11-30: FFmpeg's (L + R) / sqrt(2) downmix) is never read as this one's.
 DECODE_ROUTE = "torchcodec: FFmpeg resampling per channel, channel mean"
+
+
+logger = logging.getLogger(__name__)
 
 
 class AudioDecodeError(RuntimeError):
@@ -219,5 +223,49 @@ def load_audio(
     except AudioDecodeError:
         raise
     except (RuntimeError, ValueError, OSError) as error:
-        raise AudioDecodeError(name, f"not decodable: {_short_error(error)}") from error
+        whole_frames = _whole_frames_of_cut_wav(source)
+        if whole_frames is None:
+            raise AudioDecodeError(name, f"not decodable: {_short_error(error)}") from error
+        # FFmpeg refuses the partial last frame of a WAV cut mid-sample, and with it the whole recording; libsndfile and
+        # FFmpeg's command line keep every whole frame. Decode those, the same way, and say so.
+        data, dropped = whole_frames
+        logger.warning(
+            "%s ends inside a sample frame (cut short while being written or copied?): decoded its whole frames and "
+            "dropped the last %d byte(s).", name, dropped,
+        )
+        decoder = open_audio(data, sampling_rate)
+        array = decoded_mono(decoder, name, start_s, end_s)
     return array, int(decoder.metadata.sample_rate if sampling_rate is None else sampling_rate)
+
+
+def _whole_frames_of_cut_wav(source) -> tuple[bytes, int] | None:
+    """
+    `(bytes up to the last whole sample frame, bytes dropped)` of a RIFF/WAVE file (a path) whose data chunk ends
+    inside a sample frame because the file was cut short; `None` for anything else.
+    """
+    if not isinstance(source, (str, os.PathLike)) or "://" in os.fspath(source):
+        return None
+    try:
+        with open(source, "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return None
+    if data[:4] not in (b"RIFF", b"RF64") or data[8:12] != b"WAVE":
+        return None
+    position, frame_bytes = 12, None
+    while position + 8 <= len(data):
+        chunk, size = data[position : position + 4], int.from_bytes(data[position + 4 : position + 8], "little")
+        body = position + 8
+        if chunk == b"fmt " and size >= 16:
+            # channels x bytes per sample, as libsndfile reads it: the header's own block_align is sometimes wrong
+            # (SPRSound's mono 16-bit files say 4).
+            channels = int.from_bytes(data[body + 2 : body + 4], "little")
+            bits = int.from_bytes(data[body + 14 : body + 16], "little")
+            frame_bytes = channels * ((bits + 7) // 8)
+        if chunk == b"data":
+            if not frame_bytes or body + size <= len(data):  # no frame size known, or the data chunk is whole
+                return None
+            end = body + (len(data) - body) // frame_bytes * frame_bytes
+            return (data[:end], len(data) - end) if body < end < len(data) else None
+        position = body + size + (size & 1)
+    return None
