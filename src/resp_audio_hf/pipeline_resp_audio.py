@@ -71,6 +71,11 @@ class RespAudioClassificationPipeline(AudioClassificationPipeline):
     and downmixed if stereo; pass a list of inputs to classify several clips.
     """
 
+    def __call__(self, inputs, **kwargs):
+        if isinstance(inputs, (list, tuple)) and len(inputs) == 0:
+            raise ValueError("Got an empty list of inputs: pass a file, an array or a dict, or a list of at least one.")
+        return super().__call__(inputs, **kwargs)
+
     def preprocess(self, inputs):
         # By class name, so that a feature extractor loaded as remote code (another class object) counts too.
         if type(self.feature_extractor).__name__ != "RespAudioFeatureExtractor":
@@ -147,7 +152,7 @@ def _decode(data: bytes, sampling_rate: int, source: str) -> np.ndarray:
             # FFmpeg resamples each channel; the channels are then averaged: `load_audio`'s route, call for call.
             samples = AudioDecoder(data, sample_rate=sampling_rate).get_all_samples()
         except (RuntimeError, ValueError, OSError) as error:
-            reason = str(error).splitlines()[0][-200:] if str(error) else type(error).__name__
+            reason = _readable_reason(error)
             raise ValueError(f"{no_audio} ({reason}).") from error
         if samples.data.numel() == 0:  # a file cut off after its header decodes to nothing
             raise ValueError(f"{no_audio}.")
@@ -163,6 +168,14 @@ def _decode(data: bytes, sampling_rate: int, source: str) -> np.ndarray:
             f"{source}: FFmpeg decoded no audio from it ({len(data)} bytes); it is truncated, corrupt or not an audio "
             "file."
         ) from error
+
+
+def _readable_reason(error: Exception) -> str:
+    """torchcodec's message without the C++ source location it starts with (`decode_av_frame, /.../x.cpp:12, ...`)."""
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if ".cpp:" in text:
+        text = text.split(".cpp:", 1)[1].split(", ", 1)[-1]
+    return text[:200]
 
 
 def _array_and_rate(inputs: dict):

@@ -20,6 +20,7 @@ at once (:class:`ClipFailureError`, or ``return_failures=True``) rather than the
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import os
 import re
@@ -83,12 +84,39 @@ def _compact(value):
     return value
 
 
+def _folder_model_type(folder: Path) -> str | None:
+    """The `model_type` a folder's config.json names, or None when it has no readable one."""
+    try:
+        with open(folder / "config.json", encoding="utf-8") as handle:
+            model_type = json.load(handle).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return model_type if isinstance(model_type, str) else None
+
+
+def _damaged_weights(name_or_path, error: Exception) -> ValueError:
+    """A clear error for weights that cannot be read (safetensors' own names no file)."""
+    files = sorted(Path(name_or_path).glob("*.safetensors")) if Path(name_or_path).is_dir() else []
+    where = ", ".join(str(path) for path in files) or f"the weights of {name_or_path}"
+    return ValueError(
+        f"{where} could not be read ({error}): the file is damaged or incomplete (an interrupted download or copy?). "
+        "Download or copy the model again."
+    )
+
+
 def _model_not_found(name_or_path, error: Exception) -> Exception:
     """``error`` of loading a model's configuration, with what was looked at: transformers' own message names
     neither the folder nor the Hub id when the Hub cannot be reached."""
     from ..data.download import offline_mode
 
     if Path(name_or_path).is_dir():
+        model_type = _folder_model_type(Path(name_or_path))
+        if model_type is not None:
+            return ValueError(
+                f"{name_or_path}/config.json names model_type {model_type!r}, which this transformers does not know: "
+                "install the package that defines it (or a newer transformers), or pass --trust-remote-code if the "
+                "folder carries its own code."
+            )
         where = f"{name_or_path} is a folder but not a model folder (config.json with a model_type)"
     else:
         hub = "HF_HUB_OFFLINE is set, so the Hub was not asked" if offline_mode() == "HF_HUB_OFFLINE" else (
@@ -163,7 +191,12 @@ class AudioEncoder:
             # from_dict runs the config's own validation of the pooling name.
             config = type(config).from_dict({**config.to_dict(), "pooling": pooling})
             kwargs["config"] = config
-        model = AutoModel.from_pretrained(name_or_path, **kwargs)
+        try:
+            model = AutoModel.from_pretrained(name_or_path, **kwargs)
+        except Exception as error:
+            if type(error).__name__ == "SafetensorError" or "deserializ" in str(error):
+                raise _damaged_weights(name_or_path, error) from error
+            raise
         try:
             feature_extractor = AutoFeatureExtractor.from_pretrained(name_or_path, **kwargs)
         except (OSError, ValueError) as error:
