@@ -120,3 +120,55 @@ def embed_and_read(paths, output):
 
     assert cli_main(["embed", *paths, "--preset", "tiny-m2d", "-o", str(output), "--no-progress"]) == 0
     return read_embeddings(output)
+
+
+def test_a_folder_and_a_glob_over_it_list_the_same_files_and_name_what_they_skip(recordings, tmp_path):
+    """Dangling links, folders named `*.wav` and linked folders were dropped from a folder without a word, and a glob
+    over the same folder gave another set."""
+    import os
+    import shutil
+
+    from resp_audio_hf.embed import list_audio_sources
+
+    root = tmp_path / "in"
+    (root / "sub").mkdir(parents=True)
+    shutil.copy(recordings[0], root / "a.wav")
+    shutil.copy(recordings[1], root / "sub" / "b.wav")
+    (root / "folder.wav").mkdir()
+    os.symlink(root / "missing.wav", root / "dangling.wav")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(recordings[2], elsewhere / "c.wav")
+    os.symlink(elsewhere, root / "linked")
+    (root / "._a.wav").write_bytes(b"AppleDouble")
+
+    by_folder, folder_skipped = list_audio_sources([str(root)])
+    by_glob, glob_skipped = list_audio_sources([str(root / "**" / "*.wav")])
+    assert by_folder == by_glob == sorted(str(p) for p in [root / "a.wav", root / "sub" / "b.wav", root / "linked" / "c.wav"])
+    reasons = {s.path: s.reason for s in folder_skipped}
+    assert "directory" in reasons.pop(str(root / "folder.wav"))
+    assert "dangling symbolic link" in reasons.pop(str(root / "dangling.wav"))
+    assert "hidden" in reasons.pop(str(root / "._a.wav")) and not reasons
+    assert {s.path for s in glob_skipped} == {str(root / "folder.wav"), str(root / "dangling.wav")}
+
+
+def test_files_outside_the_feature_extractors_limits_are_refused_like_arrays(encoder, tmp_path):
+    """A file at 500 Hz or with 6 channels was embedded, while the same audio as an array is refused."""
+    low, six = tmp_path / "low.wav", tmp_path / "six.wav"
+    rng = np.random.default_rng(4)
+    soundfile.write(low, (0.1 * rng.standard_normal(4000)).astype(np.float32), 500)
+    soundfile.write(six, (0.1 * rng.standard_normal((16000, 6))).astype(np.float32), 16000)
+    extractor = encoder.feature_extractor
+    with pytest.raises(ValueError, match="plausible audio rate"):
+        extractor(soundfile.read(low, dtype="float32")[0], sampling_rate=500)
+    with pytest.raises(ValueError, match="6 channels"):
+        extractor(soundfile.read(six, dtype="float32")[0], sampling_rate=16000)
+    inputs = files_input([str(low), str(six)])
+    assert inputs.paths == []
+    reasons = {s.path: s.reason for s in inputs.skipped}
+    assert "500 Hz" in reasons[str(low)] and "6 channels" in reasons[str(six)]
+    from resp_audio_hf.data.audio import AudioDecodeError, load_audio
+
+    for path, words in ((low, "500 Hz"), (six, "6 channels")):  # the decode route (bench, demo, collator) too
+        with pytest.raises(AudioDecodeError, match=words):
+            load_audio(path, 16000)

@@ -116,29 +116,70 @@ def _read_list_file(path: Path, path_column: str | None) -> list[str]:
     return [str(Path(entry) if Path(entry).is_absolute() else base / entry) for entry in entries if entry.strip()]
 
 
-def collect_audio_files(sources: Sequence[str], *, path_column: str | None = None) -> list[str]:
+def _classify(path: str) -> SkippedFile | None:
+    """Why a listed audio name is not a file to embed (None when it is one): a folder named like audio, or a symbolic
+    link whose target is gone."""
+    if os.path.isdir(path):
+        return SkippedFile(path, "is a directory named like an audio file, not a file")
+    if os.path.islink(path) and not os.path.exists(path):
+        return SkippedFile(path, f"is a dangling symbolic link (its target {os.readlink(path)} does not exist)")
+    return None
+
+
+def _folder_entries(folder: Path) -> tuple[list[str], list[SkippedFile]]:
+    """`(names, hidden)`: every name with an audio extension under `folder`, following symbolic links to folders (once
+    each, so that a link loop ends), as a `**` glob over it does; and, as a glob leaves them out, the hidden entries
+    (names starting with a dot: `._x.wav` resource forks, `.git/`), named rather than dropped silently."""
+    found, hidden, seen = [], [], set()
+    for root, folders, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            folders[:] = []
+            continue
+        seen.add(real)
+        for name in [n for n in folders if n.startswith(".")] + [n for n in files if n.startswith(".") and _is_audio(Path(n))]:
+            hidden.append(SkippedFile(os.path.join(root, name), "hidden (its name starts with a dot), as a glob leaves it out"))
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        found += [os.path.join(root, name) for name in folders + files if not name.startswith(".") and _is_audio(Path(name))]
+    return sorted(found), hidden
+
+
+def list_audio_sources(sources: Sequence[str], *, path_column: str | None = None) -> tuple[list[str], list[SkippedFile]]:
     """
-    The audio files named by `sources`, in order and without duplicates: a folder (recursively, files with an audio
-    extension), a glob pattern (`**` recurses), a `.csv` / `.json` list of files, or a file itself.
+    `(files, skipped)` named by `sources`, in order and without duplicates: a folder (recursively, names with an
+    audio extension, through symbolic links to folders), a glob pattern (`**` recurses), a `.csv` / `.json` list of
+    files, or a file itself. A folder and a `<folder>/**/*.<ext>` glob over it give the same set. Names that are not
+    files (a folder named `x.wav`, a dangling symbolic link) are skipped with the reason, never dropped silently.
     """
     files: list[str] = []
+    skipped: list[SkippedFile] = []
     for source in sources:
         path = Path(source)
         if path.is_dir():
-            found = sorted(str(p) for p in path.rglob("*") if p.is_file() and _is_audio(p))
+            found, hidden = _folder_entries(path)
+            skipped += hidden
             if not found:
                 raise EmbedInputError(f"Folder {source} holds no audio files ({', '.join(AUDIO_EXTENSIONS)}).")
             files.extend(found)
         elif path.suffix.lower() in (".csv", ".json") and path.is_file():
             files.extend(_read_list_file(path, path_column))
         elif glob.has_magic(source):
-            found = sorted(p for p in glob.glob(source, recursive=True) if Path(p).is_file())
+            found = sorted(glob.glob(source, recursive=True))
             if not found:
                 raise EmbedInputError(f"Pattern {source!r} matches no file.")
             files.extend(found)
         else:
             files.append(source)  # a single file; checked (exists, decodable) with the others
-    return list(dict.fromkeys(files))
+    good = []
+    for path in dict.fromkeys(files):
+        reason = _classify(path)
+        (good if reason is None else skipped).append(path if reason is None else reason)
+    return good, skipped
+
+
+def collect_audio_files(sources: Sequence[str], *, path_column: str | None = None) -> list[str]:
+    """The audio files named by `sources` (see [`list_audio_sources`], which also says what it skipped and why)."""
+    return list_audio_sources(sources, path_column=path_column)[0]
 
 
 def check_audio_files(paths: Sequence[str]) -> tuple[list[str], list[SkippedFile]]:
@@ -155,8 +196,9 @@ def check_audio_files(paths: Sequence[str]) -> tuple[list[str], list[SkippedFile
 
 def files_input(sources: Sequence[str], *, path_column: str | None = None) -> AudioInputs:
     """Collect and check the files of `sources` (see [`collect_audio_files`])."""
-    paths, skipped = check_audio_files(collect_audio_files(sources, path_column=path_column))
-    return AudioInputs(paths=paths, skipped=skipped, names=list(paths))
+    listed, not_files = list_audio_sources(sources, path_column=path_column)
+    paths, skipped = check_audio_files(listed)
+    return AudioInputs(paths=paths, skipped=not_files + skipped, names=list(paths))
 
 
 def dataset_input(name_or_path: str, *, split: str | None = None, audio_column: str = "audio") -> AudioInputs:
@@ -342,6 +384,7 @@ __all__ = [
     "dataset_input",
     "embed_inputs",
     "files_input",
+    "list_audio_sources",
     "load_encoder",
     "read_embeddings",
 ]

@@ -121,7 +121,8 @@ def probe_audio(path: str | os.PathLike) -> AudioProbe:
         return AudioProbe(path, False, "empty file (0 bytes)")
     quick = _probe_with_soundfile(path)
     if quick is not None:
-        return quick
+        problem = format_problem(quick.sample_rate, quick.num_channels) if quick.ok else ""
+        return AudioProbe(path, False, problem, quick.sample_rate, quick.num_channels, quick.duration_s) if problem else quick
     try:
         metadata = _decoder(path).metadata
     except (RuntimeError, ValueError, OSError) as error:  # torchcodec's errors for unreadable streams
@@ -131,7 +132,8 @@ def probe_audio(path: str | os.PathLike) -> AudioProbe:
         return AudioProbe(
             path, False, "audio stream has zero duration", metadata.sample_rate, metadata.num_channels, duration
         )
-    return AudioProbe(path, True, "", metadata.sample_rate, metadata.num_channels, duration)
+    problem = format_problem(metadata.sample_rate, metadata.num_channels)
+    return AudioProbe(path, not problem, problem, metadata.sample_rate, metadata.num_channels, duration)
 
 
 def source_name(source) -> str:
@@ -219,6 +221,9 @@ def load_audio(
     name = source_name(source)
     try:
         decoder = open_audio(source, sampling_rate)
+        problem = format_problem(decoder.metadata.sample_rate, decoder.metadata.num_channels)
+        if problem:
+            raise AudioDecodeError(name, problem)
         array = decoded_mono(decoder, name, start_s, end_s)
     except AudioDecodeError:
         raise
@@ -236,6 +241,21 @@ def load_audio(
         decoder = open_audio(data, sampling_rate)
         array = decoded_mono(decoder, name, start_s, end_s)
     return array, int(decoder.metadata.sample_rate if sampling_rate is None else sampling_rate)
+
+
+def format_problem(sample_rate: int | None, num_channels: int | None) -> str:
+    """Why a file of this rate and channel count is refused ("" when it is not): the limits the feature extractor
+    puts on arrays (1 kHz to 384 kHz, mono or stereo), so that files and arrays are refused alike."""
+    from ..feature_extraction_resp_audio import MAX_SAMPLING_RATE, MIN_SAMPLING_RATE
+
+    if sample_rate is not None and not MIN_SAMPLING_RATE <= sample_rate <= MAX_SAMPLING_RATE:
+        return (
+            f"recorded at {sample_rate} Hz, outside the {MIN_SAMPLING_RATE} to {MAX_SAMPLING_RATE} Hz the feature "
+            "extractor accepts"
+        )
+    if num_channels is not None and num_channels > 2:
+        return f"has {num_channels} channels; only mono and stereo are supported (downmix or select a channel first)"
+    return ""
 
 
 def _whole_frames_of_cut_wav(source) -> tuple[bytes, int] | None:
