@@ -120,7 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _dataclass_parser(options: type) -> argparse.ArgumentParser:
     from transformers import HfArgumentParser
 
-    return HfArgumentParser(options, add_help=False)
+    parser = HfArgumentParser(options, add_help=False)
+    for action in parser._actions:
+        # HfArgumentParser lists `--data_root` before `--data-root`; every other command, and the README, use dashes.
+        action.option_strings.sort(key=lambda option: "_" in option)
+    return parser
 
 
 def _parsed_options(args: argparse.Namespace):
