@@ -172,3 +172,17 @@ def test_files_outside_the_feature_extractors_limits_are_refused_like_arrays(enc
     for path, words in ((low, "500 Hz"), (six, "6 channels")):  # the decode route (bench, demo, collator) too
         with pytest.raises(AudioDecodeError, match=words):
             load_audio(path, 16000)
+
+
+def test_embed_says_when_the_cache_was_used(recordings, tmp_path, capsys, caplog):
+    import logging
+
+    from resp_audio_hf.cli import main as cli_main
+
+    argv = ["-v", "embed", *recordings, "--preset", "tiny-m2d", "-o", str(tmp_path / "e.npy"), "--no-progress"]
+    with caplog.at_level(logging.INFO, logger="resp_audio_hf.benchmark.embeddings"):
+        assert cli_main(argv) == 0
+        assert not [r for r in caplog.records if "read from the cache" in r.getMessage()]
+        assert cli_main(argv) == 0
+    assert f"Embedding cache: {tmp_path / 'e.npy.cache'}" in capsys.readouterr().out
+    assert [r for r in caplog.records if f"all {len(recordings)} embeddings read from the cache" in r.getMessage()]

@@ -74,6 +74,8 @@ def run_embed(args: argparse.Namespace) -> int:
         print(f"skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
     where = f"{result.output}" + (f" (index {result.index})" if result.index else "")
     print(f"Embedded {result.n_embedded} recordings ({result.dim} features each) into {where}")
+    if cache_dir is not None:
+        print(f"Embedding cache: {cache_dir} (-v tells what was read from it; --no-cache turns it off)")
     if result.skipped_file:
         print(f"{len(result.skipped)} files skipped; listed with reasons in {result.skipped_file}")
     return 0
