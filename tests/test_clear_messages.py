@@ -85,3 +85,22 @@ def test_pipeline_decode_errors_carry_no_cpp_source_paths(tagger, tmp_path):
     with pytest.raises(ValueError) as info:
         tagger(str(cut))
     assert str(cut) in str(info.value) and ".cpp" not in str(info.value) and "/__w/" not in str(info.value)
+
+
+def test_the_encoder_loads_quietly_from_the_shipped_classifier_folder():
+    """AutoModel (the bare encoder) from the AudioSet classifier checkpoint leaves the head out by design: no LOAD
+    REPORT listing the classifier keys as UNEXPECTED, which read like an error. Run in a fresh process, as a user
+    would, so that no test's logging settings hide the report."""
+    import os
+    import subprocess
+
+    code = (
+        "import resp_audio_hf\nfrom transformers import AutoModel\n"
+        f"print(type(AutoModel.from_pretrained({str(MN04)!r})).__name__)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(MN04.parents[1] / "src"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("TRANSFORMERS_VERBOSITY", None)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "EfficientATModel"
+    assert "UNEXPECTED" not in done.stdout + done.stderr and "LOAD REPORT" not in done.stdout + done.stderr

@@ -216,6 +216,10 @@ class EfficientATModel(EfficientATPreTrainedModel):
         )
         self.post_init()
 
+    # The AudioSet head of a classifier checkpoint (the shipped `pretrained/efficientat-mn04-as`): loading the bare
+    # encoder from one leaves it out by design, which transformers would otherwise report as UNEXPECTED keys.
+    _keys_to_ignore_on_load_unexpected = [r"^classifier\."]
+
     # Frames of one window of `pool_frame_stream` (2 minutes at PaSST's 10 ms hop): recordings up to this long are
     # encoded whole, longer ones window by window, so that memory stays near that of a 2-minute clip.
     stream_window_frames = 12000
