@@ -27,8 +27,9 @@ RESPIRATORY_LABELS = ("Cough", "Throat clearing", "Breathing", "Wheeze", "Gasp",
 
 
 def default_model_dir() -> Path:
-    """``pretrained/efficientat-mn04-as`` of the repository this package was installed from (editable install)."""
-    return Path(__file__).resolve().parents[3] / "pretrained" / "efficientat-mn04-as"
+    """The EfficientAT mn04 AudioSet tagger shipped inside the package (``resp_audio_hf/pretrained/efficientat-mn04-as``,
+    which the repository's ``pretrained/efficientat-mn04-as`` links to), so the demo runs from a wheel too."""
+    return Path(__file__).resolve().parents[1] / "pretrained" / "efficientat-mn04-as"
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class DemoConfig:
     """Settings of the demo.
 
     Attributes:
-        model: folder of the EfficientAT AudioSet tagger (``None``: the repository's ``pretrained/efficientat-mn04-as``).
+        model: folder of the EfficientAT AudioSet tagger (``None``: the one shipped in the package).
         data_root: folder holding ``covid19-cough/`` (``None``: the recordings bundled with the package).
         top_k: AudioSet labels listed per clip.
         batch_size: embedding batch size.
@@ -227,7 +228,7 @@ def run_demo(output_dir: str | os.PathLike, config: DemoConfig | None = None, pr
     model_dir = Path(config.model) if config.model else default_model_dir()
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(
-            f"No EfficientAT model at {model_dir}: the demo uses the repository's pretrained/efficientat-mn04-as "
+            f"No EfficientAT model at {model_dir}: the demo uses the package's pretrained/efficientat-mn04-as "
             "(install the package editable from a clone: pip install -e .), or pass --model FOLDER."
         )
     task = load_task("COVID-cough", config.data_root or DEMO_DATA)
