@@ -104,3 +104,20 @@ def test_the_encoder_loads_quietly_from_the_shipped_classifier_folder():
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "EfficientATModel"
     assert "UNEXPECTED" not in done.stdout + done.stderr and "LOAD REPORT" not in done.stdout + done.stderr
+
+
+def test_the_shipped_small_m2d_refuses_silent_files_like_every_model(tmp_path):
+    """small-m2d-resp's preprocessor kept pre-training's `reject_silent_audio: false`, so all-zero files got
+    embeddings; now `embed` skips them, naming the file, as with any other model."""
+    import soundfile
+
+    from resp_audio_hf.embed import embed_inputs, files_input
+
+    folder = MN04.parents[0] / "small-m2d-resp"
+    silent, sound = tmp_path / "silent.wav", tmp_path / "sound.wav"
+    soundfile.write(silent, np.zeros(16000, dtype=np.float32), 16000)
+    soundfile.write(sound, np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1, 16000)
+    result = embed_inputs(files_input([str(silent), str(sound)]), AudioEncoder.from_pretrained(str(folder)),
+                          tmp_path / "e.parquet", progress=False)
+    assert result.n_embedded == 1 and [s.path for s in result.skipped] == [str(silent)]
+    assert "silent" in result.skipped[0].reason

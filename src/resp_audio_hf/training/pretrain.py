@@ -425,7 +425,10 @@ def train(
     final = None
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        final = save_final_model(output_dir, online.encoder_model, feature_extractor)
+        # Training reads silent crops on purpose; users of the saved model get the default check (all-zero input is
+        # almost always a failed decode), so that `embed` and `bench` skip silent files instead of embedding them.
+        published = RespAudioFeatureExtractor.from_model_config(online.encoder_model.config)
+        final = save_final_model(output_dir, online.encoder_model, published)
         logger.info("Saved the pre-trained encoder to %s.", final)
     accelerator.wait_for_everyone()
     accelerator.end_training()
