@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -14,14 +13,7 @@ import torch
 from transformers import BatchFeature, SequenceFeatureExtractor
 from transformers.audio_utils import mel_filter_bank
 
-from .resampling import (
-    MAX_POLYPHASE_KERNEL_ELEMENTS,
-    input_reach,
-    polyphase_kernel_elements,
-    resample,
-    resampled_length,
-    resampled_span,
-)
+from .resampling import resample, resampled_length, resampled_reader
 
 PASST_LOG_OFFSET = 1e-5
 FLOAT32_EPS = float(torch.finfo(torch.float32).eps)
@@ -455,52 +447,8 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
             clip.check_not_silent()
 
     def _resampled_reader(self, clip: torch.Tensor, sampling_rate: int):
-        """
-        `(read, length)`: `read(start, stop)` returns samples `[start, stop)` of `clip` resampled to
-        `self.sampling_rate` (zeros past its end), computed from the input samples around them only; `length` is the
-        resampled clip's length. Equal to resampling the whole clip at once (torchaudio's windowed-sinc kernel is
-        applied block by block of `orig_freq // gcd` input samples, each block seeing the same inputs as in one pass).
-        """
-
-        def zero_padded(samples: torch.Tensor, size: int) -> torch.Tensor:
-            return torch.nn.functional.pad(samples, (0, size - samples.numel())) if samples.numel() < size else samples
-
-        if sampling_rate == self.sampling_rate:
-            return (lambda start, stop: zero_padded(clip[start:stop], stop - start)), clip.numel()
-        length = resampled_length(clip.numel(), sampling_rate, self.sampling_rate)
-        if polyphase_kernel_elements(sampling_rate, self.sampling_rate) > MAX_POLYPHASE_KERNEL_ELEMENTS:
-            # Rates sharing few factors: torchaudio's kernel would take gigabytes; evaluate the same filter directly.
-            reach = input_reach(sampling_rate, self.sampling_rate)
-
-            def read_direct(start: int, stop: int) -> torch.Tensor:
-                end = min(stop, length)  # resampled samples past the clip's end are zeros, as torchaudio cuts there
-                if start >= end:
-                    return torch.zeros(stop - start)
-                first_in = max(0, start * sampling_rate // self.sampling_rate - reach)
-                end_in = min(clip.numel(), (end - 1) * sampling_rate // self.sampling_rate + reach + 2)
-                span = resampled_span(
-                    clip[first_in:end_in], sampling_rate, self.sampling_rate, start, end, offset=first_in,
-                    length=clip.numel(),
-                )
-                return zero_padded(span, stop - start)
-
-            return read_direct, length
-        import torchaudio.transforms as audio_transforms
-
-        resampler = audio_transforms.Resample(sampling_rate, self.sampling_rate, dtype=torch.float32)
-        step_in, step_out = sampling_rate // resampler.gcd, self.sampling_rate // resampler.gcd
-        context = -(-resampler.width // step_in)  # input blocks each output block reaches on either side
-
-        def read(start: int, stop: int) -> torch.Tensor:
-            first_block, end_block = start // step_out, -(-stop // step_out)
-            first_in = max(0, (first_block - context) * step_in)
-            end_in = min(clip.numel(), (end_block + context + 1) * step_in)
-            if first_in >= end_in:  # wholly inside the zero padding up to one patch
-                return torch.zeros(stop - start)
-            offset = first_in // step_in * step_out
-            return zero_padded(resampler(clip[first_in:end_in])[start - offset : stop - offset], stop - start)
-
-        return read, length
+        """`(read, length)` of `clip` resampled to `self.sampling_rate` span by span (see `resampling.resampled_reader`)."""
+        return resampled_reader(clip, sampling_rate, self.sampling_rate)
 
     def _frames_of_span(self, read, num_samples: int, first: int, stop: int, blocks) -> torch.Tensor:
         """Normalised log-mel frames `[first, stop)` of a clip of `num_samples` samples read through `read`."""

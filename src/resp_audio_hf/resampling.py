@@ -93,4 +93,57 @@ def resampled_span(
     return out.reshape(*samples.shape[:-1], out.shape[-1])
 
 
-__all__ = ["resample", "resampled_length", "resampled_span", "input_reach", "polyphase_kernel_elements"]
+def resampled_reader(clip, orig_freq: int, new_freq: int):
+    """
+    `(read, length)`: `read(start, stop)` returns samples `[start, stop)` of `clip` (a 1-D tensor, or anything sliced
+    like one with a `numel()`, such as a file read range by range) resampled from `orig_freq` to `new_freq` (zeros
+    past its end), computed from the input samples around them only; `length` is the resampled clip's length. Equal to
+    resampling the whole clip at once: torchaudio's kernel applied block by block of `orig_freq // gcd` input samples,
+    each block seeing the same inputs as in one pass, or, for pairs whose kernel is too large, the same filter
+    evaluated directly (`resampled_span`).
+    """
+
+    def zero_padded(samples: torch.Tensor, size: int) -> torch.Tensor:
+        return torch.nn.functional.pad(samples, (0, size - samples.numel())) if samples.numel() < size else samples
+
+    if orig_freq == new_freq:
+        return (lambda start, stop: zero_padded(clip[start:stop], stop - start)), clip.numel()
+    length = resampled_length(clip.numel(), orig_freq, new_freq)
+    if polyphase_kernel_elements(orig_freq, new_freq) > MAX_POLYPHASE_KERNEL_ELEMENTS:
+        # Rates sharing few factors: torchaudio's kernel would take gigabytes; evaluate the same filter directly.
+        reach = input_reach(orig_freq, new_freq)
+
+        def read_direct(start: int, stop: int) -> torch.Tensor:
+            end = min(stop, length)  # resampled samples past the clip's end are zeros, as torchaudio cuts there
+            if start >= end:
+                return torch.zeros(stop - start)
+            first_in = max(0, start * orig_freq // new_freq - reach)
+            end_in = min(clip.numel(), (end - 1) * orig_freq // new_freq + reach + 2)
+            span = resampled_span(
+                clip[first_in:end_in], orig_freq, new_freq, start, end, offset=first_in, length=clip.numel()
+            )
+            return zero_padded(span, stop - start)
+
+        return read_direct, length
+    import torchaudio.transforms as audio_transforms
+
+    resampler = audio_transforms.Resample(orig_freq, new_freq, dtype=torch.float32)
+    step_in, step_out = orig_freq // resampler.gcd, new_freq // resampler.gcd
+    context = -(-resampler.width // step_in)  # input blocks each output block reaches on either side
+
+    def read(start: int, stop: int) -> torch.Tensor:
+        first_block, end_block = start // step_out, -(-stop // step_out)
+        first_in = max(0, (first_block - context) * step_in)
+        end_in = min(clip.numel(), (end_block + context + 1) * step_in)
+        if first_in >= end_in:  # wholly inside the zero padding up to one patch
+            return torch.zeros(stop - start)
+        offset = first_in // step_in * step_out
+        return zero_padded(resampler(clip[first_in:end_in])[start - offset : stop - offset], stop - start)
+
+    return read, length
+
+
+
+__all__ = [
+    "input_reach", "polyphase_kernel_elements", "resample", "resampled_length", "resampled_reader", "resampled_span",
+]

@@ -87,8 +87,7 @@ def _compact(value):
 def _folder_model_type(folder: Path) -> str | None:
     """The `model_type` a folder's config.json names, or None when it has no readable one."""
     try:
-        with open(folder / "config.json", encoding="utf-8") as handle:
-            model_type = json.load(handle).get("model_type")
+        model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
     except (OSError, ValueError, AttributeError):
         return None
     return model_type if isinstance(model_type, str) else None
@@ -98,10 +97,8 @@ def _damaged_weights(name_or_path, error: Exception) -> ValueError:
     """A clear error for weights that cannot be read (safetensors' own names no file)."""
     files = sorted(Path(name_or_path).glob("*.safetensors")) if Path(name_or_path).is_dir() else []
     where = ", ".join(str(path) for path in files) or f"the weights of {name_or_path}"
-    return ValueError(
-        f"{where} could not be read ({error}): the file is damaged or incomplete (an interrupted download or copy?). "
-        "Download or copy the model again."
-    )
+    message = f"{where} could not be read ({error}): the file is damaged or incomplete (an interrupted download or copy?)."
+    return ValueError(message + " Download or copy the model again.")
 
 
 def _model_not_found(name_or_path, error: Exception) -> Exception:
@@ -696,6 +693,7 @@ def _compute_rows(
     missing = set(range(cache.n_shards())) - done
     if missing:
         raise RuntimeError(
-            f"Embedding extraction ended with {len(missing)} unfinished cache shard(s) in {cache.directory}; the DataLoader did not yield every item."
+            f"Embedding extraction ended with {len(missing)} unfinished cache shard(s) in {cache.directory}; the "
+            "DataLoader did not yield every item."
         )
     return cache.consolidate(dim, failures), failures
