@@ -376,3 +376,39 @@ def test_t7_without_network_is_reported_unavailable_at_warning_level(
     assert "cannot resolve 'raw.githubusercontent.com'" in reason and "--opera-dir" in reason
     assert "ICBHI_Challenge_diagnosis.txt" in reason
     assert any(r.levelno >= logging.WARNING and "T7 skipped" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("cut_bytes", [1, 3])
+def test_a_wav_cut_mid_sample_is_salvaged_with_a_warning(tmp_path, caplog, cut_bytes):
+    """A real recording cut inside its last sample frame (as a copy interrupted mid-write leaves it): FFmpeg refused it
+    whole ("Could not push packet to decoder"); now its whole frames are decoded, as libsndfile reads them, with a
+    warning naming the file."""
+    from _audio_helpers import sprsound_records
+
+    from resp_audio_hf.data.audio import load_audio
+
+    original = sprsound_records()[0][0]
+    info = soundfile.info(original)
+    assert info.subtype == "PCM_16" and info.channels == 1
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(original.read_bytes()[:-cut_bytes])
+    reference, rate = soundfile.read(cut, dtype="float32")  # libsndfile: the whole frames
+    assert reference.shape[0] == info.frames - 1 - (cut_bytes > 2)
+    with caplog.at_level(logging.WARNING, logger="resp_audio_hf.data.audio"):
+        native, native_rate = load_audio(cut)
+    assert native_rate == rate
+    np.testing.assert_array_equal(native, reference)
+    assert any(str(cut) in r.getMessage() and "inside a sample frame" in r.getMessage() for r in caplog.records)
+    # Resampled exactly as a file holding only those frames is.
+    whole = tmp_path / "whole.wav"
+    soundfile.write(whole, reference, rate, subtype="PCM_16")
+    np.testing.assert_allclose(load_audio(cut, 16000)[0], load_audio(whole, 16000)[0], atol=1e-6)
+
+
+def test_other_undecodable_wavs_are_still_refused(tmp_path):
+    from resp_audio_hf.data.audio import AudioDecodeError, load_audio
+
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00" + b"\x00" * 16 + b"data\x10\x00\x00\x00" + b"\xff" * 3)
+    with pytest.raises(AudioDecodeError, match="junk.wav"):
+        load_audio(junk)

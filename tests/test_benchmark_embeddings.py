@@ -169,8 +169,11 @@ def test_a_cache_entry_of_another_width_or_other_settings_never_loads(encoder, c
     extract_embeddings(counting, dataset, cache_dir=tmp_path, progress=False)
     assert counting.embedded == 4 and json.loads((entry / "meta.json").read_text()) == meta
 
-    # Finished shards of another width are recomputed too, not stitched into the result.
-    np.save(entry / "shard_00000.npy", np.ones((4, 32), dtype=np.float32))
+    # Finished shards of another width are recomputed too, not stitched into the result (even with a valid checksum).
+    from resp_audio_hf.benchmark.embedding_cache import rows_digest
+
+    narrow = np.ones((4, 32), dtype=np.float32)
+    np.save(entry / f"shard_00000.{rows_digest(narrow)}.npy", narrow)
     (entry / "embeddings.npy").unlink()
     counting.embedded = 0
     resumed = extract_embeddings(counting, dataset, cache_dir=tmp_path, progress=False)

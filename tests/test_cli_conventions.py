@@ -58,3 +58,17 @@ def test_progress_bar_follows_huggingface_hub_switch(monkeypatch):
         assert progress_bar(3, desc="test").disable
     finally:
         enable_progress_bars()
+
+
+def test_bench_help_lists_the_dashed_spelling_of_each_option_first():
+    from resp_audio_hf.cli import build_parser
+
+    parser = build_parser()
+    bench = parser._subparsers._group_actions[0].choices["bench"]
+    help_text = bench.format_help()
+    assert "--data-root DATA_ROOT" in help_text and "--data_root" not in help_text.split("options:")[0]
+    for action in bench._actions:
+        dashed = [o for o in action.option_strings if o.startswith("--") and "_" not in o]
+        if dashed and any("_" in o for o in action.option_strings):
+            assert "_" not in action.option_strings[0], action.option_strings
+    assert str(parser.parse_args(["bench", "--data_root", "x", "--tasks", "S1"]).data_root) == "x"  # still accepted

@@ -149,6 +149,34 @@ def test_int16_pcm_is_scaled(extractor, sprsound_clips):
     np.testing.assert_allclose(from_int, from_float, atol=1e-5)
 
 
+def test_unsigned_pcm_is_centred_like_libsndfile_reads_it(extractor, sprsound_clips, tmp_path):
+    """uint8 samples are unsigned 8-bit PCM: centred on 128 and divided by 128, as libsndfile reads a PCM_U8 WAV."""
+    import soundfile
+
+    audio, rate = sprsound_clips[2]
+    pcm = (np.round(audio * 127) + 128).astype(np.uint8)
+    soundfile.write(tmp_path / "u8.wav", pcm.astype(np.int16) - 128 << 8, rate, subtype="PCM_U8")
+    libsndfile_floats, _ = soundfile.read(tmp_path / "u8.wav", dtype="float32")
+    reference = extractor(libsndfile_floats, sampling_rate=rate)["input_values"]
+    np.testing.assert_allclose(extractor(pcm, sampling_rate=rate)["input_values"], reference, atol=1e-5)
+    np.testing.assert_allclose(extractor(torch.from_numpy(pcm), sampling_rate=rate)["input_values"], reference, atol=1e-5)
+
+
+@pytest.mark.parametrize("unsigned, signed", [(np.uint16, np.int16), (np.uint32, np.int32)])
+def test_wider_unsigned_pcm_equals_the_same_samples_signed(unsigned, signed, sprsound_clips):
+    """An unsigned sample u is the signed sample u - 2^(n-1): both give one spectrogram."""
+    extractor = RespAudioFeatureExtractor(frontend="passt")
+    audio, rate = sprsound_clips[1]
+    bits = np.iinfo(signed).bits
+    as_signed = np.round(audio.astype(np.float64) * (2 ** (bits - 1) - 1)).astype(signed)
+    as_unsigned = (as_signed.astype(np.int64) + 2 ** (bits - 1)).astype(unsigned)
+    np.testing.assert_allclose(
+        extractor(as_unsigned, sampling_rate=rate)["input_values"],
+        extractor(as_signed, sampling_rate=rate)["input_values"],
+        atol=1e-5,
+    )
+
+
 def test_short_clip_is_padded_to_one_patch(extractor):
     rng = np.random.default_rng(0)
     out = extractor(rng.standard_normal(400).astype(np.float32), sampling_rate=8000)

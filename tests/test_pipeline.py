@@ -215,6 +215,16 @@ def test_int16_at_another_rate_equals_its_float_samples(classifiers, sprsound_wa
     assert_scores_close(results, manual_scores(classifier, pcm.astype(np.float32) / 32768, rate), atol=1e-6)
 
 
+def test_uint8_equals_its_centred_float_samples(classifiers, sprsound_wav):
+    """Unsigned 8-bit PCM is centred on 128 (which a bare 1/255 scaling made 6 dB quieter and moved the top label)."""
+    classifier = classifiers["tiny-passt"]
+    audio, rate = load_audio(sprsound_wav)
+    pcm = (np.round(audio * 127) + 128).astype(np.uint8)
+    results = classifier({"array": pcm, "sampling_rate": rate}, top_k=None)
+    centred = (pcm.astype(np.float32) - 128) / 128
+    assert_scores_close(results, manual_scores(classifier, centred, rate), atol=1e-6)
+
+
 def test_soundfile_layout_is_downmixed(classifiers, sprsound_wav):
     """A stereo array, `(frames, 2)` as soundfile.read returns it or `(2, frames)`, is one clip (the stock pipeline
     refused both)."""

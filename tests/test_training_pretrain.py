@@ -282,8 +282,13 @@ def test_export_writes_a_loadable_self_describing_folder(shared_data, tmp_path, 
     listed = seen["corpora"]["sprsound_train"]["files"]
     seen["corpora"]["sprsound_train"]["files"] = [path.replace("train_wav", "test_wav") for path in listed]
     (run / "data_files.json").write_text(json.dumps(seen))
-    card = (export(run, "tiny-resp", tmp_path / "pretrained") / "README.md").read_text()
+    # and a run whose saved preprocessor allows silent input (as pre-training's crops do) is published refusing it.
+    preprocessor = run / "model" / "preprocessor_config.json"
+    preprocessor.write_text(json.dumps({**json.loads(preprocessor.read_text()), "reject_silent_audio": False}))
+    exported = export(run, "tiny-resp", tmp_path / "pretrained")
+    card = (exported / "README.md").read_text()
     assert "4 SPRSound test recordings were in the training data" in card
+    assert AutoFeatureExtractor.from_pretrained(exported).reject_silent_audio is True
 
 
 def test_bench_preset_rebuilds_the_random_start_of_a_run():

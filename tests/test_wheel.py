@@ -1,5 +1,6 @@
 """The package works from a wheel, not only from a checkout: the wheel is built from the tracked sources, installed into
-a fresh virtual environment (system site-packages for torch & co., the package itself from the wheel only), and
+a fresh virtual environment (seeing the test environment's packages for torch & co., the package itself from the
+wheel only), and
 `push --dry-run`, `embed`, `demo` and the shipped `evaluate` metrics run there from outside the source tree."""
 
 from __future__ import annotations
@@ -25,6 +26,22 @@ def _run(args, env, cwd, timeout=600) -> subprocess.CompletedProcess:
     return completed
 
 
+def _see_this_environments_packages(python: Path, env: dict, cwd: Path) -> None:
+    """
+    Let the new venv import the packages of the environment pytest runs in (torch & co.), through a `.pth` file that
+    adds its site-packages folders. `system_site_packages=True` would give the base interpreter's instead: inside a
+    virtualenv, not the one whose packages the tests need.
+    """
+    import site
+
+    folders = [folder for folder in site.getsitepackages() if os.path.isdir(folder)]
+    if site.ENABLE_USER_SITE and os.path.isdir(site.getusersitepackages()):
+        folders.append(site.getusersitepackages())
+    purelib = _run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], env, cwd=cwd)
+    line = "import site; " + "; ".join(f"site.addsitedir({folder!r})" for folder in folders)
+    (Path(purelib.stdout.strip()) / "_test_environment_packages.pth").write_text(line + "\n")
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     """(python, scripts folder, environment) of a fresh venv holding the package only as an installed wheel."""
@@ -39,9 +56,10 @@ def installed(tmp_path_factory):
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w",
           str(root / "dist"), str(source)], env, cwd=root)
     wheel = next((root / "dist").glob("resp_audio_hf-*.whl"))
-    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(root / "venv")
+    venv.EnvBuilder(system_site_packages=False, with_pip=False).create(root / "venv")
     scripts = root / "venv" / ("Scripts" if os.name == "nt" else "bin")
     python = scripts / "python"
+    _see_this_environments_packages(python, env, root)
     _run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "--ignore-installed", str(wheel)],
          env, cwd=root)
     shutil.rmtree(source)  # nothing can be read from a source tree any more
@@ -109,11 +127,13 @@ def test_push_dry_run_embed_and_demo_from_the_wheel(installed):
     np.testing.assert_allclose(np.array(table.column("embedding").to_pylist()), np.stack(expected), atol=2e-5,
                                rtol=1e-4)
 
-    # demo: the shipped AudioSet model (a model folder, given as any model is to an installed package) tags the coughs
-    # bundled in the wheel and counts the coughs of a recording assembled from them, offline.
-    mn04 = REPO_ROOT / "pretrained" / "efficientat-mn04-as"
-    _run([str(scripts / "resp-audio-hf"), "demo", "--model", str(mn04), "--output-dir", str(work / "demo"), "--quiet"],
-         env, cwd=work)
-    results = json.loads((work / "demo" / "results.json").read_text())
-    assert Path(results["data"]).is_relative_to(python.parent.parent) and results["tagging"]["n_clips"] == 96
-    assert results["timeline"]["true_count"] == 10 and (work / "demo" / "cough_timeline.png").is_file()
+    # demo, from an empty folder with nothing but the wheel: the AudioSet model shipped in the wheel tags the coughs
+    # bundled in it and counts the coughs of a recording assembled from them, offline.
+    empty = work / "empty"
+    empty.mkdir()
+    _run([str(scripts / "resp-audio-hf"), "demo", "--output-dir", str(empty / "demo"), "--quiet"], env, cwd=empty)
+    results = json.loads((empty / "demo" / "results.json").read_text())
+    venv_root = python.parent.parent
+    assert Path(results["model"]).is_relative_to(venv_root) and Path(results["data"]).is_relative_to(venv_root)
+    assert results["tagging"]["n_clips"] == 96
+    assert results["timeline"]["true_count"] == 10 and (empty / "demo" / "cough_timeline.png").is_file()

@@ -136,7 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _dataclass_parser(options: type) -> argparse.ArgumentParser:
     from transformers import HfArgumentParser
 
-    return HfArgumentParser(options, add_help=False)
+    parser = HfArgumentParser(options, add_help=False)
+    for action in parser._actions:
+        # HfArgumentParser lists `--data_root` before `--data-root`; every other command, and the README, use dashes.
+        action.option_strings.sort(key=lambda option: "_" in option)
+    return parser
 
 
 def _parsed_options(args: argparse.Namespace):
@@ -154,6 +158,15 @@ def _parsed_options(args: argparse.Namespace):
     return options
 
 
+# The extra of pyproject.toml that installs each optional module the commands import (named when one is missing).
+EXTRA_OF_MODULE = {
+    "torchcodec": "audio", "soundfile": "audio", "filelock": "audio", "datasets": "data", "pandas": "data",
+    "pyarrow": "data", "sklearn": "data", "openpyxl": "data", "pooch": "data", "scipy": "benchmark",
+    "matplotlib": "benchmark", "tqdm": "benchmark", "evaluate": "metrics", "accelerate": "train",
+    "omegaconf": "train", "yaml": "train", "jinja2": "hub",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -166,7 +179,18 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     options = _parsed_options(args) if args._options else args
-    return int(_resolve(args._run)(options) or 0)
+    try:
+        return int(_resolve(args._run)(options) or 0)
+    except ModuleNotFoundError as error:
+        module = (error.name or "").split(".")[0]
+        if module not in EXTRA_OF_MODULE:
+            raise
+        print(
+            f"error: this command needs {module}, which is not installed: "
+            f"python -m pip install 'resp_audio_hf[{EXTRA_OF_MODULE[module]}]'",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ are named with the reason and left out, never turned into a silent zero vector. 
 benchmark's extraction (`resp_audio_hf.benchmark.embeddings.extract_embeddings`): batched, decoded in DataLoader
 workers, cached on disk in shards and resumable; a clip that fails there (decode error, silence or NaN audio the
 feature extractor refuses, a non-finite embedding) is named and left out the same way. The result is a Parquet file (`path`, `embedding` as list<float32>,
-`row`) or a `.npy` matrix with a CSV index, written atomically, plus a CSV of the skipped files when there are any.
+`row`) or a `.npy` matrix with a CSV index, plus a CSV of the skipped files when there are any, published as one
+(`resp_audio_hf.embed_output`: a `.npy` output's files are tied by a manifest written last).
 """
 
 from __future__ import annotations
@@ -24,8 +25,20 @@ import numpy as np
 import torch
 
 from .configuration_resp_audio import POOLING_TYPES
-from .data._io import atomic_path, atomic_save_npy, atomic_write_text, read_table_rows
-from .data.audio import AUDIO_EXTENSIONS, DECODE_ROUTE, AudioDecodeError, load_audio, probe_audio
+from .data.audio import (
+    AUDIO_EXTENSIONS,
+    DECODE_ROUTE,
+    AudioDecodeError,
+    load_audio,
+    probe_audio,
+)
+from .embed_output import (
+    EmbeddingOutputError,
+    index_path,
+    read_embeddings,
+    skipped_path,
+    write_embeddings,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -104,29 +117,70 @@ def _read_list_file(path: Path, path_column: str | None) -> list[str]:
     return [str(Path(entry) if Path(entry).is_absolute() else base / entry) for entry in entries if entry.strip()]
 
 
-def collect_audio_files(sources: Sequence[str], *, path_column: str | None = None) -> list[str]:
+def _classify(path: str) -> SkippedFile | None:
+    """Why a listed audio name is not a file to embed (None when it is one): a folder named like audio, or a symbolic
+    link whose target is gone."""
+    if os.path.isdir(path):
+        return SkippedFile(path, "is a directory named like an audio file, not a file")
+    if os.path.islink(path) and not os.path.exists(path):
+        return SkippedFile(path, f"is a dangling symbolic link (its target {os.readlink(path)} does not exist)")
+    return None
+
+
+def _folder_entries(folder: Path) -> tuple[list[str], list[SkippedFile]]:
+    """`(names, hidden)`: every name with an audio extension under `folder`, following symbolic links to folders (once
+    each, so that a link loop ends), as a `**` glob over it does; and, as a glob leaves them out, the hidden entries
+    (names starting with a dot: `._x.wav` resource forks, `.git/`), named rather than dropped silently."""
+    found, hidden, seen = [], [], set()
+    for root, folders, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            folders[:] = []
+            continue
+        seen.add(real)
+        for name in [n for n in folders if n.startswith(".")] + [n for n in files if n.startswith(".") and _is_audio(Path(n))]:
+            hidden.append(SkippedFile(os.path.join(root, name), "hidden (its name starts with a dot), as a glob leaves it out"))
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        found += [os.path.join(root, name) for name in folders + files if not name.startswith(".") and _is_audio(Path(name))]
+    return sorted(found), hidden
+
+
+def list_audio_sources(sources: Sequence[str], *, path_column: str | None = None) -> tuple[list[str], list[SkippedFile]]:
     """
-    The audio files named by `sources`, in order and without duplicates: a folder (recursively, files with an audio
-    extension), a glob pattern (`**` recurses), a `.csv` / `.json` list of files, or a file itself.
+    `(files, skipped)` named by `sources`, in order and without duplicates: a folder (recursively, names with an
+    audio extension, through symbolic links to folders), a glob pattern (`**` recurses), a `.csv` / `.json` list of
+    files, or a file itself. A folder and a `<folder>/**/*.<ext>` glob over it give the same set. Names that are not
+    files (a folder named `x.wav`, a dangling symbolic link) are skipped with the reason, never dropped silently.
     """
     files: list[str] = []
+    skipped: list[SkippedFile] = []
     for source in sources:
         path = Path(source)
         if path.is_dir():
-            found = sorted(str(p) for p in path.rglob("*") if p.is_file() and _is_audio(p))
+            found, hidden = _folder_entries(path)
+            skipped += hidden
             if not found:
                 raise EmbedInputError(f"Folder {source} holds no audio files ({', '.join(AUDIO_EXTENSIONS)}).")
             files.extend(found)
         elif path.suffix.lower() in (".csv", ".json") and path.is_file():
             files.extend(_read_list_file(path, path_column))
         elif glob.has_magic(source):
-            found = sorted(p for p in glob.glob(source, recursive=True) if Path(p).is_file())
+            found = sorted(glob.glob(source, recursive=True))
             if not found:
                 raise EmbedInputError(f"Pattern {source!r} matches no file.")
             files.extend(found)
         else:
             files.append(source)  # a single file; checked (exists, decodable) with the others
-    return list(dict.fromkeys(files))
+    good = []
+    for path in dict.fromkeys(files):
+        reason = _classify(path)
+        (good if reason is None else skipped).append(path if reason is None else reason)
+    return good, skipped
+
+
+def collect_audio_files(sources: Sequence[str], *, path_column: str | None = None) -> list[str]:
+    """The audio files named by `sources` (see [`list_audio_sources`], which also says what it skipped and why)."""
+    return list_audio_sources(sources, path_column=path_column)[0]
 
 
 def check_audio_files(paths: Sequence[str]) -> tuple[list[str], list[SkippedFile]]:
@@ -143,8 +197,9 @@ def check_audio_files(paths: Sequence[str]) -> tuple[list[str], list[SkippedFile
 
 def files_input(sources: Sequence[str], *, path_column: str | None = None) -> AudioInputs:
     """Collect and check the files of `sources` (see [`collect_audio_files`])."""
-    paths, skipped = check_audio_files(collect_audio_files(sources, path_column=path_column))
-    return AudioInputs(paths=paths, skipped=skipped, names=list(paths))
+    listed, not_files = list_audio_sources(sources, path_column=path_column)
+    paths, skipped = check_audio_files(listed)
+    return AudioInputs(paths=paths, skipped=not_files + skipped, names=list(paths))
 
 
 def dataset_input(name_or_path: str, *, split: str | None = None, audio_column: str = "audio") -> AudioInputs:
@@ -351,31 +406,20 @@ def embed_inputs(
     }
     if state is not None and not state.is_main_process:
         state.wait_for_everyone()  # the main process writes the one output
-        index_path = output.with_suffix(".index.csv") if output_format == "npy" else None
-        skipped_path = output.with_suffix(".skipped.csv") if skipped else None
-        return EmbedResult(output, index_path, skipped_path, vectors.shape[0], vectors.shape[1], skipped)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    index_path = None
-    if output_format == "parquet":
-        _write_parquet(output, names, vectors, metadata, extra_columns)
-    else:
-        atomic_save_npy(output, vectors)
-        index_path = output.with_suffix(".index.csv")
-        rows = zip(range(len(names)), names, *extra_columns.values())
-        atomic_write_text(index_path, _csv_text(["row", "path", *extra_columns], rows))
-    skipped_path = output.with_suffix(".skipped.csv")
+        index = index_path(output) if output_format == "npy" else None
+        skipped_list = skipped_path(output) if skipped else None
+        return EmbedResult(output, index, skipped_list, vectors.shape[0], vectors.shape[1], skipped)
     if skipped:
         logger.warning(
             "Left out %d of %d recordings (listed with reasons in %s): %s", len(skipped), len(skipped) + len(names),
-            skipped_path, "; ".join(f"{s.path}: {s.reason}" for s in skipped),
+            skipped_path(output), "; ".join(f"{s.path}: {s.reason}" for s in skipped),
         )
-        atomic_write_text(skipped_path, _csv_text(["path", "reason"], ((s.path, s.reason) for s in skipped)))
-    else:
-        skipped_path.unlink(missing_ok=True)  # from an earlier run over other files
-        skipped_path = None
+    index, skipped_list = write_embeddings(
+        output, output_format, names, vectors, metadata, [(s.path, s.reason) for s in skipped], extra_columns
+    )
     if state is not None:
         state.wait_for_everyone()
-    return EmbedResult(output, index_path, skipped_path, vectors.shape[0], vectors.shape[1], skipped)
+    return EmbedResult(output, index, skipped_list, vectors.shape[0], vectors.shape[1], skipped)
 
 
 def _subset(inputs: AudioInputs, indices: list[int]) -> AudioInputs:
@@ -424,16 +468,6 @@ def _embed_clips(inputs: AudioInputs, encoder, state, *, cache_dir, batch_size, 
             rows[indices] = block
         failures.update(failed)
     return rows, dict(sorted(failures.items()))
-
-
-def _csv_text(header: list[str], rows) -> str:
-    import io
-
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue()
 
 
 def _embed_windowed(
@@ -495,49 +529,19 @@ def _embed_windowed(
     return names, np.concatenate(vectors), failures, columns
 
 
-def _write_parquet(
-    path: Path, names: list[str], vectors: np.ndarray, metadata: dict[str, str], extra_columns: dict | None = None
-) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    dim = vectors.shape[1]
-    embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), type=pa.float32()), dim)
-    # list<float32> (not fixed-size) is what pandas, polars and `datasets` read as a plain list column.
-    embedding = embedding.cast(pa.list_(pa.float32()))
-    table = pa.table(
-        {"row": pa.array(np.arange(len(names)), type=pa.int64()), "path": pa.array(names, type=pa.string()),
-         **{name: pa.array(values) for name, values in (extra_columns or {}).items()}, "embedding": embedding}
-    )
-    table = table.replace_schema_metadata({f"resp_audio_hf.{k}": v for k, v in metadata.items()})
-    with atomic_path(path, suffix=".parquet") as tmp:
-        pq.write_table(table, tmp)
-
-
-def read_embeddings(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
-    """The paths and the `[n, dim]` float32 matrix of an `embed` output (Parquet, or `.npy` with its index)."""
-    path = Path(path)
-    if path.suffix.lower() == ".npy":
-        names = [row["path"] for row in read_table_rows(path.with_suffix(".index.csv"))]
-        return names, np.load(path)
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(path)
-    vectors = np.asarray(table.column("embedding").combine_chunks().flatten(), dtype=np.float32)
-    return table.column("path").to_pylist(), vectors.reshape(table.num_rows, -1)
-
-
 __all__ = [
     "AudioInputs",
     "DatasetClipDataset",
     "EmbedInputError",
     "EmbedResult",
+    "EmbeddingOutputError",
     "SkippedFile",
     "check_audio_files",
     "collect_audio_files",
     "dataset_input",
     "embed_inputs",
     "files_input",
+    "list_audio_sources",
     "load_encoder",
     "read_embeddings",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -13,6 +12,8 @@ import numpy as np
 import torch
 from transformers import BatchFeature, SequenceFeatureExtractor
 from transformers.audio_utils import mel_filter_bank
+
+from .resampling import resample, resampled_length, resampled_reader
 
 PASST_LOG_OFFSET = 1e-5
 FLOAT32_EPS = float(torch.finfo(torch.float32).eps)
@@ -87,6 +88,9 @@ FRONT_ENDS: Mapping[str, FrontEnd] = MappingProxyType({
     ),
 })
 MIN_SAMPLING_RATE = 1000
+# The highest rate accepted (DXD / 384 kHz PCM, the highest common audio rate): above it a rate is almost surely a
+# mistake (samples passed as the rate), and resampling from it would only waste memory and time.
+MAX_SAMPLING_RATE = 384000
 # A top-level 2-D array with at most this many columns (and more rows) is one clip in the `(frames, channels)` layout
 # of soundfile and most audio libraries, not a batch of clips that short (see `_is_channels_last_clip`).
 MAX_CHANNELS_LAST = 16
@@ -97,6 +101,9 @@ CPU_CHUNK_BINS = 2**20
 # The mel filters are applied in blocks of this many consecutive filters, each to the FFT bins it spans only: a bin
 # feeds at most two triangles, so a dense [bins, mels] product would mostly multiply zeros.
 MEL_BLOCK_SIZE = 16
+# A clip whose spectrogram has more bins than this (about 2.7 minutes for PaSST's front end) is featurised block by
+# block in `__call__`, as `frame_blocks` does, rather than as one STFT: memory then grows with its spectrogram only.
+STREAM_ABOVE_BINS = 8 * CPU_CHUNK_BINS
 
 
 class RespAudioFeatureExtractor(SequenceFeatureExtractor):
@@ -127,8 +134,9 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
             Return a frame-level mask (1 = real audio, 0 = padding).
 
     Inputs may be 1-D arrays (mono), 2-D arrays with one axis of size 1 or 2 inside a list (downmixed to mono by
-    averaging channels; the shorter axis is the channel axis), float or integer PCM (integers are scaled by their
-    type's range, e.g. int16 by 32768). A top level 2-D array is a batch of mono clips, as everywhere in transformers,
+    averaging channels; the shorter axis is the channel axis), float or integer PCM (n-bit integers are divided by
+    2^(n-1), e.g. int16 by 32768; unsigned ones are first centred on 2^(n-1), e.g. uint8 on 128). A top level 2-D
+    array is a batch of mono clips, as everywhere in transformers,
     except when it has at most 16 columns and more rows than columns: then it is one clip in the `(frames, channels)`
     layout `soundfile.read` returns, downmixed if stereo and refused with more than 2 channels. Clips shorter than one
     patch (16 frames)
@@ -306,16 +314,28 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
             )
         return tensor
 
+    def _batched_log_mel(self, clips: list[torch.Tensor], lengths: torch.Tensor, sampling_rate: int, device):
+        """Normalised log-mel frames of `clips` in one zero-padded batch, resampled to `self.sampling_rate`; `lengths`
+        are their resampled lengths (at least one patch)."""
+        batch = _pad_stack(clips, max(clip.numel() for clip in clips)).to(device)
+        if sampling_rate != self.sampling_rate:
+            batch = resample(batch, int(sampling_rate), self.sampling_rate)
+        longest = int(lengths.max())
+        batch = batch[:, :longest]
+        if batch.shape[1] < longest:
+            batch = torch.nn.functional.pad(batch, (0, longest - batch.shape[1]))
+        return self.log_mel(batch, lengths.to(batch.device))
+
     def _check_sampling_rate(self, sampling_rate) -> None:
         if sampling_rate is None:
             raise ValueError(
                 "sampling_rate is required: pass the rate (Hz) of the audio, e.g. feature_extractor(audio, "
                 f"sampling_rate=16000). Audio at another rate than {self.sampling_rate} Hz is resampled."
             )
-        if not isinstance(sampling_rate, (int, np.integer)) or sampling_rate < MIN_SAMPLING_RATE:
+        if not isinstance(sampling_rate, (int, np.integer)) or not MIN_SAMPLING_RATE <= sampling_rate <= MAX_SAMPLING_RATE:
             raise ValueError(
                 f"sampling_rate={sampling_rate!r} is not a plausible audio rate; pass the integer rate in Hz "
-                f"(at least {MIN_SAMPLING_RATE})."
+                f"(from {MIN_SAMPLING_RATE} to {MAX_SAMPLING_RATE})."
             )
 
     # ------------------------------------------------------------------ spectrograms
@@ -429,35 +449,8 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
             clip.check_not_silent()
 
     def _resampled_reader(self, clip: torch.Tensor, sampling_rate: int):
-        """
-        `(read, length)`: `read(start, stop)` returns samples `[start, stop)` of `clip` resampled to
-        `self.sampling_rate` (zeros past its end), computed from the input samples around them only; `length` is the
-        resampled clip's length. Equal to resampling the whole clip at once (torchaudio's windowed-sinc kernel is
-        applied block by block of `orig_freq // gcd` input samples, each block seeing the same inputs as in one pass).
-        """
-
-        def zero_padded(samples: torch.Tensor, size: int) -> torch.Tensor:
-            return torch.nn.functional.pad(samples, (0, size - samples.numel())) if samples.numel() < size else samples
-
-        if sampling_rate == self.sampling_rate:
-            return (lambda start, stop: zero_padded(clip[start:stop], stop - start)), clip.numel()
-        import torchaudio.transforms as audio_transforms
-
-        resampler = audio_transforms.Resample(sampling_rate, self.sampling_rate, dtype=torch.float32)
-        step_in, step_out = sampling_rate // resampler.gcd, self.sampling_rate // resampler.gcd
-        context = -(-resampler.width // step_in)  # input blocks each output block reaches on either side
-        length = (clip.numel() * self.sampling_rate + sampling_rate - 1) // sampling_rate
-
-        def read(start: int, stop: int) -> torch.Tensor:
-            first_block, end_block = start // step_out, -(-stop // step_out)
-            first_in = max(0, (first_block - context) * step_in)
-            end_in = min(clip.numel(), (end_block + context + 1) * step_in)
-            if first_in >= end_in:  # wholly inside the zero padding up to one patch
-                return torch.zeros(stop - start)
-            offset = first_in // step_in * step_out
-            return zero_padded(resampler(clip[first_in:end_in])[start - offset : stop - offset], stop - start)
-
-        return read, length
+        """`(read, length)` of `clip` resampled to `self.sampling_rate` span by span (see `resampling.resampled_reader`)."""
+        return resampled_reader(clip, sampling_rate, self.sampling_rate)
 
     def _frames_of_span(self, read, num_samples: int, first: int, stop: int, blocks) -> torch.Tensor:
         """Normalised log-mel frames `[first, stop)` of a clip of `num_samples` samples read through `read`."""
@@ -507,24 +500,28 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
         """
         self._check_sampling_rate(sampling_rate)
         clips = self._as_mono_tensors(raw_audio)
-        lengths = torch.tensor([clip.numel() for clip in clips])
-        batch = _pad_stack(clips, int(lengths.max())).to(device)
-        if sampling_rate != self.sampling_rate:
-            import torchaudio.functional as audio_functional
-
-            batch = audio_functional.resample(batch, int(sampling_rate), self.sampling_rate)
-            lengths = (lengths * self.sampling_rate + int(sampling_rate) - 1) // int(sampling_rate)
-            batch = batch[:, : int(lengths.max())]
         # Shorter than one patch: zero-pad to one patch rather than fail deep inside the encoder.
-        lengths = lengths.clamp_min(self._minimum_samples())
-        if batch.shape[1] < int(lengths.max()):
-            batch = torch.nn.functional.pad(batch, (0, int(lengths.max()) - batch.shape[1]))
-
+        lengths = torch.tensor(
+            [resampled_length(clip.numel(), int(sampling_rate), self.sampling_rate) for clip in clips]
+        ).clamp_min(self._minimum_samples())
+        num_frames = torch.tensor([self.num_frames(int(n)) for n in lengths])
+        # Clips with a long spectrogram are featurised block by block (`frame_blocks`), so that memory holds their
+        # waveform and spectrogram but no whole-clip STFT or resampling temporaries; the others in one batch.
+        streamed = [i for i, n in enumerate(num_frames.tolist()) if n * (self.n_fft // 2 + 1) > STREAM_ABOVE_BINS]
+        batched = [i for i in range(len(clips)) if i not in streamed]
+        features = torch.zeros(len(clips), int(num_frames.max()), self.num_mel_bins, device=device)
         # no_grad rather than inference_mode: the features are returned to callers (who may train on them) and masked
         # in place below, neither of which inference tensors allow.
         with torch.no_grad():
-            features = self.log_mel(batch, lengths.to(batch.device))
-        num_frames = torch.tensor([self.num_frames(int(n)) for n in lengths])
+            if batched:
+                rows = torch.tensor(batched)
+                batch_features = self._batched_log_mel([clips[i] for i in batched], lengths[rows], sampling_rate, device)
+                features[rows, : batch_features.shape[1]] = batch_features
+            for row in streamed:
+                filled = 0
+                for block in self.frame_blocks(clips[row], sampling_rate):
+                    features[row, filled : filled + block.shape[0]] = block.to(device)
+                    filled += block.shape[0]
 
         target_frames = int(num_frames.max())
         if padding == "max_length" or truncation:
@@ -622,10 +619,15 @@ class _AudioFileSamples:
 
 
 def _integer_pcm_to_float(samples: np.ndarray) -> np.ndarray:
+    """
+    n-bit PCM as floats in [-1, 1): signed samples divided by 2^(n-1); unsigned ones (8-bit WAV) are centred on
+    2^(n-1) first, then divided by the same 2^(n-1), so that one sound gives one float signal whichever way it is
+    stored (as libsndfile and FFmpeg read PCM_U8).
+    """
     info = np.iinfo(samples.dtype)
-    scale = float(max(abs(info.min), info.max))
-    offset = 0.0 if info.min < 0 else (info.max + 1) / 2  # unsigned PCM (8-bit WAV) is centred on half range
-    return ((samples.astype(np.float64) - offset) / scale).astype(np.float32)
+    half_range = float(2 ** (info.bits - 1))
+    offset = 0.0 if info.min < 0 else half_range
+    return ((samples.astype(np.float64) - offset) / half_range).astype(np.float32)
 
 
 def _pad_stack(clips: list[torch.Tensor], length: int) -> torch.Tensor:

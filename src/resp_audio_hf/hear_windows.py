@@ -52,9 +52,9 @@ def hear_scene_embeddings(
         for index, clip in enumerate(clips):
             clip = feature_extractor._validated_clip(clip, index)
             if sampling_rate != rate:
-                import torchaudio.functional as audio_functional
+                from .resampling import resample  # torchaudio's filter, in bounded memory at any pair of rates
 
-                clip = audio_functional.resample(clip, int(sampling_rate), rate)
+                clip = resample(clip, int(sampling_rate), rate)
             if clip.numel() <= window:
                 inputs = feature_extractor(clip, sampling_rate=rate, return_tensors="pt")
                 embeddings.append(model(**inputs).pooler_output)

@@ -216,6 +216,14 @@ class EfficientATModel(EfficientATPreTrainedModel):
         )
         self.post_init()
 
+    # The AudioSet head of a classifier checkpoint (the shipped `pretrained/efficientat-mn04-as`): loading the bare
+    # encoder from one leaves it out by design, which transformers would otherwise report as UNEXPECTED keys.
+    _keys_to_ignore_on_load_unexpected = [r"^classifier\."]
+
+    # Frames of one window of `pool_frame_stream` (2 minutes at PaSST's 10 ms hop): recordings up to this long are
+    # encoded whole, longer ones window by window, so that memory stays near that of a 2-minute clip.
+    stream_window_frames = 12000
+
     def get_input_embeddings(self) -> EfficientATConvLayer:
         return self.stem
 
@@ -307,6 +315,60 @@ class EfficientATModel(EfficientATPreTrainedModel):
         return EfficientATModelOutput(
             last_hidden_state=last, pooler_output=pooled, feature_time_mask=time_mask, hidden_states=all_hidden
         )
+
+
+    def pool_frame_stream(self, frame_blocks, windows_at_once: int | None = None) -> torch.Tensor:
+        """
+        `pooler_output` `[1, config.pooled_size]` of one recording whose normalised log-mel frames arrive as
+        consecutive `[frames, num_mel_bins]` blocks (e.g. [`RespAudioFeatureExtractor.frame_blocks`]), in memory
+        bounded by one window of `stream_window_frames` frames (2 minutes) whatever the recording's length.
+
+        A recording of up to one window is encoded whole: the result equals `forward`'s `pooler_output` to float
+        round-off. A longer one is encoded window by window and the last feature maps' columns are averaged over all
+        windows (each column weighs the same, as in `forward`'s mean over time). This differs from encoding it whole
+        in two ways, both confined to long inputs: each window's squeeze-excitation gates come from that window's own
+        mean (not the whole recording's), and the convolutions see zero padding at the window edges (a few frames of
+        each 2-minute window). `windows_at_once` is accepted for the interface `RespAudioModel` shares and unused: the
+        windows are encoded one at a time. Runs without gradients; put the model in eval mode first.
+        """
+        config = self.config
+        window = self.stream_window_frames
+        column_sums, columns = None, 0
+        pending = None  # frames not yet encoded
+
+        def add(frames: torch.Tensor) -> None:
+            nonlocal column_sums, columns
+            last, _ = self._feature_maps(frames[None], output_hidden_states=False)
+            sums = last.sum(dim=3)  # [1, channels, F']
+            column_sums = sums if column_sums is None else column_sums + sums
+            columns += last.shape[-1]
+
+        device = self.stem.convolution.weight.device
+        with torch.no_grad():
+            for block in frame_blocks:
+                block = torch.as_tensor(block, dtype=torch.float32).to(device)
+                if block.ndim != 2 or block.shape[1] != config.num_mel_bins:
+                    raise ValueError(
+                        f"Frame blocks must be [frames, {config.num_mel_bins}] log-mel frames, got {tuple(block.shape)}."
+                    )
+                pending = block if pending is None else torch.cat([pending, block])
+                # Keep at least one full window back, so that the end is never a tail of a few frames on its own.
+                while pending.shape[0] >= 2 * window:
+                    add(pending[:window])
+                    pending = pending[window:].clone()
+            if pending is None or pending.shape[0] == 0:
+                raise ValueError("Got no frames to encode.")
+            if pending.shape[0] > window:
+                # Split the rest in two near-equal windows rather than leave a tail of a few frames on its own.
+                half = pending.shape[0] // 2
+                add(pending[:half])
+                add(pending[half:])
+            else:
+                add(pending)
+            frequency_means = column_sums / columns
+        if config.pooling == "freq_preserving":
+            return frequency_means.transpose(1, 2).reshape(1, -1)
+        return frequency_means.mean(dim=2)
 
 
 class EfficientATForAudioClassification(AudioClassifierMixin, EfficientATPreTrainedModel):

@@ -84,6 +84,8 @@ class RespAudioClassificationPipeline(AudioClassificationPipeline):
         the last window ending with the recording. Files stream in bounded memory (`resp_audio_hf.windowed`, which
         this needs: chunked calls are not available through remote code alone).
         """
+        if isinstance(inputs, (list, tuple)) and len(inputs) == 0:
+            raise ValueError("Got an empty list of inputs: pass a file, an array or a dict, or a list of at least one.")
         chunk_length_s = kwargs.pop("chunk_length_s", None)
         stride_length_s = kwargs.pop("stride_length_s", None)
         if chunk_length_s is None:
@@ -219,7 +221,7 @@ def _decode(data: bytes, sampling_rate: int, source: str) -> np.ndarray:
             # FFmpeg resamples each channel; the channels are then averaged: `load_audio`'s route, call for call.
             samples = AudioDecoder(data, sample_rate=sampling_rate).get_all_samples()
         except (RuntimeError, ValueError, OSError) as error:
-            reason = str(error).splitlines()[0][-200:] if str(error) else type(error).__name__
+            reason = _readable_reason(error)
             raise ValueError(f"{no_audio} ({reason}).") from error
         if samples.data.numel() == 0:  # a file cut off after its header decodes to nothing
             raise ValueError(f"{no_audio}.")
@@ -235,6 +237,14 @@ def _decode(data: bytes, sampling_rate: int, source: str) -> np.ndarray:
             f"{source}: FFmpeg decoded no audio from it ({len(data)} bytes); it is truncated, corrupt or not an audio "
             "file."
         ) from error
+
+
+def _readable_reason(error: Exception) -> str:
+    """torchcodec's message without the C++ source location it starts with (`decode_av_frame, /.../x.cpp:12, ...`)."""
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if ".cpp:" in text:
+        text = text.split(".cpp:", 1)[1].split(", ", 1)[-1]
+    return text[:200]
 
 
 def _array_and_rate(inputs: dict):

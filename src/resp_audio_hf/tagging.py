@@ -3,7 +3,7 @@ Sound-event tagging of a recording of any length: which AudioSet labels sound wh
 
 What `resp-audio-hf tag RECORDING` runs. The recording is cut into windows (`resp_audio_hf.windowed`, a file streamed
 range by range, so an hour-long recording never sits in memory whole); an audio-classification model with one sigmoid
-per label (default: the repository's `pretrained/efficientat-mn04-as`, AudioSet's 527 labels) scores every window
+per label (default: the package's `pretrained/efficientat-mn04-as`, AudioSet's 527 labels) scores every window
 alone. Each window speaks for the `hop` seconds at its centre, `[start + (window - hop) / 2, start + (window + hop) / 2)`
 (the first from 0 and the last to the end of the recording), so that consecutive windows tile the recording. A label is
 present over the spans of the windows whose probability reaches the threshold; touching spans, and spans at most
@@ -17,7 +17,6 @@ COVID-cough task's train split (`results/cough_counting.py --tune`), not on the 
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +27,9 @@ COUGH_LABEL = "Cough"
 
 
 def default_model_dir() -> Path:
-    """`pretrained/efficientat-mn04-as` of the repository this package was installed from (editable install)."""
-    return Path(__file__).resolve().parents[2] / "pretrained" / "efficientat-mn04-as"
+    """The EfficientAT mn04 AudioSet tagger shipped inside the package (`resp_audio_hf/pretrained/efficientat-mn04-as`,
+    which the repository's `pretrained/efficientat-mn04-as` links to), so `tag` and the demo run from a wheel too."""
+    return Path(__file__).resolve().parent / "pretrained" / "efficientat-mn04-as"
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ class AudioTagger:
         model_dir = Path(model_dir) if model_dir else default_model_dir()
         if not (model_dir / "config.json").is_file():
             raise FileNotFoundError(
-                f"No audio-classification model at {model_dir}: the default is the repository's "
+                f"No audio-classification model at {model_dir}: the default is the package's "
                 "pretrained/efficientat-mn04-as (install the package editable from a clone: pip install -e .), "
                 "or pass --model FOLDER."
             )

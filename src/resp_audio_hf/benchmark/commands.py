@@ -97,7 +97,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--model",
-        help="folder of the EfficientAT AudioSet tagger (default: the repository's pretrained/efficientat-mn04-as)",
+        help="folder of the EfficientAT AudioSet tagger (default: the one shipped in the package, pretrained/efficientat-mn04-as)",
     )
     parser.add_argument(
         "--data-root",

@@ -38,7 +38,7 @@ class DemoConfig:
     """Settings of the demo.
 
     Attributes:
-        model: folder of the EfficientAT AudioSet tagger (``None``: the repository's ``pretrained/efficientat-mn04-as``).
+        model: folder of the EfficientAT AudioSet tagger (``None``: the one shipped in the package).
         data_root: folder holding ``covid19-cough/`` (``None``: the recordings bundled with the package).
         top_k: AudioSet labels listed per clip.
         timeline_coughs: coughs inserted into the timeline recording.
@@ -112,6 +112,15 @@ def cough_timeline(tagger, table, output_dir: Path, config: DemoConfig) -> dict:
         "onset_errors_ms": [round(1000 * e, 1) for e in matching.onset_errors_s],
         "other_labels": sorted({s.label for s in result.segments} - {"Cough"}),
     }
+
+
+def top_label_counts(top_labels: list[str]) -> dict[str, int]:
+    """How often each label is a clip's top label, most frequent first; ties in label order, so that every run prints
+    the same line (a set's order changes with the string hash seed)."""
+    counts: dict[str, int] = {}
+    for label in top_labels:
+        counts[label] = counts.get(label, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 def _markdown(results: dict) -> str:
@@ -220,7 +229,7 @@ def run_demo(output_dir: str | os.PathLike, config: DemoConfig | None = None, pr
     model_dir = Path(config.model) if config.model else default_model_dir()
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(
-            f"No EfficientAT model at {model_dir}: the demo uses the repository's pretrained/efficientat-mn04-as "
+            f"No EfficientAT model at {model_dir}: the demo uses the package's pretrained/efficientat-mn04-as "
             "(install the package editable from a clone: pip install -e .), or pass --model FOLDER."
         )
     task = load_task("COVID-cough", config.data_root or DEMO_DATA)
@@ -237,7 +246,7 @@ def run_demo(output_dir: str | os.PathLike, config: DemoConfig | None = None, pr
         }
         for label in RESPIRATORY_LABELS
     }
-    counts = {label: top_labels.count(label) for label in sorted(set(top_labels), key=lambda l: -top_labels.count(l))}
+    counts = top_label_counts(top_labels)
     results = {
         "model": str(model_dir),
         "data": str(config.data_root or DEMO_DATA),
@@ -268,4 +277,5 @@ __all__ = [
     "default_model_dir",
     "run_demo",
     "tag_recordings",
+    "top_label_counts",
 ]

@@ -4,7 +4,9 @@ Audio is decoded one clip at a time inside ``torch.utils.data.DataLoader`` worke
 encoder's rate by FFmpeg, channels averaged: ``resp_audio_hf.data.audio.load_audio``) and featurised in the workers; only one batch of audio is alive at a time,
 so peak memory does not grow with the dataset. Embeddings are written in fixed-size shards through
 temporary files + ``os.replace``; an interrupted run keeps its finished shards and a re-run computes
-only the rest. The cache key covers everything that changes an embedding: the model's configuration
+only the rest. Each entry is read and written under its own lock, and checked against SHA-256 checksums
+before it is used (``embedding_cache.EmbeddingCache``), so runs may share a cache folder and a damaged
+entry is recomputed, never served. The cache key covers everything that changes an embedding: the model's configuration
 (pooling included), its weights, the feature extractor's settings, the items (paths, segment bounds,
 file sizes and modification times) and the preprocessing. Every entry stores what its key stands for and
 its width, and is checked against them before it is used, so a stale or foreign entry is recomputed,
@@ -22,24 +24,24 @@ import json
 import logging
 import os
 import re
-import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..data._io import atomic_path, atomic_save_npy, atomic_write_json, stable_hash
+from ..data._io import stable_hash
 from ..data.audio import DECODE_ROUTE, AudioDecodeError, load_audio
 from ..data.corpus_table import is_missing
 from ..progress import progress_bar
+from .embedding_cache import EmbeddingCache, cache_entries  # noqa: F401  (cache_entries: public here too)
 from .threads import threads_beside_workers, torch_threads
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT_VERSION = 2
+# 3: shards named with their checksum, meta.json records the checksums of the complete entry.
+CACHE_FORMAT_VERSION = 3
 # Model types whose config has a `pooling` choice that `--pooling` may replace.
 POOLING_MODEL_TYPES = ("resp_audio", "efficientat")
 # Without a windowed streaming path (models other than resp_audio), clips longer than this go alone in their batch.
@@ -82,12 +84,36 @@ def _compact(value):
     return value
 
 
+def _folder_model_type(folder: Path) -> str | None:
+    """The `model_type` a folder's config.json names, or None when it has no readable one."""
+    try:
+        model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return model_type if isinstance(model_type, str) else None
+
+
+def _damaged_weights(name_or_path, error: Exception) -> ValueError:
+    """A clear error for weights that cannot be read (safetensors' own names no file)."""
+    files = sorted(Path(name_or_path).glob("*.safetensors")) if Path(name_or_path).is_dir() else []
+    where = ", ".join(str(path) for path in files) or f"the weights of {name_or_path}"
+    message = f"{where} could not be read ({error}): the file is damaged or incomplete (an interrupted download or copy?)."
+    return ValueError(message + " Download or copy the model again.")
+
+
 def _model_not_found(name_or_path, error: Exception) -> Exception:
     """``error`` of loading a model's configuration, with what was looked at: transformers' own message names
     neither the folder nor the Hub id when the Hub cannot be reached."""
     from ..data.download import offline_mode
 
     if Path(name_or_path).is_dir():
+        model_type = _folder_model_type(Path(name_or_path))
+        if model_type is not None:
+            return ValueError(
+                f"{name_or_path}/config.json names model_type {model_type!r}, which this transformers does not know: "
+                "install the package that defines it (or a newer transformers), or pass --trust-remote-code if the "
+                "folder carries its own code."
+            )
         where = f"{name_or_path} is a folder but not a model folder (config.json with a model_type)"
     else:
         hub = "HF_HUB_OFFLINE is set, so the Hub was not asked" if offline_mode() == "HF_HUB_OFFLINE" else (
@@ -162,7 +188,12 @@ class AudioEncoder:
             # from_dict runs the config's own validation of the pooling name.
             config = type(config).from_dict({**config.to_dict(), "pooling": pooling})
             kwargs["config"] = config
-        model = AutoModel.from_pretrained(name_or_path, **kwargs)
+        try:
+            model = AutoModel.from_pretrained(name_or_path, **kwargs)
+        except Exception as error:
+            if type(error).__name__ == "SafetensorError" or "deserializ" in str(error):
+                raise _damaged_weights(name_or_path, error) from error
+            raise
         try:
             feature_extractor = AutoFeatureExtractor.from_pretrained(name_or_path, **kwargs)
         except (OSError, ValueError) as error:
@@ -243,7 +274,9 @@ class AudioEncoder:
         """Whether a clip of ``num_samples`` samples (at ``sampling_rate``) is embedded on its own: for ``resp_audio``
         encoders, a clip longer than one encoder window; for other models, one over ``LONG_CLIP_SECONDS``."""
         if self.streams_long_clips:
-            return self.feature_extractor.num_frames(num_samples) > self.model.config.window_frames
+            # EfficientAT streams windows of its own (`stream_window_frames`); resp_audio encoders their config's.
+            window = getattr(self.model, "stream_window_frames", None) or self.model.config.window_frames
+            return self.feature_extractor.num_frames(num_samples) > window
         return num_samples > LONG_CLIP_SECONDS * self.sampling_rate
 
     def embed_long(self, audio) -> np.ndarray:
@@ -391,9 +424,9 @@ class ArrayClipDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         audio = torch.as_tensor(np.asarray(self.clips[index], dtype=np.float32))
         if self.clip_rate != self.sampling_rate:
-            import torchaudio.functional as F
+            from ..resampling import resample  # torchaudio's filter, in bounded memory at any pair of rates
 
-            audio = F.resample(audio, self.clip_rate, self.sampling_rate)
+            audio = resample(audio, self.clip_rate, self.sampling_rate)
         return {"index": index, "audio": audio.numpy(), "sampling_rate": self.sampling_rate}
 
 
@@ -470,181 +503,6 @@ def make_dataloader(
     )
 
 
-# --------------------------------------------------------------------------------------------------
-# Cache
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class EmbeddingCache:
-    """Sharded on-disk store of one embedding matrix.
-
-    Layout: ``<root>/<key>/meta.json`` (the description the key hashes; ``embedding_dim`` is added once
-    the entry is complete), ``shard_00000.npy`` ... while extraction runs, and ``embeddings.npy`` once
-    complete (the shards are then removed). An entry is used only when its ``meta.json`` hashes to its
-    key (it was written for exactly these settings) and every array has the recorded width, which must
-    also equal ``dim`` when the model states its width in advance; anything else is recomputed.
-    Items that could not be embedded have NaN rows and are named, with the reason, in ``failed.json``
-    (written before the shard that holds them); any other non-finite row makes a shard or file invalid.
-
-    Attributes:
-        root: the cache folder.
-        key: ``stable_hash(description)`` (see :func:`embedding_cache_key`).
-        n_items: rows of the matrix.
-        shard_size: rows per shard (the unit of resumption).
-        description: what the key stands for (written to ``meta.json``).
-        dim: expected width, or ``None`` when only the computation tells it.
-    """
-
-    root: Path
-    key: str
-    n_items: int
-    shard_size: int = 256
-    description: dict | None = None
-    dim: int | None = None
-
-    @property
-    def directory(self) -> Path:
-        return Path(self.root) / self.key
-
-    @property
-    def final_path(self) -> Path:
-        return self.directory / "embeddings.npy"
-
-    @property
-    def meta_path(self) -> Path:
-        return self.directory / "meta.json"
-
-    def n_shards(self) -> int:
-        return (self.n_items + self.shard_size - 1) // self.shard_size
-
-    def shard_path(self, shard: int) -> Path:
-        return self.directory / f"shard_{shard:05d}.npy"
-
-    def shard_range(self, shard: int) -> range:
-        return range(shard * self.shard_size, min(self.n_items, (shard + 1) * self.shard_size))
-
-    @property
-    def failures_path(self) -> Path:
-        return self.directory / "failed.json"
-
-    def load_failures(self) -> dict[int, str]:
-        """``{item index: reason}`` of the items recorded as failed (empty when none)."""
-        if not self.failures_path.exists():
-            return {}
-        with open(self.failures_path, encoding="utf-8") as handle:
-            return {int(index): reason for index, reason in json.load(handle).items()}
-
-    def save_failures(self, failures: dict[int, str]) -> None:
-        atomic_write_json(self.failures_path, {str(i): failures[i] for i in sorted(failures)})
-
-    @staticmethod
-    def _failed_rows_match(array: np.ndarray, start: int, failures: dict[int, str]) -> bool:
-        """The non-finite rows of ``array`` (item ``start`` onwards) are exactly the recorded failures."""
-        nonfinite = {start + int(row) for row in np.flatnonzero(~np.isfinite(array).all(axis=1))}
-        return nonfinite == {i for i in failures if start <= i < start + array.shape[0]}
-
-    def stored_settings(self) -> tuple[bool, int | None]:
-        """``(written for this key, recorded width)`` from ``meta.json`` (``(False, None)`` when unreadable)."""
-        try:
-            with open(self.meta_path, encoding="utf-8") as handle:
-                meta = json.load(handle)
-        except (OSError, ValueError):
-            return False, None
-        if not isinstance(meta, dict):
-            return False, None
-        width = meta.pop("embedding_dim", None)
-        return stable_hash(meta, length=len(self.key)) == self.key, width
-
-    def _width_ok(self, width: int) -> bool:
-        return self.dim is None or width == self.dim
-
-    def complete_shards(self, failures: dict[int, str] | None = None) -> set[int]:
-        """Shards on disk with the right rows, one width (the expected one when known) and finite values
-        except in the rows of recorded ``failures``."""
-        done = set()
-        width = self.dim
-        for shard in range(self.n_shards()):
-            path = self.shard_path(shard)
-            if path.exists():
-                try:
-                    array = np.load(path, mmap_mode="r")
-                    block = self.shard_range(shard)
-                    ok = array.ndim == 2 and array.shape[0] == len(block)
-                    ok = ok and (width is None or array.shape[1] == width)
-                    ok = ok and self._failed_rows_match(array, block.start, failures or {})
-                except (ValueError, OSError):
-                    ok = False
-                if ok:
-                    width = array.shape[1]
-                    done.add(shard)
-                else:
-                    logger.warning("Ignoring cache shard %s (unreadable or wrong shape); it will be recomputed.", path)
-        return done
-
-    def load(self, failures: dict[int, str] | None = None) -> np.ndarray | None:
-        """The complete matrix, or ``None`` when there is none written for these settings and this width
-        (non-finite values are allowed only in the rows of recorded ``failures``)."""
-        if not self.final_path.exists():
-            return None
-        matches, width = self.stored_settings()
-        if not matches or width is None or not self._width_ok(width):
-            logger.warning(
-                "Cache entry %s was written for other settings (or another embedding width: %s, expected %s); "
-                "recomputing.",
-                self.directory,
-                width,
-                self.dim,
-            )
-            return None
-        array = np.load(self.final_path)
-        shape_ok = array.ndim == 2 and array.shape == (self.n_items, width)
-        if not shape_ok or not self._failed_rows_match(array, 0, failures or {}):
-            logger.warning(
-                "Cached embeddings %s do not match the data (shape %s, expected (%d, %s)); recomputing.",
-                self.final_path,
-                array.shape,
-                self.n_items,
-                width,
-            )
-            return None
-        return array
-
-    def prepare(self, failures: dict[int, str] | None = None) -> set[int]:
-        """Make the entry ready for (resumed) extraction and return its finished shards.
-
-        Files left by an entry written for other settings are removed, as is a rejected final matrix."""
-        if self.directory.exists():
-            matches, _ = self.stored_settings()
-            if not matches:
-                shutil.rmtree(self.directory)
-            else:
-                self.final_path.unlink(missing_ok=True)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.meta_path, self.description or {})
-        return self.complete_shards(failures)
-
-    def consolidate(self, dim: int) -> np.ndarray:
-        """Join the shards into ``embeddings.npy`` (written to a temp file, then renamed) and record the width."""
-        if not self._width_ok(dim):
-            raise RuntimeError(
-                f"The encoder produced {dim}-wide embeddings but its configuration states {self.dim}; "
-                f"nothing was cached in {self.directory}."
-            )
-        with atomic_path(self.final_path, suffix=".npy") as tmp:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(self.n_items, dim))
-            for shard in range(self.n_shards()):
-                block = self.shard_range(shard)
-                out[block.start : block.stop] = np.load(self.shard_path(shard))
-            out.flush()
-            del out
-        # The width is recorded last: an entry interrupted before this point is never loaded.
-        atomic_write_json(self.meta_path, {**(self.description or {}), "embedding_dim": int(dim)})
-        for shard in range(self.n_shards()):
-            self.shard_path(shard).unlink(missing_ok=True)
-        return np.load(self.final_path)
-
-
 def embedding_cache_key(encoder: AudioEncoder, dataset, extra: dict | None = None) -> tuple[str, dict]:
     """Cache key (and the description it hashes) for ``encoder`` x ``dataset`` x preprocessing."""
     description = {
@@ -713,25 +571,42 @@ def extract_embeddings(
     if n_items == 0:
         raise ValueError("No clips to embed.")
 
+    run = {"batch_size": batch_size, "num_workers": num_workers, "progress": progress, "desc": desc}
+
     def finish(features: np.ndarray, failures: dict[int, str]):
         if failures and (len(failures) == n_items or not return_failures):
             raise ClipFailureError({i: (_describe(base_dataset, i), failures[i]) for i in sorted(failures)}, n_items)
         return (features, dict(sorted(failures.items()))) if return_failures else features
 
-    cache = None
-    failures: dict[int, str] = {}
-    if cache_dir is not None:
-        key, description = embedding_cache_key(encoder, dataset, cache_extra)
-        cache = EmbeddingCache(Path(cache_dir), key, n_items, shard_size, description, encoder.embedding_dim)
+    if cache_dir is None:
+        cache = EmbeddingCache(Path(os.devnull), "", n_items, max(n_items, 1))
+        return finish(*_compute_rows(encoder, dataset, loader, cache, set(), {}, in_cache=False, **run))
+    key, description = embedding_cache_key(encoder, dataset, cache_extra)
+    cache = EmbeddingCache(Path(cache_dir), key, n_items, shard_size, description, encoder.embedding_dim)
+    # The whole read-compute-write of an entry holds its lock: a second run on the same entry waits, then reads it.
+    with cache.locked():
         failures = cache.load_failures()
         cached = cache.load(failures)
         if cached is not None:
+            logger.info("%s: all %d embeddings read from the cache entry %s.", desc, n_items, cache.directory)
             return finish(cached, failures)
         done = cache.prepare(failures)
+        if done:
+            logger.info(
+                "%s: resuming from the cache entry %s (%d of %d shards already computed).",
+                desc, cache.directory, len(done), cache.n_shards(),
+            )
         failures = {i: reason for i, reason in failures.items() if i // shard_size in done}
-    else:
-        cache = EmbeddingCache(Path(os.devnull), "", n_items, max(n_items, 1))
-        done = set()
+        return finish(*_compute_rows(encoder, dataset, loader, cache, done, failures, in_cache=True, **run))
+
+
+def _compute_rows(
+    encoder, dataset, loader, cache: EmbeddingCache, done: set[int], failures: dict[int, str], *, in_cache: bool,
+    batch_size: int, num_workers: int, progress: bool, desc: str,
+) -> tuple[np.ndarray, dict[int, str]]:
+    """`(embeddings, failures)` of every item, the shards in `done` read from `cache`, the others computed (and
+    written to `cache` when `in_cache`)."""
+    n_items = len(dataset)
 
     todo = [i for shard in range(cache.n_shards()) if shard not in done for i in cache.shard_range(shard)]
     if loader is None:
@@ -754,7 +629,7 @@ def extract_embeddings(
                     block[index - cache.shard_range(shard).start] = vector
             if failures or cache.failures_path.exists():
                 cache.save_failures(failures)  # before the shard, so its NaN rows are always explained
-            atomic_save_npy(cache.shard_path(shard), block)
+            cache.write_shard(shard, block)
             done.add(shard)
 
     bar = progress_bar(remaining, desc=desc, unit="clip", enabled=progress)
@@ -792,43 +667,33 @@ def extract_embeddings(
                         continue
                     if index in failed:
                         failures[index] = failed[index]
-                    if cache_dir is None:
+                    if not in_cache:
                         if vector is not None:
                             in_memory[index] = vector
                     else:
                         pending.setdefault(shard, {})[index] = vector
-                if cache_dir is not None and dim is not None:
+                if in_cache and dim is not None:
                     write_full_shards()
                 bar.update(len(rows))
     finally:
         bar.close()
 
     if dim is None and done:
-        dim = int(np.load(cache.shard_path(min(done)), mmap_mode="r").shape[1])
+        dim = int(cache.read_shard(min(done), failures).shape[1])
     if dim is None:  # nothing was embedded, in this run or before
         if not failures:
             raise RuntimeError("The DataLoader yielded no items to embed.")
-        return finish(np.empty((n_items, 0), dtype=np.float32), failures)
-    if cache_dir is None:
+        return np.empty((n_items, 0), dtype=np.float32), failures
+    if not in_cache:
         features = np.full((n_items, dim), np.nan, dtype=np.float32)
         for index, vector in in_memory.items():
             features[index] = vector
-        return finish(features, failures)
+        return features, failures
     write_full_shards()
     missing = set(range(cache.n_shards())) - done
     if missing:
         raise RuntimeError(
-            f"Embedding extraction ended with {len(missing)} unfinished cache shard(s) in {cache.directory}; the DataLoader did not yield every item."
+            f"Embedding extraction ended with {len(missing)} unfinished cache shard(s) in {cache.directory}; the "
+            "DataLoader did not yield every item."
         )
-    return finish(cache.consolidate(dim), failures)
-
-
-def cache_entries(cache_dir: str | os.PathLike) -> list[dict]:
-    """Descriptions (``meta.json``) of the cache entries under ``cache_dir``."""
-    entries = []
-    for meta in sorted(Path(cache_dir).glob("*/meta.json")):
-        with open(meta, encoding="utf-8") as handle:
-            entries.append(
-                {"key": meta.parent.name, "complete": (meta.parent / "embeddings.npy").exists(), **json.load(handle)}
-            )
-    return entries
+    return cache.consolidate(dim, failures), failures

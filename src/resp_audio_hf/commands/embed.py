@@ -88,6 +88,8 @@ def run_embed(args: argparse.Namespace) -> int:
     where = f"{result.output}" + (f" (index {result.index})" if result.index else "")
     what = "windows" if args.window_seconds else "recordings"
     print(f"Embedded {result.n_embedded} {what} ({result.dim} features each) into {where}")
+    if cache_dir is not None:
+        print(f"Embedding cache: {cache_dir} (-v tells what was read from it; --no-cache turns it off)")
     if result.skipped_file:
         print(f"{len(result.skipped)} files skipped; listed with reasons in {result.skipped_file}")
     return 0

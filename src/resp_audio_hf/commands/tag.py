@@ -20,7 +20,7 @@ def add_tag_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = TagConfig()
     parser.add_argument("recording", type=Path, help="audio file of any length (WAV/FLAC stream in bounded memory)")
     parser.add_argument("--model", help="multi-label audio-classification model folder "
-                        "(default: the repository's pretrained/efficientat-mn04-as, AudioSet's 527 labels)")
+                        "(default: the package's pretrained/efficientat-mn04-as, AudioSet's 527 labels)")
     parser.add_argument("--window-seconds", type=float, default=defaults.window_seconds,
                         help=f"seconds each window the model scores alone (default: {defaults.window_seconds})")
     parser.add_argument("--hop-seconds", type=float, default=defaults.hop_seconds,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import hashlib
 import json
 import os
@@ -139,6 +140,17 @@ def atomic_path(final_path: str | os.PathLike, suffix: str = "") -> Iterator[Pat
         give_umask_mode(tmp_path, current_umask())
         _fsync(tmp_path)
         os.replace(tmp_path, final_path)
+    except OSError as error:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        if str(final_path) in str(error):
+            raise
+        # numpy's and others' messages ("43008 requested and 13280 written") name no file; a full disk is the usual
+        # cause of a short write.
+        full = error.errno == errno.ENOSPC or "requested and" in str(error)
+        hint = f" The disk is probably full: free space in {final_path.parent} or write elsewhere." if full else ""
+        message = f"Could not write {final_path}: {error.strerror or error}.{hint}"
+        raise (OSError(error.errno, message) if error.errno is not None else OSError(message)) from error
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()

@@ -10,6 +10,7 @@ the feature extractor's way instead (torchaudio's resampler, the same channel me
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +21,9 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".webm", ".m4a", ".opus")
 # Names the decode route in the keys of caches of decoded audio and of embeddings, so that a cache written through
 # another route (before 2026-11-30: FFmpeg's (L + R) / sqrt(2) downmix) is never read as this one's.
 DECODE_ROUTE = "torchcodec: FFmpeg resampling per channel, channel mean"
+
+
+logger = logging.getLogger(__name__)
 
 
 class AudioDecodeError(RuntimeError):
@@ -55,9 +59,26 @@ def _short_error(error: Exception) -> str:
     return text[:200]
 
 
+def is_utf8_path(path: str) -> bool:
+    """Whether `path` is valid UTF-8: a file name in another encoding (say `tos_\xf1and\xfa.wav` in Latin-1) reaches
+    Python with surrogate escapes, which torchcodec and libsndfile cannot take as a file name."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable_path(path: str) -> str:
+    """`path` as UTF-8 text for reports and output files: the bytes of a name in another encoding appear as `\\xNN`."""
+    return path if is_utf8_path(path) else os.fsencode(path).decode("utf-8", errors="backslashreplace")
+
+
 def _decoder(source, sampling_rate=None):
     from torchcodec.decoders import AudioDecoder
 
+    if isinstance(source, str) and not is_utf8_path(source):
+        source = open(source, "rb")  # noqa: SIM115  (the decoder reads it; it closes when the decoder is collected)
     return AudioDecoder(source, sample_rate=sampling_rate)
 
 
@@ -72,7 +93,11 @@ def _probe_with_soundfile(path: str) -> AudioProbe | None:
     except ImportError:
         return None
     try:
-        info = soundfile.info(path)
+        if is_utf8_path(path):
+            info = soundfile.info(path)
+        else:  # libsndfile takes the name as UTF-8 text; a file object avoids the name
+            with open(path, "rb") as handle:
+                info = soundfile.info(handle)
     except (
         RuntimeError,
         ValueError,
@@ -96,7 +121,8 @@ def probe_audio(path: str | os.PathLike) -> AudioProbe:
         return AudioProbe(path, False, "empty file (0 bytes)")
     quick = _probe_with_soundfile(path)
     if quick is not None:
-        return quick
+        problem = format_problem(quick.sample_rate, quick.num_channels) if quick.ok else ""
+        return AudioProbe(path, False, problem, quick.sample_rate, quick.num_channels, quick.duration_s) if problem else quick
     try:
         metadata = _decoder(path).metadata
     except (RuntimeError, ValueError, OSError) as error:  # torchcodec's errors for unreadable streams
@@ -106,7 +132,8 @@ def probe_audio(path: str | os.PathLike) -> AudioProbe:
         return AudioProbe(
             path, False, "audio stream has zero duration", metadata.sample_rate, metadata.num_channels, duration
         )
-    return AudioProbe(path, True, "", metadata.sample_rate, metadata.num_channels, duration)
+    problem = format_problem(metadata.sample_rate, metadata.num_channels)
+    return AudioProbe(path, not problem, problem, metadata.sample_rate, metadata.num_channels, duration)
 
 
 def source_name(source) -> str:
@@ -194,9 +221,71 @@ def load_audio(
     name = source_name(source)
     try:
         decoder = open_audio(source, sampling_rate)
+        problem = format_problem(decoder.metadata.sample_rate, decoder.metadata.num_channels)
+        if problem:
+            raise AudioDecodeError(name, problem)
         array = decoded_mono(decoder, name, start_s, end_s)
     except AudioDecodeError:
         raise
     except (RuntimeError, ValueError, OSError) as error:
-        raise AudioDecodeError(name, f"not decodable: {_short_error(error)}") from error
+        whole_frames = _whole_frames_of_cut_wav(source)
+        if whole_frames is None:
+            raise AudioDecodeError(name, f"not decodable: {_short_error(error)}") from error
+        # FFmpeg refuses the partial last frame of a WAV cut mid-sample, and with it the whole recording; libsndfile and
+        # FFmpeg's command line keep every whole frame. Decode those, the same way, and say so.
+        data, dropped = whole_frames
+        logger.warning(
+            "%s ends inside a sample frame (cut short while being written or copied?): decoded its whole frames and "
+            "dropped the last %d byte(s).", name, dropped,
+        )
+        decoder = open_audio(data, sampling_rate)
+        array = decoded_mono(decoder, name, start_s, end_s)
     return array, int(decoder.metadata.sample_rate if sampling_rate is None else sampling_rate)
+
+
+def format_problem(sample_rate: int | None, num_channels: int | None) -> str:
+    """Why a file of this rate and channel count is refused ("" when it is not): the limits the feature extractor
+    puts on arrays (1 kHz to 384 kHz, mono or stereo), so that files and arrays are refused alike."""
+    from ..feature_extraction_resp_audio import MAX_SAMPLING_RATE, MIN_SAMPLING_RATE
+
+    if sample_rate is not None and not MIN_SAMPLING_RATE <= sample_rate <= MAX_SAMPLING_RATE:
+        return (
+            f"recorded at {sample_rate} Hz, outside the {MIN_SAMPLING_RATE} to {MAX_SAMPLING_RATE} Hz the feature "
+            "extractor accepts"
+        )
+    if num_channels is not None and num_channels > 2:
+        return f"has {num_channels} channels; only mono and stereo are supported (downmix or select a channel first)"
+    return ""
+
+
+def _whole_frames_of_cut_wav(source) -> tuple[bytes, int] | None:
+    """
+    `(bytes up to the last whole sample frame, bytes dropped)` of a RIFF/WAVE file (a path) whose data chunk ends
+    inside a sample frame because the file was cut short; `None` for anything else.
+    """
+    if not isinstance(source, (str, os.PathLike)) or "://" in os.fspath(source):
+        return None
+    try:
+        with open(source, "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return None
+    if data[:4] not in (b"RIFF", b"RF64") or data[8:12] != b"WAVE":
+        return None
+    position, frame_bytes = 12, None
+    while position + 8 <= len(data):
+        chunk, size = data[position : position + 4], int.from_bytes(data[position + 4 : position + 8], "little")
+        body = position + 8
+        if chunk == b"fmt " and size >= 16:
+            # channels x bytes per sample, as libsndfile reads it: the header's own block_align is sometimes wrong
+            # (SPRSound's mono 16-bit files say 4).
+            channels = int.from_bytes(data[body + 2 : body + 4], "little")
+            bits = int.from_bytes(data[body + 14 : body + 16], "little")
+            frame_bytes = channels * ((bits + 7) // 8)
+        if chunk == b"data":
+            if not frame_bytes or body + size <= len(data):  # no frame size known, or the data chunk is whole
+                return None
+            end = body + (len(data) - body) // frame_bytes * frame_bytes
+            return (data[:end], len(data) - end) if body < end < len(data) else None
+        position = body + size + (size & 1)
+    return None

@@ -426,7 +426,8 @@ def export(
     def write(folder: Path) -> None:
         # Saved again rather than copied, so the folder's remote code is this checkout's (the weights are unchanged).
         model.save_pretrained(folder)
-        AutoFeatureExtractor.from_pretrained(model_folder).save_pretrained(folder)
+        # Silent input is refused by the published folder, whatever the training run set (it reads silent crops).
+        AutoFeatureExtractor.from_pretrained(model_folder, reject_silent_audio=True).save_pretrained(folder)
         for file_name in RUN_FILES:
             if (run / file_name).exists():
                 shutil.copy2(run / file_name, folder / file_name)
