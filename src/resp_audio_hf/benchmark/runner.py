@@ -77,6 +77,8 @@ def check_task_splits(task: TaskData, protocol: ProbeProtocol | None = None) -> 
 
 
 _ICBHI_METRICS = ("icbhi_score", "sensitivity", "specificity", "sprsound_score")
+# How the sensitivity/specificity scores are named in messages.
+SCORE_TITLES = {"icbhi_score": "ICBHI score", "sprsound_score": "SPRSound score"}
 
 
 def check_split_labels(spec: TaskSpec, table, runs: list[ProbeRun], test_splits: tuple[str, ...] = ("test",)) -> None:
@@ -120,7 +122,8 @@ def check_split_labels(spec: TaskSpec, table, runs: list[ProbeRun], test_splits:
                     problem = "AUROC is undefined for a single class"
                 elif any(m in metrics for m in _ICBHI_METRICS) and (0 not in present or present == {0}):
                     problem = (
-                        f"the {spec.metric} needs both {spec.class_names[0]!r} and abnormal labels (its sensitivity "
+                        f"the {SCORE_TITLES.get(spec.metric, spec.metric)} needs both {spec.class_names[0]!r} and "
+                        "abnormal labels (its sensitivity "
                         "and specificity are undefined otherwise)"
                     )
             if problem:
