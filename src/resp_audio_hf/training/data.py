@@ -381,10 +381,14 @@ class MixtureBatchSampler(torch.utils.data.Sampler):
         self.plan, self.batch_size, self.num_replicas, self.rank = plan, batch_size, num_replicas, rank
         self.epoch = 0
         if len(self) == 0:
-            raise ValueError(
-                f"An epoch has {len(plan)} clips, fewer than one global batch ({batch_size} x {num_replicas} "
-                "processes): add data, raise `repeat`, or lower the batch size."
-            )
+            raise ValueError(self.too_little_data())
+
+    def too_little_data(self) -> str:
+        """The error when an epoch fills no global batch."""
+        return (
+            f"An epoch has {len(self.plan)} clips, fewer than one global batch ({self.batch_size} x "
+            f"{self.num_replicas} processes): add data, raise `repeat`, or lower the batch size."
+        )
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

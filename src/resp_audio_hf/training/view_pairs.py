@@ -19,8 +19,8 @@ from .audio_cache import DecodedCorpus
 from .config import DataConfig
 from .data import (
     ClipDecoder,
+    MixtureBatchSampler,
     MixtureBatchStream,
-    MixturePlan,
     UnusableClip,
     crop_clip,
     crop_samples_for,
@@ -61,24 +61,18 @@ class PairCropDataset(torch.utils.data.Dataset):
         return second if isinstance(second, UnusableClip) else (first, second)
 
 
-class SingleSourceBatchSampler(torch.utils.data.Sampler):
+class SingleSourceBatchSampler(MixtureBatchSampler):
     """
     Batches of `(corpus, row, crop_seed)` for process `rank` of `num_replicas`, each global batch from one corpus.
     Per epoch: the plan's shuffled clips, grouped by corpus in that order, cut into global batches of
     `batch_size * num_replicas` (a corpus's incomplete last batch is dropped), the batches shuffled.
     """
 
-    def __init__(self, plan: MixturePlan, batch_size: int, num_replicas: int = 1, rank: int = 0):
-        self.plan, self.batch_size, self.num_replicas, self.rank = plan, batch_size, num_replicas, rank
-        self.epoch = 0
-        if len(self) == 0:
-            raise ValueError(
-                f"No corpus fills one global batch of {batch_size} x {num_replicas} clips (per-corpus clips per "
-                f"epoch: {plan.counts}): add data, raise `repeat`, or lower the batch size."
-            )
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def too_little_data(self) -> str:
+        return (
+            f"No corpus fills one global batch of {self.batch_size} x {self.num_replicas} clips (per-corpus clips "
+            f"per epoch: {self.plan.counts}): add data, raise `repeat`, or lower the batch size."
+        )
 
     def __len__(self) -> int:
         return sum(count // (self.batch_size * self.num_replicas) for count in self.plan.counts)
