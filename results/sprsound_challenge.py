@@ -126,21 +126,14 @@ def _variant_name(imbalance: str, augmented: bool) -> str:
     return f"{imbalance}{'+augmentation' if augmented else ''}"
 
 
-def finetune_run(args, task: str, imbalance: str, augmented: bool, seed: int) -> dict:
-    """One fine-tuning run (skipped when finished; resumed when interrupted): its ``finetune_results.json``."""
-    from resp_audio_hf.training.config import load_config
-    from resp_audio_hf.training.finetune import FinetuneConfig, run
-
-    output_dir = Path(args.output_dir) / "finetune" / task / _variant_name(imbalance, augmented) / f"seed{seed}"
-    results_path = output_dir / "finetune_results.json"
-    if results_path.is_file():
-        return json.loads(results_path.read_text(encoding="utf-8"))
+def finetune_overrides(args, task: str, imbalance: str, augmented: bool, seed: int) -> list[str]:
+    """The ``training/finetune.py`` overrides of one run."""
     overrides = [
         f"model.name_or_path={args.encoder}",
         f"task.id={task}",
         f"task.data_root={args.data_root}",
         f"imbalance={imbalance}",
-        f"training_args.output_dir={output_dir}",
+        f"training_args.output_dir={_run_folder(args, task, imbalance, augmented, seed)}",
         f"training_args.seed={seed}",
         f"training_args.num_train_epochs={args.epochs}",
     ]
@@ -149,8 +142,36 @@ def finetune_run(args, task: str, imbalance: str, augmented: bool, seed: int) ->
                       "augmentation.crop_seconds=null"]
     if args.limit is not None:
         overrides.append(f"task.limit={args.limit}")
-    config = load_config(FinetuneConfig, args.config, overrides)
-    command = shlex.join(["python", "training/finetune.py", "--config", args.config, *overrides, "--resume", "auto"])
+    return overrides
+
+
+def finetune_command(args, task: str, imbalance: str, augmented: bool, seed: int) -> str:
+    """The exact command line of one run, as its ``command.txt`` and ``finetune_results.json`` hold it."""
+    overrides = finetune_overrides(args, task, imbalance, augmented, seed)
+    return shlex.join(["python", "training/finetune.py", "--config", args.config, *overrides, "--resume", "auto"])
+
+
+def _run_folder(args, task: str, imbalance: str, augmented: bool, seed: int) -> Path:
+    return Path(args.output_dir) / "finetune" / task / _variant_name(imbalance, augmented) / f"seed{seed}"
+
+
+def finetune_run(args, task: str, imbalance: str, augmented: bool, seed: int) -> dict:
+    """One fine-tuning run (skipped when finished by the same command; resumed when interrupted): its
+    ``finetune_results.json``."""
+    from resp_audio_hf.training.config import load_config
+    from resp_audio_hf.training.finetune import FinetuneConfig, run
+
+    results_path = _run_folder(args, task, imbalance, augmented, seed) / "finetune_results.json"
+    command = finetune_command(args, task, imbalance, augmented, seed)
+    if results_path.is_file():
+        finished = json.loads(results_path.read_text(encoding="utf-8"))
+        if finished.get("command") != command:  # another setting in the same folder would be a stale result
+            raise SystemExit(
+                f"{results_path.parent} holds a finished run of another command:\n  {finished.get('command')}\nnot\n"
+                f"  {command}\nGive another --output-dir, or remove that folder to train it again."
+            )
+        return finished
+    config = load_config(FinetuneConfig, args.config, finetune_overrides(args, task, imbalance, augmented, seed))
     run(config, resume="auto", command=command)
     return json.loads(results_path.read_text(encoding="utf-8"))
 
@@ -283,6 +304,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--imbalance", default="weighted_loss,balanced_sampler", help="variants compared")
     parser.add_argument("--augmentation", default="off,on", help="variants compared: off, on (the YAML's section)")
     parser.add_argument("--limit", type=int, default=None, help="rows per split (smoke runs only)")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other tasks' and models' entries of the existing sprsound_challenge.json (tasks run apart, "
+        "e.g. with their own --epochs)",
+    )
     args = parser.parse_args(argv)
     args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -296,7 +323,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> dict:
-    from resp_audio_hf.data._io import atomic_write_json
+    from resp_audio_hf.data._io import atomic_write_json, atomic_write_text
     from resp_audio_hf.data.corpora.sprsound_challenge import challenge_task
 
     args = parse_args(argv)
@@ -304,26 +331,73 @@ def main(argv=None) -> dict:
     started = time.perf_counter()
     command = shlex.join(["python", "results/sprsound_challenge.py", *(sys.argv[1:] if argv is None else argv)])
     steps = {"finetune": finetune_task, "probe": probe_task, "baseline": baseline_task}
-    results = {"command": command, "limit": args.limit, "epochs": args.epochs, "encoder": args.encoder, "tasks": {},
-               "published": list(PUBLISHED)}
-    for task in (challenge_task(t).task_id for t in args.tasks):
-        results["tasks"][task] = {}
-        for model in args.models:
-            results["tasks"][task][model] = steps[model](args, task)
-            logger.info("%s %s: %s", task, model, json.dumps(results["tasks"][task][model]["aggregate"]["mean"]))
-    results["seconds"] = round(time.perf_counter() - started, 1)
     out = Path(args.results_dir)
+    results = {"limit": args.limit, "encoder": args.encoder, "tasks": {}, "runs": [], "published": list(PUBLISHED)}
+    if args.merge:
+        results = merge_base(out / "sprsound_challenge.json", args)
+    this_run = {"command": command, "epochs": args.epochs, "tasks": [], "models": list(args.models)}
+    for task in (challenge_task(t).task_id for t in args.tasks):
+        entries = results["tasks"].setdefault(task, {})
+        for model in args.models:
+            entries[model] = {**steps[model](args, task), "command": command}
+            if model == "finetune":
+                entries[model]["epochs"] = args.epochs
+            logger.info("%s %s: %s", task, model, json.dumps(entries[model]["aggregate"]["mean"]))
+        results["tasks"][task] = {model: entries[model] for model in MODELS if model in entries}
+        this_run["tasks"].append(task)
+    this_run["seconds"] = round(time.perf_counter() - started, 1)
+    results["runs"].append(this_run)
+    results["tasks"] = {task: results["tasks"][task] for task in TASKS if task in results["tasks"]}
     atomic_write_json(out / "sprsound_challenge.json", results, sort_keys=True)
-    note = f"**Smoke run: {args.limit} rows per split, not a result.**\n\n" if args.limit is not None else ""
-    header = (
-        "# SPRSound 2022 challenge: Score / SE / SP on test_inter and test_intra\n\n"
-        f"{note}Command: `{command}` ({results['seconds'] / 3600:.2f} h on this machine). "
-        "Mean ± std over seeds (sample std); a single value is one deterministic run. Published anchors are Scores "
-        "as their papers report them, their test split not stated.\n\n"
-    )
-    (out / "sprsound_challenge.md").write_text(header + markdown_table(results), encoding="utf-8")
+    atomic_write_text(out / "sprsound_challenge.md", markdown_report(results))
     print(markdown_table(results))
     return results
+
+
+def merge_base(path: Path, args) -> dict:
+    """The results already in ``path`` (``--merge``): this command replaces the entries of its own tasks and models
+    and keeps the others, each of which names the command that produced it."""
+    if not path.is_file():
+        raise SystemExit(f"--merge: {path} does not exist; run without --merge first.")
+    previous = json.loads(path.read_text(encoding="utf-8"))
+    if "runs" not in previous:
+        raise SystemExit(f"--merge: {path} was written by an older version of this script (no 'runs'); rerun it whole.")
+    if previous.get("limit") != args.limit or previous.get("encoder") != args.encoder:
+        raise SystemExit(
+            f"--merge: {path} holds results for --limit {previous.get('limit')} and --encoder {previous.get('encoder')}, "
+            f"not --limit {args.limit} and --encoder {args.encoder}; they would not belong in one table."
+        )
+    previous["published"] = list(PUBLISHED)
+    return previous
+
+
+def markdown_report(results: dict) -> str:
+    """The table, the fine-tuning variants each task compared on validation, and the commands that produced it."""
+    limit = results["limit"]
+    note = f"**Smoke run: {limit} rows per split, not a result.**\n\n" if limit is not None else ""
+    lines = [
+        "# SPRSound 2022 challenge: Score / SE / SP on test_inter and test_intra\n",
+        f"{note}Mean ± std over seeds (sample std); a single value is one deterministic run. Published anchors are "
+        "Scores as their papers report them, their test split not stated.\n",
+        markdown_table(results),
+        "## Fine-tuning variants (validation Score of the first seed's best epoch; the best one ran every seed)\n",
+        "| task | epochs | variant | validation Score |",
+        "|---|---|---|---|",
+    ]
+    for task, models in results["tasks"].items():
+        finetuned = models.get("finetune")
+        if finetuned is None:
+            continue
+        for name, score in finetuned["variants_validation_score"].items():
+            chosen = " (chosen)" if name == finetuned["chosen_variant"] else ""
+            lines.append(f"| {task[-3:]} | {finetuned['epochs']:g} | {name}{chosen} | {score:.3f} |")
+    lines += ["", "## Commands (each entry of the JSON names its own)\n"]
+    for run in results["runs"]:
+        lines.append(
+            f"- `{run['command']}`: tasks {', '.join(t[-3:] for t in run['tasks'])}, {run['seconds'] / 3600:.2f} h "
+            "on this machine"
+        )
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

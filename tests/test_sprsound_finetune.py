@@ -209,6 +209,7 @@ def tiny_run(shared_data, tmp_path_factory):
         "task": {"id": None, "dataset": str(folder / "data"), "sprsound_task": "SPRSound-1-1",
                  "test_splits": ["test_inter", "test_intra"]},
         "imbalance": "weighted_loss",
+        "freeze_batch_norm_statistics": True,
         "augmentation": {"gain_db": 6.0, "time_shift_seconds": 0.2, "mix_probability": 0.5},
         "training_args": {
             "output_dir": str(folder / "run"), "max_steps": 2, "per_device_train_batch_size": 4,
@@ -251,6 +252,21 @@ def test_tiny_trainer_run_scores_each_test_part_with_the_best_checkpoint(tiny_ru
         assert results[split][f"{split}_score"] == pytest.approx(expected["score"], abs=1e-6)
         assert results[split][f"{split}_sensitivity"] == pytest.approx(expected["sensitivity"], abs=1e-6)
         assert results[split][f"{split}_specificity"] == pytest.approx(expected["specificity"], abs=1e-6)
+
+
+def test_held_batch_norm_statistics_stay_audioset_while_the_weights_train(tiny_run):
+    from safetensors.torch import load_file
+
+    folder = tiny_run[0]
+    start = load_file(str(MN04 / "model.safetensors"))
+    tuned = load_file(str(folder / "run" / "model" / "model.safetensors"))
+    statistics = [k for k in start if k.endswith(("running_mean", "running_var"))]
+    assert len(statistics) > 50
+    for key in statistics:
+        torch.testing.assert_close(tuned[key], start[key], rtol=0, atol=0, msg=key)
+    trained = [k for k in start if k.endswith("weight") and k in tuned and start[k].shape == tuned[k].shape]
+    moved = [k for k in trained if not torch.equal(tuned[k], start[k])]
+    assert len(moved) > len(trained) // 2  # the convolutions and BatchNorm's affine parameters did train
 
 
 def test_exported_classifier_answers_with_the_challenge_class_names(tiny_run, shared_data, tmp_path):
@@ -325,3 +341,37 @@ def test_results_table_statistics():
     )
     assert "| 2-1 | b | 1 | 0.500 / 0.200 / 0.900 | 0.700 / 0.400 / 0.800 | 0.600 / 0.300 / 0.850 |" in table
     assert "arXiv 2303.04104 (split not stated) | — | — | — | Score 0.745" in table
+
+
+def test_results_refuse_a_finished_run_of_another_command(tmp_path):
+    module = _results_module()
+    args = module.parse_args(["--output-dir", str(tmp_path), "--epochs", "5", "--tasks", "2-1"])
+    folder = tmp_path / "finetune" / "SPRSound-2-1" / "weighted_loss" / "seed0"
+    folder.mkdir(parents=True)
+    finished = {"command": "python training/finetune.py ... training_args.num_train_epochs=1.0", "best_metric": 0.2}
+    (folder / "finetune_results.json").write_text(json.dumps(finished))
+    with pytest.raises(SystemExit, match="holds a finished run of another command"):
+        module.finetune_run(args, "SPRSound-2-1", "weighted_loss", False, 0)
+    # The same command's finished run is reused as it is.
+    finished["command"] = module.finetune_command(args, "SPRSound-2-1", "weighted_loss", False, 0)
+    (folder / "finetune_results.json").write_text(json.dumps(finished))
+    assert module.finetune_run(args, "SPRSound-2-1", "weighted_loss", False, 0) == finished
+
+
+def test_results_merge_keeps_other_tasks_and_refuses_other_settings(tmp_path):
+    module = _results_module()
+    entry = {"label": "b", "aggregate": module.aggregate([module.split_scores({
+        "test_inter": {"score": 0.5, "sensitivity": 0.2, "specificity": 0.9},
+        "test_intra": {"score": 0.7, "sensitivity": 0.4, "specificity": 0.8},
+    })])}
+    previous = {"limit": None, "encoder": "pretrained/efficientat-mn04-as", "published": [],
+                "tasks": {"SPRSound-1-1": {"baseline": entry}}, "runs": [{"command": "c", "tasks": ["SPRSound-1-1"]}]}
+    path = tmp_path / "sprsound_challenge.json"
+    path.write_text(json.dumps(previous))
+    merged = module.merge_base(path, module.parse_args(["--merge"]))
+    assert merged["tasks"] == previous["tasks"] and merged["runs"] == previous["runs"]
+    assert merged["published"] == list(module.PUBLISHED)
+    with pytest.raises(SystemExit, match="--limit 3"):
+        module.merge_base(path, module.parse_args(["--merge", "--limit", "3"]))
+    with pytest.raises(SystemExit, match="does not exist"):
+        module.merge_base(tmp_path / "absent.json", module.parse_args(["--merge"]))

@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.utils import ModelOutput
 
+from .batch_norm import freeze_batch_norm_statistics
+
 TEACHER_TARGETS = ("embedding",)
 
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from ..data._io import atomic_write_json
 from .augmentation import AugmentationConfig
+from .batch_norm import hold_batch_norm_statistics
 from .checkpointing import save_final_model
 from .class_balance import IMBALANCE_REMEDIES
 from .config import load_config, to_plain_dict, training_argument_parser
@@ -119,12 +120,17 @@ class FinetuneConfig:
             by `n / (classes * n_class)`) or `balanced_sampler` (training examples drawn with probability
             `1 / n_class`); see `training/class_balance.py`.
         augmentation: waveform augmentation of the training clips (off by default); see `training/augmentation.py`.
+        freeze_batch_norm_statistics: keep the model's BatchNorm layers (EfficientAT's) in evaluation mode while it
+            trains: their running statistics stay the pre-trained ones and their affine parameters still train. In
+            train mode EfficientAT normalises each group of equal-length clips by its own statistics, so batches of
+            recordings of different lengths are normalised clip by clip; see `training/batch_norm.py`.
     """
 
     model: FinetuneModelConfig = field(default_factory=FinetuneModelConfig)
     task: TaskConfig = field(default_factory=lambda: TaskConfig(id="S1"))
     imbalance: str = "none"
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+    freeze_batch_norm_statistics: bool = False
     training_args: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -399,6 +405,8 @@ def run(config: FinetuneConfig, resume: str | None = None, command: str | None =
 
     set_seed(training_args.seed)  # the new head's initialisation is part of the run's seed
     model = build_model(config.model, labelled)
+    if config.freeze_batch_norm_statistics:
+        hold_batch_norm_statistics(model)
     collator = RespAudioCollator(
         feature_extractor,
         audio_column=config.task.audio_column,
