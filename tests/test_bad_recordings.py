@@ -23,6 +23,8 @@ from resp_audio_hf.data.download import DownloadError, download_file
 from resp_audio_hf.data.opera_files import OperaFileError, OperaFiles
 from resp_audio_hf.data.tasks import load_task
 
+MN04 = Path(__file__).resolve().parents[1] / "pretrained" / "efficientat-mn04-as"
+
 HOSTILE = ("nan", "inf", "silent", "header_only", "cut", "deleted", "directory", "same_twin", "other_twin")
 
 
@@ -403,6 +405,29 @@ def test_a_wav_cut_mid_sample_is_salvaged_with_a_warning(tmp_path, caplog, cut_b
     whole = tmp_path / "whole.wav"
     soundfile.write(whole, reference, rate, subtype="PCM_16")
     np.testing.assert_allclose(load_audio(cut, 16000)[0], load_audio(whole, 16000)[0], atol=1e-6)
+
+
+def test_the_pipeline_salvages_a_wav_cut_mid_sample_as_load_audio_does(tmp_path, caplog):
+    """The pipeline decodes file bytes itself (it ships as remote code): a recording cut inside its last sample frame
+    gives the scores of the file holding its whole frames, with a warning naming it, instead of an error."""
+    from _audio_helpers import sprsound_records
+    from transformers import pipeline
+
+    original = sprsound_records()[0][0]
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(original.read_bytes()[:-1])
+    reference, rate = soundfile.read(cut, dtype="float32")
+    whole = tmp_path / "whole.wav"
+    soundfile.write(whole, reference, rate, subtype="PCM_16")
+    classifier = pipeline("audio-classification", model=str(MN04), top_k=3)
+    with caplog.at_level(logging.WARNING):
+        salvaged = classifier(str(cut))
+    assert salvaged == classifier(str(whole))
+    assert any(str(cut) in r.getMessage() and "inside a sample frame" in r.getMessage() for r in caplog.records)
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00" + b"\x00" * 16 + b"data\x10\x00\x00\x00" + b"\xff" * 3)
+    with pytest.raises(ValueError, match="junk.wav"):
+        classifier(str(junk))
 
 
 def test_other_undecodable_wavs_are_still_refused(tmp_path):

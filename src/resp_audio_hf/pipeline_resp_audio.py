@@ -25,6 +25,11 @@ import sys
 
 import numpy as np
 from transformers.pipelines.audio_classification import AudioClassificationPipeline, ffmpeg_read
+from transformers.utils import logging
+
+from .cut_wav import whole_frames_of_cut_wav
+
+logger = logging.get_logger(__name__)
 
 TASK = "audio-classification"
 # The `custom_pipelines` entry of a saved classifier's config.json (see `AudioClassifierMixin.save_pretrained` in
@@ -221,8 +226,15 @@ def _decode(data: bytes, sampling_rate: int, source: str) -> np.ndarray:
             # FFmpeg resamples each channel; the channels are then averaged: `load_audio`'s route, call for call.
             samples = AudioDecoder(data, sample_rate=sampling_rate).get_all_samples()
         except (RuntimeError, ValueError, OSError) as error:
-            reason = _readable_reason(error)
-            raise ValueError(f"{no_audio} ({reason}).") from error
+            whole_frames = whole_frames_of_cut_wav(data)
+            if whole_frames is None:
+                raise ValueError(f"{no_audio} ({_readable_reason(error)}).") from error
+            data, dropped = whole_frames
+            logger.warning(
+                "%s ends inside a sample frame (cut short while being written or copied?): decoded its whole frames "
+                "and dropped the last %d byte(s).", source, dropped,
+            )
+            samples = AudioDecoder(data, sample_rate=sampling_rate).get_all_samples()
         if samples.data.numel() == 0:  # a file cut off after its header decodes to nothing
             raise ValueError(f"{no_audio}.")
         channels = samples.data

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..cut_wav import whole_frames_of_cut_wav
+
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".webm", ".m4a", ".opus")
 # Names the decode route in the keys of caches of decoded audio and of embeddings, so that a cache written through
 # another route (before 2026-11-30: FFmpeg's (L + R) / sqrt(2) downmix) is never read as this one's.
@@ -259,10 +261,7 @@ def format_problem(sample_rate: int | None, num_channels: int | None) -> str:
 
 
 def _whole_frames_of_cut_wav(source) -> tuple[bytes, int] | None:
-    """
-    `(bytes up to the last whole sample frame, bytes dropped)` of a RIFF/WAVE file (a path) whose data chunk ends
-    inside a sample frame because the file was cut short; `None` for anything else.
-    """
+    """`cut_wav.whole_frames_of_cut_wav` of the file at `source` (a local path); `None` for any other source."""
     if not isinstance(source, (str, os.PathLike)) or "://" in os.fspath(source):
         return None
     try:
@@ -270,22 +269,4 @@ def _whole_frames_of_cut_wav(source) -> tuple[bytes, int] | None:
             data = handle.read()
     except OSError:
         return None
-    if data[:4] not in (b"RIFF", b"RF64") or data[8:12] != b"WAVE":
-        return None
-    position, frame_bytes = 12, None
-    while position + 8 <= len(data):
-        chunk, size = data[position : position + 4], int.from_bytes(data[position + 4 : position + 8], "little")
-        body = position + 8
-        if chunk == b"fmt " and size >= 16:
-            # channels x bytes per sample, as libsndfile reads it: the header's own block_align is sometimes wrong
-            # (SPRSound's mono 16-bit files say 4).
-            channels = int.from_bytes(data[body + 2 : body + 4], "little")
-            bits = int.from_bytes(data[body + 14 : body + 16], "little")
-            frame_bytes = channels * ((bits + 7) // 8)
-        if chunk == b"data":
-            if not frame_bytes or body + size <= len(data):  # no frame size known, or the data chunk is whole
-                return None
-            end = body + (len(data) - body) // frame_bytes * frame_bytes
-            return (data[:end], len(data) - end) if body < end < len(data) else None
-        position = body + size + (size & 1)
-    return None
+    return whole_frames_of_cut_wav(data)

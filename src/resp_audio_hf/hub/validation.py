@@ -25,6 +25,7 @@ REMOTE_CODE_FILES = (
     "feature_extraction_resp_audio.py",
     "pipeline_resp_audio.py",
     "resampling.py",  # imported by the feature extractor
+    "cut_wav.py",  # imported by the pipeline
 )
 REQUIRED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", *REMOTE_CODE_FILES, CARD_FILE)
 # Outputs of the staged folder and of the source model must agree to float32 round-off.
