@@ -88,3 +88,33 @@ def covid19_cough_file(native_rate: int, max_seconds: float = 8.0) -> Path:
         if metadata.sample_rate == native_rate and duration is not None and 0.5 < duration <= max_seconds:
             return path
     raise AssertionError(f"no covid19-cough mp3 at {native_rate} Hz shorter than {max_seconds} s in {root / 'raw'}")
+
+
+def write_an_hour_of(recordings: list[Path], path: Path) -> float:
+    """Write the real `recordings` (one rate, mono) end to end, repeated to at least an hour, as a 16-bit WAV at
+    `path`, one round at a time (never the hour in memory); the file's length in seconds."""
+    import soundfile
+
+    one_round = np.concatenate([soundfile.read(p, dtype="float32")[0] for p in recordings])
+    rate = soundfile.info(recordings[0]).samplerate
+    repeats = int(np.ceil(3600 * rate / one_round.size))
+    with soundfile.SoundFile(path, "w", samplerate=rate, channels=1, subtype="PCM_16") as handle:
+        for _ in range(repeats):
+            handle.write(one_round)
+    return repeats * one_round.size / rate
+
+
+def record_decoded_sizes(monkeypatch) -> list[int]:
+    """The sizes of every block the package decodes from a file from now on (`data.audio.decoded_mono` watched)."""
+    import resp_audio_hf.data.audio as audio_module
+
+    sizes: list[int] = []
+    decoded_mono = audio_module.decoded_mono
+
+    def recording_decoded_mono(*args, **kwargs):
+        samples = decoded_mono(*args, **kwargs)
+        sizes.append(samples.size)
+        return samples
+
+    monkeypatch.setattr(audio_module, "decoded_mono", recording_decoded_mono)
+    return sizes

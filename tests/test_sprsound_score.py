@@ -3,7 +3,9 @@ module against the benchmark's function."""
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +15,8 @@ from resp_audio_hf.benchmark.metrics import sprsound_scores
 evaluate = pytest.importorskip("evaluate")
 
 from resp_audio_hf.metrics import metric_path  # noqa: E402
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @pytest.fixture(scope="module")
@@ -83,53 +87,11 @@ def test_refuses_what_it_cannot_score(module):
 # Grand_Challenge at commit 6d8851c7586d2331e7ad04d97ed030a580503e0c, `src/utils/metric.py`,
 # `calc_score(truth, preds, verbose=False, task=T)` with T = 1 for Tasks 1-1/1-2 and T = 2 for Tasks 2-1/2-2 (its SE
 # is over the classes from id T on, so Poor Quality, id 1, is left out of Task 2's SE). The inputs are the lists
-# below: every class occurs among the references, as that code's confusion matrix (no `labels=`) needs, and about
+# in fixtures/sprsound_team_metric_cases.json: every class occurs among the references, as that code's confusion matrix (no `labels=`) needs, and about
 # 40 % of the predictions are a random class, Poor Quality included. Values are (SE, SP, AS, HS, score).
 TEAM_CASES = {
-    "1-1#0": (
-        [0, 1, 0, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 1],
-        [0, 1, 0, 1, 0, 1, 0, 0, 1, 1, 1, 1, 1, 0, 1, 1, 0, 0, 1, 0, 0, 1, 0, 0],
-        (0.8888888888888888, 0.7333333333333333, 0.8111111111111111, 0.8036529680365296, 0.8073820395738204),
-    ),
-    "1-1#1": (
-        [0, 1, 0, 1, 0, 0, 0, 0, 0, 1, 1, 0, 1, 0, 1, 0, 1, 0, 1, 1, 1, 0, 0, 0],
-        [0, 1, 0, 1, 0, 0, 0, 0, 0, 1, 1, 0, 1, 0, 1, 0, 0, 0, 0, 1, 1, 0, 1, 0],
-        (0.8, 0.9285714285714286, 0.8642857142857143, 0.859504132231405, 0.8618949232585597),
-    ),
-    "1-2#0": (
-        [0, 1, 2, 3, 4, 5, 6, 4, 5, 6, 1, 0, 6, 6, 3, 6, 0, 3, 4, 1, 1, 3, 2, 3, 1, 3, 1, 3, 4, 3, 3, 1, 0, 4, 6, 4,
-         1, 3, 3, 2],
-        [0, 1, 2, 6, 1, 1, 3, 4, 5, 5, 5, 2, 6, 6, 3, 6, 0, 3, 4, 1, 1, 3, 2, 3, 1, 3, 1, 3, 4, 3, 3, 1, 0, 0, 2, 4,
-         5, 3, 4, 2],
-        (0.7222222222222222, 0.75, 0.7361111111111112, 0.7358490566037735, 0.7359800838574424),
-    ),
-    "1-2#1": (
-        [0, 1, 2, 3, 4, 5, 6, 3, 0, 5, 0, 5, 4, 0, 3, 6, 0, 4, 0, 6, 1, 3, 4, 2, 2, 0, 6, 5, 2, 0, 3, 5, 5, 1, 4, 0,
-         3, 4, 0, 3],
-        [0, 1, 2, 4, 4, 5, 2, 1, 2, 5, 2, 5, 4, 6, 5, 4, 0, 0, 0, 2, 1, 3, 6, 2, 1, 0, 6, 5, 6, 0, 0, 3, 1, 2, 4, 1,
-         3, 4, 0, 3],
-        (0.5333333333333333, 0.6, 0.5666666666666667, 0.5647058823529412, 0.5656862745098039),
-    ),
-    "2-1#0": (
-        [0, 1, 2, 1, 2, 0, 1, 2, 0, 0, 2, 2, 0, 0, 0, 2, 0, 0, 2, 0, 0, 1, 0, 2, 2, 0, 2, 2, 2, 1],
-        [0, 0, 1, 1, 2, 0, 1, 0, 2, 0, 2, 2, 0, 1, 0, 2, 0, 0, 2, 0, 0, 1, 0, 1, 2, 0, 2, 2, 2, 1],
-        (0.75, 0.8461538461538461, 0.7980769230769231, 0.7951807228915662, 0.7966288229842446),
-    ),
-    "2-1#1": (
-        [0, 1, 2, 2, 0, 0, 2, 1, 1, 0, 2, 1, 1, 1, 1, 1, 0, 0, 0, 1, 0, 1, 0, 1, 2, 2, 2, 1, 0, 0],
-        [0, 2, 2, 2, 0, 0, 2, 1, 1, 2, 2, 1, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 2, 2, 0, 1, 0, 0],
-        (0.8571428571428571, 0.8181818181818182, 0.8376623376623377, 0.8372093023255814, 0.8374358199939596),
-    ),
-    "2-2#0": (
-        [0, 1, 2, 3, 4, 4, 0, 0, 4, 1, 3, 0, 3, 2, 3, 0, 0, 0, 4, 1, 0, 3, 0, 0, 2, 0, 4, 2, 1, 2, 3, 1, 2, 0, 0, 1],
-        [3, 1, 2, 3, 4, 4, 0, 0, 4, 1, 3, 2, 3, 1, 3, 0, 0, 0, 4, 2, 0, 4, 0, 4, 2, 2, 4, 2, 0, 2, 3, 1, 4, 0, 0, 2],
-        (0.8235294117647058, 0.6923076923076923, 0.7579185520361991, 0.7522388059701492, 0.7550786790031742),
-    ),
-    "2-2#1": (
-        [0, 1, 2, 3, 4, 3, 3, 1, 2, 3, 1, 3, 0, 2, 3, 2, 1, 0, 2, 3, 1, 1, 1, 4, 2, 4, 2, 0, 2, 4, 3, 1, 3, 3, 1, 4],
-        [0, 1, 4, 3, 4, 3, 3, 1, 2, 3, 0, 3, 0, 2, 3, 3, 4, 0, 4, 1, 1, 1, 1, 4, 2, 1, 2, 0, 3, 4, 3, 1, 3, 4, 1, 4],
-        (0.6956521739130435, 1.0, 0.8478260869565217, 0.8205128205128205, 0.8341694537346711),
-    ),
+    name: (case["references"], case["predictions"], tuple(case["expected_se_sp_as_hs_score"]))
+    for name, case in json.loads((FIXTURES / "sprsound_team_metric_cases.json").read_text(encoding="utf-8")).items()
 }
 
 

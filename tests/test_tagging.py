@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _audio_helpers import SPRSOUND_DIR, require_dir
+from _audio_helpers import SPRSOUND_DIR, record_decoded_sizes, require_dir, write_an_hour_of
 
 from resp_audio_hf.assembly import active_span, assemble_coughs, match_onsets
 from resp_audio_hf.benchmark.demo import DEMO_DATA
@@ -111,29 +111,12 @@ def test_tag_counts_the_coughs_of_an_assembled_recording(tagger, tmp_path, capsy
 
 def test_tag_streams_an_hour_long_recording_in_bounded_ranges(tagger, tmp_path, monkeypatch):
     """An hour of real lung sounds (SPRSound recordings repeated) in one 8 kHz WAV file."""
-    import soundfile
-
-    import resp_audio_hf.data.audio as audio_module
     from resp_audio_hf.windowed import DECODE_CHUNK_SECONDS, DECODE_MARGIN_SECONDS
 
     recordings = sorted(require_dir(SPRSOUND_DIR / "test_wav").glob("*.wav"))[:2]
-    one_round = np.concatenate([soundfile.read(path, dtype="float32")[0] for path in recordings])
-    rate = soundfile.info(recordings[0]).samplerate
-    repeats = int(np.ceil(3600 * rate / one_round.size))
     path = tmp_path / "hour.wav"
-    with soundfile.SoundFile(path, "w", samplerate=rate, channels=1, subtype="PCM_16") as handle:
-        for _ in range(repeats):
-            handle.write(one_round)
-    total = repeats * one_round.size / rate
-    largest = []
-    decoded_mono = audio_module.decoded_mono
-
-    def recording_decoded_mono(*args, **kwargs):
-        samples = decoded_mono(*args, **kwargs)
-        largest.append(samples.size)
-        return samples
-
-    monkeypatch.setattr(audio_module, "decoded_mono", recording_decoded_mono)
+    total = write_an_hour_of(recordings, path)
+    largest = record_decoded_sizes(monkeypatch)
     config = TagConfig(window_seconds=10.0, hop_seconds=10.0)
     scores = score_windows(tagger, path, config, tracked=(COUGH_LABEL, "Breathing"))
     assert scores.start_s.size == int(np.ceil(total / 10.0)) and scores.duration_s == pytest.approx(total, abs=1e-3)

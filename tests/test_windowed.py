@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _audio_helpers import SPRSOUND_DIR, require_dir
+from _audio_helpers import SPRSOUND_DIR, record_decoded_sizes, require_dir, write_an_hour_of
 
 from resp_audio_hf.cli import main as cli_main
 from resp_audio_hf.data.audio import load_audio
@@ -31,19 +31,9 @@ def test_window_starts_cover_the_recording():
 
 
 def test_file_windows_stream_in_ranges_and_equal_the_whole_decode(recordings, monkeypatch):
-    import resp_audio_hf.data.audio as audio_module
-
     path = recordings[0]
     whole, _ = load_audio(path, MODEL_RATE)
-    decoded_sizes = []
-    decoded_mono = audio_module.decoded_mono
-
-    def recording_decoded_mono(*args, **kwargs):
-        samples = decoded_mono(*args, **kwargs)
-        decoded_sizes.append(samples.size)
-        return samples
-
-    monkeypatch.setattr(audio_module, "decoded_mono", recording_decoded_mono)
+    decoded_sizes = record_decoded_sizes(monkeypatch)
     windows = list(stream_windows(path, MODEL_RATE, 2.0, 0.75, chunk_seconds=3.0))
     # Decoded in ranges of at most 3 s (plus margins), never whole.
     assert len(decoded_sizes) > 2 and max(decoded_sizes) <= (3.0 + 2 * DECODE_MARGIN_SECONDS) * MODEL_RATE + 1
@@ -57,28 +47,9 @@ def test_file_windows_stream_in_ranges_and_equal_the_whole_decode(recordings, mo
 
 def test_an_hour_long_recording_streams_in_bounded_ranges(recordings, tmp_path, monkeypatch):
     """An hour of real lung sounds (SPRSound recordings repeated) in one 8 kHz WAV file."""
-    import soundfile
-
-    import resp_audio_hf.data.audio as audio_module
-
-    pieces = [soundfile.read(path, dtype="float32")[0] for path in recordings]
-    rate = soundfile.info(recordings[0]).samplerate
-    one_round = np.concatenate(pieces)
-    repeats = int(np.ceil(3600 * rate / one_round.size))
     path = tmp_path / "hour.wav"
-    with soundfile.SoundFile(path, "w", samplerate=rate, channels=1, subtype="PCM_16") as handle:
-        for _ in range(repeats):
-            handle.write(one_round)
-    total = repeats * one_round.size / rate
-    largest = []
-    decoded_mono = audio_module.decoded_mono
-
-    def recording_decoded_mono(*args, **kwargs):
-        samples = decoded_mono(*args, **kwargs)
-        largest.append(samples.size)
-        return samples
-
-    monkeypatch.setattr(audio_module, "decoded_mono", recording_decoded_mono)
+    total = write_an_hour_of(recordings, path)
+    largest = record_decoded_sizes(monkeypatch)
     count, last = 0, None
     for window in stream_windows(path, 16000, 10.0, 10.0):
         count, last = count + 1, window
