@@ -145,7 +145,7 @@ def sed_eval_scores(
     collar_seconds: float = 0.2,
     evaluate_offset: bool = False,
     offset_fraction: float = 0.5,
-    segment_seconds: float = 1.0,
+    segment_seconds: float | None = 1.0,
 ) -> dict:
     """sed_eval's event-based and segment-based metrics of one class over the recordings of `durations`.
 
@@ -154,7 +154,7 @@ def sed_eval_scores(
     with `evaluate_offset`, whose offset is within the larger of the collar and `offset_fraction` of the reference's
     length), one to one. Segment-based: activity in `segment_seconds` segments over each recording's whole length.
 
-    Returns `{"event": {...}, "segment": {...}}`, each with `f1`, `precision`, `recall`, `error_rate`, and the
+    Returns `{"event": {...}, "segment": {...}}` (no `"segment"` when `segment_seconds` is `None`), each with `f1`, `precision`, `recall`, `error_rate`, and the
     counts `reference` / `estimated` (events, or active segments).
     """
     import sed_eval
@@ -163,8 +163,10 @@ def sed_eval_scores(
         event_label_list=[label], t_collar=collar_seconds, evaluate_onset=True, evaluate_offset=evaluate_offset,
         percentage_of_length=offset_fraction,
     )
-    segment_metrics = sed_eval.sound_event.SegmentBasedMetrics(event_label_list=[label],
-                                                               time_resolution=segment_seconds)
+    segment_metrics = None
+    if segment_seconds is not None:
+        segment_metrics = sed_eval.sound_event.SegmentBasedMetrics(event_label_list=[label],
+                                                                   time_resolution=segment_seconds)
     for name, duration in durations.items():
 
         def as_list(events):
@@ -172,10 +174,13 @@ def sed_eval_scores(
 
         truth, found = as_list(reference.get(name, ())), as_list(estimated.get(name, ()))
         event_metrics.evaluate(reference_event_list=truth, estimated_event_list=found)
-        segment_metrics.evaluate(reference_event_list=truth, estimated_event_list=found,
-                                 evaluated_length_seconds=float(duration))
+        if segment_metrics is not None:
+            segment_metrics.evaluate(reference_event_list=truth, estimated_event_list=found,
+                                     evaluated_length_seconds=float(duration))
     out = {}
     for kind, metrics in (("event", event_metrics), ("segment", segment_metrics)):
+        if metrics is None:
+            continue
         overall = metrics.results_overall_metrics()
         counts = metrics.results_class_wise_metrics()[label]["count"]
         out[kind] = {
