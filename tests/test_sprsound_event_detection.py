@@ -151,3 +151,38 @@ def test_end_to_end_on_real_recordings(tmp_path):
     for row in rows.values():
         assert 0.0 <= row["segment_1s"]["f1"] <= 1.0
     assert "| test_inter | detector |" in output.with_suffix(".md").read_text()
+
+
+def test_classifier_scores_are_the_adventitious_probability_of_each_window(tmp_path):
+    import torch
+    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+    import resp_audio_hf  # noqa: F401  (registers the model types)
+    from resp_audio_hf.data.audio import load_audio
+    from resp_audio_hf.event_detection import recording_num_samples
+
+    # A Task 1-1 shaped classifier: mn04 with a new two-class head (random weights: the plumbing is checked here),
+    # single-label as training/finetune.py makes it, so its windows' scores are softmax probabilities.
+    source = REPO / "pretrained" / "efficientat-mn04-as"
+    torch.manual_seed(0)
+    model = AutoModelForAudioClassification.from_pretrained(
+        source, num_labels=2, id2label={0: "Normal", 1: "Adventitious"}, label2id={"Normal": 0, "Adventitious": 1},
+        problem_type="single_label_classification", ignore_mismatched_sizes=True).eval()  # as finetune.py sets it
+    model.save_pretrained(tmp_path / "task11")
+    AutoFeatureExtractor.from_pretrained(source).save_pretrained(tmp_path / "task11")
+    spec = importlib.util.spec_from_file_location("sprsound_event_detection",
+                                                  REPO / "results" / "sprsound_event_detection.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+
+    path = sorted(shared_path("sprsound", "test_wav").glob("*.wav"))[0]
+    dataset = WindowClipDataset([path], [recording_num_samples(path, 32000)], 32000, 1.0, 1.0)
+    args = type("Args", (), {"classifier": str(tmp_path / "task11"), "rate": 32000})()
+    scores = script.classifier_scores(args, dataset)["fine-tuned"]
+    audio = load_audio(path, 32000)[0]
+    extractor = AutoFeatureExtractor.from_pretrained(tmp_path / "task11")
+    with torch.inference_mode():
+        inputs = extractor([audio[32000:64000]], sampling_rate=32000, return_tensors="pt")
+        expected = torch.softmax(model(**inputs).logits, dim=-1)[0, 1].item()
+    assert scores.shape == (len(dataset),) and scores[1] == pytest.approx(expected, abs=1e-5)
+    assert ((scores > 0) & (scores < 1)).all()
