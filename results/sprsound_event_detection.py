@@ -79,6 +79,16 @@ def recordings(args):
     return table
 
 
+def true_window_labels(table, dataset) -> np.ndarray:
+    """Whether each window of ``dataset`` is Adventitious (``event_detection.window_labels``)."""
+    from resp_audio_hf.event_detection import window_labels
+
+    return np.concatenate([
+        window_labels(dataset.start_s[dataset.recording == r], dataset.window_seconds,
+                      [(a, b) for a, b, t in table.at[r, "events"] if t != "Normal"])
+        for r in range(len(table))])
+
+
 def probe_scores(args, table, dataset, labels) -> dict[float, np.ndarray]:
     """``{C: window probabilities}`` of logistic-regression probes on the windows' frozen embeddings."""
     from sklearn.linear_model import LogisticRegression
@@ -251,11 +261,10 @@ def main(argv=None) -> int:
     args.rate = 32000
 
     import torch
-
-    from resp_audio_hf.data._io import atomic_write_json, atomic_write_text
     from sklearn.metrics import roc_auc_score
 
-    from resp_audio_hf.event_detection import WindowClipDataset, window_labels
+    from resp_audio_hf.data._io import atomic_write_json, atomic_write_text
+    from resp_audio_hf.event_detection import WindowClipDataset
 
     started = time.perf_counter()
     table = recordings(args)
@@ -270,11 +279,7 @@ def main(argv=None) -> int:
         if args.classifier:
             scores = classifier_scores(args, dataset)
         else:
-            labels = np.concatenate([
-                window_labels(dataset.start_s[dataset.recording == r], window,
-                              [(a, b) for a, b, t in table.at[r, "events"] if t != "Normal"])
-                for r in range(len(table))]).astype(np.int64)
-            scores = probe_scores(args, table, dataset, labels)
+            scores = probe_scores(args, table, dataset, true_window_labels(table, dataset).astype(np.int64))
         report_windows[f"{window} s / {hop} s"] = {"windows": len(dataset),
                                                     "seconds": round(time.perf_counter() - scored_from, 1)}
         for model, values in scores.items():
@@ -286,10 +291,7 @@ def main(argv=None) -> int:
     if not args.classifier:
         chosen["C"] = best[2]
     setting = (chosen["threshold"], chosen["merge_gap_seconds"], chosen["min_duration_seconds"])
-    oracle = np.concatenate([  # true window labels at the chosen windows, merged like the detector's
-        window_labels(dataset.start_s[dataset.recording == r], best[0],
-                      [(a, b) for a, b, t in table.at[r, "events"] if t != "Normal"])
-        for r in range(len(table))]).astype(np.float32)
+    oracle = true_window_labels(table, dataset).astype(np.float32)  # merged like the detector's scores
     report = {
         "classifier": (f"fine-tuned {args.classifier}" if args.classifier
                        else f"linear probe on frozen {Path(args.encoder).name} window embeddings"),

@@ -81,7 +81,7 @@ class WindowClipDataset:
         files = FileClipDataset(self.paths, self.sampling_rate).signature()
         return {
             "files": files,
-            "windows": int(len(self)),
+            "windows": len(self),
             "window_seconds": self.window_seconds,
             "hop_seconds": self.hop_seconds,
             "full_windows_only": True,
@@ -167,12 +167,11 @@ def sed_eval_scores(
     if segment_seconds is not None:
         segment_metrics = sed_eval.sound_event.SegmentBasedMetrics(event_label_list=[label],
                                                                    time_resolution=segment_seconds)
+    def as_list(name, events):
+        return [{"filename": name, "event_label": label, "onset": float(a), "offset": float(b)} for a, b in events]
+
     for name, duration in durations.items():
-
-        def as_list(events):
-            return [{"filename": name, "event_label": label, "onset": float(a), "offset": float(b)} for a, b in events]
-
-        truth, found = as_list(reference.get(name, ())), as_list(estimated.get(name, ()))
+        truth, found = as_list(name, reference.get(name, ())), as_list(name, estimated.get(name, ()))
         event_metrics.evaluate(reference_event_list=truth, estimated_event_list=found)
         if segment_metrics is not None:
             segment_metrics.evaluate(reference_event_list=truth, estimated_event_list=found,
@@ -215,7 +214,7 @@ def recording_num_samples(path: str | os.PathLike, sampling_rate: int) -> int:
     probe = probe_audio(path)
     if not probe.ok:
         raise ValueError(f"{path}: {probe.reason}")
-    return int(round(probe.duration_s * sampling_rate))
+    return round(probe.duration_s * sampling_rate)
 
 
 __all__ = [
