@@ -150,19 +150,13 @@ def summarise(runs: list[tuple[list, list]], tolerance: float) -> dict:
 
 def sed_eval_f1(runs: list[tuple[list, list]], tolerance: float) -> float:
     """sed_eval's event-based F1 over all assemblies, onsets only, collar `tolerance`."""
-    import sed_eval
+    from resp_audio_hf.event_detection import sed_eval_scores
 
-    metrics = sed_eval.sound_event.EventBasedMetrics(
-        event_label_list=["Cough"], t_collar=tolerance, evaluate_onset=True, evaluate_offset=False
-    )
-    for index, (truth, detected) in enumerate(runs):
-        name = f"assembly{index}.wav"
-
-        def events(pairs):
-            return [{"filename": name, "event_label": "Cough", "onset": a, "offset": b} for a, b in pairs]
-
-        metrics.evaluate(reference_event_list=events(truth), estimated_event_list=events(detected))
-    return float(metrics.results_overall_metrics()["f_measure"]["f_measure"])
+    names = [f"assembly{index}.wav" for index in range(len(runs))]
+    reference = {name: [(a, b) for a, b in truth] for name, (truth, _) in zip(names, runs)}
+    detected = {name: found for name, (_, found) in zip(names, runs)}
+    return sed_eval_scores(reference, detected, dict.fromkeys(names, 0.0), label="Cough", collar_seconds=tolerance,
+                           segment_seconds=None)["event"]["f1"]
 
 
 def tune(tagger, clips, files, args) -> tuple[object, list[dict]]:

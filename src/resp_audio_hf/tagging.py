@@ -101,15 +101,23 @@ class WindowScores:
     def spans(self, hop_seconds: float, window_seconds: float) -> tuple[np.ndarray, np.ndarray]:
         """The `[start, end)` each window speaks for: the `hop_seconds` at its centre, the first from 0 and the last
         to the end of the recording (see the module docstring)."""
-        offset = (window_seconds - hop_seconds) / 2
-        starts = self.start_s + offset
-        ends = starts + hop_seconds
-        if starts.size:
-            starts[0] = 0.0
-            ends[-1] = self.duration_s
-            ends = np.minimum(ends, self.duration_s)
-            starts = np.minimum(starts, ends)
-        return starts, ends
+        return window_spans(self.start_s, window_seconds, hop_seconds, self.duration_s)
+
+
+def window_spans(
+    start_s: np.ndarray, window_seconds: float, hop_seconds: float, duration_s: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The `[start, end)` each window (starting at `start_s`, in order) speaks for: the `hop_seconds` at its centre,
+    the first from 0 and the last to `duration_s`, so that consecutive windows tile the recording."""
+    offset = (window_seconds - hop_seconds) / 2
+    starts = np.asarray(start_s, dtype=np.float64) + offset
+    ends = starts + hop_seconds
+    if starts.size:
+        starts[0] = 0.0
+        ends[-1] = duration_s
+        ends = np.minimum(ends, duration_s)
+        starts = np.minimum(starts, ends)
+    return starts, ends
 
 
 class AudioTagger:
@@ -424,5 +432,6 @@ __all__ = [
     "score_windows",
     "tag_recording",
     "timeline_text",
+    "window_spans",
     "write_segments_csv",
 ]

@@ -250,6 +250,37 @@ def validation_patients(records) -> set[str]:
     return set(split.loc[split["split"] == "validation", "subject_id"])
 
 
+def recording_events_table(records):
+    """One row per recording of ``records`` (the SPRSound corpus table) with its annotated events in time, for
+    locating events within recordings (``results/sprsound_event_detection.py``).
+
+    Columns ``file``, ``audio``, ``subject_id``, ``record_label``, ``split`` (``train`` / ``validation`` /
+    ``test_inter`` / ``test_intra``: the four tasks' split, :func:`validation_patients`) and ``events``: the
+    recording's usable events as ``(start_s, end_s, type)`` in file order, as :func:`event_rows` keeps them (events it
+    leaves out are absent, events past the end are cut at the end).
+    """
+    import pandas as pd
+
+    rows, _, _ = event_rows(records)
+    by_recording: dict[str, list[tuple[float, float, str]]] = {}
+    for row in rows:
+        by_recording.setdefault(row["audio"], []).append((row["start_s"], row["end_s"], row["type"]))
+    held_out = validation_patients(records)
+    return pd.DataFrame(
+        {
+            "file": records["file"].tolist(),
+            "audio": records["audio"].tolist(),
+            "subject_id": records["subject_id"].tolist(),
+            "record_label": records["record_label"].tolist(),
+            "split": [
+                "validation" if part == "train" and patient in held_out else part
+                for part, patient in zip(records["official_split"], records["subject_id"])
+            ],
+            "events": [by_recording.get(audio, []) for audio in records["audio"]],
+        }
+    )
+
+
 def _assign_splits(frame, records, ctx: TaskContext):
     present = set(records["official_split"])
     unknown = present - {"train", *SPRSOUND_TEST_PARTS}
