@@ -51,7 +51,7 @@ from resp_audio_hf.benchmark.pooling import (  # noqa: E402
     signal_rows,
 )
 from resp_audio_hf.benchmark.runner import embed_task, score_task  # noqa: E402
-from resp_audio_hf.benchmark.report import save_figure  # noqa: E402
+from resp_audio_hf.data._io import atomic_save_figure  # noqa: E402
 from resp_audio_hf.data._io import atomic_write_json, atomic_write_text  # noqa: E402
 from resp_audio_hf.data.corpora import CorpusNotFoundError, find_corpus_dir  # noqa: E402
 from resp_audio_hf.data.tasks import get_task_spec, load_task  # noqa: E402
@@ -510,7 +510,7 @@ def bar_chart(results: dict, path: Path) -> Path:
     axes[0, 0].invert_yaxis()
     fig.suptitle("Linear probes on standardised features: mean ± std over 5 seeds", fontsize=10)
     fig.tight_layout()
-    return save_figure(fig, path, dpi=110)
+    return atomic_save_figure(fig, path, dpi=110)
 
 
 def main(argv=None) -> int:

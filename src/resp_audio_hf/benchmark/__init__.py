@@ -27,7 +27,7 @@ __all__, __getattr__ = lazy_exports(
             "extract_embeddings", "make_dataloader",
         ),
         ".metrics": ("auroc_ovr_macro", "icbhi_scores", "mean_absolute_error", "mean_reciprocal_rank"),
-        ".protocols": ("PROBE_PROTOCOLS", "ProbeProtocol", "protocol_table"),
+        "..data.probe_protocols": ("PROBE_PROTOCOLS", "ProbeProtocol", "protocol_table"),
         ".probe": ("ProbeOutcome", "ProbeRun", "train_linear_probes", "standardize_features"),
         ".nonlearned": ("nonlearned_encoder", "NONLEARNED_BASELINES"),
         ".pooling": ("derive_pooling", "signal_rows"),
@@ -35,6 +35,7 @@ __all__, __getattr__ = lazy_exports(
         ".runner": ("embed_task", "check_task_splits", "evaluate_task", "run_benchmark", "score_task"),
         ".report": ("markdown_table", "write_reports"),
         ".arguments": ("BenchmarkArguments",),
-        ".results": ("METRICS", "BenchmarkResult", "TaskResult", "load_results"),
+        "..data.metric_specs": ("METRICS",),
+        ".results": ("BenchmarkResult", "TaskResult", "load_results"),
     },
 )

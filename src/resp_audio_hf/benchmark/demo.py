@@ -183,7 +183,7 @@ def _figure(results: dict, path: Path) -> Path:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from .report import save_figure
+    from ..data._io import atomic_save_figure
 
     tags = results["tagging"]["respiratory"]
     fig, axis = plt.subplots(figsize=(6, 3.4))
@@ -193,7 +193,7 @@ def _figure(results: dict, path: Path) -> Path:
     axis.set_xlabel("mean AudioSet probability over the coughs")
     axis.set_title("mn04 (AudioSet) on real coughs", fontsize=10)
     fig.tight_layout()
-    return save_figure(fig, path, dpi=110)
+    return atomic_save_figure(fig, path, dpi=110)
 
 
 @contextmanager

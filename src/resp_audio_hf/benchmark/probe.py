@@ -27,7 +27,7 @@ import torch
 from torch.optim.adam import adam as adam_update
 
 from .metrics import auroc_ovr_macro, mean_absolute_error
-from .protocols import ProbeProtocol
+from ..data.probe_protocols import ProbeProtocol
 from .threads import torch_threads
 
 _CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_ adds this to the norm
@@ -317,7 +317,7 @@ def train_linear_probes(
         features: ``[n_samples, n_features]`` embeddings (finite).
         targets: class ids (classification) or real targets (regression), one per row.
         runs: the probes to train; runs with equal training-set sizes are trained together.
-        protocol: hyper-parameters (see :class:`~resp_audio_hf.benchmark.protocols.ProbeProtocol`); with
+        protocol: hyper-parameters (see [`~resp_audio_hf.data.probe_protocols.ProbeProtocol`]); with
             ``standardize_features`` each run sees the features z-scored with its own training rows' statistics.
         kind: ``"classification"`` or ``"regression"``.
         n_classes: number of classes (classification).

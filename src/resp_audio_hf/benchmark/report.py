@@ -7,14 +7,15 @@ from pathlib import Path
 
 from dataclasses import dataclass, replace
 
-from ..data._io import atomic_path, atomic_write_json, atomic_write_text
+from ..data._io import atomic_save_figure, atomic_write_json, atomic_write_text
 from .baselines import (
     OPERA_BASELINE_METHODS,
     OPERA_BASELINE_SOURCE,
     OPERA_PUBLISHED_RESULTS,
 )
 from .metrics import mean_reciprocal_rank
-from .results import METRICS, BenchmarkResult, MeanReciprocalRank, TaskResult
+from ..data.metric_specs import METRICS
+from .results import BenchmarkResult, MeanReciprocalRank, TaskResult
 
 # Our model first in a strong red, baselines in the remaining tab10 colours.
 _PALETTE = ("C3", "C0", "C1", "C2", "C4", "C5", "C6", "C7", "C8", "C9")
@@ -243,17 +244,7 @@ def bar_chart(results: BenchmarkResult, path: str | os.PathLike, baselines: bool
     axes[0, 0].legend(fontsize=7, ncol=min(4, len(methods)), loc="upper right")
     axes[0, 0].set_title(f"Linear-probe results: {results.model}")
     fig.tight_layout()
-    return save_figure(fig, path, dpi=120)
-
-
-def save_figure(fig, path: str | os.PathLike, dpi: int) -> Path:
-    """Write ``fig`` to ``path`` as PNG atomically (a reader never sees half a chart) and close it."""
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi)
-    plt.close(fig)
-    return Path(path)
+    return atomic_save_figure(fig, path, dpi=120)
 
 
 def write_reports(results: BenchmarkResult, output_dir: str | os.PathLike, baselines: bool = False) -> dict[str, Path]:

@@ -1,7 +1,7 @@
 """The typed record of a ``resp-audio-hf bench`` run, from the scores to ``results.json`` and back.
 
-* :data:`METRICS` - every metric the benchmark reports: its name in ``results.json``, its display name, its
-  direction and how the model card's model-index files it. Everything that shows or ranks a score reads it here.
+* ``METRICS`` (from ``resp_audio_hf.data.metric_specs``) - every metric the benchmark reports; each task result
+  reads its headline metric's spec there.
 * :class:`TaskResult`, :class:`FailedTask`, :class:`BenchmarkResult` - what ``results.json`` holds.
 * :func:`load_results` - read a ``results.json`` of any schema version.
 
@@ -25,57 +25,10 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from ..data.metric_specs import METRICS, MetricSpec
 from .arguments import BenchmarkArguments
 
 SCHEMA_VERSION = 2
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    """One metric of the benchmark.
-
-    Attributes:
-        name: its key in ``results.json`` (``"auroc"``).
-        display_name: how reports and cards name it (``"AUROC"``).
-        higher_is_better: its direction, for the arrows of the tables and the mean reciprocal rank.
-        hub_task_type: the model-index ``task.type`` of a task scored by it.
-        hub_metric_type: the model-index ``metric.type``: the `evaluate` metric id where there is one.
-    """
-
-    name: str
-    display_name: str
-    higher_is_better: bool
-    hub_task_type: str = "audio-classification"
-    hub_metric_type: str | None = None
-
-    def __post_init__(self):
-        if self.hub_metric_type is None:
-            object.__setattr__(self, "hub_metric_type", self.name)
-
-
-# OPERA scores classification tasks by AUROC and regression tasks by MAE. The Hub has no audio-regression task id;
-# "audio-regression" keeps those rows apart from the classification ones in the model-index. The ICBHI 2017
-# challenge's score (mean of sensitivity and specificity, task ICBHI-cycle) has no `evaluate` id; the SPRSound
-# challenge's score is the package's `sprsound_score` module.
-METRICS: dict[str, MetricSpec] = {
-    spec.name: spec
-    for spec in (
-        MetricSpec("auroc", "AUROC", higher_is_better=True, hub_metric_type="roc_auc"),
-        MetricSpec("mae", "MAE", higher_is_better=False, hub_task_type="audio-regression"),
-        MetricSpec("icbhi_score", "ICBHI score", higher_is_better=True),
-        MetricSpec("sprsound_score", "SPRSound score", higher_is_better=True),
-        MetricSpec("sensitivity", "Se", higher_is_better=True),
-        MetricSpec("specificity", "Sp", higher_is_better=True),
-    )
-}
-
-
-def get_metric(name: str) -> MetricSpec:
-    """The :data:`METRICS` entry of ``name``; ``KeyError`` naming the known ones."""
-    try:
-        return METRICS[name]
-    except KeyError:
-        raise KeyError(f"Unknown metric {name!r}; known: {sorted(METRICS)}.") from None
 
 
 class ResultsFormatError(ValueError):

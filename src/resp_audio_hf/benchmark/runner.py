@@ -18,7 +18,7 @@ from .arguments import BenchmarkArguments
 from .embeddings import AudioEncoder, FileClipDataset, extract_embeddings
 from .metrics import absent_classes, auroc_ovr_macro, icbhi_scores, mean_absolute_error, sprsound_scores
 from .probe import ProbeOutcome, ProbeRun, train_linear_probes
-from .protocols import ProbeProtocol
+from ..data.probe_protocols import ProbeProtocol
 from .results import BenchmarkResult, EncoderSettings, FailedTask, MetricSummary, RunResult, TaskResult
 
 logger = logging.getLogger(__name__)

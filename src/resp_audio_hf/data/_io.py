@@ -178,6 +178,16 @@ def atomic_save_npy(path: str | os.PathLike, array) -> Path:
     return Path(path)
 
 
+def atomic_save_figure(fig, path: str | os.PathLike, dpi: int) -> Path:
+    """Write a matplotlib `fig` to `path` as PNG atomically (a reader never sees half a chart) and close it."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    plt.close(fig)
+    return Path(path)
+
+
 def remove_tree(path: str | os.PathLike) -> None:
     """Delete a folder by first renaming it out of the way, so no half-deleted folder keeps its name."""
     path = Path(path)

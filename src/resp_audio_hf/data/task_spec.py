@@ -8,11 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..benchmark.protocols import PROBE_PROTOCOLS, ProbeProtocol
 from .build_report import BuildReport
 from .corpus_table import CorpusNotFoundError, CorpusSpec, records_to_dataset_dict
 from .files import FileIndex
+from .metric_specs import METRICS
 from .opera_files import OperaFiles
+from .probe_protocols import PROBE_PROTOCOLS, ProbeProtocol
 
 #: Class names of the binary tasks whose corpora label "COVID-19 positive" as 1.
 BINARY_CLASSES = ("negative", "positive")
@@ -65,8 +66,6 @@ class TaskSpec:
 
     @property
     def higher_is_better(self) -> bool:
-        from ..benchmark.results import METRICS  # the one statement of each metric's direction
-
         return METRICS[self.metric].higher_is_better
 
 
@@ -74,7 +73,7 @@ def corpus_task(corpus: CorpusSpec, *, task_id: str, **fields) -> TaskSpec:
     """The :class:`TaskSpec` of a task on ``corpus``: its protocol is its row of :data:`PROBE_PROTOCOLS` (a task
     without a row there is an error), the other fields are the keyword arguments."""
     if task_id not in PROBE_PROTOCOLS:
-        raise KeyError(f"{task_id} has no row in PROBE_PROTOCOLS (resp_audio_hf.benchmark.protocols); add one.")
+        raise KeyError(f"{task_id} has no row in PROBE_PROTOCOLS (resp_audio_hf.data.probe_protocols); add one.")
     return TaskSpec(task_id=task_id, corpus=corpus.name, protocol=PROBE_PROTOCOLS[task_id], **fields)
 
 

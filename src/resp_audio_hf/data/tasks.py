@@ -5,7 +5,7 @@ corpus modules (``resp_audio_hf.data.corpora.<corpus>``, each holding its tasks'
 A *task table* has one row per expected recording with ``file``, ``audio`` (resolved path, or ``None`` when the file
 is not on disk), ``label``, ``subject_id`` and either ``split`` (``train``/``validation``/``test``) or ``fold``
 (cross-validation). Missing files are named in the task's :class:`~resp_audio_hf.data.build_report.BuildReport`.
-Every task's probe protocol is its row of :data:`resp_audio_hf.benchmark.protocols.PROBE_PROTOCOLS`.
+Every task's probe protocol is its row of `resp_audio_hf.data.probe_protocols.PROBE_PROTOCOLS`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from ..benchmark.protocols import PROBE_PROTOCOLS
+from .probe_protocols import PROBE_PROTOCOLS
 from .build_report import BuildReport
 from .corpora import TASK_MODULES, find_corpus_dir, get_corpus_spec
 from .corpora.sprsound_challenge import CHALLENGE_ALIASES

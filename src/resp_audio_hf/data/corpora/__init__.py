@@ -19,7 +19,7 @@ A new corpus is one module here, listed in :data:`CORPUS_MODULES`, with ``CORPUS
 :class:`~resp_audio_hf.data.corpus_table.CorpusSpec`), ``corpus_rows(scan: CorpusScan) -> list[dict]`` (its builder:
 one row per expected recording, ``audio`` the resolved path or ``None``, in the table's order; files it cannot use go
 to ``scan.report``) and ``TASK_SPECS`` (its tasks, made with :func:`~resp_audio_hf.data.task_spec.corpus_task`); each
-task's probe protocol is its row of :data:`resp_audio_hf.benchmark.protocols.PROBE_PROTOCOLS`.
+task's probe protocol is its row of `resp_audio_hf.data.probe_protocols.PROBE_PROTOCOLS`.
 """
 
 from __future__ import annotations
