@@ -84,7 +84,7 @@ def reader_provided(work: Path) -> dict:
     from resp_audio_hf.cli import main as cli_main
 
     assert cli_main(["embed", str(work / "recording.wav"), "--model", str(work / FINE_TUNED_FOLDER),
-                     "-o", str(work / "embeddings.parquet"), "--no-progress", "--no-cache"]) == 0
+                     "-o", str(work / "embeddings.parquet"), "--quiet", "--no-cache"]) == 0
     return {"train": dataset(recordings[:4]), "validation": dataset(recordings[4:])}
 
 

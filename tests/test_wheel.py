@@ -116,7 +116,7 @@ def test_push_dry_run_embed_and_demo_from_the_wheel(installed):
         soundfile.write(recordings / f"{i}.wav", clip, RATE)
     output = work / "embeddings.parquet"
     _run([str(scripts / "resp-audio-hf"), "embed", str(recordings), "--model", str(model_dir), "-o", str(output),
-          "--no-progress"], env, cwd=work)
+          "--quiet"], env, cwd=work)
     import pyarrow.parquet as pq
 
     table = pq.read_table(output)

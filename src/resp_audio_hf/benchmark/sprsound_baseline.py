@@ -185,13 +185,14 @@ def fit_and_score(task, table, features: np.ndarray, *, c_grid=C_GRID) -> dict:
 def main(argv=None) -> None:
     from resp_audio_hf.data._io import atomic_write_json
     from resp_audio_hf.data.corpora.sprsound_challenge import CHALLENGE_TASKS
+    from resp_audio_hf.logging_setup import configure_logging
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", required=True, help="folder holding sprsound/ (or SPRSound/)")
     parser.add_argument("--output-dir", default="outputs/sprsound_baseline")
     parser.add_argument("--tasks", default=",".join(CHALLENGE_TASKS), help="comma-separated task ids")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
+    configure_logging(logging.INFO)
     output = Path(args.output_dir)
     results = {}
     for task_id in args.tasks.split(","):
