@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from _common import (
     REPO,
     SHARED_DATA,
@@ -75,8 +74,9 @@ def load_reference(efficientat_dir: Path):
 
 
 def load_ours():
-    import resp_audio_hf  # noqa: F401  (registers the efficientat model type)
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+    import resp_audio_hf  # noqa: F401  (registers the efficientat model type)
 
     return (
         AutoFeatureExtractor.from_pretrained(MODEL_DIR),
@@ -114,8 +114,9 @@ def our_logits(feature_extractor, model, clips: list[np.ndarray]) -> torch.Tenso
 
 def cough_top3(limit: int | None) -> dict:
     """Fraction of the covid19-cough recordings for which the pipeline ranks "Cough" in its top 3."""
-    import resp_audio_hf  # noqa: F401
     from transformers import pipeline
+
+    import resp_audio_hf  # noqa: F401
 
     paths = sorted((SHARED_DATA / "covid19-cough" / "raw").glob("*.mp3"))[:limit]
     if not paths:

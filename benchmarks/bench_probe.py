@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from _common import finish, make_parser, median, median_ratio, setup_threads, spread, target_row, time_interleaved
 
 NAME = "probe"

@@ -158,8 +158,8 @@ def sed_eval_f1(runs: list[tuple[list, list]], tolerance: float) -> float:
     for index, (truth, detected) in enumerate(runs):
         name = f"assembly{index}.wav"
 
-        def events(pairs):
-            return [{"filename": name, "event_label": "Cough", "onset": a, "offset": b} for a, b in pairs]
+        def events(pairs, filename=name):
+            return [{"filename": filename, "event_label": "Cough", "onset": a, "offset": b} for a, b in pairs]
 
         metrics.evaluate(reference_event_list=events(truth), estimated_event_list=events(detected))
     return float(metrics.results_overall_metrics()["f_measure"]["f_measure"])
@@ -234,8 +234,7 @@ def main(argv=None) -> int:
     import torch
 
     from resp_audio_hf.data._io import atomic_write_json, atomic_write_text
-    from resp_audio_hf.tagging import COUGH_LABEL, AudioTagger, TagResult, draw_timeline, label_segments, \
-        score_windows
+    from resp_audio_hf.tagging import COUGH_LABEL, AudioTagger, TagResult, draw_timeline, label_segments, score_windows
 
     started = time.perf_counter()
     torch.manual_seed(args.seed)

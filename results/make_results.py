@@ -51,8 +51,11 @@ from resp_audio_hf.benchmark.pooling import (  # noqa: E402
     signal_rows,
 )
 from resp_audio_hf.benchmark.runner import embed_task, score_task  # noqa: E402
-from resp_audio_hf.data._io import atomic_save_figure  # noqa: E402
-from resp_audio_hf.data._io import atomic_write_json, atomic_write_text  # noqa: E402
+from resp_audio_hf.data._io import (  # noqa: E402
+    atomic_save_figure,  # noqa: E402
+    atomic_write_json,
+    atomic_write_text,
+)
 from resp_audio_hf.data.corpora import CorpusNotFoundError, find_corpus_dir  # noqa: E402
 from resp_audio_hf.data.tasks import get_task_spec, load_task  # noqa: E402
 from resp_audio_hf.training.monitors import effective_rank  # noqa: E402
@@ -456,7 +459,7 @@ def markdown(results: dict) -> str:
             for s, v in sorted(task["counts"].items())
         )
         notes.append(f"- {task_id} ({task['name']}; split mode {task['split_mode']}): {counts}.")
-    for key, model in results["models"].items():
+    for model in results["models"].values():
         if model["band_limited_rows"] is not None:
             ranges = "; ".join(f"row {i}: {lo}–{hi} Hz" for i, (lo, hi) in enumerate(model["row_band_centres_hz"]))
             notes.append(

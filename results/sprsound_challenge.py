@@ -101,7 +101,7 @@ def markdown_table(results: dict) -> str:
         "|---|---|---|---|---|---|",
     ]
     for task, models in results["tasks"].items():
-        for model, entry in models.items():
+        for entry in models.values():
             agg = entry["aggregate"]
             cells = [" / ".join(_cell(agg[split][m]) for m in ("score", "sensitivity", "specificity"))
                      for split in (*TEST_SPLITS, "mean")]
@@ -268,7 +268,7 @@ def probe_task(args, task: str) -> dict:
 
 def baseline_task(args, task: str) -> dict:
     """The organisers' MFCC + SVM baseline (``sprsound_baseline``)."""
-    from resp_audio_hf.benchmark.sprsound_baseline import fit_and_score, clip_features
+    from resp_audio_hf.benchmark.sprsound_baseline import clip_features, fit_and_score
     from resp_audio_hf.data.corpora.sprsound_challenge import challenge_task
     from resp_audio_hf.data.tasks import load_task
 

@@ -88,6 +88,15 @@ def reader_provided(work: Path) -> dict:
     return {"train": dataset(recordings[:4]), "validation": dataset(recordings[4:])}
 
 
+def test_the_readme_test_command_is_the_one_ci_runs():
+    """The README's test command (the block after "the test command itself") is the last line of `.ci/run`."""
+    text = README.read_text(encoding="utf-8")
+    block = re.search(r"the test command itself.*?```bash\n(.*?)\n```", text, re.DOTALL)
+    ci_lines = (README.parent / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()
+    assert block and block.group(1).strip() == ci_lines[-1].strip()
+    assert ci_lines[-1].startswith("ruff check . && ")
+
+
 def test_readme_has_the_blocks_this_test_knows():
     blocks = readme_python_blocks()
     assert len(blocks) == 7

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch.optim.adam import adam as adam_update
 
-from .metrics import auroc_ovr_macro, mean_absolute_error
 from ..data.probe_protocols import ProbeProtocol
+from .metrics import auroc_ovr_macro, mean_absolute_error
 from .threads import torch_threads
 
 _CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_ adds this to the norm

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from dataclasses import dataclass, replace
-
 from ..data._io import atomic_save_figure, atomic_write_json, atomic_write_text
+from ..data.metric_specs import METRICS
 from .baselines import (
     OPERA_BASELINE_METHODS,
     OPERA_BASELINE_SOURCE,
     OPERA_PUBLISHED_RESULTS,
 )
 from .metrics import mean_reciprocal_rank
-from ..data.metric_specs import METRICS
 from .results import BenchmarkResult, MeanReciprocalRank, TaskResult
 
 # Our model first in a strong red, baselines in the remaining tab10 colours.

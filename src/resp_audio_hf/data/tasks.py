@@ -14,13 +14,13 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from .probe_protocols import PROBE_PROTOCOLS
 from .build_report import BuildReport
 from .corpora import TASK_MODULES, find_corpus_dir, get_corpus_spec
 from .corpora.sprsound_challenge import CHALLENGE_ALIASES
 from .corpus_table import CorpusNotFoundError
 from .files import FileIndex, check_audio_files
 from .opera_files import OperaFiles
+from .probe_protocols import PROBE_PROTOCOLS
 from .task_spec import TaskContext, TaskData, TaskSpec
 
 

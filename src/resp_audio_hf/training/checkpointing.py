@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..data._io import atomic_folder, atomic_write_json, publish_folder, remove_tree
 

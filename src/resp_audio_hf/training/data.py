@@ -28,9 +28,10 @@ import logging
 import math
 import operator
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -68,7 +69,7 @@ class RowFilter:
     value: Any
 
     @classmethod
-    def parse(cls, text: str) -> "RowFilter":
+    def parse(cls, text: str) -> RowFilter:
         import yaml
 
         match = _FILTER.match(text)
@@ -532,7 +533,7 @@ def _rows(stream, chunk: int = 64):
 class _StreamingCrops(torch.utils.data.IterableDataset):
     """One process's endless stream of collated batches; DataLoader workers take turns by batch, in order."""
 
-    def __init__(self, owner: "StreamingBatchStream", epoch: int, offset: int):
+    def __init__(self, owner: StreamingBatchStream, epoch: int, offset: int):
         self.owner, self.epoch, self.offset = owner, epoch, offset
 
     def __iter__(self):

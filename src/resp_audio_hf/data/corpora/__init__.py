@@ -125,7 +125,7 @@ def _usable_table(spec: CorpusSpec, root: Path, rows: list[dict], report: BuildR
     import pandas as pd
 
     usable = check_audio_files([Path(r["audio"]) if r.get("audio") else None for r in rows], report, verify_audio)
-    for row, ok in zip(rows, usable):
+    for row in rows:
         if row.get("audio") is None:
             report.missing.append(row["file"])
     kept = [row for row, ok in zip(rows, usable) if ok]
