@@ -85,9 +85,9 @@ def load_ours():
 
 
 def real_clips(efficientat_dir: Path, count: int) -> list[np.ndarray]:
-    """The sample clips, then SPRSound recordings and coughs alternately (sorted by name), decoded at 32 kHz."""
-    sys.path.insert(0, str(REPO / "tests"))
-    from _audio_helpers import load_audio
+    """The sample clips, then SPRSound recordings and coughs alternately (sorted by name), decoded at 32 kHz by the
+    package (both models are given the same clips)."""
+    from resp_audio_hf.data.audio import load_audio
 
     samples = sorted((efficientat_dir / "sample_audio").glob("*.wav"))
     sprsound = sorted((SHARED_DATA / "sprsound" / "test_wav").glob("*.wav"))

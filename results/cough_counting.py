@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import platform
-import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -37,7 +36,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
 
 # Window/hop pairs tried while tuning (seconds), thresholds and merging gaps.
 WINDOWS = ((0.5, 0.25), (1.0, 0.25), (2.0, 0.5))

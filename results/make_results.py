@@ -39,7 +39,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
 
 from resp_audio_hf.benchmark.arguments import default_cache_dir  # noqa: E402
 from resp_audio_hf.benchmark.embeddings import AudioEncoder  # noqa: E402

@@ -17,9 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from resp_audio_hf.data.audio import AudioDecodeError, load_audio  # noqa: E402
+from resp_audio_hf.data.audio import AudioDecodeError, load_audio
 
 
 def main(argv=None) -> int:
