@@ -34,8 +34,8 @@ from ..data._io import atomic_write_json, atomic_write_text
 from ..logging_setup import configure_logging
 from .checkpointing import (
     BEST_MODEL_NAME,
-    load_checkpoint,
     resolve_resume,
+    restore_training_checkpoint,
     save_checkpoint,
     save_final_model,
 )
@@ -415,7 +415,7 @@ def train(
     selection = MonitorSelection(config.monitor.select_on, config.monitor.patience)
     checkpoint = resolve_resume(resume, output_dir)
     if checkpoint is not None:
-        training_state, data_state = load_checkpoint(accelerator, checkpoint)
+        training_state, data_state = restore_training_checkpoint(accelerator, checkpoint)
         selection.load_state_dict(training_state.get("selection"))
         if training_state["world_size"] != accelerator.num_processes:
             raise ValueError(
