@@ -1,8 +1,8 @@
 """The results table of resp_audio_hf: AudioSet, respiratory and AudioSet + respiratory pre-training of one network;
 frequency-preserving vs mean pooling.
 
-One command reproduces ``results/results.json``, ``results/results.md`` and ``results/results.png`` (see
-``results/README.md`` for the exact command of the committed files):
+One command reproduces `results/results.json`, `results/results.md` and `results/results.png` (see
+`results/README.md` for the exact command of the committed files):
 
     python results/make_results.py --data-root /work/data/ext --data-root ../shared/data --output-dir results \
         --as-resp-model /work/runs/mn04-as-resp/model --as-resp-noteacher-model /work/runs/mn04-as-resp-noteacher/model \
@@ -10,17 +10,17 @@ One command reproduces ``results/results.json``, ``results/results.md`` and ``re
 
 Tasks: SPRSound S1 (record level) and S2 (event level) on the challenge's official protocol (inter- and
 intra-patient test parts scored separately), and COVID-19 detection on the CC0 coughs. Each task's corpus is taken
-from the first ``--data-root`` that holds it.
+from the first `--data-root` that holds it.
 
-Models: EfficientAT ``mn04`` (AudioSet); the same network further pre-trained on respiratory audio from its AudioSet
+Models: EfficientAT `mn04` (AudioSet); the same network further pre-trained on respiratory audio from its AudioSet
 weights (OPERA-CT contrastive objective with and without a frozen AudioSet teacher) and from a random start
-(``training/configs/mn04_resp_contrastive.yaml``); ``mn04`` at that random start (seed 0: the very weights the
+(`training/configs/mn04_resp_contrastive.yaml`); `mn04` at that random start (seed 0: the very weights the
 respiratory-only run started from); and the non-learned baselines log-mel statistics and clip duration. Each model is embedded once per task with frequency-preserving pooling, through the benchmark's
-embedding cache; ``mean`` and ``band_limited`` are derived from those embeddings
-(:mod:`resp_audio_hf.benchmark.pooling`). Every variant is scored with OPERA's linear probe over 5 seeds, on
+embedding cache; `mean` and `band_limited` are derived from those embeddings
+(`resp_audio_hf.benchmark.pooling`). Every variant is scored with OPERA's linear probe over 5 seeds, on
 standardised features (z-scored with the training rows' statistics) and, for some, on raw features as OPERA does.
 Pairs of variants are compared on identical rows with a bootstrap over test patients
-(:mod:`resp_audio_hf.benchmark.paired`).
+(`resp_audio_hf.benchmark.paired`).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class ModelEntry:
     Attributes:
         key: short id used in variant names.
         title: what it is, for the table.
-        poolings: poolings scored (derived from its frequency-preserving embeddings); ``("own",)`` for baselines.
+        poolings: poolings scored (derived from its frequency-preserving embeddings); `("own",)` for baselines.
         raw: poolings also scored on raw (unstandardised) features.
     """
 

@@ -1,10 +1,10 @@
-"""``resp-audio-hf`` command line.
+"""`resp-audio-hf` command line.
 
-Subcommands are listed in ``SUBCOMMANDS``; each names the functions of its module ``resp_audio_hf.commands.<name>``
+Subcommands are listed in `SUBCOMMANDS`; each names the functions of its module `resp_audio_hf.commands.<name>`
 that add its arguments (or the dataclass whose fields are its options) and run it, so adding a subcommand means adding
 one entry (and its module) without touching the others. Only the chosen subcommand's handler imports heavy
-dependencies. Errors become exit codes in one place (``resp_audio_hf.commands.errors.EXIT_CODES``) and logging is
-configured once, here (``resp_audio_hf.logging_setup``).
+dependencies. Errors become exit codes in one place (`resp_audio_hf.commands.errors.EXIT_CODES`) and logging is
+configured once, here (`resp_audio_hf.logging_setup`).
 """
 
 from __future__ import annotations
@@ -17,19 +17,19 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Subcommand:
-    """One ``resp-audio-hf <name>`` command.
+    """One `resp-audio-hf <name>` command.
 
     Attributes:
-        name: the word typed after ``resp-audio-hf``.
-        help: one-line description for ``--help``.
-        add_arguments: ``"module:function"`` taking the subparser, or ``"module:Dataclass"`` whose fields are the
-            options (``dataclass=True``).
-        run: ``"module:function"`` taking the parsed arguments (the dataclass instance, or the
-            ``argparse.Namespace``); it returns 0 or raises a typed error of ``resp_audio_hf.commands.errors``,
+        name: the word typed after `resp-audio-hf`.
+        help: one-line description for `--help`.
+        add_arguments: `"module:function"` taking the subparser, or `"module:Dataclass"` whose fields are the
+            options (`dataclass=True`).
+        run: `"module:function"` taking the parsed arguments (the dataclass instance, or the
+            `argparse.Namespace`); it returns 0 or raises a typed error of `resp_audio_hf.commands.errors`,
             whose table gives the exit code.
-        examples: ``"module:ATTRIBUTE"`` naming the example command lines shown by ``--help``.
-        dataclass: ``add_arguments`` names a dataclass, parsed with transformers' ``HfArgumentParser``; a value
-            its ``__post_init__`` refuses (``ValueError``) is a usage error, as argparse's own.
+        examples: `"module:ATTRIBUTE"` naming the example command lines shown by `--help`.
+        dataclass: `add_arguments` names a dataclass, parsed with transformers' `HfArgumentParser`; a value
+            its `__post_init__` refuses (`ValueError`) is a usage error, as argparse's own.
     """
 
     name: str
@@ -147,7 +147,7 @@ def _dataclass_parser(options: type) -> argparse.ArgumentParser:
 
 
 def _parsed_options(args: argparse.Namespace):
-    """The subcommand's dataclass filled from ``args`` (HfArgumentParser's ``parse_dict``); a value it refuses ends
+    """The subcommand's dataclass filled from `args` (HfArgumentParser's `parse_dict`); a value it refuses ends
     the program as argparse's errors do (usage, message, exit status 2)."""
     from dataclasses import fields
 

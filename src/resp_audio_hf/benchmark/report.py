@@ -1,4 +1,4 @@
-"""Write benchmark results: ``results.json``, a markdown table like OPERA's and a PNG bar chart."""
+"""Write benchmark results: `results.json`, a markdown table like OPERA's and a PNG bar chart."""
 
 from __future__ import annotations
 
@@ -34,11 +34,11 @@ class ScoreRow:
 
     Attributes:
         task_id: the task.
-        label: ``task_id``, or ``"<task> (<split>)"`` for a task scored on several test splits.
+        label: `task_id`, or `"<task> (<split>)"` for a task scored on several test splits.
         split: the test split.
-        headline: whether it is the task's first test split (the one of its ``mean``).
+        headline: whether it is the task's first test split (the one of its `mean`).
         metric: the task's headline metric.
-        mean, std: of ``metric`` on ``split``.
+        mean, std: of `metric` on `split`.
         task: the task's result.
     """
 
@@ -53,7 +53,7 @@ class ScoreRow:
 
 
 def score_rows(results: BenchmarkResult) -> list[ScoreRow]:
-    """One row per (task, test split) in ``results.tasks`` order. A task scored on several test splits (SPRSound's
+    """One row per (task, test split) in `results.tasks` order. A task scored on several test splits (SPRSound's
     official intra- and inter-patient parts) gets one row per split; its first split is the headline."""
     rows = []
     for task_id, task in results.tasks.items():
@@ -76,7 +76,7 @@ def score_rows(results: BenchmarkResult) -> list[ScoreRow]:
 
 
 def comparison_scores(results: BenchmarkResult, baselines: bool) -> dict[str, dict[str, float]]:
-    """``{model: {task: mean}}`` for our model and, optionally, OPERA's published methods."""
+    """`{model: {task: mean}}` for our model and, optionally, OPERA's published methods."""
     scores = {results.model: {t: r.mean for t, r in results.tasks.items()}}
     if baselines:
         for method in OPERA_BASELINE_METHODS:
@@ -85,7 +85,7 @@ def comparison_scores(results: BenchmarkResult, baselines: bool) -> dict[str, di
 
 
 def with_mean_reciprocal_rank(results: BenchmarkResult, baselines: bool) -> BenchmarkResult:
-    """``results`` with ``mrr``: the MRR over the OPERA tasks run, against OPERA's methods when ``baselines``
+    """`results` with `mrr`: the MRR over the OPERA tasks run, against OPERA's methods when `baselines`
     (unchanged otherwise)."""
     higher = {t: r.higher_is_better for t, r in results.tasks.items()}
     opera_tasks = [t for t in higher if t in OPERA_PUBLISHED_RESULTS[OPERA_BASELINE_METHODS[0]]]
@@ -115,9 +115,9 @@ def _probe_features_note(results: BenchmarkResult) -> str:
 
 
 def markdown_table(results: BenchmarkResult, baselines: bool = False) -> str:
-    """Tasks as rows, ``mean ± std`` per model as columns (OPERA's Table 4/5 layout).
+    """Tasks as rows, `mean ± std` per model as columns (OPERA's Table 4/5 layout).
 
-    A task with several test splits has one row per split; a split mode other than ``default`` is named in the
+    A task with several test splits has one row per split; a split mode other than `default` is named in the
     description; further metrics (e.g. the ICBHI task's sensitivity, specificity and AUROC) follow as notes.
     """
     model = results.model
@@ -188,7 +188,7 @@ def markdown_table(results: BenchmarkResult, baselines: bool = False) -> str:
 
 def bar_chart(results: BenchmarkResult, path: str | os.PathLike, baselines: bool = False) -> Path:
     """Grouped bars with std error bars, one panel per metric (AUROC, ICBHI score, MAE); one bar group per
-    :func:`score_rows` row."""
+    [`score_rows`] row."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -247,8 +247,8 @@ def bar_chart(results: BenchmarkResult, path: str | os.PathLike, baselines: bool
 
 
 def write_reports(results: BenchmarkResult, output_dir: str | os.PathLike, baselines: bool = False) -> dict[str, Path]:
-    """Write ``results.json``, ``results.md`` and (when any task was scored) ``results.png``; an earlier run's
-    ``results.png`` is removed when this run has no chart, so the folder never mixes two runs. With ``baselines``
+    """Write `results.json`, `results.md` and (when any task was scored) `results.png`; an earlier run's
+    `results.png` is removed when this run has no chart, so the folder never mixes two runs. With `baselines`
     the mean reciprocal rank against OPERA's methods is added to the results written."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

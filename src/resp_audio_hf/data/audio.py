@@ -96,7 +96,7 @@ def _decoder(source, sampling_rate=None):
 def _probe_with_soundfile(path: str) -> AudioProbe | None:
     """Header check through libsndfile (~0.1 ms instead of ~10 ms for an FFmpeg open).
 
-    Returns ``None`` when soundfile is not installed or cannot parse the format (WebM, some MP3s),
+    Returns `None` when soundfile is not installed or cannot parse the format (WebM, some MP3s),
     in which case the caller falls back to torchcodec.
     """
     try:
@@ -122,7 +122,7 @@ def _probe_with_soundfile(path: str) -> AudioProbe | None:
 
 
 def probe_audio(path: str | os.PathLike) -> AudioProbe:
-    """Check that ``path`` exists, is non-empty and has a decodable audio stream of positive length."""
+    """Check that `path` exists, is non-empty and has a decodable audio stream of positive length."""
     path = os.fspath(path)
     if not os.path.exists(path):
         return AudioProbe(path, False, "file not found")
