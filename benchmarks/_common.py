@@ -16,9 +16,10 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from resp_audio_hf.data._io import atomic_write_json
 
@@ -147,7 +148,7 @@ class PeakMemory:
     does not count) and records the current RSS; `peak_mb` and `increase_mb` hold the result after the block.
     """
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         import gc
 
         gc.collect()

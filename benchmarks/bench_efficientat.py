@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from _common import (
     REPO,
     SHARED_DATA,
@@ -75,8 +74,9 @@ def load_reference(efficientat_dir: Path):
 
 
 def load_ours():
-    import resp_audio_hf  # noqa: F401  (registers the efficientat model type)
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+    import resp_audio_hf  # noqa: F401  (registers the efficientat model type)
 
     return (
         AutoFeatureExtractor.from_pretrained(MODEL_DIR),
@@ -85,9 +85,9 @@ def load_ours():
 
 
 def real_clips(efficientat_dir: Path, count: int) -> list[np.ndarray]:
-    """The sample clips, then SPRSound recordings and coughs alternately (sorted by name), decoded at 32 kHz."""
-    sys.path.insert(0, str(REPO / "tests"))
-    from _audio_helpers import load_audio
+    """The sample clips, then SPRSound recordings and coughs alternately (sorted by name), decoded at 32 kHz by the
+    package (both models are given the same clips)."""
+    from resp_audio_hf.data.audio import load_audio
 
     samples = sorted((efficientat_dir / "sample_audio").glob("*.wav"))
     sprsound = sorted((SHARED_DATA / "sprsound" / "test_wav").glob("*.wav"))
@@ -114,8 +114,9 @@ def our_logits(feature_extractor, model, clips: list[np.ndarray]) -> torch.Tenso
 
 def cough_top3(limit: int | None) -> dict:
     """Fraction of the covid19-cough recordings for which the pipeline ranks "Cough" in its top 3."""
-    import resp_audio_hf  # noqa: F401
     from transformers import pipeline
+
+    import resp_audio_hf  # noqa: F401
 
     paths = sorted((SHARED_DATA / "covid19-cough" / "raw").glob("*.mp3"))[:limit]
     if not paths:

@@ -18,7 +18,6 @@ import time
 import warnings
 
 import torch
-
 from _common import (
     PeakMemory,
     finish,

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from _common import (
     SHARED_DATA,
     PeakMemory,

@@ -20,7 +20,6 @@ import warnings
 
 import numpy as np
 import torch
-
 from _common import finish, make_parser, median, median_ratio, setup_threads, spread, target_row, time_interleaved
 
 NAME = "frontend"

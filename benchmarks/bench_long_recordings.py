@@ -39,8 +39,8 @@ import time
 
 import numpy as np
 import torch
-
 from _common import PeakMemory, current_rss_mb, finish, make_parser, run_in_subprocess, setup_threads
+
 from resp_audio_hf import MODEL_FAMILIES
 
 NAME = "long_recordings"
@@ -211,7 +211,7 @@ def main() -> None:
                 path: run_in_subprocess(embed_one, preset=preset, minutes=minutes, path=path, **fixed) for path in paths
             }
             reference = results[paths[0]]["embedding"]
-            for path, result in results.items():
+            for result in results.values():
                 result["max_abs_diff"] = float(np.abs(result["embedding"] - reference).max()) if len(paths) > 1 else None
             for path, result in results.items():
                 rows.append(

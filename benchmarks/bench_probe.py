@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from _common import finish, make_parser, median, median_ratio, setup_threads, spread, target_row, time_interleaved
 
 NAME = "probe"
@@ -202,7 +201,7 @@ def main() -> None:
     parser = make_parser(__doc__.splitlines()[0], repeats=3)
     args = parser.parse_args()
     setup_threads(args.threads)
-    from resp_audio_hf.benchmark.protocols import ProbeProtocol
+    from resp_audio_hf.data.probe_protocols import ProbeProtocol
 
     protocol = ProbeProtocol()  # OPERA's defaults: 64 epochs, batch 64, 5 seeds
     tasks, repeats = TASKS, args.repeats

@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _common import SHARED_DATA, PeakMemory, finish, make_parser, run_in_subprocess, setup_threads  # noqa: E402
+from _common import SHARED_DATA, PeakMemory, finish, make_parser, run_in_subprocess, setup_threads
 
 # M2D's published sizes: ViT-Base encoder with a 512-wide, 8-layer predictor; the tiny test model with a 1-layer one.
 SIZES = {

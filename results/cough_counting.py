@@ -1,26 +1,26 @@
 """How well does `resp-audio-hf tag` count coughs? Measured on long recordings assembled from real coughs.
 
-One command writes ``results/cough_counting.json``, ``.md`` and ``.png`` (see results/README.md for the command of the
+One command writes `results/cough_counting.json`, `.md` and `.png` (see results/README.md for the command of the
 committed files and its run time):
 
     python results/cough_counting.py --data-root ../shared/data --background /work/data/ext/SPRSound/train_wav
 
-Coughs: the CC0 COVID-19 induced coughs (``load_task("COVID-cough")``), each trimmed to its active part (one true
-event, a cough episode: ``resp_audio_hf.assembly``); clips whose active part is over ``--max-event-seconds`` (long takes
+Coughs: the CC0 COVID-19 induced coughs (`load_task("COVID-cough")`), each trimmed to its active part (one true
+event, a cough episode: `resp_audio_hf.assembly`); clips whose active part is over `--max-event-seconds` (long takes
 with speech or many coughs) are left out. Each assembly inserts 4 to 12 of them after random gaps of 2 to 10 s into
 one of two backgrounds:
 
-* ``breathing``: real non-cough audio, SPRSound auscultation recordings (breathing, with the occasional crackle or
+* `breathing`: real non-cough audio, SPRSound auscultation recordings (breathing, with the occasional crackle or
   wheeze) concatenated, each brought to the same RMS; each cough's active part is scaled to a signal-to-noise ratio
-  drawn from 0 to 20 dB. SPRSound is GPL-3.0: it is read from ``--background`` and never written out.
-* ``quiet``: a noise floor at -60 dBFS with the coughs at their recorded level (what the demo assembles).
+  drawn from 0 to 20 dB. SPRSound is GPL-3.0: it is read from `--background` and never written out.
+* `quiet`: a noise floor at -60 dBFS with the coughs at their recorded level (what the demo assembles).
 
 Everything is seeded. The tagger's settings (window, hop, Cough threshold, merging gap) are chosen on assemblies of the
 task's **train** split coughs (and one half of the SPRSound patients), maximising the event F1 (onset within
-``--tolerance`` seconds); the figures are measured on assemblies of its **test** split coughs (and the other half of
+`--tolerance` seconds); the figures are measured on assemblies of its **test** split coughs (and the other half of
 the patients). Reported per background: count error per assembly (mean absolute, bias), onset error of matched coughs
 (median absolute, mean signed, in ms), precision/recall/F1 of our one-to-one onset matching, and sed_eval's
-event-based F1 (onset-only, the same collar) as an independent check. The figure is one ``quiet`` test assembly
+event-based F1 (onset-only, the same collar) as an independent check. The figure is one `quiet` test assembly
 (CC0 audio only).
 """
 
@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import platform
-import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -37,7 +36,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
 
 # Window/hop pairs tried while tuning (seconds), thresholds and merging gaps.
 WINDOWS = ((0.5, 0.25), (1.0, 0.25), (2.0, 0.5))
@@ -228,8 +226,7 @@ def main(argv=None) -> int:
     import torch
 
     from resp_audio_hf.data._io import atomic_write_json, atomic_write_text
-    from resp_audio_hf.tagging import COUGH_LABEL, AudioTagger, TagResult, draw_timeline, label_segments, \
-        score_windows
+    from resp_audio_hf.tagging import COUGH_LABEL, AudioTagger, TagResult, draw_timeline, label_segments, score_windows
 
     started = time.perf_counter()
     torch.manual_seed(args.seed)

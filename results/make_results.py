@@ -1,8 +1,8 @@
 """The results table of resp_audio_hf: AudioSet, respiratory and AudioSet + respiratory pre-training of one network;
 frequency-preserving vs mean pooling.
 
-One command reproduces ``results/results.json``, ``results/results.md`` and ``results/results.png`` (see
-``results/README.md`` for the exact command of the committed files):
+One command reproduces `results/results.json`, `results/results.md` and `results/results.png` (see
+`results/README.md` for the exact command of the committed files):
 
     python results/make_results.py --data-root /work/data/ext --data-root ../shared/data --output-dir results \
         --as-resp-model /work/runs/mn04-as-resp/model --as-resp-noteacher-model /work/runs/mn04-as-resp-noteacher/model \
@@ -10,17 +10,17 @@ One command reproduces ``results/results.json``, ``results/results.md`` and ``re
 
 Tasks: SPRSound S1 (record level) and S2 (event level) on the challenge's official protocol (inter- and
 intra-patient test parts scored separately), and COVID-19 detection on the CC0 coughs. Each task's corpus is taken
-from the first ``--data-root`` that holds it.
+from the first `--data-root` that holds it.
 
-Models: EfficientAT ``mn04`` (AudioSet); the same network further pre-trained on respiratory audio from its AudioSet
+Models: EfficientAT `mn04` (AudioSet); the same network further pre-trained on respiratory audio from its AudioSet
 weights (OPERA-CT contrastive objective with and without a frozen AudioSet teacher) and from a random start
-(``training/configs/mn04_resp_contrastive.yaml``); ``mn04`` at that random start (seed 0: the very weights the
+(`training/configs/mn04_resp_contrastive.yaml`); `mn04` at that random start (seed 0: the very weights the
 respiratory-only run started from); and the non-learned baselines log-mel statistics and clip duration. Each model is embedded once per task with frequency-preserving pooling, through the benchmark's
-embedding cache; ``mean`` and ``band_limited`` are derived from those embeddings
-(:mod:`resp_audio_hf.benchmark.pooling`). Every variant is scored with OPERA's linear probe over 5 seeds, on
+embedding cache; `mean` and `band_limited` are derived from those embeddings
+(`resp_audio_hf.benchmark.pooling`). Every variant is scored with OPERA's linear probe over 5 seeds, on
 standardised features (z-scored with the training rows' statistics) and, for some, on raw features as OPERA does.
 Pairs of variants are compared on identical rows with a bootstrap over test patients
-(:mod:`resp_audio_hf.benchmark.paired`).
+(`resp_audio_hf.benchmark.paired`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
 
 from resp_audio_hf.benchmark.arguments import default_cache_dir  # noqa: E402
 from resp_audio_hf.benchmark.embeddings import AudioEncoder  # noqa: E402
@@ -51,8 +50,11 @@ from resp_audio_hf.benchmark.pooling import (  # noqa: E402
     signal_rows,
 )
 from resp_audio_hf.benchmark.runner import embed_task, score_task  # noqa: E402
-from resp_audio_hf.benchmark.report import save_figure  # noqa: E402
-from resp_audio_hf.data._io import atomic_write_json, atomic_write_text  # noqa: E402
+from resp_audio_hf.data._io import (  # noqa: E402
+    atomic_save_figure,  # noqa: E402
+    atomic_write_json,
+    atomic_write_text,
+)
 from resp_audio_hf.data.corpora import CorpusNotFoundError, find_corpus_dir  # noqa: E402
 from resp_audio_hf.data.tasks import get_task_spec, load_task  # noqa: E402
 from resp_audio_hf.training.monitors import effective_rank  # noqa: E402
@@ -72,7 +74,7 @@ class ModelEntry:
     Attributes:
         key: short id used in variant names.
         title: what it is, for the table.
-        poolings: poolings scored (derived from its frequency-preserving embeddings); ``("own",)`` for baselines.
+        poolings: poolings scored (derived from its frequency-preserving embeddings); `("own",)` for baselines.
         raw: poolings also scored on raw (unstandardised) features.
     """
 
@@ -456,7 +458,7 @@ def markdown(results: dict) -> str:
             for s, v in sorted(task["counts"].items())
         )
         notes.append(f"- {task_id} ({task['name']}; split mode {task['split_mode']}): {counts}.")
-    for key, model in results["models"].items():
+    for model in results["models"].values():
         if model["band_limited_rows"] is not None:
             ranges = "; ".join(f"row {i}: {lo}–{hi} Hz" for i, (lo, hi) in enumerate(model["row_band_centres_hz"]))
             notes.append(
@@ -510,7 +512,7 @@ def bar_chart(results: dict, path: Path) -> Path:
     axes[0, 0].invert_yaxis()
     fig.suptitle("Linear probes on standardised features: mean ± std over 5 seeds", fontsize=10)
     fig.tight_layout()
-    return save_figure(fig, path, dpi=110)
+    return atomic_save_figure(fig, path, dpi=110)
 
 
 def main(argv=None) -> int:

@@ -5,24 +5,24 @@ test_inter and test_intra (and their mean), mean ± std over seeds.
     python results/sprsound_challenge.py --data-root /work/data/ext --output-dir runs/sprsound_challenge \\
         --results-dir results
 
-writes ``results/sprsound_challenge.json`` and ``results/sprsound_challenge.md`` (see ``results/README.md`` for the
+writes `results/sprsound_challenge.json` and `results/sprsound_challenge.md` (see `results/README.md` for the
 run time). Everything is chosen on the validation patients only:
 
-* fine-tuning (``training/finetune.py`` through ``Trainer``, from ``--encoder``, the YAML ``--config``): every
-  combination of ``--imbalance`` (weighted loss, balanced sampler) and ``--augmentation`` (off, on: the YAML's
-  ``augmentation`` section) is trained with the first seed; the one with the best validation Score (its best epoch)
+* fine-tuning (`training/finetune.py` through `Trainer`, from `--encoder`, the YAML `--config`): every
+  combination of `--imbalance` (weighted loss, balanced sampler) and `--augmentation` (off, on: the YAML's
+  `augmentation` section) is trained with the first seed; the one with the best validation Score (its best epoch)
   is trained with the other seeds; each run keeps its best epoch by validation Score and is tested on both test parts;
-* the linear probe: frozen ``--encoder`` embeddings (the benchmark's extraction and cache,
-  ``benchmark.runner.embed_task``), z-scored with the training rows' statistics, and a scikit-learn
-  ``LogisticRegression`` whose ``C`` and class weighting are chosen on the validation Score; its predicted classes are
+* the linear probe: frozen `--encoder` embeddings (the benchmark's extraction and cache,
+  `benchmark.runner.embed_task`), z-scored with the training rows' statistics, and a scikit-learn
+  `LogisticRegression` whose `C` and class weighting are chosen on the validation Score; its predicted classes are
   scored with the official score. The fit is deterministic, so it is run once (no seed spread);
-* the organisers' baseline: ``resp_audio_hf.benchmark.sprsound_baseline`` (40 MFCC means and their polynomial SVM,
-  ``C`` chosen on validation), deterministic, run once.
+* the organisers' baseline: `resp_audio_hf.benchmark.sprsound_baseline` (40 MFCC means and their polynomial SVM,
+  `C` chosen on validation), deterministic, run once.
 
-Every fine-tuning run lives in ``<output-dir>/finetune/<task>/<variant>/seed<k>`` and is skipped once it has its
-``finetune_results.json`` (an interrupted run resumes from its newest complete checkpoint), so the command can be
-started again after a stop and only the missing work is done. ``--tasks``, ``--models``, ``--seeds``, ``--epochs``,
-``--imbalance``/``--augmentation`` (fewer variants) and ``--limit`` (rows per split: smoke runs only; the output then
+Every fine-tuning run lives in `<output-dir>/finetune/<task>/<variant>/seed<k>` and is skipped once it has its
+`finetune_results.json` (an interrupted run resumes from its newest complete checkpoint), so the command can be
+started again after a stop and only the missing work is done. `--tasks`, `--models`, `--seeds`, `--epochs`,
+`--imbalance`/`--augmentation` (fewer variants) and `--limit` (rows per split: smoke runs only; the output then
 says so) bound the CPU time.
 """
 
@@ -39,7 +39,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
 
 logger = logging.getLogger("sprsound_challenge")
 
@@ -68,7 +67,7 @@ PUBLISHED = (
 
 
 def split_scores(scores: dict) -> dict:
-    """``{split: {"score", "sensitivity", "specificity"}}`` plus ``"mean"``: each value the mean of the two test
+    """`{split: {"score", "sensitivity", "specificity"}}` plus `"mean"`: each value the mean of the two test
     parts (one run)."""
     out = {split: {k: float(scores[split][k]) for k in ("score", "sensitivity", "specificity")} for split in TEST_SPLITS}
     out["mean"] = {k: (out["test_inter"][k] + out["test_intra"][k]) / 2 for k in ("score", "sensitivity", "specificity")}
@@ -76,8 +75,8 @@ def split_scores(scores: dict) -> dict:
 
 
 def aggregate(runs: list[dict]) -> dict:
-    """Mean and sample standard deviation (ddof 1; 0 for one run) over runs of :func:`split_scores`' values:
-    ``{split: {metric: {"mean", "std", "n"}}}``."""
+    """Mean and sample standard deviation (ddof 1; 0 for one run) over runs of [`split_scores`]' values:
+    `{split: {metric: {"mean", "std", "n"}}}`."""
     if not runs:
         raise ValueError("no runs to aggregate")
     out: dict = {}
@@ -101,7 +100,7 @@ def markdown_table(results: dict) -> str:
         "|---|---|---|---|---|---|",
     ]
     for task, models in results["tasks"].items():
-        for model, entry in models.items():
+        for entry in models.values():
             agg = entry["aggregate"]
             cells = [" / ".join(_cell(agg[split][m]) for m in ("score", "sensitivity", "specificity"))
                      for split in (*TEST_SPLITS, "mean")]
@@ -127,7 +126,7 @@ def _variant_name(imbalance: str, augmented: bool) -> str:
 
 
 def finetune_overrides(args, task: str, imbalance: str, augmented: bool, seed: int) -> list[str]:
-    """The ``training/finetune.py`` overrides of one run."""
+    """The `training/finetune.py` overrides of one run."""
     overrides = [
         f"model.name_or_path={args.encoder}",
         f"task.id={task}",
@@ -146,7 +145,7 @@ def finetune_overrides(args, task: str, imbalance: str, augmented: bool, seed: i
 
 
 def finetune_command(args, task: str, imbalance: str, augmented: bool, seed: int) -> str:
-    """The exact command line of one run, as its ``command.txt`` and ``finetune_results.json`` hold it."""
+    """The exact command line of one run, as its `command.txt` and `finetune_results.json` hold it."""
     overrides = finetune_overrides(args, task, imbalance, augmented, seed)
     return shlex.join(["python", "training/finetune.py", "--config", args.config, *overrides, "--resume", "auto"])
 
@@ -157,7 +156,7 @@ def _run_folder(args, task: str, imbalance: str, augmented: bool, seed: int) -> 
 
 def finetune_run(args, task: str, imbalance: str, augmented: bool, seed: int) -> dict:
     """One fine-tuning run (skipped when finished by the same command; resumed when interrupted): its
-    ``finetune_results.json``."""
+    `finetune_results.json`."""
     from resp_audio_hf.training.config import load_config
     from resp_audio_hf.training.finetune import FinetuneConfig, run
 
@@ -211,7 +210,7 @@ def _strip(metrics: dict, prefix: str) -> dict:
 
 
 def limit_rows(table, limit: int):
-    """Smoke runs: a seeded random subset of at most ``limit`` rows of each split, in table order."""
+    """Smoke runs: a seeded random subset of at most `limit` rows of each split, in table order."""
     rng = np.random.default_rng(0)
     keep = []
     for name in dict.fromkeys(table["split"]):
@@ -221,7 +220,7 @@ def limit_rows(table, limit: int):
 
 
 def probe_task(args, task: str) -> dict:
-    """Logistic regression on frozen encoder embeddings; ``C`` and class weighting chosen on the validation Score."""
+    """Logistic regression on frozen encoder embeddings; `C` and class weighting chosen on the validation Score."""
     from sklearn.linear_model import LogisticRegression
 
     from resp_audio_hf.benchmark.embeddings import AudioEncoder
@@ -267,8 +266,8 @@ def probe_task(args, task: str) -> dict:
 
 
 def baseline_task(args, task: str) -> dict:
-    """The organisers' MFCC + SVM baseline (``sprsound_baseline``)."""
-    from resp_audio_hf.benchmark.sprsound_baseline import fit_and_score, clip_features
+    """The organisers' MFCC + SVM baseline (`sprsound_baseline`)."""
+    from resp_audio_hf.benchmark.sprsound_baseline import clip_features, fit_and_score
     from resp_audio_hf.data.corpora.sprsound_challenge import challenge_task
     from resp_audio_hf.data.tasks import load_task
 
@@ -355,7 +354,7 @@ def main(argv=None) -> dict:
 
 
 def merge_base(path: Path, args) -> dict:
-    """The results already in ``path`` (``--merge``): this command replaces the entries of its own tasks and models
+    """The results already in `path` (`--merge`): this command replaces the entries of its own tasks and models
     and keeps the others, each of which names the command that produced it."""
     if not path.is_file():
         raise SystemExit(f"--merge: {path} does not exist; run without --merge first.")

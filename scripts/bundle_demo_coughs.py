@@ -1,10 +1,10 @@
-"""Copy the CC0 cough subset that ``resp-audio-hf demo`` labels into the package (run once; the files are committed).
+"""Copy the CC0 cough subset that `resp-audio-hf demo` labels into the package (run once; the files are committed).
 
     python scripts/bundle_demo_coughs.py ../shared/data/covid19-cough src/resp_audio_hf/demo_data/covid19-cough
 
-Draws, with ``numpy.random.default_rng(0)``, the same number of recordings from each (COVID-19 label, source) stratum
-of ``metadata.json`` among the files that decode, copies them with their metadata entries and the corpus' LICENSE
-(CC0 1.0), and refuses to write more than ``--max-megabytes``.
+Draws, with `numpy.random.default_rng(0)`, the same number of recordings from each (COVID-19 label, source) stratum
+of `metadata.json` among the files that decode, copies them with their metadata entries and the corpus' LICENSE
+(CC0 1.0), and refuses to write more than `--max-megabytes`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from resp_audio_hf.data.audio import AudioDecodeError, load_audio  # noqa: E402
+from resp_audio_hf.data.audio import AudioDecodeError, load_audio
 
 
 def main(argv=None) -> int:

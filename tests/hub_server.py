@@ -24,7 +24,6 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -125,7 +124,7 @@ class HubError(Exception):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the client's pooled connections expect
-    server: "_Server"
+    server: _Server
 
     # -------------------------------------------------------------------------------------------- plumbing
 
@@ -472,7 +471,7 @@ class HubServer:
             raise ValueError(mode)
         self.state.upload_mode = mode
 
-    def __enter__(self) -> "HubServer":
+    def __enter__(self) -> HubServer:
         for thread in self._threads:
             thread.start()
         return self

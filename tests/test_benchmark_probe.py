@@ -8,7 +8,7 @@ from sklearn.metrics import roc_auc_score
 
 from resp_audio_hf.benchmark.probe import ProbeRun, train_linear_probes
 from resp_audio_hf.benchmark.runner import make_runs
-from resp_audio_hf.benchmark.protocols import ProbeProtocol
+from resp_audio_hf.data.probe_protocols import ProbeProtocol
 from resp_audio_hf.data.tasks import TASKS
 
 

@@ -10,7 +10,6 @@ import pytest
 from resp_audio_hf.benchmark.arguments import BenchmarkArguments
 from resp_audio_hf.benchmark.report import write_reports
 from resp_audio_hf.benchmark.results import (
-    METRICS,
     SCHEMA_VERSION,
     BenchmarkResult,
     MetricSummary,
@@ -18,6 +17,7 @@ from resp_audio_hf.benchmark.results import (
     load_results,
 )
 from resp_audio_hf.cli import build_parser, main
+from resp_audio_hf.data.metric_specs import METRICS
 
 REPO = Path(__file__).resolve().parents[1]
 # The retired small-m2d-resp folder's evaluations, kept as schema-1 fixtures, and any shipped ones.

@@ -72,3 +72,57 @@ def test_bench_help_lists_the_dashed_spelling_of_each_option_first():
         if dashed and any("_" in o for o in action.option_strings):
             assert "_" not in action.option_strings[0], action.option_strings
     assert str(parser.parse_args(["bench", "--data_root", "x", "--tasks", "S1"]).data_root) == "x"  # still accepted
+
+
+def _not_a_model(tmp_path):
+    folder = tmp_path / "not-a-model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "bogus-net"}')
+    return folder
+
+
+def _a_recording(tmp_path):
+    import numpy as np
+    import soundfile
+
+    wav = tmp_path / "a.wav"
+    soundfile.write(wav, np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1, 16000)
+    return wav
+
+
+@pytest.mark.parametrize("command", ["embed", "bench", "convert", "export", "tag"])
+def test_a_model_that_fails_to_load_exits_2_in_every_command(command, tmp_path, capsys):
+    from resp_audio_hf.cli import main
+    from resp_audio_hf.commands.errors import EXIT_CODES, ModelLoadError
+
+    model, wav, out = _not_a_model(tmp_path), _a_recording(tmp_path), tmp_path / "out"
+    not_a_checkpoint = tmp_path / "checkpoint.pt"
+    not_a_checkpoint.write_bytes(b"not a pickle")
+    argv = {
+        "embed": ["embed", str(wav), "--model", str(model), "-o", str(tmp_path / "e.npy"), "--quiet"],
+        "bench": ["bench", "--model", str(model), "--tasks", "S1", "--data-root", str(tmp_path)],
+        "convert": ["convert", "--family", "passt", str(not_a_checkpoint), str(out)],
+        "export": ["export", "--model", str(model), str(out)],
+        "tag": ["tag", str(wav), "--model", str(model), "--output-dir", str(out)],
+    }[command]
+    assert EXIT_CODES[ModelLoadError] == 2
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_every_typed_error_has_an_exit_code_and_usage_errors_are_argparse_s_2():
+    import resp_audio_hf.commands.errors as errors
+
+    typed = [value for value in vars(errors).values()
+             if isinstance(value, type) and issubclass(value, errors.CommandError) and value is not errors.CommandError]
+    assert sorted(cls.__name__ for cls in typed) == sorted(cls.__name__ for cls in errors.EXIT_CODES)
+    assert errors.EXIT_CODES[errors.UsageError] == 2 and errors.EXIT_CODES[errors.CommandFailed] == 1
+
+    class Subclass(errors.UsageError):
+        pass
+
+    assert errors.exit_code(Subclass("x")) == 2
+    with pytest.raises(TypeError, match="no exit code"):
+        errors.exit_code(errors.CommandError("x"))

@@ -125,7 +125,7 @@ def test_respiratory_tr_kauh_and_coughvid_builders(tmp_path, opera):
 
 def test_coswara_uk_covid_and_covid19_sounds_builders(tmp_path, opera):
     cos = tmp_path / "Coswara-Data"
-    for n, (uid, sex, smoker) in enumerate([("u1", "male", "y"), ("u2", "female", "n")]):
+    for n, (uid, _sex, _smoker) in enumerate([("u1", "male", "y"), ("u2", "female", "n")]):
         _wav(cos / "Extracted_data" / "20200424" / uid / "cough-shallow.wav", n)
         _wav(cos / "Extracted_data" / "20200424" / uid / "breathing-deep.wav", n + 5)
     pd.DataFrame(

@@ -17,7 +17,7 @@ from resp_audio_hf.data import (
     load_task,
     resolve_task_ids,
 )
-from resp_audio_hf.benchmark.protocols import PROBE_PROTOCOLS, protocol_table
+from resp_audio_hf.data.probe_protocols import PROBE_PROTOCOLS, protocol_table
 from resp_audio_hf.data.tasks import OPERA_TASK_IDS, TASKS, get_task_spec
 
 

@@ -163,3 +163,29 @@ def test_dual_mono_file_gives_the_features_of_its_mono_original(tmp_path, featur
     ffmpeg_downmix = AudioDecoder(str(tmp_path / "dual.wav"), sample_rate=model_rate, num_channels=1)
     louder = ffmpeg_downmix.get_all_samples().data[0].numpy()
     np.testing.assert_allclose(louder, np.sqrt(2) * original, rtol=1e-5, atol=1e-6)
+
+
+def test_one_function_tells_a_file_from_samples_for_the_decoder_and_the_collator(recordings):
+    """`audio_file_source` is what `open_audio` opens and what sends a collator example down the file route: every
+    form a file takes gives the file, every form samples take gives `None`."""
+    from datasets import Audio, Dataset
+
+    from resp_audio_hf.data.audio import audio_file_source, load_audio, open_audio
+
+    path = recordings["sprsound-8k-wav"]
+    with open(path, "rb") as handle:
+        data = handle.read()
+    decoded_column = Dataset.from_dict({"audio": [path]}).cast_column("audio", Audio(sampling_rate=16000))
+    decoder = decoded_column[0]["audio"]  # a torchcodec decoder that keeps {"path", "bytes"} as _hf_encoded
+    assert audio_file_source(path) == path and audio_file_source(data) == data
+    assert audio_file_source(bytearray(data)) == data
+    assert audio_file_source({"path": path, "bytes": None}) == path
+    assert audio_file_source({"path": "elsewhere.wav", "bytes": data}) == data  # the stored bytes win
+    assert audio_file_source(decoder) in (path, data)
+    for samples in (np.zeros(16000, np.float32), torch.zeros(16000), {"array": np.zeros(8), "sampling_rate": 8000},
+                    {"path": path, "array": np.zeros(8), "sampling_rate": 8000}, {"path": None, "bytes": None}):
+        assert audio_file_source(samples) is None
+    with pytest.raises(ValueError, match="needs a 'path' or 'bytes'"):
+        open_audio({"array": np.zeros(8), "sampling_rate": 8000})
+    # The decoder of a decoded column is opened again on its file: the same samples as the path.
+    np.testing.assert_array_equal(load_audio(decoder, 16000)[0], load_audio(path, 16000)[0])

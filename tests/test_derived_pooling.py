@@ -57,7 +57,7 @@ def test_mean_and_band_limited_derived_from_freq_preserving_equal_the_models_own
     hidden = preserving.last_hidden_state
     if family == "resp_audio":
         per_clip = []  # each clip alone, so that every patch column is its own audio
-        for index, clip in enumerate(clips):
+        for clip in clips:
             _, _, alone = _embed(model_class, config, feature_extractor, [clip], rate)
             tokens = alone.last_hidden_state[0, config.num_prefix_tokens :]
             grid = tokens.reshape(n_rows, -1, config.hidden_size)

@@ -79,7 +79,7 @@ def test_folder_to_parquet_names_every_bad_file(model_dir, recordings, tmp_path,
     output = tmp_path / "out" / "embeddings.parquet"
 
     code = cli_main(["embed", str(folder), "--model", str(model_dir), "-o", str(output), "--batch-size", "2",
-                     "--no-progress"])
+                     "--quiet"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     paths, vectors = read_embeddings(output)
@@ -119,7 +119,7 @@ def test_glob_and_list_files_to_npy_with_pooling(model_dir, recordings, tmp_path
     output = tmp_path / "emb.npy"
     code = cli_main([
         "embed", str(folder / "sub" / "*.wav"), str(listing / "files.csv"), str(listing / "files.json"),
-        "--model", str(model_dir), "--pooling", "mean", "-o", str(output), "--no-progress",
+        "--model", str(model_dir), "--pooling", "mean", "-o", str(output), "--quiet",
     ])
     assert code == 0, capsys.readouterr().err
     expected_order = [paths[2], str(listing / shutil.os.path.relpath(paths[3], listing)),
@@ -137,7 +137,7 @@ def test_cache_resumes_and_never_serves_stale_vectors(model_dir, recordings, tmp
 
     folder, paths = recordings
     cache = tmp_path / "cache"
-    args = ["embed", str(folder), "--model", str(model_dir), "--cache-dir", str(cache), "--no-progress"]
+    args = ["embed", str(folder), "--model", str(model_dir), "--cache-dir", str(cache), "--quiet"]
     assert cli_main([*args, "-o", str(tmp_path / "first.parquet")]) == 0
     calls = []
     original = extraction.AudioEncoder.embed
@@ -162,7 +162,7 @@ def test_datasets_input_matches_files(model_dir, recordings, tmp_path, capsys):
     datasets.DatasetDict({"test": dataset}).save_to_disk(tmp_path / "ds")
     output = tmp_path / "ds.parquet"
     code = cli_main(["embed", "--dataset", str(tmp_path / "ds"), "--split", "test", "--model", str(model_dir),
-                     "-o", str(output), "--no-progress"])
+                     "-o", str(output), "--quiet"])
     assert code == 0, capsys.readouterr().err
     names, vectors = read_embeddings(output)
     assert names == [f"{tmp_path / 'ds'}[test][{i}]" for i in range(3)]
@@ -172,7 +172,7 @@ def test_datasets_input_matches_files(model_dir, recordings, tmp_path, capsys):
 def test_nothing_readable_is_an_error_naming_the_files(model_dir, tmp_path, capsys):
     bad = _add_bad_files(tmp_path)
     code = cli_main(["embed", *bad, str(tmp_path / "missing.wav"), "--model", str(model_dir),
-                     "-o", str(tmp_path / "x.parquet"), "--no-progress"])
+                     "-o", str(tmp_path / "x.parquet"), "--quiet"])
     err = capsys.readouterr().err
     assert code == 1
     assert "No readable audio" in err and "missing.wav: file not found" in err

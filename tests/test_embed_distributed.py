@@ -34,7 +34,7 @@ def test_two_processes_write_the_single_process_output(shared_data, tmp_path, wi
     coughs = sorted((shared_data / "covid19-cough" / "raw").glob("*.mp3"), key=lambda p: -p.stat().st_size)[:3]
     lungs = sorted((shared_data / "sprsound" / "test_wav").glob("*.wav"))[:2]
     files = [coughs[0], lungs[0], real_stub_coughs(shared_data)[0], coughs[1], lungs[1], coughs[2]]
-    common = [*map(str, files), "--model", str(MN04), "--batch-size", "2", "--no-progress", "--no-cache"]
+    common = [*map(str, files), "--model", str(MN04), "--batch-size", "2", "--quiet", "--no-cache"]
     if windowed:
         common += ["--window-seconds", "2", "--hop-seconds", "1"]
     outputs = {}

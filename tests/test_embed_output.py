@@ -105,7 +105,7 @@ def test_a_file_name_that_is_not_utf8_is_embedded_and_named_with_escapes(recordi
     output = tmp_path / "out" / "emb.parquet"
     output.parent.mkdir()
     output.with_suffix(".skipped.csv").write_text("path,reason\nold.wav,from an earlier run\n")
-    code = cli_main(["embed", str(folder), "--preset", "tiny-m2d", "-o", str(output), "--no-progress"])
+    code = cli_main(["embed", str(folder), "--preset", "tiny-m2d", "-o", str(output), "--quiet"])
     assert code == 0, capsys.readouterr().err
     names, vectors = read_embeddings(output)
     assert names == [str(folder / "plain.wav"), str(folder) + "/tos_\\xf1and\\xfa.wav"]
@@ -118,7 +118,7 @@ def test_a_file_name_that_is_not_utf8_is_embedded_and_named_with_escapes(recordi
 def embed_and_read(paths, output):
     from resp_audio_hf.cli import main as cli_main
 
-    assert cli_main(["embed", *paths, "--preset", "tiny-m2d", "-o", str(output), "--no-progress"]) == 0
+    assert cli_main(["embed", *paths, "--preset", "tiny-m2d", "-o", str(output), "--quiet"]) == 0
     return read_embeddings(output)
 
 
@@ -179,7 +179,7 @@ def test_embed_says_when_the_cache_was_used(recordings, tmp_path, capsys, caplog
 
     from resp_audio_hf.cli import main as cli_main
 
-    argv = ["-v", "embed", *recordings, "--preset", "tiny-m2d", "-o", str(tmp_path / "e.npy"), "--no-progress"]
+    argv = ["-v", "embed", *recordings, "--preset", "tiny-m2d", "-o", str(tmp_path / "e.npy"), "--quiet"]
     with caplog.at_level(logging.INFO, logger="resp_audio_hf.benchmark.embeddings"):
         assert cli_main(argv) == 0
         assert not [r for r in caplog.records if "read from the cache" in r.getMessage()]

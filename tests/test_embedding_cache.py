@@ -87,7 +87,7 @@ def test_two_embed_commands_on_one_output_and_cache_agree(tmp_path):
     paths = [str(path) for path, _ in sprsound_records()[6:10]]
     output = tmp_path / "out" / "embeddings.npy"
     command = [sys.executable, "-m", "resp_audio_hf", "embed", *paths, "--preset", "tiny-m2d", "-o", str(output),
-               "--cache-dir", str(tmp_path / "cache"), "--max-duration", "3", "--no-progress"]
+               "--cache-dir", str(tmp_path / "cache"), "--max-duration", "3", "--quiet"]
     runs = [subprocess.Popen(command, env=_child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             for _ in range(2)]
     outputs = [run.communicate(timeout=300)[0] for run in runs]

@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from hub_server import HubServer
 from huggingface_hub import ModelCard
 
 import resp_audio_hf
@@ -35,10 +36,8 @@ from resp_audio_hf import (
     RespAudioFeatureExtractor,
     RespAudioForAudioClassification,
     RespAudioModel,
+    hub,
 )
-from resp_audio_hf import hub
-
-from hub_server import HubServer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SECRET_TOKEN = "hf_TestSecretTokenThatMustNeverBeShown0123"

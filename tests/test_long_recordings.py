@@ -8,6 +8,7 @@ from _preset_helpers import TINY_PRESETS
 from resp_audio_hf import RespAudioConfig, RespAudioFeatureExtractor, RespAudioModel
 from resp_audio_hf.configuration_resp_audio import FRONTENDS
 
+
 def synthetic_recording(seconds: float, rate: int, seed: int = 0) -> np.ndarray:
     """Breathing-like test signal: noise under a slow envelope, a wheeze-like tone and sparse clicks."""
     rng = np.random.default_rng(seed)

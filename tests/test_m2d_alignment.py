@@ -4,7 +4,6 @@ statistics of the training data, and M2D-X's non-square 16 x 4 patches (issue 17
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 

@@ -368,7 +368,7 @@ def test_icbhi_cycle_task_cuts_every_annotated_cycle_with_its_class_and_official
     table = task.table
     assert task.split_mode == "official" and task.test_splits == ("test",)
     expected_rows = []
-    for recording, (split, cycles) in _ICBHI_RECORDINGS.items():
+    for recording, (_split, cycles) in _ICBHI_RECORDINGS.items():
         for number, line in enumerate(cycles or []):
             start, end, crackle, wheeze = line.split("\t")
             if float(end) > float(start):

@@ -184,7 +184,7 @@ def test_embed_backend_onnxruntime_equals_torch(real_recordings, tmp_path, capsy
     folder = tmp_path / "m2d-onnx"
     assert cli_main(["export", "--format", "onnx", "--preset", "tiny-m2d", "--pooling", "mean", str(folder)]) == 0
     wavs = [str(p) for p in real_recordings]
-    common = ["--no-progress", "--no-cache", "--batch-size", "3"]
+    common = ["--quiet", "--no-cache", "--batch-size", "3"]
     assert cli_main(["embed", *wavs, "--preset", "tiny-m2d", "--pooling", "mean", "-o", str(tmp_path / "t.npy"),
                      *common]) == 0
     assert cli_main(["embed", *wavs, "--model", str(folder), "--backend", "onnxruntime", "-o",
@@ -195,10 +195,10 @@ def test_embed_backend_onnxruntime_equals_torch(real_recordings, tmp_path, capsy
     capsys.readouterr()
     # The pooling is in the graph: another one is refused, and so is a folder that is not an export.
     assert cli_main(["embed", *wavs, "--model", str(folder), "--backend", "onnxruntime", "--pooling", "cls",
-                     "-o", str(tmp_path / "x.npy"), *common]) == 1
+                     "-o", str(tmp_path / "x.npy"), *common]) == 2
     assert "exported with pooling 'mean'" in capsys.readouterr().err
     assert cli_main(["embed", *wavs, "--model", str(MN04_DIR), "--backend", "onnxruntime",
-                     "-o", str(tmp_path / "x.npy"), *common]) == 1
+                     "-o", str(tmp_path / "x.npy"), *common]) == 2
     assert "not an exported ONNX folder" in capsys.readouterr().err
 
 

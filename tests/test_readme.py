@@ -84,8 +84,17 @@ def reader_provided(work: Path) -> dict:
     from resp_audio_hf.cli import main as cli_main
 
     assert cli_main(["embed", str(work / "recording.wav"), "--model", str(work / FINE_TUNED_FOLDER),
-                     "-o", str(work / "embeddings.parquet"), "--no-progress", "--no-cache"]) == 0
+                     "-o", str(work / "embeddings.parquet"), "--quiet", "--no-cache"]) == 0
     return {"train": dataset(recordings[:4]), "validation": dataset(recordings[4:])}
+
+
+def test_the_readme_test_command_is_the_one_ci_runs():
+    """The README's test command (the block after "the test command itself") is the last line of `.ci/run`."""
+    text = README.read_text(encoding="utf-8")
+    block = re.search(r"the test command itself.*?```bash\n(.*?)\n```", text, re.DOTALL)
+    ci_lines = (README.parent / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()
+    assert block and block.group(1).strip() == ci_lines[-1].strip()
+    assert ci_lines[-1].startswith("ruff check . && ")
 
 
 def test_readme_has_the_blocks_this_test_knows():

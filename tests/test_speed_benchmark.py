@@ -15,8 +15,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "tests"))
 
-from _audio_helpers import SPRSOUND_DIR, require_dir
-from _speed import (
+from _audio_helpers import SPRSOUND_DIR, require_dir  # noqa: E402
+from _speed import (  # noqa: E402
     STAGES,
     NetworkEndMark,
     StageClock,
@@ -25,8 +25,8 @@ from _speed import (
     staged_embedding,
 )
 
-import resp_audio_hf  # noqa: F401  (registers the efficientat model type)
-from resp_audio_hf.benchmark.embeddings import (
+import resp_audio_hf  # noqa: E402, F401  (registers the efficientat model type)
+from resp_audio_hf.benchmark.embeddings import (  # noqa: E402
     AudioEncoder,
     FileClipDataset,
     extract_embeddings,

@@ -270,9 +270,9 @@ def test_held_batch_norm_statistics_stay_audioset_while_the_weights_train(tiny_r
 
 
 def test_exported_classifier_answers_with_the_challenge_class_names(tiny_run, shared_data, tmp_path):
+    from _remote_code_helpers import run_without_package
     from transformers import AutoModelForAudioClassification, pipeline
 
-    from _remote_code_helpers import run_without_package
     from resp_audio_hf.data.audio import load_audio
     from resp_audio_hf.training.export_classifier import export
 

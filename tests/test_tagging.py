@@ -70,7 +70,7 @@ def test_window_probabilities_equal_the_chunked_pipeline(tagger):
         by_label = {entry["label"]: entry["score"] for entry in chunk["labels"]}
         for label in (COUGH_LABEL, "Speech"):
             assert scores.tracked[label][index] == pytest.approx(by_label[label], rel=1e-4, abs=1e-5)
-        kept = {tagger.labels[l] for w, l, _ in scores.hits if w == index}
+        kept = {tagger.labels[label_index] for w, label_index, _ in scores.hits if w == index}
         assert kept == {label for label, p in by_label.items() if p >= 0.2}
     assert scores.envelope.shape[0] == pytest.approx(audio.size / rate / 0.02, abs=1)
     np.testing.assert_allclose(scores.envelope[:, 1].max(), audio.max())

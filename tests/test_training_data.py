@@ -31,7 +31,6 @@ from resp_audio_hf.training.data import (
     load_corpus,
 )
 
-
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 

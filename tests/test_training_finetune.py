@@ -22,7 +22,6 @@ from resp_audio_hf.training.finetune import (
     run,
 )
 
-
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 

@@ -42,27 +42,61 @@ def _see_this_environments_packages(python: Path, env: dict, cwd: Path) -> None:
     (Path(purelib.stdout.strip()) / "_test_environment_packages.pth").write_text(line + "\n")
 
 
+def _environment() -> dict:
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+
+
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory):
-    """(python, scripts folder, environment) of a fresh venv holding the package only as an installed wheel."""
+def built_wheel(tmp_path_factory) -> tuple[Path, Path]:
+    """(working folder, wheel) built from a copy of the tracked layout: pyproject.toml, README.md, src/ and the
+    top-level model_cards/ that src/resp_audio_hf/model_cards links to (copied as links, as a checkout has them)."""
     root = tmp_path_factory.mktemp("wheel")
     source = root / "source"
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO_ROOT / name, source / name)
-    shutil.copytree(REPO_ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    shutil.copytree(REPO_ROOT / "model_cards", source / "model_cards", symlinks=True)
+    shutil.copytree(REPO_ROOT / "src", source / "src", symlinks=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     # The build dependencies (setuptools) are already installed: build without network or isolation.
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w",
-          str(root / "dist"), str(source)], env, cwd=root)
-    wheel = next((root / "dist").glob("resp_audio_hf-*.whl"))
+          str(root / "dist"), str(source)], _environment(), cwd=root)
+    shutil.rmtree(source)  # nothing can be read from a source tree any more
+    return root, next((root / "dist").glob("resp_audio_hf-*.whl"))
+
+
+def test_the_wheel_holds_the_model_card_templates_of_the_top_level_folder(built_wheel):
+    import zipfile
+
+    _, wheel = built_wheel
+    assert (REPO_ROOT / "src" / "resp_audio_hf" / "model_cards").resolve() == (REPO_ROOT / "model_cards").resolve()
+    sources = sorted(path for path in (REPO_ROOT / "model_cards").iterdir() if path.suffix in (".md", ".yaml"))
+    assert {path.name for path in sources} >= {"template.md", "resp-passt.yaml", "resp-ast.yaml", "resp-m2d.yaml"}
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = {name for name in archive.namelist() if name.startswith("resp_audio_hf/model_cards/")}
+        assert shipped == {f"resp_audio_hf/model_cards/{path.name}" for path in sources}
+        for path in sources:
+            assert archive.read(f"resp_audio_hf/model_cards/{path.name}") == path.read_bytes(), path.name
+        # The shipped models' cards beside the templates are those the wheel carries in the model folders.
+        cards = sorted((REPO_ROOT / "model_cards" / "shipped").glob("*.md"))
+        assert [card.stem for card in cards] == sorted(
+            path.name for path in (REPO_ROOT / "src" / "resp_audio_hf" / "pretrained").iterdir() if path.is_dir()
+        )
+        for card in cards:
+            assert archive.read(f"resp_audio_hf/pretrained/{card.stem}/README.md") == card.read_bytes(), card.name
+
+
+@pytest.fixture(scope="module")
+def installed(built_wheel):
+    """(python, scripts folder, environment) of a fresh venv holding the package only as an installed wheel."""
+    root, wheel = built_wheel
+    env = _environment()
     venv.EnvBuilder(system_site_packages=False, with_pip=False).create(root / "venv")
     scripts = root / "venv" / ("Scripts" if os.name == "nt" else "bin")
     python = scripts / "python"
     _see_this_environments_packages(python, env, root)
     _run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "--ignore-installed", str(wheel)],
          env, cwd=root)
-    shutil.rmtree(source)  # nothing can be read from a source tree any more
     work = root / "work"
     work.mkdir()
     env = {**env, "HF_HUB_OFFLINE": "1", "HF_HOME": str(root / "hf_home"), "PATH": f"{scripts}{os.pathsep}{env['PATH']}"}
@@ -116,7 +150,7 @@ def test_push_dry_run_embed_and_demo_from_the_wheel(installed):
         soundfile.write(recordings / f"{i}.wav", clip, RATE)
     output = work / "embeddings.parquet"
     _run([str(scripts / "resp-audio-hf"), "embed", str(recordings), "--model", str(model_dir), "-o", str(output),
-          "--no-progress"], env, cwd=work)
+          "--quiet"], env, cwd=work)
     import pyarrow.parquet as pq
 
     table = pq.read_table(output)

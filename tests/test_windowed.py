@@ -60,7 +60,7 @@ def test_an_hour_long_recording_streams_in_bounded_ranges(recordings, tmp_path, 
 def test_embed_windows_gives_each_window_its_own_embedding(recordings, tmp_path, capsys):
     output = tmp_path / "windows.npy"
     code = cli_main(["embed", *map(str, recordings), "--preset", "tiny-passt", "--window-seconds", "2.5",
-                     "--hop-seconds", "1.25", "-o", str(output), "--no-progress", "--batch-size", "4"])
+                     "--hop-seconds", "1.25", "-o", str(output), "--quiet", "--batch-size", "4"])
     assert code == 0
     assert "windows" in capsys.readouterr().out
     names, vectors = read_embeddings(output)
@@ -81,7 +81,7 @@ def test_embed_windows_gives_each_window_its_own_embedding(recordings, tmp_path,
 
 
 def test_windowed_embed_refuses_what_does_not_apply(recordings, tmp_path, capsys):
-    common = [str(recordings[0]), "--preset", "tiny-m2d", "-o", str(tmp_path / "x.npy"), "--no-progress"]
+    common = [str(recordings[0]), "--preset", "tiny-m2d", "-o", str(tmp_path / "x.npy"), "--quiet"]
     assert cli_main(["embed", *common, "--hop-seconds", "1"]) == 1
     assert "--hop-seconds needs --window-seconds" in capsys.readouterr().err
     assert cli_main(["embed", *common, "--window-seconds", "0"]) == 1

@@ -1,8 +1,10 @@
-"""``resp-audio-hf`` command line.
+"""`resp-audio-hf` command line.
 
-Subcommands are listed in ``SUBCOMMANDS``; each names the module functions that add its arguments
-(or the dataclass whose fields are its options) and run it, so adding a subcommand means adding one entry (and its
-module) without touching the others. Only the chosen subcommand's handler imports heavy dependencies.
+Subcommands are listed in `SUBCOMMANDS`; each names the functions of its module `resp_audio_hf.commands.<name>`
+that add its arguments (or the dataclass whose fields are its options) and run it, so adding a subcommand means adding
+one entry (and its module) without touching the others. Only the chosen subcommand's handler imports heavy
+dependencies. Errors become exit codes in one place (`resp_audio_hf.commands.errors.EXIT_CODES`) and logging is
+configured once, here (`resp_audio_hf.logging_setup`).
 """
 
 from __future__ import annotations
@@ -15,18 +17,19 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Subcommand:
-    """One ``resp-audio-hf <name>`` command.
+    """One `resp-audio-hf <name>` command.
 
     Attributes:
-        name: the word typed after ``resp-audio-hf``.
-        help: one-line description for ``--help``.
-        add_arguments: ``"module:function"`` taking the subparser, or ``"module:Dataclass"`` whose fields are the
-            options (``dataclass=True``).
-        run: ``"module:function"`` taking the parsed arguments (the dataclass instance, or the
-            ``argparse.Namespace``) and returning an exit code.
-        examples: ``"module:ATTRIBUTE"`` naming the example command lines shown by ``--help``.
-        dataclass: ``add_arguments`` names a dataclass, parsed with transformers' ``HfArgumentParser``; a value
-            its ``__post_init__`` refuses (``ValueError``) is a usage error, as argparse's own.
+        name: the word typed after `resp-audio-hf`.
+        help: one-line description for `--help`.
+        add_arguments: `"module:function"` taking the subparser, or `"module:Dataclass"` whose fields are the
+            options (`dataclass=True`).
+        run: `"module:function"` taking the parsed arguments (the dataclass instance, or the
+            `argparse.Namespace`); it returns 0 or raises a typed error of `resp_audio_hf.commands.errors`,
+            whose table gives the exit code.
+        examples: `"module:ATTRIBUTE"` naming the example command lines shown by `--help`.
+        dataclass: `add_arguments` names a dataclass, parsed with transformers' `HfArgumentParser`; a value
+            its `__post_init__` refuses (`ValueError`) is a usage error, as argparse's own.
     """
 
     name: str
@@ -42,16 +45,16 @@ SUBCOMMANDS: list[Subcommand] = [
         "bench",
         "score a model on the OPERA benchmark (and SPRSound) with linear probes",
         "resp_audio_hf.benchmark.arguments:BenchmarkArguments",
-        "resp_audio_hf.benchmark.commands:run_bench",
-        "resp_audio_hf.benchmark.commands:BENCH_EXAMPLES",
+        "resp_audio_hf.commands.bench:run_bench",
+        "resp_audio_hf.commands.bench:EXAMPLES",
         dataclass=True,
     ),
     Subcommand(
         "demo",
         "label real coughs with the shipped AudioSet model and count the coughs of a recording assembled from them, offline",
-        "resp_audio_hf.benchmark.commands:add_demo_arguments",
-        "resp_audio_hf.benchmark.commands:run_demo_command",
-        "resp_audio_hf.benchmark.commands:DEMO_EXAMPLES",
+        "resp_audio_hf.commands.demo:add_demo_arguments",
+        "resp_audio_hf.commands.demo:run_demo",
+        "resp_audio_hf.commands.demo:EXAMPLES",
     ),
     Subcommand(
         "embed",
@@ -144,7 +147,7 @@ def _dataclass_parser(options: type) -> argparse.ArgumentParser:
 
 
 def _parsed_options(args: argparse.Namespace):
-    """The subcommand's dataclass filled from ``args`` (HfArgumentParser's ``parse_dict``); a value it refuses ends
+    """The subcommand's dataclass filled from `args` (HfArgumentParser's `parse_dict`); a value it refuses ends
     the program as argparse's errors do (usage, message, exit status 2)."""
     from dataclasses import fields
 
@@ -175,22 +178,31 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import logging
 
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    from .commands.errors import run_command
+    from .logging_setup import configure_logging
+
+    configure_logging(logging.INFO if args.verbose else logging.WARNING)
     options = _parsed_options(args) if args._options else args
-    try:
-        return int(_resolve(args._run)(options) or 0)
-    except ModuleNotFoundError as error:
-        module = (error.name or "").split(".")[0]
-        if module not in EXTRA_OF_MODULE:
-            raise
-        print(
-            f"error: this command needs {module}, which is not installed: "
-            f"python -m pip install 'resp_audio_hf[{EXTRA_OF_MODULE[module]}]'",
-            file=sys.stderr,
-        )
-        return 1
+    return run_command(_with_extras_named(_resolve(args._run)), options)
+
+
+def _with_extras_named(handler):
+    """`handler`, raising a `MissingExtraError` that names the extra to install when an optional module is missing."""
+    from .commands.errors import MissingExtraError
+
+    def run(options):
+        try:
+            return handler(options)
+        except ModuleNotFoundError as error:
+            module = (error.name or "").split(".")[0]
+            if module not in EXTRA_OF_MODULE:
+                raise
+            raise MissingExtraError(
+                f"this command needs {module}, which is not installed: "
+                f"python -m pip install 'resp_audio_hf[{EXTRA_OF_MODULE[module]}]'"
+            ) from error
+
+    return run
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,7 +11,7 @@ import numpy as np
 import torch
 from transformers import BatchFeature
 
-from .data.audio import load_audio
+from .data.audio import audio_file_source, load_audio
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +117,7 @@ class RespAudioCollator:
         audio = example[self.audio_column]
         rate = example.get("sampling_rate", self.sampling_rate)
         start, end = self._segment(example, index)
-        if _is_file(audio):
+        if audio_file_source(audio) is not None:
             # Files go `bench`'s way (FFmpeg resamples to the model's rate, channels averaged), not the arrays' way.
             return load_audio(audio, self.feature_extractor.sampling_rate, start, end)
         clip, rate = self._array_and_rate(audio, rate, index)
@@ -230,16 +229,6 @@ def _time_axis(clip) -> int:
     """Time is the last axis of 1-D clips and the longer axis of [channels, samples] / [samples, channels] ones, the
     same rule the feature extractor uses to downmix."""
     return -1 if clip.ndim == 1 or clip.shape[-1] >= clip.shape[0] else 0
-
-
-def _is_file(audio) -> bool:
-    """A path, or a `datasets` Audio value that names its file: `{"path", "bytes"}` stored undecoded
-    (`Audio(decode=False)`), or the torchcodec decoder a decoded column gives, which keeps them as `_hf_encoded`."""
-    if isinstance(audio, (str, os.PathLike)) or getattr(audio, "_hf_encoded", None) is not None:
-        return True
-    return isinstance(audio, Mapping) and "array" not in audio and "raw" not in audio and (
-        audio.get("bytes") is not None or audio.get("path") is not None
-    )
 
 
 __all__ = ["RespAudioCollator"]

@@ -373,7 +373,7 @@ def draw_timeline(result: TagResult, path: str | os.PathLike, *, truth: list[tup
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from .benchmark.report import save_figure
+    from .data._io import atomic_save_figure
 
     scores, config = result.scores, result.config
     duration = max(scores.duration_s, 1e-3)
@@ -415,7 +415,7 @@ def draw_timeline(result: TagResult, path: str | os.PathLike, *, truth: list[tup
     rows.set_xlim(0, duration / scale)
     rows.set_xlabel(f"time ({unit})")
     fig.tight_layout()
-    return save_figure(fig, path, dpi=110)
+    return atomic_save_figure(fig, path, dpi=110)
 
 
 __all__ = [

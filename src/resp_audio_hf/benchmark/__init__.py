@@ -1,18 +1,18 @@
 """OPERA-style evaluation of audio encoders: embeddings, linear probes, metrics and reports.
 
-Imports are lazy so ``import resp_audio_hf.benchmark`` stays cheap; scikit-learn, scipy and matplotlib
-are loaded by the functions that use them (``pip install resp_audio_hf[benchmark]``).
+Imports are lazy so `import resp_audio_hf.benchmark` stays cheap; scikit-learn, scipy and matplotlib
+are loaded by the functions that use them (`pip install resp_audio_hf[benchmark]`).
 
-* ``AudioEncoder`` - any transformers audio model + feature extractor -> one vector per clip.
-* ``extract_embeddings`` - streamed, batched, cached and resumable extraction.
-* ``train_linear_probes`` - OPERA's linear probe, vectorised over seeds/folds.
-* ``PROBE_PROTOCOLS`` / ``ProbeProtocol`` - every task's probe hyper-parameters (OPERA's), in one table.
-* ``run_benchmark`` / ``write_reports`` - what ``resp-audio-hf bench`` runs, with ``BenchmarkArguments``.
-* ``BenchmarkResult`` / ``load_results`` / ``METRICS`` - the typed ``results.json`` and the metric table.
-* ``run_demo`` - what ``resp-audio-hf demo`` runs.
-* ``nonlearned_encoder`` - the log-mel statistics and clip-duration baselines as encoders.
-* ``derive_pooling`` / ``signal_rows`` - mean and band-limited pooling from frequency-preserving embeddings.
-* ``paired_bootstrap`` - two models' score difference with a confidence interval over test patients.
+* `AudioEncoder` - any transformers audio model + feature extractor -> one vector per clip.
+* `extract_embeddings` - streamed, batched, cached and resumable extraction.
+* `train_linear_probes` - OPERA's linear probe, vectorised over seeds/folds.
+* `PROBE_PROTOCOLS` / `ProbeProtocol` - every task's probe hyper-parameters (OPERA's), in one table.
+* `run_benchmark` / `write_reports` - what `resp-audio-hf bench` runs, with `BenchmarkArguments`.
+* `BenchmarkResult` / `load_results` / `METRICS` - the typed `results.json` and the metric table.
+* `run_demo` - what `resp-audio-hf demo` runs.
+* `nonlearned_encoder` - the log-mel statistics and clip-duration baselines as encoders.
+* `derive_pooling` / `signal_rows` - mean and band-limited pooling from frequency-preserving embeddings.
+* `paired_bootstrap` - two models' score difference with a confidence interval over test patients.
 """
 
 from .._lazy import lazy_exports
@@ -27,7 +27,7 @@ __all__, __getattr__ = lazy_exports(
             "extract_embeddings", "make_dataloader",
         ),
         ".metrics": ("auroc_ovr_macro", "icbhi_scores", "mean_absolute_error", "mean_reciprocal_rank"),
-        ".protocols": ("PROBE_PROTOCOLS", "ProbeProtocol", "protocol_table"),
+        "..data.probe_protocols": ("PROBE_PROTOCOLS", "ProbeProtocol", "protocol_table"),
         ".probe": ("ProbeOutcome", "ProbeRun", "train_linear_probes", "standardize_features"),
         ".nonlearned": ("nonlearned_encoder", "NONLEARNED_BASELINES"),
         ".pooling": ("derive_pooling", "signal_rows"),
@@ -35,6 +35,7 @@ __all__, __getattr__ = lazy_exports(
         ".runner": ("embed_task", "check_task_splits", "evaluate_task", "run_benchmark", "score_task"),
         ".report": ("markdown_table", "write_reports"),
         ".arguments": ("BenchmarkArguments",),
-        ".results": ("METRICS", "BenchmarkResult", "TaskResult", "load_results"),
+        "..data.metric_specs": ("METRICS",),
+        ".results": ("BenchmarkResult", "TaskResult", "load_results"),
     },
 )

@@ -1,9 +1,9 @@
-"""The arguments of ``resp-audio-hf bench``: one dataclass, parsed from the command line by transformers'
-``HfArgumentParser``, passed to :func:`~resp_audio_hf.benchmark.runner.run_benchmark` and recorded in
-``results.json`` (``"arguments"``), from which :func:`~resp_audio_hf.benchmark.results.load_results` reads it back.
+"""The arguments of `resp-audio-hf bench`: one dataclass, parsed from the command line by transformers'
+`HfArgumentParser`, passed to [`~resp_audio_hf.benchmark.runner.run_benchmark`] and recorded in
+`results.json` (`"arguments"`), from which [`~resp_audio_hf.benchmark.results.load_results`] reads it back.
 
-No annotation here is postponed (no ``from __future__ import annotations``): ``HfArgumentParser`` builds each option
-from its field's type. The values each option accepts are checked in ``__post_init__``, which the command line
+No annotation here is postponed (no `from __future__ import annotations`): `HfArgumentParser` builds each option
+from its field's type. The values each option accepts are checked in `__post_init__`, which the command line
 turns into a usage error (exit status 2) and which also checks what is read back from a file.
 """
 
@@ -16,12 +16,12 @@ from ..data._io import cache_root
 
 
 def default_cache_dir() -> Path:
-    """Where ``bench`` caches embeddings when ``--cache-dir`` is not given."""
+    """Where `bench` caches embeddings when `--cache-dir` is not given."""
     return cache_root() / "embeddings"
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
-    """``"0,1,2"`` -> ``(0, 1, 2)``: the probe seeds as ``--seeds`` takes them."""
+    """`"0,1,2"` -> `(0, 1, 2)`: the probe seeds as `--seeds` takes them."""
     try:
         seeds = tuple(int(s) for s in text.split(",") if s.strip())
     except ValueError:
@@ -36,18 +36,18 @@ MODEL_SOURCES = ("model", "preset", "baseline")
 
 
 def _option(help: str | None = None, default=None):
-    """A field with ``default`` whose ``help`` is the option's text in ``resp-audio-hf bench --help``."""
+    """A field with `default` whose `help` is the option's text in `resp-audio-hf bench --help`."""
     return field(default=default, metadata={"help": help} if help else {})
 
 
 @dataclass(kw_only=True)
 class BenchmarkArguments:
-    """What ``resp-audio-hf bench`` was asked to do; each field is the command-line option of the same name
-    (``data_root`` is ``--data-root``).
+    """What `resp-audio-hf bench` was asked to do; each field is the command-line option of the same name
+    (`data_root` is `--data-root`).
 
-    A program calling :func:`~resp_audio_hf.benchmark.runner.run_benchmark` with an encoder it built names where
-    that encoder came from in ``model`` or ``preset``, as the command line would. Paths read back from
-    ``results.json`` (where they are strings) become :class:`~pathlib.Path` again.
+    A program calling [`~resp_audio_hf.benchmark.runner.run_benchmark`] with an encoder it built names where
+    that encoder came from in `model` or `preset`, as the command line would. Paths read back from
+    `results.json` (where they are strings) become [`~pathlib.Path`] again.
     """
 
     model: str | None = _option(
@@ -123,8 +123,8 @@ class BenchmarkArguments:
 
     @property
     def protocol_overrides(self) -> dict:
-        """The probe protocol fields these arguments replace in every task (``epochs``, ``seeds``,
-        ``standardize_features``); empty when none is given."""
+        """The probe protocol fields these arguments replace in every task (`epochs`, `seeds`,
+        `standardize_features`); empty when none is given."""
         overrides = {"epochs": self.epochs, "seeds": parse_seeds(self.seeds) if self.seeds is not None else None}
         overrides = {key: value for key, value in overrides.items() if value is not None}
         if self.standardize_features:
@@ -144,6 +144,6 @@ class BenchmarkArguments:
 
     @classmethod
     def from_dict(cls, values: dict) -> "BenchmarkArguments":
-        """Read back :meth:`to_dict` (fields this version does not know are refused by the constructor)."""
+        """Read back [`to_dict`] (fields this version does not know are refused by the constructor)."""
         return cls(**values)
 

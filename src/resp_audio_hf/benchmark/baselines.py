@@ -2,7 +2,7 @@
 
 Source: Zhang et al., "Towards Open Respiratory Acoustic Foundation Models: Pretraining and
 Benchmarking", NeurIPS 2024 Datasets & Benchmarks, Tables 4-5; the same numbers are listed in
-``res_analysis/calculate_rank.py`` of https://github.com/evelyn0414/OPERA at commit 3622310.
+`res_analysis/calculate_rank.py` of https://github.com/evelyn0414/OPERA at commit 3622310.
 T1-T12: AUROC (5 seeds); T13-T19: MAE (mean +- std over the leave-one-subject-out folds).
 """
 
@@ -49,4 +49,4 @@ def _parse() -> dict[str, dict[str, dict[str, float]]]:
 
 
 OPERA_PUBLISHED_RESULTS: dict[str, dict[str, dict[str, float]]] = _parse()
-"""``{method: {"T1": {"mean": ..., "std": ...}, ...}}``."""
+"""`{method: {"T1": {"mean": ..., "std": ...}, ...}}`."""

@@ -1,17 +1,17 @@
-"""``resp-audio-hf demo``: the shipped EfficientAT ``mn04`` (AudioSet) on real coughs, offline, in well under a minute.
+"""`resp-audio-hf demo`: the shipped EfficientAT `mn04` (AudioSet) on real coughs, offline, in well under a minute.
 
-Two things run on 96 real cough recordings bundled with the package (CC0, ``resp_audio_hf/demo_data/covid19-cough``,
+Two things run on 96 real cough recordings bundled with the package (CC0, `resp_audio_hf/demo_data/covid19-cough`,
 24 from each combination of COVID-19 label and source; see the README there):
 
-1. **AudioSet tagging.** ``EfficientATForAudioClassification`` from ``pretrained/efficientat-mn04-as`` labels every
+1. **AudioSet tagging.** `EfficientATForAudioClassification` from `pretrained/efficientat-mn04-as` labels every
    clip with AudioSet's 527 classes; the report gives the top labels and how often each respiratory class (Cough,
    Throat clearing, Breathing, Wheeze, Gasp, Sneeze, ...) is the top one.
-2. **A cough timeline.** Some of the coughs (``timeline_coughs``, drawn with ``seed``), each trimmed to its active
+2. **A cough timeline.** Some of the coughs (`timeline_coughs`, drawn with `seed`), each trimmed to its active
    part, are inserted after random quiet gaps (a -60 dBFS noise floor) into one recording
-   (``resp_audio_hf.assembly``), which is written out as ``cough_timeline.wav`` and tagged window by window as
-   ``resp-audio-hf tag`` does (``resp_audio_hf.tagging``, its default settings): the cough count against the number
-   inserted, each detected onset against the true one, the segments in ``cough_timeline.csv`` and the timeline drawn
-   in ``cough_timeline.png``. ``results/cough_counting.md`` in the repository measures the same counter over many
+   (`resp_audio_hf.assembly`), which is written out as `cough_timeline.wav` and tagged window by window as
+   `resp-audio-hf tag` does (`resp_audio_hf.tagging`, its default settings): the cough count against the number
+   inserted, each detected onset against the true one, the segments in `cough_timeline.csv` and the timeline drawn
+   in `cough_timeline.png`. `results/cough_counting.md` in the repository measures the same counter over many
    such recordings.
 """
 
@@ -38,8 +38,8 @@ class DemoConfig:
     """Settings of the demo.
 
     Attributes:
-        model: folder of the EfficientAT AudioSet tagger (``None``: the one shipped in the package).
-        data_root: folder holding ``covid19-cough/`` (``None``: the recordings bundled with the package).
+        model: folder of the EfficientAT AudioSet tagger (`None`: the one shipped in the package).
+        data_root: folder holding `covid19-cough/` (`None`: the recordings bundled with the package).
         top_k: AudioSet labels listed per clip.
         timeline_coughs: coughs inserted into the timeline recording.
         seed: draws the timeline's coughs, gaps and noise floor.
@@ -55,8 +55,8 @@ class DemoConfig:
 
 
 def tag_recordings(tagger, paths: list[str], top_k: int = 3) -> dict:
-    """AudioSet probabilities of every clip, each scored whole: ``{"labels", "probabilities" [n, 527], "top" (per
-    clip, the ``top_k`` ``(label, probability)`` pairs)}``. ``tagger``: a ``resp_audio_hf.tagging.AudioTagger``."""
+    """AudioSet probabilities of every clip, each scored whole: `{"labels", "probabilities" [n, 527], "top" (per
+    clip, the `top_k` `(label, probability)` pairs)}`. `tagger`: a `resp_audio_hf.tagging.AudioTagger`."""
     from ..data.audio import load_audio
 
     probabilities = np.concatenate(
@@ -183,7 +183,7 @@ def _figure(results: dict, path: Path) -> Path:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from .report import save_figure
+    from ..data._io import atomic_save_figure
 
     tags = results["tagging"]["respiratory"]
     fig, axis = plt.subplots(figsize=(6, 3.4))
@@ -193,7 +193,7 @@ def _figure(results: dict, path: Path) -> Path:
     axis.set_xlabel("mean AudioSet probability over the coughs")
     axis.set_title("mn04 (AudioSet) on real coughs", fontsize=10)
     fig.tight_layout()
-    return save_figure(fig, path, dpi=110)
+    return atomic_save_figure(fig, path, dpi=110)
 
 
 @contextmanager
@@ -219,7 +219,7 @@ OUTPUT_FILES = ("results.json", "results.md", "results.png", "cough_timeline.wav
 
 
 def run_demo(output_dir: str | os.PathLike, config: DemoConfig | None = None, progress: bool = False) -> dict:
-    """Run the demo and write ``OUTPUT_FILES`` into ``output_dir``."""
+    """Run the demo and write `OUTPUT_FILES` into `output_dir`."""
     from ..data._io import atomic_write_json, atomic_write_text
     from ..data.tasks import load_task
     from ..tagging import AudioTagger

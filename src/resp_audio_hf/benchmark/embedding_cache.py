@@ -1,11 +1,11 @@
 """The on-disk entries of the embedding cache: one lock per entry, a checksum per shard and per entry.
 
 One entry holds one embedding matrix (one model x one list of clips x one preprocessing, see
-``embeddings.embedding_cache_key``). Several processes may share a cache folder (``bench``'s default cache is shared by
-every run of a user): an entry is read and written only under its lock (``<root>/<key>.lock``, an OS file lock that is
-released when its process ends, even by ``kill -9``), so a second run on the same entry waits for the first and then
+`embeddings.embedding_cache_key`). Several processes may share a cache folder (`bench`'s default cache is shared by
+every run of a user): an entry is read and written only under its lock (`<root>/<key>.lock`, an OS file lock that is
+released when its process ends, even by `kill -9`), so a second run on the same entry waits for the first and then
 reads what it wrote, and runs on other entries never wait. Every shard carries the SHA-256 of its rows in its file name,
-and a complete entry records the SHA-256 of ``embeddings.npy`` and of ``failed.json`` in ``meta.json`` (written last):
+and a complete entry records the SHA-256 of `embeddings.npy` and of `failed.json` in `meta.json` (written last):
 a shard or entry whose bytes were flipped, truncated or emptied is named in a warning, dropped and recomputed, never
 served.
 """
@@ -49,7 +49,7 @@ def rows_digest(block: np.ndarray) -> str:
 
 
 def _is_stale_temporary(path: Path) -> bool:
-    """A temporary file `atomic_path` left behind when its process was killed (``.<name>.<random>.tmp[.npy]``)."""
+    """A temporary file `atomic_path` left behind when its process was killed (`.<name>.<random>.tmp[.npy]`)."""
     return path.name.startswith(".") and ".tmp" in path.name
 
 
@@ -57,22 +57,22 @@ def _is_stale_temporary(path: Path) -> bool:
 class EmbeddingCache:
     """Sharded on-disk store of one embedding matrix.
 
-    Layout: ``<root>/<key>/meta.json`` (the description the key hashes; ``embedding_dim`` and the checksums are
-    added once the entry is complete), ``shard_00000.<sha256 of its rows>.npy`` ... while extraction runs, and
-    ``embeddings.npy`` once complete (the shards are then removed); ``<root>/<key>.lock`` is the entry's lock. An entry
-    is used only when its ``meta.json`` hashes to its key (it was written for exactly these settings), its files match
-    their checksums and every array has the recorded width, which must also equal ``dim`` when the model states its
+    Layout: `<root>/<key>/meta.json` (the description the key hashes; `embedding_dim` and the checksums are
+    added once the entry is complete), `shard_00000.<sha256 of its rows>.npy` ... while extraction runs, and
+    `embeddings.npy` once complete (the shards are then removed); `<root>/<key>.lock` is the entry's lock. An entry
+    is used only when its `meta.json` hashes to its key (it was written for exactly these settings), its files match
+    their checksums and every array has the recorded width, which must also equal `dim` when the model states its
     width in advance; anything else is named in a warning and recomputed. Items that could not be embedded have NaN
-    rows and are named, with the reason, in ``failed.json`` (written before the shard that holds them); any other
-    non-finite row makes a shard or file invalid. Read and write an entry only inside :meth:`locked`.
+    rows and are named, with the reason, in `failed.json` (written before the shard that holds them); any other
+    non-finite row makes a shard or file invalid. Read and write an entry only inside [`locked`].
 
     Attributes:
         root: the cache folder.
-        key: ``stable_hash(description)`` (see ``embeddings.embedding_cache_key``).
+        key: `stable_hash(description)` (see `embeddings.embedding_cache_key`).
         n_items: rows of the matrix.
         shard_size: rows per shard (the unit of resumption).
-        description: what the key stands for (written to ``meta.json``).
-        dim: expected width, or ``None`` when only the computation tells it.
+        description: what the key stands for (written to `meta.json`).
+        dim: expected width, or `None` when only the computation tells it.
     """
 
     root: Path
@@ -142,8 +142,8 @@ class EmbeddingCache:
     # ------------------------------------------------------------------ failures
 
     def load_failures(self) -> dict[int, str]:
-        """``{item index: reason}`` of the items recorded as failed (empty when none). An unreadable or malformed
-        ``failed.json`` is named in a warning and removed: the shards and matrix whose NaN rows it explained are then
+        """`{item index: reason}` of the items recorded as failed (empty when none). An unreadable or malformed
+        `failed.json` is named in a warning and removed: the shards and matrix whose NaN rows it explained are then
         rejected by their own checks and recomputed."""
         if not self.failures_path.exists():
             return {}
@@ -166,14 +166,14 @@ class EmbeddingCache:
 
     @staticmethod
     def _failed_rows_match(array: np.ndarray, start: int, failures: dict[int, str]) -> bool:
-        """The non-finite rows of ``array`` (item ``start`` onwards) are exactly the recorded failures."""
+        """The non-finite rows of `array` (item `start` onwards) are exactly the recorded failures."""
         nonfinite = {start + int(row) for row in np.flatnonzero(~np.isfinite(array).all(axis=1))}
         return nonfinite == {i for i in failures if start <= i < start + array.shape[0]}
 
     # ------------------------------------------------------------------ meta.json
 
     def stored_meta(self) -> tuple[dict | None, str | None]:
-        """``(meta.json's content, None)`` when it was written for this key, else ``(None, why not)``."""
+        """`(meta.json's content, None)` when it was written for this key, else `(None, why not)`."""
         try:
             with open(self.meta_path, encoding="utf-8") as handle:
                 meta = json.load(handle)
@@ -246,8 +246,8 @@ class EmbeddingCache:
     # ------------------------------------------------------------------ the whole entry
 
     def load(self, failures: dict[int, str] | None = None) -> np.ndarray | None:
-        """The complete matrix, or ``None`` when there is none that passes every check (each rejection is named in a
-        warning; non-finite values are allowed only in the rows of recorded ``failures``)."""
+        """The complete matrix, or `None` when there is none that passes every check (each rejection is named in a
+        warning; non-finite values are allowed only in the rows of recorded `failures`)."""
         if not self.final_path.exists():
             return None
         array, problem = self._verified_matrix(failures or {})
@@ -298,8 +298,8 @@ class EmbeddingCache:
         return self.complete_shards(failures)
 
     def consolidate(self, dim: int, failures: dict[int, str] | None = None) -> np.ndarray:
-        """Join the shards into ``embeddings.npy`` (written to a temp file, then renamed), then record the width and
-        the checksums in ``meta.json``, last: an entry interrupted before that is never loaded."""
+        """Join the shards into `embeddings.npy` (written to a temp file, then renamed), then record the width and
+        the checksums in `meta.json`, last: an entry interrupted before that is never loaded."""
         if not self._width_ok(dim):
             raise RuntimeError(
                 f"The encoder produced {dim}-wide embeddings but its configuration states {self.dim}; "
@@ -336,7 +336,7 @@ _COMPLETION_FIELDS = ("embedding_dim", "embeddings_sha256", "failures_sha256")
 
 
 def cache_entries(cache_dir: str | os.PathLike) -> list[dict]:
-    """Descriptions (``meta.json``) of the cache entries under ``cache_dir``."""
+    """Descriptions (`meta.json`) of the cache entries under `cache_dir`."""
     entries = []
     for meta in sorted(Path(cache_dir).glob("*/meta.json")):
         with open(meta, encoding="utf-8") as handle:

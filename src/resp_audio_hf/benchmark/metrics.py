@@ -9,24 +9,24 @@ import numpy as np
 
 
 def auroc_ovr_macro(y_true, scores) -> float | np.ndarray:
-    """Macro-averaged one-vs-rest AUROC exactly as OPERA computes it (torchmetrics' ``AUROC(task="multiclass")``).
+    """Macro-averaged one-vs-rest AUROC exactly as OPERA computes it (torchmetrics' `AUROC(task="multiclass")`).
 
     Computed with the rank-sum (Mann-Whitney) statistic, ties sharing their average rank, which is
     exactly the area under the ROC curve. For two classes with probabilities summing to one the
     result equals the binary AUROC of the positive class.
 
-    A class absent from ``y_true`` counts as 0 in the average, as in torchmetrics (whose ROC curve
+    A class absent from `y_true` counts as 0 in the average, as in torchmetrics (whose ROC curve
     of a class without positives has a true-positive rate of zero, pinned in OPERA's environment at
     torchmetrics 1.3.1); scikit-learn refuses such input and averaging only the present classes
-    gives a higher number. :func:`absent_classes` names them, so that callers can say so.
+    gives a higher number. [`absent_classes`] names them, so that callers can say so.
 
     Args:
-        y_true: ``[n]`` integer class ids.
-        scores: ``[n, C]`` class scores (probabilities or logits), or ``[..., n, C]`` to score many
-            runs at once (e.g. one row per seed), or ``[n]`` positive-class scores for a binary task.
+        y_true: `[n]` integer class ids.
+        scores: `[n, C]` class scores (probabilities or logits), or `[..., n, C]` to score many
+            runs at once (e.g. one row per seed), or `[n]` positive-class scores for a binary task.
 
     Returns:
-        A float, or an array with the leading dimensions of ``scores``.
+        A float, or an array with the leading dimensions of `scores`.
     """
     from scipy.stats import rankdata
 
@@ -62,15 +62,15 @@ def icbhi_scores(y_true, y_pred, normal_class: int = 0) -> dict[str, float]:
 
     Sensitivity = correctly classified abnormal cycles / all abnormal cycles (an abnormal cycle counts only when
     its own class is predicted, e.g. a "both" cycle predicted "crackle" is wrong); specificity = cycles of
-    ``normal_class`` predicted ``normal_class`` / all normal cycles; score = their mean.
+    `normal_class` predicted `normal_class` / all normal cycles; score = their mean.
 
     Args:
-        y_true: ``[n]`` true class ids.
-        y_pred: ``[n]`` predicted class ids.
+        y_true: `[n]` true class ids.
+        y_pred: `[n]` predicted class ids.
         normal_class: id of the normal class.
 
     Returns:
-        ``{"sensitivity", "specificity", "icbhi_score"}``.
+        `{"sensitivity", "specificity", "icbhi_score"}`.
     """
     y_true = np.asarray(y_true).astype(np.int64).ravel()
     y_pred = np.asarray(y_pred).astype(np.int64).ravel()
@@ -85,9 +85,9 @@ def icbhi_scores(y_true, y_pred, normal_class: int = 0) -> dict[str, float]:
     return {"sensitivity": sensitivity, "specificity": specificity, "icbhi_score": (sensitivity + specificity) / 2}
 
 
-#: How Poor Quality records enter the SPRSound score's sensitivity (Task 2): ``"excluded"`` (they are neither normal
-#: nor abnormal items: only the adventitious classes make up SE) or ``"abnormal"`` (they are abnormal items like CAS
-#: or DAS, right only when predicted Poor Quality). See :func:`sprsound_scores`.
+#: How Poor Quality records enter the SPRSound score's sensitivity (Task 2): `"excluded"` (they are neither normal
+#: nor abnormal items: only the adventitious classes make up SE) or `"abnormal"` (they are abnormal items like CAS
+#: or DAS, right only when predicted Poor Quality). See [`sprsound_scores`].
 SPRSOUND_POOR_QUALITY_CONVENTIONS = ("excluded", "abnormal")
 
 
@@ -97,26 +97,26 @@ def sprsound_scores(
     """The SPRSound challenge's score of predicted classes (IEEE BioCAS 2022/2023 Grand Challenge on Respiratory Sound
     Classification; Zhang et al., BioCAS 2022).
 
-    SP = items of ``normal_class`` predicted ``normal_class`` / all normal items; SE = abnormal items predicted as
+    SP = items of `normal_class` predicted `normal_class` / all normal items; SE = abnormal items predicted as
     their own class / all abnormal items (a Fine Crackle predicted Wheeze is wrong); AS = (SE + SP) / 2;
     HS = 2 SE SP / (SE + SP) (0 when both are 0); score = (AS + HS) / 2.
 
     Which items are *abnormal* for the record-level tasks is not written in the organisers' public material: the
     repository's READMEs only name SE, SP, AS and HS, and the submission document's formulas are not machine
-    readable. ``poor_quality`` chooses: ``"excluded"`` (default) leaves Poor Quality items out of SE and SP, as the
-    participating team HUJH511/BioCAS-2023-Grand_Challenge computes it (``src/utils/metric.py``: SE over the classes
-    from id 2 on for Task 2); ``"abnormal"`` counts them as abnormal items. Either way a Normal or adventitious item
+    readable. `poor_quality` chooses: `"excluded"` (default) leaves Poor Quality items out of SE and SP, as the
+    participating team HUJH511/BioCAS-2023-Grand_Challenge computes it (`src/utils/metric.py`: SE over the classes
+    from id 2 on for Task 2); `"abnormal"` counts them as abnormal items. Either way a Normal or adventitious item
     predicted Poor Quality is wrong.
 
     Args:
-        y_true: ``[n]`` true class ids.
-        y_pred: ``[n]`` predicted class ids.
+        y_true: `[n]` true class ids.
+        y_pred: `[n]` predicted class ids.
         normal_class: id of Normal (0 in every task of the challenge).
-        poor_quality_class: id of Poor Quality (1 in Tasks 2-1 and 2-2), ``None`` for the event-level tasks.
-        poor_quality: ``"excluded"`` or ``"abnormal"`` (ignored without ``poor_quality_class``).
+        poor_quality_class: id of Poor Quality (1 in Tasks 2-1 and 2-2), `None` for the event-level tasks.
+        poor_quality: `"excluded"` or `"abnormal"` (ignored without `poor_quality_class`).
 
     Returns:
-        ``{"sensitivity", "specificity", "average_score", "harmonic_score", "score"}``.
+        `{"sensitivity", "specificity", "average_score", "harmonic_score", "score"}`.
     """
     if poor_quality not in SPRSOUND_POOR_QUALITY_CONVENTIONS:
         raise ValueError(f"poor_quality must be one of {SPRSOUND_POOR_QUALITY_CONVENTIONS}, got {poor_quality!r}")
@@ -148,13 +148,13 @@ def sprsound_scores(
 
 
 def absent_classes(y_true, n_classes: int) -> list[int]:
-    """Class ids in ``[0, n_classes)`` that never occur in ``y_true`` (each counts as 0 in :func:`auroc_ovr_macro`)."""
+    """Class ids in `[0, n_classes)` that never occur in `y_true` (each counts as 0 in [`auroc_ovr_macro`])."""
     present = set(np.asarray(y_true).astype(np.int64).ravel().tolist())
     return [c for c in range(n_classes) if c not in present]
 
 
 def mean_absolute_error(y_true, y_pred) -> float | np.ndarray:
-    """MAE over the last axis (``[..., n]`` predictions give one value per leading index)."""
+    """MAE over the last axis (`[..., n]` predictions give one value per leading index)."""
     y_true = np.asarray(y_true, dtype=np.float64)
     y_pred = np.asarray(y_pred, dtype=np.float64)
     result = np.abs(y_pred - y_true).mean(axis=-1)
@@ -169,15 +169,15 @@ def mean_reciprocal_rank(
     """OPERA's mean reciprocal rank of several models over tasks.
 
     On every task the models are ranked (1 = best; ties share the lowest rank, as
-    ``scipy.stats.rankdata(method="min")``), and each model's reciprocal ranks are averaged.
+    `scipy.stats.rankdata(method="min")`), and each model's reciprocal ranks are averaged.
 
     Args:
-        scores: ``{model: {task: score}}``.
-        higher_is_better: ``{task: bool}`` (AUROC: ``True``; MAE: ``False``).
+        scores: `{model: {task: score}}`.
+        higher_is_better: `{task: bool}` (AUROC: `True`; MAE: `False`).
         tasks: tasks to rank on; default: every task that all models have a score for.
 
     Returns:
-        ``{model: mrr}``.
+        `{model: mrr}`.
     """
     from scipy.stats import rankdata
 

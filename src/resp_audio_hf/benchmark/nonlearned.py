@@ -1,16 +1,16 @@
 """Non-learned baselines as encoders of the benchmark path: log-mel statistics and clip duration.
 
-Each is an ``nn.Module`` without parameters that turns the output of a :class:`RespAudioFeatureExtractor` into one
-vector per clip, wrapped in an :class:`~resp_audio_hf.benchmark.embeddings.AudioEncoder`, so it goes through the same
-streamed extraction, embedding cache, linear probe and reports as a foundation model (``resp-audio-hf bench
---baseline log-mel-stats``). They say how much of a task a model's score owes to what needs no learning:
+Each is an `nn.Module` without parameters that turns the output of a [`RespAudioFeatureExtractor`] into one
+vector per clip, wrapped in an [`~resp_audio_hf.benchmark.embeddings.AudioEncoder`], so it goes through the same
+streamed extraction, embedding cache, linear probe and reports as a foundation model (`resp-audio-hf bench
+--baseline log-mel-stats`). They say how much of a task a model's score owes to what needs no learning:
 
-* ``log-mel-stats`` - per mel band, statistics of the log-mel spectrogram over the clip's frames (mean, standard
+* `log-mel-stats` - per mel band, statistics of the log-mel spectrogram over the clip's frames (mean, standard
   deviation, 5th / 50th / 95th percentile) and of its frame-to-frame difference (mean absolute value, standard
   deviation): functionals of low-level descriptors in the spirit of the openSMILE baseline of OPERA. The front end is
   M2D's (16 kHz, 25 ms Hann windows, 10 ms hop) with 64 bands between 50 Hz and 4 kHz: SPRSound and the call-centre
   coughs are 8 kHz recordings, so bands above 4 kHz would describe the recording channel, not the sound.
-* ``duration`` - the clip's length in seconds, to the 10 ms frame (one feature). On SPRSound's event task it
+* `duration` - the clip's length in seconds, to the 10 ms frame (one feature). On SPRSound's event task it
   already separates adventitious from normal events, which are longer.
 """
 
@@ -24,19 +24,19 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 NONLEARNED_BASELINES = ("log-mel-stats", "duration")
 
-#: Statistics of ``log-mel-stats``, in the order of each band's block of the embedding.
+#: Statistics of `log-mel-stats`, in the order of each band's block of the embedding.
 LOG_MEL_STATISTICS = ("mean", "std", "p05", "median", "p95", "delta_abs_mean", "delta_std")
 _QUANTILES = (0.05, 0.5, 0.95)
 
 
 @dataclass(frozen=True)
 class NonLearnedConfig:
-    """What a non-learned baseline computes (part of the embedding cache key through ``to_dict``).
+    """What a non-learned baseline computes (part of the embedding cache key through `to_dict`).
 
     Attributes:
-        name: ``"log-mel-stats"`` or ``"duration"``.
+        name: `"log-mel-stats"` or `"duration"`.
         num_mel_bins: bands of the front end.
-        statistics: the statistics per band (``log-mel-stats``) or ``("duration_s",)``.
+        statistics: the statistics per band (`log-mel-stats`) or `("duration_s",)`.
         hop_length, sampling_rate: frame hop of the front end (samples) and its rate, which turn frames into seconds.
     """
 
@@ -71,7 +71,7 @@ def _frame_counts(input_values: torch.Tensor, attention_mask: torch.Tensor | Non
 
 
 class LogMelStatistics(nn.Module):
-    """``[batch, frames, mels]`` log-mel frames (padding masked out) -> ``[batch, mels * 7]`` statistics: for each band
+    """`[batch, frames, mels]` log-mel frames (padding masked out) -> `[batch, mels * 7]` statistics: for each band
     in turn its mean, std (ddof 0), 5th, 50th and 95th percentiles (linear interpolation) over the clip's frames, and
     the mean absolute value and std of its first difference along time (0 for a one-frame clip)."""
 
@@ -100,8 +100,8 @@ class LogMelStatistics(nn.Module):
 
 
 class ClipDuration(nn.Module):
-    """The clip's duration in seconds, ``(frames - 1) * hop / rate`` (the M2D front end yields ``1 + samples // hop``
-    frames, so this is the length rounded down to the 10 ms hop), as a ``[batch, 1]`` embedding."""
+    """The clip's duration in seconds, `(frames - 1) * hop / rate` (the M2D front end yields `1 + samples // hop`
+    frames, so this is the length rounded down to the 10 ms hop), as a `[batch, 1]` embedding."""
 
     def __init__(self, config: NonLearnedConfig):
         super().__init__()
@@ -114,7 +114,7 @@ class ClipDuration(nn.Module):
 
 
 def nonlearned_encoder(name: str, device: str | torch.device = "cpu"):
-    """The :class:`AudioEncoder` of baseline ``name`` (one of :data:`NONLEARNED_BASELINES`)."""
+    """The [`AudioEncoder`] of baseline `name` (one of `NONLEARNED_BASELINES`)."""
     from .embeddings import AudioEncoder
 
     if name not in NONLEARNED_BASELINES:

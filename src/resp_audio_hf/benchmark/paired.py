@@ -27,7 +27,7 @@ class PairedComparison:
         difference: on the full test set.
         ci_low, ci_high: percentile bounds of the bootstrap differences.
         confidence: level of the interval (0.95).
-        n_resamples: bootstrap draws used (draws that lacked a class are left out, see ``n_discarded``).
+        n_resamples: bootstrap draws used (draws that lacked a class are left out, see `n_discarded`).
         n_discarded: draws left out because a class was absent from them (AUROC undefined).
         n_groups: test patients (resampling units).
         n_rows: test rows.
@@ -67,18 +67,18 @@ def paired_bootstrap(
     confidence: float = 0.95,
     score: Callable[[np.ndarray, np.ndarray], np.ndarray] = _auroc_per_run,
 ) -> PairedComparison:
-    """Bootstrap over ``groups`` (patient ids) of the difference between two models' mean test scores.
+    """Bootstrap over `groups` (patient ids) of the difference between two models' mean test scores.
 
     Args:
-        y_true: ``[n]`` test labels.
-        predictions_a, predictions_b: ``[seeds, n, C]`` test predictions of every seed of each model (class
-            probabilities; seeds may differ in number), row ``i`` of both being test row ``i``.
-        groups: ``[n]`` patient id of each test row (the resampling unit; use the row index when rows are
+        y_true: `[n]` test labels.
+        predictions_a, predictions_b: `[seeds, n, C]` test predictions of every seed of each model (class
+            probabilities; seeds may differ in number), row `i` of both being test row `i`.
+        groups: `[n]` patient id of each test row (the resampling unit; use the row index when rows are
             independent).
         n_resamples: bootstrap draws.
-        seed: seeds the draws (``numpy.random.default_rng``).
+        seed: seeds the draws (`numpy.random.default_rng`).
         confidence: level of the percentile interval.
-        score: ``(labels [m], predictions [runs, m, C]) -> [runs]`` scores (default: OPERA's macro AUROC).
+        score: `(labels [m], predictions [runs, m, C]) -> [runs]` scores (default: OPERA's macro AUROC).
     """
     y = np.asarray(y_true)
     a = np.asarray(predictions_a, dtype=np.float64)

@@ -1,18 +1,18 @@
 """OPERA's linear probe, trained for many seeds/folds at once on cached embeddings.
 
-The protocol is OPERA's ``LinearHead``/``LinearHeadR`` under PyTorch Lightning: one linear layer
+The protocol is OPERA's `LinearHead`/`LinearHeadR` under PyTorch Lightning: one linear layer
 initialised N(0, 0.01) with zero bias; cross-entropy (classification) or MSE on a head whose output is
 de-standardised with the training targets' mean and std (regression); the summed squares of the head
-parameters times ``l2_strength`` added to the loss; Adam; gradient-norm clipping at 1.0 per run; the
+parameters times `l2_strength` added to the loss; Adam; gradient-norm clipping at 1.0 per run; the
 learning rate multiplied by 0.97 after every epoch; the weights of the best validation epoch
-(AUROC up / MAE down, considered every ``checkpoint_every`` epochs) are the ones tested; optional early
+(AUROC up / MAE down, considered every `checkpoint_every` epochs) are the ones tested; optional early
 stopping on validation MAE.
 
 Instead of one Python/Lightning loop per seed and per sample, all runs that share a training-set size
-are stacked: their weights form one ``[runs, classes, features]`` tensor (``nn.Linear``'s layout, for which
+are stacked: their weights form one `[runs, classes, features]` tensor (`nn.Linear`'s layout, for which
 both batched products read the features row by row), every mini-batch of every run is gathered with one
 index operation into a buffer reused across steps, the gradients (written out analytically) and the
-per-run clipping are batched tensor operations, and one call of ``torch.optim.Adam``'s fused update (its
+per-run clipping are batched tensor operations, and one call of `torch.optim.Adam`'s fused update (its
 functional form) steps the stacked weights (the update is element-wise). Each run keeps its own
 initialisation and shuffling stream, so the result is the same as training the runs one after another.
 """
@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch.optim.adam import adam as adam_update
 
+from ..data.probe_protocols import ProbeProtocol
 from .metrics import auroc_ovr_macro, mean_absolute_error
-from .protocols import ProbeProtocol
 from .threads import torch_threads
 
 _CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_ adds this to the norm
@@ -42,7 +42,7 @@ class ProbeRun:
         validation: indices used to pick the checkpoint (and for early stopping).
         test: indices the selected checkpoint is scored on.
         seed: seeds the initialisation and the per-epoch shuffling of this run.
-        name: label for reports (``"seed 0"``, ``"fold 12"``).
+        name: label for reports (`"seed 0"`, `"fold 12"`).
     """
 
     train: np.ndarray
@@ -64,7 +64,7 @@ class ProbeOutcome:
         best_epoch: 0-based epoch of the selected checkpoint (-1: no checkpoint epoch reached,
             the final weights were used).
         epochs_run: epochs trained before stopping.
-        test_predictions: class probabilities ``[n_test, C]`` or predictions ``[n_test]``.
+        test_predictions: class probabilities `[n_test, C]` or predictions `[n_test]`.
     """
 
     name: str
@@ -112,16 +112,16 @@ def _check_inputs(features: np.ndarray, targets: np.ndarray, runs: list[ProbeRun
 
 
 def _score(kind: str, y: np.ndarray, outputs: np.ndarray) -> np.ndarray:
-    """Per-run validation/test score: AUROC of probabilities ``[R, n, C]`` or MAE of ``[R, n]``."""
+    """Per-run validation/test score: AUROC of probabilities `[R, n, C]` or MAE of `[R, n]`."""
     if kind == "classification":
         return np.atleast_1d(auroc_ovr_macro(y, outputs))
     return np.atleast_1d(mean_absolute_error(y, outputs))
 
 
 def _outputs(kind, features, theta, mean, std) -> torch.Tensor:
-    """Probabilities ``[R, n, C]`` or de-standardised predictions ``[R, n]`` of every run, on per-run row sets
-    ``[R, n, D + 1]`` or on one row set ``[n, D + 1]`` shared by all runs (``features`` carry a trailing column of
-    ones, so ``theta``'s last column is the bias)."""
+    """Probabilities `[R, n, C]` or de-standardised predictions `[R, n]` of every run, on per-run row sets
+    `[R, n, D + 1]` or on one row set `[n, D + 1]` shared by all runs (`features` carry a trailing column of
+    ones, so `theta`'s last column is the bias)."""
     if features.ndim == 2:
         # One product for all runs reads the shared rows once instead of once per run.
         runs, classes, width = theta.shape
@@ -294,7 +294,7 @@ def _train_group(
 
 
 def standardize_features(features: np.ndarray, train_rows: np.ndarray) -> np.ndarray:
-    """``features`` z-scored with the per-feature mean and standard deviation (ddof 0) of ``train_rows`` only,
+    """`features` z-scored with the per-feature mean and standard deviation (ddof 0) of `train_rows` only,
     computed in float64; a feature constant on those rows is only centred. Returns float32."""
     train = np.asarray(features[train_rows], dtype=np.float64)
     mean = train.mean(axis=0)
@@ -314,16 +314,16 @@ def train_linear_probes(
     """Train one OPERA linear probe per run (seed or fold), vectorised over runs.
 
     Args:
-        features: ``[n_samples, n_features]`` embeddings (finite).
+        features: `[n_samples, n_features]` embeddings (finite).
         targets: class ids (classification) or real targets (regression), one per row.
         runs: the probes to train; runs with equal training-set sizes are trained together.
-        protocol: hyper-parameters (see :class:`~resp_audio_hf.benchmark.protocols.ProbeProtocol`); with
-            ``standardize_features`` each run sees the features z-scored with its own training rows' statistics.
-        kind: ``"classification"`` or ``"regression"``.
+        protocol: hyper-parameters (see [`~resp_audio_hf.data.probe_protocols.ProbeProtocol`]); with
+            `standardize_features` each run sees the features z-scored with its own training rows' statistics.
+        kind: `"classification"` or `"regression"`.
         n_classes: number of classes (classification).
 
     Returns:
-        One :class:`ProbeOutcome` per run, in the order of ``runs``.
+        One [`ProbeOutcome`] per run, in the order of `runs`.
     """
     features = np.asarray(features, dtype=np.float32)
     targets = np.asarray(targets)

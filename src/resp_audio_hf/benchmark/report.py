@@ -1,20 +1,20 @@
-"""Write benchmark results: ``results.json``, a markdown table like OPERA's and a PNG bar chart."""
+"""Write benchmark results: `results.json`, a markdown table like OPERA's and a PNG bar chart."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from dataclasses import dataclass, replace
-
-from ..data._io import atomic_path, atomic_write_json, atomic_write_text
+from ..data._io import atomic_save_figure, atomic_write_json, atomic_write_text
+from ..data.metric_specs import METRICS
 from .baselines import (
     OPERA_BASELINE_METHODS,
     OPERA_BASELINE_SOURCE,
     OPERA_PUBLISHED_RESULTS,
 )
 from .metrics import mean_reciprocal_rank
-from .results import METRICS, BenchmarkResult, MeanReciprocalRank, TaskResult
+from .results import BenchmarkResult, MeanReciprocalRank, TaskResult
 
 # Our model first in a strong red, baselines in the remaining tab10 colours.
 _PALETTE = ("C3", "C0", "C1", "C2", "C4", "C5", "C6", "C7", "C8", "C9")
@@ -34,11 +34,11 @@ class ScoreRow:
 
     Attributes:
         task_id: the task.
-        label: ``task_id``, or ``"<task> (<split>)"`` for a task scored on several test splits.
+        label: `task_id`, or `"<task> (<split>)"` for a task scored on several test splits.
         split: the test split.
-        headline: whether it is the task's first test split (the one of its ``mean``).
+        headline: whether it is the task's first test split (the one of its `mean`).
         metric: the task's headline metric.
-        mean, std: of ``metric`` on ``split``.
+        mean, std: of `metric` on `split`.
         task: the task's result.
     """
 
@@ -53,7 +53,7 @@ class ScoreRow:
 
 
 def score_rows(results: BenchmarkResult) -> list[ScoreRow]:
-    """One row per (task, test split) in ``results.tasks`` order. A task scored on several test splits (SPRSound's
+    """One row per (task, test split) in `results.tasks` order. A task scored on several test splits (SPRSound's
     official intra- and inter-patient parts) gets one row per split; its first split is the headline."""
     rows = []
     for task_id, task in results.tasks.items():
@@ -76,7 +76,7 @@ def score_rows(results: BenchmarkResult) -> list[ScoreRow]:
 
 
 def comparison_scores(results: BenchmarkResult, baselines: bool) -> dict[str, dict[str, float]]:
-    """``{model: {task: mean}}`` for our model and, optionally, OPERA's published methods."""
+    """`{model: {task: mean}}` for our model and, optionally, OPERA's published methods."""
     scores = {results.model: {t: r.mean for t, r in results.tasks.items()}}
     if baselines:
         for method in OPERA_BASELINE_METHODS:
@@ -85,7 +85,7 @@ def comparison_scores(results: BenchmarkResult, baselines: bool) -> dict[str, di
 
 
 def with_mean_reciprocal_rank(results: BenchmarkResult, baselines: bool) -> BenchmarkResult:
-    """``results`` with ``mrr``: the MRR over the OPERA tasks run, against OPERA's methods when ``baselines``
+    """`results` with `mrr`: the MRR over the OPERA tasks run, against OPERA's methods when `baselines`
     (unchanged otherwise)."""
     higher = {t: r.higher_is_better for t, r in results.tasks.items()}
     opera_tasks = [t for t in higher if t in OPERA_PUBLISHED_RESULTS[OPERA_BASELINE_METHODS[0]]]
@@ -115,9 +115,9 @@ def _probe_features_note(results: BenchmarkResult) -> str:
 
 
 def markdown_table(results: BenchmarkResult, baselines: bool = False) -> str:
-    """Tasks as rows, ``mean ± std`` per model as columns (OPERA's Table 4/5 layout).
+    """Tasks as rows, `mean ± std` per model as columns (OPERA's Table 4/5 layout).
 
-    A task with several test splits has one row per split; a split mode other than ``default`` is named in the
+    A task with several test splits has one row per split; a split mode other than `default` is named in the
     description; further metrics (e.g. the ICBHI task's sensitivity, specificity and AUROC) follow as notes.
     """
     model = results.model
@@ -188,7 +188,7 @@ def markdown_table(results: BenchmarkResult, baselines: bool = False) -> str:
 
 def bar_chart(results: BenchmarkResult, path: str | os.PathLike, baselines: bool = False) -> Path:
     """Grouped bars with std error bars, one panel per metric (AUROC, ICBHI score, MAE); one bar group per
-    :func:`score_rows` row."""
+    [`score_rows`] row."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -243,22 +243,12 @@ def bar_chart(results: BenchmarkResult, path: str | os.PathLike, baselines: bool
     axes[0, 0].legend(fontsize=7, ncol=min(4, len(methods)), loc="upper right")
     axes[0, 0].set_title(f"Linear-probe results: {results.model}")
     fig.tight_layout()
-    return save_figure(fig, path, dpi=120)
-
-
-def save_figure(fig, path: str | os.PathLike, dpi: int) -> Path:
-    """Write ``fig`` to ``path`` as PNG atomically (a reader never sees half a chart) and close it."""
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi)
-    plt.close(fig)
-    return Path(path)
+    return atomic_save_figure(fig, path, dpi=120)
 
 
 def write_reports(results: BenchmarkResult, output_dir: str | os.PathLike, baselines: bool = False) -> dict[str, Path]:
-    """Write ``results.json``, ``results.md`` and (when any task was scored) ``results.png``; an earlier run's
-    ``results.png`` is removed when this run has no chart, so the folder never mixes two runs. With ``baselines``
+    """Write `results.json`, `results.md` and (when any task was scored) `results.png`; an earlier run's
+    `results.png` is removed when this run has no chart, so the folder never mixes two runs. With `baselines`
     the mean reciprocal rank against OPERA's methods is added to the results written."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -1,18 +1,18 @@
-"""The typed record of a ``resp-audio-hf bench`` run, from the scores to ``results.json`` and back.
+"""The typed record of a `resp-audio-hf bench` run, from the scores to `results.json` and back.
 
-* :data:`METRICS` - every metric the benchmark reports: its name in ``results.json``, its display name, its
-  direction and how the model card's model-index files it. Everything that shows or ranks a score reads it here.
-* :class:`TaskResult`, :class:`FailedTask`, :class:`BenchmarkResult` - what ``results.json`` holds.
-* :func:`load_results` - read a ``results.json`` of any schema version.
+* `METRICS` (from `resp_audio_hf.data.metric_specs`) - every metric the benchmark reports; each task result
+  reads its headline metric's spec there.
+* [`TaskResult`], [`FailedTask`], [`BenchmarkResult`] - what `results.json` holds.
+* [`load_results`] - read a `results.json` of any schema version.
 
-Schema versions of ``results.json``:
+Schema versions of `results.json`:
 
-* 1 (no ``schema_version`` key; written until 2026-11): ``settings`` held ``data_root``, ``batch_size``,
-  ``max_duration``, ``protocol_overrides`` and the encoder's ``sampling_rate``, ``pooling`` and ``embedding_dim``.
-  Read with ``arguments=None`` (the command line was not recorded) and ``encoder`` from ``settings``; the probe
-  protocol each task ran with stays in the task's ``protocol``.
-* 2: ``arguments`` is the whole :class:`~resp_audio_hf.benchmark.arguments.BenchmarkArguments` of the command and
-  ``encoder`` the encoder's :class:`EncoderSettings`; the task entries are unchanged.
+* 1 (no `schema_version` key; written until 2026-11): `settings` held `data_root`, `batch_size`,
+  `max_duration`, `protocol_overrides` and the encoder's `sampling_rate`, `pooling` and `embedding_dim`.
+  Read with `arguments=None` (the command line was not recorded) and `encoder` from `settings`; the probe
+  protocol each task ran with stays in the task's `protocol`.
+* 2: `arguments` is the whole [`~resp_audio_hf.benchmark.arguments.BenchmarkArguments`] of the command and
+  `encoder` the encoder's [`EncoderSettings`]; the task entries are unchanged.
 
 Only the standard library is imported, so the model-card path reads results without the benchmark's extras.
 """
@@ -25,67 +25,20 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from ..data.metric_specs import METRICS, MetricSpec
 from .arguments import BenchmarkArguments
 
 SCHEMA_VERSION = 2
 
 
-@dataclass(frozen=True)
-class MetricSpec:
-    """One metric of the benchmark.
-
-    Attributes:
-        name: its key in ``results.json`` (``"auroc"``).
-        display_name: how reports and cards name it (``"AUROC"``).
-        higher_is_better: its direction, for the arrows of the tables and the mean reciprocal rank.
-        hub_task_type: the model-index ``task.type`` of a task scored by it.
-        hub_metric_type: the model-index ``metric.type``: the `evaluate` metric id where there is one.
-    """
-
-    name: str
-    display_name: str
-    higher_is_better: bool
-    hub_task_type: str = "audio-classification"
-    hub_metric_type: str | None = None
-
-    def __post_init__(self):
-        if self.hub_metric_type is None:
-            object.__setattr__(self, "hub_metric_type", self.name)
-
-
-# OPERA scores classification tasks by AUROC and regression tasks by MAE. The Hub has no audio-regression task id;
-# "audio-regression" keeps those rows apart from the classification ones in the model-index. The ICBHI 2017
-# challenge's score (mean of sensitivity and specificity, task ICBHI-cycle) has no `evaluate` id; the SPRSound
-# challenge's score is the package's `sprsound_score` module.
-METRICS: dict[str, MetricSpec] = {
-    spec.name: spec
-    for spec in (
-        MetricSpec("auroc", "AUROC", higher_is_better=True, hub_metric_type="roc_auc"),
-        MetricSpec("mae", "MAE", higher_is_better=False, hub_task_type="audio-regression"),
-        MetricSpec("icbhi_score", "ICBHI score", higher_is_better=True),
-        MetricSpec("sprsound_score", "SPRSound score", higher_is_better=True),
-        MetricSpec("sensitivity", "Se", higher_is_better=True),
-        MetricSpec("specificity", "Sp", higher_is_better=True),
-    )
-}
-
-
-def get_metric(name: str) -> MetricSpec:
-    """The :data:`METRICS` entry of ``name``; ``KeyError`` naming the known ones."""
-    try:
-        return METRICS[name]
-    except KeyError:
-        raise KeyError(f"Unknown metric {name!r}; known: {sorted(METRICS)}.") from None
-
-
 class ResultsFormatError(ValueError):
-    """A ``results.json`` that is not what ``bench`` writes (the message names the task and field)."""
+    """A `results.json` that is not what `bench` writes (the message names the task and field)."""
 
 
 @dataclass
 class MetricSummary:
-    """One metric on one test split over the probe runs: ``mean`` and ``std`` (``np.std``, ddof 0, as OPERA
-    reports) of ``scores``, one per seed (hold-out tasks) or per fold (cross-validated tasks)."""
+    """One metric on one test split over the probe runs: `mean` and `std` (`np.std`, ddof 0, as OPERA
+    reports) of `scores`, one per seed (hold-out tasks) or per fold (cross-validated tasks)."""
 
     mean: float
     std: float
@@ -97,10 +50,10 @@ class RunResult:
     """One probe run of a task.
 
     Attributes:
-        name: ``"seed 0"`` (hold-out) or ``"fold <subject>"`` (cross-validated).
+        name: `"seed 0"` (hold-out) or `"fold <subject>"` (cross-validated).
         seed: the probe's seed.
         test: the headline metric on the first test split.
-        test_metrics: ``{test split: {metric: value}}``.
+        test_metrics: `{test split: {metric: value}}`.
         best_validation: validation score of the kept checkpoint.
         best_epoch: its epoch.
         epochs_run: epochs trained (fewer with early stopping).
@@ -120,22 +73,22 @@ class TaskResult:
     """Scores of one encoder on one task.
 
     Attributes:
-        task_id, name, metric: the task and its headline metric (a :data:`METRICS` key).
-        mean, std: of ``metric`` on the headline test split (the first of ``test_results``) over seeds (hold-out
-            tasks) or folds (cross-validated tasks); ``np.std`` (ddof 0) as OPERA reports.
+        task_id, name, metric: the task and its headline metric (a `METRICS` key).
+        mean, std: of `metric` on the headline test split (the first of `test_results`) over seeds (hold-out
+            tasks) or folds (cross-validated tasks); `np.std` (ddof 0) as OPERA reports.
         scores: one headline test score per run (per fold for cross-validated tasks).
         runs: per-run details.
         counts: recordings per split / label that were used.
-        protocol: the probe hyper-parameters (``ProbeProtocol`` as a dict).
+        protocol: the probe hyper-parameters (`ProbeProtocol` as a dict).
         data_report: summary of missing/corrupt/excluded files.
         embedding_dim: size of the embeddings.
-        absent_classes: class names missing from the ``test`` / ``validation`` labels of some run (each scores
+        absent_classes: class names missing from the `test` / `validation` labels of some run (each scores
             AUROC 0 in OPERA's macro average, which is reported; empty when every class is present).
         seconds: wall time of extraction + probing.
-        split_mode: which partition was used (see :class:`~resp_audio_hf.data.task_spec.TaskData`).
-        test_results: ``{test split: {metric: MetricSummary}}`` for every test split (SPRSound's official mode:
-            ``test_inter`` and ``test_intra``) and every metric (``metric`` and the task's extras).
-        skipped_recordings: ``{"path", "reason"}`` (plus ``segment_s`` for event items) for every recording of the
+        split_mode: which partition was used (see [`~resp_audio_hf.data.task_spec.TaskData`]).
+        test_results: `{test split: {metric: MetricSummary}}` for every test split (SPRSound's official mode:
+            `test_inter` and `test_intra`) and every metric (`metric` and the task's extras).
+        skipped_recordings: `{"path", "reason"}` (plus `segment_s` for event items) for every recording of the
             task that could not be used: missing, present twice, undecodable, refused by the feature extractor or
             embedded as NaN/inf.
     """
@@ -167,11 +120,11 @@ class TaskResult:
 
     @property
     def n_runs(self) -> int:
-        """How many runs ``mean`` is over."""
+        """How many runs `mean` is over."""
         return len(self.scores)
 
     def headline_splits(self) -> dict[str, dict[str, MetricSummary]]:
-        """``test_results``, or for a result without them (hand-written files) the headline metric as ``test``."""
+        """`test_results`, or for a result without them (hand-written files) the headline metric as `test`."""
         return self.test_results or {"test": {self.metric: MetricSummary(self.mean, self.std, list(self.scores))}}
 
     def to_dict(self) -> dict:
@@ -182,7 +135,7 @@ class TaskResult:
 
     @classmethod
     def from_dict(cls, task_id: str, row: dict) -> TaskResult:
-        """A task entry of ``results.json`` filed under ``task_id``, checked: a report or card must not show
+        """A task entry of `results.json` filed under `task_id`, checked: a report or card must not show
         made-up or broken numbers."""
         where = f"task {task_id}"
         required = ("name", "metric", "mean", "std", "scores")
@@ -230,9 +183,9 @@ class FailedTask:
     """A task that could not be scored.
 
     Attributes:
-        error: the exception, as ``"<type>: <message>"``.
+        error: the exception, as `"<type>: <message>"`.
         skipped_recordings: the recordings of the task that could not be used, as in
-            :attr:`TaskResult.skipped_recordings`, as far as the task got (empty when its table could not be built).
+            [`TaskResult.skipped_recordings`], as far as the task got (empty when its table could not be built).
     """
 
     error: str
@@ -246,8 +199,8 @@ class FailedTask:
 
 @dataclass
 class EncoderSettings:
-    """How the benchmarked encoder embeds: its sampling rate, pooling and embedding width (``None`` where the
-    model does not state them: other transformers models use their own ``pooler_output`` or the time-average)."""
+    """How the benchmarked encoder embeds: its sampling rate, pooling and embedding width (`None` where the
+    model does not state them: other transformers models use their own `pooler_output` or the time-average)."""
 
     sampling_rate: int | None = None
     pooling: str | None = None
@@ -256,11 +209,11 @@ class EncoderSettings:
 
 @dataclass
 class MeanReciprocalRank:
-    """The mean reciprocal rank of our model and OPERA's published methods (``bench --compare-opera``).
+    """The mean reciprocal rank of our model and OPERA's published methods (`bench --compare-opera`).
 
     Attributes:
         tasks: the OPERA tasks it is over (those run that OPERA published).
-        values: ``{method: MRR}``, our model first.
+        values: `{method: MRR}`, our model first.
     """
 
     tasks: list[str]
@@ -269,18 +222,18 @@ class MeanReciprocalRank:
 
 @dataclass
 class BenchmarkResult:
-    """Everything ``resp-audio-hf bench`` writes to ``results.json``.
+    """Everything `resp-audio-hf bench` writes to `results.json`.
 
     Attributes:
-        model: the encoder's id (``AudioEncoder.model_id``).
-        model_fingerprint: weight fingerprint of the encoder (``AudioEncoder.fingerprint``); ``None`` in files
+        model: the encoder's id (`AudioEncoder.model_id`).
+        model_fingerprint: weight fingerprint of the encoder (`AudioEncoder.fingerprint`); `None` in files
             that do not record it.
-        arguments: the command's arguments; ``None`` for schema-1 files, which did not record them.
+        arguments: the command's arguments; `None` for schema-1 files, which did not record them.
         encoder: how the encoder embedded.
         tasks: scored tasks, in the order they ran.
-        unavailable: ``{task: reason}`` of tasks whose corpus or OPERA files are absent.
+        unavailable: `{task: reason}` of tasks whose corpus or OPERA files are absent.
         failed: tasks that could not be scored.
-        mrr: with ``--compare-opera`` (:func:`~resp_audio_hf.benchmark.report.write_reports` fills it in).
+        mrr: with `--compare-opera` ([`~resp_audio_hf.benchmark.report.write_reports`] fills it in).
         source: name of the file this was read from (not written).
     """
 
@@ -300,7 +253,7 @@ class BenchmarkResult:
         return tuple(sorted({*self.unavailable, *self.failed}))
 
     def to_dict(self) -> dict:
-        """The ``results.json`` payload (schema :data:`SCHEMA_VERSION`)."""
+        """The `results.json` payload (schema `SCHEMA_VERSION`)."""
         payload = {
             "schema_version": SCHEMA_VERSION,
             "model": self.model,
@@ -317,7 +270,7 @@ class BenchmarkResult:
 
     @classmethod
     def from_dict(cls, payload: dict, source: str | None = None) -> BenchmarkResult:
-        """Read a ``results.json`` payload of schema version 1 or 2 (see the module's docstring)."""
+        """Read a `results.json` payload of schema version 1 or 2 (see the module's docstring)."""
         if not isinstance(payload, dict):
             raise ResultsFormatError(f"expected an object, got a {type(payload).__name__}.")
         version = payload.get("schema_version", 1)
@@ -350,8 +303,8 @@ class BenchmarkResult:
 
 
 def load_results(path: str | os.PathLike) -> BenchmarkResult:
-    """Read a ``results.json`` written by ``resp-audio-hf bench`` (any schema version); ``ResultsFormatError``
-    (a ``ValueError``) naming the file when it is not one, ``FileNotFoundError`` when it is absent."""
+    """Read a `results.json` written by `resp-audio-hf bench` (any schema version); `ResultsFormatError`
+    (a `ValueError`) naming the file when it is not one, `FileNotFoundError` when it is absent."""
     path = Path(path)
     text = path.read_text(encoding="utf-8")
     try:

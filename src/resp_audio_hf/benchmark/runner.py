@@ -12,13 +12,13 @@ import numpy as np
 from ..data._io import stable_hash
 from ..data.build_report import BuildReport
 from ..data.corpus_table import is_missing
+from ..data.probe_protocols import ProbeProtocol
 from ..data.task_spec import TaskData, TaskSpec
 from ..data.tasks import OPERA_TASK_IDS, get_task_spec, load_task, resolve_task_ids, with_protocol
 from .arguments import BenchmarkArguments
 from .embeddings import AudioEncoder, FileClipDataset, extract_embeddings
 from .metrics import absent_classes, auroc_ovr_macro, icbhi_scores, mean_absolute_error, sprsound_scores
 from .probe import ProbeOutcome, ProbeRun, train_linear_probes
-from .protocols import ProbeProtocol
 from .results import BenchmarkResult, EncoderSettings, FailedTask, MetricSummary, RunResult, TaskResult
 
 logger = logging.getLogger(__name__)
@@ -29,8 +29,8 @@ def make_runs(
 ) -> list[ProbeRun]:
     """Probe runs of a task table: one per seed (hold-out) or per left-out fold (LOOCV/LOSO).
 
-    A hold-out run is tested on the rows of every split in ``test_splits`` together; ``score_task`` scores each
-    split on its own. Raises ``ValueError`` naming the task and the split when a split has no row.
+    A hold-out run is tested on the rows of every split in `test_splits` together; `score_task` scores each
+    split on its own. Raises `ValueError` naming the task and the split when a split has no row.
     """
     if spec.evaluation == "holdout":
         split = table["split"].to_numpy()
@@ -61,9 +61,9 @@ def make_runs(
 
 
 def check_task_splits(task: TaskData, protocol: ProbeProtocol | None = None) -> list[ProbeRun]:
-    """The task's probe runs on its available rows, or a ``ValueError`` naming the task, the split, the split mode
+    """The task's probe runs on its available rows, or a `ValueError` naming the task, the split, the split mode
     and (classification) the split's class counts when a split is empty or its labels cannot be probed or scored
-    (:func:`check_split_labels`). Called before any embedding is extracted, so a task that cannot be scored costs
+    ([`check_split_labels`]). Called before any embedding is extracted, so a task that cannot be scored costs
     nothing."""
     table = task.available
     try:
@@ -82,12 +82,12 @@ SCORE_TITLES = {"icbhi_score": "ICBHI score", "sprsound_score": "SPRSound score"
 
 
 def check_split_labels(spec: TaskSpec, table, runs: list[ProbeRun], test_splits: tuple[str, ...] = ("test",)) -> None:
-    """Raise a ``ValueError`` naming the task, the split and its class counts when a run's labels cannot be probed
+    """Raise a `ValueError` naming the task, the split and its class counts when a run's labels cannot be probed
     or scored: a classification probe needs two classes to train on and two in validation (the checkpoint is
     chosen by validation AUROC); each test split needs two classes for AUROC, and normal (class 0) and abnormal
     labels for the ICBHI score, sensitivity and specificity. A regression probe needs training targets that are
     not all equal (they are standardised). A class absent from a split that has two others is allowed: OPERA's
-    macro AUROC counts it as 0, with a warning (``_find_absent_classes``)."""
+    macro AUROC counts it as 0, with a warning (`_find_absent_classes`)."""
     targets = _label_array(spec, table)
     metrics = (spec.metric, *spec.extra_metrics)
     split = table["split"].to_numpy() if "split" in table.columns else None
@@ -136,8 +136,8 @@ def check_split_labels(spec: TaskSpec, table, runs: list[ProbeRun], test_splits:
 
 
 def compute_test_metrics(spec: TaskSpec, y_true: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
-    """``spec.metric`` and ``spec.extra_metrics`` of one run's test predictions (class probabilities ``[n, C]``
-    or regression outputs ``[n]``); ICBHI metrics use the predicted class (arg-max), with class 0 as normal."""
+    """`spec.metric` and `spec.extra_metrics` of one run's test predictions (class probabilities `[n, C]`
+    or regression outputs `[n]`); ICBHI metrics use the predicted class (arg-max), with class 0 as normal."""
     values: dict[str, float] = {}
     for name in (spec.metric, *spec.extra_metrics):
         if name == "auroc":
@@ -164,8 +164,8 @@ def _label_array(spec: TaskSpec, table) -> np.ndarray:
 
 
 def unusable_recordings(report: BuildReport) -> list[dict]:
-    """``{"path", "reason"}`` for each recording the task's build report could not use: one entry per recording,
-    also where the task's items are annotated segments of it (``<file>#<n>``, e.g. ICBHI cycles, SPRSound events),
+    """`{"path", "reason"}` for each recording the task's build report could not use: one entry per recording,
+    also where the task's items are annotated segments of it (`<file>#<n>`, e.g. ICBHI cycles, SPRSound events),
     whose number the reason gives."""
     root = report.root or "the data root"
     segments: dict[str, list[str]] = {}
@@ -201,12 +201,12 @@ def _log_skipped(task_id: str, entries: list[dict]) -> None:
 
 @dataclass
 class EmbeddedTask:
-    """A task's usable rows and their embeddings (row i of ``features`` = row i of ``table``).
+    """A task's usable rows and their embeddings (row i of `features` = row i of `table`).
 
     Attributes:
         table: the available rows that were embedded (rows whose clip failed are dropped).
-        features: ``[len(table), dim]`` embeddings.
-        skipped: ``{"path", "reason"}`` (plus ``segment_s``) of every recording of the task that could not be used.
+        features: `[len(table), dim]` embeddings.
+        skipped: `{"path", "reason"}` (plus `segment_s`) of every recording of the task that could not be used.
     """
 
     table: object
@@ -226,7 +226,7 @@ def embed_task(
     progress: bool = True,
 ) -> EmbeddedTask:
     """Embed a task's available recordings (through the embedding cache), after checking that its splits can be
-    scored. Recordings that cannot be used are named with the reason in the log (WARNING) and in ``skipped``."""
+    scored. Recordings that cannot be used are named with the reason in the log (WARNING) and in `skipped`."""
     spec = task.spec
     skipped = unusable_recordings(task.report)
     _log_skipped(spec.task_id, skipped)
@@ -270,11 +270,11 @@ def embed_task(
 def evaluate_task(
     encoder: AudioEncoder, task: TaskData, *, protocol: ProbeProtocol | None = None, **embedding_options
 ) -> TaskResult:
-    """Embed a task's available recordings and train/test its linear probes; ``embedding_options`` are those of
-    :func:`embed_task` (``cache_dir``, ``batch_size``, ``num_workers``, ``max_duration``, ``progress``).
+    """Embed a task's available recordings and train/test its linear probes; `embedding_options` are those of
+    [`embed_task`] (`cache_dir`, `batch_size`, `num_workers`, `max_duration`, `progress`).
 
     Recordings that cannot be used are named with the reason in the log (WARNING) and in the result's
-    ``skipped_recordings``; the task is scored on the others.
+    `skipped_recordings`; the task is scored on the others.
     """
     started = time.perf_counter()
     protocol = protocol or task.spec.protocol
@@ -302,11 +302,11 @@ class HeldOutPredictions:
     """Every run's predictions on the test rows of a hold-out task (all runs share them), for paired comparisons.
 
     Attributes:
-        rows: ``[n]`` positions of the test rows in the scored table.
-        labels: ``[n]`` their labels.
-        splits: ``[n]`` the test split of each row (``"test"``, or SPRSound's ``"test_inter"``/``"test_intra"``).
-        predictions: ``[runs, n, C]`` class probabilities (classification) or ``[runs, n]`` predictions.
-        seeds: ``[runs]`` seed of each run.
+        rows: `[n]` positions of the test rows in the scored table.
+        labels: `[n]` their labels.
+        splits: `[n]` the test split of each row (`"test"`, or SPRSound's `"test_inter"`/`"test_intra"`).
+        predictions: `[runs, n, C]` class probabilities (classification) or `[runs, n]` predictions.
+        seeds: `[runs]` seed of each run.
     """
 
     rows: np.ndarray
@@ -327,11 +327,11 @@ def score_task(
     test_splits: tuple[str, ...] = ("test",),
     return_predictions: bool = False,
 ):
-    """Train and test a task's probes on precomputed ``features`` (row i = table row i).
+    """Train and test a task's probes on precomputed `features` (row i = table row i).
 
-    Each run's checkpoint is scored on every split of ``test_splits`` separately (hold-out tasks); the first is the
-    headline ``mean``/``std``/``scores``. With ``return_predictions`` (hold-out tasks) returns
-    ``(TaskResult, HeldOutPredictions)``, the runs' test predictions for :func:`~resp_audio_hf.benchmark.paired.paired_bootstrap`.
+    Each run's checkpoint is scored on every split of `test_splits` separately (hold-out tasks); the first is the
+    headline `mean`/`std`/`scores`. With `return_predictions` (hold-out tasks) returns
+    `(TaskResult, HeldOutPredictions)`, the runs' test predictions for [`~resp_audio_hf.benchmark.paired.paired_bootstrap`].
     """
     protocol = protocol or spec.protocol
     if len(features) != len(table):
@@ -417,7 +417,7 @@ def score_task(
 def _find_absent_classes(
     spec: TaskSpec, targets: np.ndarray, parts: dict[str, list[np.ndarray]]
 ) -> dict[str, list[str]]:
-    """Classes missing from some run's labels of a part (``validation`` or a test split; ``parts`` holds each run's
+    """Classes missing from some run's labels of a part (`validation` or a test split; `parts` holds each run's
     rows), with a warning: OPERA's macro AUROC (reported here) counts each as 0, so the score is lower than an
     average over the classes present."""
     if spec.kind != "classification":
@@ -443,12 +443,12 @@ def encoder_settings(encoder: AudioEncoder) -> EncoderSettings:
 
 
 def run_benchmark(encoder: AudioEncoder, arguments: BenchmarkArguments) -> BenchmarkResult:
-    """Evaluate ``encoder`` on ``arguments.tasks`` (``"T7,T10"``, ``"all"``...), as ``arguments`` say; the result
+    """Evaluate `encoder` on `arguments.tasks` (`"T7,T10"`, `"all"`...), as `arguments` say; the result
     records them.
 
-    A task whose corpus or OPERA files are absent is recorded in ``unavailable`` (with the reason), a task that
-    fails in ``failed`` (a :class:`FailedTask`: the error and the recordings skipped so far); the other tasks still
-    run. Every task is built and its splits checked (:func:`check_task_splits`) before any embedding is extracted,
+    A task whose corpus or OPERA files are absent is recorded in `unavailable` (with the reason), a task that
+    fails in `failed` (a [`FailedTask`]: the error and the recordings skipped so far); the other tasks still
+    run. Every task is built and its splits checked ([`check_task_splits`]) before any embedding is extracted,
     so a task that cannot be scored is reported at once instead of after the other tasks' extraction.
     """
     from ..data.opera_files import OperaFileError

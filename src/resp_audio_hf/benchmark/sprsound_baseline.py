@@ -1,26 +1,26 @@
-"""The SPRSound challenge organisers' baseline, reimplemented from their starter code (``scripts/train.py`` and
-``scripts/test.py`` of SJTU-YONGFU-RESEARCH-GRP/SPRSound): 40 MFCCs averaged over each clip (a recording for Tasks
+"""The SPRSound challenge organisers' baseline, reimplemented from their starter code (`scripts/train.py` and
+`scripts/test.py` of SJTU-YONGFU-RESEARCH-GRP/SPRSound): 40 MFCCs averaged over each clip (a recording for Tasks
 2-1/2-2, an event cut from its recording for Tasks 1-1/1-2) and scikit-learn's
-``OneVsRestClassifier(SVC(kernel="poly", C=2, random_state=0))``.
+`OneVsRestClassifier(SVC(kernel="poly", C=2, random_state=0))`.
 
 What is the organisers' and what is ours:
 
-* Features: their ``librosa.feature.mfcc(sig, fs, n_mfcc=40)`` on the samples as ``scipy.io.wavfile`` reads them
+* Features: their `librosa.feature.mfcc(sig, fs, n_mfcc=40)` on the samples as `scipy.io.wavfile` reads them
   (int16 values as floats), at the file's own rate (8 kHz), averaged over frames. Here torchaudio computes the same
-  thing (:func:`mfcc_mean`: librosa's defaults: 2048-point periodic Hann frames every 512 samples, the signal
+  thing ([`mfcc_mean`]: librosa's defaults: 2048-point periodic Hann frames every 512 samples, the signal
   reflect-padded by 1024 at both ends as librosa before 0.10 pads it, 128 Slaney mel bands with Slaney
-  normalisation, power in dB with ``top_db=80``, orthonormal DCT-II); the files are decoded by the package's one
-  route (:func:`~resp_audio_hf.data.audio.load_audio`) and scaled back to int16 units. An event is
-  ``sig[int(start * fs / 1000):int(end * fs / 1000)]`` as theirs.
-* Classifier: theirs. They fit on the whole train part with ``C=2``; here the training patients are the task's
-  ``train`` split, ``C`` is chosen on the ``validation`` patients (by the challenge score, ``C=2`` among the
-  candidates; the first best wins), and the chosen model, fitted on ``train``, predicts ``test_inter`` and
-  ``test_intra``.
+  normalisation, power in dB with `top_db=80`, orthonormal DCT-II); the files are decoded by the package's one
+  route ([`~resp_audio_hf.data.audio.load_audio`]) and scaled back to int16 units. An event is
+  `sig[int(start * fs / 1000):int(end * fs / 1000)]` as theirs.
+* Classifier: theirs. They fit on the whole train part with `C=2`; here the training patients are the task's
+  `train` split, `C` is chosen on the `validation` patients (by the challenge score, `C=2` among the
+  candidates; the first best wins), and the chosen model, fitted on `train`, predicts `test_inter` and
+  `test_intra`.
 
     python -m resp_audio_hf.benchmark.sprsound_baseline --data-root DIR --output-dir outputs/sprsound_baseline
 
-writes ``results.json`` (the scores, both Poor Quality conventions for Tasks 2-1/2-2, the chosen ``C``) and
-``predictions/<task>_<split>.json`` (``{item: class name}`` in the organisers' output format).
+writes `results.json` (the scores, both Poor Quality conventions for Tasks 2-1/2-2, the chosen `C`) and
+`predictions/<task>_<split>.json` (`{item: class name}` in the organisers' output format).
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ N_FFT = 2048
 HOP_LENGTH = 512
 N_MELS = 128
 TOP_DB = 80.0
-#: int16 full scale: their ``scipy.io.wavfile.read`` gives 16-bit samples as integers, which they cast to float.
+#: int16 full scale: their `scipy.io.wavfile.read` gives 16-bit samples as integers, which they cast to float.
 INT16_SCALE = 32768.0
-#: Candidate SVM ``C`` values, the organisers' 2 among them.
+#: Candidate SVM `C` values, the organisers' 2 among them.
 C_GRID = (0.5, 1.0, 2.0, 4.0, 8.0)
 
 
@@ -72,8 +72,8 @@ _TRANSFORMS: dict = {}
 
 
 def mfcc_mean(samples: np.ndarray, sampling_rate: int) -> np.ndarray:
-    """The 40 MFCCs of ``samples`` (1-D, any scale) averaged over frames, as ``librosa.feature.mfcc(y=samples,
-    sr=sampling_rate, n_mfcc=40, pad_mode="reflect").mean(axis=1)`` gives them."""
+    """The 40 MFCCs of `samples` (1-D, any scale) averaged over frames, as `librosa.feature.mfcc(y=samples,
+    sr=sampling_rate, n_mfcc=40, pad_mode="reflect").mean(axis=1)` gives them."""
     import torch
 
     if sampling_rate not in _TRANSFORMS:
@@ -87,7 +87,7 @@ def mfcc_mean(samples: np.ndarray, sampling_rate: int) -> np.ndarray:
 
 
 def clip_features(table) -> np.ndarray:
-    """``[n, 40]`` MFCC means of a task table's rows (``audio``, ``start_s``/``end_s``), each recording decoded once
+    """`[n, 40]` MFCC means of a task table's rows (`audio`, `start_s`/`end_s`), each recording decoded once
     at its own rate; an event is cut as the organisers cut it."""
     from resp_audio_hf.data.audio import load_audio
     from resp_audio_hf.data.corpus_table import is_missing
@@ -118,14 +118,14 @@ def _classifier(c: float):
 
 
 def run_task(task_id: str, data_root, *, c_grid=C_GRID, verify_audio: bool = False, features=None) -> dict:
-    """The baseline on one task: ``C`` chosen on ``validation``, scores and predictions on each test split.
+    """The baseline on one task: `C` chosen on `validation`, scores and predictions on each test split.
 
     Args:
-        features: precomputed ``[n, 40]`` features of the task table's available rows (tests pass a subset).
+        features: precomputed `[n, 40]` features of the task table's available rows (tests pass a subset).
 
     Returns:
-        ``{"task", "chosen_c", "validation_scores" {C: score}, "test": {split: {"scores", "scores_poor_quality_abnormal"
-        (record tasks), "predictions" {file: class name}}}, "counts": {split: n}}``.
+        `{"task", "chosen_c", "validation_scores" {C: score}, "test": {split: {"scores", "scores_poor_quality_abnormal"
+        (record tasks), "predictions" {file: class name}}}, "counts": {split: n}}`.
     """
     from resp_audio_hf.data.corpora.sprsound_challenge import challenge_task
     from resp_audio_hf.data.tasks import load_task
@@ -136,7 +136,7 @@ def run_task(task_id: str, data_root, *, c_grid=C_GRID, verify_audio: bool = Fal
 
 
 def fit_and_score(task, table, features: np.ndarray, *, c_grid=C_GRID) -> dict:
-    """:func:`run_task` on a given table (``split``, ``label``, ``file``) and its features."""
+    """[`run_task`] on a given table (`split`, `label`, `file`) and its features."""
     from resp_audio_hf.benchmark.metrics import sprsound_scores
     from resp_audio_hf.data.corpora.sprsound_challenge import submission_name
 
@@ -185,13 +185,14 @@ def fit_and_score(task, table, features: np.ndarray, *, c_grid=C_GRID) -> dict:
 def main(argv=None) -> None:
     from resp_audio_hf.data._io import atomic_write_json
     from resp_audio_hf.data.corpora.sprsound_challenge import CHALLENGE_TASKS
+    from resp_audio_hf.logging_setup import configure_logging
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", required=True, help="folder holding sprsound/ (or SPRSound/)")
     parser.add_argument("--output-dir", default="outputs/sprsound_baseline")
     parser.add_argument("--tasks", default=",".join(CHALLENGE_TASKS), help="comma-separated task ids")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
+    configure_logging(logging.INFO)
     output = Path(args.output_dir)
     results = {}
     for task_id in args.tasks.split(","):

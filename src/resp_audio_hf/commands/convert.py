@@ -9,6 +9,8 @@ import inspect
 import json
 import sys
 
+from .errors import ModelLoadError, UsageError, run_command
+
 EXAMPLES = """\
 examples:
   resp-audio-hf convert --family passt passt-s-f128-p16-s10-ap.476-swa.pt out/passt
@@ -86,16 +88,19 @@ def run_convert(args: argparse.Namespace) -> int:
     refused = [f"--{OPTION_OF_KEYWORD.get(name, name).replace('_', '-')}" for name, value in given.items()
                if value is not None and name not in accepted]
     if refused:
-        raise SystemExit(f"error: {', '.join(refused)} do not apply to --family {args.family} checkpoints.")
+        raise UsageError(f"{', '.join(refused)} do not apply to --family {args.family} checkpoints.")
     options = {name: value for name, value in given.items() if value is not None}
     if "id2label" in options:
-        options["id2label"] = _read_labels(options["id2label"])
+        try:
+            options["id2label"] = _read_labels(options["id2label"])
+        except (OSError, ValueError) as error:
+            raise UsageError(f"--labels {options['id2label']}: {error}") from error
     if "with_head" in accepted:
         options["with_head"] = not args.no_head
     try:
         converted = convert_checkpoint(args.family, args.source, args.output_dir, overwrite=args.overwrite, **options)
     except (ValueError, OSError) as error:
-        raise SystemExit(f"error: {error}") from None
+        raise ModelLoadError(error) from error
     model = converted.model
     print(f"Wrote {type(model).__name__} ({model.num_parameters():,} parameters) to {args.output_dir}")
     for note in converted.notes:
@@ -113,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_convert_arguments(parser)
-    return run_convert(parser.parse_args(argv))
+    return run_command(run_convert, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

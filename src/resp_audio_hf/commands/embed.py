@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .errors import CommandFailed, ModelLoadError, UsageError
+
 EXAMPLES = """\
 examples:
   resp-audio-hf embed recordings/ --model org/resp-passt -o embeddings.parquet
@@ -54,7 +56,8 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", type=Path,
                         help="resumable embedding cache (default: <output>.cache next to the output)")
     parser.add_argument("--no-cache", action="store_true", help="do not cache (an interrupted run starts over)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", "--no-progress", action="store_true", dest="quiet",
+                        help="no progress bar (--no-progress: its former name)")
 
 
 def run_embed(args: argparse.Namespace) -> int:
@@ -62,27 +65,30 @@ def run_embed(args: argparse.Namespace) -> int:
     from ..embed import EmbedInputError, dataset_input, embed_inputs, files_input, load_encoder
 
     if bool(args.inputs) == bool(args.dataset):
-        print("error: give audio inputs (folders, patterns, lists, files) or --dataset, not both or neither",
-              file=sys.stderr)
-        return 2
+        raise UsageError("give audio inputs (folders, patterns, lists, files) or --dataset, not both or neither")
     try:
         if args.dataset:
             inputs = dataset_input(args.dataset, split=args.split, audio_column=args.audio_column)
         else:
             inputs = files_input(args.inputs, path_column=args.path_column)
+    except (EmbedInputError, ValueError, OSError) as error:
+        raise CommandFailed(error) from error
+    try:
         encoder = load_encoder(
             args.model, preset=args.preset, pooling=args.pooling, revision=args.revision,
             trust_remote_code=args.trust_remote_code, device=process_device(args.device), backend=args.backend,
         )
+    except (ValueError, OSError, KeyError) as error:
+        raise ModelLoadError(error) from error
+    try:
         cache_dir = None if args.no_cache else (args.cache_dir or args.output.with_name(args.output.name + ".cache"))
         result = embed_inputs(
             inputs, encoder, args.output, output_format=args.format, cache_dir=cache_dir, batch_size=args.batch_size,
-            num_workers=args.num_workers, max_duration=args.max_duration, progress=not args.no_progress,
+            num_workers=args.num_workers, max_duration=args.max_duration, progress=not args.quiet,
             window_seconds=args.window_seconds, hop_seconds=args.hop_seconds,
         )
     except (EmbedInputError, ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        raise CommandFailed(error) from error
     for skipped in result.skipped:
         print(f"skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
     where = f"{result.output}" + (f" (index {result.index})" if result.index else "")

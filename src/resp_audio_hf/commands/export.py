@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from .errors import CommandFailed, MissingExtraError, ModelLoadError
 
 EXAMPLES = """\
 examples:
@@ -39,18 +40,19 @@ def run_export(args: argparse.Namespace) -> int:
     try:
         from ..export.onnx import ONNX_TOLERANCE, export_onnx, load_model_for_export, max_differences
     except ImportError as error:  # pragma: no cover - depends on the installation
-        print(f"error: ONNX export needs the onnx extra (pip install 'resp_audio_hf[onnx]'): {error}", file=sys.stderr)
-        return 1
+        raise MissingExtraError(f"ONNX export needs the onnx extra (pip install 'resp_audio_hf[onnx]'): {error}") from error
     try:
         model, feature_extractor = load_model_for_export(
             args.model, preset=args.preset, pooling=args.pooling, with_head=not args.no_head,
             revision=args.revision, trust_remote_code=args.trust_remote_code,
         )
+    except (ValueError, OSError, KeyError) as error:
+        raise ModelLoadError(error) from error
+    try:
         exported = export_onnx(model, feature_extractor, args.output_dir, opset_version=args.opset,
                                overwrite=args.overwrite)
     except (ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        raise CommandFailed(error) from error
     print(f"Wrote {exported.folder} ({exported.model_type}: inputs {', '.join(exported.input_names)}; outputs "
           f"{', '.join(exported.output_names)})")
     if not args.check:
@@ -63,13 +65,11 @@ def run_export(args: argparse.Namespace) -> int:
         try:
             audio, _ = load_audio(path, rate)
         except AudioDecodeError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
+            raise CommandFailed(error) from error
         differences = max_differences(model, feature_extractor, exported.folder, [audio], rate)
         worst = max([worst, *differences.values()])
         shown = ", ".join(f"{name} {value:.2e}" for name, value in differences.items())
         print(f"  {path} ({audio.size / rate:.2f} s): max |eager - onnxruntime| {shown}")
     if worst > ONNX_TOLERANCE:
-        print(f"error: the export differs from the eager model by {worst:.2e} > {ONNX_TOLERANCE}", file=sys.stderr)
-        return 1
+        raise CommandFailed(f"the export differs from the eager model by {worst:.2e} > {ONNX_TOLERANCE}")
     return 0

@@ -13,6 +13,8 @@ import logging
 import sys
 from pathlib import Path
 
+from .errors import CommandFailed, run_command
+
 EXAMPLES = """\
 examples:
   resp-audio-hf push my-resp-passt --repo-id org/resp-passt --benchmark outputs/bench/my-resp-passt/results.json --dry-run
@@ -62,8 +64,7 @@ def run_push(args: argparse.Namespace) -> int:
             revision=args.revision,
         )
     except (HubPublishError, OSError) as error:  # OSError includes the Hub's HTTP errors (HfHubHTTPError)
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        raise CommandFailed(error) from error
     staged = result.staged
     if result.commit is None:
         print(f"Dry run: {len(staged.files)} files for {args.repo_id} staged in {staged.path}")
@@ -81,8 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_push_arguments(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return run_push(args)
+    from ..logging_setup import configure_logging
+
+    configure_logging(logging.INFO)
+    return run_command(run_push, args)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from .errors import CommandFailed, ModelLoadError, UsageError
 
 EXAMPLES = """\
 examples:
@@ -45,21 +46,22 @@ def run_tag(args: argparse.Namespace) -> int:
     from ..tagging import AudioTagger, TagConfig, draw_timeline, tag_recording, timeline_text, write_segments_csv
 
     if not args.recording.is_file():
-        print(f"error: {args.recording} is not a file", file=sys.stderr)
-        return 2
+        raise UsageError(f"{args.recording} is not a file")
     try:
         config = TagConfig(window_seconds=args.window_seconds, hop_seconds=args.hop_seconds,
-                           threshold=args.threshold, cough_threshold=args.cough_threshold, merge_gap_seconds=args.merge_gap_seconds,
-                           batch_size=args.batch_size)
+                           threshold=args.threshold, cough_threshold=args.cough_threshold,
+                           merge_gap_seconds=args.merge_gap_seconds, batch_size=args.batch_size)
         labels = [label.strip() for label in args.labels.split(",") if label.strip()] if args.labels else None
+    except ValueError as error:
+        raise CommandFailed(error) from error
+    try:
         tagger = AudioTagger(args.model, device=args.device)
+    except (OSError, ValueError, KeyError) as error:
+        raise ModelLoadError(error) from error
+    try:
         result = tag_recording(tagger, str(args.recording), config, labels=labels)
-    except FileNotFoundError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     except (AudioDecodeError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        raise CommandFailed(error) from error
     args.output_dir.mkdir(parents=True, exist_ok=True)
     csv_path = write_segments_csv(result, args.output_dir / f"{args.recording.stem}.segments.csv")
     png_path = draw_timeline(result, args.output_dir / f"{args.recording.stem}.timeline.png")

@@ -1,11 +1,11 @@
 """The file-system helpers of the whole project: atomic writes, the cache root, hashes, table rows.
 
-Every file the package, ``training/`` and ``benchmarks/`` write goes through a temporary sibling and
-``os.replace`` (:func:`atomic_path` for a file, :func:`atomic_folder` / :func:`publish_folder` for a
+Every file the package, `training/` and `benchmarks/` write goes through a temporary sibling and
+`os.replace` ([`atomic_path`] for a file, [`atomic_folder`] / [`publish_folder`] for a
 folder), so that an interrupted run never leaves a half-written cache, checkpoint, split file or
 result behind: a reader sees either the previous complete one or the new complete one. The data is
-flushed to disk (``fsync``) before the rename, so a power loss does not publish an empty file either.
-What they publish gets the modes ``open`` and ``mkdir`` give under the caller's umask (files 0666 & ~umask,
+flushed to disk (`fsync`) before the rename, so a power loss does not publish an empty file either.
+What they publish gets the modes `open` and `mkdir` give under the caller's umask (files 0666 & ~umask,
 folders 0777 & ~umask), not the private 0600/0700 of the temporary files and folders they go through.
 """
 
@@ -44,14 +44,14 @@ def stable_hash(obj: Any, length: int = 16) -> str:
 
 
 def cache_root() -> Path:
-    """Root of everything this project caches: ``$RESP_AUDIO_HF_CACHE``, default ``~/.cache/resp_audio_hf``."""
+    """Root of everything this project caches: `$RESP_AUDIO_HF_CACHE`, default `~/.cache/resp_audio_hf`."""
     root = os.environ.get("RESP_AUDIO_HF_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "resp_audio_hf")
     return Path(root)
 
 
 def read_table_rows(path: str | os.PathLike, delimiter: str = ",") -> list[dict]:
-    """Rows (dicts) of a table: a CSV (UTF-8, a byte-order mark is dropped; ``delimiter`` separates the
-    cells), a JSON list of objects, a JSON object of columns, or JSON lines (``.jsonl``)."""
+    """Rows (dicts) of a table: a CSV (UTF-8, a byte-order mark is dropped; `delimiter` separates the
+    cells), a JSON list of objects, a JSON object of columns, or JSON lines (`.jsonl`)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
@@ -72,7 +72,7 @@ def read_table_rows(path: str | os.PathLike, delimiter: str = ",") -> list[dict]
 
 
 def _fsync(path: Path) -> None:
-    """Flush ``path`` (a file or a folder's entries) to disk; some platforms and file systems cannot, and
+    """Flush `path` (a file or a folder's entries) to disk; some platforms and file systems cannot, and
     the rename that follows is atomic either way."""
     try:
         descriptor = os.open(path, os.O_RDONLY)
@@ -87,8 +87,8 @@ def _fsync(path: Path) -> None:
 
 
 def current_umask() -> int:
-    """The process's umask, read without changing it (``os.umask`` can only be read by setting it, which races
-    with other threads creating files); where ``/proc`` cannot tell, it is read by setting it back at once."""
+    """The process's umask, read without changing it (`os.umask` can only be read by setting it, which races
+    with other threads creating files); where `/proc` cannot tell, it is read by setting it back at once."""
     try:
         with open("/proc/self/status", encoding="ascii") as handle:
             for line in handle:
@@ -102,7 +102,7 @@ def current_umask() -> int:
 
 
 def give_umask_mode(path: Path, umask: int) -> None:
-    """Give ``path`` the mode ``open`` (a file) or ``mkdir`` (a folder) would give it under ``umask``; a file's
+    """Give `path` the mode `open` (a file) or `mkdir` (a folder) would give it under `umask`; a file's
     execute bits are kept (masked too). Symbolic links are left alone."""
     if path.is_symlink():
         return
@@ -113,7 +113,7 @@ def give_umask_mode(path: Path, umask: int) -> None:
 
 
 def _give_umask_modes(folder: Path) -> None:
-    """:func:`give_umask_mode` for ``folder`` and everything inside it."""
+    """[`give_umask_mode`] for `folder` and everything inside it."""
     umask = current_umask()
     give_umask_mode(folder, umask)
     for root, folders, files in os.walk(folder):
@@ -123,12 +123,12 @@ def _give_umask_modes(folder: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_path(final_path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path next to ``final_path``; on success move it into place atomically.
+    """Yield a temporary path next to `final_path`; on success move it into place atomically.
 
-    The temporary file lives in the same directory so ``os.replace`` is a rename on the same file
+    The temporary file lives in the same directory so `os.replace` is a rename on the same file
     system (atomic on POSIX and Windows). On any exception the temporary file is removed and the
-    previous ``final_path`` (if any) is left untouched. The published file gets the mode ``open`` gives
-    under the umask (``mkstemp``'s file is private, 0600).
+    previous `final_path` (if any) is left untouched. The published file gets the mode `open` gives
+    under the umask (`mkstemp`'s file is private, 0600).
     """
     final_path = Path(final_path)
     final_path.parent.mkdir(parents=True, exist_ok=True)
@@ -165,16 +165,26 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, *, sort_keys: bool = False, default=str) -> Path:
-    """``obj`` as indented JSON; ``default`` turns what JSON cannot hold into something it can."""
+    """`obj` as indented JSON; `default` turns what JSON cannot hold into something it can."""
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=sort_keys, default=default) + "\n")
 
 
 def atomic_save_npy(path: str | os.PathLike, array) -> Path:
-    """``np.save`` through a temporary file (``np.save`` would append ``.npy`` to a bare temp name)."""
+    """`np.save` through a temporary file (`np.save` would append `.npy` to a bare temp name)."""
     import numpy as np
 
     with atomic_path(path, suffix=".npy") as tmp, open(tmp, "wb") as handle:
         np.save(handle, array, allow_pickle=False)
+    return Path(path)
+
+
+def atomic_save_figure(fig, path: str | os.PathLike, dpi: int) -> Path:
+    """Write a matplotlib `fig` to `path` as PNG atomically (a reader never sees half a chart) and close it."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    plt.close(fig)
     return Path(path)
 
 
@@ -189,12 +199,12 @@ def remove_tree(path: str | os.PathLike) -> None:
 
 
 def publish_folder(ready: str | os.PathLike, final: str | os.PathLike) -> Path:
-    """Move the fully written folder ``ready`` to ``final`` (a sibling), replacing an older ``final``.
+    """Move the fully written folder `ready` to `final` (a sibling), replacing an older `final`.
 
     The older folder is renamed aside first and deleted only once the new one has its name; if the
-    move fails, the older folder gets its name back. ``ready`` and everything in it first get the modes ``open``
-    and ``mkdir`` give under the umask, so that writers that went through private temporary files or folders
-    (``mkdtemp``, safetensors) do not publish 0600 files or 0700 folders.
+    move fails, the older folder gets its name back. `ready` and everything in it first get the modes `open`
+    and `mkdir` give under the umask, so that writers that went through private temporary files or folders
+    (`mkdtemp`, safetensors) do not publish 0600 files or 0700 folders.
     """
     ready, final = Path(ready), Path(final)
     _give_umask_modes(ready)
@@ -216,11 +226,11 @@ def publish_folder(ready: str | os.PathLike, final: str | os.PathLike) -> Path:
 
 @contextlib.contextmanager
 def atomic_folder(final_dir: str | os.PathLike) -> Iterator[Path]:
-    """Yield a new empty sibling of ``final_dir`` to write into; on success it replaces ``final_dir``
-    (:func:`publish_folder`), on any exception it is deleted and ``final_dir`` is left as it was.
+    """Yield a new empty sibling of `final_dir` to write into; on success it replaces `final_dir`
+    ([`publish_folder`]), on any exception it is deleted and `final_dir` is left as it was.
 
-    ``final_dir`` and what it holds get the modes ``mkdir`` and ``open`` give under the umask (see
-    :func:`publish_folder`).
+    `final_dir` and what it holds get the modes `mkdir` and `open` give under the umask (see
+    [`publish_folder`]).
     """
     final_dir = Path(final_dir)
     final_dir.parent.mkdir(parents=True, exist_ok=True)

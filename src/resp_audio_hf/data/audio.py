@@ -61,6 +61,15 @@ def _short_error(error: Exception) -> str:
     return text[:200]
 
 
+def decode_failure(name: str, error: Exception, where: str = "") -> AudioDecodeError:
+    """The [`AudioDecodeError`] naming `name` that a failure to decode it becomes: an `AudioDecodeError` keeps its
+    reason, anything torchcodec or FFmpeg raised is "not decodable: <its readable part>"; `where` (`" (in ...)"`)
+    follows the reason's first words. The one wording of [`load_audio`] and the training crops' decoder."""
+    if isinstance(error, AudioDecodeError):
+        return AudioDecodeError(error.path, error.reason + where)
+    return AudioDecodeError(name, f"not decodable{where}: {_short_error(error)}")
+
+
 def is_utf8_path(path: str) -> bool:
     """Whether `path` is valid UTF-8: a file name in another encoding (say `tos_\xf1and\xfa.wav` in Latin-1) reaches
     Python with surrogate escapes, which torchcodec and libsndfile cannot take as a file name."""
@@ -87,7 +96,7 @@ def _decoder(source, sampling_rate=None):
 def _probe_with_soundfile(path: str) -> AudioProbe | None:
     """Header check through libsndfile (~0.1 ms instead of ~10 ms for an FFmpeg open).
 
-    Returns ``None`` when soundfile is not installed or cannot parse the format (WebM, some MP3s),
+    Returns `None` when soundfile is not installed or cannot parse the format (WebM, some MP3s),
     in which case the caller falls back to torchcodec.
     """
     try:
@@ -113,7 +122,7 @@ def _probe_with_soundfile(path: str) -> AudioProbe | None:
 
 
 def probe_audio(path: str | os.PathLike) -> AudioProbe:
-    """Check that ``path`` exists, is non-empty and has a decodable audio stream of positive length."""
+    """Check that `path` exists, is non-empty and has a decodable audio stream of positive length."""
     path = os.fspath(path)
     if not os.path.exists(path):
         return AudioProbe(path, False, "file not found")
@@ -150,6 +159,26 @@ def source_name(source) -> str:
     return os.fspath(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
 
 
+def audio_file_source(value):
+    """
+    The file an audio value names, as [`open_audio`] opens it: a path, or the bytes of a file. A torchcodec decoder
+    that a `datasets` `Audio` column made is read as the `{"path", "bytes"}` it was made from (its `_hf_encoded`),
+    and of such a dict (`Audio(decode=False)`) the bytes win over the path. `None` when `value` holds samples instead
+    (an array, a `{"array", "sampling_rate"}` dict) or is a dict naming no file. The one place that tells a file from
+    samples (the collator asks it too).
+    """
+    encoded = getattr(value, "_hf_encoded", None)  # set by datasets.Audio.decode_example on the decoders it makes
+    if encoded is not None:
+        value = encoded
+    if isinstance(value, Mapping):
+        if "array" in value or "raw" in value:
+            return None
+        return value["bytes"] if value.get("bytes") is not None else value.get("path")
+    if isinstance(value, bytearray):
+        return bytes(value)
+    return value if isinstance(value, (str, os.PathLike, bytes)) else None
+
+
 def open_audio(source, sampling_rate: int | None = None):
     """
     A torchcodec `AudioDecoder` over `source` that resamples to `sampling_rate` (FFmpeg's libswresample, each channel
@@ -161,18 +190,11 @@ def open_audio(source, sampling_rate: int | None = None):
     on its stored file or bytes, so that the column's own rate and channel settings do not matter. Paths with a URL
     scheme (`hf://`, `https://`, as in streamed Hub datasets) are opened through `datasets`' `xopen`.
     """
-    encoded = getattr(source, "_hf_encoded", None)  # set by datasets.Audio.decode_example on the decoders it makes
-    if encoded is not None:
-        source = encoded
-    if isinstance(source, Mapping):
-        if source.get("bytes") is not None:
-            source = source["bytes"]
-        elif source.get("path") is not None:
-            source = source["path"]
-        else:
-            raise ValueError(f"An audio value needs a 'path' or 'bytes'; got {dict(source)!r}.")
-    if isinstance(source, bytearray):
-        source = bytes(source)
+    file = audio_file_source(source)
+    if file is None and isinstance(source, Mapping):
+        raise ValueError(f"An audio value to decode needs a 'path' or 'bytes' (not samples); got keys {sorted(source)}.")
+    if file is not None:
+        source = file  # anything else (a file object) goes to torchcodec as it is
     if isinstance(source, (str, os.PathLike)):
         source = os.fspath(source)
         if "://" in source:
@@ -232,7 +254,7 @@ def load_audio(
     except (RuntimeError, ValueError, OSError) as error:
         whole_frames = _whole_frames_of_cut_wav(source)
         if whole_frames is None:
-            raise AudioDecodeError(name, f"not decodable: {_short_error(error)}") from error
+            raise decode_failure(name, error) from error
         # FFmpeg refuses the partial last frame of a WAV cut mid-sample, and with it the whole recording; libsndfile and
         # FFmpeg's command line keep every whole frame. Decode those, the same way, and say so.
         data, dropped = whole_frames

@@ -1,4 +1,4 @@
-"""What a corpus or task build found, and everything it could not use, by name: :class:`BuildReport`."""
+"""What a corpus or task build found, and everything it could not use, by name: [`BuildReport`]."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ class BuildReport:
         root: directory that was scanned.
         n_usable: rows with a decodable audio file.
         missing: files listed by the metadata that are not on disk.
-        corrupt: ``{"path", "reason"}`` for files that exist but cannot be decoded.
+        corrupt: `{"path", "reason"}` for files that exist but cannot be decoded.
         unlabelled: audio files present on disk that the metadata does not label.
         duplicates: file name -> paths, for recordings present more than once with different
             contents (which copy is meant is unknown, so none is used).
@@ -44,9 +44,9 @@ class BuildReport:
         return not self.missing and not self.corrupt and not self.duplicates
 
     def duplicate_of(self, item: str) -> str | None:
-        """The ``duplicates`` key of a missing ``item`` (a table's ``file``, ``<file>#<n>`` for a segment) that is
-        absent because it is present several times with different contents, else ``None``. :class:`FileIndex`
-        records an ambiguous lookup under the key it was asked for: the relative path (``tail`` lookups, CoughVID's
+        """The `duplicates` key of a missing `item` (a table's `file`, `<file>#<n>` for a segment) that is
+        absent because it is present several times with different contents, else `None`. [`FileIndex`]
+        records an ambiguous lookup under the key it was asked for: the relative path (`tail` lookups, CoughVID's
         uuid), the file name, or the stem (also without its last character, CoughVID's fallback)."""
         recording = str(item).split("#", 1)[0]
         name = PurePosixPath(recording).name
@@ -62,7 +62,7 @@ class BuildReport:
             self.excluded.setdefault(reason, []).extend(items)
 
     def add_duplicates(self, duplicates: dict) -> None:
-        """Record the ``duplicates`` of a :class:`~resp_audio_hf.data.files.FileIndex` (name -> differing copies)."""
+        """Record the `duplicates` of a [`~resp_audio_hf.data.files.FileIndex`] (name -> differing copies)."""
         self.duplicates.update({name: [str(path) for path in paths] for name, paths in duplicates.items()})
 
     def summary(self) -> str:

@@ -1,5 +1,5 @@
-"""What a corpus is in this package: its static facts (:class:`CorpusSpec`), what its builder (each corpus module's
-``corpus_rows``) is given (:class:`CorpusScan`) and the table of recordings that comes out (:class:`CorpusTable`)."""
+"""What a corpus is in this package: its static facts ([`CorpusSpec`]), what its builder (each corpus module's
+`corpus_rows`) is given ([`CorpusScan`]) and the table of recordings that comes out ([`CorpusTable`])."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ class CorpusSpec:
         name: registry key.
         title: human-readable name.
         dirnames: accepted folder names under a data root (first existing wins).
-        access: ``"open"`` (scripted download), ``"manual"`` (open but needs a browser/many parts)
-            or ``"request"`` (the owners must grant access).
+        access: `"open"` (scripted download), `"manual"` (open but needs a browser/many parts)
+            or `"request"` (the owners must grant access).
         homepage: where to obtain it.
         license: licence as stated by the owners.
         split_column: column holding the corpus' official partition, if it has one.
@@ -46,7 +46,7 @@ class CorpusScan:
 
     Attributes:
         root: the corpus folder.
-        index: every file under ``root``, looked up by path, name or stem.
+        index: every file under `root`, looked up by path, name or stem.
         opera: OPERA's pinned files (some corpora take a metadata file from there when the folder lacks it).
         report: the build report the builder names unusable files in.
     """
@@ -62,10 +62,10 @@ class CorpusTable:
     """One corpus as a table of recordings.
 
     Attributes:
-        name: registry name of the corpus (``"icbhi"``, ``"kauh"``, ...).
+        name: registry name of the corpus (`"icbhi"`, `"kauh"`, ...).
         root: the scanned directory.
-        records: pandas DataFrame, one row per usable recording. Always has ``audio`` (absolute path),
-            ``file`` (identifier relative to the corpus) and ``subject_id``; label columns depend on
+        records: pandas DataFrame, one row per usable recording. Always has `audio` (absolute path),
+            `file` (identifier relative to the corpus) and `subject_id`; label columns depend on
             the corpus (see each builder).
         report: what was missing, corrupt or unlabelled.
         split_column: column holding an official partition, if the corpus has one.
@@ -78,12 +78,12 @@ class CorpusTable:
     split_column: str | None = None
 
     def to_dataset_dict(self, sampling_rate: int | None = None):
-        """``datasets.DatasetDict`` with an ``Audio`` column (torchcodec decoding, optional resampling)."""
+        """`datasets.DatasetDict` with an `Audio` column (torchcodec decoding, optional resampling)."""
         return records_to_dataset_dict(self.records, self.split_column, sampling_rate)
 
 
 def records_to_dataset_dict(records, split_column: str | None = None, sampling_rate: int | None = None):
-    """Convert a records frame into a ``DatasetDict`` keyed by ``split_column`` (or one ``all`` split)."""
+    """Convert a records frame into a `DatasetDict` keyed by `split_column` (or one `all` split)."""
     import datasets
 
     frame = records.reset_index(drop=True)
@@ -110,7 +110,7 @@ def _column_values(series) -> list:
 
 
 def is_missing(value) -> bool:
-    """``None`` or a float NaN (how pandas marks an absent value)."""
+    """`None` or a float NaN (how pandas marks an absent value)."""
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 

@@ -1,11 +1,11 @@
 """Downloads and archive extraction: two ways to fetch, one for each kind of file.
 
-``download_file`` (hand-written) is for large corpus archives: it streams into ``<dest>.part`` and resumes an
-interrupted transfer with an HTTP ``Range`` request, which pooch cannot. ``fetch_file`` is ``pooch.retrieve`` for
+`download_file` (hand-written) is for large corpus archives: it streams into `<dest>.part` and resumes an
+interrupted transfer with an HTTP `Range` request, which pooch cannot. `fetch_file` is `pooch.retrieve` for
 small pinned files (OPERA's split files), where no resume is needed. Both check the SHA-256 before the file reaches
-its final path (a mismatch deletes the download, and the error names the URL and the file), give it the mode ``open``
-gives under the umask, fetch nothing in offline mode (``HF_HUB_OFFLINE`` or ``RESP_AUDIO_HF_OFFLINE``), and fail at
-once on a host name that does not resolve. ``extract_archive`` unpacks into a temporary sibling directory and only
+its final path (a mismatch deletes the download, and the error names the URL and the file), give it the mode `open`
+gives under the umask, fetch nothing in offline mode (`HF_HUB_OFFLINE` or `RESP_AUDIO_HF_OFFLINE`), and fail at
+once on a host name that does not resolve. `extract_archive` unpacks into a temporary sibling directory and only
 then moves the entries into the destination, refusing members that would escape it.
 """
 
@@ -43,9 +43,9 @@ def _env_flag(name: str) -> bool:
 
 
 def offline_mode() -> str | None:
-    """The setting that forbids downloads (``"HF_HUB_OFFLINE"`` or ``"RESP_AUDIO_HF_OFFLINE"``), else ``None``.
+    """The setting that forbids downloads (`"HF_HUB_OFFLINE"` or `"RESP_AUDIO_HF_OFFLINE"`), else `None`.
 
-    ``HF_HUB_OFFLINE`` counts whether it is set in the environment or in ``huggingface_hub.constants``.
+    `HF_HUB_OFFLINE` counts whether it is set in the environment or in `huggingface_hub.constants`.
     """
     if _env_flag("RESP_AUDIO_HF_OFFLINE"):
         return "RESP_AUDIO_HF_OFFLINE"
@@ -59,8 +59,8 @@ def offline_mode() -> str | None:
 
 
 def _unresolved_host_error(url: str, dest: Path, error: BaseException) -> DownloadError | None:
-    """A ``DownloadError`` for a DNS failure anywhere in ``error``'s chain (urllib wraps it in ``URLError``,
-    requests in ``ConnectionError``), else ``None``: retrying cannot help when there is no name resolution."""
+    """A `DownloadError` for a DNS failure anywhere in `error`'s chain (urllib wraps it in `URLError`,
+    requests in `ConnectionError`), else `None`: retrying cannot help when there is no name resolution."""
     cause: BaseException | None = error
     while cause is not None and not isinstance(cause, socket.gaierror):
         reason = getattr(cause, "reason", None)  # URLError and urllib3's MaxRetryError keep the cause here
@@ -75,7 +75,7 @@ def _unresolved_host_error(url: str, dest: Path, error: BaseException) -> Downlo
 
 
 def _refuse_when_offline(url: str, dest: Path, offline: bool | None) -> None:
-    """Raise before any request when downloads are disabled (``offline``, default :func:`offline_mode`)."""
+    """Raise before any request when downloads are disabled (`offline`, default [`offline_mode`])."""
     setting = offline_mode() if offline is None else ("offline=True" if offline else None)
     if setting:
         raise DownloadError(
@@ -98,13 +98,13 @@ class ChecksumError(DownloadError):
 
 @dataclass(frozen=True)
 class DownloadResult:
-    """Outcome of one ``download_file`` call.
+    """Outcome of one `download_file` call.
 
     Attributes:
         path: final location of the file.
         sha256: hex SHA-256 of the file on disk.
-        verified: ``True`` when the digest was compared against a pinned checksum.
-        cached: ``True`` when the file was already present and nothing was transferred.
+        verified: `True` when the digest was compared against a pinned checksum.
+        cached: `True` when the file was already present and nothing was transferred.
         resumed_from: byte offset the transfer resumed from (0 for a fresh download).
     """
 
@@ -123,7 +123,7 @@ def _open(url: str, offset: int, timeout: float):
 
 
 def _transfer(url: str, part: Path, offset: int, timeout: float, chunk_size: int, progress: bool) -> None:
-    """Stream ``url`` into ``part`` starting at ``offset``; raise on a short or malformed response."""
+    """Stream `url` into `part` starting at `offset`; raise on a short or malformed response."""
     try:
         response = _open(url, offset, timeout)
     except urllib.error.HTTPError as error:
@@ -178,18 +178,18 @@ def download_file(
     progress: bool = True,
     offline: bool | None = None,
 ) -> DownloadResult:
-    """Download ``url`` to ``dest`` with resume, retries, SHA-256 verification and an atomic rename.
+    """Download `url` to `dest` with resume, retries, SHA-256 verification and an atomic rename.
 
     Args:
-        url: ``http(s)://`` URL.
-        dest: final file path. An existing file is reused when it matches ``sha256`` (or when no
+        url: `http(s)://` URL.
+        dest: final file path. An existing file is reused when it matches `sha256` (or when no
             checksum is given) and replaced when it does not.
-        sha256: expected hex digest. ``None`` downloads unverified and reports the computed digest.
-        resume: continue a previous ``<dest>.part`` with an HTTP Range request.
+        sha256: expected hex digest. `None` downloads unverified and reports the computed digest.
+        resume: continue a previous `<dest>.part` with an HTTP Range request.
         retries: extra attempts after a network failure; every attempt resumes from the bytes on disk.
             A host name that does not resolve is not retried.
-        offline: refuse to download (a present, valid ``dest`` is still returned). Default:
-            :func:`offline_mode`.
+        offline: refuse to download (a present, valid `dest` is still returned). Default:
+            [`offline_mode`].
     """
     dest = Path(dest)
     expected = sha256.lower() if sha256 else None
@@ -254,9 +254,9 @@ def download_file(
 def fetch_file(
     url: str, dest: str | os.PathLike, sha256: str, *, offline: bool | None = None, timeout: float = 60.0
 ) -> Path:
-    """Fetch a small file pinned by ``sha256`` to ``dest`` with ``pooch.retrieve`` (no resume, no retries); a valid
-    ``dest`` is kept. pooch downloads beside ``dest`` and moves the file into place only once its checksum matched.
-    Raises ``DownloadError`` when ``offline`` (default :func:`offline_mode`), on a network or HTTP failure, and on a
+    """Fetch a small file pinned by `sha256` to `dest` with `pooch.retrieve` (no resume, no retries); a valid
+    `dest` is kept. pooch downloads beside `dest` and moves the file into place only once its checksum matched.
+    Raises `DownloadError` when `offline` (default [`offline_mode`]), on a network or HTTP failure, and on a
     checksum mismatch."""
     dest = Path(dest)
     if dest.exists() and sha256_file(dest) == sha256.lower():
@@ -305,15 +305,15 @@ def _extract_tar(archive: Path, into: Path) -> None:
 
 
 def extract_archive(archive: str | os.PathLike, dest_dir: str | os.PathLike, *, overwrite: bool = False) -> list[Path]:
-    """Unpack a ``.zip``/``.tar(.gz|.bz2|.xz)`` archive into ``dest_dir`` without partial results.
+    """Unpack a `.zip`/`.tar(.gz|.bz2|.xz)` archive into `dest_dir` without partial results.
 
-    The archive is unpacked into a temporary directory beside ``dest_dir``; its top-level entries are
-    then renamed into ``dest_dir``. An entry that already exists is kept (and the archive's copy
-    discarded) unless ``overwrite`` is set. A marker file records a completed extraction so a re-run
+    The archive is unpacked into a temporary directory beside `dest_dir`; its top-level entries are
+    then renamed into `dest_dir`. An entry that already exists is kept (and the archive's copy
+    discarded) unless `overwrite` is set. A marker file records a completed extraction so a re-run
     does not unpack the same archive twice.
 
     Returns:
-        The top-level paths inside ``dest_dir`` that came from the archive.
+        The top-level paths inside `dest_dir` that came from the archive.
     """
     archive, dest_dir = Path(archive), Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)

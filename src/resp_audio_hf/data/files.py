@@ -1,4 +1,4 @@
-"""Finding a corpus' files whatever its folder nesting (:class:`FileIndex`), probing its audio and locating its
+"""Finding a corpus' files whatever its folder nesting ([`FileIndex`]), probing its audio and locating its
 metadata (in the corpus folder, else OPERA's pinned copy)."""
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ class FileIndex:
     """All files under a root, indexed by relative path, base name, stem and trailing path parts.
 
     Corpora are distributed with slightly different folder nesting (an extra top-level folder after
-    unzipping, ``wav/`` vs ``public_dataset/``); looking files up by name instead of by one fixed path
+    unzipping, `wav/` vs `public_dataset/`); looking files up by name instead of by one fixed path
     makes the builders accept every layout we have seen while still refusing ambiguous matches.
 
     A name found several times resolves to its first copy when all copies have the same bytes, and to
-    nothing otherwise (the copies are then listed in ``duplicates``). A *directory* named like an audio
-    file (``x.wav/``) is indexed too, so that the audio check reports it instead of it vanishing.
+    nothing otherwise (the copies are then listed in `duplicates`). A *directory* named like an audio
+    file (`x.wav/`) is indexed too, so that the audio check reports it instead of it vanishing.
     """
 
     def __init__(self, root: Path, extensions: Iterable[str] | None = None):
@@ -62,7 +62,7 @@ class FileIndex:
         return [p for p in self.paths() if p.suffix.lower() in AUDIO_EXTENSIONS]
 
     def one_copy(self, key: str, matches: list[Path]) -> Path | None:
-        """The path for ``key`` among several matches: the first when all are byte-identical files."""
+        """The path for `key` among several matches: the first when all are byte-identical files."""
         if key in self._identical_copies or key in self.duplicates:
             return self._identical_copies.get(key)
         identical = (
@@ -82,8 +82,8 @@ class FileIndex:
     ) -> Path | None:
         """Resolve a file by exact relative path, then by trailing components, name or stem.
 
-        ``tail`` > 1 requires the last ``tail`` path components of ``relpath`` to match (Coswara's
-        ``<participant>/cough-shallow.wav`` is not unique by name alone).
+        `tail` > 1 requires the last `tail` path components of `relpath` to match (Coswara's
+        `<participant>/cough-shallow.wav` is not unique by name alone).
         """
         if relpath is not None:
             relpath = PurePosixPath(relpath).as_posix()
@@ -121,7 +121,7 @@ class FileIndex:
 
 
 def check_audio_files(paths: Iterable[Path | None], report: BuildReport, verify_audio: bool = True) -> list[bool]:
-    """Probe each path; record corrupt files in ``report``. ``None`` entries are treated as missing."""
+    """Probe each path; record corrupt files in `report`. `None` entries are treated as missing."""
     usable = []
     for path in paths:
         if path is None:
@@ -140,7 +140,7 @@ def check_audio_files(paths: Iterable[Path | None], report: BuildReport, verify_
 def metadata_file(
     index: FileIndex, name: str, opera: OperaFiles | None, opera_relpath: str | None, report: BuildReport
 ) -> Path | None:
-    """A metadata file from the corpus folder, else OPERA's pinned copy, else ``None``."""
+    """A metadata file from the corpus folder, else OPERA's pinned copy, else `None`."""
     local = index.find_metadata(name)
     if local is not None:
         report.notes.append(f"metadata: {local}")

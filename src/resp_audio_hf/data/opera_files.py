@@ -4,9 +4,9 @@ The OPERA benchmark (Zhang et al., NeurIPS 2024, https://github.com/evelyn0414/O
 of its train/validation/test splits in files committed to its repository. Where such a file exists we
 use it instead of re-deriving the split, so our tasks see exactly OPERA's recordings and partitions.
 
-``OperaFiles`` looks for each file in local directories first (a checkout of OPERA, or a copy such as
-``../shared/data/opera``), then in a local cache, and only then downloads it from the pinned commit (with pooch,
-through :func:`~resp_audio_hf.data.download.fetch_file`). Every copy, local or downloaded, must match the SHA-256
+`OperaFiles` looks for each file in local directories first (a checkout of OPERA, or a copy such as
+`../shared/data/opera`), then in a local cache, and only then downloads it from the pinned commit (with pooch,
+through [`~resp_audio_hf.data.download.fetch_file`]). Every copy, local or downloaded, must match the SHA-256
 recorded below.
 """
 
@@ -70,7 +70,7 @@ class OperaFileError(RuntimeError):
 
 
 def default_opera_cache_dir() -> Path:
-    """``$RESP_AUDIO_HF_CACHE/opera/<commit>`` (default ``~/.cache/resp_audio_hf``)."""
+    """`$RESP_AUDIO_HF_CACHE/opera/<commit>` (default `~/.cache/resp_audio_hf`)."""
     return cache_root() / "opera" / OPERA_COMMIT[:7]
 
 
@@ -79,11 +79,11 @@ class OperaFiles:
     """Find (or download and cache) OPERA's pinned split files.
 
     Args:
-        local_dirs: directories laid out like the OPERA repository (``datasets/...``, ``feature/...``),
+        local_dirs: directories laid out like the OPERA repository (`datasets/...`, `feature/...`),
             searched in order before the cache.
-        cache_dir: where downloaded files are kept; defaults to ``default_opera_cache_dir()``.
-        offline: never download. Defaults to ``True`` when ``RESP_AUDIO_HF_OFFLINE`` or
-            ``HF_HUB_OFFLINE`` is set (see :func:`~resp_audio_hf.data.download.offline_mode`).
+        cache_dir: where downloaded files are kept; defaults to `default_opera_cache_dir()`.
+        offline: never download. Defaults to `True` when `RESP_AUDIO_HF_OFFLINE` or
+            `HF_HUB_OFFLINE` is set (see [`~resp_audio_hf.data.download.offline_mode`]).
         base_url: raw-file URL prefix of the pinned commit (tests point it at a loopback server).
     """
 
@@ -120,7 +120,7 @@ class OperaFiles:
         return path
 
     def path(self, relpath: str) -> Path:
-        """Local path of a verified copy of ``relpath``, downloading it into the cache if needed."""
+        """Local path of a verified copy of `relpath`, downloading it into the cache if needed."""
         if relpath in self._verified:
             return self._verified[relpath]
         expected = self._expected(relpath)
@@ -142,7 +142,7 @@ class OperaFiles:
         return self._verified[relpath]
 
     def load_npy(self, relpath: str):
-        """Load a pinned ``.npy`` file. Object arrays (CoughVID uuids) need pickle; the SHA-256 check
+        """Load a pinned `.npy` file. Object arrays (CoughVID uuids) need pickle; the SHA-256 check
         above guarantees the bytes are OPERA's, so unpickling them is safe."""
         import numpy as np
 

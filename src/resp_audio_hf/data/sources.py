@@ -1,13 +1,13 @@
-"""Where each corpus comes from, and ``download_corpus`` for the ones that can be fetched by script.
+"""Where each corpus comes from, and `download_corpus` for the ones that can be fetched by script.
 
 Open corpora are downloaded (resumable, atomic, checksummed when a checksum is pinned) and unpacked
-under ``<data_root>/<corpus folder>``. Corpora that are open but need a browser or many manual parts,
-and corpora whose owners grant access on request, raise :class:`CorpusAccessError` with the exact
+under `<data_root>/<corpus folder>`. Corpora that are open but need a browser or many manual parts,
+and corpora whose owners grant access on request, raise [`CorpusAccessError`] with the exact
 steps instead of failing obscurely.
 
 The remote archives are not mirrored by this project, so their SHA-256 cannot be pinned here; an
 unpinned download is reported as *unverified* together with its computed digest, which a user can
-pin afterwards with ``sha256_overrides``.
+pin afterwards with `sha256_overrides`.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ class RemoteFile:
 
     Attributes:
         url: where to fetch it.
-        filename: local name of the downloaded file (inside ``<corpus folder>/.downloads``).
-        sha256: pinned digest, or ``None`` when unknown.
+        filename: local name of the downloaded file (inside `<corpus folder>/.downloads`).
+        sha256: pinned digest, or `None` when unknown.
         extract: unpack it (zip/tar) after download.
         extract_to: folder, relative to the corpus folder, to unpack into.
     """
@@ -56,7 +56,7 @@ class CorpusSource:
 
     Attributes:
         corpus: corpus registry name (its folder name under the data root is the first alias).
-        access: ``"open"``, ``"manual"`` or ``"request"``.
+        access: `"open"`, `"manual"` or `"request"`.
         files: what to download for open corpora.
         instructions: what a person has to do (manual/request corpora, or after an open download).
         post_extract: optional step run on the corpus folder after unpacking.
@@ -71,7 +71,7 @@ class CorpusSource:
 
 @dataclass
 class CorpusDownloadReport:
-    """Result of ``download_corpus``: what arrived, what did not (by URL), what is unverified."""
+    """Result of `download_corpus`: what arrived, what did not (by URL), what is unverified."""
 
     corpus: str
     directory: Path
@@ -96,8 +96,8 @@ class CorpusDownloadReport:
 
 
 def _coswara_join_parts(corpus_dir: Path) -> None:
-    """Coswara ships each collection date as split tarballs (``<date>.tar.gz.aa``, ``.ab``...).
-    Concatenate the parts of every date and unpack them into ``Extracted_data/`` (skipping dates that
+    """Coswara ships each collection date as split tarballs (`<date>.tar.gz.aa`, `.ab`...).
+    Concatenate the parts of every date and unpack them into `Extracted_data/` (skipping dates that
     are already unpacked), the layout OPERA and our builder expect."""
     target = corpus_dir / "Extracted_data"
     target.mkdir(exist_ok=True)
@@ -233,18 +233,18 @@ def download_corpus(
     progress: bool = True,
     **download_kwargs,
 ) -> CorpusDownloadReport:
-    """Download and unpack an open corpus into ``<data_root>/<corpus folder>``.
+    """Download and unpack an open corpus into `<data_root>/<corpus folder>`.
 
     Every file is attempted even if an earlier one fails; failures are collected in the report (and
-    the files that did arrive stay usable). Raises :class:`CorpusAccessError` for manual and
+    the files that did arrive stay usable). Raises [`CorpusAccessError`] for manual and
     request-only corpora, with instructions.
 
     Args:
-        corpus: corpus name or a custom :class:`CorpusSource`.
+        corpus: corpus name or a custom [`CorpusSource`].
         data_root: parent folder of the corpus folders.
-        sha256_overrides: ``{filename or url: sha256}`` to pin checksums.
-        keep_archives: keep the downloaded archives after unpacking (in ``.downloads/``).
-        download_kwargs: passed to :func:`~resp_audio_hf.data.download.download_file` (timeouts, retries).
+        sha256_overrides: `{filename or url: sha256}` to pin checksums.
+        keep_archives: keep the downloaded archives after unpacking (in `.downloads/`).
+        download_kwargs: passed to [`~resp_audio_hf.data.download.download_file`] (timeouts, retries).
     """
     source = corpus if isinstance(corpus, CorpusSource) else CORPUS_SOURCES.get(get_corpus_spec(corpus).name)
     if source is None:

@@ -1,11 +1,11 @@
 """The task registry: OPERA's T1-T19 plus the ICBHI challenge, SPRSound and COVID-19 cough tasks, collected from the
-corpus modules (``resp_audio_hf.data.corpora.<corpus>``, each holding its tasks' specs and table builders), and
-:func:`load_task`, which builds a task's table from the corpus on disk and OPERA's pinned files.
+corpus modules (`resp_audio_hf.data.corpora.<corpus>`, each holding its tasks' specs and table builders), and
+[`load_task`], which builds a task's table from the corpus on disk and OPERA's pinned files.
 
-A *task table* has one row per expected recording with ``file``, ``audio`` (resolved path, or ``None`` when the file
-is not on disk), ``label``, ``subject_id`` and either ``split`` (``train``/``validation``/``test``) or ``fold``
-(cross-validation). Missing files are named in the task's :class:`~resp_audio_hf.data.build_report.BuildReport`.
-Every task's probe protocol is its row of :data:`resp_audio_hf.benchmark.protocols.PROBE_PROTOCOLS`.
+A *task table* has one row per expected recording with `file`, `audio` (resolved path, or `None` when the file
+is not on disk), `label`, `subject_id` and either `split` (`train`/`validation`/`test`) or `fold`
+(cross-validation). Missing files are named in the task's [`~resp_audio_hf.data.build_report.BuildReport`].
+Every task's probe protocol is its row of `resp_audio_hf.data.probe_protocols.PROBE_PROTOCOLS`.
 """
 
 from __future__ import annotations
@@ -14,18 +14,18 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from ..benchmark.protocols import PROBE_PROTOCOLS
 from .build_report import BuildReport
 from .corpora import TASK_MODULES, find_corpus_dir, get_corpus_spec
 from .corpora.sprsound_challenge import CHALLENGE_ALIASES
 from .corpus_table import CorpusNotFoundError
 from .files import FileIndex, check_audio_files
 from .opera_files import OperaFiles
+from .probe_protocols import PROBE_PROTOCOLS
 from .task_spec import TaskContext, TaskData, TaskSpec
 
 
 def _collect_tasks() -> dict[str, TaskSpec]:
-    """The corpus modules' task specs, in the order of :data:`PROBE_PROTOCOLS` (the README's table), each checked to
+    """The corpus modules' task specs, in the order of `PROBE_PROTOCOLS` (the README's table), each checked to
     take its protocol from its row there."""
     specs = {spec.task_id: spec for module in TASK_MODULES for spec in module.TASK_SPECS}
     if set(specs) != set(PROBE_PROTOCOLS):
@@ -48,8 +48,8 @@ TASK_ALIASES = {
     "covid19-cough": "COVID-cough",
     **CHALLENGE_ALIASES,
 }
-#: The SPRSound challenge's four tasks (not in ``all``: they are scored by the challenge's score, not OPERA's probe
-#: metric; ask for them with ``sprsound-challenge``).
+#: The SPRSound challenge's four tasks (not in `all`: they are scored by the challenge's score, not OPERA's probe
+#: metric; ask for them with `sprsound-challenge`).
 SPRSOUND_CHALLENGE_TASK_IDS = ("SPRSound-1-1", "SPRSound-1-2", "SPRSound-2-1", "SPRSound-2-2")
 EXTRA_TASK_IDS = ("ICBHI-cycle", "S1", "S2", "COVID-cough")
 OPERA_TASK_IDS = tuple(f"T{i}" for i in range(1, 20))
@@ -64,8 +64,8 @@ def get_task_spec(task_id: str) -> TaskSpec:
 
 
 def resolve_task_ids(selection: str | list[str]) -> list[str]:
-    """``"T7,T10"`` / ``["T7"]`` / ``"all"`` (T1-T19, ICBHI-cycle, S1, S2, COVID-cough) / ``"opera"`` (T1-T19) /
-    ``"sprsound-challenge"`` (the SPRSound challenge's Tasks 1-1 ... 2-2)."""
+    """`"T7,T10"` / `["T7"]` / `"all"` (T1-T19, ICBHI-cycle, S1, S2, COVID-cough) / `"opera"` (T1-T19) /
+    `"sprsound-challenge"` (the SPRSound challenge's Tasks 1-1 ... 2-2)."""
     items = selection.split(",") if isinstance(selection, str) else list(selection)
     items = [i.strip() for i in items if i.strip()]
     if not items:
@@ -87,7 +87,7 @@ def resolve_task_ids(selection: str | list[str]) -> list[str]:
 def default_opera_files(
     data_root: str | os.PathLike | None, opera_dir: str | os.PathLike | None = None, **kwargs
 ) -> OperaFiles:
-    """OPERA file resolver that also looks in ``<data_root>/opera`` and an OPERA checkout above ``data_root``."""
+    """OPERA file resolver that also looks in `<data_root>/opera` and an OPERA checkout above `data_root`."""
     local = []
     if opera_dir is not None:
         local.append(Path(opera_dir))
@@ -109,16 +109,16 @@ def load_task(
     verify_audio: bool = True,
     require_audio: bool = True,
 ) -> TaskData:
-    """Build a task's table from the corpus under ``data_root`` and OPERA's pinned files.
+    """Build a task's table from the corpus under `data_root` and OPERA's pinned files.
 
     Args:
-        task_id: e.g. ``"T7"`` (see ``TASKS``).
-        data_root: folder holding the corpus folders (``icbhi/``, ``KAUH/``, ``copd/``, ``sprsound/``...).
-        opera: resolver for OPERA's split files (default: ``<data_root>/opera``, ``opera_dir``, cache,
+        task_id: e.g. `"T7"` (see `TASKS`).
+        data_root: folder holding the corpus folders (`icbhi/`, `KAUH/`, `copd/`, `sprsound/`...).
+        opera: resolver for OPERA's split files (default: `<data_root>/opera`, `opera_dir`, cache,
             then the pinned commit online).
         verify_audio: probe every resolved file with torchcodec and treat undecodable files as corrupt.
-        require_audio: raise when the corpus folder is absent. With ``False`` a table is still built
-            from OPERA's files (every row then has ``audio=None`` and is listed as missing).
+        require_audio: raise when the corpus folder is absent. With `False` a table is still built
+            from OPERA's files (every row then has `audio=None` and is listed as missing).
     """
     spec = get_task_spec(task_id)
     opera = opera or default_opera_files(data_root, opera_dir)
@@ -159,5 +159,5 @@ def _check_table_audio(table, report: BuildReport, verify_audio: bool):
 
 
 def with_protocol(spec: TaskSpec, **overrides) -> TaskSpec:
-    """A copy of ``spec`` with some probe hyper-parameters replaced (e.g. fewer epochs for a smoke test)."""
+    """A copy of `spec` with some probe hyper-parameters replaced (e.g. fewer epochs for a smoke test)."""
     return replace(spec, protocol=replace(spec.protocol, **overrides))

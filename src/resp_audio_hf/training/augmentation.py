@@ -1,7 +1,7 @@
 """Waveform augmentation of training clips suited to lung sounds, applied by `RespAudioCollator` (its
 `waveform_transform`) to the decoded clips of each training batch, before they are featurised.
 
-Each is off by default and is a field of :class:`AugmentationConfig` (`FinetuneConfig.augmentation`):
+Each is off by default and is a field of [`AugmentationConfig`] (`FinetuneConfig.augmentation`):
 
 * random crop (`crop_seconds`): a clip longer than this gives a random window of that length, not always its start;
 * time shift (`time_shift_seconds`): the clip is rolled circularly by a random shift, so the breathing cycle starts
@@ -9,7 +9,7 @@ Each is off by default and is a field of :class:`AugmentationConfig` (`FinetuneC
 * gain (`gain_db`): a random gain, as stethoscope pressure and chest wall change the level from one recording to the
   next;
 * mixing within a class (`mix_probability`): the clip is mixed with another training clip of the same class,
-  ``lam * clip + (1 - lam) * other`` over their common length, ``lam`` drawn from ``Beta(mix_alpha, mix_alpha)`` and
+  `lam * clip + (1 - lam) * other` over their common length, `lam` drawn from `Beta(mix_alpha, mix_alpha)` and
   folded above one half so the clip stays the louder one. The label is unchanged: both clips carry it. This is mixup
   without label mixing, which keeps the labels the challenge scores (a Wheeze event mixed with a Normal one would be a
   Wheeze event, not 0.7 of one).
@@ -62,13 +62,13 @@ class AugmentationConfig:
 
 
 class LungSoundAugmentation:
-    """The `waveform_transform` of a training `RespAudioCollator`: ``(clips, rates, examples, decode) -> clips``.
+    """The `waveform_transform` of a training `RespAudioCollator`: `(clips, rates, examples, decode) -> clips`.
 
     Args:
         config: what to apply.
-        seed: the stream's seed (``config.seed`` wins when set).
+        seed: the stream's seed (`config.seed` wins when set).
         dataset: the training examples (a `datasets.Dataset` or a list of dicts), where mixing draws the other clip.
-        labels: the class id of each example of ``dataset`` (needed for mixing).
+        labels: the class id of each example of `dataset` (needed for mixing).
         label_column: key of the class id in each example.
     """
 
@@ -149,7 +149,7 @@ class LungSoundAugmentation:
 
 
 def random_crop(clip: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
-    """A random window of ``length`` samples of a longer clip (shorter clips are returned whole)."""
+    """A random window of `length` samples of a longer clip (shorter clips are returned whole)."""
     if clip.shape[-1] <= length:
         return clip
     start = int(rng.integers(0, clip.shape[-1] - length + 1))
@@ -157,8 +157,8 @@ def random_crop(clip: np.ndarray, length: int, rng: np.random.Generator) -> np.n
 
 
 def mix_clips(clip: np.ndarray, other: np.ndarray, weight: float, rng: np.random.Generator) -> np.ndarray:
-    """``weight * clip + (1 - weight) * other`` over their common length: the shorter one is laid at a random offset
-    of the longer one; the rest of ``clip`` is kept (scaled by ``weight``), so the result has ``clip``'s length."""
+    """`weight * clip + (1 - weight) * other` over their common length: the shorter one is laid at a random offset
+    of the longer one; the rest of `clip` is kept (scaled by `weight`), so the result has `clip`'s length."""
     length = min(clip.shape[-1], other.shape[-1])
     other_start = int(rng.integers(0, other.shape[-1] - length + 1))
     clip_start = int(rng.integers(0, clip.shape[-1] - length + 1))

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..data._io import atomic_folder, atomic_write_json, publish_folder, remove_tree
 
@@ -91,7 +91,7 @@ def save_checkpoint(
     return final
 
 
-def load_checkpoint(accelerator, checkpoint: Path) -> tuple[dict, dict]:
+def restore_training_checkpoint(accelerator, checkpoint: Path) -> tuple[dict, dict]:
     """Restore Accelerate's state; return the training state and this process's data position."""
     accelerator.load_state(str(checkpoint))
     with open(checkpoint / TRAINING_STATE_NAME, encoding="utf-8") as handle:

@@ -187,13 +187,6 @@ def embedding_size_of(encoder: nn.Module) -> int:
     return int(size)
 
 
-def freeze_batch_norm_statistics(module: nn.Module) -> None:
-    """Put every BatchNorm layer in evaluation mode (its running statistics stop moving; its affine part trains)."""
-    for layer in module.modules():
-        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
-            layer.eval()
-
-
 class ContrastiveObjective(nn.Module):
     """
     The encoder being trained (`self.encoder`, any family of this package: EfficientAT or `RespAudioModel`), OPERA-CT's

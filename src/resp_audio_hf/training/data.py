@@ -28,16 +28,16 @@ import logging
 import math
 import operator
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
-from resp_audio_hf.data.audio import AudioDecodeError, _short_error, decoded_mono, open_audio, source_name
-
 from ..data._io import read_table_rows
+from ..data.audio import AudioDecodeError, decode_failure, decoded_mono, open_audio, source_name
 from .audio_cache import DecodedCorpus, decoded_corpus
 from .config import CorpusConfig, DataConfig
 
@@ -68,7 +68,7 @@ class RowFilter:
     value: Any
 
     @classmethod
-    def parse(cls, text: str) -> "RowFilter":
+    def parse(cls, text: str) -> RowFilter:
         import yaml
 
         match = _FILTER.match(text)
@@ -249,10 +249,8 @@ class ClipDecoder:
                 waveform = decoded_mono(decoder, name)
             # Whole clips are cropped here; a range decode that fell short of the header's duration is tiled.
             waveform = crop_clip(waveform, self.crop_samples, rng, self.short_clips)
-        except AudioDecodeError as error:
-            raise AudioDecodeError(name, error.reason + where) from error
         except Exception as error:  # torchcodec raises RuntimeError/ValueError subclasses for bad streams
-            raise AudioDecodeError(name, f"not decodable{where}: {_short_error(error)}") from error
+            raise decode_failure(name, error, where) from error
         return np.ascontiguousarray(waveform, dtype=np.float32)
 
     def crop_or_unusable(self, stored: dict, rng: np.random.Generator, where: str = "") -> np.ndarray | UnusableClip:
@@ -532,7 +530,7 @@ def _rows(stream, chunk: int = 64):
 class _StreamingCrops(torch.utils.data.IterableDataset):
     """One process's endless stream of collated batches; DataLoader workers take turns by batch, in order."""
 
-    def __init__(self, owner: "StreamingBatchStream", epoch: int, offset: int):
+    def __init__(self, owner: StreamingBatchStream, epoch: int, offset: int):
         self.owner, self.epoch, self.offset = owner, epoch, offset
 
     def __iter__(self):

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..data._io import atomic_write_json
+from ..logging_setup import configure_logging
 from .augmentation import AugmentationConfig
 from .batch_norm import hold_batch_norm_statistics
 from .checkpointing import save_final_model
@@ -39,7 +40,7 @@ from .class_balance import IMBALANCE_REMEDIES
 from .config import load_config, to_plain_dict, training_argument_parser
 from .finetune_trainer import COMPLETE_MARKER, TRAINER_CHECKPOINT
 
-logger = logging.getLogger("finetune")
+logger = logging.getLogger(__name__)
 #: The classifier class of each model family, by `config.model_type`.
 CLASSIFIER_CLASSES = {
     "resp_audio": "RespAudioForAudioClassification",
@@ -399,7 +400,11 @@ def run(config: FinetuneConfig, resume: str | None = None, command: str | None =
     elif eval_split is None and args_dict["eval_strategy"] != "no":
         eval_split = next((name for name in labelled.test_splits if name in splits), None)
     training_args = TrainingArguments(**args_dict)
-    logging.basicConfig(level=logging.INFO if training_args.process_index == 0 else logging.WARNING)
+    configure_logging(
+        logging.INFO if training_args.process_index == 0 else logging.WARNING,
+        timestamps=True,
+        rank=training_args.process_index,
+    )
     if training_args.process_index == 0 and command:
         _record_command(Path(training_args.output_dir), command)
 

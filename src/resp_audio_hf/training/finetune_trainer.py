@@ -1,8 +1,8 @@
 """The `Trainer` that `finetune.py` runs, and its callbacks.
 
 `FinetuneTrainer` is transformers' `Trainer` with two hooks and nothing else of its own: the training DataLoader may
-use another sampler (the class-balanced one of :mod:`.class_balance`) and another collator (one that augments, see
-:mod:`.augmentation`) than evaluation, which keeps the plain collator. Optimisation, evaluation, checkpointing,
+use another sampler (the class-balanced one of `.class_balance`) and another collator (one that augments, see
+`.augmentation`) than evaluation, which keeps the plain collator. Optimisation, evaluation, checkpointing,
 resumption and multi-process training stay the Trainer's (Accelerate underneath).
 """
 

@@ -290,7 +290,7 @@ class M2DObjective(nn.Module):
         else:
             nn.init.trunc_normal_(self.predictor.mask_token, std=self.encoder_model.config.initializer_range)
 
-    def train(self, mode: bool = True) -> "M2DObjective":
+    def train(self, mode: bool = True) -> M2DObjective:
         super().train(mode)
         # The target is a fixed function between EMA updates: no dropout on its side, as in M2D.
         self.target_encoder.eval()

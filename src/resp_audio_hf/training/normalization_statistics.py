@@ -142,6 +142,7 @@ def resolve_training_statistics(
 
 
 def main(argv=None) -> None:
+    from ..logging_setup import configure_logging
     from .config import PretrainConfig, load_config, training_argument_parser
     from .pretrain import build_encoder, build_feature_extractor
 
@@ -151,7 +152,7 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--save-to", default=None, help="Save the feature extractor, with these statistics, here.")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    configure_logging(logging.INFO, timestamps=True)
     config = load_config(PretrainConfig, args.config, args.overrides)
     torch.manual_seed(config.train.seed)
     encoder = build_encoder(config)

@@ -31,10 +31,11 @@ import numpy as np
 import torch
 
 from ..data._io import atomic_write_json, atomic_write_text
+from ..logging_setup import configure_logging
 from .checkpointing import (
     BEST_MODEL_NAME,
-    load_checkpoint,
     resolve_resume,
+    restore_training_checkpoint,
     save_checkpoint,
     save_final_model,
 )
@@ -44,7 +45,7 @@ from .m2d_objective import M2DObjective, ema_decay_at, resolve_ema_decays
 from .monitors import MonitorSelection, RepresentationMonitor, load_monitor_clips
 from .normalization_statistics import apply_log_mel_statistics, resolve_training_statistics
 
-logger = logging.getLogger("pretrain")
+logger = logging.getLogger(__name__)
 METRICS_NAME = "metrics.jsonl"
 UNUSABLE_FILES_NAME = "unusable_files.json"
 DATA_FILES_NAME = "data_files.json"
@@ -356,9 +357,10 @@ def train(
             f"Launched as {launched} processes but Accelerate set up {accelerator.num_processes}; every process would "
             "train alone. Launch with torchrun, or with `accelerate launch` on GPUs."
         )
-    logging.basicConfig(
-        level=logging.INFO if accelerator.is_main_process else logging.WARNING,
-        format=f"%(asctime)s [rank {accelerator.process_index}] %(name)s: %(message)s",
+    configure_logging(
+        logging.INFO if accelerator.is_main_process else logging.WARNING,
+        timestamps=True,
+        rank=accelerator.process_index,
     )
     set_seed(config.train.seed)  # identical initial weights on every process
 
@@ -413,7 +415,7 @@ def train(
     selection = MonitorSelection(config.monitor.select_on, config.monitor.patience)
     checkpoint = resolve_resume(resume, output_dir)
     if checkpoint is not None:
-        training_state, data_state = load_checkpoint(accelerator, checkpoint)
+        training_state, data_state = restore_training_checkpoint(accelerator, checkpoint)
         selection.load_state_dict(training_state.get("selection"))
         if training_state["world_size"] != accelerator.num_processes:
             raise ValueError(

@@ -10,7 +10,7 @@ so resumed runs see the same crops (exactness as in `data.py`).
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch

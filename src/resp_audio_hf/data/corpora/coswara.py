@@ -1,5 +1,5 @@
 """Coswara (crowd-sourced breathing, cough and speech): its corpus builder and tasks T8 (smoker) and T9 (sex) on the
-shallow cough, on OPERA's HeAR-aligned split and (``-random``) on a random stratified split."""
+shallow cough, on OPERA's HeAR-aligned split and (`-random`) on a random stratified split."""
 
 from __future__ import annotations
 
@@ -32,10 +32,10 @@ _SPLIT_VARIANTS = {
 
 
 def corpus_rows(scan: CorpusScan) -> list[dict]:
-    """Coswara (``Extracted_data/<date>/<participant>/<modality>.wav`` + ``combined_data.csv``).
+    """Coswara (`Extracted_data/<date>/<participant>/<modality>.wav` + `combined_data.csv`).
 
-    One row per recording. Columns: ``modality`` (e.g. ``cough-shallow``), ``date``, ``sex``
-    (``g`` column), ``smoker``, ``covid_status``, ``quality`` (from ``annotations/<modality>_labels.csv``
+    One row per recording. Columns: `modality` (e.g. `cough-shallow`), `date`, `sex`
+    (`g` column), `smoker`, `covid_status`, `quality` (from `annotations/<modality>_labels.csv`
     when present).
     """
     index, report = scan.index, scan.report

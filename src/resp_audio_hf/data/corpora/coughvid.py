@@ -19,10 +19,10 @@ CORPUS = CorpusSpec(
 
 
 def corpus_rows(scan: CorpusScan) -> list[dict]:
-    """CoughVID (``public_dataset/<uuid>.webm|.ogg`` or converted ``wav/<uuid>.wav``).
+    """CoughVID (`public_dataset/<uuid>.webm|.ogg` or converted `wav/<uuid>.wav`).
 
-    Rows follow ``metadata_compiled.csv``. Columns: ``status`` (healthy/symptomatic/COVID-19),
-    ``gender``, ``age``, ``cough_detected``. CoughVID has no participant ids, so ``subject_id`` is the
+    Rows follow `metadata_compiled.csv`. Columns: `status` (healthy/symptomatic/COVID-19),
+    `gender`, `age`, `cough_detected`. CoughVID has no participant ids, so `subject_id` is the
     recording uuid.
     """
     index, report = scan.index, scan.report

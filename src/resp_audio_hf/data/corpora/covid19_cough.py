@@ -19,12 +19,12 @@ CORPUS = CorpusSpec(
 
 
 def corpus_rows(scan: CorpusScan) -> list[dict]:
-    """Induced coughs recorded through a call centre (8 kHz) or a Telegram bot (48 kHz), CC0 (``raw/<name>.mp3`` +
-    ``metadata.json``).
+    """Induced coughs recorded through a call centre (8 kHz) or a Telegram bot (48 kHz), CC0 (`raw/<name>.mp3` +
+    `metadata.json`).
 
-    Rows follow ``metadata.json``. Columns: ``covid19`` (bool), ``source`` (``call-center`` / ``telegram``),
-    ``verified`` (PCR confirmed by a laboratory; ``None`` where not stated), ``asymptomatic``. There are no participant
-    ids, so ``subject_id`` is the file name (each recording is its own resampling unit).
+    Rows follow `metadata.json`. Columns: `covid19` (bool), `source` (`call-center` / `telegram`),
+    `verified` (PCR confirmed by a laboratory; `None` where not stated), `asymptomatic`. There are no participant
+    ids, so `subject_id` is the file name (each recording is its own resampling unit).
     """
     root, index, report = scan.root, scan.index, scan.report
     metadata = index.find_metadata("metadata.json")
@@ -62,7 +62,7 @@ COVID_COUGH_SPLIT_DESCRIPTION = (
 
 
 def covid_cough_split(names: list[str], labels: list[int], sources: list[str], seed: int = 1337) -> dict[str, str]:
-    """File name -> ``train``/``validation``/``test`` of :data:`COVID_COUGH_SPLIT_DESCRIPTION`. Depends only on the
+    """File name -> `train`/`validation`/`test` of `COVID_COUGH_SPLIT_DESCRIPTION`. Depends only on the
     listing (not on which files are on disk or decodable), so every model and run scores the same rows."""
     from sklearn.model_selection import train_test_split
 

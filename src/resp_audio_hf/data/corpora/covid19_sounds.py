@@ -20,11 +20,11 @@ COVID19_SOUNDS_TASK1_CSV = "data_0426_en_task1.csv"
 
 
 def corpus_rows(scan: CorpusScan) -> list[dict]:
-    """COVID-19 Sounds, task-1 release (``data_0426_en_task1.csv`` + ``0426_EN_used_task1/``).
+    """COVID-19 Sounds, task-1 release (`data_0426_en_task1.csv` + `0426_EN_used_task1/`).
 
-    One row per (sample, modality) for ``breath`` and ``cough``. Columns: ``modality``, ``label``
-    (1 = COVID-19 positive), ``official_split`` (train/validation/test from the csv's 0/1/2),
-    ``row_index`` (csv order, needed for OPERA's training downsampling).
+    One row per (sample, modality) for `breath` and `cough`. Columns: `modality`, `label`
+    (1 = COVID-19 positive), `official_split` (train/validation/test from the csv's 0/1/2),
+    `row_index` (csv order, needed for OPERA's training downsampling).
     """
     root, index = scan.root, scan.index
     csv_path = index.find_metadata(COVID19_SOUNDS_TASK1_CSV)

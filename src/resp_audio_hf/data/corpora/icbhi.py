@@ -23,7 +23,7 @@ CORPUS = CorpusSpec(
 
 
 def read_icbhi_diagnosis(path: Path) -> dict[str, str]:
-    """Patient id -> diagnosis from ``ICBHI_Challenge_diagnosis.txt`` (tab separated)."""
+    """Patient id -> diagnosis from `ICBHI_Challenge_diagnosis.txt` (tab separated)."""
     result = {}
     for line in Path(path).read_text(encoding="utf-8").splitlines():
         if line.strip():
@@ -33,7 +33,7 @@ def read_icbhi_diagnosis(path: Path) -> dict[str, str]:
 
 
 def read_icbhi_split_list(path: Path) -> list[tuple[str, str]]:
-    """(recording id, ``train``/``test``) pairs from ``ICBHI_challenge_train_test.txt`` in file order."""
+    """(recording id, `train`/`test`) pairs from `ICBHI_challenge_train_test.txt` in file order."""
     pairs = []
     for line in Path(path).read_text(encoding="utf-8").splitlines():
         if line.strip():
@@ -48,9 +48,9 @@ ICBHI_LISTED_WITHOUT_AUDIO = frozenset({"226_1b1_Pl_sc_Meditron"})
 
 
 def exclude_icbhi_listed_without_audio(listed: Iterable[tuple[str, str]], report: BuildReport) -> list[tuple[str, str]]:
-    """Drop the recordings of ``ICBHI_LISTED_WITHOUT_AUDIO`` from ``(recording, split)`` pairs.
+    """Drop the recordings of `ICBHI_LISTED_WITHOUT_AUDIO` from `(recording, split)` pairs.
 
-    They are named in ``report.excluded`` rather than reported missing: no download of the database can
+    They are named in `report.excluded` rather than reported missing: no download of the database can
     supply them. Shared by the corpus builder and task T7 so both exclude them under the same reason.
     """
     listed = list(listed)
@@ -70,10 +70,10 @@ def icbhi_cycle_class(crackle: int, wheeze: int) -> int:
 
 
 def read_icbhi_cycles(path: Path) -> list[dict]:
-    """Respiratory cycles of one recording from its annotation file ``<recording>.txt``.
+    """Respiratory cycles of one recording from its annotation file `<recording>.txt`.
 
-    Each non-empty line is ``start end crackle wheeze`` (seconds, seconds, 0/1, 0/1), separated by tabs or spaces.
-    Returns ``[{"start_s", "end_s", "crackle", "wheeze"}]`` in file order; a malformed line raises ``ValueError``
+    Each non-empty line is `start end crackle wheeze` (seconds, seconds, 0/1, 0/1), separated by tabs or spaces.
+    Returns `[{"start_s", "end_s", "crackle", "wheeze"}]` in file order; a malformed line raises `ValueError`
     naming the file and the line.
     """
     cycles = []
@@ -100,11 +100,11 @@ def read_icbhi_cycles(path: Path) -> list[dict]:
 
 
 def corpus_rows(scan: CorpusScan) -> list[dict]:
-    """ICBHI 2017 Respiratory Sound Database (``ICBHI_final_database/*.wav``).
+    """ICBHI 2017 Respiratory Sound Database (`ICBHI_final_database/*.wav`).
 
-    Columns: ``diagnosis`` (patient-level, e.g. COPD, Healthy, URTI), ``official_split`` (challenge
-    train/test list), ``cycles`` (the recording's annotated respiratory cycles, :func:`read_icbhi_cycles`;
-    ``None`` when its ``.txt`` file is absent, which is then listed as missing). Rows follow the official
+    Columns: `diagnosis` (patient-level, e.g. COPD, Healthy, URTI), `official_split` (challenge
+    train/test list), `cycles` (the recording's annotated respiratory cycles, [`read_icbhi_cycles`];
+    `None` when its `.txt` file is absent, which is then listed as missing). Rows follow the official
     920-recording list.
     """
     index, report = scan.index, scan.report
@@ -173,9 +173,9 @@ def _icbhi_copd_table(ctx: TaskContext):
 
 def _icbhi_cycle_table(ctx: TaskContext):
     """The ICBHI 2017 challenge task: every annotated respiratory cycle of the official train/test list, classed
-    normal / crackle / wheeze / both from the recording's ``<recording>.txt``. The official list is read from the
+    normal / crackle / wheeze / both from the recording's `<recording>.txt`. The official list is read from the
     corpus folder, else OPERA's pinned copy. The challenge has no validation set: one fifth of the patients of the
-    official training list (``train_test_split`` of the sorted patient ids, seed 1337) are held out for checkpoint
+    official training list (`train_test_split` of the sorted patient ids, seed 1337) are held out for checkpoint
     selection. The draw uses only the list, so it does not depend on which annotation or audio files are present."""
     from sklearn.model_selection import train_test_split
 

@@ -17,11 +17,11 @@ CORPUS = CorpusSpec(
 
 
 def parse_kauh_filename(name: str) -> dict:
-    """Fields of a KAUH file name such as ``BP47_asthma,E W,P L M,60,M.wav``.
+    """Fields of a KAUH file name such as `BP47_asthma,E W,P L M,60,M.wav`.
 
-    Returns ``subject_id`` (OPERA's user id: the prefix without its two filter/letters), ``filter``
-    (B = bell, D = diaphragm, E = extended), raw ``diagnosis``, ``sound_type``, ``location``, ``age``
-    and ``sex``.
+    Returns `subject_id` (OPERA's user id: the prefix without its two filter/letters), `filter`
+    (B = bell, D = diaphragm, E = extended), raw `diagnosis`, `sound_type`, `location`, `age`
+    and `sex`.
     """
     stem = name[: -len(Path(name).suffix)] if Path(name).suffix else name
     head, *rest = stem.split(",")
@@ -39,7 +39,7 @@ def parse_kauh_filename(name: str) -> dict:
 
 
 def kauh_opera_diagnosis(diagnosis: str) -> str | None:
-    """OPERA's grouping of KAUH diagnoses: ``healthy``, ``asthma``, ``COPD`` or ``None`` (other)."""
+    """OPERA's grouping of KAUH diagnoses: `healthy`, `asthma`, `COPD` or `None` (other)."""
     if diagnosis == "N":
         return "healthy"
     if "asthma" in diagnosis.lower():
@@ -50,10 +50,10 @@ def kauh_opera_diagnosis(diagnosis: str) -> str | None:
 
 
 def corpus_rows(scan: CorpusScan) -> list[dict]:
-    """KAUH lung sounds (``AudioFiles/*.wav``); labels come from the file names.
+    """KAUH lung sounds (`AudioFiles/*.wav`); labels come from the file names.
 
-    Columns: raw ``diagnosis``, ``opera_group`` (healthy/asthma/COPD/None), ``filter``, ``location``,
-    ``sound_type``, ``age``, ``sex``.
+    Columns: raw `diagnosis`, `opera_group` (healthy/asthma/COPD/None), `filter`, `location`,
+    `sound_type`, `age`, `sex`.
     """
     index, report = scan.index, scan.report
     rows = []
@@ -69,9 +69,9 @@ def corpus_rows(scan: CorpusScan) -> list[dict]:
 
 
 def _kauh_table(ctx: TaskContext, split_file: str):
-    """T10 from OPERA's KAUH subset. ``train_test_split.npy`` is the split OPERA's linear_eval.py uses
+    """T10 from OPERA's KAUH subset. `train_test_split.npy` is the split OPERA's linear_eval.py uses
     (and its published T10 numbers); it puts the bell/diaphragm/extended-filter versions of one
-    patient's recording in different splits. ``train_test.npy`` is OPERA's subject-disjoint split."""
+    patient's recording in different splits. `train_test.npy` is OPERA's subject-disjoint split."""
     files = [str(f) for f in ctx.opera.load_npy("feature/kauh_eval/sound_dir_loc_subset.npy")]
     groups = [str(g) for g in ctx.opera.load_npy("feature/kauh_eval/labels_both.npy")]
     splits = [str(s) for s in ctx.opera.load_npy(f"feature/kauh_eval/{split_file}")]

@@ -74,10 +74,10 @@ def _read_mmlung_targets(index: FileIndex, root: Path, report: BuildReport) -> l
 
 
 def corpus_rows(scan: CorpusScan) -> list[dict]:
-    """MMlung (``Trimmed Data from phone/`` + ``All_path.xlsx`` or ``spirometry_ground_truth/*.xls``).
+    """MMlung (`Trimmed Data from phone/` + `All_path.xlsx` or `spirometry_ground_truth/*.xls`).
 
-    One row per (subject, modality) for ``deep_breath`` and ``o_single``. Columns: ``modality``,
-    ``FVC``, ``FEV1``, ``FEV1_FVC``, ``spirometry_file``. Rows keep OPERA's order (sorted by
+    One row per (subject, modality) for `deep_breath` and `o_single`. Columns: `modality`,
+    `FVC`, `FEV1`, `FEV1_FVC`, `spirometry_file`. Rows keep OPERA's order (sorted by
     spirometry file name), which its leave-one-out loop iterates over.
     """
     root, index, report = scan.root, scan.index, scan.report

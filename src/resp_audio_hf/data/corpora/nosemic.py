@@ -17,7 +17,7 @@ NOSEMIC_TEST_SUBJECTS = ("4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "
 
 
 def corpus_rows(scan: CorpusScan) -> list[dict]:
-    """NoseMic nasal breathing (``audio/<user>_<x>_<y>_<rate>.wav``); target ``respiratory_rate``."""
+    """NoseMic nasal breathing (`audio/<user>_<x>_<y>_<rate>.wav`); target `respiratory_rate`."""
     index, report = scan.index, scan.report
     rows = []
     for path in sorted(index.audio_paths(), key=lambda p: p.name):

@@ -1,4 +1,4 @@
-"""Respiratory@TR (``copd/`` in OPERA's layout): its corpus builder and task T11 (COPD severity, OPERA's committed
+"""Respiratory@TR (`copd/` in OPERA's layout): its corpus builder and task T11 (COPD severity, OPERA's committed
 patient-level split)."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ CORPUS = CorpusSpec(
 
 
 def read_respiratory_tr_labels(path: Path) -> dict[str, int]:
-    """Patient id (``H001``) -> COPD severity 0-4 from ``Labels.csv`` (``COPD0`` ... ``COPD4``)."""
+    """Patient id (`H001`) -> COPD severity 0-4 from `Labels.csv` (`COPD0` ... `COPD4`)."""
     labels = {}
     for row in read_table_rows(path):
         patient = (row.get("Patient ID") or "").strip()
@@ -33,9 +33,9 @@ def read_respiratory_tr_labels(path: Path) -> dict[str, int]:
 
 
 def corpus_rows(scan: CorpusScan) -> list[dict]:
-    """Respiratory@TR (``RespiratoryDatabase@TR/H001_L1.wav``): 12-channel auscultation per patient.
+    """Respiratory@TR (`RespiratoryDatabase@TR/H001_L1.wav`): 12-channel auscultation per patient.
 
-    Columns: ``copd_severity`` (0-4), ``channel`` (e.g. ``L1``).
+    Columns: `copd_severity` (0-4), `channel` (e.g. `L1`).
     """
     index, report = scan.index, scan.report
     labels_path = metadata_file(index, "Labels.csv", scan.opera, "datasets/copd/Labels.csv", report)

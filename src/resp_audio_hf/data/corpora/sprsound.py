@@ -27,7 +27,7 @@ SPRSOUND_EVENT_CLASSES = ("Normal", "Rhonchi", "Wheeze", "Stridor", "Coarse Crac
 
 
 def parse_sprsound_filename(name: str) -> dict:
-    """``<patient>_<age>_<sex>_<location>_<n>.wav`` -> fields (sex 0 = male, 1 = female; p1-p4 location)."""
+    """`<patient>_<age>_<sex>_<location>_<n>.wav` -> fields (sex 0 = male, 1 = female; p1-p4 location)."""
     parts = Path(name).stem.split("_")
     if len(parts) != 5:
         raise ValueError(f"SPRSound file name {name!r} does not follow <patient>_<age>_<sex>_<location>_<n>.wav")
@@ -41,21 +41,21 @@ def parse_sprsound_filename(name: str) -> dict:
     }
 
 
-# Folders of the official release (BioCAS 2022 challenge): audio in ``train_wav``/``test_wav``, one annotation per
-# recording in ``train_json`` and ``test_json/{intra,inter}_test_json``. The intra-patient test part holds new
+# Folders of the official release (BioCAS 2022 challenge): audio in `train_wav`/`test_wav`, one annotation per
+# recording in `train_json` and `test_json/{intra,inter}_test_json`. The intra-patient test part holds new
 # recordings of patients who also appear in the train part; the inter-patient test part holds patients who do not.
 SPRSOUND_ANNOTATION_FOLDERS = {"train_json": "train", "intra_test_json": "test_intra", "inter_test_json": "test_inter"}
 SPRSOUND_AUDIO_FOLDERS = ("train_wav", "test_wav")
 
 
 def read_sprsound_events(annotation: dict, path: Path) -> tuple[list[dict], list[str]]:
-    """The respiratory events of one annotation file (its ``event_annotation`` list), in file order.
+    """The respiratory events of one annotation file (its `event_annotation` list), in file order.
 
-    The released files give ``start``/``end`` in milliseconds as strings (``"2499"``); numbers are accepted too.
-    Returns ``(events, malformed)``: ``events`` are ``{"number", "start_ms", "end_ms", "type"}`` with ``number``
-    the event's position in the file (the organisers' ``test_clip/<recording>_<number>.wav`` uses the same number);
-    ``malformed`` names each event that lacks ``start``, ``end`` or ``type`` or whose times are not finite numbers,
-    as ``"<file>#<number>: <problem>"``. What the times and types mean is left to the tasks (end before start,
+    The released files give `start`/`end` in milliseconds as strings (`"2499"`); numbers are accepted too.
+    Returns `(events, malformed)`: `events` are `{"number", "start_ms", "end_ms", "type"}` with `number`
+    the event's position in the file (the organisers' `test_clip/<recording>_<number>.wav` uses the same number);
+    `malformed` names each event that lacks `start`, `end` or `type` or whose times are not finite numbers,
+    as `"<file>#<number>: <problem>"`. What the times and types mean is left to the tasks (end before start,
     unknown types and events past the end of the recording are theirs to count)."""
     events, malformed = [], []
     listed = annotation.get("event_annotation", [])
@@ -80,21 +80,21 @@ def read_sprsound_events(annotation: dict, path: Path) -> tuple[list[dict], list
 
 
 def _sprsound_part(json_path: Path) -> str:
-    """Official part of an annotation file, from its folder (``unknown`` outside the official folders)."""
+    """Official part of an annotation file, from its folder (`unknown` outside the official folders)."""
     return SPRSOUND_ANNOTATION_FOLDERS.get(json_path.parent.name.lower(), "unknown")
 
 
 def corpus_rows(scan: CorpusScan) -> list[dict]:
-    """SPRSound 2022 paediatric lung sounds in the official layout (``train_wav/``, ``train_json/``, ``test_wav/``,
-    ``test_json/{intra,inter}_test_json/``; either part may be absent).
+    """SPRSound 2022 paediatric lung sounds in the official layout (`train_wav/`, `train_json/`, `test_wav/`,
+    `test_json/{intra,inter}_test_json/`; either part may be absent).
 
-    Columns: ``record_label`` (Normal, CAS, DAS, CAS & DAS, Poor Quality), ``events`` (list of
-    ``{"number", "start_ms", "end_ms", "type"}``, :func:`read_sprsound_events`), ``malformed_events`` (the events
-    that could not be read, by name and problem), ``official_split`` (``train`` / ``test_intra`` / ``test_inter``,
-    from the annotation folder), ``age``, ``sex``, ``location``.
+    Columns: `record_label` (Normal, CAS, DAS, CAS & DAS, Poor Quality), `events` (list of
+    `{"number", "start_ms", "end_ms", "type"}`, [`read_sprsound_events`]), `malformed_events` (the events
+    that could not be read, by name and problem), `official_split` (`train` / `test_intra` / `test_inter`,
+    from the annotation folder), `age`, `sex`, `location`.
 
-    Only the official folders are read: the release also ships ``example/`` (copies of 50 training recordings and
-    their annotations) and ``test_clip/`` (unannotated event clips), which would otherwise duplicate or pollute the
+    Only the official folders are read: the release also ships `example/` (copies of 50 training recordings and
+    their annotations) and `test_clip/` (unannotated event clips), which would otherwise duplicate or pollute the
     table. Their presence is noted in the report.
     """
     root, index, report = scan.root, scan.index, scan.report
@@ -171,8 +171,8 @@ def _sprsound_split(frame, ctx: TaskContext):
     Official mode: train on the train part (a patient-grouped fifth of it held out for validation) and test on the
     inter-patient and intra-patient parts separately; the intra part's patients are in the train part by design,
     so merging the two would mix two different questions. A test part that is absent leaves its split empty, which
-    the benchmark refuses before extracting anything. Fallback (``../shared`` has only the test part): one
-    patient-grouped 60/20/20 split of what is present, recorded as ``patient-grouped-fallback``.
+    the benchmark refuses before extracting anything. Fallback (`../shared` has only the test part): one
+    patient-grouped 60/20/20 split of what is present, recorded as `patient-grouped-fallback`.
     """
     present = set(frame["official_split"])
     frame = frame.copy()

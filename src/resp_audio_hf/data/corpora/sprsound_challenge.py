@@ -1,37 +1,37 @@
 """The four tasks of the SPRSound 2022 challenge (IEEE BioCAS 2022 Grand Challenge on Respiratory Sound
-Classification; Zhang et al., BioCAS 2022), on the corpus that :mod:`.sprsound` scans, scored by the challenge's own
-score (``sprsound_score``).
+Classification; Zhang et al., BioCAS 2022), on the corpus that `.sprsound` scans, scored by the challenge's own
+score (`sprsound_score`).
 
-* ``SPRSound-1-1`` (event level): Normal / Adventitious.
-* ``SPRSound-1-2`` (event level): Normal, Rhonchi, Wheeze, Stridor, Coarse Crackle, Fine Crackle, Wheeze+Crackle.
-* ``SPRSound-2-1`` (record level): Normal / Poor Quality / Adventitious (CAS, DAS and CAS & DAS records).
-* ``SPRSound-2-2`` (record level): Normal / Poor Quality / CAS / DAS / CAS & DAS.
+* `SPRSound-1-1` (event level): Normal / Adventitious.
+* `SPRSound-1-2` (event level): Normal, Rhonchi, Wheeze, Stridor, Coarse Crackle, Fine Crackle, Wheeze+Crackle.
+* `SPRSound-2-1` (record level): Normal / Poor Quality / Adventitious (CAS, DAS and CAS & DAS records).
+* `SPRSound-2-2` (record level): Normal / Poor Quality / CAS / DAS / CAS & DAS.
 
-Class ids are the organisers': ``task_11_dict`` ... ``task_22_dict`` of ``scripts/test.py`` in
-SJTU-YONGFU-RESEARCH-GRP/SPRSound (id -> name of the submission format) and ``scripts/train.py`` (annotation string ->
+Class ids are the organisers': `task_11_dict` ... `task_22_dict` of `scripts/test.py` in
+SJTU-YONGFU-RESEARCH-GRP/SPRSound (id -> name of the submission format) and `scripts/train.py` (annotation string ->
 id). test.py names event class 6 "Wheeze & Crackle" where the annotation files say "Wheeze+Crackle"; the tables use
-the annotation spelling, and :data:`SUBMISSION_NAMES` holds test.py's for writing predictions in the organisers'
+the annotation spelling, and `SUBMISSION_NAMES` holds test.py's for writing predictions in the organisers'
 output format.
 
-Every task table has ``file`` (``<recording>.wav``, or ``<recording>.wav#<n>`` for the *n*-th event of the annotation
-file, the number of the organisers' ``test_clip/<recording>_<n>.wav``), ``audio``, ``label``, ``subject_id``,
-``start_s``/``end_s`` (the event in seconds; ``None`` for the record-level tasks, which use the whole recording, as
-ICBHI-cycle's rows do for its cycles) and ``split``:
+Every task table has `file` (`<recording>.wav`, or `<recording>.wav#<n>` for the *n*-th event of the annotation
+file, the number of the organisers' `test_clip/<recording>_<n>.wav`), `audio`, `label`, `subject_id`,
+`start_s`/`end_s` (the event in seconds; `None` for the record-level tasks, which use the whole recording, as
+ICBHI-cycle's rows do for its cycles) and `split`:
 
-* ``train`` and ``validation``: the official train part, its patients split once for all four tasks (one fifth to
-  validation: :func:`~resp_audio_hf.data.task_tables.patient_grouped_split`, the helper S1/S2 draw theirs with,
+* `train` and `validation`: the official train part, its patients split once for all four tasks (one fifth to
+  validation: [`~resp_audio_hf.data.task_tables.patient_grouped_split`], the helper S1/S2 draw theirs with,
   stratified by the Task 2-2 record label, seed 1337), so no patient is on both sides and the event and record tasks
   hold out the same patients.
-* ``test_inter`` and ``test_intra``: the official test parts, scored apart (inter first, the headline). The
+* `test_inter` and `test_intra`: the official test parts, scored apart (inter first, the headline). The
   intra-patient part holds new recordings of training patients by design.
 
-With only the test part on disk (``../shared/data/sprsound``) the tables have only the test splits (split mode
-``test-only``): enough to score a model trained elsewhere, not to train one.
+With only the test part on disk (`../shared/data/sprsound`) the tables have only the test splits (split mode
+`test-only`): enough to score a model trained elsewhere, not to train one.
 
 The annotations are checked, and what the builders do with each disagreement is counted in
-:func:`annotation_checks` (logged and written to the task's build report): an event without ``start``/``end``/``type``
-or with times that are not numbers, of a type outside the seven, with ``end <= start``, or starting at or after the
-end of its recording is left out (named in ``report.excluded``); an event ending after the end of its recording is
+[`annotation_checks`] (logged and written to the task's build report): an event without `start`/`end`/`type`
+or with times that are not numbers, of a type outside the seven, with `end <= start`, or starting at or after the
+end of its recording is left out (named in `report.excluded`); an event ending after the end of its recording is
 cut at the end; overlapping events, events listed out of time order, records without events and records whose label
 disagrees with their events are kept as annotated and counted.
 """
@@ -61,11 +61,11 @@ class ChallengeTask:
     """One task of the challenge.
 
     Attributes:
-        task_id: registry id (``SPRSound-1-1`` ...).
-        number: the organisers' task number (``11``, ``12``, ``21``, ``22``: ``--task`` of their scripts).
-        level: ``"event"`` (one row per annotated event) or ``"record"`` (one row per recording).
+        task_id: registry id (`SPRSound-1-1` ...).
+        number: the organisers' task number (`11`, `12`, `21`, `22`: `--task` of their scripts).
+        level: `"event"` (one row per annotated event) or `"record"` (one row per recording).
         class_names: names by class id, in the organisers' id order.
-        label_of: annotation string (event ``type`` or ``record_annotation``) -> class id (their ``train.py``).
+        label_of: annotation string (event `type` or `record_annotation`) -> class id (their `train.py`).
     """
 
     task_id: str
@@ -76,7 +76,7 @@ class ChallengeTask:
 
     @property
     def poor_quality_class(self) -> int | None:
-        """Id of Poor Quality (record-level tasks), for the score's sensitivity; ``None`` for event tasks."""
+        """Id of Poor Quality (record-level tasks), for the score's sensitivity; `None` for event tasks."""
         return self.class_names.index("Poor Quality") if "Poor Quality" in self.class_names else None
 
 
@@ -99,15 +99,15 @@ CHALLENGE_TASKS: dict[str, ChallengeTask] = {
     )
 }
 
-#: The organisers' output names by class id (``scripts/test.py``), where they differ from the class names.
+#: The organisers' output names by class id (`scripts/test.py`), where they differ from the class names.
 SUBMISSION_NAMES = {"SPRSound-1-2": {6: "Wheeze & Crackle"}}
 
-#: Short forms accepted for the task ids: ``sprsound-11`` ... ``sprsound-22``.
+#: Short forms accepted for the task ids: `sprsound-11` ... `sprsound-22`.
 CHALLENGE_ALIASES = {f"sprsound-{task.number}": task.task_id for task in CHALLENGE_TASKS.values()}
 
 
 def challenge_task(task_id: str) -> ChallengeTask:
-    """The :class:`ChallengeTask` of ``SPRSound-1-1`` ... (also ``1-1``, ``11``, ``sprsound-11``)."""
+    """The [`ChallengeTask`] of `SPRSound-1-1` ... (also `1-1`, `11`, `sprsound-11`)."""
     key = str(task_id).strip().lower()
     for task in CHALLENGE_TASKS.values():
         number = str(task.number)
@@ -117,7 +117,7 @@ def challenge_task(task_id: str) -> ChallengeTask:
 
 
 def submission_name(task_id: str, label: int) -> str:
-    """The organisers' output name of class ``label`` (``Wheeze & Crackle`` for id 6 of Task 1-2)."""
+    """The organisers' output name of class `label` (`Wheeze & Crackle` for id 6 of Task 1-2)."""
     task = challenge_task(task_id)
     return SUBMISSION_NAMES.get(task.task_id, {}).get(int(label), task.class_names[int(label)])
 
@@ -147,7 +147,7 @@ _UNORDERED = "recordings whose events are listed out of time order: kept"
 _DISAGREE = "{} records whose events disagree with the record label: kept"
 _NO_EVENTS = "{} records without events"
 
-#: Every key of :func:`annotation_checks` (each present, 0 when nothing was found).
+#: Every key of [`annotation_checks`] (each present, 0 when nothing was found).
 CHECK_KEYS = (
     "recordings",
     "events listed",
@@ -165,11 +165,11 @@ CHECK_KEYS = (
 
 
 def event_rows(records) -> tuple[list[dict], dict, dict[str, list[str]]]:
-    """Every usable event of the scanned recordings (``records``: the SPRSound corpus table), with its checks.
+    """Every usable event of the scanned recordings (`records`: the SPRSound corpus table), with its checks.
 
-    Returns ``(rows, checks, excluded)``: ``rows`` are ``{"file", "audio", "type", "subject_id", "start_s",
-    "end_s", "official_split"}`` in table and file order; ``checks`` is :func:`annotation_checks`' dict;
-    ``excluded`` maps each reason an event was left out to the events (``<recording>.wav#<n>``).
+    Returns `(rows, checks, excluded)`: `rows` are `{"file", "audio", "type", "subject_id", "start_s",
+    "end_s", "official_split"}` in table and file order; `checks` is [`annotation_checks`]' dict;
+    `excluded` maps each reason an event was left out to the events (`<recording>.wav#<n>`).
     """
     checks: Counter = Counter(dict.fromkeys(CHECK_KEYS, 0))
     excluded: dict[str, list[str]] = {}
@@ -227,8 +227,8 @@ def event_rows(records) -> tuple[list[dict], dict, dict[str, list[str]]]:
 
 
 def annotation_checks(records) -> dict[str, int]:
-    """How often each disagreement of the annotations occurs in ``records`` (the SPRSound corpus table) and what the
-    tasks do with it (in the key): the ``checks`` of :func:`event_rows`."""
+    """How often each disagreement of the annotations occurs in `records` (the SPRSound corpus table) and what the
+    tasks do with it (in the key): the `checks` of [`event_rows`]."""
     return event_rows(records)[1]
 
 
@@ -237,7 +237,7 @@ def annotation_checks(records) -> dict[str, int]:
 
 def validation_patients(records) -> set[str]:
     """The train part's patients held out for validation, the same for the four tasks: one fifth of them by
-    :func:`~resp_audio_hf.data.task_tables.patient_grouped_split` of the train part's recordings labelled as in Task
+    [`~resp_audio_hf.data.task_tables.patient_grouped_split`] of the train part's recordings labelled as in Task
     2-2 (stratified, seed 1337), as S1/S2 draw theirs. Empty without a train part."""
     train = records[records["official_split"] == "train"]
     if train.empty:
@@ -311,7 +311,7 @@ def _assign_splits(frame, records, ctx: TaskContext):
 
 
 def _challenge_table(ctx: TaskContext):
-    """Table builder of the four tasks (``ctx.spec.task_id`` says which)."""
+    """Table builder of the four tasks (`ctx.spec.task_id` says which)."""
     task = CHALLENGE_TASKS[ctx.spec.task_id]
     records = ctx.scan()
     rows, checks, excluded = event_rows(records)
@@ -342,15 +342,15 @@ def _challenge_table(ctx: TaskContext):
 
 
 def load_challenge_dataset(task_id: str, data_root, *, sampling_rate: int | None = None, verify_audio: bool = True):
-    """One task as a ``datasets.DatasetDict`` ready for ``Trainer`` / ``RespAudioCollator``, and its task data.
+    """One task as a `datasets.DatasetDict` ready for `Trainer` / `RespAudioCollator`, and its task data.
 
-    Splits ``train``/``validation`` (when the train part is present), ``test_inter``, ``test_intra``; columns
-    ``audio`` (``datasets.Audio``), ``file``, ``label`` (``ClassLabel`` with the official names in id order),
-    ``subject_id``, ``start_s``/``end_s`` (the event in seconds; ``None`` for record-level tasks, whose rows are
-    whole recordings). ``RespAudioCollator`` cuts the events out of their recordings.
+    Splits `train`/`validation` (when the train part is present), `test_inter`, `test_intra`; columns
+    `audio` (`datasets.Audio`), `file`, `label` (`ClassLabel` with the official names in id order),
+    `subject_id`, `start_s`/`end_s` (the event in seconds; `None` for record-level tasks, whose rows are
+    whole recordings). `RespAudioCollator` cuts the events out of their recordings.
 
     Returns:
-        ``(dataset_dict, task_data)``; ``task_data.report`` holds the annotation checks and exclusions.
+        `(dataset_dict, task_data)`; `task_data.report` holds the annotation checks and exclusions.
     """
     import datasets
 

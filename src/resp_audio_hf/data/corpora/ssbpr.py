@@ -25,9 +25,9 @@ SSBPR_POSITIONS = (
 
 
 def corpus_rows(scan: CorpusScan) -> list[dict]:
-    """SSBPR snoring sounds (``female|male/<...>/<A>-<B>-<C>.wav``, C = body position 0-5).
+    """SSBPR snoring sounds (`female|male/<...>/<A>-<B>-<C>.wav`, C = body position 0-5).
 
-    Columns: ``position`` (0-5), ``sex`` (from the top-level folder). ``subject_id`` is ``A-B``.
+    Columns: `position` (0-5), `sex` (from the top-level folder). `subject_id` is `A-B`.
     """
     root, index, report = scan.root, scan.index, scan.report
     rows = []

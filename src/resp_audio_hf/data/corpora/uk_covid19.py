@@ -1,4 +1,4 @@
-"""UK COVID-19 Vocal Audio Dataset (``covidUK/`` in OPERA's layout): its corpus builder and tasks T1 (exhalation) and
+"""UK COVID-19 Vocal Audio Dataset (`covidUK/` in OPERA's layout): its corpus builder and tasks T1 (exhalation) and
 T2 (cough), COVID-19 detection on OPERA's committed participant-disjoint split."""
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ CORPUS = CorpusSpec(
 
 
 def corpus_rows(scan: CorpusScan) -> list[dict]:
-    """UK COVID-19 Vocal Audio Dataset (audio files + ``audio_metadata.csv``,
-    ``participant_metadata.csv``, ``train_test_splits.csv``).
+    """UK COVID-19 Vocal Audio Dataset (audio files + `audio_metadata.csv`,
+    `participant_metadata.csv`, `train_test_splits.csv`).
 
-    One row per (participant, modality) for the ``exhalation`` and ``cough`` recordings. Columns:
-    ``modality``, ``covid_test_result`` (Positive/Negative), ``official_split`` (train/val/test).
+    One row per (participant, modality) for the `exhalation` and `cough` recordings. Columns:
+    `modality`, `covid_test_result` (Positive/Negative), `official_split` (train/val/test).
     """
     root, index = scan.root, scan.index
     audio_meta = index.find_metadata("audio_metadata.csv")

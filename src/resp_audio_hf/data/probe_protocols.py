@@ -1,9 +1,9 @@
-"""Every task's linear-probe protocol: :class:`ProbeProtocol` and the one table of them, :data:`PROBE_PROTOCOLS`.
+"""Every task's linear-probe protocol: [`ProbeProtocol`] and the one table of them, `PROBE_PROTOCOLS`.
 
-The values are those OPERA's ``src/benchmark/linear_eval.py`` and ``scripts/eval_all.sh`` actually run at the pinned
-commit. Each task spec (``resp_audio_hf.data.corpora.<corpus>``) takes its protocol from this table, and
-:func:`protocol_table` renders it for the README. This module imports nothing beyond the standard library, so the
-task registry in ``resp_audio_hf.data`` can use it without loading the benchmark's heavy dependencies.
+The values are those OPERA's `src/benchmark/linear_eval.py` and `scripts/eval_all.sh` actually run at the pinned
+commit. Each task spec (`resp_audio_hf.data.corpora.<corpus>`) takes its protocol from this table, and
+[`protocol_table`] renders it for the README. This module imports nothing beyond the standard library, so the
+task registry in `resp_audio_hf.data` can use it without loading the benchmark's heavy dependencies.
 """
 
 from __future__ import annotations
@@ -17,25 +17,25 @@ class ProbeProtocol:
 
     Attributes:
         epochs: training epochs.
-        batch_size: mini-batch size (``None`` = full batch).
+        batch_size: mini-batch size (`None` = full batch).
         learning_rate: Adam learning rate.
         l2_strength: weight of the summed squared head parameters added to the loss.
         lr_decay: learning-rate factor applied after every epoch.
         grad_clip: maximum global gradient norm per run.
         checkpoint_every: the best-validation checkpoint is only considered every this many epochs
-            (OPERA's ``ModelCheckpoint(every_n_epochs=...)``).
-        early_stopping_patience: stop after this many validations without improvement (``None`` = off).
+            (OPERA's `ModelCheckpoint(every_n_epochs=...)`).
+        early_stopping_patience: stop after this many validations without improvement (`None` = off).
         early_stopping_min_delta: improvement needed to reset the patience counter.
         seeds: random seeds; one probe per seed (classification) or per fold (cross-validation).
         inner_validation_fraction: for cross-validated tasks, fraction of each fold's training rows
             held out for checkpoint selection.
-        inner_validation_seed: ``random_state`` of that draw.
+        inner_validation_seed: `random_state` of that draw.
         validation: how the checkpoint-selection rows are chosen, in words (hold-out tasks: drawn by the task's
-            table builder; cross-validated tasks: from ``inner_validation_fraction`` and ``inner_validation_seed``).
+            table builder; cross-validated tasks: from `inner_validation_fraction` and `inner_validation_seed`).
         standardize_features: z-score every feature with the mean and standard deviation of the run's *training*
             rows (validation and test rows are transformed with those, never used to compute them; a feature
-            constant on the training rows is only centred). OPERA's probe does not standardise (``False``, the
-            default); with ``True`` a network whose activations are tiny (a randomly initialised mn04 gives about
+            constant on the training rows is only centred). OPERA's probe does not standardise (`False`, the
+            default); with `True` a network whose activations are tiny (a randomly initialised mn04 gives about
             1e-8) no longer scores chance just because Adam's steps of 1e-4 cannot move the probe on such inputs.
     """
 
@@ -77,11 +77,11 @@ _STRATIFIED_20 = "20 % of train, stratified (seed 1337)"
 
 #: Every task's linear-probe protocol: the one table the task specs take their protocols from.
 #:
-#: OPERA values are those its ``src/benchmark/linear_eval.py`` (pinned commit) runs: the epochs, batch size, L2 and
-#: checkpoint period each ``linear_evaluation_*`` call passes; Adam with the learning rate decayed by 0.97 per epoch;
+#: OPERA values are those its `src/benchmark/linear_eval.py` (pinned commit) runs: the epochs, batch size, L2 and
+#: checkpoint period each `linear_evaluation_*` call passes; Adam with the learning rate decayed by 0.97 per epoch;
 #: gradient clipping at 1.0; 5 seeds for hold-out tasks, one (seed 0) for the leave-one-out regressions. The learning
-#: rate is 1e-4 for every task: OPERA builds ``LinearHead`` / ``LinearHeadR`` without an ``lr`` argument, so their
-#: default 1e-4 is what the optimiser gets, and the ``lr=1e-1`` passed to the MMlung evaluation (T13-T18) never
+#: rate is 1e-4 for every task: OPERA builds `LinearHead` / `LinearHeadR` without an `lr` argument, so their
+#: default 1e-4 is what the optimiser gets, and the `lr=1e-1` passed to the MMlung evaluation (T13-T18) never
 #: reaches it. SPRSound (S1/S2, the challenge's SPRSound-1-1 ... 2-2) and the ICBHI challenge's cycle task
 #: (ICBHI-cycle) are not OPERA tasks; they use the OPERA defaults (ICBHI-cycle with T7's batch size).
 PROBE_PROTOCOLS: dict[str, ProbeProtocol] = {
@@ -125,7 +125,7 @@ def _scientific(value: float) -> str:
 
 
 def protocol_table() -> str:
-    """:data:`PROBE_PROTOCOLS` as a markdown table (the README shows it)."""
+    """`PROBE_PROTOCOLS` as a markdown table (the README shows it)."""
     from ..data.tasks import TASKS  # the task registry imports this module, so it is looked up when rendering
 
     header = (
