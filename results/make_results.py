@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from resp_audio_hf.benchmark.arguments import default_cache_dir  # noqa: E402
-from resp_audio_hf.benchmark.embeddings import AudioEncoder  # noqa: E402
+from resp_audio_hf.extraction import AudioEncoder  # noqa: E402
 from resp_audio_hf.benchmark.nonlearned import nonlearned_encoder  # noqa: E402
 from resp_audio_hf.benchmark.paired import paired_bootstrap  # noqa: E402
 from resp_audio_hf.benchmark.pooling import (  # noqa: E402

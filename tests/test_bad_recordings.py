@@ -15,7 +15,7 @@ import pytest
 import soundfile
 from _data_helpers import loopback_server, shared_path
 
-from resp_audio_hf.benchmark.embeddings import AudioEncoder
+from resp_audio_hf.extraction import AudioEncoder
 from resp_audio_hf.benchmark.arguments import BenchmarkArguments
 from resp_audio_hf.benchmark.report import write_reports
 from resp_audio_hf.benchmark.runner import run_benchmark

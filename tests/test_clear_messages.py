@@ -12,7 +12,7 @@ from unittest import mock
 import numpy as np
 import pytest
 
-from resp_audio_hf.benchmark.embeddings import AudioEncoder
+from resp_audio_hf.extraction import AudioEncoder
 from resp_audio_hf.cli import main as cli_main
 from resp_audio_hf.data._io import atomic_save_npy, atomic_write_text
 

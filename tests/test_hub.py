@@ -105,8 +105,9 @@ def benchmark_file(classifier_dir, tmp_path_factory) -> Path:
 
 
 def _write_benchmark_file(classifier_dir: Path, output_dir: Path, **encoder_options) -> Path:
-    from resp_audio_hf.benchmark import AudioEncoder, BenchmarkResult, TaskResult, write_reports
+    from resp_audio_hf.benchmark import BenchmarkResult, TaskResult, write_reports
     from resp_audio_hf.benchmark.runner import encoder_settings
+    from resp_audio_hf.extraction import AudioEncoder
     from resp_audio_hf.data.tasks import get_task_spec
 
     encoder = AudioEncoder.from_pretrained(str(classifier_dir), **encoder_options)

@@ -26,7 +26,7 @@ from _speed import (
 )
 
 import resp_audio_hf  # noqa: F401  (registers the efficientat model type)
-from resp_audio_hf.benchmark.embeddings import (
+from resp_audio_hf.extraction import (
     AudioEncoder,
     FileClipDataset,
     extract_embeddings,

@@ -37,7 +37,7 @@ examples:
 
 def run_bench(args: BenchmarkArguments) -> int:
     from ..data.tasks import resolve_task_ids
-    from .embeddings import AudioEncoder
+    from ..extraction.encoder import load_encoder
     from .report import write_reports
     from .runner import run_benchmark
 
@@ -56,12 +56,10 @@ def run_bench(args: BenchmarkArguments) -> int:
             from .nonlearned import nonlearned_encoder
 
             encoder = nonlearned_encoder(args.baseline, device=args.device)
-        elif args.preset:
-            overrides = {"pooling": args.pooling} if args.pooling else {}
-            encoder = AudioEncoder.from_preset(args.preset, device=args.device, **overrides)
         else:
-            encoder = AudioEncoder.from_pretrained(
+            encoder = load_encoder(
                 args.model,
+                preset=args.preset,
                 device=args.device,
                 revision=args.revision,
                 trust_remote_code=args.trust_remote_code,

@@ -28,7 +28,7 @@ from torch.optim.adam import adam as adam_update
 
 from .metrics import auroc_ovr_macro, mean_absolute_error
 from .protocols import ProbeProtocol
-from .threads import torch_threads
+from ..extraction.threads import torch_threads
 
 _CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_ adds this to the norm
 
