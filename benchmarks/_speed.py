@@ -126,7 +126,7 @@ def last_network_module(model: torch.nn.Module) -> torch.nn.Module:
 
 def staged_embedding(encoder, path: str | os.PathLike, clock: StageClock, network_end: NetworkEndMark):
     """
-    One clip through the extraction path of `encoder` (a `resp_audio_hf.benchmark.embeddings.AudioEncoder`), step by
+    One clip through the extraction path of `encoder` (a `resp_audio_hf.extraction.AudioEncoder`), step by
     step, with `clock`'s marks between the steps: FFmpeg decode at the file's rate, FFmpeg decode and resample at the
     model's rate (`load_audio`, what `FileClipDataset` calls), the feature extractor (`AudioEncoder.featurize`), the
     model's forward up to `network_end`'s module, and the rest of the forward (pooling). Returns the `[dim]` float32

@@ -1,6 +1,6 @@
 """Embedding extraction over a dataset: peak memory as the dataset grows 10x, and throughput with DataLoader workers.
 
-`resp_audio_hf.benchmark.extract_embeddings` embeds every clip of a dataset of real SPRSound recordings (decoded and
+`resp_audio_hf.extraction.extract_embeddings` embeds every clip of a dataset of real SPRSound recordings (decoded and
 resampled by FFmpeg, featurised, encoded, written to a sharded cache), once for N clips and once for 10 N, with and
 without DataLoader worker processes. The 10 N dataset is the N recordings ten times over, so that only the dataset's
 size changes and not its longest clip (the peak legitimately follows the largest batch). Each run is a fresh process,
@@ -81,7 +81,7 @@ def make_dataset(distinct: int, copies: int, sampling_rate: int):
     `distinct` SPRSound recordings spread over the corpus, `copies` times over, as a `FileClipDataset` (synthetic
     clips when the corpus is absent).
     """
-    from resp_audio_hf.benchmark import FileClipDataset
+    from resp_audio_hf.extraction import FileClipDataset
 
     paths = sorted(SPRSOUND_WAVS.glob("*.wav")) if SPRSOUND_WAVS.is_dir() else []
     if not paths:
@@ -95,7 +95,7 @@ def extract(preset: str, distinct: int, copies: int, workers: int, batch_size: i
     """Child process: embed `distinct * copies` clips with `workers` DataLoader workers; time, peak RSS, checks."""
     setup_threads(threads)
     warnings.filterwarnings("ignore")
-    from resp_audio_hf.benchmark import AudioEncoder, extract_embeddings
+    from resp_audio_hf.extraction import AudioEncoder, extract_embeddings
 
     encoder = AudioEncoder.from_preset(preset, seed=0)
     dataset, source = make_dataset(distinct, copies, encoder.sampling_rate)

@@ -1,6 +1,6 @@
 """Embedding extraction over the whole SPRSound 2022 corpus (2,683 recordings) with each encoder of the results table.
 
-For every encoder, a fresh process runs `resp_audio_hf.benchmark.extract_embeddings` on every recording of SPRSound's
+For every encoder, a fresh process runs `resp_audio_hf.extraction.extract_embeddings` on every recording of SPRSound's
 train and test parts (whole recordings, decoded and resampled by FFmpeg, featurised, encoded, written to a fresh
 sharded cache), and reports clips/s, seconds of audio per second, wall and CPU time and the peak RSS of that process
 (from just before extraction, the encoder already built, and in total):
@@ -44,7 +44,7 @@ def recordings(sprsound: Path) -> list[Path]:
 
 
 def build(name: str):
-    from resp_audio_hf.benchmark.embeddings import AudioEncoder
+    from resp_audio_hf.extraction import AudioEncoder
     from resp_audio_hf.benchmark.nonlearned import nonlearned_encoder
 
     if name in ("log-mel-stats", "duration"):
@@ -60,7 +60,7 @@ def build(name: str):
 def extract(name: str, paths: list[str], batch_size: int, threads: int | None) -> dict:
     import soundfile
 
-    from resp_audio_hf.benchmark.embeddings import FileClipDataset, extract_embeddings
+    from resp_audio_hf.extraction import FileClipDataset, extract_embeddings
 
     setup_threads(threads)
     encoder, source = build(name)

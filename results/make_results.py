@@ -41,7 +41,6 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 
 from resp_audio_hf.benchmark.arguments import default_cache_dir  # noqa: E402
-from resp_audio_hf.benchmark.embeddings import AudioEncoder  # noqa: E402
 from resp_audio_hf.benchmark.nonlearned import nonlearned_encoder  # noqa: E402
 from resp_audio_hf.benchmark.paired import paired_bootstrap  # noqa: E402
 from resp_audio_hf.benchmark.pooling import (  # noqa: E402
@@ -57,6 +56,7 @@ from resp_audio_hf.data._io import (  # noqa: E402
 )
 from resp_audio_hf.data.corpora import CorpusNotFoundError, find_corpus_dir  # noqa: E402
 from resp_audio_hf.data.tasks import get_task_spec, load_task  # noqa: E402
+from resp_audio_hf.extraction import AudioEncoder  # noqa: E402
 from resp_audio_hf.training.monitors import effective_rank  # noqa: E402
 
 logger = logging.getLogger("make_results")

@@ -223,12 +223,12 @@ def probe_task(args, task: str) -> dict:
     """Logistic regression on frozen encoder embeddings; `C` and class weighting chosen on the validation Score."""
     from sklearn.linear_model import LogisticRegression
 
-    from resp_audio_hf.benchmark.embeddings import AudioEncoder
     from resp_audio_hf.benchmark.metrics import sprsound_scores
     from resp_audio_hf.benchmark.probe import standardize_features
     from resp_audio_hf.benchmark.runner import embed_task
     from resp_audio_hf.data.corpora.sprsound_challenge import challenge_task
     from resp_audio_hf.data.tasks import load_task
+    from resp_audio_hf.extraction import AudioEncoder
 
     started = time.perf_counter()
     challenge = challenge_task(task)

@@ -93,8 +93,8 @@ def probe_scores(args, table, dataset, labels) -> dict[float, np.ndarray]:
     """``{C: window probabilities}`` of logistic-regression probes on the windows' frozen embeddings."""
     from sklearn.linear_model import LogisticRegression
 
-    from resp_audio_hf.benchmark.embeddings import AudioEncoder, extract_embeddings
     from resp_audio_hf.benchmark.probe import standardize_features
+    from resp_audio_hf.extraction import AudioEncoder, extract_embeddings
 
     encoder = AudioEncoder.from_pretrained(args.encoder)
     features, failures = extract_embeddings(

@@ -16,12 +16,12 @@ import soundfile
 from _data_helpers import loopback_server, shared_path
 
 from resp_audio_hf.benchmark.arguments import BenchmarkArguments
-from resp_audio_hf.benchmark.embeddings import AudioEncoder
 from resp_audio_hf.benchmark.report import write_reports
 from resp_audio_hf.benchmark.runner import run_benchmark
 from resp_audio_hf.data.download import DownloadError, download_file
 from resp_audio_hf.data.opera_files import OperaFileError, OperaFiles
 from resp_audio_hf.data.tasks import load_task
+from resp_audio_hf.extraction import AudioEncoder
 
 MN04 = Path(__file__).resolve().parents[1] / "pretrained" / "efficientat-mn04-as"
 

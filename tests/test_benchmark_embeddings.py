@@ -11,7 +11,7 @@ import pytest
 import torch
 from _data_helpers import REPO_ROOT, tone, write_wav
 
-from resp_audio_hf.benchmark.embeddings import (
+from resp_audio_hf.extraction import (
     AudioEncoder,
     ClipFailureError,
     FileClipDataset,
@@ -85,7 +85,7 @@ def test_cache_hit_skips_the_model_and_key_tracks_preprocessing_and_weights(enco
 
 def test_cache_key_covers_the_model_configuration(clip_files):
     """Pooling changes the embedding but no weight: the two configurations must get different keys."""
-    from resp_audio_hf.benchmark.embeddings import embedding_cache_key
+    from resp_audio_hf.extraction import embedding_cache_key
 
     dataset = FileClipDataset(clip_files, SR)
     default = AudioEncoder.from_preset("tiny-m2d")
@@ -170,7 +170,7 @@ def test_a_cache_entry_of_another_width_or_other_settings_never_loads(encoder, c
     assert counting.embedded == 4 and json.loads((entry / "meta.json").read_text()) == meta
 
     # Finished shards of another width are recomputed too, not stitched into the result (even with a valid checksum).
-    from resp_audio_hf.benchmark.embedding_cache import rows_digest
+    from resp_audio_hf.extraction.cache import rows_digest
 
     narrow = np.ones((4, 32), dtype=np.float32)
     np.save(entry / f"shard_00000.{rows_digest(narrow)}.npy", narrow)
@@ -418,7 +418,7 @@ _RSS_SCRIPT = textwrap.dedent(
     import numpy as np
     from _data_helpers import write_wav
     from pathlib import Path
-    from resp_audio_hf.benchmark.embeddings import AudioEncoder, FileClipDataset, extract_embeddings
+    from resp_audio_hf.extraction import AudioEncoder, FileClipDataset, extract_embeddings
     folder = Path(sys.argv[1])
     rng = np.random.default_rng(0)
     # One 60 s clip written 28 times: decoded float32 audio is 3.8 MB per clip.

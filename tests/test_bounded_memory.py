@@ -160,7 +160,7 @@ _MN04_PEAK = textwrap.dedent(
     import json, sys
     import numpy as np, torch
     from resp_audio_hf import EfficientATConfig, EfficientATModel, RespAudioFeatureExtractor
-    from resp_audio_hf.benchmark.embeddings import AudioEncoder
+    from resp_audio_hf.extraction import AudioEncoder
 
     def status(field):
         with open("/proc/self/status") as handle:

@@ -12,9 +12,9 @@ from unittest import mock
 import numpy as np
 import pytest
 
-from resp_audio_hf.benchmark.embeddings import AudioEncoder
 from resp_audio_hf.cli import main as cli_main
 from resp_audio_hf.data._io import atomic_save_npy, atomic_write_text
+from resp_audio_hf.extraction import AudioEncoder, EncoderLoadError
 
 MN04 = Path(__file__).resolve().parents[1] / "pretrained" / "efficientat-mn04-as"
 
@@ -37,14 +37,14 @@ def test_truncated_weights_are_named(tmp_path):
     shutil.copytree(MN04, folder)
     weights = folder / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100_000])
-    with pytest.raises(ValueError, match=rf"{weights} could not be read .* damaged or incomplete"):
+    with pytest.raises(EncoderLoadError, match=rf"{weights} could not be read .* damaged or incomplete"):
         AudioEncoder.from_pretrained(str(folder))
     assert cli_main(["embed", str(MN04 / "README.md"), "--model", str(folder), "-o", str(tmp_path / "e.npy")]) == 2
 
 
 def test_an_unknown_model_type_is_named(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bogus-net"}))
-    with pytest.raises(ValueError, match="config.json names model_type 'bogus-net', which this transformers does not"):
+    with pytest.raises(EncoderLoadError, match="config.json names model_type 'bogus-net', which this transformers does not"):
         AudioEncoder.from_pretrained(str(tmp_path))
 
 
@@ -122,3 +122,13 @@ def test_the_shipped_model_refuses_silent_files(tmp_path):
                           tmp_path / "e.parquet", progress=False)
     assert result.n_embedded == 1 and [s.path for s in result.skipped] == [str(silent)]
     assert "silent" in result.skipped[0].reason
+
+
+def test_embed_and_bench_name_an_unloadable_model_alike(tmp_path, capsys):
+    """One loader (`extraction.load_encoder`) behind both commands: a model that cannot be loaded is named alike."""
+    missing = tmp_path / "no-such-model"
+    expected = f"{missing} is not a local folder, and HF_HUB_OFFLINE is set, so the Hub was not asked"
+    assert cli_main(["embed", str(MN04 / "README.md"), "--model", str(missing), "-o", str(tmp_path / "e.npy")]) != 0
+    assert expected in capsys.readouterr().err
+    assert cli_main(["bench", "--model", str(missing), "--tasks", "S1", "--data-root", str(tmp_path)]) != 0
+    assert expected in capsys.readouterr().err

@@ -77,9 +77,8 @@ def test_every_file_route_gives_the_same_samples_and_features(
 ):
     import datasets
 
-    from resp_audio_hf.benchmark.embeddings import AudioEncoder, FileClipDataset, make_dataloader
     from resp_audio_hf.collation import RespAudioCollator
-    from resp_audio_hf.embed import DatasetClipDataset
+    from resp_audio_hf.extraction import AudioEncoder, DatasetClipDataset, FileClipDataset, make_dataloader
     from resp_audio_hf.training.audio_cache import decoded_corpus
     from resp_audio_hf.training.data import ClipDecoder, LogMelCollator
 

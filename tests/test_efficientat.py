@@ -324,7 +324,7 @@ def test_pipeline_ranks_cough_in_top3_for_most_real_coughs(hub_offline):
 
 
 def test_benchmark_encoder_uses_the_configured_pooling():
-    from resp_audio_hf.benchmark.embeddings import AudioEncoder
+    from resp_audio_hf.extraction import AudioEncoder
 
     encoder = AudioEncoder.from_pretrained(str(MODEL_DIR))
     audio, rate = load_audio(FIXTURES / "speech.wav", sampling_rate=encoder.sampling_rate)
@@ -334,7 +334,7 @@ def test_benchmark_encoder_uses_the_configured_pooling():
 
 def test_benchmark_pooling_override_selects_efficientat_own_embedding():
     """`resp-audio-hf bench --pooling mean` on this model gives EfficientAT's own (mean) embedding."""
-    from resp_audio_hf.benchmark.embeddings import AudioEncoder
+    from resp_audio_hf.extraction import AudioEncoder
 
     encoder = AudioEncoder.from_pretrained(str(MODEL_DIR), pooling="mean")
     assert encoder.pooling == "mean"

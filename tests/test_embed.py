@@ -133,15 +133,15 @@ def test_glob_and_list_files_to_npy_with_pooling(model_dir, recordings, tmp_path
 
 
 def test_cache_resumes_and_never_serves_stale_vectors(model_dir, recordings, tmp_path, monkeypatch):
-    from resp_audio_hf.benchmark import embeddings as extraction
+    from resp_audio_hf.extraction import AudioEncoder
 
     folder, paths = recordings
     cache = tmp_path / "cache"
     args = ["embed", str(folder), "--model", str(model_dir), "--cache-dir", str(cache), "--quiet"]
     assert cli_main([*args, "-o", str(tmp_path / "first.parquet")]) == 0
     calls = []
-    original = extraction.AudioEncoder.embed
-    monkeypatch.setattr(extraction.AudioEncoder, "embed", lambda self, inputs: calls.append(1) or original(self, inputs))
+    original = AudioEncoder.embed
+    monkeypatch.setattr(AudioEncoder, "embed", lambda self, inputs: calls.append(1) or original(self, inputs))
     # Same model, same files, same pooling: served from the cache, nothing recomputed.
     assert cli_main([*args, "-o", str(tmp_path / "second.parquet")]) == 0
     assert calls == []
@@ -186,7 +186,7 @@ def test_nothing_readable_is_an_error_naming_the_files(model_dir, tmp_path, caps
 def test_pooling_is_refused_for_other_model_types(tmp_path):
     from transformers import ASTConfig, ASTFeatureExtractor, ASTModel
 
-    from resp_audio_hf.embed import load_encoder
+    from resp_audio_hf.extraction import load_encoder
 
     config = ASTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
                        max_length=100, num_mel_bins=128)

@@ -9,8 +9,8 @@ import pytest
 import soundfile
 
 from resp_audio_hf import embed_output
-from resp_audio_hf.benchmark.embeddings import AudioEncoder
 from resp_audio_hf.embed import EmbeddingOutputError, embed_inputs, files_input, read_embeddings
+from resp_audio_hf.extraction import AudioEncoder
 
 RATE = 16000
 
@@ -180,7 +180,7 @@ def test_embed_says_when_the_cache_was_used(recordings, tmp_path, capsys, caplog
     from resp_audio_hf.cli import main as cli_main
 
     argv = ["-v", "embed", *recordings, "--preset", "tiny-m2d", "-o", str(tmp_path / "e.npy"), "--quiet"]
-    with caplog.at_level(logging.INFO, logger="resp_audio_hf.benchmark.embeddings"):
+    with caplog.at_level(logging.INFO, logger="resp_audio_hf.extraction.extract"):
         assert cli_main(argv) == 0
         assert not [r for r in caplog.records if "read from the cache" in r.getMessage()]
         assert cli_main(argv) == 0

@@ -15,10 +15,10 @@ import pytest
 from _audio_helpers import sprsound_records
 from _data_helpers import REPO_ROOT, tone, write_wav
 
-from resp_audio_hf.benchmark.embeddings import AudioEncoder, FileClipDataset, extract_embeddings
+from resp_audio_hf.extraction import AudioEncoder, FileClipDataset, extract_embeddings
 
 SR = 16000  # tiny-m2d's rate
-CACHE_LOGGER = "resp_audio_hf.benchmark.embedding_cache"
+CACHE_LOGGER = "resp_audio_hf.extraction.cache"
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ _EXTRACT_AT_THE_BARRIER = textwrap.dedent(
     import json, sys, time
     from pathlib import Path
     import numpy as np
-    from resp_audio_hf.benchmark.embeddings import AudioEncoder, FileClipDataset, extract_embeddings
+    from resp_audio_hf.extraction import AudioEncoder, FileClipDataset, extract_embeddings
 
     cache, output, barrier, name, parties = sys.argv[1:6]
     paths = json.loads(sys.argv[6])

@@ -104,9 +104,10 @@ def benchmark_file(classifier_dir, tmp_path_factory) -> Path:
 
 
 def _write_benchmark_file(classifier_dir: Path, output_dir: Path, **encoder_options) -> Path:
-    from resp_audio_hf.benchmark import AudioEncoder, BenchmarkResult, TaskResult, write_reports
+    from resp_audio_hf.benchmark import BenchmarkResult, TaskResult, write_reports
     from resp_audio_hf.benchmark.runner import encoder_settings
     from resp_audio_hf.data.tasks import get_task_spec
+    from resp_audio_hf.extraction import AudioEncoder
 
     encoder = AudioEncoder.from_pretrained(str(classifier_dir), **encoder_options)
     result = BenchmarkResult(

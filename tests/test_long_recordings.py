@@ -128,7 +128,7 @@ def test_pool_frame_stream_rejects_bad_blocks():
 
 def test_bench_batches_never_pad_short_clips_up_to_a_long_one(monkeypatch, single_torch_thread):
     """A 10-minute clip in a batch of short ones is streamed alone; the short ones are padded to their own longest."""
-    from resp_audio_hf.benchmark.embeddings import ArrayClipDataset, AudioEncoder, extract_embeddings
+    from resp_audio_hf.extraction import ArrayClipDataset, AudioEncoder, extract_embeddings
 
     encoder = AudioEncoder.from_preset("tiny-m2d")
     rate = encoder.sampling_rate
@@ -155,7 +155,7 @@ def test_bench_batches_never_pad_short_clips_up_to_a_long_one(monkeypatch, singl
 
 
 def test_bench_records_a_refused_long_clip_and_embeds_the_rest():
-    from resp_audio_hf.benchmark.embeddings import ArrayClipDataset, AudioEncoder, extract_embeddings
+    from resp_audio_hf.extraction import ArrayClipDataset, AudioEncoder, extract_embeddings
 
     encoder = AudioEncoder.from_preset("tiny-passt")
     rate = encoder.sampling_rate

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from resp_audio_hf.benchmark.embeddings import ArrayClipDataset, extract_embeddings
 from resp_audio_hf.benchmark.nonlearned import (
     LOG_MEL_STATISTICS,
     baseline_feature_extractor,
     nonlearned_encoder,
 )
+from resp_audio_hf.extraction import ArrayClipDataset, extract_embeddings
 
 
 def _numpy_statistics(frames: np.ndarray) -> np.ndarray:
@@ -66,7 +66,7 @@ def test_duration_is_the_clip_length_to_the_10_ms_frame(clips, single_torch_thre
 
 
 def test_baselines_have_distinct_cache_keys_and_refuse_unknown_names():
-    from resp_audio_hf.benchmark.embeddings import embedding_cache_key
+    from resp_audio_hf.extraction import embedding_cache_key
 
     dataset = ArrayClipDataset([np.ones(1600, np.float32)], 16000, 16000)
     keys = {embedding_cache_key(nonlearned_encoder(name), dataset)[0] for name in ("log-mel-stats", "duration")}

@@ -146,7 +146,7 @@ def test_sprsound_with_one_part_falls_back_to_a_labelled_patient_grouped_split(t
 
 
 def test_an_absent_test_part_is_refused_before_any_embedding_is_extracted(tmp_path):
-    from resp_audio_hf.benchmark.embeddings import AudioEncoder
+    from resp_audio_hf.extraction import AudioEncoder
 
     _sprsound_layout(tmp_path / "sprsound", parts=("train", "intra"))
     task = load_task("S1", tmp_path)
@@ -167,7 +167,7 @@ def test_an_absent_test_part_is_refused_before_any_embedding_is_extracted(tmp_pa
 
 
 def test_a_test_part_with_a_single_class_is_refused_before_any_embedding_is_extracted(tmp_path):
-    from resp_audio_hf.benchmark.embeddings import AudioEncoder
+    from resp_audio_hf.extraction import AudioEncoder
 
     names = _sprsound_layout(tmp_path / "sprsound")
     for name, label in names["test_inter"].items():  # the inter-patient part keeps its Normal recordings only
@@ -361,7 +361,7 @@ def _icbhi_layout(root: Path) -> Path:
 def test_icbhi_cycle_task_cuts_every_annotated_cycle_with_its_class_and_official_split(tmp_path, opera):
     from sklearn.model_selection import train_test_split
 
-    from resp_audio_hf.benchmark.embeddings import FileClipDataset
+    from resp_audio_hf.extraction import FileClipDataset
 
     _icbhi_layout(tmp_path)
     task = load_task("ICBHI-cycle", tmp_path, opera=opera)
@@ -402,7 +402,7 @@ def test_icbhi_cycle_task_cuts_every_annotated_cycle_with_its_class_and_official
 
 
 def test_icbhi_cycle_task_end_to_end_reports_the_icbhi_score_sensitivity_and_specificity(tmp_path, opera):
-    from resp_audio_hf.benchmark.embeddings import AudioEncoder
+    from resp_audio_hf.extraction import AudioEncoder
 
     _icbhi_layout(tmp_path)
     task = load_task("ICBHI-cycle", tmp_path, opera=opera)
@@ -430,7 +430,7 @@ def test_icbhi_cycle_task_end_to_end_reports_the_icbhi_score_sensitivity_and_spe
 def test_icbhi_recording_without_audio_is_skipped_once_naming_its_cycles(tmp_path, opera, caplog):
     """A recording whose annotation is present but whose audio is not: one warning and one skipped_recordings entry
     naming the recording and its number of cycles, not one per cycle."""
-    from resp_audio_hf.benchmark.embeddings import AudioEncoder
+    from resp_audio_hf.extraction import AudioEncoder
 
     db = _icbhi_layout(tmp_path)
     (db / "301_1b1_Al_sc_Meditron.wav").unlink()

@@ -26,7 +26,7 @@ from _speed import (  # noqa: E402
 )
 
 import resp_audio_hf  # noqa: E402, F401  (registers the efficientat model type)
-from resp_audio_hf.benchmark.embeddings import (  # noqa: E402
+from resp_audio_hf.extraction import (  # noqa: E402
     AudioEncoder,
     FileClipDataset,
     extract_embeddings,

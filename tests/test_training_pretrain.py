@@ -296,7 +296,7 @@ def test_bench_preset_rebuilds_the_random_start_of_a_run():
     the baseline the exported model card compares against."""
     from accelerate.utils import set_seed
 
-    from resp_audio_hf.benchmark.embeddings import AudioEncoder
+    from resp_audio_hf.extraction import AudioEncoder
     from resp_audio_hf.training.config import PretrainConfig, build_dataclass
     from resp_audio_hf.training.pretrain import build_encoder
 

@@ -12,7 +12,8 @@ from _audio_helpers import SPRSOUND_DIR, record_decoded_sizes, require_dir, writ
 
 from resp_audio_hf.cli import main as cli_main
 from resp_audio_hf.data.audio import load_audio
-from resp_audio_hf.embed import load_encoder, read_embeddings
+from resp_audio_hf.embed import read_embeddings
+from resp_audio_hf.extraction import load_encoder
 from resp_audio_hf.windowed import DECODE_MARGIN_SECONDS, stream_windows, window_starts
 
 MODEL_RATE = 32000

@@ -3,7 +3,7 @@
 Inputs are a folder (searched recursively for audio files), a glob pattern, a CSV or JSON list of files, or a
 `datasets` dataset with an audio column. Every file is checked first (exists, non-empty, decodable header); bad files
 are named with the reason and left out, never turned into a silent zero vector. The others go through the
-benchmark's extraction (`resp_audio_hf.benchmark.embeddings.extract_embeddings`): batched, decoded in DataLoader
+extraction engine (`resp_audio_hf.extraction.extract_embeddings`): batched, decoded in DataLoader
 workers, cached on disk in shards and resumable; a clip that fails there (decode error, silence or NaN audio the
 feature extractor refuses, a non-finite embedding) is named and left out the same way. The result is a Parquet file (`path`, `embedding` as list<float32>,
 `row`) or a `.npy` matrix with a CSV index, plus a CSV of the skipped files when there are any, published as one
@@ -22,16 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from .configuration_resp_audio import POOLING_TYPES
-from .data.audio import (
-    AUDIO_EXTENSIONS,
-    DECODE_ROUTE,
-    AudioDecodeError,
-    load_audio,
-    probe_audio,
-)
+from .data.audio import AUDIO_EXTENSIONS, probe_audio
 from .embed_output import (
     EmbeddingOutputError,
     index_path,
@@ -228,95 +220,6 @@ def dataset_input(name_or_path: str, *, split: str | None = None, audio_column: 
     return AudioInputs(dataset=loaded, audio_column=audio_column, names=names)
 
 
-class DatasetClipDataset(torch.utils.data.Dataset):
-    """Clips of a `datasets` audio column, decoded from their files as `bench` decodes files (`load_audio`), whatever
-    rate the column was cast to."""
-
-    def __init__(self, dataset, audio_column: str, sampling_rate: int, names: Sequence[str]):
-        from datasets import Audio
-
-        self.dataset = dataset.cast_column(audio_column, Audio(decode=False))
-        self.audio_column = audio_column
-        self.sampling_rate = int(sampling_rate)
-        self.names = list(names)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def describe(self, index: int) -> str:
-        return self.names[index]
-
-    def signature(self) -> dict:
-        return {"dataset": self.dataset._fingerprint, "column": self.audio_column, "n": len(self),
-                "sampling_rate": self.sampling_rate, "decode": DECODE_ROUTE}
-
-    def __getitem__(self, index: int) -> dict:
-        # A bad row is reported under its index (as FileClipDataset does), so it costs only itself.
-        try:
-            audio, rate = load_audio(self.dataset[index][self.audio_column], self.sampling_rate)
-        except AudioDecodeError as error:
-            return {"index": index, "error": error.reason}
-        return {"index": index, "audio": audio, "sampling_rate": rate}
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Model
-
-
-def load_encoder(
-    model: str | None = None,
-    *,
-    preset: str | None = None,
-    pooling: str | None = None,
-    revision: str | None = None,
-    trust_remote_code: bool = False,
-    device: str = "cpu",
-    backend: str = "torch",
-):
-    """
-    The benchmark's `AudioEncoder` for a folder / Hub id (`model`) or a random-weight preset, with `pooling` set in
-    the model's config (resp_audio models only). `backend="onnxruntime"`: `model` is a folder written by
-    `resp-audio-hf export --format onnx`, whose graph runs in ONNX Runtime (the features are computed in torch).
-    """
-    from .benchmark.embeddings import AudioEncoder
-
-    if (model is None) == (preset is None):
-        raise ValueError("Give exactly one of a model (folder or Hub id) and a preset.")
-    if backend == "onnxruntime":
-        return _onnx_encoder(model, pooling=pooling, device=device)
-    if backend != "torch":
-        raise ValueError(f"backend must be torch or onnxruntime, got {backend!r}.")
-    if pooling is not None and pooling not in POOLING_TYPES:
-        raise ValueError(f"pooling must be one of {POOLING_TYPES}, got {pooling!r}.")
-    if preset is not None:
-        return AudioEncoder.from_preset(preset, device=device, **({"pooling": pooling} if pooling else {}))
-    # A pooling for another model type is refused there, naming the model.
-    return AudioEncoder.from_pretrained(
-        model, device=device, revision=revision, trust_remote_code=trust_remote_code, pooling=pooling
-    )
-
-
-def _onnx_encoder(model: str | None, *, pooling: str | None, device: str):
-    if model is None:
-        raise ValueError("--backend onnxruntime runs an exported folder: give it as --model, not a --preset.")
-    from .export.onnx_backend import OnnxAudioEncoder, is_onnx_folder
-
-    if not is_onnx_folder(model):
-        raise ValueError(
-            f"{model} is not an exported ONNX folder (model.onnx with config.json); write one with "
-            f"`resp-audio-hf export --format onnx --model {model} FOLDER`."
-        )
-    if device != "cpu":
-        raise ValueError(f"--backend onnxruntime runs on the CPU; drop --device {device}.")
-    encoder = OnnxAudioEncoder(model)
-    if pooling is not None and pooling != encoder.pooling:
-        raise ValueError(
-            f"{model} was exported with pooling {encoder.pooling!r} inside its graph; export it again with "
-            f"--pooling {pooling} to embed with that pooling."
-        )
-    return encoder
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # Extraction and output
 
@@ -334,7 +237,7 @@ class EmbedResult:
 
 
 def _clip_dataset(inputs: AudioInputs, encoder, max_duration: float | None):
-    from .benchmark.embeddings import FileClipDataset
+    from .extraction.clips import DatasetClipDataset, FileClipDataset
 
     if inputs.dataset is not None:
         if max_duration is not None:
@@ -432,7 +335,7 @@ def _subset(inputs: AudioInputs, indices: list[int]) -> AudioInputs:
 def _embed_clips(inputs: AudioInputs, encoder, state, *, cache_dir, batch_size, num_workers, max_duration, progress):
     """`([n, dim] vectors, {index: reason})` of every input, one row per input (NaN where it failed). With several
     processes (`state`), each embeds its share in whole batches (`resp_audio_hf.distributed`) and all get every row."""
-    from .benchmark.embeddings import ClipFailureError, extract_embeddings
+    from .extraction.extract import ClipFailureError, extract_embeddings
     from .distributed import gather_in_order, my_share
 
     share = my_share(state, len(inputs), batch_size) if state is not None else list(range(len(inputs)))
@@ -531,7 +434,6 @@ def _embed_windowed(
 
 __all__ = [
     "AudioInputs",
-    "DatasetClipDataset",
     "EmbedInputError",
     "EmbedResult",
     "EmbeddingOutputError",
@@ -542,6 +444,5 @@ __all__ = [
     "embed_inputs",
     "files_input",
     "list_audio_sources",
-    "load_encoder",
     "read_embeddings",
 ]

@@ -36,7 +36,7 @@ def full_window_starts(num_samples: int, window: int, hop: int) -> list[int]:
 
 
 class WindowClipDataset:
-    """The windows of several recordings as clips, for `benchmark.embeddings.extract_embeddings` (and its cache).
+    """The windows of several recordings as clips, for `extraction.extract_embeddings` (and its cache).
 
     Item `i` is window `start_s[i]` of recording `recording[i]`, decoded at `sampling_rate` with the package's
     decoder (`data.audio.load_audio`, a whole file at a time: the windows equal those `resp_audio_hf.windowed` cuts).
@@ -76,7 +76,7 @@ class WindowClipDataset:
 
     def signature(self) -> dict:
         """What the windows' embeddings depend on (the embedding cache's key)."""
-        from .benchmark.embeddings import FileClipDataset
+        from .extraction.clips import FileClipDataset
 
         files = FileClipDataset(self.paths, self.sampling_rate).signature()
         return {

@@ -1,10 +1,9 @@
-"""OPERA-style evaluation of audio encoders: embeddings, linear probes, metrics and reports.
+"""OPERA-style evaluation of audio encoders: linear probes, metrics and reports over the embeddings of
+`resp_audio_hf.extraction`.
 
 Imports are lazy so `import resp_audio_hf.benchmark` stays cheap; scikit-learn, scipy and matplotlib
 are loaded by the functions that use them (`pip install resp_audio_hf[benchmark]`).
 
-* `AudioEncoder` - any transformers audio model + feature extractor -> one vector per clip.
-* `extract_embeddings` - streamed, batched, cached and resumable extraction.
 * `train_linear_probes` - OPERA's linear probe, vectorised over seeds/folds.
 * `PROBE_PROTOCOLS` / `ProbeProtocol` - every task's probe hyper-parameters (OPERA's), in one table.
 * `run_benchmark` / `write_reports` - what `resp-audio-hf bench` runs, with `BenchmarkArguments`.
@@ -22,10 +21,6 @@ __all__, __getattr__ = lazy_exports(
     {
         ".baselines": ("OPERA_BASELINE_METHODS", "OPERA_PUBLISHED_RESULTS"),
         ".demo": ("DemoConfig", "run_demo"),
-        ".embeddings": (
-            "ArrayClipDataset", "AudioEncoder", "ClipFailureError", "FeatureCollator", "FileClipDataset",
-            "extract_embeddings", "make_dataloader",
-        ),
         ".metrics": ("auroc_ovr_macro", "icbhi_scores", "mean_absolute_error", "mean_reciprocal_rank"),
         "..data.probe_protocols": ("PROBE_PROTOCOLS", "ProbeProtocol", "protocol_table"),
         ".probe": ("ProbeOutcome", "ProbeRun", "train_linear_probes", "standardize_features"),

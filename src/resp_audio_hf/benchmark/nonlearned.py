@@ -1,7 +1,7 @@
 """Non-learned baselines as encoders of the benchmark path: log-mel statistics and clip duration.
 
 Each is an `nn.Module` without parameters that turns the output of a [`RespAudioFeatureExtractor`] into one
-vector per clip, wrapped in an [`~resp_audio_hf.benchmark.embeddings.AudioEncoder`], so it goes through the same
+vector per clip, wrapped in an [`~resp_audio_hf.extraction.encoder.AudioEncoder`], so it goes through the same
 streamed extraction, embedding cache, linear probe and reports as a foundation model (`resp-audio-hf bench
 --baseline log-mel-stats`). They say how much of a task a model's score owes to what needs no learning:
 
@@ -115,7 +115,7 @@ class ClipDuration(nn.Module):
 
 def nonlearned_encoder(name: str, device: str | torch.device = "cpu"):
     """The [`AudioEncoder`] of baseline `name` (one of `NONLEARNED_BASELINES`)."""
-    from .embeddings import AudioEncoder
+    from ..extraction.encoder import AudioEncoder
 
     if name not in NONLEARNED_BASELINES:
         raise ValueError(f"Unknown baseline {name!r}; choose from {', '.join(NONLEARNED_BASELINES)}.")

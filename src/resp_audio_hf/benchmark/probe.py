@@ -27,8 +27,8 @@ import torch
 from torch.optim.adam import adam as adam_update
 
 from ..data.probe_protocols import ProbeProtocol
+from ..extraction.threads import torch_threads
 from .metrics import auroc_ovr_macro, mean_absolute_error
-from .threads import torch_threads
 
 _CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_ adds this to the norm
 

@@ -15,8 +15,10 @@ from ..data.corpus_table import is_missing
 from ..data.probe_protocols import ProbeProtocol
 from ..data.task_spec import TaskData, TaskSpec
 from ..data.tasks import OPERA_TASK_IDS, get_task_spec, load_task, resolve_task_ids, with_protocol
+from ..extraction.clips import FileClipDataset
+from ..extraction.encoder import AudioEncoder
+from ..extraction.extract import extract_embeddings
 from .arguments import BenchmarkArguments
-from .embeddings import AudioEncoder, FileClipDataset, extract_embeddings
 from .metrics import absent_classes, auroc_ovr_macro, icbhi_scores, mean_absolute_error, sprsound_scores
 from .probe import ProbeOutcome, ProbeRun, train_linear_probes
 from .results import BenchmarkResult, EncoderSettings, FailedTask, MetricSummary, RunResult, TaskResult

@@ -29,7 +29,7 @@ def _slug(text: str) -> str:
 
 def _load_encoder(args: BenchmarkArguments):
     """The encoder `bench` scores: a non-learned baseline, a random-weight preset or a model folder / Hub id."""
-    from ..benchmark.embeddings import AudioEncoder
+    from ..extraction.encoder import load_encoder
 
     try:
         if args.baseline:
@@ -38,18 +38,16 @@ def _load_encoder(args: BenchmarkArguments):
             from ..benchmark.nonlearned import nonlearned_encoder
 
             return nonlearned_encoder(args.baseline, device=args.device)
-        if args.preset:
-            overrides = {"pooling": args.pooling} if args.pooling else {}
-            return AudioEncoder.from_preset(args.preset, device=args.device, **overrides)
-        return AudioEncoder.from_pretrained(
+        return load_encoder(
             args.model,
+            preset=args.preset,
             device=args.device,
             revision=args.revision,
             trust_remote_code=args.trust_remote_code,
             pooling=args.pooling,
         )
     except (OSError, ValueError, KeyError) as error:
-        raise ModelLoadError(f"could not load the model: {error}") from error
+        raise ModelLoadError(error) from error
 
 
 def run_bench(args: BenchmarkArguments) -> int:

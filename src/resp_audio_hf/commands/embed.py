@@ -62,7 +62,8 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_embed(args: argparse.Namespace) -> int:
     from ..distributed import process_device
-    from ..embed import EmbedInputError, dataset_input, embed_inputs, files_input, load_encoder
+    from ..embed import EmbedInputError, dataset_input, embed_inputs, files_input
+    from ..extraction.encoder import load_encoder
 
     if bool(args.inputs) == bool(args.dataset):
         raise UsageError("give audio inputs (folders, patterns, lists, files) or --dataset, not both or neither")

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..benchmark.embeddings import _CONFIG_FIELDS_WITHOUT_EFFECT, AudioEncoder, _compact
+from ..extraction.encoder import CONFIG_FIELDS_WITHOUT_EFFECT, AudioEncoder, compact_config_value
 from .onnx_runtime import CONFIG_FILE, ONNX_FILE, OnnxAudioModel
 
 BACKENDS = ("torch", "onnxruntime")
@@ -77,7 +77,9 @@ class OnnxAudioEncoder(AudioEncoder):
 
     def model_signature(self) -> dict:
         return {
-            k: _compact(v) for k, v in sorted(self.config.to_dict().items()) if k not in _CONFIG_FIELDS_WITHOUT_EFFECT
+            k: compact_config_value(v)
+            for k, v in sorted(self.config.to_dict().items())
+            if k not in CONFIG_FIELDS_WITHOUT_EFFECT
         } | {"backend": "onnxruntime"}
 
     @property

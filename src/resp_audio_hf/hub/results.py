@@ -97,7 +97,7 @@ def to_eval_result(result: TaskResult):
     )
 def _benchmarked_encoder(model, feature_extractor):
     """The model as `resp-audio-hf bench` sees it: loaded with `AutoModel`, i.e. the encoder without any head."""
-    from ..benchmark.embeddings import AudioEncoder
+    from ..extraction.encoder import AudioEncoder
 
     encoder = model.resp_audio if isinstance(model, RespAudioForAudioClassification) else model
     return AudioEncoder(encoder, feature_extractor, model_id="")

@@ -1,7 +1,7 @@
 """The on-disk entries of the embedding cache: one lock per entry, a checksum per shard and per entry.
 
 One entry holds one embedding matrix (one model x one list of clips x one preprocessing, see
-`embeddings.embedding_cache_key`). Several processes may share a cache folder (`bench`'s default cache is shared by
+[`embedding_cache_key`]). Several processes may share a cache folder (`bench`'s default cache is shared by
 every run of a user): an entry is read and written only under its lock (`<root>/<key>.lock`, an OS file lock that is
 released when its process ends, even by `kill -9`), so a second run on the same entry waits for the first and then
 reads what it wrote, and runs on other entries never wait. Every shard carries the SHA-256 of its rows in its file name,
@@ -21,6 +21,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,8 +32,15 @@ from ..data._io import (
     sha256_file,
     stable_hash,
 )
+from .clips import ClipDataset
+
+if TYPE_CHECKING:
+    from .encoder import AudioEncoder
 
 logger = logging.getLogger(__name__)
+
+# 3: shards named with their checksum, meta.json records the checksums of the complete entry.
+CACHE_FORMAT_VERSION = 3
 
 # Characters of a shard's SHA-256 kept in its file name (64 bits: a corrupted shard cannot match by chance).
 SHARD_DIGEST_CHARS = 16
@@ -53,6 +61,18 @@ def _is_stale_temporary(path: Path) -> bool:
     return path.name.startswith(".") and ".tmp" in path.name
 
 
+def embedding_cache_key(encoder: AudioEncoder, dataset, extra: dict | None = None) -> tuple[str, dict]:
+    """Cache key (and the description it hashes) for `encoder` x `dataset` x preprocessing."""
+    description = {
+        "format": CACHE_FORMAT_VERSION,
+        "model": {"id": encoder.model_id, "fingerprint": encoder.fingerprint(), "config": encoder.model_signature()},
+        "preprocessing": encoder.preprocessing_signature(),
+        "data": dataset.signature() if isinstance(dataset, ClipDataset) else {"n": len(dataset)},
+        "extra": extra or {},
+    }
+    return stable_hash(description, length=32), description
+
+
 @dataclass
 class EmbeddingCache:
     """Sharded on-disk store of one embedding matrix.
@@ -68,7 +88,7 @@ class EmbeddingCache:
 
     Attributes:
         root: the cache folder.
-        key: `stable_hash(description)` (see `embeddings.embedding_cache_key`).
+        key: `stable_hash(description)` (see [`embedding_cache_key`]).
         n_items: rows of the matrix.
         shard_size: rows per shard (the unit of resumption).
         description: what the key stands for (written to `meta.json`).
