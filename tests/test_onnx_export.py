@@ -215,7 +215,7 @@ def test_export_command_checks_real_files_and_refuses_a_full_folder(real_recordi
 def test_pipeline_with_onnxruntime_gives_the_eager_scores(mn04_export, real_recordings, hub_offline):
     from transformers import pipeline
 
-    from resp_audio_hf.export.onnx_backend import onnx_audio_classification_pipeline
+    from resp_audio_hf.extraction.onnx_encoder import onnx_audio_classification_pipeline
 
     onnx_pipe = onnx_audio_classification_pipeline(mn04_export[2])
     eager_pipe = pipeline("audio-classification", model=str(MN04_DIR))

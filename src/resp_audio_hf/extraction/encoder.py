@@ -336,7 +336,7 @@ def load_encoder(
 def _onnx_encoder(model: str | None, *, pooling: str | None, device: str):
     if model is None:
         raise ValueError("--backend onnxruntime runs an exported folder: give it as --model, not a --preset.")
-    from ..export.onnx_backend import OnnxAudioEncoder, is_onnx_folder
+    from .onnx_encoder import OnnxAudioEncoder, is_onnx_folder
 
     if not is_onnx_folder(model):
         raise EncoderLoadError(
