@@ -557,7 +557,6 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
             output["attention_mask"] = attention_mask.to(torch.int32).cpu()
         if return_tensors in (None, "np"):
             output = {k: v.numpy() for k, v in output.items()}
-            return BatchFeature(output, tensor_type=return_tensors)
         return BatchFeature(output, tensor_type=return_tensors)
 
 

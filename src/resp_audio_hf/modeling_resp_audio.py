@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -61,6 +62,16 @@ def sincos_2d_position_embeddings(hidden_size: int, frequency_patches: int, time
 
     # As in MAE's rectangular variant, the first half of the channels encodes the column (time), the second the row.
     return torch.cat([encode(time_index), encode(freq_index)], dim=1).float()
+
+
+class EncodedWindows(NamedTuple):
+    """What `RespAudioModel` gets from encoding a batch of windows (or joining the windows of longer input)."""
+
+    hidden: torch.Tensor  # [batch, prefix + F' * T', dim], after the final LayerNorm
+    all_hidden: tuple[torch.Tensor, ...] | None
+    attentions: tuple[torch.Tensor, ...] | None
+    time_mask: torch.Tensor  # [batch, T'], the feature time mask
+    frequency_rows: int
 
 
 class RespAudioPatchEmbeddings(nn.Module):
@@ -390,7 +401,7 @@ class RespAudioModel(RespAudioPreTrainedModel):
             key_mask = torch.cat([prefix_mask, time_mask.repeat(1, frequency_rows)], dim=1)
             attend_mask = None if bool(key_mask.all()) else key_mask
         hidden, all_hidden, attentions = self.encoder(tokens, attend_mask, output_hidden_states, output_attentions)
-        return self.layernorm(hidden), all_hidden, attentions, time_mask, frequency_rows
+        return EncodedWindows(self.layernorm(hidden), all_hidden, attentions, time_mask, frequency_rows)
 
     def forward(
         self,
@@ -492,8 +503,8 @@ class RespAudioModel(RespAudioPreTrainedModel):
             )
             for start in range(0, batch * num_windows, config.window_batch_size)
         ]
-        frequency_rows = outputs[0][4]
-        merged_mask = torch.cat([o[3] for o in outputs]).reshape(batch, -1)
+        frequency_rows = outputs[0].frequency_rows
+        merged_mask = torch.cat([o.time_mask for o in outputs]).reshape(batch, -1)
         if merged_mask.shape[1] == num_windows * window_patches:  # no patchout: drop the padding past the input
             merged_mask = merged_mask[:, : time_mask.shape[1]]
         real_windows = padded_mask.reshape(batch, num_windows, window_patches).any(dim=2)
@@ -507,14 +518,16 @@ class RespAudioModel(RespAudioPreTrainedModel):
             patches = patches[:, :, : merged_mask.shape[1]].reshape(batch, -1, states.shape[-1])
             return torch.cat([prefix, patches], dim=1)
 
-        hidden = join(torch.cat([o[0] for o in outputs]))
+        hidden = join(torch.cat([o.hidden for o in outputs]))
         all_hidden = None
         if output_hidden_states:
-            all_hidden = tuple(join(torch.cat([o[1][i] for o in outputs])) for i in range(len(outputs[0][1])))
+            layers = range(len(outputs[0].all_hidden))
+            all_hidden = tuple(join(torch.cat([o.all_hidden[i] for o in outputs])) for i in layers)
         attentions = None
         if output_attentions:
-            attentions = tuple(torch.cat([o[2][i] for o in outputs]) for i in range(len(outputs[0][2])))
-        return hidden, all_hidden, attentions, merged_mask, frequency_rows
+            layers = range(len(outputs[0].attentions))
+            attentions = tuple(torch.cat([o.attentions[i] for o in outputs]) for i in layers)
+        return EncodedWindows(hidden, all_hidden, attentions, merged_mask, frequency_rows)
 
     @torch.no_grad()
     def pool_frame_stream(self, frame_blocks, windows_at_once: int | None = None) -> torch.Tensor:
@@ -557,10 +570,10 @@ class RespAudioModel(RespAudioPreTrainedModel):
         time_mask = self._patch_time_mask(None, input_values.shape[1], 1, input_values.device)
         windows, window_masks, _ = self._windows(input_values, time_mask)
         for start in range(0, windows.shape[0], group):
-            hidden, _, _, masks, frequency_rows = self._encode_window_batch(
+            encoded = self._encode_window_batch(
                 windows[start : start + group], window_masks[start : start + group], False, False
             )
-            pooling.add(hidden, masks, frequency_rows)
+            pooling.add(encoded.hidden, encoded.time_mask, encoded.frequency_rows)
 
 
 class _RunningPool:
