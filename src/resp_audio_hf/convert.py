@@ -964,21 +964,9 @@ def convert_efficientat(
     state, unused_keys = rename_keys(state, renames, unused, "efficientat")
     unused_keys = wrapper_keys + unused_keys
     model = _build_model(config, state, with_head)
-    feature_extractor = efficientat_feature_extractor(config)
+    feature_extractor = RespAudioFeatureExtractor.from_model_config(config)
     notes = [] if width_multiplier else [f"width multiplier {width} inferred from the layer sizes"]
     return ConvertedCheckpoint(model, feature_extractor, unused_keys, notes)
-
-
-def efficientat_feature_extractor(config: EfficientATConfig) -> RespAudioFeatureExtractor:
-    """
-    EfficientAT's front end, `AugmentMelSTFT` in eval mode, which is PaSST's: pre-emphasis, 1024-point STFT of
-    800-sample Hann windows, hop 320, Kaldi mel banks up to `sr / 2 - 1000` Hz, `(log(mel + 1e-5) + 4.5) / 5`.
-    `max_length` is EfficientAT's 10 s training clip (1,000 frames), the target of `padding="max_length"`.
-    """
-    return RespAudioFeatureExtractor(
-        frontend=MODEL_FAMILIES["efficientat"].frontend, sampling_rate=config.sampling_rate,
-        num_mel_bins=config.num_mel_bins, max_length=1000,
-    )
 
 
 # ---------------------------------------------------------------------------------------------------- saving

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .configuration_resp_audio import POOLING_TYPES
+from .pooling import POOLINGS
 from .data.audio import (
     AUDIO_EXTENSIONS,
     DECODE_ROUTE,
@@ -286,8 +286,8 @@ def load_encoder(
         return _onnx_encoder(model, pooling=pooling, device=device)
     if backend != "torch":
         raise ValueError(f"backend must be torch or onnxruntime, got {backend!r}.")
-    if pooling is not None and pooling not in POOLING_TYPES:
-        raise ValueError(f"pooling must be one of {POOLING_TYPES}, got {pooling!r}.")
+    if pooling is not None and pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}.")
     if preset is not None:
         return AudioEncoder.from_preset(preset, device=device, **({"pooling": pooling} if pooling else {}))
     # A pooling for another model type is refused there, naming the model.

@@ -214,11 +214,9 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
 
     @classmethod
     def from_model_config(cls, config, **overrides) -> "RespAudioFeatureExtractor":
-        """The front end matching a [`RespAudioConfig`] (front end, rate, mel bins, window as `max_length`)."""
-        settings = {name: getattr(config, name) for name in ("frontend", "sampling_rate", "num_mel_bins")}
-        # The extractor's `patch_size` is the fewest frames of one patch: its width in time.
-        patch_frames = getattr(config, "patch_frames", config.patch_size)
-        return cls(**{**settings, "patch_size": patch_frames, "max_length": config.window_frames, **overrides})
+        """The front end of a model of any family: the settings its configuration states
+        (`config.feature_extractor_settings()`), then `overrides`."""
+        return cls(**{**config.feature_extractor_settings(), **overrides})
 
     def _build_mel_filters(self) -> torch.Tensor:
         front_end = self.front_end

@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..auto_classes import auto_map_of
 from ..data._io import atomic_folder
 from .card import render_model_card
 from .checkpoint import load_checkpoint
@@ -16,22 +17,6 @@ from .results import BenchmarkResult, check_benchmark_matches, load_benchmark_re
 from .validation import CARD_FILE, REQUIRED_FILES, check_staged_folder, validate_staged_folder
 
 logger = logging.getLogger(__name__)
-
-
-def _auto_map_entry(cls) -> str:
-    return f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}"
-
-
-def _expected_auto_map(model, feature_extractor) -> dict[str, str]:
-    """Every Auto class the saved folder loads with, naming the package module that holds the class."""
-    auto_map = {
-        "AutoConfig": _auto_map_entry(type(model.config)),
-        "AutoModel": _auto_map_entry(type(model.base_model)),
-        "AutoFeatureExtractor": _auto_map_entry(type(feature_extractor)),
-    }
-    if model.base_model is not model:  # a classifier: its encoder is `base_model`
-        auto_map["AutoModelForAudioClassification"] = _auto_map_entry(type(model))
-    return auto_map
 
 
 def save_with_remote_code(model, feature_extractor, folder: str | os.PathLike) -> None:
@@ -44,7 +29,7 @@ def save_with_remote_code(model, feature_extractor, folder: str | os.PathLike) -
     remote code is written here, when a folder is staged.
     """
     # Seeding auto_map lets save_pretrained add the entries for every Auto class, not only the saved class's.
-    model.config.auto_map = _expected_auto_map(model, feature_extractor)
+    model.config.auto_map = auto_map_of(model)
     model.save_pretrained(folder)
     feature_extractor.save_pretrained(folder)
 
