@@ -311,7 +311,7 @@ def test_card_front_matter_and_results_round_trip(
     # The body: the frequency-preserving pooling size from the config, the results table with std and number of
     # runs, the tasks not scored (without the local path of the reason), the medical disclaimer and the citations.
     body = loaded.text
-    assert f"{config.num_frequency_patches} x {config.hidden_size} = {config.pooled_size} features" in body
+    assert f"{config.num_frequency_rows} x {config.hidden_size} = {config.pooled_size} features" in body
     for task_id, row in benchmark_rows.items():
         arrow = "↑" if row["metric"] == "auroc" else "↓"
         assert (

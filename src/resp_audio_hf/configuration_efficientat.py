@@ -109,6 +109,12 @@ class EfficientATConfig(PreTrainedConfig):
             rows = (rows - 1) // stride + 1
         return rows
 
+    def frequency_row_spans(self) -> list[range]:
+        """The mel bands (indices) each frequency row stands for: an equal share of the bands, as the strides divide
+        them."""
+        share = self.num_mel_bins / self.num_frequency_rows
+        return [range(round(row * share), round((row + 1) * share)) for row in range(self.num_frequency_rows)]
+
     def feature_extractor_settings(self) -> dict:
         """`RespAudioFeatureExtractor` settings of EfficientAT's front end, `AugmentMelSTFT` in eval mode, which is
         PaSST's (`from_model_config` reads them); `max_length` is EfficientAT's 10 s training clip (1,000 frames),

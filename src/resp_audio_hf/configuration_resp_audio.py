@@ -428,6 +428,14 @@ class RespAudioConfig(PreTrainedConfig):
         """Frequency rows of the patch grid (F'), the name every model type gives its feature grid's rows."""
         return (self.num_mel_bins - self.patch_size) // self.frequency_stride + 1
 
+    def frequency_row_spans(self) -> list[range]:
+        """The mel bands (indices) each frequency row stands for: its patches' bands, `patch_size` bands every
+        `frequency_stride`."""
+        return [
+            range(row * self.frequency_stride, row * self.frequency_stride + self.patch_size)
+            for row in range(self.num_frequency_rows)
+        ]
+
     @property
     def num_time_patches(self) -> int:
         """Columns of the patch grid for one window of `window_frames` frames (T')."""

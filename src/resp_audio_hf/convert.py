@@ -631,7 +631,7 @@ def convert_ast(
     shape = _encoder_shape(state, num_attention_heads)
     preset = _published_config("ast")
     # YuanGongND/ast trains every released model with 128 mel bins and strides 10 x 10.
-    frequency_patches = preset.num_frequency_patches
+    frequency_patches = preset.num_frequency_rows
     grid_tokens = state["embeddings.position_embeddings"].shape[1] - 2
     if grid_tokens % frequency_patches:
         raise ValueError(
@@ -716,7 +716,7 @@ def _finish_ast(state, overrides, window_frames, with_head, pooling, front_end, 
     notes = []
     if config.num_time_patches != checkpoint_time_patches:
         state["embeddings.position_embeddings"] = _resize_flat_positions(
-            state["embeddings.position_embeddings"], 2, config.num_frequency_patches, config.num_time_patches
+            state["embeddings.position_embeddings"], 2, config.num_frequency_rows, config.num_time_patches
         )
         notes.append(_resize_note(checkpoint_time_patches, config.num_time_patches))
     model = _build_model(config, state, with_head)

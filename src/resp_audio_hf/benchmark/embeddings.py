@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from ..data._io import stable_hash
+from ..configuration_resp_audio import MODEL_TYPES
 from ..data.audio import DECODE_ROUTE, AudioDecodeError, load_audio
 from ..data.corpus_table import is_missing
 from ..progress import progress_bar
@@ -42,8 +43,8 @@ logger = logging.getLogger(__name__)
 
 # 3: shards named with their checksum, meta.json records the checksums of the complete entry.
 CACHE_FORMAT_VERSION = 3
-# Model types whose config has a `pooling` choice that `--pooling` may replace.
-POOLING_MODEL_TYPES = ("resp_audio", "efficientat")
+# Model types whose config has a `pooling` choice that `--pooling` may replace: this package's (`MODEL_TYPES`).
+POOLING_MODEL_TYPES = tuple(MODEL_TYPES)
 # Without a windowed streaming path (models other than resp_audio), clips longer than this go alone in their batch.
 LONG_CLIP_SECONDS = 30.0
 # Windows a resp_audio encoder on CPU streams at a time through a long clip (on GPU: its config.window_batch_size).
@@ -182,7 +183,7 @@ class AudioEncoder:
         if pooling is not None:
             if config.model_type not in POOLING_MODEL_TYPES:
                 raise ValueError(
-                    f"pooling={pooling!r} applies to resp_audio and efficientat models only; {name_or_path} is a "
+                    f"pooling={pooling!r} applies to {' and '.join(POOLING_MODEL_TYPES)} models only; {name_or_path} is a "
                     f"{config.model_type!r} model, whose pooling is fixed by its architecture."
                 )
             # from_dict runs the config's own validation of the pooling name.
@@ -197,13 +198,13 @@ class AudioEncoder:
         try:
             feature_extractor = AutoFeatureExtractor.from_pretrained(name_or_path, **kwargs)
         except (OSError, ValueError) as error:
-            if config.model_type != "resp_audio":
+            if config.model_type not in MODEL_TYPES:
                 raise ValueError(
                     f"{name_or_path} has no feature extractor (preprocessor_config.json): {error}"
                 ) from error
             from resp_audio_hf import RespAudioFeatureExtractor
 
-            # A resp_audio checkpoint saved without its preprocessor: the config fully determines the front end.
+            # A checkpoint of this package saved without its preprocessor: the config fully determines the front end.
             feature_extractor = RespAudioFeatureExtractor.from_model_config(config)
         return cls(model, feature_extractor, model_id=str(name_or_path), device=device)
 
