@@ -34,8 +34,8 @@ from .results import METRICS, MetricSpec, benchmark_fingerprint, check_benchmark
 from .validation import (  # noqa: F401
     CARD_FILE,
     OUTPUT_ATOL,
-    REMOTE_CODE_FILES,
-    REQUIRED_FILES,
+    STAGED_FILES,
+    required_files,
     validation_clips,
 )
 

@@ -249,8 +249,7 @@ def build_model(config: FinetuneModelConfig, labelled: LabelledSplits):
     """The classifier to fine-tune: a preset from scratch, or the saved model's family's classifier with a head for
     the task's labels (an encoder-only folder gets a new head; a classifier with other labels gets its head
     replaced, e.g. mn04's 527 AudioSet classes)."""
-    from resp_audio_hf import MODEL_TYPES
-    from resp_audio_hf import PRESETS, RespAudioConfig, RespAudioForAudioClassification
+    from resp_audio_hf import MODEL_TYPES, PRESETS, RespAudioConfig, RespAudioForAudioClassification
 
     if labelled.problem_type == "regression":
         label_kwargs = {"num_labels": 1, "problem_type": "regression"}
