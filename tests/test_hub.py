@@ -36,7 +36,7 @@ from resp_audio_hf import (
     RespAudioForAudioClassification,
     RespAudioModel,
 )
-from resp_audio_hf import hub
+from resp_audio_hf import MODEL_TYPES, hub
 
 from hub_server import HubServer
 
@@ -53,6 +53,10 @@ EXPECTED_FILES = {
     "modeling_resp_audio.py",
     "feature_extraction_resp_audio.py",
     "resampling.py",
+    "auto_classes.py",
+    "pooling.py",
+    "model_inputs.py",
+    "audio_classifier.py",
 }
 # Per-run test scores of four tasks, written to results.json by the benchmark harness's own writer. T5 and T6 share
 # a corpus on purpose: the model-index must keep them apart.
@@ -395,7 +399,7 @@ def test_dry_run_stages_exact_folder_without_contacting_hub(staged, no_token, hu
         "AutoFeatureExtractor": "feature_extraction_resp_audio.RespAudioFeatureExtractor",
     }
     # The remote code is the installed package's code, byte for byte.
-    for name in hub.REMOTE_CODE_FILES:
+    for name in MODEL_TYPES["resp_audio"].remote_code_files:
         assert (staged.path / name).read_bytes() == (Path(resp_audio_hf.__file__).parent / name).read_bytes()
 
     # The CLI dry run needs no token, lists every file, and refuses to overwrite without --overwrite.
@@ -580,7 +584,7 @@ def test_missing_token_fails_fast_with_instructions(classifier_dir, no_token, hu
     assert hub_endpoint() == []
 
 
-@pytest.mark.parametrize("missing", hub.REMOTE_CODE_FILES + ("model.safetensors", "README.md"))
+@pytest.mark.parametrize("missing", MODEL_TYPES["resp_audio"].remote_code_files + ("model.safetensors", "README.md"))
 def test_upload_refuses_folder_missing_a_file(staged, missing, monkeypatch, hub_endpoint, tmp_path):
     monkeypatch.setenv("HF_TOKEN", SECRET_TOKEN)
     folder = tmp_path / "staged"
@@ -692,3 +696,29 @@ def test_staged_folder_and_files_follow_the_umask(tmp_path, umask):
     assert set(staged.files) == EXPECTED_FILES
     for name in staged.files:
         assert stat.S_IMODE((staged.path / name).stat().st_mode) == 0o666 & ~umask, name
+
+
+def test_push_publishes_the_efficientat_folder(hub_server, tmp_path):
+    """
+    `push_to_hub.py` stages the shipped EfficientAT folder (its remote code, its own card, the isolated
+    trust_remote_code check) and uploads it in one commit to the test Hub: the uploaded files are the staged ones,
+    the EfficientAT modules are among them and the ViT's are not.
+    """
+    model_dir = REPO_ROOT / "pretrained" / "efficientat-mn04-as"
+    repo_id = "org/efficientat-mn04-as"
+    staged = tmp_path / "staged"
+    hub_server.set_upload_mode("regular")
+    completed = _run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "push_to_hub.py"), str(model_dir), "--repo-id", repo_id,
+         "--output-dir", str(staged)],
+        _client_env(hub_server, tmp_path / "home-push"), cwd=tmp_path,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    expected = (EXPECTED_FILES - {"modeling_resp_audio.py"}) | {"configuration_efficientat.py", "modeling_efficientat.py"}
+    assert f"Uploaded {len(expected)} files to {repo_id} in one commit" in completed.stdout
+    repo = hub_server.state.repos[repo_id]
+    files = repo.commits[repo.branches["main"]].files
+    assert set(files) == expected | {".gitattributes"}
+    assert {name: files[name].data for name in expected} == _folder_bytes(staged)
+    assert files["README.md"].data == (model_dir / "README.md").read_bytes()
+    assert files["model.safetensors"].data == (model_dir / "model.safetensors").read_bytes()

@@ -10,7 +10,6 @@ library and transformers at module level.
 from __future__ import annotations
 
 import contextlib
-import copy
 import sys
 
 TASK = "audio-classification"
@@ -67,11 +66,17 @@ def classifier_save_entries(config, encoder_class):
     others), so that `pipeline(..., trust_remote_code=True)` finds it there. Only the saved file carries
     `custom_pipelines`: on a live config it would make transformers demand remote code.
     """
+    # Imported here, not at the top: the pipeline module imports this one. The import also makes `save_pretrained`
+    # copy the pipeline's module with the classifier's (transformers follows the relative imports of saved code).
+    from .pipeline_resp_audio import RespAudioClassificationPipeline
+
+    pipeline_class = RespAudioClassificationPipeline
+    custom_pipelines = {TASK: {**CUSTOM_PIPELINES[TASK], "impl": _reference(pipeline_class)}}
     auto_map = dict(getattr(config, "auto_map", None) or {})
-    auto_map.setdefault("AutoModel", f"{encoder_class.__module__.split('.')[-1]}.{encoder_class.__name__}")
+    auto_map.setdefault("AutoModel", _reference(encoder_class))
     config.auto_map = auto_map
     previous = config.__dict__.get("custom_pipelines")
-    config.custom_pipelines = copy.deepcopy(CUSTOM_PIPELINES)
+    config.custom_pipelines = custom_pipelines
     try:
         yield
     finally:
@@ -79,6 +84,11 @@ def classifier_save_entries(config, encoder_class):
             del config.custom_pipelines
         else:
             config.custom_pipelines = previous
+
+
+def _reference(cls: type) -> str:
+    """`module.Class` of a class of this package (or of its remote-code copy), as `auto_map` names classes."""
+    return f"{cls.__module__.split('.')[-1]}.{cls.__name__}"
 
 
 def _pipeline_is_registered() -> bool:

@@ -142,7 +142,7 @@ class ModelFamily:
     """
     One model family, stated once (as timm states a model's `default_cfgs` next to its `@register_model`). The
     configuration presets, `resp-audio-hf convert --family`, the converters' constants and the model cards are derived
-    from `MODEL_FAMILIES`. Adding a family is adding its record here, its converter function to `convert.py` and, to
+    from `MODEL_FAMILIES`. Adding a family is adding its record here, its converter to `convert/<family>.py` and, to
     publish it, `model_cards/<card>.yaml`. This module is shipped as remote code, so the record is plain data.
 
     Three axes are named apart: the *family* (the original model and its checkpoints: `"passt"`), its *front end*
@@ -157,7 +157,7 @@ class ModelFamily:
         frontend: its front end, a key of `FRONT_ENDS`.
         layout: the `RespAudioConfig` fields of its published encoder besides `frontend`, shared by its presets.
         presets: preset name -> encoder size and fields overriding `layout` (`RespAudioConfig.from_preset`).
-        converter: the function of `resp_audio_hf.convert` that converts its original checkpoints.
+        converter: the name of its converter function, registered in `resp_audio_hf.convert.CONVERTERS` by its module.
         card: the model card facts `model_cards/<card>.yaml`, also the Hub repository name of the published model;
             `None` for families published without the card template.
         front_end_variants: front-end settings its checkpoints name (M2D's sampling-rate tag in the folder name),
