@@ -134,3 +134,97 @@ with torch.no_grad():
         expected = classifier(**feature_extractor(audio, sampling_rate=feature_extractor.sampling_rate,
                                                   return_tensors="pt")).logits
     torch.testing.assert_close(torch.tensor(remote), expected, atol=1e-5, rtol=1e-4)
+
+
+# --------------------------------------------------------------------------- conversion and staging
+
+
+def _m2d_source(tmp_path):
+    pytest.importorskip("timm")
+    from test_fidelity_m2d import HEADS, make_fake_m2d_checkpoint
+
+    return make_fake_m2d_checkpoint(tmp_path / "m2d")[1], {"num_attention_heads": HEADS}
+
+
+def _passt_source(tmp_path):
+    pytest.importorskip("hear21passt")
+    import test_fidelity_passt as passt
+
+    with passt.quiet():
+        torch.manual_seed(0)
+        net = passt.hear21passt_passt.get_model(
+            arch="passt_s_swa_p16_128_ap476", pretrained=False, input_tdim=passt.INPUT_FRAMES
+        )
+    net.blocks = net.blocks[: passt.NUM_LAYERS]
+    passt.perturb_(net, seed=1)
+    return net.eval().state_dict(), {}
+
+
+def _ast_source(tmp_path):
+    from test_fidelity_ast import FRAMES, SMALL, randomize_
+    from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
+
+    config = ASTConfig(**SMALL, num_labels=3, id2label={i: f"sound {i}" for i in range(3)})
+    randomize_(ASTForAudioClassification(config), seed=0).save_pretrained(tmp_path / "ast")
+    ASTFeatureExtractor(max_length=FRAMES).save_pretrained(tmp_path / "ast")
+    return tmp_path / "ast", {}
+
+
+def _efficientat_source(tmp_path):
+    """A random `mn01` classifier written back in EfficientAT's own layout (the converter's tables read backwards)."""
+    from resp_audio_hf.convert.efficientat import EFFICIENTAT_HEAD, efficientat_renames
+
+    config = MODEL_TYPES["efficientat"].config_class(width_multiplier=0.1, num_labels=5)
+    torch.manual_seed(0)
+    model = MODEL_TYPES["efficientat"].classifier_class(config)
+    renames = efficientat_renames(config) + EFFICIENTAT_HEAD.renames
+    original = {}
+    for key, value in model.state_dict().items():
+        key = key.removeprefix(f"{model.base_model_prefix}.")
+        pattern, replacement = next((p, r) for p, r in renames if key.startswith(r))
+        original[pattern.lstrip("^").replace("\\.", ".") + key[len(replacement):]] = value
+    return original, {}
+
+
+# The tests' own source of each family's original checkpoints; a family without one is skipped.
+SOURCES = {"m2d": _m2d_source, "passt": _passt_source, "ast": _ast_source, "efficientat": _efficientat_source}
+
+
+@pytest.fixture
+def converted_folder(family, tmp_path):
+    """The family's converter run on its source, saved with `save_converted`: `(converted, folder)`."""
+    from resp_audio_hf.convert import save_converted
+
+    if family not in SOURCES:
+        pytest.skip(f"no {family} source among the tests' fixtures")
+    source, options = SOURCES[family](tmp_path)
+    converted = CONVERTERS[family](source, **options)
+    return converted, save_converted(converted, tmp_path / "converted")
+
+
+def test_converter_builds_the_family_model_and_its_folder_reloads(family, converted_folder):
+    converted, folder = converted_folder
+    record = MODEL_FAMILIES[family].model
+    assert type(converted.model) in (record.base_model_class, record.classifier_class)
+    assert converted.feature_extractor.to_dict() == RespAudioFeatureExtractor.from_pretrained(folder).to_dict()
+    reloaded = AutoModel.from_pretrained(folder).eval()
+    feature_extractor = converted.feature_extractor
+    inputs = feature_extractor(clips(feature_extractor.sampling_rate), sampling_rate=feature_extractor.sampling_rate,
+                               return_tensors="pt")
+    with torch.no_grad():
+        expected = converted.model.base_model(**inputs).pooler_output
+        torch.testing.assert_close(reloaded(**inputs).pooler_output, expected, atol=0, rtol=0)
+
+
+def test_converted_folder_stages_for_the_hub(family, converted_folder, tmp_path):
+    """Every family's folder stages: its record's remote code, a card (the template, or the folder's own README.md
+    for a family without one) and the in-process reload check."""
+    from resp_audio_hf.hub import stage_for_hub
+
+    _, folder = converted_folder
+    if MODEL_FAMILIES[family].card is None:
+        (folder / "README.md").write_text(f"# {family}\n\nA converted {family} model.\n")
+    staged = stage_for_hub(folder, tmp_path / "staged", f"org/{family}", check_remote_code=False)
+    expected = {"config.json", "model.safetensors", "preprocessor_config.json", "README.md",
+                *MODEL_FAMILIES[family].model.remote_code_files}
+    assert set(staged.files) == expected

@@ -115,6 +115,13 @@ class EfficientATConfig(PreTrainedConfig):
         share = self.num_mel_bins / self.num_frequency_rows
         return [range(round(row * share), round((row + 1) * share)) for row in range(self.num_frequency_rows)]
 
+    def describe_architecture(self, num_parameters: int) -> str:
+        """The model in one sentence, for reports: its size, width and front end."""
+        return (
+            f"A {num_parameters / 1e6:.2f} M-parameter EfficientAT MobileNetV3 (width x{self.width_multiplier:g}; "
+            f"{self.num_mel_bins}-band log-mel at {self.sampling_rate} Hz, PaSST's front end, any length)"
+        )
+
     def feature_extractor_settings(self) -> dict:
         """`RespAudioFeatureExtractor` settings of EfficientAT's front end, `AugmentMelSTFT` in eval mode, which is
         PaSST's (`from_model_config` reads them); `max_length` is EfficientAT's 10 s training clip (1,000 frames),

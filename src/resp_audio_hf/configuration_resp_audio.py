@@ -441,6 +441,16 @@ class RespAudioConfig(PreTrainedConfig):
         """Columns of the patch grid for one window of `window_frames` frames (T')."""
         return (self.window_frames - self.patch_frames) // self.time_stride + 1
 
+    def describe_architecture(self, num_parameters: int) -> str:
+        """The model in one sentence, for reports: its size, its family's layout, front end, patches and window."""
+        return (
+            f"A {num_parameters / 1e6:.1f} M-parameter {family_of_config(self).architecture}-layout spectrogram ViT "
+            f"({self.hidden_size} wide, "
+            f"{self.num_hidden_layers} layers, {self.num_attention_heads} heads; "
+            f"{self.num_mel_bins}-band log-mel at {self.sampling_rate} Hz, "
+            f"{self.patch_size}x{self.patch_frames} (mel bins x frames) patches, {self.window_frames}-frame windows)"
+        )
+
     def feature_extractor_settings(self) -> dict[str, Any]:
         """`RespAudioFeatureExtractor` settings of this model's front end (`from_model_config` reads them): front
         end, rate, mel bins, the fewest frames of one patch (its width in time) and the window as `max_length`."""

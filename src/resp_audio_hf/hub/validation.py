@@ -48,8 +48,14 @@ def check_staged_folder(folder: str | os.PathLike) -> list[str]:
 
     folder = Path(folder)
     files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
-    config = json.loads((folder / "config.json").read_text()) if "config.json" in files else {}
-    record = MODEL_TYPES.get(config.get("model_type"), MODEL_TYPES["resp_audio"])
+    if "config.json" not in files:
+        raise HubPublishError(f"{folder} lacks ['config.json']; stage it again with stage_for_hub / push_to_hub.py.")
+    config = json.loads((folder / "config.json").read_text())
+    if config.get("model_type") not in MODEL_TYPES:
+        raise HubPublishError(
+            f"{folder}/config.json names model_type {config.get('model_type')!r}, not one of {sorted(MODEL_TYPES)}."
+        )
+    record = MODEL_TYPES[config["model_type"]]
     missing = [name for name in required_files(record.model_type) if name not in files]
     if missing:
         raise HubPublishError(
