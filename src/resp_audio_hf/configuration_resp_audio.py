@@ -47,6 +47,7 @@ class ModelType:
             logits) or a representation of its own (EfficientAT's head reads the mean whatever `config.pooling`).
         remote_code_files: the package modules a published folder ships so that `trust_remote_code=True` loads it
             without the package: the modules the Auto classes name and those they import.
+        export_graph: `module.Class` of its ONNX export graph (`resp_audio_hf.export.onnx`).
         publishable: whether `resp-audio-hf push` stages and uploads its folders.
     """
 
@@ -55,12 +56,16 @@ class ModelType:
     poolings: tuple[str, ...]
     head_reads_pooler_output: bool
     remote_code_files: tuple[str, ...]
+    export_graph: str
     publishable: bool = True
 
     def resolve(self, auto_class: str) -> type:
         """The class this model type names for `auto_class` (`"AutoModel"`, ...), imported from this package."""
-        module, name = self.auto_classes[auto_class].rsplit(".", 1)
-        return getattr(importlib.import_module(f".{module}", __package__), name)
+        return _import_class(self.auto_classes[auto_class])
+
+    @property
+    def export_graph_class(self) -> type:
+        return _import_class(self.export_graph)
 
     @property
     def config_class(self) -> type:
@@ -78,6 +83,12 @@ class ModelType:
     def feature_extractor_class(self) -> type:
         """Its feature extractor; `feature_extractor_class.from_model_config(config)` is the front end of a model."""
         return self.resolve("AutoFeatureExtractor")
+
+
+def _import_class(reference: str) -> type:
+    """The class `module.Class` names, `module` a module of this package."""
+    module, name = reference.rsplit(".", 1)
+    return getattr(importlib.import_module(f".{module}", __package__), name)
 
 
 # What every model type shares: the feature extractor (one class, each front end a setting of it), the pipeline, the
@@ -105,6 +116,7 @@ MODEL_TYPES: Mapping[str, ModelType] = _frozen(
         poolings=POOLINGS,
         head_reads_pooler_output=True,
         remote_code_files=(*_SHARED_REMOTE_CODE, "modeling_resp_audio.py"),
+        export_graph="export.onnx.ViTExportGraph",
     ),
     efficientat=ModelType(
         "efficientat",
@@ -118,6 +130,7 @@ MODEL_TYPES: Mapping[str, ModelType] = _frozen(
         poolings=tuple(pooling for pooling in POOLINGS if pooling != "cls"),
         head_reads_pooler_output=False,
         remote_code_files=(*_SHARED_REMOTE_CODE, "configuration_efficientat.py", "modeling_efficientat.py"),
+        export_graph="export.onnx.EfficientATExportGraph",
     ),
 )
 

@@ -126,9 +126,7 @@ def export_graph(model) -> nn.Module:
 
 def _graph_class(config) -> type[nn.Module]:
     """The export graph of a configuration's model type, as its record names it."""
-    record = find_model_type(config)
-    graphs = {"RespAudioModel": ViTExportGraph, "EfficientATModel": EfficientATExportGraph}
-    return graphs[record.base_model_class.__name__]
+    return find_model_type(config).export_graph_class
 
 
 def _example_inputs(model, feature_extractor) -> dict[str, torch.Tensor]:
