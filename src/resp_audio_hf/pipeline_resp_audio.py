@@ -18,8 +18,6 @@ that a process without this package builds it from the folder with `trust_remote
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import os
 import sys
 

@@ -90,8 +90,6 @@ AST_HF_HEAD = ClassifierLayout("classifier.dense.weight", AST_HF_HEAD_RENAMES, r
 # ASTFeatureExtractor divides by twice the dataset std.
 AST_NORM_STATS = (FRONT_ENDS["ast"].defaults["mean"], FRONT_ENDS["ast"].defaults["std"] / 2)
 
-# ---------------------------------------------------------------------------------------------------- AST
-
 
 @register_converter("ast")
 def convert_ast(

@@ -403,7 +403,7 @@ def _resize_note(old: int, new: int) -> str:
     return f"time position embedding: linearly interpolated from {old} to {new} columns (fine-tune before use)"
 
 
-# ---------------------------------------------------------------------------------------------------- registry and saving
+# ------------------------------------------------------------------------------------------- registry and saving
 
 # Each family's converter, registered by its module with `@register_converter(family)` (convert/<family>.py).
 CONVERTERS: dict[str, Callable[..., ConvertedCheckpoint]] = {}

@@ -24,8 +24,6 @@ from .common import (
 )
 
 
-# ---------------------------------------------------------------------------------------------------- EfficientAT
-
 # EfficientAT's released widths (`mn01` ... `mn40`); the width is not stored in the weights, only implied by them.
 EFFICIENTAT_WIDTHS = (0.1, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 2.0, 3.0, 4.0)
 EFFICIENTAT_HEAD = ClassifierLayout(

@@ -57,8 +57,6 @@ M2D_FRONTENDS = {
     for tag, variant in MODEL_FAMILIES["m2d"].front_end_variants.items()
 }
 
-# ---------------------------------------------------------------------------------------------------- M2D
-
 
 @dataclass
 class M2DName:

@@ -39,8 +39,6 @@ PASST_HEAD = ClassifierLayout.layer_norm_linear("head")
 # PaSST's forward feeds (CLS + distillation) / 2 to `head` only; `head_dist` is trained but never used at inference.
 PASST_UNUSED = [r"^head_dist\."]
 
-# ---------------------------------------------------------------------------------------------------- PaSST
-
 
 @register_converter("passt")
 def convert_passt(
