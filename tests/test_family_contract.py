@@ -90,6 +90,30 @@ def test_load_save_reload_pool_and_classify(family, tmp_path):
             type(config)(**{**config.to_diff_dict(), "pooling": pooling})
 
 
+def test_the_head_reads_what_the_record_says(family, tmp_path):
+    """`head_reads_pooler_output`: the head's input is `pooler_output`, or else a representation of its own that no
+    pooling changes (the logits stay the same whatever `config.pooling`)."""
+    config = tiny_config(family, num_labels=3)
+    record = find_model_type(config)
+    torch.manual_seed(0)
+    record.classifier_class(config).save_pretrained(tmp_path)
+    feature_extractor = RespAudioFeatureExtractor.from_model_config(config)
+    inputs = feature_extractor(clips(feature_extractor.sampling_rate), sampling_rate=feature_extractor.sampling_rate,
+                               return_tensors="pt")
+    logits = {}
+    for pooling in record.poolings if not record.head_reads_pooler_output else (config.pooling,):
+        classifier = record.classifier_class.from_pretrained(tmp_path, pooling=pooling).eval()
+        seen = []
+        classifier.classifier.register_forward_hook(lambda module, args, output: seen.append(args[0]))
+        with torch.no_grad():
+            logits[pooling] = classifier(**inputs).logits
+            pooled = classifier.base_model(**inputs).pooler_output
+        if record.head_reads_pooler_output:
+            torch.testing.assert_close(seen[0], pooled, atol=0, rtol=0)
+    for other in logits.values():
+        torch.testing.assert_close(other, logits[config.pooling], atol=0, rtol=0)
+
+
 def test_inputs_are_checked_in_every_family(family):
     config = tiny_config(family)
     model = find_model_type(config).base_model_class(config).eval()
