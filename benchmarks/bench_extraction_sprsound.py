@@ -44,8 +44,8 @@ def recordings(sprsound: Path) -> list[Path]:
 
 
 def build(name: str):
-    from resp_audio_hf.extraction import AudioEncoder
     from resp_audio_hf.benchmark.nonlearned import nonlearned_encoder
+    from resp_audio_hf.extraction import AudioEncoder
 
     if name in ("log-mel-stats", "duration"):
         return nonlearned_encoder(name), name

@@ -13,7 +13,6 @@ from resp_audio_hf import (
 )
 from resp_audio_hf.benchmark.pooling import (
     derive_pooling,
-    frequency_row_spans,
     mel_band_centres,
     signal_rows,
 )
@@ -44,7 +43,7 @@ def test_mean_and_band_limited_derived_from_freq_preserving_equal_the_models_own
         config = EfficientATConfig(width_multiplier=0.1)
         feature_extractor = RespAudioFeatureExtractor(frontend="passt")
         model_class = EfficientATModel
-    n_rows = len(frequency_row_spans(config))
+    n_rows = len(config.frequency_row_spans())
     _, _, preserving = _embed(model_class, config, feature_extractor, clips, rate)
     mean_config = type(config).from_dict({**config.to_dict(), "pooling": "mean"})
     _, _, mean = _embed(model_class, mean_config, feature_extractor, clips, rate)
@@ -77,7 +76,7 @@ def test_rows_carrying_8_khz_signal_follow_the_mel_band_centres():
     m2d_front_end = RespAudioFeatureExtractor.from_model_config(m2d)
     passt_front_end = RespAudioFeatureExtractor(frontend="passt")
     mn04 = EfficientATConfig()
-    assert [list(s)[:1] + list(s)[-1:] for s in frequency_row_spans(mn04)] == [[0, 31], [32, 63], [64, 95], [96, 127]]
+    assert [list(s)[:1] + list(s)[-1:] for s in mn04.frequency_row_spans()] == [[0, 31], [32, 63], [64, 95], [96, 127]]
     # Kaldi's mel scale, independently: band k (0-based) of 128 peaks at mel (k + 1) * mel(15 kHz) / 129.
     mel = lambda f: 1127.0 * np.log1p(f / 700.0)  # noqa: E731
     inverse = lambda m: 700.0 * np.expm1(m / 1127.0)  # noqa: E731

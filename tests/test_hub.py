@@ -32,6 +32,7 @@ from huggingface_hub import ModelCard
 
 import resp_audio_hf
 from resp_audio_hf import (
+    MODEL_TYPES,
     RespAudioConfig,
     RespAudioFeatureExtractor,
     RespAudioForAudioClassification,
@@ -53,6 +54,10 @@ EXPECTED_FILES = {
     "feature_extraction_resp_audio.py",
     "resampling.py",
     "cut_wav.py",
+    "auto_classes.py",
+    "pooling.py",
+    "model_inputs.py",
+    "audio_classifier.py",
 }
 # Per-run test scores of four tasks, written to results.json by the benchmark harness's own writer. T5 and T6 share
 # a corpus on purpose: the model-index must keep them apart.
@@ -312,7 +317,7 @@ def test_card_front_matter_and_results_round_trip(
     # The body: the frequency-preserving pooling size from the config, the results table with std and number of
     # runs, the tasks not scored (without the local path of the reason), the medical disclaimer and the citations.
     body = loaded.text
-    assert f"{config.num_frequency_patches} x {config.hidden_size} = {config.pooled_size} features" in body
+    assert f"{config.num_frequency_rows} x {config.hidden_size} = {config.pooled_size} features" in body
     for task_id, row in benchmark_rows.items():
         arrow = "↑" if row["metric"] == "auroc" else "↓"
         assert (
@@ -396,7 +401,7 @@ def test_dry_run_stages_exact_folder_without_contacting_hub(staged, no_token, hu
         "AutoFeatureExtractor": "feature_extraction_resp_audio.RespAudioFeatureExtractor",
     }
     # The remote code is the installed package's code, byte for byte.
-    for name in hub.REMOTE_CODE_FILES:
+    for name in MODEL_TYPES["resp_audio"].remote_code_files:
         assert (staged.path / name).read_bytes() == (Path(resp_audio_hf.__file__).parent / name).read_bytes()
 
     # The CLI dry run needs no token, lists every file, and refuses to overwrite without --overwrite.
@@ -581,7 +586,7 @@ def test_missing_token_fails_fast_with_instructions(classifier_dir, no_token, hu
     assert hub_endpoint() == []
 
 
-@pytest.mark.parametrize("missing", hub.REMOTE_CODE_FILES + ("model.safetensors", "README.md"))
+@pytest.mark.parametrize("missing", MODEL_TYPES["resp_audio"].remote_code_files + ("model.safetensors", "README.md"))
 def test_upload_refuses_folder_missing_a_file(staged, missing, monkeypatch, hub_endpoint, tmp_path):
     monkeypatch.setenv("HF_TOKEN", SECRET_TOKEN)
     folder = tmp_path / "staged"
@@ -693,3 +698,29 @@ def test_staged_folder_and_files_follow_the_umask(tmp_path, umask):
     assert set(staged.files) == EXPECTED_FILES
     for name in staged.files:
         assert stat.S_IMODE((staged.path / name).stat().st_mode) == 0o666 & ~umask, name
+
+
+def test_push_publishes_the_efficientat_folder(hub_server, tmp_path):
+    """
+    `push_to_hub.py` stages the shipped EfficientAT folder (its remote code, its own card, the isolated
+    trust_remote_code check) and uploads it in one commit to the test Hub: the uploaded files are the staged ones,
+    the EfficientAT modules are among them and the ViT's are not.
+    """
+    model_dir = REPO_ROOT / "pretrained" / "efficientat-mn04-as"
+    repo_id = "org/efficientat-mn04-as"
+    staged = tmp_path / "staged"
+    hub_server.set_upload_mode("regular")
+    completed = _run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "push_to_hub.py"), str(model_dir), "--repo-id", repo_id,
+         "--output-dir", str(staged)],
+        _client_env(hub_server, tmp_path / "home-push"), cwd=tmp_path,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    expected = (EXPECTED_FILES - {"modeling_resp_audio.py"}) | {"configuration_efficientat.py", "modeling_efficientat.py"}
+    assert f"Uploaded {len(expected)} files to {repo_id} in one commit" in completed.stdout
+    repo = hub_server.state.repos[repo_id]
+    files = repo.commits[repo.branches["main"]].files
+    assert set(files) == expected | {".gitattributes"}
+    assert {name: files[name].data for name in expected} == _folder_bytes(staged)
+    assert files["README.md"].data == (model_dir / "README.md").read_bytes()
+    assert files["model.safetensors"].data == (model_dir / "model.safetensors").read_bytes()

@@ -176,7 +176,7 @@ def test_16x4_patches_embed_each_block_of_16_mel_bins_by_4_frames():
     16f..16f+15 of frames 4t..4t+3, frequency-major, plus the sine-cosine position of (f, t)."""
     model = built("small-m2d-16x4", initialization="mae").eval()
     config = model.config
-    assert (config.num_frequency_patches, config.num_time_patches) == (5, 50)  # M2D-X's 80x200p16x4
+    assert (config.num_frequency_rows, config.num_time_patches) == (5, 50)  # M2D-X's 80x200p16x4
     inputs = torch.randn(2, 200, 80, generator=torch.Generator().manual_seed(3))
     patches, _ = model.embeddings.embed_patch_grid(inputs)
     conv = model.embeddings.patch_embeddings.projection
@@ -198,11 +198,11 @@ def test_16x4_model_pools_per_frequency_row_and_ignores_padding():
         alone = model(short)
         in_batch = model(padded, attention_mask=mask)
         long = model(torch.randn(1, 500, 80))  # several windows
-    assert alone.patch_time_mask.shape == (1, (90 - 4) // 4 + 1)
+    assert alone.feature_time_mask.shape == (1, (90 - 4) // 4 + 1)
     torch.testing.assert_close(alone.pooler_output, in_batch.pooler_output, rtol=1e-4, atol=1e-5)
     rows = alone.last_hidden_state[:, 1:].reshape(1, 5, -1, 32).mean(dim=2)
     torch.testing.assert_close(alone.pooler_output, rows.reshape(1, -1), rtol=1e-5, atol=1e-6)
-    assert long.pooler_output.shape == (1, 5 * 32) and long.patch_time_mask.shape == (1, (500 - 4) // 4 + 1)
+    assert long.pooler_output.shape == (1, 5 * 32) and long.feature_time_mask.shape == (1, (500 - 4) // 4 + 1)
     # The front end built for it needs one 4-frame patch, not 16 frames.
     extractor = RespAudioFeatureExtractor.from_model_config(config)
     assert extractor.patch_size == 4

@@ -11,7 +11,8 @@ from resp_audio_hf import (
     RespAudioForAudioClassification,
     RespAudioModel,
 )
-from resp_audio_hf.modeling_resp_audio import frequency_row_means, pool_embeddings, sincos_2d_position_embeddings
+from resp_audio_hf.modeling_resp_audio import frequency_row_means, sincos_2d_position_embeddings
+from resp_audio_hf.pooling import pool_embeddings
 
 
 def _model(preset, **overrides):
@@ -26,7 +27,7 @@ def _model(preset, **overrides):
 def test_published_sizes(preset, grid, pooled):
     # Niizumi et al. 2025: PaSST/AST 12 x 768 = 9216-d and M2D 5 x 768 = 3840-d frequency-preserving embeddings.
     config = RespAudioConfig.from_preset(preset)
-    assert (config.num_frequency_patches, config.num_time_patches) == grid
+    assert (config.num_frequency_rows, config.num_time_patches) == grid
     assert config.pooled_size == pooled
     assert RespAudioConfig.from_preset(preset, pooling="mean").pooled_size == 768
 
@@ -63,7 +64,7 @@ def test_pooling_flag_matches_last_hidden_state(pooling):
     out = model(torch.randn(2, 150, 128))
     config = model.config
     patches = out.last_hidden_state[:, config.num_prefix_tokens :]
-    grid = patches.reshape(2, config.num_frequency_patches, -1, config.hidden_size)
+    grid = patches.reshape(2, config.num_frequency_rows, -1, config.hidden_size)
     expected = {
         "freq_preserving": grid.mean(dim=2).reshape(2, -1),
         "mean": patches.mean(dim=1),
@@ -101,10 +102,10 @@ def test_long_input_is_encoded_in_patch_aligned_windows(preset):
         for k in range(3):
             part = model(spectrogram[:, k * hop : k * hop + config.window_frames]).last_hidden_state
             expected_prefix.append(part[:, : config.num_prefix_tokens])
-            expected_rows.append(part[:, config.num_prefix_tokens :].reshape(1, config.num_frequency_patches, window_patches, -1))
+            expected_rows.append(part[:, config.num_prefix_tokens :].reshape(1, config.num_frequency_rows, window_patches, -1))
     grid = torch.cat(expected_rows, dim=2).reshape(1, -1, config.hidden_size)
     prefix = torch.stack(expected_prefix).mean(dim=0)
-    assert whole.patch_time_mask.shape == (1, 3 * window_patches)
+    assert whole.feature_time_mask.shape == (1, 3 * window_patches)
     torch.testing.assert_close(whole.last_hidden_state, torch.cat([prefix, grid], dim=1), atol=1e-5, rtol=1e-5)
 
 
@@ -115,7 +116,7 @@ def test_ten_minute_recording_gives_finite_embedding():
     audio = (0.1 * rng.standard_normal(16000 * 600)).astype(np.float32)
     with torch.inference_mode():
         out = model(**fe(audio, sampling_rate=16000, return_tensors="pt"))
-    assert out.patch_time_mask.shape[1] == (60001 - 16) // 16 + 1
+    assert out.feature_time_mask.shape[1] == (60001 - 16) // 16 + 1
     assert torch.isfinite(out.pooler_output).all()
 
 
@@ -126,8 +127,8 @@ def test_structured_patchout_only_in_training():
     eval_tokens = model(spectrogram).last_hidden_state.shape[1]
     model.train()
     train_out = model(spectrogram)
-    rows, cols = config.num_frequency_patches - 3, config.num_time_patches - 5
-    assert eval_tokens == config.num_prefix_tokens + config.num_frequency_patches * config.num_time_patches
+    rows, cols = config.num_frequency_rows - 3, config.num_time_patches - 5
+    assert eval_tokens == config.num_prefix_tokens + config.num_frequency_rows * config.num_time_patches
     assert train_out.last_hidden_state.shape[1] == config.num_prefix_tokens + rows * cols
     assert train_out.pooler_output.shape == (2, rows * config.hidden_size)
 
@@ -145,7 +146,7 @@ def test_attention_weights_path_equals_sdpa():
     probabilities = slow.attentions[0][1].sum(dim=-1)
     torch.testing.assert_close(probabilities, torch.ones_like(probabilities))
     # Padded patch columns receive no attention.
-    padded_keys = ~slow.patch_time_mask[1].repeat(model.config.num_frequency_patches)
+    padded_keys = ~slow.feature_time_mask[1].repeat(model.config.num_frequency_rows)
     assert slow.attentions[0][1][..., model.config.num_prefix_tokens :][..., padded_keys].abs().max() == 0
 
 
@@ -226,7 +227,7 @@ def test_classification_losses(problem_type, labels, reference):
 def test_sincos_positions_are_filled_frozen_and_survive_reload(tmp_path):
     model = _model("tiny-m2d")
     config = model.config
-    table = sincos_2d_position_embeddings(config.hidden_size, config.num_frequency_patches, config.num_time_patches)
+    table = sincos_2d_position_embeddings(config.hidden_size, config.num_frequency_rows, config.num_time_patches)
     positions = model.embeddings.position_embeddings
     assert not positions.requires_grad
     torch.testing.assert_close(positions[0, 1:], table)

@@ -25,7 +25,6 @@ pytest.importorskip("onnxscript")
 
 from resp_audio_hf import RespAudioConfig, RespAudioFeatureExtractor, RespAudioForAudioClassification  # noqa: E402
 from resp_audio_hf.cli import main as cli_main  # noqa: E402
-from resp_audio_hf.configuration_resp_audio import POOLING_TYPES  # noqa: E402
 from resp_audio_hf.data.audio import load_audio  # noqa: E402
 from resp_audio_hf.export import onnx_runtime  # noqa: E402
 from resp_audio_hf.export.onnx import (  # noqa: E402
@@ -35,6 +34,7 @@ from resp_audio_hf.export.onnx import (  # noqa: E402
     load_model_for_export,
 )
 from resp_audio_hf.export.onnx_runtime import OnnxAudioModel  # noqa: E402
+from resp_audio_hf.pooling import POOLINGS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MN04_DIR = REPO / "pretrained" / "efficientat-mn04-as"
@@ -94,7 +94,7 @@ def mn04_export(tmp_path_factory):
     return model, feature_extractor, folder
 
 
-@pytest.mark.parametrize("pooling", POOLING_TYPES)
+@pytest.mark.parametrize("pooling", POOLINGS)
 @pytest.mark.parametrize("preset", TINY_PRESETS)
 def test_vit_export_matches_eager_on_real_clips(preset, pooling, real_recordings, tmp_path, single_torch_thread):
     model, feature_extractor = load_model_for_export(preset=preset, pooling=pooling)

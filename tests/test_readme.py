@@ -127,9 +127,9 @@ def test_readme_python_blocks_run_as_written(tmp_path, monkeypatch):
     stated = EMBEDDING_COMMENT.search(quick_start)
     size, rows, width, published_rows, published_width, published_size = map(int, stated.groups())
     assert tuple(namespace["embedding"].shape) == (1, config.pooled_size) == (1, size) == (1, rows * width)
-    assert (config.num_frequency_patches, config.hidden_size) == (rows, width)
+    assert (config.num_frequency_rows, config.hidden_size) == (rows, width)
     published = RespAudioConfig.from_preset("resp-passt")
-    assert (published.num_frequency_patches, published.hidden_size) == (published_rows, published_width)
+    assert (published.num_frequency_rows, published.hidden_size) == (published_rows, published_width)
     assert published.pooled_size == published_size == published_rows * published_width
     assert torch.isfinite(namespace["embedding"]).all()
     reloaded = namespace["same"].state_dict()

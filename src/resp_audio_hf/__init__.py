@@ -7,16 +7,18 @@ for remote code, so that `save_pretrained` writes the modeling files next to the
 package can load the folder with `trust_remote_code=True`.
 """
 
-from transformers import (
-    AutoConfig,
-    AutoFeatureExtractor,
-    AutoModel,
-    AutoModelForAudioClassification,
-)
-
+from .auto_classes import register_auto_classes
 from .collation import RespAudioCollator
 from .configuration_efficientat import EfficientATConfig
-from .configuration_resp_audio import MODEL_FAMILIES, PRESETS, ModelFamily, RespAudioConfig
+from .configuration_resp_audio import (
+    MODEL_FAMILIES,
+    MODEL_TYPES,
+    PRESETS,
+    ModelFamily,
+    ModelType,
+    RespAudioConfig,
+    find_model_type,
+)
 from .feature_extraction_resp_audio import RespAudioFeatureExtractor
 from .modeling_efficientat import (
     EfficientATForAudioClassification,
@@ -35,26 +37,12 @@ from .pipeline_resp_audio import RespAudioClassificationPipeline, register_pipel
 __version__ = "0.1.0"
 
 
-def _register_model_type(config_class, model_class, classifier_class) -> None:
-    """Register one model type with the Auto classes (feature extractor: `RespAudioFeatureExtractor`), and its classes
-    for remote code, so that `save_pretrained` copies their modules next to the weights."""
-    AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
-    AutoModel.register(config_class, model_class, exist_ok=True)
-    AutoModelForAudioClassification.register(config_class, classifier_class, exist_ok=True)
-    AutoFeatureExtractor.register(config_class, RespAudioFeatureExtractor, exist_ok=True)
-    config_class.register_for_auto_class()
-    model_class.register_for_auto_class("AutoModel")
-    classifier_class.register_for_auto_class("AutoModelForAudioClassification")
-
-
-_register_model_type(RespAudioConfig, RespAudioModel, RespAudioForAudioClassification)
-# EfficientAT's MobileNets: their own model type (a CNN shares no field with the ViT family), PaSST's front end.
-_register_model_type(EfficientATConfig, EfficientATModel, EfficientATForAudioClassification)
-RespAudioFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
+register_auto_classes()
 register_pipeline()
 
 __all__ = [
     "MODEL_FAMILIES",
+    "MODEL_TYPES",
     "PRESETS",
     "EfficientATConfig",
     "EfficientATForAudioClassification",
@@ -62,6 +50,7 @@ __all__ = [
     "EfficientATModelOutput",
     "EfficientATPreTrainedModel",
     "ModelFamily",
+    "ModelType",
     "RespAudioClassificationPipeline",
     "RespAudioCollator",
     "RespAudioConfig",
@@ -70,4 +59,5 @@ __all__ = [
     "RespAudioModel",
     "RespAudioModelOutput",
     "RespAudioPreTrainedModel",
+    "find_model_type",
 ]

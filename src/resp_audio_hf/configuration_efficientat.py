@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from transformers import PreTrainedConfig
 
-from .configuration_resp_audio import without_registered_pipeline
-
-EFFICIENTAT_POOLING_TYPES = ("freq_preserving", "mean")
+from .auto_classes import without_registered_pipeline
+from .configuration_resp_audio import MODEL_FAMILIES, check_pooling
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -74,11 +73,7 @@ class EfficientATConfig(PreTrainedConfig):
         initializer_range: float = 0.01,
         **kwargs,
     ):
-        if pooling not in EFFICIENTAT_POOLING_TYPES:
-            raise ValueError(
-                f"pooling must be one of {EFFICIENTAT_POOLING_TYPES} for EfficientAT, got {pooling!r} (its own "
-                "embedding is the mean over frequency and time, pooling='mean')."
-            )
+        check_pooling(self.model_type, pooling)
         stage_strides = list(stage_strides)
         if len(stage_strides) != 4 or any(stride not in (1, 2) for stride in stage_strides):
             raise ValueError(f"stage_strides must be four strides of 1 or 2, got {stage_strides}.")
@@ -114,6 +109,26 @@ class EfficientATConfig(PreTrainedConfig):
             rows = (rows - 1) // stride + 1
         return rows
 
+    def frequency_row_spans(self) -> list[range]:
+        """The mel bands (indices) each frequency row stands for: an equal share of the bands, as the strides divide
+        them."""
+        share = self.num_mel_bins / self.num_frequency_rows
+        return [range(round(row * share), round((row + 1) * share)) for row in range(self.num_frequency_rows)]
+
+    def describe_architecture(self, num_parameters: int) -> str:
+        """The model in one sentence, for reports: its size, width and front end."""
+        return (
+            f"A {num_parameters / 1e6:.2f} M-parameter EfficientAT MobileNetV3 (width x{self.width_multiplier:g}; "
+            f"{self.num_mel_bins}-band log-mel at {self.sampling_rate} Hz, PaSST's front end, any length)"
+        )
+
+    def feature_extractor_settings(self) -> dict:
+        """`RespAudioFeatureExtractor` settings of EfficientAT's front end, `AugmentMelSTFT` in eval mode, which is
+        PaSST's (`from_model_config` reads them); `max_length` is EfficientAT's 10 s training clip (1,000 frames),
+        the target of `padding="max_length"`."""
+        return dict(frontend=MODEL_FAMILIES["efficientat"].frontend, sampling_rate=self.sampling_rate,
+                    num_mel_bins=self.num_mel_bins, max_length=1000)
+
     @property
     def pooled_size(self) -> int:
         """Width of `pooler_output`."""
@@ -122,4 +137,4 @@ class EfficientATConfig(PreTrainedConfig):
         return self.feature_channels
 
 
-__all__ = ["EfficientATConfig", "EFFICIENTAT_POOLING_TYPES", "make_divisible"]
+__all__ = ["EfficientATConfig", "make_divisible"]

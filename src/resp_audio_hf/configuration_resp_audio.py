@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import sys
+import importlib
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from transformers import PreTrainedConfig
 
+from .auto_classes import without_registered_pipeline
+from .pooling import POOLINGS
+
 POSITION_EMBEDDING_TYPES = ("time_freq", "learned_2d", "sincos_2d")
-POOLING_TYPES = ("freq_preserving", "mean", "cls")
 # "trunc_normal": every weight drawn from a normal of std `initializer_range` (timm/transformers ViTs, this package's
 # original scheme); "mae": the MAE/M2D scheme (xavier-uniform matrices, the patch convolution as a matrix).
 INITIALIZATIONS = ("trunc_normal", "mae")
@@ -29,11 +32,132 @@ def _frozen(**entries) -> Mapping[str, Any]:
 
 
 @dataclass(frozen=True)
+class ModelType:
+    """
+    The contract of one model type (one configuration class, as `model_type` names it): what every consumer of a
+    model asks of it, stated once so that none tests a `model_type` string or `hasattr`. The Auto registration, the
+    `auto_map` of saved folders, the remote-code files a published folder needs, the poolings, the classifier's head
+    and the Hub tools read it. Classes are named as `auto_map` names them (`module.Class`, modules of this package),
+    so the record stays plain data in this remote-code module; `resolve` imports them.
+
+    Args:
+        model_type: `model_type` of its configuration class.
+        auto_classes: Auto class -> `module.Class` of this package, for every Auto class the model type loads with.
+        poolings: the `config.pooling` values it offers, among `pooling.POOLINGS`.
+        head_reads_pooler_output: whether its classifier's head reads `pooler_output` (so a pooling changes the
+            logits) or a representation of its own (EfficientAT's head reads the mean whatever `config.pooling`).
+        remote_code_files: the package modules a published folder ships so that `trust_remote_code=True` loads it
+            without the package: the modules the Auto classes name and those they import.
+        export_graph: `module.Class` of its ONNX export graph (`resp_audio_hf.export.onnx`).
+        publishable: whether `resp-audio-hf push` stages and uploads its folders.
+    """
+
+    model_type: str
+    auto_classes: Mapping[str, str]
+    poolings: tuple[str, ...]
+    head_reads_pooler_output: bool
+    remote_code_files: tuple[str, ...]
+    export_graph: str
+    publishable: bool = True
+
+    def resolve(self, auto_class: str) -> type:
+        """The class this model type names for `auto_class` (`"AutoModel"`, ...), imported from this package."""
+        return _import_class(self.auto_classes[auto_class])
+
+    @property
+    def export_graph_class(self) -> type:
+        return _import_class(self.export_graph)
+
+    @property
+    def config_class(self) -> type:
+        return self.resolve("AutoConfig")
+
+    @property
+    def base_model_class(self) -> type:
+        return self.resolve("AutoModel")
+
+    @property
+    def classifier_class(self) -> type:
+        return self.resolve("AutoModelForAudioClassification")
+
+    @property
+    def feature_extractor_class(self) -> type:
+        """Its feature extractor; `feature_extractor_class.from_model_config(config)` is the front end of a model."""
+        return self.resolve("AutoFeatureExtractor")
+
+
+def _import_class(reference: str) -> type:
+    """The class `module.Class` names, `module` a module of this package."""
+    module, name = reference.rsplit(".", 1)
+    return getattr(importlib.import_module(f".{module}", __package__), name)
+
+
+# What every model type shares: the feature extractor (one class, each front end a setting of it), the pipeline, the
+# poolings, the input checks and the classifier's loss.
+_FEATURE_EXTRACTOR = "feature_extraction_resp_audio.RespAudioFeatureExtractor"
+_SHARED_REMOTE_CODE = (
+    "configuration_resp_audio.py",  # the family records and the registered-pipeline check
+    "auto_classes.py",
+    "pooling.py",
+    "model_inputs.py",
+    "audio_classifier.py",
+    "feature_extraction_resp_audio.py",
+    "resampling.py",  # imported by the feature extractor
+    "pipeline_resp_audio.py",
+    "cut_wav.py",  # imported by the pipeline
+)
+MODEL_TYPES: Mapping[str, ModelType] = _frozen(
+    resp_audio=ModelType(
+        "resp_audio",
+        _frozen(
+            AutoConfig="configuration_resp_audio.RespAudioConfig",
+            AutoModel="modeling_resp_audio.RespAudioModel",
+            AutoModelForAudioClassification="modeling_resp_audio.RespAudioForAudioClassification",
+            AutoFeatureExtractor=_FEATURE_EXTRACTOR,
+        ),
+        poolings=POOLINGS,
+        head_reads_pooler_output=True,
+        remote_code_files=(*_SHARED_REMOTE_CODE, "modeling_resp_audio.py"),
+        export_graph="export.onnx.ViTExportGraph",
+    ),
+    efficientat=ModelType(
+        "efficientat",
+        _frozen(
+            AutoConfig="configuration_efficientat.EfficientATConfig",
+            AutoModel="modeling_efficientat.EfficientATModel",
+            AutoModelForAudioClassification="modeling_efficientat.EfficientATForAudioClassification",
+            AutoFeatureExtractor=_FEATURE_EXTRACTOR,
+        ),
+        # A CNN has no prefix tokens, so no `cls`; its own embedding is `mean`.
+        poolings=tuple(pooling for pooling in POOLINGS if pooling != "cls"),
+        head_reads_pooler_output=False,
+        remote_code_files=(*_SHARED_REMOTE_CODE, "configuration_efficientat.py", "modeling_efficientat.py"),
+        export_graph="export.onnx.EfficientATExportGraph",
+    ),
+)
+
+
+def find_model_type(model_type_or_config: str | PreTrainedConfig) -> ModelType:
+    """The `ModelType` record of a `model_type` or of a configuration (any object with `model_type`)."""
+    model_type = getattr(model_type_or_config, "model_type", model_type_or_config)
+    if model_type not in MODEL_TYPES:
+        raise ValueError(f"Unknown model_type {model_type!r}; this package has {sorted(MODEL_TYPES)}.")
+    return MODEL_TYPES[model_type]
+
+
+def check_pooling(model_type: str, pooling: str) -> None:
+    """Refuse a `config.pooling` its model type does not offer."""
+    poolings = MODEL_TYPES[model_type].poolings
+    if pooling not in poolings:
+        raise ValueError(f"pooling must be one of {poolings} for model_type {model_type!r}, got {pooling!r}.")
+
+
+@dataclass(frozen=True)
 class ModelFamily:
     """
     One model family, stated once (as timm states a model's `default_cfgs` next to its `@register_model`). The
     configuration presets, `resp-audio-hf convert --family`, the converters' constants and the model cards are derived
-    from `MODEL_FAMILIES`. Adding a family is adding its record here, its converter function to `convert.py` and, to
+    from `MODEL_FAMILIES`. Adding a family is adding its record here, its converter to `convert/<family>.py` and, to
     publish it, `model_cards/<card>.yaml`. This module is shipped as remote code, so the record is plain data.
 
     Three axes are named apart: the *family* (the original model and its checkpoints: `"passt"`), its *front end*
@@ -43,11 +167,12 @@ class ModelFamily:
     Args:
         name: the family, as `resp-audio-hf convert --family` and the Hub tools take it.
         architecture: how its paper writes it (`"PaSST"`); the model card's family name.
-        model_type: `model_type` of its configuration class (`"resp_audio"`: `RespAudioConfig`).
+        model_type: `model_type` of its configuration class (`"resp_audio"`: `RespAudioConfig`), a key of
+            `MODEL_TYPES`, whose record holds its classes, poolings, head and remote code.
         frontend: its front end, a key of `FRONT_ENDS`.
         layout: the `RespAudioConfig` fields of its published encoder besides `frontend`, shared by its presets.
         presets: preset name -> encoder size and fields overriding `layout` (`RespAudioConfig.from_preset`).
-        converter: the function of `resp_audio_hf.convert` that converts its original checkpoints.
+        converter: the name of its converter function, registered in `resp_audio_hf.convert.CONVERTERS` by its module.
         card: the model card facts `model_cards/<card>.yaml`, also the Hub repository name of the published model;
             `None` for families published without the card template.
         front_end_variants: front-end settings its checkpoints name (M2D's sampling-rate tag in the folder name),
@@ -63,6 +188,11 @@ class ModelFamily:
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: _frozen())
     card: str | None = None
     front_end_variants: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: _frozen())
+
+    @property
+    def model(self) -> ModelType:
+        """The contract of its model type."""
+        return MODEL_TYPES[self.model_type]
 
 
 # PaSST and AST are both DeiT-style: overlapping 16 x 16 patches (stride 10), CLS and distillation tokens.
@@ -119,27 +249,6 @@ def family_of_config(config: PreTrainedConfig) -> ModelFamily:
             return family
     raise ValueError(f"No model family has model_type {config.model_type!r} and front end "
                      f"{getattr(config, 'frontend', None)!r}; known: {sorted(MODEL_FAMILIES)}.")
-
-
-def _pipeline_is_registered() -> bool:
-    """Whether `resp_audio_hf.pipeline_resp_audio.register_pipeline` has run in this process."""
-    pipelines = sys.modules.get("transformers.pipelines")
-    if pipelines is None:
-        return False
-    implementation = pipelines.PIPELINE_REGISTRY.supported_tasks.get("audio-classification", {}).get("impl")
-    return getattr(implementation, "__name__", None) == "RespAudioClassificationPipeline"
-
-
-def without_registered_pipeline(config_kwargs: dict) -> dict:
-    """
-    `config_kwargs` without the `custom_pipelines` entry where this package has registered its pipeline. Saved
-    classifiers name their pipeline in `custom_pipelines` for processes without this package, where
-    `pipeline(..., trust_remote_code=True)` builds it from the folder; where the package has registered it for the
-    task already, transformers would demand trust_remote_code for the entry.
-    """
-    if config_kwargs.get("custom_pipelines") and _pipeline_is_registered():
-        config_kwargs.pop("custom_pipelines")
-    return config_kwargs
 
 
 class RespAudioConfig(PreTrainedConfig):
@@ -207,7 +316,7 @@ class RespAudioConfig(PreTrainedConfig):
             `"sincos_2d"`: fixed 2-D sine-cosine embedding per grid position, not trained (M2D).
         pooling (`str`, *optional*, defaults to `"freq_preserving"`):
             How `pooler_output` is made from the final tokens: `"freq_preserving"` averages the patch tokens over time
-            only and concatenates the frequency rows (`num_frequency_patches * hidden_size` features, Niizumi et al.
+            only and concatenates the frequency rows (`num_frequency_rows * hidden_size` features, Niizumi et al.
             2025); `"mean"` averages all patch tokens; `"cls"` averages the prefix tokens (PaSST's and AST's pooling).
         structured_patchout_time (`int`, *optional*, defaults to 0):
             During training, number of random time columns of the patch grid to drop (PaSST's structured patchout).
@@ -272,8 +381,7 @@ class RespAudioConfig(PreTrainedConfig):
             raise ValueError(
                 f"position_embedding_type must be one of {POSITION_EMBEDDING_TYPES}, got {position_embedding_type!r}."
             )
-        if pooling not in POOLING_TYPES:
-            raise ValueError(f"pooling must be one of {POOLING_TYPES}, got {pooling!r}.")
+        check_pooling(self.model_type, pooling)
         if num_prefix_tokens not in (1, 2):
             raise ValueError(f"num_prefix_tokens must be 1 (CLS) or 2 (CLS + distillation), got {num_prefix_tokens}.")
         if hidden_size % num_attention_heads:
@@ -319,7 +427,7 @@ class RespAudioConfig(PreTrainedConfig):
         super().__init__(**without_registered_pipeline(kwargs))
 
     @classmethod
-    def from_preset(cls, name: str, **overrides) -> "RespAudioConfig":
+    def from_preset(cls, name: str, **overrides) -> RespAudioConfig:
         """Build the configuration of a named preset (`resp-passt`, `tiny-m2d`, ...), overriding any field."""
         if name not in PRESETS:
             raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(PRESETS)}.")
@@ -331,21 +439,54 @@ class RespAudioConfig(PreTrainedConfig):
         return self.patch_time_size or self.patch_size
 
     @property
-    def num_frequency_patches(self) -> int:
-        """Rows of the patch grid (F')."""
+    def num_frequency_rows(self) -> int:
+        """Frequency rows of the patch grid (F'), the name every model type gives its feature grid's rows."""
         return (self.num_mel_bins - self.patch_size) // self.frequency_stride + 1
+
+    def frequency_row_spans(self) -> list[range]:
+        """The mel bands (indices) each frequency row stands for: its patches' bands, `patch_size` bands every
+        `frequency_stride`."""
+        return [
+            range(row * self.frequency_stride, row * self.frequency_stride + self.patch_size)
+            for row in range(self.num_frequency_rows)
+        ]
 
     @property
     def num_time_patches(self) -> int:
         """Columns of the patch grid for one window of `window_frames` frames (T')."""
         return (self.window_frames - self.patch_frames) // self.time_stride + 1
 
+    def describe_architecture(self, num_parameters: int) -> str:
+        """The model in one sentence, for reports: its size, its family's layout, front end, patches and window."""
+        return (
+            f"A {num_parameters / 1e6:.1f} M-parameter {family_of_config(self).architecture}-layout spectrogram ViT "
+            f"({self.hidden_size} wide, "
+            f"{self.num_hidden_layers} layers, {self.num_attention_heads} heads; "
+            f"{self.num_mel_bins}-band log-mel at {self.sampling_rate} Hz, "
+            f"{self.patch_size}x{self.patch_frames} (mel bins x frames) patches, {self.window_frames}-frame windows)"
+        )
+
+    def feature_extractor_settings(self) -> dict[str, Any]:
+        """`RespAudioFeatureExtractor` settings of this model's front end (`from_model_config` reads them): front
+        end, rate, mel bins, the fewest frames of one patch (its width in time) and the window as `max_length`."""
+        return dict(frontend=self.frontend, sampling_rate=self.sampling_rate, num_mel_bins=self.num_mel_bins,
+                    patch_size=self.patch_frames, max_length=self.window_frames)
+
     @property
     def pooled_size(self) -> int:
         """Width of `pooler_output`."""
         if self.pooling == "freq_preserving":
-            return self.num_frequency_patches * self.hidden_size
+            return self.num_frequency_rows * self.hidden_size
         return self.hidden_size
 
 
-__all__ = ["RespAudioConfig", "PRESETS", "MODEL_FAMILIES", "ModelFamily", "family_of_config"]
+__all__ = [
+    "MODEL_FAMILIES",
+    "MODEL_TYPES",
+    "PRESETS",
+    "ModelFamily",
+    "ModelType",
+    "RespAudioConfig",
+    "family_of_config",
+    "find_model_type",
+]

@@ -335,8 +335,8 @@ def _subset(inputs: AudioInputs, indices: list[int]) -> AudioInputs:
 def _embed_clips(inputs: AudioInputs, encoder, state, *, cache_dir, batch_size, num_workers, max_duration, progress):
     """`([n, dim] vectors, {index: reason})` of every input, one row per input (NaN where it failed). With several
     processes (`state`), each embeds its share in whole batches (`resp_audio_hf.distributed`) and all get every row."""
-    from .extraction.extract import ClipFailureError, extract_embeddings
     from .distributed import gather_in_order, my_share
+    from .extraction.extract import ClipFailureError, extract_embeddings
 
     share = my_share(state, len(inputs), batch_size) if state is not None else list(range(len(inputs)))
     part = _subset(inputs, share) if state is not None else inputs
@@ -378,9 +378,8 @@ def _embed_windowed(
 ):
     """`(names, vectors, failures, {"window", "start_s", "end_s"} columns)`: one row per window of every file. With
     several processes (`state`), each embeds its share of the files and all get every row, in file order."""
-    from .distributed import gather_in_order, my_share
-
     from .data.audio import AudioDecodeError
+    from .distributed import gather_in_order, my_share
     from .progress import progress_bar
     from .windowed import embed_windows
 

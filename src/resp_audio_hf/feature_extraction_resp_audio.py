@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -213,12 +214,10 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
         return FRONT_ENDS[self.frontend]
 
     @classmethod
-    def from_model_config(cls, config, **overrides) -> "RespAudioFeatureExtractor":
-        """The front end matching a [`RespAudioConfig`] (front end, rate, mel bins, window as `max_length`)."""
-        settings = {name: getattr(config, name) for name in ("frontend", "sampling_rate", "num_mel_bins")}
-        # The extractor's `patch_size` is the fewest frames of one patch: its width in time.
-        patch_frames = getattr(config, "patch_frames", config.patch_size)
-        return cls(**{**settings, "patch_size": patch_frames, "max_length": config.window_frames, **overrides})
+    def from_model_config(cls, config, **overrides) -> RespAudioFeatureExtractor:
+        """The front end of a model of any family: the settings its configuration states
+        (`config.feature_extractor_settings()`), then `overrides`."""
+        return cls(**{**config.feature_extractor_settings(), **overrides})
 
     def _build_mel_filters(self) -> torch.Tensor:
         front_end = self.front_end
@@ -557,7 +556,6 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
             output["attention_mask"] = attention_mask.to(torch.int32).cpu()
         if return_tensors in (None, "np"):
             output = {k: v.numpy() for k, v in output.items()}
-            return BatchFeature(output, tensor_type=return_tensors)
         return BatchFeature(output, tensor_type=return_tensors)
 
 

@@ -11,8 +11,10 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from .audio_classifier import AudioClassifierMixin
 from .configuration_efficientat import EfficientATConfig, make_divisible
-from .modeling_resp_audio import AudioClassifierMixin
+from .model_inputs import check_finite, check_model_inputs
+from .pooling import pool_embeddings
 
 
 class InvertedResidualSpec(NamedTuple):
@@ -242,12 +244,7 @@ class EfficientATModel(EfficientATPreTrainedModel):
         The last feature map `[batch, channels, F', T']`, its time mask `[batch, T']` and the hidden states, encoding
         each group of clips of equal length at that length.
         """
-        config = self.config
-        if input_values.ndim != 3 or input_values.shape[-1] != config.num_mel_bins:
-            raise ValueError(
-                f"input_values must be [batch, frames, {config.num_mel_bins}] log-mel frames, got shape "
-                f"{tuple(input_values.shape)}; run the audio through the model's feature extractor first."
-            )
+        check_model_inputs(input_values, attention_mask, self.config.num_mel_bins)
         batch, num_frames, _ = input_values.shape
         lengths = (
             torch.full((batch,), num_frames, dtype=torch.long)
@@ -305,11 +302,8 @@ class EfficientATModel(EfficientATPreTrainedModel):
         output_hidden_states = output_hidden_states if output_hidden_states is not None else config.output_hidden_states
         return_dict = return_dict if return_dict is not None else config.return_dict
         last, time_mask, all_hidden = self.encode(input_values, attention_mask, output_hidden_states)
-        frequency_means = _masked_time_mean(last, time_mask)  # [batch, channels, F']
-        if config.pooling == "freq_preserving":
-            pooled = frequency_means.transpose(1, 2).reshape(last.shape[0], -1)  # frequency rows concatenated
-        else:
-            pooled = frequency_means.mean(dim=2)
+        row_means = _masked_time_mean(last, time_mask).transpose(1, 2)  # [batch, F', channels]
+        pooled = pool_embeddings(config.pooling, row_means)
         if not return_dict:
             return tuple(v for v in (last, pooled, time_mask, all_hidden) if v is not None)
         return EfficientATModelOutput(
@@ -351,6 +345,7 @@ class EfficientATModel(EfficientATPreTrainedModel):
                     raise ValueError(
                         f"Frame blocks must be [frames, {config.num_mel_bins}] log-mel frames, got {tuple(block.shape)}."
                     )
+                check_finite(block[None])
                 pending = block if pending is None else torch.cat([pending, block])
                 # Keep at least one full window back, so that the end is never a tail of a few frames on its own.
                 while pending.shape[0] >= 2 * window:
@@ -365,10 +360,8 @@ class EfficientATModel(EfficientATPreTrainedModel):
                 add(pending[half:])
             else:
                 add(pending)
-            frequency_means = column_sums / columns
-        if config.pooling == "freq_preserving":
-            return frequency_means.transpose(1, 2).reshape(1, -1)
-        return frequency_means.mean(dim=2)
+            row_means = (column_sums / columns).transpose(1, 2)  # [1, F', channels]
+        return pool_embeddings(config.pooling, row_means)
 
 
 class EfficientATForAudioClassification(AudioClassifierMixin, EfficientATPreTrainedModel):

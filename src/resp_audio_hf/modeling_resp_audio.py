@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -11,10 +12,12 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import ModelOutput
 
+from .audio_classifier import AudioClassifierMixin
 from .configuration_resp_audio import RespAudioConfig
+from .model_inputs import check_finite, check_model_inputs
+from .pooling import pool_embeddings
 
 
 @dataclass
@@ -29,7 +32,7 @@ class RespAudioModelOutput(ModelOutput):
             tokens of all windows are joined along time and the prefix tokens are averaged over windows.
         pooler_output (`torch.FloatTensor` of shape `(batch_size, config.pooled_size)`):
             The clip embedding chosen by `config.pooling`.
-        patch_time_mask (`torch.BoolTensor` of shape `(batch_size, T')`):
+        feature_time_mask (`torch.BoolTensor` of shape `(batch_size, T')`):
             Which time columns of the patch grid hold real audio (not padding).
         hidden_states (`tuple(torch.FloatTensor)`, *optional*):
             Embedding output and the output of every layer, laid out like `last_hidden_state`.
@@ -39,7 +42,7 @@ class RespAudioModelOutput(ModelOutput):
 
     last_hidden_state: torch.FloatTensor | None = None
     pooler_output: torch.FloatTensor | None = None
-    patch_time_mask: torch.BoolTensor | None = None
+    feature_time_mask: torch.BoolTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
 
@@ -61,6 +64,16 @@ def sincos_2d_position_embeddings(hidden_size: int, frequency_patches: int, time
 
     # As in MAE's rectangular variant, the first half of the channels encodes the column (time), the second the row.
     return torch.cat([encode(time_index), encode(freq_index)], dim=1).float()
+
+
+class EncodedWindows(NamedTuple):
+    """What `RespAudioModel` gets from encoding a batch of windows (or joining the windows of longer input)."""
+
+    hidden: torch.Tensor  # [batch, prefix + F' * T', dim], after the final LayerNorm
+    all_hidden: tuple[torch.Tensor, ...] | None
+    attentions: tuple[torch.Tensor, ...] | None
+    time_mask: torch.Tensor  # [batch, T'], the feature time mask
+    frequency_rows: int
 
 
 class RespAudioPatchEmbeddings(nn.Module):
@@ -90,7 +103,7 @@ class RespAudioEmbeddings(nn.Module):
         self.patch_embeddings = RespAudioPatchEmbeddings(config)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.distillation_token = nn.Parameter(torch.zeros(1, 1, dim)) if config.num_prefix_tokens == 2 else None
-        grid_f, grid_t = config.num_frequency_patches, config.num_time_patches
+        grid_f, grid_t = config.num_frequency_rows, config.num_time_patches
         if config.position_embedding_type == "time_freq":
             self.prefix_position_embeddings = nn.Parameter(torch.zeros(1, config.num_prefix_tokens, dim))
             self.frequency_position_embeddings = nn.Parameter(torch.zeros(1, dim, grid_f, 1))
@@ -110,7 +123,7 @@ class RespAudioEmbeddings(nn.Module):
             return grid, self.prefix_position_embeddings
         prefix = self.position_embeddings[:, : config.num_prefix_tokens]
         grid = self.position_embeddings[:, config.num_prefix_tokens :]
-        grid = grid.reshape(1, config.num_frequency_patches, config.num_time_patches, -1)[:, :, :time_patches]
+        grid = grid.reshape(1, config.num_frequency_rows, config.num_time_patches, -1)[:, :, :time_patches]
         return grid.permute(0, 3, 1, 2), prefix
 
     def _structured_patchout(self, grid: torch.Tensor, time_mask: torch.Tensor):
@@ -147,18 +160,18 @@ class RespAudioEmbeddings(nn.Module):
         grid, prefix = self._position_embedded_pieces(input_values)
         return grid.flatten(2).transpose(1, 2), prefix
 
-    def forward(self, input_values: torch.Tensor, patch_time_mask: torch.Tensor):
+    def forward(self, input_values: torch.Tensor, feature_time_mask: torch.Tensor):
         """
         Returns the token sequence `[batch, P + F'' * T'', dim]`, the number of frequency rows `F''` kept and the time
         mask `[batch, T'']` (patchout may drop rows and columns during training).
         """
         grid, prefix = self._position_embedded_pieces(input_values)
         if self.training:
-            grid, patch_time_mask = self._structured_patchout(grid, patch_time_mask)
+            grid, feature_time_mask = self._structured_patchout(grid, feature_time_mask)
         frequency_rows = grid.shape[2]
         patches = grid.flatten(2).transpose(1, 2)
         tokens = torch.cat([prefix.expand(grid.shape[0], -1, -1), patches], dim=1)
-        return self.dropout(tokens), frequency_rows, patch_time_mask
+        return self.dropout(tokens), frequency_rows, feature_time_mask
 
 
 class RespAudioSelfAttention(nn.Module):
@@ -239,36 +252,16 @@ class RespAudioEncoder(nn.Module):
         return hidden_states, all_hidden, all_attentions
 
 
-def frequency_row_means(patch_tokens: torch.Tensor, patch_time_mask: torch.Tensor) -> torch.Tensor:
+def frequency_row_means(patch_tokens: torch.Tensor, feature_time_mask: torch.Tensor) -> torch.Tensor:
     """
     Patch tokens `[batch, F' * T', dim]` (frequency rows of `T'` time columns, as the encoder orders them) averaged
-    over the valid time columns (`patch_time_mask` `[batch, T']`) of each frequency row -> `[batch, F', dim]`.
+    over the valid time columns (`feature_time_mask` `[batch, T']`) of each frequency row -> `[batch, F', dim]`.
     """
     batch, num_tokens, dim = patch_tokens.shape
-    time_patches = patch_time_mask.shape[1]
+    time_patches = feature_time_mask.shape[1]
     grid = patch_tokens.reshape(batch, num_tokens // time_patches, time_patches, dim)
-    weights = patch_time_mask.to(grid.dtype)[:, None, :, None]
+    weights = feature_time_mask.to(grid.dtype)[:, None, :, None]
     return (grid * weights).sum(dim=2) / weights.sum(dim=2).clamp_min(1.0)
-
-
-def pool_embeddings(pooling: str, row_means: torch.Tensor, prefix_tokens: torch.Tensor) -> torch.Tensor:
-    """
-    The clip embedding `pooling` (`config.pooling`) names, `[batch, config.pooled_size]`, from the patch tokens
-    averaged over the valid time columns of each frequency row, `[batch, F', dim]`, and the prefix tokens
-    `[batch, P, dim]`. The one place a pooling is chosen (`forward` and `pool_frame_stream` both end here):
-
-    - `freq_preserving` (Niizumi et al., 2025): the frequency rows concatenated, `F' * dim`, so the embedding keeps
-      where in frequency energy lies;
-    - `mean`: the average of the rows, i.e. of all non-padding patch tokens (every row has the same time columns);
-    - `cls`: the average of the prefix tokens (PaSST's and AST's own).
-    """
-    if pooling == "freq_preserving":
-        return row_means.reshape(row_means.shape[0], -1)
-    if pooling == "mean":
-        return row_means.mean(dim=1)
-    if pooling == "cls":
-        return prefix_tokens.mean(dim=1)
-    raise ValueError(f"Unknown pooling {pooling!r}; expected freq_preserving, mean or cls.")
 
 
 class RespAudioPreTrainedModel(PreTrainedModel):
@@ -308,7 +301,7 @@ class RespAudioPreTrainedModel(PreTrainedModel):
                 init.trunc_normal_(module.position_embeddings, std=std)
             else:
                 table = sincos_2d_position_embeddings(
-                    config.hidden_size, config.num_frequency_patches, config.num_time_patches
+                    config.hidden_size, config.num_frequency_rows, config.num_time_patches
                 )
                 prefix = torch.zeros(config.num_prefix_tokens, config.hidden_size)
                 init.copy_(module.position_embeddings, torch.cat([prefix, table])[None])
@@ -337,16 +330,6 @@ def init_mae_linear_or_patch_conv(module: nn.Linear | nn.Conv2d) -> None:
             init.zeros_(module.bias)
 
 
-def _check_finite(input_values: torch.Tensor) -> None:
-    finite = torch.isfinite(input_values)
-    if not bool(finite.all()):
-        clips = (~finite).flatten(1).any(dim=1).nonzero()[:, 0].tolist()
-        raise ValueError(
-            f"input_values of clip(s) {clips} contain {int((~finite).sum())} NaN or infinite values; the feature "
-            "extractor refuses such audio, so these features did not come from it unchanged."
-        )
-
-
 class RespAudioModel(RespAudioPreTrainedModel):
     """
     The encoder. Input: normalised log-mel frames `[batch, frames, num_mel_bins]` from [`RespAudioFeatureExtractor`]
@@ -366,7 +349,7 @@ class RespAudioModel(RespAudioPreTrainedModel):
     def get_input_embeddings(self) -> RespAudioPatchEmbeddings:
         return self.embeddings.patch_embeddings
 
-    def _patch_time_mask(self, attention_mask, num_frames: int, batch: int, device) -> torch.Tensor:
+    def _feature_time_mask(self, attention_mask, num_frames: int, batch: int, device) -> torch.Tensor:
         config = self.config
         time_patches = (num_frames - config.patch_frames) // config.time_stride + 1
         starts = torch.arange(time_patches, device=device) * config.time_stride
@@ -390,7 +373,7 @@ class RespAudioModel(RespAudioPreTrainedModel):
             key_mask = torch.cat([prefix_mask, time_mask.repeat(1, frequency_rows)], dim=1)
             attend_mask = None if bool(key_mask.all()) else key_mask
         hidden, all_hidden, attentions = self.encoder(tokens, attend_mask, output_hidden_states, output_attentions)
-        return self.layernorm(hidden), all_hidden, attentions, time_mask, frequency_rows
+        return EncodedWindows(self.layernorm(hidden), all_hidden, attentions, time_mask, frequency_rows)
 
     def forward(
         self,
@@ -411,25 +394,10 @@ class RespAudioModel(RespAudioPreTrainedModel):
         output_hidden_states = output_hidden_states if output_hidden_states is not None else config.output_hidden_states
         output_attentions = output_attentions if output_attentions is not None else config.output_attentions
         return_dict = return_dict if return_dict is not None else config.return_dict
-        if input_values.ndim != 3 or input_values.shape[-1] != config.num_mel_bins:
-            raise ValueError(
-                f"input_values must be [batch, frames, {config.num_mel_bins}] log-mel frames, got shape "
-                f"{tuple(input_values.shape)}; run the audio through RespAudioFeatureExtractor first."
-            )
+        check_model_inputs(input_values, attention_mask, config.num_mel_bins, min_frames=config.patch_frames)
         batch, num_frames, _ = input_values.shape
-        if num_frames < config.patch_frames:
-            raise ValueError(f"Need at least {config.patch_frames} frames (one patch), got {num_frames}.")
-        if attention_mask is not None and tuple(attention_mask.shape) != (batch, num_frames):
-            raise ValueError(
-                f"attention_mask has shape {tuple(attention_mask.shape)} but input_values has {batch} clips of "
-                f"{num_frames} frames: pass the mask the feature extractor returned with these input_values."
-            )
-        # NaN or inf would spread through attention to every token of the clip, and come out as a NaN embedding. The
-        # check reads the data, so a compiled graph leaves it out rather than break in two.
-        if not torch.compiler.is_compiling():
-            _check_finite(input_values)
 
-        time_mask = self._patch_time_mask(attention_mask, num_frames, batch, input_values.device)
+        time_mask = self._feature_time_mask(attention_mask, num_frames, batch, input_values.device)
         total_time_patches = time_mask.shape[1]
         window_patches = config.num_time_patches
         if total_time_patches <= window_patches:
@@ -453,7 +421,7 @@ class RespAudioModel(RespAudioPreTrainedModel):
         return RespAudioModelOutput(
             last_hidden_state=hidden,
             pooler_output=pooled,
-            patch_time_mask=time_mask,
+            feature_time_mask=time_mask,
             hidden_states=all_hidden,
             attentions=attentions,
         )
@@ -492,8 +460,8 @@ class RespAudioModel(RespAudioPreTrainedModel):
             )
             for start in range(0, batch * num_windows, config.window_batch_size)
         ]
-        frequency_rows = outputs[0][4]
-        merged_mask = torch.cat([o[3] for o in outputs]).reshape(batch, -1)
+        frequency_rows = outputs[0].frequency_rows
+        merged_mask = torch.cat([o.time_mask for o in outputs]).reshape(batch, -1)
         if merged_mask.shape[1] == num_windows * window_patches:  # no patchout: drop the padding past the input
             merged_mask = merged_mask[:, : time_mask.shape[1]]
         real_windows = padded_mask.reshape(batch, num_windows, window_patches).any(dim=2)
@@ -507,14 +475,16 @@ class RespAudioModel(RespAudioPreTrainedModel):
             patches = patches[:, :, : merged_mask.shape[1]].reshape(batch, -1, states.shape[-1])
             return torch.cat([prefix, patches], dim=1)
 
-        hidden = join(torch.cat([o[0] for o in outputs]))
+        hidden = join(torch.cat([o.hidden for o in outputs]))
         all_hidden = None
         if output_hidden_states:
-            all_hidden = tuple(join(torch.cat([o[1][i] for o in outputs])) for i in range(len(outputs[0][1])))
+            layers = range(len(outputs[0].all_hidden))
+            all_hidden = tuple(join(torch.cat([o.all_hidden[i] for o in outputs])) for i in layers)
         attentions = None
         if output_attentions:
-            attentions = tuple(torch.cat([o[2][i] for o in outputs]) for i in range(len(outputs[0][2])))
-        return hidden, all_hidden, attentions, merged_mask, frequency_rows
+            layers = range(len(outputs[0].attentions))
+            attentions = tuple(torch.cat([o.attentions[i] for o in outputs]) for i in layers)
+        return EncodedWindows(hidden, all_hidden, attentions, merged_mask, frequency_rows)
 
     @torch.no_grad()
     def pool_frame_stream(self, frame_blocks, windows_at_once: int | None = None) -> torch.Tensor:
@@ -540,7 +510,7 @@ class RespAudioModel(RespAudioPreTrainedModel):
                 raise ValueError(
                     f"Frame blocks must be [frames, {config.num_mel_bins}] log-mel frames, got {tuple(block.shape)}."
                 )
-            _check_finite(block[None])
+            check_finite(block[None])
             pending = block if pending is None else torch.cat([pending, block])
             while pending.shape[0] >= group_frames:  # a full group: every patch of its windows is real audio
                 self._pool_windows(pending[None, :group_frames], pooling, group)
@@ -552,15 +522,15 @@ class RespAudioModel(RespAudioPreTrainedModel):
             self._pool_windows(pending[None], pooling, group)
         return pooling.result()
 
-    def _pool_windows(self, input_values: torch.Tensor, pooling: "_RunningPool", group: int) -> None:
+    def _pool_windows(self, input_values: torch.Tensor, pooling: _RunningPool, group: int) -> None:
         """Encode the frames `[1, frames, mel]` in windows, `group` at a time, into `pooling`."""
-        time_mask = self._patch_time_mask(None, input_values.shape[1], 1, input_values.device)
+        time_mask = self._feature_time_mask(None, input_values.shape[1], 1, input_values.device)
         windows, window_masks, _ = self._windows(input_values, time_mask)
         for start in range(0, windows.shape[0], group):
-            hidden, _, _, masks, frequency_rows = self._encode_window_batch(
+            encoded = self._encode_window_batch(
                 windows[start : start + group], window_masks[start : start + group], False, False
             )
-            pooling.add(hidden, masks, frequency_rows)
+            pooling.add(encoded.hidden, encoded.time_mask, encoded.frequency_rows)
 
 
 class _RunningPool:
@@ -588,56 +558,6 @@ class _RunningPool:
     def result(self) -> torch.Tensor:
         rows = self.token_sums / max(self.columns, 1)
         return pool_embeddings(self.config.pooling, rows[None], (self.prefix_sum / self.windows)[None])
-
-
-class AudioClassifierMixin:
-    """
-    An encoder (`base_model`) and a classification head (`classifier`): what the package's classifiers (RespAudio's
-    and EfficientAT's) share. A family says in `head_input` what its head reads. `forward` adds the loss of
-    `config.problem_type` (inferred from the labels when unset, as everywhere in transformers); `save_pretrained` also
-    names the encoder for `AutoModel` and the package's pipeline in the saved config (`classifier_save_entries`).
-    """
-
-    def head_input(
-        self,
-        input_values: torch.Tensor,
-        attention_mask: torch.Tensor | None,
-        output_hidden_states: bool | None,
-        output_attentions: bool | None,
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None, tuple[torch.Tensor, ...] | None]:
-        """`(features the head reads, hidden states or None, attentions or None)` of the encoder."""
-        raise NotImplementedError
-
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        if self._auto_class is None:
-            return super().save_pretrained(save_directory, *args, **kwargs)
-        from .pipeline_resp_audio import classifier_save_entries
-
-        with classifier_save_entries(self.config, type(self.base_model)):
-            return super().save_pretrained(save_directory, *args, **kwargs)
-
-    def forward(
-        self,
-        input_values: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        output_attentions: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> SequenceClassifierOutput | tuple:
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        features, hidden_states, attentions = self.head_input(
-            input_values, attention_mask, output_hidden_states, output_attentions
-        )
-        logits = self.classifier(features)
-        loss = None
-        if labels is not None:
-            loss = self.loss_function(labels.to(logits.device), logits, self.config)
-        if not return_dict:
-            rest = tuple(v for v in (logits, hidden_states, attentions) if v is not None)
-            return ((loss,) + rest) if loss is not None else rest
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=hidden_states, attentions=attentions)
 
 
 class RespAudioClassificationHead(nn.Module):
@@ -680,7 +600,6 @@ class RespAudioForAudioClassification(AudioClassifierMixin, RespAudioPreTrainedM
 
 
 __all__ = [
-    "AudioClassifierMixin",
     "RespAudioForAudioClassification",
     "RespAudioModel",
     "RespAudioModelOutput",

@@ -18,8 +18,6 @@ that a process without this package builds it from the folder with `trust_remote
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import os
 import sys
 
@@ -27,45 +25,11 @@ import numpy as np
 from transformers.pipelines.audio_classification import AudioClassificationPipeline, ffmpeg_read
 from transformers.utils import logging
 
+from .auto_classes import TASK
 from .cut_wav import whole_frames_of_cut_wav
 
 logger = logging.get_logger(__name__)
 
-TASK = "audio-classification"
-# The `custom_pipelines` entry of a saved classifier's config.json (see `AudioClassifierMixin.save_pretrained` in
-# modeling_resp_audio.py): in a process without this package, `pipeline(TASK, model=folder, trust_remote_code=True)`
-# loads the class from the folder's copy of this file.
-CUSTOM_PIPELINES = {
-    TASK: {
-        "impl": "pipeline_resp_audio.RespAudioClassificationPipeline",
-        "pt": ["AutoModelForAudioClassification"],
-        "type": "audio",
-    }
-}
-
-
-
-@contextlib.contextmanager
-def classifier_save_entries(config, encoder_class):
-    """
-    While a classifier's `save_pretrained` runs: name `encoder_class` for `AutoModel` in `config.auto_map`, so that a
-    published classifier also loads as a bare encoder with `trust_remote_code=True` where this package is not
-    installed, and name this module's pipeline in `custom_pipelines` (save_pretrained copies this module with the
-    others), so that `pipeline(..., trust_remote_code=True)` finds it there. Only the saved file carries
-    `custom_pipelines`: on a live config it would make transformers demand remote code.
-    """
-    auto_map = dict(getattr(config, "auto_map", None) or {})
-    auto_map.setdefault("AutoModel", f"{encoder_class.__module__.split('.')[-1]}.{encoder_class.__name__}")
-    config.auto_map = auto_map
-    previous = config.__dict__.get("custom_pipelines")
-    config.custom_pipelines = copy.deepcopy(CUSTOM_PIPELINES)
-    try:
-        yield
-    finally:
-        if previous is None:
-            del config.custom_pipelines
-        else:
-            config.custom_pipelines = previous
 
 class RespAudioClassificationPipeline(AudioClassificationPipeline):
     """
@@ -123,7 +87,7 @@ class RespAudioClassificationPipeline(AudioClassificationPipeline):
         def flush():
             clips = [{"raw": window.audio, "sampling_rate": rate} for window in pending]
             labels = super(RespAudioClassificationPipeline, self).__call__(clips, **kwargs)
-            results.extend({"timestamp": (w.start_s, w.end_s), "labels": l} for w, l in zip(pending, labels))
+            results.extend({"timestamp": (w.start_s, w.end_s), "labels": found} for w, found in zip(pending, labels))
             pending.clear()
 
         for window in stream_windows(source, rate, chunk_length_s, hop_s, source_rate=source_rate):
@@ -282,4 +246,4 @@ def register_pipeline() -> None:
     PIPELINE_REGISTRY.supported_tasks[TASK] = {**task, "impl": RespAudioClassificationPipeline}
 
 
-__all__ = ["CUSTOM_PIPELINES", "RespAudioClassificationPipeline", "classifier_save_entries", "register_pipeline"]
+__all__ = ["RespAudioClassificationPipeline", "register_pipeline"]

@@ -20,24 +20,6 @@ import numpy as np
 DERIVED_POOLINGS = ("freq_preserving", "mean", "band_limited")
 
 
-def frequency_row_spans(config) -> list[range]:
-    """The mel bands (indices) each frequency row of the last feature map stands for.
-
-    A ViT (``RespAudioConfig``) row is its patches' bands (``patch_size`` bands every ``frequency_stride``); a CNN row
-    (``EfficientATConfig``, ``num_frequency_rows``) stands for an equal share of the bands, as its strides divide them.
-    """
-    if hasattr(config, "num_frequency_patches"):
-        return [
-            range(row * config.frequency_stride, row * config.frequency_stride + config.patch_size)
-            for row in range(config.num_frequency_patches)
-        ]
-    if hasattr(config, "num_frequency_rows"):
-        rows = config.num_frequency_rows
-        share = config.num_mel_bins / rows
-        return [range(round(row * share), round((row + 1) * share)) for row in range(rows)]
-    raise ValueError(f"{type(config).__name__} has no frequency rows (no freq_preserving pooling).")
-
-
 def mel_band_centres(feature_extractor) -> np.ndarray:
     """Centre frequency (Hz) of each mel band: the FFT bin where its filter peaks."""
     filters = np.asarray(feature_extractor.mel_filters, dtype=np.float64)  # [fft bins, mel bands]
@@ -50,7 +32,7 @@ def signal_rows(config, feature_extractor, max_frequency_hz: float) -> list[int]
     centres = mel_band_centres(feature_extractor)
     rows = [
         row
-        for row, span in enumerate(frequency_row_spans(config))
+        for row, span in enumerate(config.frequency_row_spans())
         if np.mean(centres[[band for band in span if band < len(centres)]] < max_frequency_hz) >= 0.5
     ]
     if not rows:
@@ -63,7 +45,7 @@ def row_frequency_ranges(config, feature_extractor) -> list[tuple[float, float]]
     centres = mel_band_centres(feature_extractor)
     return [
         (float(centres[span.start]), float(centres[min(span.stop, len(centres)) - 1]))
-        for span in frequency_row_spans(config)
+        for span in config.frequency_row_spans()
     ]
 
 
@@ -94,7 +76,6 @@ def derive_pooling(embeddings: np.ndarray, num_rows: int, pooling: str, rows: li
 __all__ = [
     "DERIVED_POOLINGS",
     "derive_pooling",
-    "frequency_row_spans",
     "mel_band_centres",
     "row_frequency_ranges",
     "signal_rows",

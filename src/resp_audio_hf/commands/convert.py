@@ -29,7 +29,8 @@ OPTION_OF_KEYWORD = {"id2label": "labels"}
 
 
 def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..configuration_resp_audio import MODEL_FAMILIES, POOLING_TYPES
+    from ..configuration_resp_audio import MODEL_FAMILIES
+    from ..pooling import POOLINGS
 
     parser.add_argument(
         "--family", required=True, choices=tuple(MODEL_FAMILIES), help="which original model the checkpoint is"
@@ -52,7 +53,7 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--pooling",
-        choices=POOLING_TYPES,
+        choices=POOLINGS,
         help="pooling of an encoder-only ViT (a converted ViT classifier always uses cls); for EfficientAT the "
         "pooler_output of the model (freq_preserving or mean, EfficientAT's own embedding; its head reads the mean)",
     )

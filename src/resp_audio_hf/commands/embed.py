@@ -19,8 +19,8 @@ examples:
 
 
 def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..configuration_resp_audio import POOLING_TYPES
     from ..embed import FORMATS
+    from ..pooling import POOLINGS
 
     parser.add_argument(
         "inputs", nargs="*",
@@ -32,7 +32,7 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, required=True,
                         help="output file: .parquet (path, embedding) or .npy (with <name>.index.csv)")
     parser.add_argument("--format", choices=FORMATS, help="output format (default: from the output suffix)")
-    parser.add_argument("--pooling", choices=POOLING_TYPES,
+    parser.add_argument("--pooling", choices=POOLINGS,
                         help="pooling of a resp_audio model (default: the model's own, usually freq_preserving)")
     parser.add_argument("--dataset", help="a datasets dataset (save_to_disk folder or load_dataset name) instead of files")
     parser.add_argument("--split", help="split of --dataset (needed when it has several)")

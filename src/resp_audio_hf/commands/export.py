@@ -17,15 +17,15 @@ examples:
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..configuration_resp_audio import POOLING_TYPES
     from ..export.onnx import EXPORT_FORMATS
+    from ..pooling import POOLINGS
 
     parser.add_argument("output_dir", type=Path, help="folder to write (must be new or empty unless --overwrite)")
     parser.add_argument("--format", choices=EXPORT_FORMATS, default="onnx", help="export format (default: onnx)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="local folder or Hub id of a resp_audio or efficientat model")
     source.add_argument("--preset", help="randomly initialised RespAudioConfig preset (smoke tests)")
-    parser.add_argument("--pooling", choices=POOLING_TYPES,
+    parser.add_argument("--pooling", choices=POOLINGS,
                         help="pooling inside the graph (default: the model's own); efficientat: freq_preserving or mean")
     parser.add_argument("--no-head", action="store_true", help="export a classifier's encoder only (no logits)")
     parser.add_argument("--opset", type=int, help="ONNX opset (default: torch's exporter's)")

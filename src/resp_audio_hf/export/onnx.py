@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..configuration_resp_audio import find_model_type
 from ..data._io import atomic_folder
 from .onnx_runtime import CONFIG_FILE, ONNX_FILE, PREPROCESSOR_FILE
 
@@ -44,17 +45,20 @@ class ViTExportGraph(nn.Module):
     """`RespAudioModel` (and optionally its classification head) from frames and frame mask to its outputs, windowed
     the same way for every length (see the module docstring)."""
 
+    # Padded batches: the graph takes the frame mask, and needs one patch of frames.
+    takes_attention_mask = True
+
     def __init__(self, encoder, classifier: nn.Module | None = None):
         super().__init__()
         self.encoder = encoder
         self.classifier = classifier
 
     def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor):
-        from ..modeling_resp_audio import pool_embeddings
+        from ..pooling import pool_embeddings
 
         model, config = self.encoder, self.encoder.config
         batch, num_frames, _ = input_values.shape
-        time_mask = model._patch_time_mask(attention_mask, num_frames, batch, input_values.device)
+        time_mask = model._feature_time_mask(attention_mask, num_frames, batch, input_values.device)
         windows, window_masks, padded_mask = model._windows(input_values, time_mask)
         num_windows = windows.shape[0] // batch
         tokens, frequency_rows, window_masks = model.embeddings(windows, window_masks)
@@ -82,6 +86,8 @@ class ViTExportGraph(nn.Module):
 class EfficientATExportGraph(nn.Module):
     """`EfficientATModel` (and optionally its head) on clips of one length, from frames to `pooler_output` (the
     config's pooling) and the head's logits (which read the mean over frequency and time)."""
+
+    takes_attention_mask = False
 
     def __init__(self, encoder, classifier: nn.Module | None = None):
         super().__init__()
@@ -113,13 +119,14 @@ class ExportedModel:
 def export_graph(model) -> nn.Module:
     """The graph to export for a loaded model: an encoder (`RespAudioModel`, `EfficientATModel`) or a classifier of
     either family (`*ForAudioClassification`), in eval mode."""
-    model_type = model.config.model_type
     classifier = getattr(model, "classifier", None)
     encoder = model.base_model if classifier is not None else model
-    graphs = {"resp_audio": ViTExportGraph, "efficientat": EfficientATExportGraph}
-    if model_type not in graphs:
-        raise ValueError(f"ONNX export covers resp_audio and efficientat models, not {model_type!r} ones.")
-    return graphs[model_type](encoder, classifier).eval()
+    return _graph_class(model.config)(encoder, classifier).eval()
+
+
+def _graph_class(config) -> type[nn.Module]:
+    """The export graph of a configuration's model type, as its record names it."""
+    return find_model_type(config).export_graph_class
 
 
 def _example_inputs(model, feature_extractor) -> dict[str, torch.Tensor]:
@@ -132,7 +139,7 @@ def _example_inputs(model, feature_extractor) -> dict[str, torch.Tensor]:
     clips = [0.1 * generator.standard_normal(int(s * seconds * rate)).astype(np.float32) for s in (2.5, 1.5)]
     features = feature_extractor(clips, sampling_rate=rate, return_tensors="pt")
     inputs = {"input_values": features["input_values"]}
-    if model.config.model_type == "resp_audio":
+    if _graph_class(model.config).takes_attention_mask:
         inputs["attention_mask"] = features["attention_mask"].long()
     else:
         inputs["input_values"] = inputs["input_values"][:1]  # unpadded clips only
@@ -162,7 +169,7 @@ def export_onnx(
     graph = export_graph(model)
     inputs = _example_inputs(model, feature_extractor)
     batch = torch.export.Dim("batch")
-    if model.config.model_type == "resp_audio":
+    if graph.takes_attention_mask:
         frames = torch.export.Dim("frames", min=model.config.patch_size)
         dynamic_shapes = {"input_values": {0: batch, 1: frames}, "attention_mask": {0: batch, 1: frames}}
     else:
@@ -235,7 +242,7 @@ def load_model_for_export(
     is_classifier = any(name.endswith("ForAudioClassification") for name in (config.architectures or []))
     use_head = is_classifier and with_head
     if pooling is not None and pooling != getattr(config, "pooling", None):
-        if use_head and config.model_type == "resp_audio":
+        if use_head and find_model_type(config).head_reads_pooler_output:
             raise ValueError(
                 f"{model} is a classifier whose head reads its {config.pooling!r} pooling; export it with that "
                 f"pooling, or pass --no-head to export its encoder with pooling={pooling!r}."

@@ -15,8 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
-# Model types whose config has a `pooling` choice that `--pooling` may replace.
-POOLING_MODEL_TYPES = ("resp_audio", "efficientat")
+from ..configuration_resp_audio import MODEL_TYPES
+
+# Model types whose config has a `pooling` choice that `--pooling` may replace: this package's (`MODEL_TYPES`).
+POOLING_MODEL_TYPES = tuple(MODEL_TYPES)
 # Without a windowed streaming path (models other than resp_audio), clips longer than this go alone in their batch.
 LONG_CLIP_SECONDS = 30.0
 # Windows a resp_audio encoder on CPU streams at a time through a long clip (on GPU: its config.window_batch_size).
@@ -155,7 +157,8 @@ class AudioEncoder:
         if pooling is not None:
             if config.model_type not in POOLING_MODEL_TYPES:
                 raise EncoderLoadError(
-                    f"pooling={pooling!r} applies to resp_audio and efficientat models only; {name_or_path} is a "
+                    f"pooling={pooling!r} applies to {' and '.join(POOLING_MODEL_TYPES)} models only; "
+                    f"{name_or_path} is a "
                     f"{config.model_type!r} model, whose pooling is fixed by its architecture."
                 )
             # from_dict runs the config's own validation of the pooling name.
@@ -170,13 +173,13 @@ class AudioEncoder:
         try:
             feature_extractor = AutoFeatureExtractor.from_pretrained(name_or_path, **kwargs)
         except (OSError, ValueError) as error:
-            if config.model_type != "resp_audio":
+            if config.model_type not in MODEL_TYPES:
                 raise EncoderLoadError(
                     f"{name_or_path} has no feature extractor (preprocessor_config.json): {error}"
                 ) from error
             from resp_audio_hf import RespAudioFeatureExtractor
 
-            # A resp_audio checkpoint saved without its preprocessor: the config fully determines the front end.
+            # A checkpoint of this package saved without its preprocessor: the config fully determines the front end.
             feature_extractor = RespAudioFeatureExtractor.from_model_config(config)
         return cls(model, feature_extractor, model_id=str(name_or_path), device=device)
 
@@ -315,7 +318,7 @@ def load_encoder(
         ValueError: the arguments themselves are inconsistent (neither or both of `model` and `preset`, an unknown
             backend or pooling).
     """
-    from ..configuration_resp_audio import POOLING_TYPES
+    from ..pooling import POOLINGS
 
     if (model is None) == (preset is None):
         raise ValueError("Give exactly one of a model (folder or Hub id) and a preset.")
@@ -323,8 +326,8 @@ def load_encoder(
         return _onnx_encoder(model, pooling=pooling, device=device)
     if backend != "torch":
         raise ValueError(f"backend must be torch or onnxruntime, got {backend!r}.")
-    if pooling is not None and pooling not in POOLING_TYPES:
-        raise ValueError(f"pooling must be one of {POOLING_TYPES}, got {pooling!r}.")
+    if pooling is not None and pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}.")
     if preset is not None:
         return AudioEncoder.from_preset(preset, device=device, **({"pooling": pooling} if pooling else {}))
     # A pooling for another model type is refused there, naming the model.

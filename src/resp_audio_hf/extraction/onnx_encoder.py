@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .encoder import CONFIG_FIELDS_WITHOUT_EFFECT, AudioEncoder, compact_config_value
 from ..export.onnx_runtime import CONFIG_FILE, ONNX_FILE, OnnxAudioModel
+from .encoder import CONFIG_FIELDS_WITHOUT_EFFECT, AudioEncoder, compact_config_value
 
 BACKENDS = ("torch", "onnxruntime")
 

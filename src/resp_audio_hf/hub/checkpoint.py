@@ -7,20 +7,17 @@ import logging
 import os
 from pathlib import Path
 
-from ..configuration_resp_audio import RespAudioConfig
+from ..configuration_resp_audio import MODEL_TYPES, ModelType
 from ..feature_extraction_resp_audio import RespAudioFeatureExtractor
-from ..modeling_resp_audio import RespAudioForAudioClassification, RespAudioModel
 from .errors import HubPublishError
 
 logger = logging.getLogger(__name__)
 
 
-def _has_classification_head(config: RespAudioConfig) -> bool:
-    return RespAudioForAudioClassification.__name__ in (config.architectures or [])
-
-
-def _model_class(config: RespAudioConfig):
-    return RespAudioForAudioClassification if _has_classification_head(config) else RespAudioModel
+def _model_class(record: ModelType, architectures: list[str] | None) -> type:
+    """The classifier class of `record` where the saved model is its classifier, else its encoder class."""
+    classifier = record.classifier_class
+    return classifier if classifier.__name__ in (architectures or []) else record.base_model_class
 
 
 def load_checkpoint(model_dir: str | os.PathLike):
@@ -34,13 +31,17 @@ def load_checkpoint(model_dir: str | os.PathLike):
     if not config_file.is_file():
         raise HubPublishError(f"{model_dir} has no config.json: pass a folder written by save_pretrained.")
     model_type = json.loads(config_file.read_text()).get("model_type")
-    if model_type != RespAudioConfig.model_type:
+    if model_type not in MODEL_TYPES:
         raise HubPublishError(
-            f"{config_file} describes a {model_type!r} model, not {RespAudioConfig.model_type!r}; this tool publishes "
+            f"{config_file} describes a {model_type!r} model, not one of {sorted(MODEL_TYPES)}; this tool publishes "
             "resp_audio_hf checkpoints only."
         )
-    config = RespAudioConfig.from_pretrained(model_dir)
-    model, loading_info = _model_class(config).from_pretrained(model_dir, config=config, output_loading_info=True)
+    record = MODEL_TYPES[model_type]
+    if not record.publishable:
+        raise HubPublishError(f"{config_file} describes a {model_type!r} model, which this tool does not publish.")
+    config = record.config_class.from_pretrained(model_dir)
+    model_class = _model_class(record, config.architectures)
+    model, loading_info = model_class.from_pretrained(model_dir, config=config, output_loading_info=True)
     if loading_info["missing_keys"]:
         raise HubPublishError(
             f"The weights in {model_dir} lack {sorted(loading_info['missing_keys'])}; the uploaded model would be "

@@ -8,30 +8,16 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..auto_classes import auto_map_of
+from ..configuration_resp_audio import MODEL_FAMILIES, family_of_config
 from ..data._io import atomic_folder
 from .card import render_model_card
 from .checkpoint import load_checkpoint
 from .errors import HubPublishError
 from .results import BenchmarkResult, check_benchmark_matches, load_benchmark_results
-from .validation import CARD_FILE, REQUIRED_FILES, check_staged_folder, validate_staged_folder
+from .validation import CARD_FILE, STAGED_FILES, check_staged_folder, validate_staged_folder
 
 logger = logging.getLogger(__name__)
-
-
-def _auto_map_entry(cls) -> str:
-    return f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}"
-
-
-def _expected_auto_map(model, feature_extractor) -> dict[str, str]:
-    """Every Auto class the saved folder loads with, naming the package module that holds the class."""
-    auto_map = {
-        "AutoConfig": _auto_map_entry(type(model.config)),
-        "AutoModel": _auto_map_entry(type(model.base_model)),
-        "AutoFeatureExtractor": _auto_map_entry(type(feature_extractor)),
-    }
-    if model.base_model is not model:  # a classifier: its encoder is `base_model`
-        auto_map["AutoModelForAudioClassification"] = _auto_map_entry(type(model))
-    return auto_map
 
 
 def save_with_remote_code(model, feature_extractor, folder: str | os.PathLike) -> None:
@@ -44,7 +30,7 @@ def save_with_remote_code(model, feature_extractor, folder: str | os.PathLike) -
     remote code is written here, when a folder is staged.
     """
     # Seeding auto_map lets save_pretrained add the entries for every Auto class, not only the saved class's.
-    model.config.auto_map = _expected_auto_map(model, feature_extractor)
+    model.config.auto_map = auto_map_of(model)
     model.save_pretrained(folder)
     feature_extractor.save_pretrained(folder)
 
@@ -92,19 +78,40 @@ def stage_for_hub(
     model, feature_extractor = load_checkpoint(model_dir)
     if benchmark is not None:
         check_benchmark_matches(benchmark, model, feature_extractor)
-    card = render_model_card(
-        model.config, repo_id, benchmark=benchmark, family=family, num_parameters=model.num_parameters(),
-        training_data=training_data, datasets=datasets, template_dir=template_dir,
-    )
+    card_family = MODEL_FAMILIES[family] if family is not None else family_of_config(model.config)
+    if card_family.card is not None:
+        card = render_model_card(
+            model.config, repo_id, benchmark=benchmark, family=family, num_parameters=model.num_parameters(),
+            training_data=training_data, datasets=datasets, template_dir=template_dir,
+        ).content
+    else:
+        card = _own_card(Path(model_dir), card_family.name, benchmark)
 
     with atomic_folder(staging_dir) as building:
         save_with_remote_code(model, feature_extractor, building)
-        card.save(building / CARD_FILE)
+        (building / CARD_FILE).write_text(card, encoding="utf-8")
         files = check_staged_folder(building)
         validate_staged_folder(building, reference_model=model, isolated=check_remote_code)
     staged = StagedFolder(staging_dir, repo_id, {name: (staging_dir / name).stat().st_size for name in files})
     logger.info("Staged %d files for %s in %s.", len(staged.files), repo_id, staging_dir)
     return staged
+
+
+def _own_card(model_dir: Path, family: str, benchmark) -> str:
+    """The card of a family published without the card template (its record names no `card`): the checkpoint
+    folder's own README.md, uploaded as it is."""
+    if benchmark is not None:
+        raise HubPublishError(
+            f"The {family} family has no card template to put benchmark results in; publish without them, or add "
+            "its card facts (model_cards/<card>.yaml and `card` in its MODEL_FAMILIES record)."
+        )
+    path = model_dir / CARD_FILE
+    if not path.is_file():
+        raise HubPublishError(
+            f"{model_dir} has no {CARD_FILE}: the {family} family has no card template, so the folder's own model "
+            "card is published; write it first."
+        )
+    return path.read_text(encoding="utf-8")
 
 
 def _check_replaceable(staging_dir: Path, overwrite: bool) -> None:
@@ -114,9 +121,9 @@ def _check_replaceable(staging_dir: Path, overwrite: bool) -> None:
         )
     # Overwriting deletes the folder: only ever do that to an earlier staging folder, never to e.g. the checkpoint.
     existing = {p.name for p in staging_dir.iterdir()} if staging_dir.is_dir() else {staging_dir.name}
-    if not existing <= set(REQUIRED_FILES):
+    if not existing <= STAGED_FILES:
         raise HubPublishError(
-            f"{staging_dir} holds files a staging folder never has ({sorted(existing - set(REQUIRED_FILES))}); "
+            f"{staging_dir} holds files a staging folder never has ({sorted(existing - STAGED_FILES)}); "
             "refusing to replace it. Choose an empty or new folder."
         )
 

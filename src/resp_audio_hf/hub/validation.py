@@ -14,20 +14,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..modeling_resp_audio import RespAudioForAudioClassification
+from ..configuration_resp_audio import MODEL_TYPES
 from .checkpoint import load_checkpoint
 from .errors import HubPublishError
 
 CARD_FILE = "README.md"
-REMOTE_CODE_FILES = (
-    "configuration_resp_audio.py",
-    "modeling_resp_audio.py",
-    "feature_extraction_resp_audio.py",
-    "pipeline_resp_audio.py",
-    "resampling.py",  # imported by the feature extractor
-    "cut_wav.py",  # imported by the pipeline
-)
-REQUIRED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", *REMOTE_CODE_FILES, CARD_FILE)
+
+
+def required_files(model_type: str) -> tuple[str, ...]:
+    """Every file a staged folder of `model_type` holds: weights, configurations, the card and the remote code its
+    record in `MODEL_TYPES` names."""
+    return (
+        "config.json", "model.safetensors", "preprocessor_config.json", *MODEL_TYPES[model_type].remote_code_files,
+        CARD_FILE,
+    )
+
+
+# The files of a staged folder of any model type: a folder holding others is never one to replace.
+STAGED_FILES = frozenset(name for model_type in MODEL_TYPES for name in required_files(model_type))
 # Outputs of the staged folder and of the source model must agree to float32 round-off.
 OUTPUT_ATOL = 1e-5
 # Run as a script in the child process; it imports nothing from this package (which it blocks).
@@ -44,17 +48,24 @@ def check_staged_folder(folder: str | os.PathLike) -> list[str]:
 
     folder = Path(folder)
     files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
-    missing = [name for name in REQUIRED_FILES if name not in files]
+    if "config.json" not in files:
+        raise HubPublishError(f"{folder} lacks ['config.json']; stage it again with stage_for_hub / push_to_hub.py.")
+    config = json.loads((folder / "config.json").read_text())
+    if config.get("model_type") not in MODEL_TYPES:
+        raise HubPublishError(
+            f"{folder}/config.json names model_type {config.get('model_type')!r}, not one of {sorted(MODEL_TYPES)}."
+        )
+    record = MODEL_TYPES[config["model_type"]]
+    missing = [name for name in required_files(record.model_type) if name not in files]
     if missing:
         raise HubPublishError(
             f"{folder} lacks {missing}; refusing to upload a checkpoint that would not load with "
             "trust_remote_code=True. Stage it again with stage_for_hub / scripts/push_to_hub.py."
         )
-    config = json.loads((folder / "config.json").read_text())
     preprocessor = json.loads((folder / "preprocessor_config.json").read_text())
     auto_map = {**config.get("auto_map", {}), **preprocessor.get("auto_map", {})}
     needed = ["AutoConfig", "AutoModel", "AutoFeatureExtractor"]
-    if RespAudioForAudioClassification.__name__ in (config.get("architectures") or []):
+    if record.classifier_class.__name__ in (config.get("architectures") or []):
         needed.append("AutoModelForAudioClassification")
     absent = [name for name in needed if name not in auto_map]
     if absent:
@@ -63,7 +74,7 @@ def check_staged_folder(folder: str | os.PathLike) -> list[str]:
         module = reference.split("--")[-1].rsplit(".", 1)[0]
         if f"{module}.py" not in files:
             raise HubPublishError(f"{folder}: auto_map[{auto_class!r}] points to {module}.py, which is not staged.")
-    for name in REMOTE_CODE_FILES:
+    for name in record.remote_code_files:
         for imported in get_relative_imports(str(folder / name)):
             if f"{imported}.py" not in files:
                 raise HubPublishError(f"{folder}/{name} imports .{imported}, which is not staged.")
@@ -88,8 +99,8 @@ def validation_clips(sampling_rate: int) -> list[np.ndarray]:
 def _reference_outputs(model, feature_extractor, clips) -> dict[str, torch.Tensor]:
     inputs = feature_extractor(clips, sampling_rate=feature_extractor.sampling_rate, return_tensors="pt")
     with torch.no_grad():
-        if isinstance(model, RespAudioForAudioClassification):
-            encoder_out = model.resp_audio(**inputs)
+        if model.base_model is not model:  # a classifier
+            encoder_out = model.base_model(**inputs)
             logits = model(**inputs).logits
             return {"pooler_output": encoder_out.pooler_output, "last_hidden_state": encoder_out.last_hidden_state,
                     "logits": logits}

@@ -220,20 +220,8 @@ def sprsound_test_files(data_files: dict) -> list[str]:
 
 
 def architecture_line(model) -> str:
-    """What the encoder is, in one sentence, by family."""
-    parameters = sum(p.numel() for p in model.parameters()) / 1e6
-    config = model.config
-    if config.model_type == "efficientat":
-        return (
-            f"A {parameters:.2f} M-parameter EfficientAT MobileNetV3 (width x{config.width_multiplier:g}; "
-            f"{config.num_mel_bins}-band log-mel at {config.sampling_rate} Hz, PaSST's front end, any length)"
-        )
-    return (
-        f"A {parameters:.1f} M-parameter M2D-layout spectrogram ViT ({config.hidden_size} wide, "
-        f"{config.num_hidden_layers} layers, {config.num_attention_heads} heads; "
-        f"{config.num_mel_bins}-band log-mel at {config.sampling_rate} Hz, "
-        f"{config.patch_size}x{config.patch_frames} (mel bins x frames) patches, {config.window_frames}-frame windows)"
-    )
+    """What the encoder is, in one sentence, as its configuration describes its family."""
+    return model.config.describe_architecture(sum(p.numel() for p in model.parameters()))
 
 
 def objective_line(config: dict, schedule: dict) -> str:

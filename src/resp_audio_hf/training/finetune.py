@@ -41,11 +41,6 @@ from .config import load_config, to_plain_dict, training_argument_parser
 from .finetune_trainer import COMPLETE_MARKER, TRAINER_CHECKPOINT
 
 logger = logging.getLogger(__name__)
-#: The classifier class of each model family, by `config.model_type`.
-CLASSIFIER_CLASSES = {
-    "resp_audio": "RespAudioForAudioClassification",
-    "efficientat": "EfficientATForAudioClassification",
-}
 
 
 @dataclass
@@ -255,8 +250,7 @@ def build_model(config: FinetuneModelConfig, labelled: LabelledSplits):
     """The classifier to fine-tune: a preset from scratch, or the saved model's family's classifier with a head for
     the task's labels (an encoder-only folder gets a new head; a classifier with other labels gets its head
     replaced, e.g. mn04's 527 AudioSet classes)."""
-    import resp_audio_hf
-    from resp_audio_hf import PRESETS, RespAudioConfig, RespAudioForAudioClassification
+    from resp_audio_hf import MODEL_TYPES, PRESETS, RespAudioConfig, RespAudioForAudioClassification
 
     if labelled.problem_type == "regression":
         label_kwargs = {"num_labels": 1, "problem_type": "regression"}
@@ -273,11 +267,11 @@ def build_model(config: FinetuneModelConfig, labelled: LabelledSplits):
     from transformers import AutoConfig
 
     model_type = AutoConfig.from_pretrained(config.name_or_path).model_type
-    if model_type not in CLASSIFIER_CLASSES:
+    if model_type not in MODEL_TYPES:
         raise ValueError(
-            f"{config.name_or_path} is a {model_type!r} model; fine-tuning takes the families {sorted(CLASSIFIER_CLASSES)}."
+            f"{config.name_or_path} is a {model_type!r} model; fine-tuning takes the families {sorted(MODEL_TYPES)}."
         )
-    classifier_class = getattr(resp_audio_hf, CLASSIFIER_CLASSES[model_type])
+    classifier_class = MODEL_TYPES[model_type].classifier_class
     return classifier_class.from_pretrained(
         config.name_or_path, ignore_mismatched_sizes=True, **config.config_overrides, **label_kwargs
     )
@@ -506,12 +500,10 @@ def _feature_extractor(config: FinetuneModelConfig):
     if config.name_or_path in PRESETS and not path.exists():
         model_config = RespAudioConfig.from_preset(config.name_or_path, **config.config_overrides)
     else:
-        model_config = RespAudioConfig.from_pretrained(config.name_or_path, **config.config_overrides)
-        if model_config.model_type != RespAudioConfig.model_type:
-            raise ValueError(
-                f"{config.name_or_path} has no preprocessor_config.json; a {model_config.model_type!r} model folder "
-                "needs its feature extractor saved beside it."
-            )
+        from transformers import AutoConfig
+
+        # Every family's configuration states its front end (`feature_extractor_settings`).
+        model_config = AutoConfig.from_pretrained(config.name_or_path, **config.config_overrides)
     return RespAudioFeatureExtractor.from_model_config(model_config)
 
 

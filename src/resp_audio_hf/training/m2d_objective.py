@@ -197,7 +197,7 @@ class M2DPredictor(nn.Module):
             qkv_bias=encoder_config.qkv_bias,
         )
         self.num_prefix_tokens = encoder_config.num_prefix_tokens
-        self.grid_shape = (encoder_config.num_frequency_patches, encoder_config.num_time_patches)
+        self.grid_shape = (encoder_config.num_frequency_rows, encoder_config.num_time_patches)
         self.input_projection = nn.Linear(encoder_config.hidden_size, width)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, width))
         table = sincos_2d_position_embeddings(width, *self.grid_shape)
@@ -314,7 +314,7 @@ class M2DObjective(nn.Module):
     def num_patches(self, num_frames: int) -> tuple[int, int]:
         """(frequency rows, time columns) of the patch grid of a `num_frames`-frame crop."""
         config = self.encoder_model.config
-        return config.num_frequency_patches, (num_frames - config.patch_frames) // config.time_stride + 1
+        return config.num_frequency_rows, (num_frames - config.patch_frames) // config.time_stride + 1
 
     def forward(
         self,
