@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from resp_audio_hf.data._io import atomic_write_json
+from resp_audio_hf.data.file_io import atomic_write_json
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # The repository's root (its `pretrained/` folders, `tests/` helpers).

@@ -225,7 +225,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from resp_audio_hf.data._io import atomic_write_json, atomic_write_text
+    from resp_audio_hf.data.file_io import atomic_write_json, atomic_write_text
     from resp_audio_hf.tagging import COUGH_LABEL, AudioTagger, TagResult, draw_timeline, label_segments, score_windows
 
     started = time.perf_counter()

@@ -49,12 +49,12 @@ from resp_audio_hf.benchmark.pooling import (  # noqa: E402
     signal_rows,
 )
 from resp_audio_hf.benchmark.runner import embed_task, score_task  # noqa: E402
-from resp_audio_hf.data._io import (  # noqa: E402
+from resp_audio_hf.data.corpora import CorpusNotFoundError, find_corpus_dir  # noqa: E402
+from resp_audio_hf.data.file_io import (  # noqa: E402
     atomic_save_figure,  # noqa: E402
     atomic_write_json,
     atomic_write_text,
 )
-from resp_audio_hf.data.corpora import CorpusNotFoundError, find_corpus_dir  # noqa: E402
 from resp_audio_hf.data.tasks import get_task_spec, load_task  # noqa: E402
 from resp_audio_hf.extraction import AudioEncoder  # noqa: E402
 from resp_audio_hf.training.monitors import effective_rank  # noqa: E402

@@ -322,8 +322,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> dict:
-    from resp_audio_hf.data._io import atomic_write_json, atomic_write_text
     from resp_audio_hf.data.corpora.sprsound_challenge import challenge_task
+    from resp_audio_hf.data.file_io import atomic_write_json, atomic_write_text
 
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO)

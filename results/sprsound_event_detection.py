@@ -1,28 +1,28 @@
 """Where are the adventitious sounds in an SPRSound recording? A windowed classifier, scored with sed_eval.
 
-One command writes ``results/sprsound_event_detection.json`` and ``.md``:
+One command writes `results/sprsound_event_detection.json` and `.md`:
 
     python results/sprsound_event_detection.py --data-root /work/data/ext
 
-Recordings: SPRSound 2022's official parts (``sprsound_challenge.recording_events_table``): the train part's patients
+Recordings: SPRSound 2022's official parts (`sprsound_challenge.recording_events_table`): the train part's patients
 minus the challenge tasks' validation patients (one fifth, seed 1337) train the classifier; the validation patients
-choose everything else; the test parts (``test_inter``, ``test_intra``) are scored apart, once, at the end. Poor
+choose everything else; the test parts (`test_inter`, `test_intra`) are scored apart, once, at the end. Poor
 Quality recordings are left out (their events are not annotated). The reference events are the annotated events of
 the six adventitious types, merged into one class "Adventitious".
 
-Classifier (``resp_audio_hf.event_detection``): every recording is cut into full windows of W s every H s; by
-default a linear probe (scikit-learn ``LogisticRegression``, balanced class weights, ``C`` chosen on validation) on
-frozen mn04 embeddings of each window (``--encoder``; the benchmark's extraction and embedding cache), z-scored with
+Classifier (`resp_audio_hf.event_detection`): every recording is cut into full windows of W s every H s; by
+default a linear probe (scikit-learn `LogisticRegression`, balanced class weights, `C` chosen on validation) on
+frozen mn04 embeddings of each window (`--encoder`; the benchmark's extraction and embedding cache), z-scored with
 the training windows' statistics and trained on every second training window (neighbours overlap by 3/4). A window
 is Adventitious when it overlaps an adventitious event by at least half of the shorter of the window and the event.
-``--classifier FOLDER`` scores the windows with a fine-tuned Task 1-1 audio-classification model instead (its
+`--classifier FOLDER` scores the windows with a fine-tuned Task 1-1 audio-classification model instead (its
 "Adventitious" probability; nothing is trained here).
 
 Detections: windows scoring >= a threshold, each speaking for the H s at its centre, merged across gaps <= a merging
-gap, events shorter than a minimum duration dropped. Window/hop, ``C``, threshold, gap and minimum duration are chosen
-on the validation recordings by sed_eval's event-based F1 (onset collar ``--collar``, offsets not evaluated: the
+gap, events shorter than a minimum duration dropped. Window/hop, `C`, threshold, gap and minimum duration are chosen
+on the validation recordings by sed_eval's event-based F1 (onset collar `--collar`, offsets not evaluated: the
 events are 0.3-1.5 s long and their annotated ends vary more than the window resolution). Reported per test part:
-event-based F1 (onset only, at ``--collar`` and at 0.5 s; also onset + offset, 50 % of the length), segment-based F1
+event-based F1 (onset only, at `--collar` and at 0.5 s; also onset + offset, 50 % of the length), segment-based F1
 (1 s segments), the share of each type's events a detection overlaps, and references: every abnormal-labelled
 recording (its record label given) as one event, and the window-label oracle (the true window labels through the same
 merging: the ceiling that the windows' resolution leaves).
@@ -41,7 +41,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
 
 LABEL = "Adventitious"
 TEST_SPLITS = ("test_inter", "test_intra")
@@ -55,7 +54,7 @@ LOOSE_COLLAR = 0.5
 
 
 def recordings(args):
-    """The recordings table (see the module docstring) with ``num_samples`` at 32 kHz."""
+    """The recordings table (see the module docstring) with `num_samples` at 32 kHz."""
     from resp_audio_hf.data.corpora import scan_corpus
     from resp_audio_hf.data.corpora.sprsound_challenge import recording_events_table
     from resp_audio_hf.event_detection import recording_num_samples
@@ -80,7 +79,7 @@ def recordings(args):
 
 
 def true_window_labels(table, dataset) -> np.ndarray:
-    """Whether each window of ``dataset`` is Adventitious (``event_detection.window_labels``)."""
+    """Whether each window of `dataset` is Adventitious (`event_detection.window_labels`)."""
     from resp_audio_hf.event_detection import window_labels
 
     return np.concatenate([
@@ -90,7 +89,7 @@ def true_window_labels(table, dataset) -> np.ndarray:
 
 
 def probe_scores(args, table, dataset, labels) -> dict[float, np.ndarray]:
-    """``{C: window probabilities}`` of logistic-regression probes on the windows' frozen embeddings."""
+    """`{C: window probabilities}` of logistic-regression probes on the windows' frozen embeddings."""
     from sklearn.linear_model import LogisticRegression
 
     from resp_audio_hf.benchmark.probe import standardize_features
@@ -114,7 +113,7 @@ def probe_scores(args, table, dataset, labels) -> dict[float, np.ndarray]:
 
 
 def classifier_scores(args, dataset) -> dict[str, np.ndarray]:
-    """``{"fine-tuned": window probabilities}`` of Adventitious from a fine-tuned audio-classification folder."""
+    """`{"fine-tuned": window probabilities}` of Adventitious from a fine-tuned audio-classification folder."""
     import torch
 
     from resp_audio_hf.tagging import AudioTagger
@@ -145,7 +144,7 @@ def classifier_scores(args, dataset) -> dict[str, np.ndarray]:
 
 
 def detections(table, rows, dataset, scores, setting) -> dict[str, list]:
-    """The detected events of the recordings ``rows`` of ``table`` at ``setting`` (threshold, gap, min duration)."""
+    """The detected events of the recordings `rows` of `table` at `setting` (threshold, gap, min duration)."""
     from resp_audio_hf.event_detection import detect_events
 
     bounds = np.searchsorted(dataset.recording, np.arange(len(table) + 1))
@@ -263,7 +262,7 @@ def main(argv=None) -> int:
     import torch
     from sklearn.metrics import roc_auc_score
 
-    from resp_audio_hf.data._io import atomic_write_json, atomic_write_text
+    from resp_audio_hf.data.file_io import atomic_write_json, atomic_write_text
     from resp_audio_hf.event_detection import WindowClipDataset
 
     started = time.perf_counter()

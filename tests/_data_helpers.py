@@ -44,6 +44,14 @@ def tone(
     return amplitude * np.sin(2 * np.pi * frequency * t) + 0.01 * rng.standard_normal(t.size)
 
 
+def write_tones(folder: Path, count: int, sampling_rate: int, base_hz: float, step_hz: float) -> list[Path]:
+    """`count` one-second tones `clip00.wav`, ... at `base_hz`, `base_hz + step_hz`, ..., each with its own noise."""
+    return [
+        write_wav(folder / f"clip{i:02d}.wav", tone(1.0, sampling_rate, base_hz + step_hz * i, seed=i), sampling_rate)
+        for i in range(count)
+    ]
+
+
 class _RangeHandler(http.server.BaseHTTPRequestHandler):
     """Serves files from ``server.directory``; honours ``Range: bytes=N-``; can cut the first
     transfer of a file after ``server.cut_after`` bytes to simulate a dropped connection."""

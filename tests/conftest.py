@@ -41,6 +41,14 @@ def single_torch_thread():
 
 
 @pytest.fixture(scope="module")
+def encoder():
+    """The extraction engine's tiny-m2d (16 kHz) with seed-0 random weights: quick, and the same in every module."""
+    from resp_audio_hf.extraction import AudioEncoder
+
+    return AudioEncoder.from_preset("tiny-m2d", seed=0)
+
+
+@pytest.fixture(scope="module")
 def hub_offline():
     """Hub offline mode regardless of the environment, so pipelines and Auto classes cannot reach the network."""
     import huggingface_hub

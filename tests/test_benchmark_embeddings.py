@@ -9,7 +9,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from _data_helpers import REPO_ROOT, tone, write_wav
+from _data_helpers import REPO_ROOT, tone, write_tones, write_wav
 
 from resp_audio_hf.extraction import (
     AudioEncoder,
@@ -24,14 +24,8 @@ SR = 16000  # tiny-m2d's rate: files at the model rate need no resampling, so a 
 
 
 @pytest.fixture(scope="module")
-def encoder():
-    return AudioEncoder.from_preset("tiny-m2d", seed=0)
-
-
-@pytest.fixture(scope="module")
 def clip_files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("clips")
-    return [write_wav(folder / f"clip{i:02d}.wav", tone(1.0, SR, 120 + 40 * i, seed=i), SR) for i in range(20)]
+    return write_tones(tmp_path_factory.mktemp("clips"), 20, SR, base_hz=120, step_hz=40)
 
 
 def _read_wav(path):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from resp_audio_hf.cli import main as cli_main
-from resp_audio_hf.data._io import atomic_save_npy, atomic_write_text
+from resp_audio_hf.data.file_io import atomic_save_npy, atomic_write_text
 from resp_audio_hf.extraction import AudioEncoder, EncoderLoadError
 
 MN04 = Path(__file__).resolve().parents[1] / "pretrained" / "efficientat-mn04-as"
@@ -127,7 +127,7 @@ def test_the_shipped_model_refuses_silent_files(tmp_path):
 def test_embed_and_bench_name_an_unloadable_model_alike(tmp_path, capsys):
     """One loader (`extraction.load_encoder`) behind both commands: a model that cannot be loaded is named alike."""
     missing = tmp_path / "no-such-model"
-    expected = f"{missing} is not a local folder, and HF_HUB_OFFLINE is set, so the Hub was not asked"
+    expected = f"could not load the model: {missing} is not a local folder, and HF_HUB_OFFLINE is set, so the Hub was not asked"
     assert cli_main(["embed", str(MN04 / "README.md"), "--model", str(missing), "-o", str(tmp_path / "e.npy")]) != 0
     assert expected in capsys.readouterr().err
     assert cli_main(["bench", "--model", str(missing), "--tasks", "S1", "--data-root", str(tmp_path)]) != 0

@@ -22,14 +22,14 @@ def test_the_chart_draws_probability_bars_from_zero_and_keeps_its_title_inside(t
     pytest.importorskip("matplotlib")
     captured = {}
 
-    from resp_audio_hf.data import _io
+    from resp_audio_hf.data import file_io
 
     def keep(fig, path, dpi):
         fig.canvas.draw()
         captured["fig"] = fig
         return tmp_path / "unused.png"
 
-    monkeypatch.setattr(_io, "atomic_save_figure", keep)
+    monkeypatch.setattr(file_io, "atomic_save_figure", keep)
     results = {"tagging": {"respiratory": {"Cough": {"mean_probability": 0.4}, "Sneeze": {"mean_probability": 0.05}}}}
     demo._figure(results, tmp_path / "results.png")
     fig = captured["fig"]

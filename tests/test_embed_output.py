@@ -10,14 +10,8 @@ import soundfile
 
 from resp_audio_hf import embed_output
 from resp_audio_hf.embed import EmbeddingOutputError, embed_inputs, files_input, read_embeddings
-from resp_audio_hf.extraction import AudioEncoder
 
 RATE = 16000
-
-
-@pytest.fixture(scope="module")
-def encoder():
-    return AudioEncoder.from_preset("tiny-m2d", seed=0)
 
 
 @pytest.fixture(scope="module")

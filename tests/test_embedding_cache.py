@@ -13,7 +13,7 @@ import textwrap
 import numpy as np
 import pytest
 from _audio_helpers import sprsound_records
-from _data_helpers import REPO_ROOT, tone, write_wav
+from _data_helpers import REPO_ROOT, write_tones
 
 from resp_audio_hf.extraction import AudioEncoder, FileClipDataset, extract_embeddings
 
@@ -22,14 +22,8 @@ CACHE_LOGGER = "resp_audio_hf.extraction.cache"
 
 
 @pytest.fixture(scope="module")
-def encoder():
-    return AudioEncoder.from_preset("tiny-m2d", seed=0)
-
-
-@pytest.fixture(scope="module")
 def clip_files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("clips")
-    return [write_wav(folder / f"clip{i:02d}.wav", tone(1.0, SR, 150 + 50 * i, seed=i), SR) for i in range(8)]
+    return write_tones(tmp_path_factory.mktemp("clips"), 8, SR, base_hz=150, step_hz=50)
 
 
 def _child_env() -> dict:

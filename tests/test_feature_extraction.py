@@ -6,10 +6,10 @@ import torch
 import torchaudio
 
 from resp_audio_hf import RespAudioConfig, RespAudioFeatureExtractor
-from resp_audio_hf.configuration_resp_audio import FRONTENDS
+from resp_audio_hf.configuration_resp_audio import VIT_FRONT_END_NAMES
 
 
-@pytest.fixture(params=FRONTENDS)
+@pytest.fixture(params=VIT_FRONT_END_NAMES)
 def extractor(request):
     return RespAudioFeatureExtractor(frontend=request.param)
 
@@ -17,7 +17,7 @@ def extractor(request):
 def test_every_config_frontend_has_one_front_end_record():
     from resp_audio_hf.feature_extraction_resp_audio import FRONT_ENDS
 
-    assert sorted(FRONT_ENDS) == sorted(FRONTENDS)
+    assert sorted(FRONT_ENDS) == sorted(VIT_FRONT_END_NAMES)
     for name, record in FRONT_ENDS.items():
         fe = RespAudioFeatureExtractor(frontend=name)
         assert fe.front_end is record and fe.to_dict()["frontend"] == name and "front_end" not in fe.to_dict()

@@ -1,4 +1,4 @@
-"""resp_audio_hf.data._io: the one set of atomic-write, cache-root and table-reading helpers the package, training/
+"""resp_audio_hf.data.file_io: the one set of atomic-write, cache-root and table-reading helpers the package, training/
 and benchmarks/ share."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from resp_audio_hf.data._io import (
+from resp_audio_hf.data.file_io import (
     atomic_folder,
     atomic_path,
     atomic_save_npy,

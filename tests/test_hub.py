@@ -55,6 +55,7 @@ EXPECTED_FILES = {
     "resampling.py",
     "cut_wav.py",
     "auto_classes.py",
+    "pipeline_entry.py",
     "pooling.py",
     "model_inputs.py",
     "audio_classifier.py",

@@ -6,7 +6,7 @@ import torch
 from _preset_helpers import TINY_PRESETS
 
 from resp_audio_hf import RespAudioConfig, RespAudioFeatureExtractor, RespAudioModel
-from resp_audio_hf.configuration_resp_audio import FRONTENDS
+from resp_audio_hf.configuration_resp_audio import VIT_FRONT_END_NAMES
 
 
 def synthetic_recording(seconds: float, rate: int, seed: int = 0) -> np.ndarray:
@@ -35,7 +35,7 @@ def assert_features_match(chunked: torch.Tensor, full: torch.Tensor, extractor) 
     assert float((chunked - full).abs()[with_energy].max()) < 1e-5
 
 
-@pytest.mark.parametrize("frontend", FRONTENDS)
+@pytest.mark.parametrize("frontend", VIT_FRONT_END_NAMES)
 def test_frame_blocks_equal_whole_clip_features_on_real_recordings(frontend, sprsound_clips, single_torch_thread):
     extractor = RespAudioFeatureExtractor(frontend=frontend)
     rate = sprsound_clips[0][1]
@@ -48,7 +48,7 @@ def test_frame_blocks_equal_whole_clip_features_on_real_recordings(frontend, spr
             assert_features_match(torch.cat(blocks), full, extractor)
 
 
-@pytest.mark.parametrize("frontend", FRONTENDS)
+@pytest.mark.parametrize("frontend", VIT_FRONT_END_NAMES)
 @pytest.mark.parametrize("rate", [8000, 44100, "native"])
 def test_frame_blocks_equal_whole_clip_features_on_a_long_clip(frontend, rate, single_torch_thread):
     extractor = RespAudioFeatureExtractor(frontend=frontend)
@@ -59,7 +59,7 @@ def test_frame_blocks_equal_whole_clip_features_on_a_long_clip(frontend, rate, s
     assert_features_match(chunked, full, extractor)
 
 
-@pytest.mark.parametrize("frontend", FRONTENDS)
+@pytest.mark.parametrize("frontend", VIT_FRONT_END_NAMES)
 @pytest.mark.parametrize("samples", [1, 37, 300, 1700])
 def test_frame_blocks_of_clips_shorter_than_one_patch_or_reflection(frontend, samples):
     """Clips padded to one patch, and clips shorter than the STFT's reflection padding, take the same path."""
@@ -169,7 +169,7 @@ def test_bench_records_a_refused_long_clip_and_embeds_the_rest():
     np.testing.assert_allclose(embeddings[2], encoder.embed(encoder.featurize([clips[2]]))[0], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("frontend", FRONTENDS)
+@pytest.mark.parametrize("frontend", VIT_FRONT_END_NAMES)
 def test_frame_blocks_read_a_file_block_by_block(frontend, tmp_path, sprsound_clips):
     """A path is read range by range through libsndfile; the features equal those of the decoded array."""
     import soundfile

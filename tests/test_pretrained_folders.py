@@ -25,8 +25,66 @@ REPO = Path(__file__).resolve().parents[1]
 FOLDERS = sorted(path for path in (REPO / "pretrained").iterdir() if path.is_dir())
 
 
+# The SPRSound challenge classifiers (training/export_classifier.py) and their tasks' class names, in id order.
+CHALLENGE_CLASSIFIERS = {
+    "mn04-sprsound-1-1": ("1-1", ["Normal", "Adventitious"]),
+    "mn04-sprsound-2-1": ("2-1", ["Normal", "Poor Quality", "Adventitious"]),
+}
+
+
 def test_there_are_shipped_folders():
-    assert {path.name for path in FOLDERS} >= {"efficientat-mn04-as"}
+    assert {path.name for path in FOLDERS} >= {"efficientat-mn04-as", *CHALLENGE_CLASSIFIERS}
+
+
+@pytest.mark.parametrize("name", sorted(CHALLENGE_CLASSIFIERS))
+def test_challenge_classifiers_answer_with_the_organisers_classes_and_cards_state_their_run(name):
+    """id2label is the organisers' id order (`scripts/test.py`); the card's table is the run's own test scores."""
+    from resp_audio_hf.data.corpora.sprsound_challenge import challenge_task
+
+    folder = REPO / "pretrained" / name
+    task_id, class_names = CHALLENGE_CLASSIFIERS[name]
+    config = AutoConfig.from_pretrained(folder)
+    assert [config.id2label[i] for i in range(len(config.id2label))] == class_names
+    assert list(challenge_task(task_id).class_names) == class_names
+    results = json.loads((folder / "finetune_results.json").read_text())
+    card = (folder / "README.md").read_text()
+    assert "license: gpl-3.0" in card and "GNU General Public License v3.0" in (folder / "LICENSE").read_text()
+    for split in ("test_inter", "test_intra"):
+        metrics = results["metrics"][split]
+        row = " | ".join(f"{metrics[f'{split}_{metric}']:.3f}" for metric in ("score", "sensitivity", "specificity"))
+        assert f"| {split} | {row} |" in card
+
+
+def test_record_classifier_scores_the_real_inter_test_part_as_its_card_says(shared_data):
+    """The shipped Task 2-1 classifier, run one recording at a time through `pipeline("audio-classification")` on the
+    355 recordings of SPRSound's inter-patient test part and scored by the `sprsound_score` module, gives the Score its
+    run measured through `Trainer`. Trainer scored zero-padded batches of 32, and padding reaches the convolutions
+    at each clip's end, so a few records may differ: the Score agrees to 0.01, not bitwise."""
+    import evaluate
+    import soundfile
+    from transformers import pipeline
+
+    from resp_audio_hf.data.corpora.sprsound_challenge import challenge_task
+    from resp_audio_hf.metrics import metric_path
+
+    folder = REPO / "pretrained" / "mn04-sprsound-2-1"
+    task = challenge_task("2-1")
+    classifier = pipeline("audio-classification", model=str(folder))
+    annotations = sorted(require_dir(shared_data / "sprsound" / "test_json" / "inter_test_json").glob("*.json"))
+    assert len(annotations) == 355
+    predictions, references = [], []
+    for annotation in annotations:
+        audio, rate = soundfile.read(shared_data / "sprsound" / "test_wav" / f"{annotation.stem}.wav", dtype="float32")
+        best = classifier({"array": audio, "sampling_rate": rate}, top_k=1)[0]
+        predictions.append(classifier.model.config.label2id[best["label"]])
+        references.append(task.label_of[json.loads(annotation.read_text())["record_annotation"]])
+    scores = evaluate.load(metric_path("sprsound_score")).compute(
+        predictions=predictions, references=references, task="2-1"
+    )
+    measured = json.loads((folder / "finetune_results.json").read_text())["metrics"]["test_inter"]
+    assert scores["score"] == pytest.approx(measured["test_inter_score"], abs=0.01)
+    assert scores["sensitivity"] == pytest.approx(measured["test_inter_sensitivity"], abs=0.02)
+    assert scores["specificity"] == pytest.approx(measured["test_inter_specificity"], abs=0.02)
 
 
 @pytest.mark.parametrize("folder", FOLDERS, ids=lambda path: path.name)

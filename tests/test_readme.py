@@ -6,12 +6,12 @@ recordings, and nothing else:
 
 - `recording.wav`: a SPRSound recording, copied into the working folder;
 - `path/to/fine-tuned-folder`: a saved classifier (tiny-passt preset, random weights, two labels: Task 1-1's Normal
-  and Adventitious) with its feature extractor, as `save_pretrained` writes it, and `path/to/record-classifier`, the
-  same with Task 2-1's three labels;
+  and Adventitious) with its feature extractor, as `save_pretrained` writes it;
 - `recording.json`: the SPRSound annotation file of an annotated recording (`recording.wav` is that recording);
 - `train` and `validation`: `datasets.Dataset`s with an `audio` column (`{"array", "sampling_rate"}`) and a `label`
   column, four and two SPRSound recordings cut to 2 s (labels: Normal 0, adventitious 1);
-- `pretrained/efficientat-mn04-as`: the repository's own folder (the blocks run from the checkout's root);
+- `pretrained/efficientat-mn04-as`, `pretrained/mn04-sprsound-2-1`, `pretrained/mn04-sprsound-1-1`: the repository's
+  own folders (the blocks run from the checkout's root);
 - `embeddings.parquet`: what the README's `resp-audio-hf embed` command writes, here for `recording.wav` and the
   fine-tuned folder.
 """
@@ -37,7 +37,8 @@ EMBEDDING_COMMENT = re.compile(
     r"embedding = .*# \[1, (\d+)\] = (\d+) frequency rows x (\d+) \(resp-passt: (\d+) x (\d+) = (\d+)\)"
 )
 FINE_TUNED_FOLDER = "path/to/fine-tuned-folder"
-RECORD_CLASSIFIER_FOLDER = "path/to/record-classifier"
+RECORD_CLASSIFIER_FOLDER = "pretrained/mn04-sprsound-2-1"
+EVENT_CLASSIFIER_FOLDER = "pretrained/mn04-sprsound-1-1"
 TASK_21_CLASSES = {0: "Normal", 1: "Poor Quality", 2: "Adventitious"}
 EFFICIENTAT_FOLDER = "pretrained/efficientat-mn04-as"
 # The EfficientAT block's comment on its embedding's size.
@@ -61,15 +62,13 @@ def reader_provided(work: Path) -> dict:
     recordings = sprsound_binary_subset(per_class=3)
     shutil.copyfile(recordings[0][0], work / "recording.wav")
     (work / "pretrained").mkdir()
-    (work / EFFICIENTAT_FOLDER).symlink_to(README.parent / EFFICIENTAT_FOLDER, target_is_directory=True)
+    for folder in (EFFICIENTAT_FOLDER, RECORD_CLASSIFIER_FOLDER, EVENT_CLASSIFIER_FOLDER):
+        (work / folder).symlink_to(README.parent / folder, target_is_directory=True)
 
     torch.manual_seed(0)
     config = RespAudioConfig.from_preset("tiny-passt", id2label={0: "Normal", 1: "Adventitious"})
     RespAudioForAudioClassification(config).save_pretrained(work / FINE_TUNED_FOLDER)
     RespAudioFeatureExtractor.from_model_config(config).save_pretrained(work / FINE_TUNED_FOLDER)
-    record_config = RespAudioConfig.from_preset("tiny-passt", id2label=TASK_21_CLASSES)
-    RespAudioForAudioClassification(record_config).save_pretrained(work / RECORD_CLASSIFIER_FOLDER)
-    RespAudioFeatureExtractor.from_model_config(record_config).save_pretrained(work / RECORD_CLASSIFIER_FOLDER)
     annotation = next((recordings[0][0].parents[1] / "test_json").glob(f"*/{recordings[0][0].stem}.json"))
     shutil.copyfile(annotation, work / "recording.json")
 
@@ -172,6 +171,7 @@ def test_readme_python_blocks_run_as_written(tmp_path, monkeypatch):
     assert {p["label"] for p in namespace["records"]("recording.wav")} == set(TASK_21_CLASSES.values())
     assert namespace["annotation"]["event_annotation"], "the README's recording should have annotated events"
     assert namespace["best"]["label"] in {"Normal", "Adventitious"}
+    assert namespace["events"].model.config.id2label == {0: "Normal", 1: "Adventitious"}
 
     # OPERA's metrics as evaluate modules give the values the block's comments state.
     run(metrics_block, 7)

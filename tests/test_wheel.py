@@ -77,13 +77,19 @@ def test_the_wheel_holds_the_model_card_templates_of_the_top_level_folder(built_
         assert shipped == {f"resp_audio_hf/model_cards/{path.name}" for path in sources}
         for path in sources:
             assert archive.read(f"resp_audio_hf/model_cards/{path.name}") == path.read_bytes(), path.name
-        # The shipped models' cards beside the templates are those the wheel carries in the model folders.
+        # The shipped models' cards beside the templates: one per folder of pretrained/. The wheel carries the MIT
+        # ones in its model folders; the GPL-3.0 SPRSound classifiers stay in the repository.
         cards = sorted((REPO_ROOT / "model_cards" / "shipped").glob("*.md"))
         assert [card.stem for card in cards] == sorted(
-            path.name for path in (REPO_ROOT / "src" / "resp_audio_hf" / "pretrained").iterdir() if path.is_dir()
+            path.name for path in (REPO_ROOT / "pretrained").iterdir() if path.is_dir()
         )
+        in_wheel = {path.name for path in (REPO_ROOT / "src" / "resp_audio_hf" / "pretrained").iterdir() if path.is_dir()}
+        assert in_wheel and in_wheel <= {card.stem for card in cards}
         for card in cards:
-            assert archive.read(f"resp_audio_hf/pretrained/{card.stem}/README.md") == card.read_bytes(), card.name
+            assert card.read_bytes() == (REPO_ROOT / "pretrained" / card.stem / "README.md").read_bytes(), card.name
+            if card.stem in in_wheel:
+                assert archive.read(f"resp_audio_hf/pretrained/{card.stem}/README.md") == card.read_bytes(), card.name
+        assert not any("sprsound" in name for name in archive.namelist() if name.startswith("resp_audio_hf/pretrained/"))
 
 
 @pytest.fixture(scope="module")

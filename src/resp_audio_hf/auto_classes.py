@@ -1,7 +1,7 @@
 """
 The one home of what ties this package's models to transformers' Auto classes and pipelines: their registration
 (`register_auto_classes`, run on import of the package), the `auto_map` a saved folder carries (`auto_map_of`), and the
-`custom_pipelines` entry of saved classifiers. Every model type is registered from its record in `MODEL_TYPES`.
+`custom_pipelines` entry while a classifier is saved. Every model type is registered from its record in `MODEL_TYPES`.
 
 Shipped as remote code (classifiers' `save_pretrained` and the configurations use it), so it imports only the standard
 library and transformers at module level.
@@ -10,19 +10,8 @@ library and transformers at module level.
 from __future__ import annotations
 
 import contextlib
-import sys
 
-TASK = "audio-classification"
-PIPELINE_CLASS = "RespAudioClassificationPipeline"
-# The `custom_pipelines` entry of a saved classifier's config.json: in a process without this package,
-# `pipeline(TASK, model=folder, trust_remote_code=True)` loads the class from the folder's copy of its module.
-CUSTOM_PIPELINES = {
-    TASK: {
-        "impl": f"pipeline_resp_audio.{PIPELINE_CLASS}",
-        "pt": ["AutoModelForAudioClassification"],
-        "type": "audio",
-    }
-}
+from .pipeline_entry import CUSTOM_PIPELINES, TASK
 
 
 def auto_map_of(model) -> dict[str, str]:
@@ -91,31 +80,9 @@ def _reference(cls: type) -> str:
     return f"{cls.__module__.split('.')[-1]}.{cls.__name__}"
 
 
-def _pipeline_is_registered() -> bool:
-    """Whether `resp_audio_hf.pipeline_resp_audio.register_pipeline` has run in this process."""
-    pipelines = sys.modules.get("transformers.pipelines")
-    if pipelines is None:
-        return False
-    implementation = pipelines.PIPELINE_REGISTRY.supported_tasks.get(TASK, {}).get("impl")
-    return getattr(implementation, "__name__", None) == PIPELINE_CLASS
-
-
-def without_registered_pipeline(config_kwargs: dict) -> dict:
-    """
-    `config_kwargs` without the `custom_pipelines` entry where this package has registered its pipeline. Saved
-    classifiers name their pipeline in `custom_pipelines` for processes without this package, where
-    `pipeline(..., trust_remote_code=True)` builds it from the folder; where the package has registered it for the
-    task already, transformers would demand trust_remote_code for the entry.
-    """
-    if config_kwargs.get("custom_pipelines") and _pipeline_is_registered():
-        config_kwargs.pop("custom_pipelines")
-    return config_kwargs
-
-
 __all__ = [
     "CUSTOM_PIPELINES",
     "auto_map_of",
     "classifier_save_entries",
     "register_auto_classes",
-    "without_registered_pipeline",
 ]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from transformers import PreTrainedConfig
 
-from .auto_classes import without_registered_pipeline
 from .configuration_resp_audio import MODEL_FAMILIES, check_pooling
+from .pipeline_entry import without_registered_pipeline
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 
 from transformers import PreTrainedConfig
 
-from .auto_classes import without_registered_pipeline
+from .pipeline_entry import without_registered_pipeline
 from .pooling import POOLINGS
 
 POSITION_EMBEDDING_TYPES = ("time_freq", "learned_2d", "sincos_2d")
@@ -96,7 +96,8 @@ def _import_class(reference: str) -> type:
 # poolings, the input checks and the classifier's loss.
 _FEATURE_EXTRACTOR = "feature_extraction_resp_audio.RespAudioFeatureExtractor"
 _SHARED_REMOTE_CODE = (
-    "configuration_resp_audio.py",  # the family records and the registered-pipeline check
+    "configuration_resp_audio.py",  # the family records
+    "pipeline_entry.py",  # the registered-pipeline check
     "auto_classes.py",
     "pooling.py",
     "model_inputs.py",
@@ -233,7 +234,7 @@ MODEL_FAMILIES: Mapping[str, ModelFamily] = _frozen(
     ),
 )
 # Front ends a `RespAudioConfig` may name: those of the ViT families.
-FRONTENDS = tuple(dict.fromkeys(f.frontend for f in MODEL_FAMILIES.values() if f.model_type == "resp_audio"))
+VIT_FRONT_END_NAMES = tuple(dict.fromkeys(f.frontend for f in MODEL_FAMILIES.values() if f.model_type == "resp_audio"))
 # Every preset of every family, as full `RespAudioConfig` fields (its family's front end and layout, then its own).
 PRESETS: Mapping[str, Mapping[str, Any]] = _frozen(**{
     preset: _frozen(frontend=family.frontend, **{**family.layout, **fields})
@@ -375,8 +376,8 @@ class RespAudioConfig(PreTrainedConfig):
                 stacklevel=2,
             )
             window_frames = kwargs.pop("max_length")
-        if frontend not in FRONTENDS:
-            raise ValueError(f"frontend must be one of {FRONTENDS}, got {frontend!r}.")
+        if frontend not in VIT_FRONT_END_NAMES:
+            raise ValueError(f"frontend must be one of {VIT_FRONT_END_NAMES}, got {frontend!r}.")
         if position_embedding_type not in POSITION_EMBEDDING_TYPES:
             raise ValueError(
                 f"position_embedding_type must be one of {POSITION_EMBEDDING_TYPES}, got {position_embedding_type!r}."

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data._io import (
+from .data.audio import is_utf8_path, printable_path
+from .data.file_io import (
     atomic_path,
     atomic_save_npy,
     atomic_write_json,
@@ -29,7 +30,6 @@ from .data._io import (
     read_table_rows,
     sha256_file,
 )
-from .data.audio import is_utf8_path, printable_path
 
 logger = logging.getLogger(__name__)
 

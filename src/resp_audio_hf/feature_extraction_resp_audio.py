@@ -263,9 +263,9 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
             raise TypeError(
                 f"Audio must be a numpy array, a torch tensor or a list of them, not {type(raw_audio).__name__}."
             )
-        return [self._validated_clip(clip, index) for index, clip in enumerate(clips)]
+        return [self.validated_clip(clip, index) for index, clip in enumerate(clips)]
 
-    def _validated_clip(self, clip, index: int) -> torch.Tensor:
+    def validated_clip(self, clip, index: int) -> torch.Tensor:
         if isinstance(clip, (list, tuple)):
             clip = np.asarray(clip)
         if isinstance(clip, np.ndarray):
@@ -325,7 +325,7 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
             batch = torch.nn.functional.pad(batch, (0, longest - batch.shape[1]))
         return self.log_mel(batch, lengths.to(batch.device))
 
-    def _check_sampling_rate(self, sampling_rate) -> None:
+    def check_sampling_rate(self, sampling_rate) -> None:
         if sampling_rate is None:
             raise ValueError(
                 "sampling_rate is required: pass the rate (Hz) of the audio, e.g. feature_extractor(audio, "
@@ -433,8 +433,8 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
                 raise ValueError(f"{audio} is at {clip.sampling_rate} Hz, not sampling_rate={sampling_rate}.")
             sampling_rate = clip.sampling_rate
         else:
-            self._check_sampling_rate(sampling_rate)
-            clip = self._validated_clip(audio, 0)
+            self.check_sampling_rate(sampling_rate)
+            clip = self.validated_clip(audio, 0)
         if block_frames is None:
             block_frames = max(self.patch_size, CPU_CHUNK_BINS // (self.n_fft // 2 + 1))
         read, num_samples = self._resampled_reader(clip, int(sampling_rate))
@@ -497,7 +497,7 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
             return_tensors (`str`): `"pt"` or `"np"`.
             device: where to compute the spectrograms (a CUDA device speeds up large batches).
         """
-        self._check_sampling_rate(sampling_rate)
+        self.check_sampling_rate(sampling_rate)
         clips = self._as_mono_tensors(raw_audio)
         # Shorter than one patch: zero-pad to one patch rather than fail deep inside the encoder.
         lengths = torch.tensor(

@@ -43,14 +43,14 @@ def hear_scene_embeddings(
     """
     if not 0 < hop_seconds <= window_seconds:
         raise ValueError(f"Need 0 < hop_seconds <= window_seconds, got {hop_seconds} and {window_seconds}.")
-    feature_extractor._check_sampling_rate(sampling_rate)
+    feature_extractor.check_sampling_rate(sampling_rate)
     clips = list(audio) if isinstance(audio, (list, tuple)) else [audio]
     rate = feature_extractor.sampling_rate
     window, hop = round(window_seconds * rate), round(hop_seconds * rate)
     embeddings = []
     with torch.no_grad():
         for index, clip in enumerate(clips):
-            clip = feature_extractor._validated_clip(clip, index)
+            clip = feature_extractor.validated_clip(clip, index)
             if sampling_rate != rate:
                 from .resampling import resample  # torchaudio's filter, in bounded memory at any pair of rates
 

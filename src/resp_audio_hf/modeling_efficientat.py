@@ -229,7 +229,7 @@ class EfficientATModel(EfficientATPreTrainedModel):
     def get_input_embeddings(self) -> EfficientATConvLayer:
         return self.stem
 
-    def _feature_maps(self, spectrogram: torch.Tensor, output_hidden_states: bool):
+    def feature_maps(self, spectrogram: torch.Tensor, output_hidden_states: bool):
         """`[batch, frames, mel]` -> the last feature map and, if asked, every earlier one."""
         hidden = self.stem(spectrogram.transpose(1, 2).unsqueeze(1).to(self.stem.convolution.weight.dtype))
         all_hidden = (hidden,) if output_hidden_states else None
@@ -254,12 +254,12 @@ class EfficientATModel(EfficientATPreTrainedModel):
         groups = [(int(length), (lengths == length).nonzero()[:, 0]) for length in lengths.unique()]
         if len(groups) == 1:
             length = groups[0][0]
-            last, all_hidden = self._feature_maps(input_values[:, :length], output_hidden_states)
+            last, all_hidden = self.feature_maps(input_values[:, :length], output_hidden_states)
             time_mask = torch.ones(batch, last.shape[-1], dtype=torch.bool, device=last.device)
             return last, time_mask, all_hidden
 
         results = [
-            (rows, self._feature_maps(input_values[rows.to(input_values.device), :length], output_hidden_states))
+            (rows, self.feature_maps(input_values[rows.to(input_values.device), :length], output_hidden_states))
             for length, rows in groups
         ]
         widths = [maps[0].shape[-1] for _, maps in results]
@@ -332,7 +332,7 @@ class EfficientATModel(EfficientATPreTrainedModel):
 
         def add(frames: torch.Tensor) -> None:
             nonlocal column_sums, columns
-            last, _ = self._feature_maps(frames[None], output_hidden_states=False)
+            last, _ = self.feature_maps(frames[None], output_hidden_states=False)
             sums = last.sum(dim=3)  # [1, channels, F']
             column_sums = sums if column_sums is None else column_sums + sums
             columns += last.shape[-1]

@@ -349,7 +349,7 @@ class RespAudioModel(RespAudioPreTrainedModel):
     def get_input_embeddings(self) -> RespAudioPatchEmbeddings:
         return self.embeddings.patch_embeddings
 
-    def _feature_time_mask(self, attention_mask, num_frames: int, batch: int, device) -> torch.Tensor:
+    def time_mask(self, attention_mask, num_frames: int, batch: int, device) -> torch.Tensor:
         config = self.config
         time_patches = (num_frames - config.patch_frames) // config.time_stride + 1
         starts = torch.arange(time_patches, device=device) * config.time_stride
@@ -397,7 +397,7 @@ class RespAudioModel(RespAudioPreTrainedModel):
         check_model_inputs(input_values, attention_mask, config.num_mel_bins, min_frames=config.patch_frames)
         batch, num_frames, _ = input_values.shape
 
-        time_mask = self._feature_time_mask(attention_mask, num_frames, batch, input_values.device)
+        time_mask = self.time_mask(attention_mask, num_frames, batch, input_values.device)
         total_time_patches = time_mask.shape[1]
         window_patches = config.num_time_patches
         if total_time_patches <= window_patches:
@@ -426,7 +426,7 @@ class RespAudioModel(RespAudioPreTrainedModel):
             attentions=attentions,
         )
 
-    def _windows(self, input_values, time_mask):
+    def split_into_windows(self, input_values, time_mask):
         """
         Consecutive `window_frames`-frame windows `[batch * W, window_frames, mel]` (zero-padded at the end), their patch
         time masks `[batch * W, T']` and the input's time mask padded to `W * T'` columns.
@@ -448,7 +448,7 @@ class RespAudioModel(RespAudioPreTrainedModel):
         config = self.config
         batch = input_values.shape[0]
         window_patches = config.num_time_patches
-        windows, window_masks, padded_mask = self._windows(input_values, time_mask)
+        windows, window_masks, padded_mask = self.split_into_windows(input_values, time_mask)
         num_windows = windows.shape[0] // batch
 
         outputs = [
@@ -524,8 +524,8 @@ class RespAudioModel(RespAudioPreTrainedModel):
 
     def _pool_windows(self, input_values: torch.Tensor, pooling: _RunningPool, group: int) -> None:
         """Encode the frames `[1, frames, mel]` in windows, `group` at a time, into `pooling`."""
-        time_mask = self._feature_time_mask(None, input_values.shape[1], 1, input_values.device)
-        windows, window_masks, _ = self._windows(input_values, time_mask)
+        time_mask = self.time_mask(None, input_values.shape[1], 1, input_values.device)
+        windows, window_masks, _ = self.split_into_windows(input_values, time_mask)
         for start in range(0, windows.shape[0], group):
             encoded = self._encode_window_batch(
                 windows[start : start + group], window_masks[start : start + group], False, False

@@ -25,8 +25,8 @@ import numpy as np
 from transformers.pipelines.audio_classification import AudioClassificationPipeline, ffmpeg_read
 from transformers.utils import logging
 
-from .auto_classes import TASK
 from .cut_wav import whole_frames_of_cut_wav
+from .pipeline_entry import TASK
 
 logger = logging.get_logger(__name__)
 

@@ -352,7 +352,7 @@ def write_segments_csv(result: TagResult, path: str | os.PathLike) -> Path:
     import csv
     import io
 
-    from .data._io import atomic_write_text
+    from .data.file_io import atomic_write_text
 
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -373,7 +373,7 @@ def draw_timeline(result: TagResult, path: str | os.PathLike, *, truth: list[tup
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from .data._io import atomic_save_figure
+    from .data.file_io import atomic_save_figure
 
     scores, config = result.scores, result.config
     duration = max(scores.duration_s, 1e-3)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ..data._io import cache_root
+from ..data.file_io import cache_root
 
 
 def default_cache_dir() -> Path:

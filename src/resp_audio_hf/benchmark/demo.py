@@ -72,8 +72,8 @@ def cough_timeline(tagger, table, output_dir: Path, config: DemoConfig) -> dict:
     import soundfile
 
     from ..assembly import active_span, assemble_coughs, match_onsets
-    from ..data._io import atomic_path
     from ..data.audio import load_audio
+    from ..data.file_io import atomic_path
     from ..tagging import TagConfig, draw_timeline, tag_recording, write_segments_csv
 
     rate = tagger.sampling_rate
@@ -183,7 +183,7 @@ def _figure(results: dict, path: Path) -> Path:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from ..data._io import atomic_save_figure
+    from ..data.file_io import atomic_save_figure
 
     tags = results["tagging"]["respiratory"]
     fig, axis = plt.subplots(figsize=(6, 3.4))
@@ -220,7 +220,7 @@ OUTPUT_FILES = ("results.json", "results.md", "results.png", "cough_timeline.wav
 
 def run_demo(output_dir: str | os.PathLike, config: DemoConfig | None = None, progress: bool = False) -> dict:
     """Run the demo and write `OUTPUT_FILES` into `output_dir`."""
-    from ..data._io import atomic_write_json, atomic_write_text
+    from ..data.file_io import atomic_write_json, atomic_write_text
     from ..data.tasks import load_task
     from ..tagging import AudioTagger
 

@@ -1,14 +1,14 @@
 """Poolings derived from frequency-preserving embeddings, and the frequency rows that carry a recording's signal.
 
 A frequency-preserving embedding is the time-average of each frequency row of the last feature map, the rows
-concatenated: ``[F' * C]`` (``RespAudioModel`` and ``EfficientATModel`` with ``pooling="freq_preserving"``). Both
-models' ``mean`` pooling is the average of those rows (every row has the same unpadded time steps), so one extraction
+concatenated: `[F' * C]` (`RespAudioModel` and `EfficientATModel` with `pooling="freq_preserving"`). Both
+models' `mean` pooling is the average of those rows (every row has the same unpadded time steps), so one extraction
 gives every pooling of the comparison:
 
-* ``freq_preserving`` - the embedding as it is;
-* ``mean`` - the average of its ``F'`` rows (equal, up to float round-off, to what the model computes with
-  ``pooling="mean"``);
-* ``band_limited`` - frequency-preserving pooling over the rows that carry signal only: SPRSound is 8 kHz audio, so
+* `freq_preserving` - the embedding as it is;
+* `mean` - the average of its `F'` rows (equal, up to float round-off, to what the model computes with
+  `pooling="mean"`);
+* `band_limited` - frequency-preserving pooling over the rows that carry signal only: SPRSound is 8 kHz audio, so
   nothing lies above 4 kHz, while PaSST's and EfficientAT's front ends span 0-15 kHz and M2D's 50 Hz-8 kHz. A row
   is kept when at least half of the mel bands it stands for have their centre frequency below the limit.
 """
@@ -27,7 +27,7 @@ def mel_band_centres(feature_extractor) -> np.ndarray:
 
 
 def signal_rows(config, feature_extractor, max_frequency_hz: float) -> list[int]:
-    """Frequency rows at least half of whose mel bands are centred below ``max_frequency_hz`` (e.g. 4,000 Hz, the
+    """Frequency rows at least half of whose mel bands are centred below `max_frequency_hz` (e.g. 4,000 Hz, the
     Nyquist frequency of 8 kHz recordings)."""
     centres = mel_band_centres(feature_extractor)
     rows = [
@@ -41,7 +41,7 @@ def signal_rows(config, feature_extractor, max_frequency_hz: float) -> list[int]
 
 
 def row_frequency_ranges(config, feature_extractor) -> list[tuple[float, float]]:
-    """``(lowest, highest)`` band centre (Hz) of each frequency row, for reports."""
+    """`(lowest, highest)` band centre (Hz) of each frequency row, for reports."""
     centres = mel_band_centres(feature_extractor)
     return [
         (float(centres[span.start]), float(centres[min(span.stop, len(centres)) - 1]))
@@ -50,13 +50,13 @@ def row_frequency_ranges(config, feature_extractor) -> list[tuple[float, float]]
 
 
 def derive_pooling(embeddings: np.ndarray, num_rows: int, pooling: str, rows: list[int] | None = None) -> np.ndarray:
-    """``pooling`` of frequency-preserving ``embeddings`` ``[n, num_rows * C]`` (rows concatenated in order).
+    """`pooling` of frequency-preserving `embeddings` `[n, num_rows * C]` (rows concatenated in order).
 
     Args:
         embeddings: frequency-preserving embeddings.
-        num_rows: frequency rows ``F'`` in each embedding.
+        num_rows: frequency rows `F'` in each embedding.
         pooling: one of :data:`DERIVED_POOLINGS`.
-        rows: the rows ``band_limited`` keeps (see :func:`signal_rows`).
+        rows: the rows `band_limited` keeps (see `signal_rows`).
     """
     embeddings = np.asarray(embeddings)
     if embeddings.ndim != 2 or embeddings.shape[1] % num_rows:

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..data._io import atomic_save_figure, atomic_write_json, atomic_write_text
+from ..data.file_io import atomic_save_figure, atomic_write_json, atomic_write_text
 from ..data.metric_specs import METRICS
 from .baselines import (
     OPERA_BASELINE_METHODS,

@@ -9,9 +9,9 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from ..data._io import stable_hash
 from ..data.build_report import BuildReport
 from ..data.corpus_table import is_missing
+from ..data.file_io import stable_hash
 from ..data.probe_protocols import ProbeProtocol
 from ..data.task_spec import TaskData, TaskSpec
 from ..data.tasks import OPERA_TASK_IDS, get_task_spec, load_task, resolve_task_ids, with_protocol

@@ -183,8 +183,8 @@ def fit_and_score(task, table, features: np.ndarray, *, c_grid=C_GRID) -> dict:
 
 
 def main(argv=None) -> None:
-    from resp_audio_hf.data._io import atomic_write_json
     from resp_audio_hf.data.corpora.sprsound_challenge import CHALLENGE_TASKS
+    from resp_audio_hf.data.file_io import atomic_write_json
     from resp_audio_hf.logging_setup import configure_logging
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -29,7 +29,11 @@ class UsageError(CommandError):
 
 
 class ModelLoadError(CommandError):
-    """The model could not be loaded: a folder that is not a model, a damaged checkpoint, an unknown preset."""
+    """The model could not be loaded: a folder that is not a model, a damaged checkpoint, an unknown preset. Every
+    command says so in the same words, before the loader's own message (which names the folder or Hub id)."""
+
+    def __init__(self, cause):
+        super().__init__(f"could not load the model: {cause}")
 
 
 class CommandFailed(CommandError):

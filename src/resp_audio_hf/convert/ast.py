@@ -17,19 +17,19 @@ from .common import (
     ClassifierLayout,
     ConvertedCheckpoint,
     Renames,
-    _build_model,
-    _default_window_frames,
-    _encoder_shape,
-    _fuse_qkv,
-    _label_overrides,
-    _published_config,
-    _rename_with_optional_head,
-    _resize_flat_positions,
-    _resize_note,
-    _strip_prefix,
+    build_model,
+    default_window_frames,
+    encoder_shape,
+    fuse_qkv,
+    label_overrides,
     layer_renames,
     load_original_state_dict,
+    published_config,
     register_converter,
+    rename_with_optional_head,
+    resize_flat_positions,
+    resize_note,
+    strip_prefix,
     unwrap_encoder_state,
 )
 
@@ -43,7 +43,7 @@ AST_ORIGINAL_HEAD = ClassifierLayout.layer_norm_linear("mlp_head")
 AST_ORIGINAL_UNUSED = [r"^head\.", r"^head_dist\."]
 
 # transformers' ASTModel / ASTForAudioClassification, after removing the `audio_spectrogram_transformer.` prefix.
-# Query, key and value are renamed to temporary names here and fused into our `attention.qkv` by `_fuse_qkv`.
+# Query, key and value are renamed to temporary names here and fused into our `attention.qkv` by `fuse_qkv`.
 AST_HF_RENAMES: Renames = [
     (r"^embeddings\.cls_token$", "embeddings.cls_token"),
     (r"^embeddings\.distillation_token$", "embeddings.distillation_token"),
@@ -125,18 +125,18 @@ def convert_ast(
         raise ValueError(
             "This looks like a transformers AST state dict; pass the folder holding it and its config.json."
         )
-    state = _strip_prefix(state, "v.")
+    state = strip_prefix(state, "v.")
     if "pos_embed" not in state or "dist_token" not in state:
         raise ValueError(
             "Not an original AST state dict (no v.pos_embed / v.dist_token). For PaSST or M2D use --family passt/m2d."
         )
-    state, unused_keys, with_head, pooling = _rename_with_optional_head(
+    state, unused_keys, with_head, pooling = rename_with_optional_head(
         state, AST_ORIGINAL_RENAMES, AST_ORIGINAL_UNUSED, AST_ORIGINAL_HEAD, with_head, pooling, "ast"
     )
     unused_keys = wrapper_keys + unused_keys
 
-    shape = _encoder_shape(state, num_attention_heads)
-    preset = _published_config("ast")
+    shape = encoder_shape(state, num_attention_heads)
+    preset = published_config("ast")
     # YuanGongND/ast trains every released model with 128 mel bins and strides 10 x 10.
     frequency_patches = preset.num_frequency_rows
     grid_tokens = state["embeddings.position_embeddings"].shape[1] - 2
@@ -151,12 +151,12 @@ def convert_ast(
         frequency_stride=preset.frequency_stride,
         time_stride=preset.time_stride,
         layer_norm_eps=1e-6,  # timm DeiT's, not transformers' 1e-12
-        window_frames=_default_window_frames(
+        window_frames=default_window_frames(
             preset.window_frames, shape["patch_size"], preset.time_stride, time_patches
         ),
     )
     if with_head:
-        overrides.update(_label_overrides(state["classifier.dense.weight"].shape[0], id2label))
+        overrides.update(label_overrides(state["classifier.dense.weight"].shape[0], id2label))
         overrides["classifier_layer_norm_eps"] = TORCH_LAYER_NORM_EPS
     mean = AST_NORM_STATS[0] if norm_mean is None else norm_mean
     std = AST_NORM_STATS[1] if norm_std is None else norm_std
@@ -171,13 +171,13 @@ def _convert_ast_folder(folder: Path, window_frames, with_head, pooling) -> Conv
     if ast_config.get("model_type") != "audio-spectrogram-transformer":
         raise ValueError(f"{config_path} describes a {ast_config.get('model_type')!r} model, not an AST.")
     state = _load_folder_weights(folder)
-    state = _strip_prefix(state, "audio_spectrogram_transformer.")
-    state, unused_keys, with_head, pooling = _rename_with_optional_head(
+    state = strip_prefix(state, "audio_spectrogram_transformer.")
+    state, unused_keys, with_head, pooling = rename_with_optional_head(
         state, AST_HF_RENAMES, [], AST_HF_HEAD, with_head, pooling, "ast"
     )
-    state = _fuse_qkv(state)
+    state = fuse_qkv(state)
 
-    shape = _encoder_shape(state, ast_config["num_attention_heads"])
+    shape = encoder_shape(state, ast_config["num_attention_heads"])
     overrides = dict(
         shape,
         num_mel_bins=ast_config["num_mel_bins"],
@@ -188,7 +188,7 @@ def _convert_ast_folder(folder: Path, window_frames, with_head, pooling) -> Conv
         hidden_act=ast_config["hidden_act"],
     )
     if with_head:
-        overrides.update(_label_overrides(state["classifier.dense.weight"].shape[0], ast_config.get("id2label")))
+        overrides.update(label_overrides(state["classifier.dense.weight"].shape[0], ast_config.get("id2label")))
     front_end = dict(mean=AST_NORM_STATS[0], std=AST_NORM_STATS[1])
     preprocessor_path = folder / "preprocessor_config.json"
     if preprocessor_path.is_file():
@@ -219,14 +219,14 @@ def _finish_ast(state, overrides, window_frames, with_head, pooling, front_end, 
         overrides["pooling"] = pooling
     checkpoint_time_patches = (overrides["window_frames"] - overrides["patch_size"]) // overrides["time_stride"] + 1
     overrides["window_frames"] = window_frames or overrides["window_frames"]
-    config = _published_config("ast", sampling_rate=sampling_rate, **overrides)
+    config = published_config("ast", sampling_rate=sampling_rate, **overrides)
     notes = []
     if config.num_time_patches != checkpoint_time_patches:
-        state["embeddings.position_embeddings"] = _resize_flat_positions(
+        state["embeddings.position_embeddings"] = resize_flat_positions(
             state["embeddings.position_embeddings"], 2, config.num_frequency_rows, config.num_time_patches
         )
-        notes.append(_resize_note(checkpoint_time_patches, config.num_time_patches))
-    model = _build_model(config, state, with_head)
+        notes.append(resize_note(checkpoint_time_patches, config.num_time_patches))
+    model = build_model(config, state, with_head)
     mean, std = float(front_end["mean"]), float(front_end["std"])
     # Kaldi fbank: 25 ms Hann windows every 10 ms, FFT rounded up to a power of two, mel bands up to Nyquist.
     win_length, hop_length = round(0.025 * sampling_rate), round(0.010 * sampling_rate)

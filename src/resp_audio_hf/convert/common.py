@@ -26,7 +26,7 @@ from transformers import PreTrainedModel
 
 from ..configuration_efficientat import EfficientATConfig
 from ..configuration_resp_audio import MODEL_FAMILIES, RespAudioConfig, find_model_type
-from ..data._io import atomic_folder
+from ..data.file_io import atomic_folder
 from ..feature_extraction_resp_audio import RespAudioFeatureExtractor
 
 FAMILIES = tuple(MODEL_FAMILIES)
@@ -154,7 +154,7 @@ def _unwrap_state_dict(content, path: Path) -> dict[str, torch.Tensor]:
     return dict(content)
 
 
-def _strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+def strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """Remove `prefix` from the keys that carry it (AST's `v.`, M2D's `backbone.`), leaving the others as they are."""
     return {(key[len(prefix) :] if key.startswith(prefix) else key): value for key, value in state.items()}
 
@@ -212,7 +212,7 @@ def rename_keys(
     return renamed, left_out
 
 
-def _fuse_qkv(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def fuse_qkv(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Concatenate separate query/key/value projections into one `attention.qkv` (rows: query, key, value)."""
     fused = {}
     for key, value in state.items():
@@ -235,7 +235,7 @@ def _num_layers(state: dict[str, torch.Tensor]) -> int:
     return len(indices)
 
 
-def _encoder_shape(state: dict[str, torch.Tensor], num_attention_heads: int | None) -> dict:
+def encoder_shape(state: dict[str, torch.Tensor], num_attention_heads: int | None) -> dict:
     """Sizes of the Transformer read from the (renamed) weights."""
     required = [
         "embeddings.cls_token", "embeddings.patch_embeddings.projection.weight", "encoder.layers.0.mlp.fc1.weight"
@@ -266,7 +266,7 @@ def _encoder_shape(state: dict[str, torch.Tensor], num_attention_heads: int | No
     )
 
 
-def _largest_stride(num_bins: int, patch_size: int, num_patches: int) -> int:
+def largest_stride(num_bins: int, patch_size: int, num_patches: int) -> int:
     """The largest stride (<= patch size) that cuts `num_bins` into `num_patches` patches."""
     for stride in range(patch_size, 0, -1):
         if (num_bins - patch_size) // stride + 1 == num_patches:
@@ -276,7 +276,7 @@ def _largest_stride(num_bins: int, patch_size: int, num_patches: int) -> int:
     )
 
 
-def _default_window_frames(preset_window_frames: int, patch_size: int, stride: int, time_patches: int) -> int:
+def default_window_frames(preset_window_frames: int, patch_size: int, stride: int, time_patches: int) -> int:
     """The preset's clip length when it gives the checkpoint's time patches, else the shortest one that does."""
     if (preset_window_frames - patch_size) // stride + 1 == time_patches:
         return preset_window_frames
@@ -302,7 +302,7 @@ def resize_time_axis(table: torch.Tensor, num_time_patches: int, dim: int) -> to
     return stretched.movedim(-1, dim).contiguous()
 
 
-def _resize_flat_positions(
+def resize_flat_positions(
     positions: torch.Tensor, num_prefix_tokens: int, frequency_patches: int, num_time_patches: int
 ) -> torch.Tensor:
     """`[1, P + F' * T, D]` (frequency-major) -> `[1, P + F' * num_time_patches, D]`."""
@@ -315,12 +315,12 @@ def _resize_flat_positions(
 # ---------------------------------------------------------------------------------------------------- building
 
 
-def _published_config(family: str, **overrides) -> RespAudioConfig:
+def published_config(family: str, **overrides) -> RespAudioConfig:
     """The configuration of `family`'s published encoder (its first preset, e.g. `resp-passt`), with `overrides`."""
     return RespAudioConfig.from_preset(next(iter(MODEL_FAMILIES[family].presets)), **overrides)
 
 
-def _build_model(
+def build_model(
     config: RespAudioConfig | EfficientATConfig, state: dict[str, torch.Tensor], with_head: bool
 ) -> PreTrainedModel:
     """Instantiate the model and load `state` (encoder keys unprefixed), requiring every weight to be filled."""
@@ -364,7 +364,7 @@ def _with_head_or_pooling(has_head: bool, with_head: bool, pooling: str | None, 
     return with_head, ("cls" if with_head else pooling)
 
 
-def _rename_with_optional_head(
+def rename_with_optional_head(
     state: dict[str, torch.Tensor],
     renames: Renames,
     unused: list[str],
@@ -387,7 +387,7 @@ def _rename_with_optional_head(
     return state, unused_keys, with_head, pooling
 
 
-def _label_overrides(num_labels: int, id2label: dict | None) -> dict:
+def label_overrides(num_labels: int, id2label: dict | None) -> dict:
     if id2label is None:
         return dict(num_labels=num_labels)
     id2label = {int(index): label for index, label in id2label.items()}
@@ -396,7 +396,7 @@ def _label_overrides(num_labels: int, id2label: dict | None) -> dict:
     return dict(id2label=id2label, label2id={label: index for index, label in id2label.items()})
 
 
-def _resize_note(old: int, new: int) -> str:
+def resize_note(old: int, new: int) -> str:
     if new < old:
         return f"time position embedding: kept the first {new} of its {old} columns"
     return f"time position embedding: linearly interpolated from {old} to {new} columns (fine-tune before use)"

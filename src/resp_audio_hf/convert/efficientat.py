@@ -8,15 +8,15 @@ import re
 import torch
 
 from ..configuration_efficientat import EfficientATConfig
-from ..data._io import read_table_rows
+from ..data.file_io import read_table_rows
 from ..feature_extraction_resp_audio import RespAudioFeatureExtractor
 from ..modeling_efficientat import EfficientATModel
 from .common import (
     ClassifierLayout,
     ConvertedCheckpoint,
     Renames,
-    _build_model,
-    _label_overrides,
+    build_model,
+    label_overrides,
     load_original_state_dict,
     register_converter,
     rename_keys,
@@ -136,7 +136,7 @@ def convert_efficientat(
     if pooling is not None:
         config_fields["pooling"] = pooling
     if with_head:
-        config_fields.update(_label_overrides(state[EFFICIENTAT_HEAD.weight_key].shape[0], id2label))
+        config_fields.update(label_overrides(state[EFFICIENTAT_HEAD.weight_key].shape[0], id2label))
         config_fields["problem_type"] = "multi_label_classification"
         config_fields["classifier_hidden_size"] = state["classifier.2.weight"].shape[0]
     config = EfficientATConfig(**config_fields)
@@ -144,7 +144,7 @@ def convert_efficientat(
     unused = [] if with_head else [EFFICIENTAT_HEAD.pattern]
     state, unused_keys = rename_keys(state, renames, unused, "efficientat")
     unused_keys = wrapper_keys + unused_keys
-    model = _build_model(config, state, with_head)
+    model = build_model(config, state, with_head)
     feature_extractor = RespAudioFeatureExtractor.from_model_config(config)
     notes = [] if width_multiplier else [f"width multiplier {width} inferred from the layer sizes"]
     return ConvertedCheckpoint(model, feature_extractor, unused_keys, notes)

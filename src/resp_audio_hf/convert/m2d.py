@@ -13,15 +13,15 @@ from .common import (
     TIMM_VIT_RENAMES,
     ConvertedCheckpoint,
     Renames,
-    _build_model,
-    _encoder_shape,
-    _published_config,
-    _resize_flat_positions,
-    _resize_note,
-    _strip_prefix,
+    build_model,
+    encoder_shape,
     load_original_state_dict,
+    published_config,
     register_converter,
     rename_keys,
+    resize_flat_positions,
+    resize_note,
+    strip_prefix,
 )
 
 # M2D `checkpoint-*.pth` (its `model` entry): the timm encoder plus its fixed sine-cosine table.
@@ -47,7 +47,7 @@ M2D_PREFIXES = ("module.ar.runtime.backbone.", "backbone.")
 M2D_DEFAULT_NORM_STATS = (FRONT_ENDS["m2d"].defaults["mean"], FRONT_ENDS["m2d"].defaults["std"])
 # Spectrogram settings of M2D's runtime per sampling-rate tag of the checkpoint name: the m2d front end's, changed as
 # the M2D family's record says.
-M2D_FRONTENDS = {
+M2D_FRONT_END_BY_RATE = {
     tag: {
         **{key: FRONT_ENDS["m2d"].defaults[key] for key in ("sampling_rate", "n_fft", "win_length", "hop_length",
                                                            "f_min", "f_max")},
@@ -108,11 +108,11 @@ def convert_m2d(
         name = parse_m2d_name(path.parent.name)
     except ValueError:
         name = parse_m2d_name(path.stem)
-    if name.sampling_rate_tag not in M2D_FRONTENDS:
+    if name.sampling_rate_tag not in M2D_FRONT_END_BY_RATE:
         raise ValueError(f"Unknown M2D sampling-rate tag {name.sampling_rate_tag!r}.")
     state = load_original_state_dict(path)
     for prefix in M2D_PREFIXES:
-        state = _strip_prefix(state, prefix)
+        state = strip_prefix(state, prefix)
     if "pos_embed" not in state or "cls_token" not in state:
         raise ValueError(
             "Not an M2D checkpoint: it has no pos_embed / cls_token of a timm VisionTransformer. For PaSST or AST "
@@ -125,7 +125,7 @@ def convert_m2d(
         notes.append(f"no norm_stats in the checkpoint: using M2D's 2022 defaults {M2D_DEFAULT_NORM_STATS}")
     state, unused_keys = rename_keys(state, M2D_RENAMES, M2D_UNUSED, "m2d")
 
-    shape = _encoder_shape(state, num_attention_heads)
+    shape = encoder_shape(state, num_attention_heads)
     if shape["patch_size"] != name.patch_size:
         raise ValueError(f"The name states {name.patch_size}-wide patches, the weights {shape['patch_size']}.")
     frequency_patches = name.num_mel_bins // name.patch_size
@@ -137,7 +137,7 @@ def convert_m2d(
             f"{name.patch_size}x{name.patch_size} patches needs 1 + {frequency_patches * time_patches}; does the "
             "folder name belong to this checkpoint?"
         )
-    front_end = M2D_FRONTENDS[name.sampling_rate_tag]
+    front_end = M2D_FRONT_END_BY_RATE[name.sampling_rate_tag]
     overrides = dict(
         shape,
         num_mel_bins=name.num_mel_bins,
@@ -148,12 +148,12 @@ def convert_m2d(
     )
     if pooling is not None:
         overrides["pooling"] = pooling
-    config = _published_config("m2d", **overrides)
+    config = published_config("m2d", **overrides)
     if config.num_time_patches != time_patches:
-        state["embeddings.position_embeddings"] = _resize_flat_positions(
+        state["embeddings.position_embeddings"] = resize_flat_positions(
             positions, 1, frequency_patches, config.num_time_patches
         )
-        notes.append(_resize_note(time_patches, config.num_time_patches))
-    model = _build_model(config, state, with_head=False)
+        notes.append(resize_note(time_patches, config.num_time_patches))
+    model = build_model(config, state, with_head=False)
     feature_extractor = RespAudioFeatureExtractor.from_model_config(config, **front_end, mean=mean, std=std)
     return ConvertedCheckpoint(model, feature_extractor, unused_keys, notes)

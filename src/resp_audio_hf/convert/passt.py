@@ -13,16 +13,16 @@ from .common import (
     ClassifierLayout,
     ConvertedCheckpoint,
     Renames,
-    _build_model,
-    _default_window_frames,
-    _encoder_shape,
-    _label_overrides,
-    _largest_stride,
-    _published_config,
-    _rename_with_optional_head,
-    _resize_note,
+    build_model,
+    default_window_frames,
+    encoder_shape,
+    label_overrides,
+    largest_stride,
     load_original_state_dict,
+    published_config,
     register_converter,
+    rename_with_optional_head,
+    resize_note,
     resize_time_axis,
     unwrap_encoder_state,
 )
@@ -71,20 +71,20 @@ def convert_passt(
             f"embeddings); its keys start {sorted(state)[:5]}. For an AST or M2D checkpoint use --family ast or "
             "--family m2d."
         )
-    state, unused_keys, with_head, pooling = _rename_with_optional_head(
+    state, unused_keys, with_head, pooling = rename_with_optional_head(
         state, PASST_RENAMES, PASST_UNUSED, PASST_HEAD, with_head, pooling, "passt"
     )
     unused_keys = wrapper_keys + unused_keys
 
-    shape = _encoder_shape(state, num_attention_heads)
+    shape = encoder_shape(state, num_attention_heads)
     patch = shape["patch_size"]
     frequency_patches = state["embeddings.frequency_position_embeddings"].shape[2]
     time_patches = state["embeddings.time_position_embeddings"].shape[3]
     # hear21passt does not store its stride; released models use 10 (overlapping) or 16, equal along both axes.
-    stride = _largest_stride(num_mel_bins, patch, frequency_patches)
-    preset = _published_config("passt")
+    stride = largest_stride(num_mel_bins, patch, frequency_patches)
+    preset = published_config("passt")
     notes = [f"patch stride {stride} inferred from {frequency_patches} frequency patches of {num_mel_bins} mel bins"]
-    checkpoint_window_frames = _default_window_frames(preset.window_frames, patch, stride, time_patches)
+    checkpoint_window_frames = default_window_frames(preset.window_frames, patch, stride, time_patches)
     overrides = dict(
         shape,
         num_mel_bins=num_mel_bins,
@@ -96,14 +96,14 @@ def convert_passt(
     if pooling is not None:
         overrides["pooling"] = pooling
     if with_head:
-        overrides.update(_label_overrides(state["classifier.dense.weight"].shape[0], id2label))
+        overrides.update(label_overrides(state["classifier.dense.weight"].shape[0], id2label))
         overrides["classifier_layer_norm_eps"] = TORCH_LAYER_NORM_EPS
-    config = _published_config("passt", **overrides)
+    config = published_config("passt", **overrides)
     if config.num_time_patches != time_patches:
         state["embeddings.time_position_embeddings"] = resize_time_axis(
             state["embeddings.time_position_embeddings"], config.num_time_patches, dim=3
         )
-        notes.append(_resize_note(time_patches, config.num_time_patches))
-    model = _build_model(config, state, with_head)
+        notes.append(resize_note(time_patches, config.num_time_patches))
+    model = build_model(config, state, with_head)
     feature_extractor = RespAudioFeatureExtractor.from_model_config(config)
     return ConvertedCheckpoint(model, feature_extractor, unused_keys, notes)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..progress import progress_bar
-from ._io import atomic_write_text, current_umask, give_umask_mode, sha256_file
+from .file_io import atomic_write_text, current_umask, give_umask_mode, sha256_file
 
 logger = logging.getLogger(__name__)
 

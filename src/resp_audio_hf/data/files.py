@@ -9,9 +9,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
-from ._io import sha256_file
 from .audio import AUDIO_EXTENSIONS, probe_audio
 from .build_report import BuildReport
+from .file_io import sha256_file
 from .opera_files import OperaFileError, OperaFiles
 
 logger = logging.getLogger(__name__)

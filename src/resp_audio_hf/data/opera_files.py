@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._io import cache_root, sha256_file
 from .download import DownloadError, fetch_file, offline_mode
+from .file_io import cache_root, sha256_file
 
 OPERA_REPOSITORY = "evelyn0414/OPERA"
 OPERA_COMMIT = "3622310e667afb8aa40169050b4dd45de75946a2"

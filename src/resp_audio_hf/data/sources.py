@@ -20,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._io import atomic_write_text
 from .corpora import get_corpus_spec
 from .download import DownloadError, DownloadResult, download_file, extract_archive
+from .file_io import atomic_write_text
 
 logger = logging.getLogger(__name__)
 

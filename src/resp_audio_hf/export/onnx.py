@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from ..configuration_resp_audio import find_model_type
-from ..data._io import atomic_folder
+from ..data.file_io import atomic_folder
 from .onnx_runtime import CONFIG_FILE, ONNX_FILE, PREPROCESSOR_FILE
 
 logger = logging.getLogger(__name__)
@@ -58,8 +58,8 @@ class ViTExportGraph(nn.Module):
 
         model, config = self.encoder, self.encoder.config
         batch, num_frames, _ = input_values.shape
-        time_mask = model._feature_time_mask(attention_mask, num_frames, batch, input_values.device)
-        windows, window_masks, padded_mask = model._windows(input_values, time_mask)
+        time_mask = model.time_mask(attention_mask, num_frames, batch, input_values.device)
+        windows, window_masks, padded_mask = model.split_into_windows(input_values, time_mask)
         num_windows = windows.shape[0] // batch
         tokens, frequency_rows, window_masks = model.embeddings(windows, window_masks)
         prefix_tokens = config.num_prefix_tokens
@@ -95,7 +95,7 @@ class EfficientATExportGraph(nn.Module):
         self.classifier = classifier
 
     def forward(self, input_values: torch.Tensor):
-        last, _ = self.encoder._feature_maps(input_values, False)
+        last, _ = self.encoder.feature_maps(input_values, False)
         frequency_means = last.mean(dim=3)  # [batch, channels, F']: every column is real, clips are unpadded
         if self.encoder.config.pooling == "freq_preserving":
             pooled = frequency_means.transpose(1, 2).reshape(last.shape[0], -1)

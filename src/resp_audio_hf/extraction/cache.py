@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..data._io import (
+from ..data.file_io import (
     atomic_path,
     atomic_save_npy,
     atomic_write_json,

@@ -15,9 +15,9 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from ..data._io import stable_hash
 from ..data.audio import DECODE_ROUTE, AudioDecodeError, load_audio
 from ..data.corpus_table import is_missing
+from ..data.file_io import stable_hash
 
 
 @runtime_checkable

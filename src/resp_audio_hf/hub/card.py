@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..configuration_resp_audio import MODEL_FAMILIES, RespAudioConfig, family_of_config, find_model_type
 from ..feature_extraction_resp_audio import RespAudioFeatureExtractor
-from .checkpoint import _model_class
+from .checkpoint import saved_model_class
 from .errors import HubPublishError
 from .results import BenchmarkResult, task_dataset, to_eval_result
 
@@ -124,7 +124,7 @@ def render_model_card(
     labels = _class_names(config)
     results = list(benchmark.tasks.values()) if benchmark is not None else []
     if num_parameters is None:
-        num_parameters = _model_class(find_model_type(config), config.architectures)(config).num_parameters()
+        num_parameters = saved_model_class(find_model_type(config), config.architectures)(config).num_parameters()
 
     card_data = ModelCardData(
         library_name="transformers",

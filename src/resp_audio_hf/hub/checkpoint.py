@@ -14,7 +14,7 @@ from .errors import HubPublishError
 logger = logging.getLogger(__name__)
 
 
-def _model_class(record: ModelType, architectures: list[str] | None) -> type:
+def saved_model_class(record: ModelType, architectures: list[str] | None) -> type:
     """The classifier class of `record` where the saved model is its classifier, else its encoder class."""
     classifier = record.classifier_class
     return classifier if classifier.__name__ in (architectures or []) else record.base_model_class
@@ -40,7 +40,7 @@ def load_checkpoint(model_dir: str | os.PathLike):
     if not record.publishable:
         raise HubPublishError(f"{config_file} describes a {model_type!r} model, which this tool does not publish.")
     config = record.config_class.from_pretrained(model_dir)
-    model_class = _model_class(record, config.architectures)
+    model_class = saved_model_class(record, config.architectures)
     model, loading_info = model_class.from_pretrained(model_dir, config=config, output_loading_info=True)
     if loading_info["missing_keys"]:
         raise HubPublishError(

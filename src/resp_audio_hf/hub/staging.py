@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..auto_classes import auto_map_of
 from ..configuration_resp_audio import MODEL_FAMILIES, family_of_config
-from ..data._io import atomic_folder
+from ..data.file_io import atomic_folder
 from .card import render_model_card
 from .checkpoint import load_checkpoint
 from .errors import HubPublishError
@@ -67,7 +67,7 @@ def stage_for_hub(
     The folder is built and validated next to `staging_dir` and only then moved into place, so `staging_dir` is
     either absent or complete. An existing `staging_dir` is replaced only with `overwrite=True`.
     """
-    _check_repo_id(repo_id)
+    check_repo_id(repo_id)
     staging_dir = Path(staging_dir)
     if staging_dir.resolve() == Path(model_dir).resolve():
         raise HubPublishError(f"Stage into another folder than the checkpoint {model_dir} itself.")
@@ -128,7 +128,7 @@ def _check_replaceable(staging_dir: Path, overwrite: bool) -> None:
         )
 
 
-def _check_repo_id(repo_id: str) -> None:
+def check_repo_id(repo_id: str) -> None:
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     try:

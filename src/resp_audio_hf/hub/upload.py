@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import MissingTokenError
-from .staging import StagedFolder, _check_repo_id, stage_for_hub
+from .staging import StagedFolder, check_repo_id, stage_for_hub
 from .validation import check_staged_folder
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def upload_staged_folder(
     """
     from huggingface_hub import CommitOperationAdd, HfApi
 
-    _check_repo_id(repo_id)
+    check_repo_id(repo_id)
     folder = Path(folder)
     files = check_staged_folder(folder)
     api = HfApi(token=token or get_hub_token())

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data._io import atomic_write_json, publish_folder, remove_tree
 from ..data.audio import DECODE_ROUTE, AudioDecodeError, load_audio
+from ..data.file_io import atomic_write_json, publish_folder, remove_tree
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from ..data._io import atomic_folder, atomic_write_json, publish_folder, remove_tree
+from ..data.file_io import atomic_folder, atomic_write_json, publish_folder, remove_tree
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 TRAINING_STATE_NAME = "training_state.json"

@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data._io import read_table_rows
 from ..data.audio import AudioDecodeError, decode_failure, decoded_mono, open_audio, source_name
+from ..data.file_io import read_table_rows
 from .audio_cache import DecodedCorpus, decoded_corpus
 from .config import CorpusConfig, DataConfig
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data._io import atomic_write_json
+from ..data.file_io import atomic_write_json
 from ..logging_setup import configure_logging
 from .augmentation import AugmentationConfig
 from .batch_norm import hold_batch_norm_statistics

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from transformers import Trainer, TrainerCallback
 
-from ..data._io import atomic_write_json
+from ..data.file_io import atomic_write_json
 
 COMPLETE_MARKER = "checkpoint_complete.json"
 METRICS_NAME = "metrics.jsonl"

@@ -122,7 +122,7 @@ def resolve_training_statistics(
     The statistics of the run in `output_dir`: read from its `normalization_statistics.json` when that file describes
     the same sample (a resumed run, or a process that is not the main one), else measured (and written if `write`).
     """
-    from ..data._io import atomic_write_json
+    from ..data.file_io import atomic_write_json
 
     path = Path(output_dir) / STATISTICS_NAME
     description = json.loads(json.dumps(sample_description(data_config, num_frames, seed, feature_extractor)))

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data._io import atomic_write_json, atomic_write_text
+from ..data.file_io import atomic_write_json, atomic_write_text
 from ..logging_setup import configure_logging
 from .checkpointing import (
     BEST_MODEL_NAME,

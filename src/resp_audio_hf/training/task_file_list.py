@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..data._io import atomic_write_text
+from ..data.file_io import atomic_write_text
 
 
 def task_file_rows(task_id: str, data_root: str, splits: list[str]) -> list[dict]:

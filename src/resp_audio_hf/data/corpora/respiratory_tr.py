@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .._io import read_table_rows
 from ..corpus_table import CorpusScan, CorpusSpec
+from ..file_io import read_table_rows
 from ..files import metadata_file
 from ..task_spec import TaskContext, corpus_task
 from ..task_tables import opera_committed_split, resolve_audio, rows_frame

@@ -251,12 +251,12 @@ def validation_patients(records) -> set[str]:
 
 
 def recording_events_table(records):
-    """One row per recording of ``records`` (the SPRSound corpus table) with its annotated events in time, for
-    locating events within recordings (``results/sprsound_event_detection.py``).
+    """One row per recording of `records` (the SPRSound corpus table) with its annotated events in time, for
+    locating events within recordings (`results/sprsound_event_detection.py`).
 
-    Columns ``file``, ``audio``, ``subject_id``, ``record_label``, ``split`` (``train`` / ``validation`` /
-    ``test_inter`` / ``test_intra``: the four tasks' split, :func:`validation_patients`) and ``events``: the
-    recording's usable events as ``(start_s, end_s, type)`` in file order, as :func:`event_rows` keeps them (events it
+    Columns `file`, `audio`, `subject_id`, `record_label`, `split` (`train` / `validation` /
+    `test_inter` / `test_intra`: the four tasks' split, `validation_patients`) and `events`: the
+    recording's usable events as `(start_s, end_s, type)` in file order, as `event_rows` keeps them (events it
     leaves out are absent, events past the end are cut at the end).
     """
     import pandas as pd

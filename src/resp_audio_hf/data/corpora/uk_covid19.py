@@ -6,8 +6,8 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-from .._io import read_table_rows
 from ..corpus_table import CorpusScan, CorpusSpec
+from ..file_io import read_table_rows
 from ..task_spec import BINARY_CLASSES, TaskContext, corpus_task
 from ..task_tables import opera_variant_split, resolve_audio, rows_frame
 
