@@ -112,10 +112,10 @@ def installed(built_wheel):
 def test_the_package_is_imported_from_the_wheel(installed):
     python, _, env, work = installed
     code = (
-        "import json, resp_audio_hf, resp_audio_hf.hub as hub\n"
+        "import json, resp_audio_hf, resp_audio_hf.hub.card as card\n"
         "from resp_audio_hf.metrics import load_metric\n"
         "auroc = load_metric('opera_auroc').compute(predictions=[[0.9, 0.1], [0.3, 0.7], [0.6, 0.4]], references=[0, 1, 1])\n"
-        "print(json.dumps({'file': resp_audio_hf.__file__, 'templates': str(hub.DEFAULT_TEMPLATE_DIR), **auroc}))"
+        "print(json.dumps({'file': resp_audio_hf.__file__, 'templates': str(card.DEFAULT_TEMPLATE_DIR), **auroc}))"
     )
     report = json.loads(_run([str(python), "-c", code], env, cwd=work).stdout.strip().splitlines()[-1])
     venv_root = python.parent.parent

@@ -17,41 +17,16 @@ a card never shows another model's numbers.
 
 Modules: `results` (benchmark results for the card), `card` (model card), `checkpoint` (loading a checkpoint folder),
 `staging` (the staged folder), `validation` (checks, including `remote_code_check.py` run in a child process) and
-`upload` (token, upload, [`publish`]). Everything is importable from `resp_audio_hf.hub`.
+`upload` (token, upload, [`publish`]). What `__all__` lists is importable from `resp_audio_hf.hub`; the rest from its module.
 """
 
-# Importable from `resp_audio_hf.hub` as before the split, though not part of `__all__`.
-from .card import (  # noqa: F401
-    CARD_TEMPLATE,
-    DEFAULT_TEMPLATE_DIR,
-    CardFacts,
-    families_with_cards,
-    load_card_facts,
-    render_model_card,
-)
+from .card import CardFacts, families_with_cards, load_card_facts, render_model_card
 from .checkpoint import load_checkpoint
 from .errors import HubPublishError, MissingTokenError
-from .results import (  # noqa: F401
-    METRICS,
-    BenchmarkResult,
-    MetricSpec,
-    TaskResult,
-    benchmark_fingerprint,
-    check_benchmark_matches,
-    load_benchmark_results,
-)
+from .results import BenchmarkResult, TaskResult, load_benchmark_results
 from .staging import StagedFolder, stage_for_hub
 from .upload import PublishResult, get_hub_token, publish, upload_staged_folder
-from .validation import (  # noqa: F401
-    CARD_FILE,
-    OUTPUT_ATOL,
-    STAGED_FILES,
-    check_staged_folder,
-    load_without_package,
-    required_files,
-    validate_staged_folder,
-    validation_clips,
-)
+from .validation import check_staged_folder, load_without_package, validate_staged_folder
 
 __all__ = [
     "BenchmarkResult",

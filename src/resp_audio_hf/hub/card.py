@@ -123,8 +123,9 @@ def render_model_card(
     model_name = repo_id.rstrip("/").split("/")[-1]
     labels = _class_names(config)
     results = list(benchmark.tasks.values()) if benchmark is not None else []
+    model_type = find_model_type(config)
     if num_parameters is None:
-        num_parameters = saved_model_class(find_model_type(config), config.architectures)(config).num_parameters()
+        num_parameters = saved_model_class(model_type, config.architectures)(config).num_parameters()
 
     card_data = ModelCardData(
         library_name="transformers",
@@ -135,7 +136,7 @@ def render_model_card(
         base_model=info.base_model,
         datasets=list(dict.fromkeys([*info.datasets, *datasets])) or None,
         tags=list(dict.fromkeys(
-            ["audio", "respiratory-sounds", "health", "spectrogram-transformer", "resp_audio", *info.tags,
+            ["audio", "respiratory-sounds", "health", "spectrogram-transformer", model_type.model_type, *info.tags,
              "opera-benchmark", "custom_code"]
         )),
         metrics=sorted({r.metric_spec.hub_metric_type for r in results}) or None,

@@ -8,16 +8,14 @@ import logging
 import os
 from pathlib import Path
 
-from ..benchmark.results import METRICS, BenchmarkResult, MetricSpec, ResultsFormatError, TaskResult, load_results
+from ..benchmark.results import BenchmarkResult, ResultsFormatError, TaskResult, load_results
 from ..modeling_resp_audio import RespAudioForAudioClassification
 from .errors import HubPublishError
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "METRICS",
     "BenchmarkResult",
-    "MetricSpec",
     "TaskResult",
     "benchmark_fingerprint",
     "check_benchmark_matches",
