@@ -182,9 +182,8 @@ def _per_class(table, k: int, offset: int):
     return table.select(sorted(rows))
 
 
-@pytest.fixture(scope="module")
-def tiny_run(shared_data, tmp_path_factory):
-    """mn04 (AudioSet) fine-tuned for 2 steps on Task 1-1 events of the real SPRSound test part, which stands in for
+def _fine_tune_tiny(shared_data, folder: Path, name_or_path: str):
+    """`name_or_path` fine-tuned for 2 steps on Task 1-1 events of the real SPRSound test part, which stands in for
     training data here: a few events of each class per split, cut from their recordings by start/end."""
     import datasets
 
@@ -192,7 +191,6 @@ def tiny_run(shared_data, tmp_path_factory):
     from resp_audio_hf.training.config import build_dataclass
     from resp_audio_hf.training.finetune import FinetuneConfig, run
 
-    folder = tmp_path_factory.mktemp("sprsound_finetune")
     tables, _ = load_challenge_dataset("1-1", shared_data, verify_audio=False)
     inter, intra = tables["test_inter"], tables["test_intra"]
     small = datasets.DatasetDict(
@@ -205,7 +203,7 @@ def tiny_run(shared_data, tmp_path_factory):
     )
     small.save_to_disk(folder / "data")
     raw = {
-        "model": {"name_or_path": str(MN04)},
+        "model": {"name_or_path": name_or_path},
         "task": {"id": None, "dataset": str(folder / "data"), "sprsound_task": "SPRSound-1-1",
                  "test_splits": ["test_inter", "test_intra"]},
         "imbalance": "weighted_loss",
@@ -221,13 +219,27 @@ def tiny_run(shared_data, tmp_path_factory):
     return folder, small, results
 
 
-def test_tiny_trainer_run_scores_each_test_part_with_the_best_checkpoint(tiny_run):
+@pytest.fixture(scope="module")
+def tiny_run(shared_data, tmp_path_factory):
+    """mn04 (AudioSet), the EfficientAT family."""
+    return _fine_tune_tiny(shared_data, tmp_path_factory.mktemp("sprsound_finetune"), str(MN04))
+
+
+@pytest.fixture(scope="module")
+def tiny_vit_run(shared_data, tmp_path_factory):
+    """The ViT family: the tiny-passt preset from scratch, through the same command and task."""
+    return _fine_tune_tiny(shared_data, tmp_path_factory.mktemp("sprsound_finetune_vit"), "tiny-passt")
+
+
+@pytest.mark.parametrize("family_run", ["tiny_run", "tiny_vit_run"])
+def test_tiny_trainer_run_scores_each_test_part_with_the_best_checkpoint(family_run, request):
+    """Either family's classifier: the best step chosen on the validation Score, both test parts scored with it."""
     from transformers import AutoModelForAudioClassification
 
     from resp_audio_hf import RespAudioFeatureExtractor
     from resp_audio_hf.collation import RespAudioCollator
 
-    folder, small, results = tiny_run
+    folder, small, results = request.getfixturevalue(family_run)
     run_dir = folder / "run"
     assert set(results) == {"validation", "test_inter", "test_intra"}
     saved = json.loads((run_dir / "finetune_results.json").read_text())
@@ -240,6 +252,7 @@ def test_tiny_trainer_run_scores_each_test_part_with_the_best_checkpoint(tiny_ru
 
     # The saved (best) model's predictions, scored by the benchmark's function, give the reported test scores.
     model = AutoModelForAudioClassification.from_pretrained(run_dir / "model").eval()
+    assert model.config.model_type == {"tiny_run": "efficientat", "tiny_vit_run": "resp_audio"}[family_run]
     assert model.config.id2label == {0: "Normal", 1: "Adventitious"}
     collator = RespAudioCollator(RespAudioFeatureExtractor.from_pretrained(run_dir / "model"))
     for split in ("test_inter", "test_intra"):
