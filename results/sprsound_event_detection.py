@@ -16,7 +16,7 @@ frozen mn04 embeddings of each window (`--encoder`; the benchmark's extraction a
 the training windows' statistics and trained on every second training window (neighbours overlap by 3/4). A window
 is Adventitious when it overlaps an adventitious event by at least half of the shorter of the window and the event.
 `--classifier FOLDER` scores the windows with a fine-tuned Task 1-1 audio-classification model instead (its
-"Adventitious" probability; nothing is trained here).
+"Adventitious" probability; nothing is trained here, so only the validation and test recordings are scored).
 
 Detections: windows scoring >= a threshold, each speaking for the H s at its centre, merged across gaps <= a merging
 gap, events shorter than a minimum duration dropped. Window/hop, `C`, threshold, gap and minimum duration are chosen
@@ -267,6 +267,8 @@ def main(argv=None) -> int:
 
     started = time.perf_counter()
     table = recordings(args)
+    if args.classifier:  # nothing is trained here: the train part's windows would be scored for nothing
+        table = table[table["split"] != "train"].reset_index(drop=True)
     print({s: int((table["split"] == s).sum()) for s in dict.fromkeys(table["split"])}, "recordings", flush=True)
     candidates = {}  # (window, hop, model) -> (dataset, scores)
     report_windows = {}  # windows and seconds spent scoring them (embedding, or read from the cache, and fitting)
