@@ -13,7 +13,6 @@ from safetensors.torch import load_file
 from ..feature_extraction_resp_audio import FRONT_ENDS, RespAudioFeatureExtractor
 from .common import (
     TIMM_VIT_RENAMES,
-    TORCH_LAYER_NORM_EPS,
     ClassifierLayout,
     ConvertedCheckpoint,
     Renames,
@@ -30,6 +29,7 @@ from .common import (
     resize_flat_positions,
     resize_note,
     strip_prefix,
+    torch_layer_norm_head_overrides,
     unwrap_encoder_state,
 )
 
@@ -156,8 +156,7 @@ def convert_ast(
         ),
     )
     if with_head:
-        overrides.update(label_overrides(state["classifier.dense.weight"].shape[0], id2label))
-        overrides["classifier_layer_norm_eps"] = TORCH_LAYER_NORM_EPS
+        overrides.update(torch_layer_norm_head_overrides(state, id2label))
     mean = AST_NORM_STATS[0] if norm_mean is None else norm_mean
     std = AST_NORM_STATS[1] if norm_std is None else norm_std
     return _finish_ast(state, overrides, window_frames, with_head, pooling, dict(mean=mean, std=std), unused_keys)

@@ -396,6 +396,13 @@ def label_overrides(num_labels: int, id2label: dict | None) -> dict:
     return dict(id2label=id2label, label2id={label: index for index, label in id2label.items()})
 
 
+def torch_layer_norm_head_overrides(state: dict[str, torch.Tensor], id2label: dict | None) -> dict:
+    """Config fields of a converted LayerNorm + Linear head trained with torch's `nn.LayerNorm` (PaSST's `head`,
+    original AST's `mlp_head`): its labels, and torch's eps instead of the configuration's own."""
+    num_labels = state["classifier.dense.weight"].shape[0]
+    return {**label_overrides(num_labels, id2label), "classifier_layer_norm_eps": TORCH_LAYER_NORM_EPS}
+
+
 def resize_note(old: int, new: int) -> str:
     if new < old:
         return f"time position embedding: kept the first {new} of its {old} columns"

@@ -9,14 +9,12 @@ import torch
 from ..feature_extraction_resp_audio import RespAudioFeatureExtractor
 from .common import (
     TIMM_VIT_RENAMES,
-    TORCH_LAYER_NORM_EPS,
     ClassifierLayout,
     ConvertedCheckpoint,
     Renames,
     build_model,
     default_window_frames,
     encoder_shape,
-    label_overrides,
     largest_stride,
     load_original_state_dict,
     published_config,
@@ -24,6 +22,7 @@ from .common import (
     rename_with_optional_head,
     resize_note,
     resize_time_axis,
+    torch_layer_norm_head_overrides,
     unwrap_encoder_state,
 )
 
@@ -96,8 +95,7 @@ def convert_passt(
     if pooling is not None:
         overrides["pooling"] = pooling
     if with_head:
-        overrides.update(label_overrides(state["classifier.dense.weight"].shape[0], id2label))
-        overrides["classifier_layer_norm_eps"] = TORCH_LAYER_NORM_EPS
+        overrides.update(torch_layer_norm_head_overrides(state, id2label))
     config = published_config("passt", **overrides)
     if config.num_time_patches != time_patches:
         state["embeddings.time_position_embeddings"] = resize_time_axis(
