@@ -54,7 +54,8 @@ LOOSE_COLLAR = 0.5
 
 
 def recordings(args):
-    """The recordings table (see the module docstring) with `num_samples` at 32 kHz."""
+    """The recordings table (see the module docstring) with `num_samples` at 32 kHz; without the train part's
+    recordings under `--classifier`."""
     from resp_audio_hf.data.corpora import scan_corpus
     from resp_audio_hf.data.corpora.sprsound_challenge import recording_events_table
     from resp_audio_hf.event_detection import recording_num_samples
@@ -74,6 +75,8 @@ def recordings(args):
         keep = [i for split in dict.fromkeys(table["split"])
                 for i in rng.permutation(np.flatnonzero(table["split"] == split))[: args.limit]]
         table = table.iloc[sorted(keep)].reset_index(drop=True)
+    if args.classifier:  # nothing is trained here: the train part's recordings are neither probed nor scored
+        table = table[table["split"] != "train"].reset_index(drop=True)
     table["num_samples"] = [recording_num_samples(path, args.rate) for path in table["audio"]]
     return table
 
@@ -267,8 +270,6 @@ def main(argv=None) -> int:
 
     started = time.perf_counter()
     table = recordings(args)
-    if args.classifier:  # nothing is trained here: the train part's windows would be scored for nothing
-        table = table[table["split"] != "train"].reset_index(drop=True)
     print({s: int((table["split"] == s).sum()) for s in dict.fromkeys(table["split"])}, "recordings", flush=True)
     candidates = {}  # (window, hop, model) -> (dataset, scores)
     report_windows = {}  # windows and seconds spent scoring them (embedding, or read from the cache, and fitting)
