@@ -31,6 +31,24 @@ STAGES = ("decode", "resample", "front_end", "network", "pooling")
 # ---------------------------------------------------------------------------------------------------- clips
 
 
+def add_sprsound_clip_arguments(parser, clips: int, clips_help: str, encoders) -> None:
+    """The options both speed benchmarks take: where SPRSound is, how many of its recordings, which encoders."""
+    parser.set_defaults(threads=1)
+    parser.add_argument("--sprsound", type=Path, default=None,
+                        help=f"SPRSound folder (default: {SPRSOUND_FULL}, else ../shared/data/sprsound)")
+    parser.add_argument("--clips", type=int, default=clips, help=clips_help)
+    parser.add_argument("--encoders", default=",".join(encoders), help=f"comma-separated, of {', '.join(encoders)}")
+
+
+def encoder_labels(argument: str, encoders) -> list[str]:
+    """The `--encoders` list, each checked against `encoders`."""
+    labels = [name.strip() for name in argument.split(",") if name.strip()]
+    for label in labels:
+        if label not in encoders:
+            raise SystemExit(f"error: unknown encoder {label!r}; choose from {', '.join(encoders)}.")
+    return labels
+
+
 def sprsound_paths(root: Path | None, count: int | None) -> tuple[Path, list[Path]]:
     """`count` SPRSound recordings (all when `None`) from `root` (default: the complete corpus, else the shared test
     part), taken at even steps through the sorted train + test list."""

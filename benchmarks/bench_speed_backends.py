@@ -40,7 +40,7 @@ from _common import (
     setup_threads,
     time_interleaved,
 )
-from _speed import load_average, sprsound_paths
+from _speed import add_sprsound_clip_arguments, encoder_labels, load_average, sprsound_paths
 
 NAME = "speed_backends"
 MODEL_DIR = REPO / "pretrained" / "efficientat-mn04-as"
@@ -157,10 +157,7 @@ def compare(label: str, paths: list[Path], repeats: int, args, workdir: Path) ->
 
 def main() -> None:
     parser = make_parser(__doc__.splitlines()[0], repeats=5)
-    parser.set_defaults(threads=1)
-    parser.add_argument("--sprsound", type=Path, default=None, help="SPRSound folder (default: /work/data/ext/SPRSound, else ../shared/data/sprsound)")
-    parser.add_argument("--clips", type=int, default=32, help="recordings spread over the corpus")
-    parser.add_argument("--encoders", default=",".join(ENCODERS), help=f"comma-separated, of {', '.join(ENCODERS)}")
+    add_sprsound_clip_arguments(parser, 32, "recordings spread over the corpus", ENCODERS)
     parser.add_argument("--no-compile", action="store_true", help="leave out torch.compile")
     parser.add_argument(
         "--efficientat-dir",
@@ -173,9 +170,10 @@ def main() -> None:
     count, repeats = (6, 2) if args.quick else (args.clips, args.repeats)
     load_at_start = load_average()
     root, paths = sprsound_paths(args.sprsound, count)
+    labels = encoder_labels(args.encoders, ENCODERS)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-speed-backends-") as workdir:
-        for label in [name.strip() for name in args.encoders.split(",") if name.strip()]:
+        for label in labels:
             rows.extend(compare(label, paths, repeats, args, Path(workdir)))
     settings = {
         "sprsound": str(root),

@@ -36,6 +36,8 @@ from _speed import (
     STAGES,
     NetworkEndMark,
     StageClock,
+    add_sprsound_clip_arguments,
+    encoder_labels,
     frontend_flops,
     last_network_module,
     load_average,
@@ -149,16 +151,14 @@ def goal_rows(rows: list[dict], peak_1thread: float) -> list[dict]:
 
 def main() -> None:
     parser = make_parser(__doc__.splitlines()[0], repeats=3)
-    parser.set_defaults(threads=1)
-    parser.add_argument("--sprsound", type=Path, default=None, help="SPRSound folder (default: /work/data/ext/SPRSound, else ../shared/data/sprsound)")
-    parser.add_argument("--clips", type=int, default=64, help="recordings spread over the corpus (0: all)")
-    parser.add_argument("--encoders", default=",".join(ENCODERS), help=f"comma-separated, of {', '.join(ENCODERS)}")
+    add_sprsound_clip_arguments(parser, 64, "recordings spread over the corpus (0: all)", ENCODERS)
     parser.add_argument("--matmul-size", type=int, default=2048, help="side of the square matrices of the peak")
     args = parser.parse_args()
     setup_threads(args.threads)
     count, repeats = (8, 1) if args.quick else (args.clips or None, args.repeats)
     load_at_start = load_average()
     root, paths = sprsound_paths(args.sprsound, count)
+    labels = encoder_labels(args.encoders, ENCODERS)
 
     size = 1024 if args.quick else args.matmul_size
     peaks = {"1 thread": matmul_peak_gflops(1, size), f"{os.cpu_count()} threads": matmul_peak_gflops(os.cpu_count(), size)}
@@ -169,9 +169,7 @@ def main() -> None:
         ["threads", "gflops"],
     )
     rows, summaries = [], {}
-    for label in [name.strip() for name in args.encoders.split(",") if name.strip()]:
-        if label not in ENCODERS:
-            raise SystemExit(f"error: unknown encoder {label!r}; choose from {', '.join(ENCODERS)}.")
+    for label in labels:
         encoder_rows, summaries[label] = breakdown(label, paths, repeats, peak_1thread)
         rows.extend(encoder_rows)
     settings = {

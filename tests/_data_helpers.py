@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT / ".." / "shared" / "data"
 
 

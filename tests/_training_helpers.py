@@ -11,8 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-
-REPO = Path(__file__).resolve().parents[1]
+from _paths import REPO_ROOT
 
 SAMPLING_RATE = 16000  # the tiny-m2d preset's
 
@@ -65,7 +64,7 @@ def launch(config: dict, tmp_path: Path, name: str, *extra: str, processes: int 
     config_path = tmp_path / f"{name}.yaml"
     config_path.write_text(yaml.safe_dump(config))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    script = [str(REPO / "training" / "pretrain.py"), "--config", str(config_path), *extra]
+    script = [str(REPO_ROOT / "training" / "pretrain.py"), "--config", str(config_path), *extra]
     if processes > 1:
         command = [
             sys.executable,
@@ -77,7 +76,7 @@ def launch(config: dict, tmp_path: Path, name: str, *extra: str, processes: int 
         ]
     else:
         command = [sys.executable, *script]
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     (tmp_path / f"{name}.log").write_text(result.stdout + result.stderr)
     return result
 

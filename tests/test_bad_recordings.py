@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile
 from _data_helpers import loopback_server, shared_path
+from _paths import MN04_DIR
 
 from resp_audio_hf.benchmark.arguments import BenchmarkArguments
 from resp_audio_hf.benchmark.report import write_reports
@@ -22,8 +23,6 @@ from resp_audio_hf.data.download import DownloadError, download_file
 from resp_audio_hf.data.opera_files import OperaFileError, OperaFiles
 from resp_audio_hf.data.tasks import load_task
 from resp_audio_hf.extraction import AudioEncoder
-
-MN04 = Path(__file__).resolve().parents[1] / "pretrained" / "efficientat-mn04-as"
 
 HOSTILE = ("nan", "inf", "silent", "header_only", "cut", "deleted", "directory", "same_twin", "other_twin")
 
@@ -419,7 +418,7 @@ def test_the_pipeline_salvages_a_wav_cut_mid_sample_as_load_audio_does(tmp_path,
     reference, rate = soundfile.read(cut, dtype="float32")
     whole = tmp_path / "whole.wav"
     soundfile.write(whole, reference, rate, subtype="PCM_16")
-    classifier = pipeline("audio-classification", model=str(MN04), top_k=3)
+    classifier = pipeline("audio-classification", model=str(MN04_DIR), top_k=3)
     with caplog.at_level(logging.WARNING):
         salvaged = classifier(str(cut))
     assert salvaged == classifier(str(whole))

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from _paths import REPO_ROOT
 
 from resp_audio_hf.benchmark.arguments import BenchmarkArguments
 from resp_audio_hf.benchmark.report import write_reports
@@ -19,10 +20,9 @@ from resp_audio_hf.benchmark.results import (
 from resp_audio_hf.cli import build_parser, main
 from resp_audio_hf.data.metric_specs import METRICS
 
-REPO = Path(__file__).resolve().parents[1]
 # The retired small-m2d-resp folder's evaluations, kept as schema-1 fixtures, and any shipped ones.
 SCHEMA_1_FILES = sorted(
-    [*REPO.glob("pretrained/*/evaluation_*.json"), *REPO.glob("tests/fixtures/small_m2d_resp_retired/evaluation_*.json")]
+    [*REPO_ROOT.glob("pretrained/*/evaluation_*.json"), *REPO_ROOT.glob("tests/fixtures/small_m2d_resp_retired/evaluation_*.json")]
 )
 
 

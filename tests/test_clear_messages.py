@@ -6,17 +6,15 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from pathlib import Path
 from unittest import mock
 
 import numpy as np
 import pytest
+from _paths import MN04_DIR
 
 from resp_audio_hf.cli import main as cli_main
 from resp_audio_hf.data.file_io import atomic_save_npy, atomic_write_text
 from resp_audio_hf.extraction import AudioEncoder, EncoderLoadError
-
-MN04 = Path(__file__).resolve().parents[1] / "pretrained" / "efficientat-mn04-as"
 
 
 def test_a_short_write_names_the_file_and_the_full_disk(tmp_path):
@@ -34,12 +32,12 @@ def test_a_short_write_names_the_file_and_the_full_disk(tmp_path):
 
 def test_truncated_weights_are_named(tmp_path):
     folder = tmp_path / "mn04"
-    shutil.copytree(MN04, folder)
+    shutil.copytree(MN04_DIR, folder)
     weights = folder / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100_000])
     with pytest.raises(EncoderLoadError, match=rf"{weights} could not be read .* damaged or incomplete"):
         AudioEncoder.from_pretrained(str(folder))
-    assert cli_main(["embed", str(MN04 / "README.md"), "--model", str(folder), "-o", str(tmp_path / "e.npy")]) == 2
+    assert cli_main(["embed", str(MN04_DIR / "README.md"), "--model", str(folder), "-o", str(tmp_path / "e.npy")]) == 2
 
 
 def test_an_unknown_model_type_is_named(tmp_path):
@@ -68,7 +66,7 @@ def tagger():
 
     import resp_audio_hf  # noqa: F401  (registers the pipeline)
 
-    return pipeline("audio-classification", model=str(MN04))
+    return pipeline("audio-classification", model=str(MN04_DIR))
 
 
 def test_an_empty_list_to_the_pipeline_is_refused_clearly(tagger):
@@ -96,9 +94,9 @@ def test_the_encoder_loads_quietly_from_the_shipped_classifier_folder():
 
     code = (
         "import resp_audio_hf\nfrom transformers import AutoModel\n"
-        f"print(type(AutoModel.from_pretrained({str(MN04)!r})).__name__)"
+        f"print(type(AutoModel.from_pretrained({str(MN04_DIR)!r})).__name__)"
     )
-    env = {**os.environ, "PYTHONPATH": str(MN04.parents[1] / "src"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(MN04_DIR.parents[1] / "src"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     env.pop("TRANSFORMERS_VERBOSITY", None)
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -114,7 +112,7 @@ def test_the_shipped_model_refuses_silent_files(tmp_path):
 
     from resp_audio_hf.embed import embed_inputs, files_input
 
-    folder = MN04
+    folder = MN04_DIR
     silent, sound = tmp_path / "silent.wav", tmp_path / "sound.wav"
     soundfile.write(silent, np.zeros(16000, dtype=np.float32), 16000)
     soundfile.write(sound, np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1, 16000)
@@ -128,7 +126,7 @@ def test_embed_and_bench_name_an_unloadable_model_alike(tmp_path, capsys):
     """One loader (`extraction.load_encoder`) behind both commands: a model that cannot be loaded is named alike."""
     missing = tmp_path / "no-such-model"
     expected = f"could not load the model: {missing} is not a local folder, and HF_HUB_OFFLINE is set, so the Hub was not asked"
-    assert cli_main(["embed", str(MN04 / "README.md"), "--model", str(missing), "-o", str(tmp_path / "e.npy")]) != 0
+    assert cli_main(["embed", str(MN04_DIR / "README.md"), "--model", str(missing), "-o", str(tmp_path / "e.npy")]) != 0
     assert expected in capsys.readouterr().err
     assert cli_main(["bench", "--model", str(missing), "--tasks", "S1", "--data-root", str(tmp_path)]) != 0
     assert expected in capsys.readouterr().err

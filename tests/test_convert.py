@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from _paths import REPO_ROOT
 
 from resp_audio_hf.convert import convert_m2d, convert_passt, resize_time_axis, save_converted
 
 pytest.importorskip("timm")
 from test_fidelity_m2d import HEADS, NORM_STATS, m2d_forward_encoder, make_fake_m2d_checkpoint  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "scripts" / "convert_checkpoint.py"
+SCRIPT = REPO_ROOT / "scripts" / "convert_checkpoint.py"
 REMOTE_CODE = ("configuration_resp_audio.py", "modeling_resp_audio.py", "feature_extraction_resp_audio.py")
 
 
@@ -65,7 +65,7 @@ def test_cli_writes_a_folder_the_auto_classes_load(fake_m2d, tmp_path):
     output = tmp_path / "converted"
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--family", "m2d", str(source), str(output), "--num-attention-heads", str(HEADS)],
-        capture_output=True, text=True, cwd=REPO, timeout=300,
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
     )
     assert result.returncode == 0, result.stderr
     assert "decoder_embed.weight" in result.stdout  # it says what it left out

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import torch
 from _audio_helpers import COVID19_COUGH_DIR, DATA_ROOT, load_audio, require_dir
+from _paths import MN04_DIR, REPO_ROOT
 from _remote_code_helpers import run_without_package
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForAudioClassification, pipeline
@@ -37,8 +38,6 @@ from resp_audio_hf import (
 )
 from resp_audio_hf.convert import convert_efficientat, read_audioset_labels
 
-REPO = Path(__file__).resolve().parents[1]
-MODEL_DIR = REPO / "pretrained" / "efficientat-mn04-as"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "efficientat"
 EXPECTED = json.loads((FIXTURES / "expected_values.json").read_text())["clips"]
 EFFICIENTAT_DIR = Path(os.environ.get("EFFICIENTAT_DIR", "/work/data/ext/efficientat"))
@@ -62,19 +61,19 @@ def clip_file(entry: dict) -> Path:
 
 @pytest.fixture(scope="module")
 def feature_extractor():
-    return AutoFeatureExtractor.from_pretrained(MODEL_DIR)
+    return AutoFeatureExtractor.from_pretrained(MN04_DIR)
 
 
 @pytest.fixture(scope="module")
 def classifier():
-    return AutoModelForAudioClassification.from_pretrained(MODEL_DIR).eval()
+    return AutoModelForAudioClassification.from_pretrained(MN04_DIR).eval()
 
 
 @pytest.fixture(scope="module")
 def encoders():
     """The converted encoder with each pooling."""
     return {
-        pooling: AutoModel.from_pretrained(MODEL_DIR, pooling=pooling).eval() for pooling in ("freq_preserving", "mean")
+        pooling: AutoModel.from_pretrained(MN04_DIR, pooling=pooling).eval() for pooling in ("freq_preserving", "mean")
     }
 
 
@@ -124,34 +123,34 @@ def test_sample_clips_are_labelled_as_efficientat_labels_them(classifier):
 @pytest.mark.skipif(not CHECKPOINT.is_file(), reason=f"original checkpoint {CHECKPOINT} absent (set EFFICIENTAT_DIR)")
 def test_converter_reproduces_the_shipped_model(tmp_path):
     """scripts/convert_checkpoint.py's conversion of the original file gives the shipped weights and config."""
-    spec = importlib.util.spec_from_file_location("convert_checkpoint", REPO / "scripts" / "convert_checkpoint.py")
+    spec = importlib.util.spec_from_file_location("convert_checkpoint", REPO_ROOT / "scripts" / "convert_checkpoint.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     output = tmp_path / "converted"
     labels = EFFICIENTAT_DIR / "metadata" / "class_labels_indices.csv"
     assert script.main(["--family", "efficientat", str(CHECKPOINT), str(output), "--labels", str(labels)]) == 0
-    converted, shipped = load_file(output / "model.safetensors"), load_file(MODEL_DIR / "model.safetensors")
+    converted, shipped = load_file(output / "model.safetensors"), load_file(MN04_DIR / "model.safetensors")
     assert converted.keys() == shipped.keys()
     for key in shipped:
         assert torch.equal(converted[key], shipped[key]), key
-    assert json.loads((output / "config.json").read_text()) == json.loads((MODEL_DIR / "config.json").read_text())
+    assert json.loads((output / "config.json").read_text()) == json.loads((MN04_DIR / "config.json").read_text())
 
 
 # --------------------------------------------------------------------------- the shipped folder and the Auto classes
 
 
 def test_shipped_folder_loads_through_the_auto_classes(feature_extractor, classifier):
-    config = AutoConfig.from_pretrained(MODEL_DIR)
+    config = AutoConfig.from_pretrained(MN04_DIR)
     assert type(config) is EfficientATConfig and config.model_type == "efficientat"
     assert (config.width_multiplier, config.num_mel_bins, config.sampling_rate) == (0.4, 128, 32000)
     assert config.problem_type == "multi_label_classification"
     assert len(config.id2label) == 527 and config.id2label[0] == "Speech" and config.id2label[47] == "Cough"
     assert type(classifier) is EfficientATForAudioClassification
     assert 0.9e6 < classifier.num_parameters() < 1.1e6  # "about 1 M parameters"
-    assert type(AutoModel.from_pretrained(MODEL_DIR)) is EfficientATModel
+    assert type(AutoModel.from_pretrained(MN04_DIR)) is EfficientATModel
     assert type(feature_extractor) is RespAudioFeatureExtractor
     assert (feature_extractor.frontend, feature_extractor.max_length, feature_extractor.f_max) == ("passt", 1000, 15000)
-    card = (MODEL_DIR / "README.md").read_text()
+    card = (MN04_DIR / "README.md").read_text()
     assert "license: mit" in card and "Schmid" in card and "AudioSet" in card
 
 
@@ -209,7 +208,7 @@ def test_remote_code_pipeline_without_the_package(tmp_path, classifier, feature_
     assert completed.returncode == 0, completed.stderr[-3000:]
     remote = json.loads((tmp_path / "out.json").read_text())
     assert remote["class"] == "RespAudioClassificationPipeline"
-    local = pipeline("audio-classification", model=str(MODEL_DIR))({"array": audio, "sampling_rate": rate}, top_k=5)
+    local = pipeline("audio-classification", model=str(MN04_DIR))({"array": audio, "sampling_rate": rate}, top_k=5)
     assert [p["label"] for p in remote["predictions"]] == [p["label"] for p in local]
     np.testing.assert_allclose([p["score"] for p in remote["predictions"]], [p["score"] for p in local], atol=1e-5)
 
@@ -318,7 +317,7 @@ def test_pipeline_ranks_cough_in_top3_for_most_real_coughs(hub_offline):
     """The first 40 (by name) CC0 coughs of ../shared/data/covid19-cough, decoded by the pipeline (FFmpeg)."""
     paths = sorted((require_dir(COVID19_COUGH_DIR) / "raw").glob("*.mp3"))[:NUM_COUGHS]
     assert len(paths) == NUM_COUGHS
-    classifier = pipeline("audio-classification", model=str(MODEL_DIR))
+    classifier = pipeline("audio-classification", model=str(MN04_DIR))
     hits = [any(p["label"] == "Cough" for p in classifier(str(path), top_k=3)) for path in paths]
     assert sum(hits) / len(hits) > 0.5, f"Cough in the top 3 for only {sum(hits)} of {len(hits)} coughs"
 
@@ -326,7 +325,7 @@ def test_pipeline_ranks_cough_in_top3_for_most_real_coughs(hub_offline):
 def test_benchmark_encoder_uses_the_configured_pooling():
     from resp_audio_hf.extraction import AudioEncoder
 
-    encoder = AudioEncoder.from_pretrained(str(MODEL_DIR))
+    encoder = AudioEncoder.from_pretrained(str(MN04_DIR))
     audio, rate = load_audio(FIXTURES / "speech.wav", sampling_rate=encoder.sampling_rate)
     embeddings = encoder.embed(encoder.featurize([audio[: 2 * rate], audio]))
     assert embeddings.shape == (2, 4 * 384) and np.isfinite(embeddings).all()
@@ -336,10 +335,10 @@ def test_benchmark_pooling_override_selects_efficientat_own_embedding():
     """`resp-audio-hf bench --pooling mean` on this model gives EfficientAT's own (mean) embedding."""
     from resp_audio_hf.extraction import AudioEncoder
 
-    encoder = AudioEncoder.from_pretrained(str(MODEL_DIR), pooling="mean")
+    encoder = AudioEncoder.from_pretrained(str(MN04_DIR), pooling="mean")
     assert encoder.pooling == "mean"
     audio, rate = load_audio(FIXTURES / "speech.wav", sampling_rate=encoder.sampling_rate)
     (embedding,) = encoder.embed(encoder.featurize([audio]))
     np.testing.assert_allclose(embedding, EXPECTED["speech"]["embedding_mean"], atol=TOLERANCE)
     with pytest.raises(ValueError, match="pooling must be one of"):
-        AudioEncoder.from_pretrained(str(MODEL_DIR), pooling="cls")
+        AudioEncoder.from_pretrained(str(MN04_DIR), pooling="cls")

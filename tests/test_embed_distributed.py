@@ -11,14 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _paths import MN04_DIR, REPO_ROOT
 from _training_helpers import free_port, real_stub_coughs
-
-REPO = Path(__file__).resolve().parents[1]
-MN04 = REPO / "pretrained" / "efficientat-mn04-as"
 
 
 def _embed(arguments: list[str], tmp_path: Path, name: str, processes: int) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO / "src")}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO_ROOT / "src")}
     command = [sys.executable, "-m", "resp_audio_hf", "-v", "embed", *arguments]
     if processes > 1:
         command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}",
@@ -34,7 +32,7 @@ def test_two_processes_write_the_single_process_output(shared_data, tmp_path, wi
     coughs = sorted((shared_data / "covid19-cough" / "raw").glob("*.mp3"), key=lambda p: -p.stat().st_size)[:3]
     lungs = sorted((shared_data / "sprsound" / "test_wav").glob("*.wav"))[:2]
     files = [coughs[0], lungs[0], real_stub_coughs(shared_data)[0], coughs[1], lungs[1], coughs[2]]
-    common = [*map(str, files), "--model", str(MN04), "--batch-size", "2", "--quiet", "--no-cache"]
+    common = [*map(str, files), "--model", str(MN04_DIR), "--batch-size", "2", "--quiet", "--no-cache"]
     if windowed:
         common += ["--window-seconds", "2", "--hop-seconds", "1"]
     outputs = {}

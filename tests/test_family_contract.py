@@ -114,6 +114,34 @@ def test_the_head_reads_what_the_record_says(family, tmp_path):
         torch.testing.assert_close(other, logits[config.pooling], atol=0, rtol=0)
 
 
+def test_return_dict_false_gives_the_outputs_fields_as_a_tuple(family):
+    """As every transformers model: `return_dict=False` (or `config.return_dict = False`) gives the output's non-None
+    fields in order, and the classifier puts the loss first when labels are given."""
+    config = tiny_config(family, num_labels=3)
+    record = find_model_type(config)
+    torch.manual_seed(0)
+    classifier = record.classifier_class(config).eval()
+    feature_extractor = RespAudioFeatureExtractor.from_model_config(config)
+    inputs = feature_extractor(clips(feature_extractor.sampling_rate), sampling_rate=feature_extractor.sampling_rate,
+                               return_tensors="pt")
+    labels = torch.tensor([2, 0])
+    with torch.no_grad():
+        encoder_output = classifier.base_model(**inputs, output_hidden_states=True)
+        encoder_tuple = classifier.base_model(**inputs, output_hidden_states=True, return_dict=False)
+        classified = classifier(**inputs, labels=labels)
+        classified_tuple = classifier(**inputs, labels=labels, return_dict=False)
+        classifier.config.return_dict = False
+        logits_only = classifier(**inputs)
+    assert isinstance(encoder_tuple, tuple) and len(encoder_tuple) == 4
+    for field, value in zip(("last_hidden_state", "pooler_output", "feature_time_mask"), encoder_tuple):
+        torch.testing.assert_close(value, encoder_output[field], atol=0, rtol=0)
+    assert len(encoder_tuple[3]) == len(encoder_output.hidden_states)
+    torch.testing.assert_close(classified_tuple[0], classified.loss, atol=0, rtol=0)
+    torch.testing.assert_close(classified_tuple[1], classified.logits, atol=0, rtol=0)
+    assert isinstance(logits_only, tuple) and len(logits_only) == 1
+    torch.testing.assert_close(logits_only[0], classified.logits, atol=0, rtol=0)
+
+
 def test_inputs_are_checked_in_every_family(family):
     config = tiny_config(family)
     model = find_model_type(config).base_model_class(config).eval()

@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from _paths import REPO_ROOT
 from hub_server import HubServer
 from huggingface_hub import ModelCard
 
@@ -40,7 +41,6 @@ from resp_audio_hf import (
     hub,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SECRET_TOKEN = "hf_TestSecretTokenThatMustNeverBeShown0123"
 LABELS = ("healthy", "copd", "other")
 EXPECTED_FILES = {

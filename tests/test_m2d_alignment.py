@@ -5,11 +5,11 @@ statistics of the training data, and M2D-X's non-square 16 x 4 patches (issue 17
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from _paths import REPO_ROOT
 from scipy import stats
 from torch import nn
 
@@ -17,7 +17,6 @@ from resp_audio_hf import RespAudioConfig, RespAudioFeatureExtractor, RespAudioM
 from resp_audio_hf.modeling_resp_audio import sincos_2d_position_embeddings
 from resp_audio_hf.training.m2d_objective import M2DObjective, M2DObjectiveConfig, resolve_ema_decays
 
-REPO = Path(__file__).resolve().parents[1]
 TINY_PREDICTOR = dict(predictor_hidden_size=32, predictor_num_layers=1, predictor_num_heads=2)
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
@@ -137,7 +136,7 @@ def shipped_schedule(name: str) -> dict:
     from resp_audio_hf.training.config import PretrainConfig, load_config
     from resp_audio_hf.training.pretrain import resolve_schedule
 
-    config = load_config(PretrainConfig, str(REPO / "training" / "configs" / name))
+    config = load_config(PretrainConfig, str(REPO_ROOT / "training" / "configs" / name))
     return resolve_schedule(config, batches_per_epoch=None, world_size=1)
 
 
@@ -155,7 +154,7 @@ def test_shipped_config_scales_ema_to_its_run_and_keeps_its_learning_rate_throug
 def test_aligned_config_uses_m2d_learning_rate_rule_and_every_aligned_option():
     from resp_audio_hf.training.config import PretrainConfig, load_config
 
-    config = load_config(PretrainConfig, str(REPO / "training" / "configs" / "small_m2d_resp_aligned.yaml"))
+    config = load_config(PretrainConfig, str(REPO_ROOT / "training" / "configs" / "small_m2d_resp_aligned.yaml"))
     schedule = shipped_schedule("small_m2d_resp_aligned.yaml")
     assert config.optimizer.lr is None
     assert schedule["peak_lr"] == pytest.approx(config.optimizer.blr * schedule["effective_batch_size"] / 256)

@@ -11,7 +11,6 @@ from resp_audio_hf import EfficientATConfig, RespAudioConfig, RespAudioFeatureEx
 from resp_audio_hf.configuration_resp_audio import MODEL_FAMILIES, PRESETS, family_of_config
 from resp_audio_hf.feature_extraction_resp_audio import FRONT_ENDS
 
-REPO = Path(__file__).resolve().parents[1]
 # pretrained/small-m2d-resp/config.json as it was committed before the rename, with "max_length": 208.
 OLD_CONFIG = Path(__file__).parent / "fixtures" / "config_before_window_frames" / "config.json"
 

@@ -18,10 +18,12 @@ import numpy as np
 import pytest
 import torch
 from _audio_helpers import COVID19_COUGH_DIR, SPRSOUND_DIR, require_dir
+from _paths import MN04_DIR
 from _preset_helpers import TINY_PRESETS
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
+
 
 from resp_audio_hf import RespAudioConfig, RespAudioFeatureExtractor, RespAudioForAudioClassification  # noqa: E402
 from resp_audio_hf.cli import main as cli_main  # noqa: E402
@@ -36,8 +38,6 @@ from resp_audio_hf.export.onnx import (  # noqa: E402
 from resp_audio_hf.export.onnx_runtime import OnnxAudioModel  # noqa: E402
 from resp_audio_hf.pooling import POOLINGS  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-MN04_DIR = REPO / "pretrained" / "efficientat-mn04-as"
 # Pieces cut from the recordings: shorter than one tiny-ViT window (about 2 s), a few windows, and whole.
 PIECE_SECONDS = (0.7, 1.9, 4.3, None)
 

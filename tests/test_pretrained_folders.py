@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 import torch
 from _audio_helpers import require_dir
+from _paths import REPO_ROOT
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForAudioClassification
 
 import resp_audio_hf  # noqa: F401  (registers the model types)
 from resp_audio_hf.hub import load_without_package
 from resp_audio_hf.hub.staging import save_with_remote_code
 
-REPO = Path(__file__).resolve().parents[1]
-FOLDERS = sorted(path for path in (REPO / "pretrained").iterdir() if path.is_dir())
+FOLDERS = sorted(path for path in (REPO_ROOT / "pretrained").iterdir() if path.is_dir())
 
 
 # The SPRSound challenge classifiers (training/export_classifier.py) and their tasks' class names, in id order.
@@ -41,7 +41,7 @@ def test_challenge_classifiers_answer_with_the_organisers_classes_and_cards_stat
     """id2label is the organisers' id order (`scripts/test.py`); the card's table is the run's own test scores."""
     from resp_audio_hf.data.corpora.sprsound_challenge import challenge_task
 
-    folder = REPO / "pretrained" / name
+    folder = REPO_ROOT / "pretrained" / name
     task_id, class_names = CHALLENGE_CLASSIFIERS[name]
     config = AutoConfig.from_pretrained(folder)
     assert [config.id2label[i] for i in range(len(config.id2label))] == class_names
@@ -53,6 +53,26 @@ def test_challenge_classifiers_answer_with_the_organisers_classes_and_cards_stat
         metrics = results["metrics"][split]
         row = " | ".join(f"{metrics[f'{split}_{metric}']:.3f}" for metric in ("score", "sensitivity", "specificity"))
         assert f"| {split} | {row} |" in card
+
+
+@pytest.mark.parametrize("name", sorted(CHALLENGE_CLASSIFIERS))
+def test_challenge_cards_are_what_the_export_writes_against_the_committed_table(name, monkeypatch):
+    """The committed card is `export_classifier.py --card-only --compare-with results/sprsound_challenge.json`'s, byte
+    for byte, and its verdict agrees with the table: the fine-tuned classifier vs the frozen-encoder probe."""
+    from resp_audio_hf.training.export_classifier import card_of_exported_folder, scores_on_test_parts
+
+    folder = REPO_ROOT / "pretrained" / name
+    table_path = Path("results") / "sprsound_challenge.json"
+    monkeypatch.chdir(REPO_ROOT)  # the card names the table by the path the command was given
+    card = card_of_exported_folder(Path("pretrained") / name, table_path)
+    assert card == (folder / "README.md").read_text(encoding="utf-8")
+    results = json.loads((folder / "finetune_results.json").read_text())
+    table = json.loads((REPO_ROOT / table_path).read_text())
+    probe = table["tasks"][results["sprsound_task"]]["probe"]["aggregate"]["mean"]["score"]["mean"]
+    beats = scores_on_test_parts(results)["mean"] > probe
+    assert ("This classifier beats its starting point" in card) is beats
+    assert ("This classifier does not beat its starting point" in card) is not beats
+    assert f"{probe:.3f}" in card
 
 
 def test_record_classifier_scores_the_real_inter_test_part_as_its_card_says(shared_data):
@@ -67,7 +87,7 @@ def test_record_classifier_scores_the_real_inter_test_part_as_its_card_says(shar
     from resp_audio_hf.data.corpora.sprsound_challenge import challenge_task
     from resp_audio_hf.metrics import metric_path
 
-    folder = REPO / "pretrained" / "mn04-sprsound-2-1"
+    folder = REPO_ROOT / "pretrained" / "mn04-sprsound-2-1"
     task = challenge_task("2-1")
     classifier = pipeline("audio-classification", model=str(folder))
     annotations = sorted(require_dir(shared_data / "sprsound" / "test_json" / "inter_test_json").glob("*.json"))

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import itertools
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from _paths import MN04_DIR, REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+sys.path.insert(0, str(REPO_ROOT / "tests"))
 
 from _audio_helpers import SPRSOUND_DIR, require_dir  # noqa: E402
 from _speed import (  # noqa: E402
@@ -32,7 +31,6 @@ from resp_audio_hf.extraction import (  # noqa: E402
     extract_embeddings,
 )
 
-MN04_DIR = REPO / "pretrained" / "efficientat-mn04-as"
 # EfficientAT's own figure for mn04 (its README's model table: 0.11 GMACs for a 10 s clip).
 MN04_GMACS_PER_10S = 0.11
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 import importlib.util
 import json
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
 from _data_helpers import shared_path
+from _paths import REPO_ROOT
 
 from resp_audio_hf.event_detection import (
     WindowClipDataset,
@@ -22,8 +22,6 @@ from resp_audio_hf.event_detection import (
     sed_eval_scores,
     window_labels,
 )
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_event_table_matches_the_raw_annotation_files():
@@ -136,7 +134,7 @@ def test_end_to_end_on_real_recordings(tmp_path):
     pytest.importorskip("sklearn")
     root = shared_path("sprsound").parent
     spec = importlib.util.spec_from_file_location("sprsound_event_detection",
-                                                  REPO / "results" / "sprsound_event_detection.py")
+                                                  REPO_ROOT / "results" / "sprsound_event_detection.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     output = tmp_path / "out"
@@ -163,7 +161,7 @@ def test_classifier_scores_are_the_adventitious_probability_of_each_window(tmp_p
 
     # A Task 1-1 shaped classifier: mn04 with a new two-class head (random weights: the plumbing is checked here),
     # single-label as training/finetune.py makes it, so its windows' scores are softmax probabilities.
-    source = REPO / "pretrained" / "efficientat-mn04-as"
+    source = REPO_ROOT / "pretrained" / "efficientat-mn04-as"
     torch.manual_seed(0)
     model = AutoModelForAudioClassification.from_pretrained(
         source, num_labels=2, id2label={0: "Normal", 1: "Adventitious"}, label2id={"Normal": 0, "Adventitious": 1},
@@ -171,7 +169,7 @@ def test_classifier_scores_are_the_adventitious_probability_of_each_window(tmp_p
     model.save_pretrained(tmp_path / "task11")
     AutoFeatureExtractor.from_pretrained(source).save_pretrained(tmp_path / "task11")
     spec = importlib.util.spec_from_file_location("sprsound_event_detection",
-                                                  REPO / "results" / "sprsound_event_detection.py")
+                                                  REPO_ROOT / "results" / "sprsound_event_detection.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _paths import MN04_DIR, REPO_ROOT
 
 from resp_audio_hf.benchmark.metrics import sprsound_scores
 from resp_audio_hf.data.corpora.sprsound_challenge import challenge_task
@@ -21,9 +22,6 @@ from resp_audio_hf.training.class_balance import (
     weighted_cross_entropy,
 )
 from resp_audio_hf.training.finetune import make_compute_metrics
-
-REPO = Path(__file__).resolve().parents[1]
-MN04 = REPO / "pretrained" / "efficientat-mn04-as"
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
@@ -222,7 +220,7 @@ def _fine_tune_tiny(shared_data, folder: Path, name_or_path: str):
 @pytest.fixture(scope="module")
 def tiny_run(shared_data, tmp_path_factory):
     """mn04 (AudioSet), the EfficientAT family."""
-    return _fine_tune_tiny(shared_data, tmp_path_factory.mktemp("sprsound_finetune"), str(MN04))
+    return _fine_tune_tiny(shared_data, tmp_path_factory.mktemp("sprsound_finetune"), str(MN04_DIR))
 
 
 @pytest.fixture(scope="module")
@@ -271,7 +269,7 @@ def test_held_batch_norm_statistics_stay_audioset_while_the_weights_train(tiny_r
     from safetensors.torch import load_file
 
     folder = tiny_run[0]
-    start = load_file(str(MN04 / "model.safetensors"))
+    start = load_file(str(MN04_DIR / "model.safetensors"))
     tuned = load_file(str(folder / "run" / "model" / "model.safetensors"))
     statistics = [k for k in start if k.endswith(("running_mean", "running_var"))]
     assert len(statistics) > 50
@@ -295,6 +293,7 @@ def test_exported_classifier_answers_with_the_challenge_class_names(tiny_run, sh
     assert "license: gpl-3.0" in card and "GPL-3.0" in (exported / "LICENSE").read_text()
     for split in ("test_inter", "test_intra"):
         assert f"| {split} | {results[split][f'{split}_score']:.3f} |" in card
+    assert "## Against its starting point" not in card  # no table given, no comparison
     model = AutoModelForAudioClassification.from_pretrained(exported)
     assert type(model).__name__ == "EfficientATForAudioClassification"
     wav = sorted((shared_data / "sprsound" / "test_wav").glob("*.wav"))[0]
@@ -325,7 +324,7 @@ assert not any(name.split(".")[0] == "resp_audio_hf" for name in sys.modules)
 
 
 def _results_module():
-    spec = importlib.util.spec_from_file_location("sprsound_challenge_results", REPO / "results" / "sprsound_challenge.py")
+    spec = importlib.util.spec_from_file_location("sprsound_challenge_results", REPO_ROOT / "results" / "sprsound_challenge.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -388,3 +387,47 @@ def test_results_merge_keeps_other_tasks_and_refuses_other_settings(tmp_path):
         module.merge_base(path, module.parse_args(["--merge", "--limit", "3"]))
     with pytest.raises(SystemExit, match="does not exist"):
         module.merge_base(tmp_path / "absent.json", module.parse_args(["--merge"]))
+
+
+def _challenge_table(task: str, probe_mean: float) -> dict:
+    """A challenge table with a probe, a 3-seed fine-tuning and a baseline row for `task`."""
+
+    def row(mean, std=0.0, n=1):
+        score = {"score": {"mean": mean, "std": std, "n": n}}
+        return {"aggregate": {"test_inter": score, "test_intra": score, "mean": score}}
+
+    return {"tasks": {task: {"finetune": row(0.6, 0.01, 3), "probe": row(probe_mean), "baseline": row(0.25)}}}
+
+
+def test_exported_card_says_whether_the_classifier_beats_its_frozen_encoder_probe(tiny_run, tmp_path):
+    """`--compare-with`: the card sets the run beside the table's probe, fine-tuning and baseline rows and says plainly
+    which side of the probe it is on; `--card-only` rewrites only the card; a table without the task's probe is
+    refused, naming the file."""
+    from resp_audio_hf.training.export_classifier import export, main, scores_on_test_parts
+
+    folder, _, _ = tiny_run
+    results = json.loads((folder / "run" / "finetune_results.json").read_text())
+    own = scores_on_test_parts(results)["mean"]
+    for probe, verdict in ((own + 0.1, "does not beat"), (own - 0.1, "beats")):
+        table = tmp_path / f"table_{verdict.replace(' ', '_')}.json"
+        table.write_text(json.dumps(_challenge_table(results["sprsound_task"], probe)))
+        exported = export(folder / "run", f"classifier_{verdict.replace(' ', '_')}", tmp_path / "out", compare_with=table)
+        card = (exported / "README.md").read_text()
+        assert f"This classifier {verdict} its starting point" in card
+        assert f"| its starting point: the frozen encoder + a linear probe | {probe:.3f} | {probe:.3f} | {probe:.3f} |" in card
+        assert "| fine-tuned as this one, 3 seeds (mean ± std) | 0.600 ± 0.010 |" in card
+        assert f"| this classifier (seed {results['config']['training_args']['seed']}) |" in card
+
+    # --card-only on the last export, against the other table: the card changes, the weights do not.
+    weights = (exported / "model.safetensors").read_bytes()
+    other = tmp_path / "table_does_not_beat.json"
+    main(["--card-only", "--name", exported.name, "--output-root", str(exported.parent), "--compare-with", str(other)])
+    assert "This classifier does not beat its starting point" in (exported / "README.md").read_text()
+    assert (exported / "model.safetensors").read_bytes() == weights
+    assert [path.name for path in exported.iterdir() if path.name.startswith(".")] == []
+
+    no_probe = tmp_path / "no_probe.json"
+    no_probe.write_text(json.dumps({"tasks": {}}))
+    with pytest.raises(ValueError, match=r"no_probe\.json: no probe row for SPRSound-1-1"):
+        export(folder / "run", "refused", tmp_path / "out", compare_with=no_probe)
+    assert not (tmp_path / "out" / "refused").exists()

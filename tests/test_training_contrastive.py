@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _paths import MN04_DIR
 from _training_helpers import launch, metrics
 from safetensors.torch import load_file
 
@@ -23,10 +24,6 @@ from resp_audio_hf.training.monitors import (
     effective_rank,
     grouped_probe_auroc,
 )
-
-REPO = Path(__file__).resolve().parents[1]
-MN04 = REPO / "pretrained" / "efficientat-mn04-as"
-
 
 # ---------------------------------------------------------------------------------------------- monitors
 
@@ -113,11 +110,11 @@ def mn04_real_features(shared_data):
     import resp_audio_hf  # noqa: F401
     from resp_audio_hf.data.audio import load_audio
 
-    feature_extractor = AutoFeatureExtractor.from_pretrained(MN04)
+    feature_extractor = AutoFeatureExtractor.from_pretrained(MN04_DIR)
     files = sorted((shared_data / "sprsound" / "test_wav").glob("*.wav"))[:8]
     crops = [load_audio(path, 32000)[0][: 2 * 32000] for path in files]
     features = feature_extractor(crops, sampling_rate=32000, return_tensors="pt")["input_values"]
-    return features, AutoModel.from_pretrained(MN04)
+    return features, AutoModel.from_pretrained(MN04_DIR)
 
 
 def no_augmentation(**overrides) -> ContrastiveObjectiveConfig:
@@ -189,7 +186,7 @@ def test_single_source_batches_never_mix_corpora_and_split_between_processes():
 def contrastive_run_config(shared_data: Path, output_dir: Path) -> dict:
     return {
         "method": "contrastive",
-        "model": {"init_from": str(MN04), "preset": None},
+        "model": {"init_from": str(MN04_DIR), "preset": None},
         "contrastive": {"teacher_weight": 1.0, "projection_size": 32},
         "data": {
             "batch_size": 3,
@@ -230,7 +227,7 @@ def test_killed_contrastive_run_resumes_exactly(shared_data, tmp_path):
 
     trained = AutoModel.from_pretrained(reference_dir / "model")
     assert type(trained).__name__ == "EfficientATModel"
-    start = AutoModel.from_pretrained(MN04)
+    start = AutoModel.from_pretrained(MN04_DIR)
     assert not torch.equal(trained.stem.convolution.weight, start.stem.convolution.weight)
 
 

@@ -14,8 +14,6 @@ from safetensors.torch import load_file
 
 from resp_audio_hf.training.checkpointing import latest_checkpoint, list_checkpoints, save_final_folder
 
-REPO = Path(__file__).resolve().parents[1]
-
 MAX_STEPS = 6
 
 

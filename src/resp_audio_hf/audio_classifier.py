@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.utils.generic import can_return_tuple
 
 
 class AudioClassifierMixin:
@@ -33,6 +34,7 @@ class AudioClassifierMixin:
         with classifier_save_entries(self.config, type(self.base_model)):
             return super().save_pretrained(save_directory, *args, **kwargs)
 
+    @can_return_tuple
     def forward(
         self,
         input_values: torch.Tensor,
@@ -40,10 +42,8 @@ class AudioClassifierMixin:
         labels: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
-        return_dict: bool | None = None,
         **kwargs,
-    ) -> SequenceClassifierOutput | tuple:
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
+    ) -> SequenceClassifierOutput:
         features, hidden_states, attentions = self.head_input(
             input_values, attention_mask, output_hidden_states, output_attentions
         )
@@ -51,9 +51,6 @@ class AudioClassifierMixin:
         loss = None
         if labels is not None:
             loss = self.loss_function(labels.to(logits.device), logits, self.config)
-        if not return_dict:
-            rest = tuple(v for v in (logits, hidden_states, attentions) if v is not None)
-            return ((loss,) + rest) if loss is not None else rest
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=hidden_states, attentions=attentions)
 
 

@@ -8,6 +8,15 @@ from __future__ import annotations
 
 import torch
 
+# The inputs every family's `forward` takes, documented once (transformers' `add_start_docstrings_to_model_forward`).
+MODEL_INPUTS_DOCSTRING = r"""
+        Args:
+            input_values (`torch.FloatTensor` of shape `(batch_size, frames, num_mel_bins)`):
+                Normalised log-mel spectrogram from [`RespAudioFeatureExtractor`].
+            attention_mask (`torch.LongTensor` of shape `(batch_size, frames)`, *optional*):
+                1 for real frames, 0 for padding (padding follows the real frames).
+"""
+
 
 def check_finite(input_values: torch.Tensor) -> None:
     """Refuse NaN or infinite features, naming the clips that hold them: NaN or inf would spread through the encoder
@@ -47,4 +56,14 @@ def check_model_inputs(
         check_finite(input_values)
 
 
-__all__ = ["check_finite", "check_model_inputs"]
+def checked_frame_block(block, num_mel_bins: int, device: torch.device) -> torch.Tensor:
+    """One block of a recording's log-mel frames streamed to `pool_frame_stream`, as a float32 `[frames,
+    num_mel_bins]` tensor on `device`; refused (naming the shape, or the NaN / infinite values) otherwise."""
+    block = torch.as_tensor(block, dtype=torch.float32).to(device)
+    if block.ndim != 2 or block.shape[1] != num_mel_bins:
+        raise ValueError(f"Frame blocks must be [frames, {num_mel_bins}] log-mel frames, got {tuple(block.shape)}.")
+    check_finite(block[None])
+    return block
+
+
+__all__ = ["MODEL_INPUTS_DOCSTRING", "check_finite", "check_model_inputs", "checked_frame_block"]

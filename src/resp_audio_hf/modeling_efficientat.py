@@ -9,11 +9,12 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, add_start_docstrings_to_model_forward
+from transformers.utils.generic import can_return_tuple
 
 from .audio_classifier import AudioClassifierMixin
 from .configuration_efficientat import EfficientATConfig, make_divisible
-from .model_inputs import check_finite, check_model_inputs
+from .model_inputs import MODEL_INPUTS_DOCSTRING, check_model_inputs, checked_frame_block
 from .pooling import pool_embeddings
 
 
@@ -284,28 +285,20 @@ class EfficientATModel(EfficientATPreTrainedModel):
             all_hidden = tuple(all_hidden)
         return last, time_mask, all_hidden
 
+    @can_return_tuple
+    @add_start_docstrings_to_model_forward(MODEL_INPUTS_DOCSTRING)
     def forward(
         self,
         input_values: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
         **kwargs,
-    ) -> EfficientATModelOutput | tuple:
-        r"""
-        input_values (`torch.FloatTensor` of shape `(batch_size, frames, num_mel_bins)`):
-            Normalised log-mel spectrogram from [`RespAudioFeatureExtractor`].
-        attention_mask (`torch.LongTensor` of shape `(batch_size, frames)`, *optional*):
-            1 for real frames, 0 for padding (padding follows the real frames).
-        """
+    ) -> EfficientATModelOutput:
         config = self.config
         output_hidden_states = output_hidden_states if output_hidden_states is not None else config.output_hidden_states
-        return_dict = return_dict if return_dict is not None else config.return_dict
         last, time_mask, all_hidden = self.encode(input_values, attention_mask, output_hidden_states)
         row_means = _masked_time_mean(last, time_mask).transpose(1, 2)  # [batch, F', channels]
         pooled = pool_embeddings(config.pooling, row_means)
-        if not return_dict:
-            return tuple(v for v in (last, pooled, time_mask, all_hidden) if v is not None)
         return EfficientATModelOutput(
             last_hidden_state=last, pooler_output=pooled, feature_time_mask=time_mask, hidden_states=all_hidden
         )
@@ -340,12 +333,7 @@ class EfficientATModel(EfficientATPreTrainedModel):
         device = self.stem.convolution.weight.device
         with torch.no_grad():
             for block in frame_blocks:
-                block = torch.as_tensor(block, dtype=torch.float32).to(device)
-                if block.ndim != 2 or block.shape[1] != config.num_mel_bins:
-                    raise ValueError(
-                        f"Frame blocks must be [frames, {config.num_mel_bins}] log-mel frames, got {tuple(block.shape)}."
-                    )
-                check_finite(block[None])
+                block = checked_frame_block(block, config.num_mel_bins, device)
                 pending = block if pending is None else torch.cat([pending, block])
                 # Keep at least one full window back, so that the end is never a tail of a few frames on its own.
                 while pending.shape[0] >= 2 * window:

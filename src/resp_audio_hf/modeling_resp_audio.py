@@ -12,11 +12,12 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, add_start_docstrings_to_model_forward
+from transformers.utils.generic import can_return_tuple
 
 from .audio_classifier import AudioClassifierMixin
 from .configuration_resp_audio import RespAudioConfig
-from .model_inputs import check_finite, check_model_inputs
+from .model_inputs import MODEL_INPUTS_DOCSTRING, check_model_inputs, checked_frame_block
 from .pooling import pool_embeddings
 
 
@@ -375,25 +376,19 @@ class RespAudioModel(RespAudioPreTrainedModel):
         hidden, all_hidden, attentions = self.encoder(tokens, attend_mask, output_hidden_states, output_attentions)
         return EncodedWindows(self.layernorm(hidden), all_hidden, attentions, time_mask, frequency_rows)
 
+    @can_return_tuple
+    @add_start_docstrings_to_model_forward(MODEL_INPUTS_DOCSTRING)
     def forward(
         self,
         input_values: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
-        return_dict: bool | None = None,
         **kwargs,
-    ) -> RespAudioModelOutput | tuple:
-        r"""
-        input_values (`torch.FloatTensor` of shape `(batch_size, frames, num_mel_bins)`):
-            Normalised log-mel spectrogram from [`RespAudioFeatureExtractor`].
-        attention_mask (`torch.LongTensor` of shape `(batch_size, frames)`, *optional*):
-            1 for real frames, 0 for padding.
-        """
+    ) -> RespAudioModelOutput:
         config = self.config
         output_hidden_states = output_hidden_states if output_hidden_states is not None else config.output_hidden_states
         output_attentions = output_attentions if output_attentions is not None else config.output_attentions
-        return_dict = return_dict if return_dict is not None else config.return_dict
         check_model_inputs(input_values, attention_mask, config.num_mel_bins, min_frames=config.patch_frames)
         batch, num_frames, _ = input_values.shape
 
@@ -416,8 +411,6 @@ class RespAudioModel(RespAudioPreTrainedModel):
         prefix_tokens = config.num_prefix_tokens
         row_means = frequency_row_means(hidden[:, prefix_tokens:], time_mask)
         pooled = pool_embeddings(config.pooling, row_means, hidden[:, :prefix_tokens])
-        if not return_dict:
-            return tuple(v for v in (hidden, pooled, time_mask, all_hidden, attentions) if v is not None)
         return RespAudioModelOutput(
             last_hidden_state=hidden,
             pooler_output=pooled,
@@ -505,12 +498,7 @@ class RespAudioModel(RespAudioPreTrainedModel):
         pooling = _RunningPool(config)
         pending = None  # frames not yet encoded, starting at the next window's first frame
         for block in frame_blocks:
-            block = torch.as_tensor(block, dtype=torch.float32).to(device)
-            if block.ndim != 2 or block.shape[1] != config.num_mel_bins:
-                raise ValueError(
-                    f"Frame blocks must be [frames, {config.num_mel_bins}] log-mel frames, got {tuple(block.shape)}."
-                )
-            check_finite(block[None])
+            block = checked_frame_block(block, config.num_mel_bins, device)
             pending = block if pending is None else torch.cat([pending, block])
             while pending.shape[0] >= group_frames:  # a full group: every patch of its windows is real audio
                 self._pool_windows(pending[None, :group_frames], pooling, group)

@@ -11,12 +11,21 @@ remote code (`hub.staging.save_with_remote_code`: the folder also loads with `tr
 `finetune_results.json`, `metrics.jsonl` and `command.txt`; `LICENSE` and a model card `README.md` under GPL-3.0, the
 licence of the SPRSound data it was trained on, reporting the official Score, SE and SP on both test parts. Written
 under a temporary name and renamed when complete; it must stay under `--max-megabytes`.
+
+With `--compare-with results/sprsound_challenge.json` the card also sets the classifier against its starting point,
+the frozen encoder it was fine-tuned from with a linear probe, and says plainly whether it beats it. `--card-only`
+writes the card of an exported folder again from the folder's own `finetune_results.json`, leaving the weights as
+they are:
+
+    python training/export_classifier.py --card-only --name mn04-sprsound-2-1 \
+        --compare-with results/sprsound_challenge.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -58,7 +67,69 @@ def scores_table(results: dict) -> str:
     return "\n".join(rows)
 
 
-def model_card(name: str, results: dict, class_names: list[str], base_model: str) -> str:
+def scores_on_test_parts(results: dict) -> dict[str, float]:
+    """The run's Score on each test part and their mean (the challenge table's `mean`)."""
+    scores = {split: results["metrics"][split][f"{split}_score"] for split in TEST_SPLITS}
+    return {**scores, "mean": sum(scores.values()) / len(scores)}
+
+
+def starting_point_section(results: dict, table: dict, table_name: str) -> str:
+    """Card section: this run's test Score beside the challenge table's fine-tuning (every seed), the frozen-encoder
+    probe it started from and the organisers' baseline, with a plain sentence on whether it beats the probe."""
+    task = results["sprsound_task"]
+    rows_of_task = table.get("tasks", {}).get(task)
+    if not rows_of_task or "probe" not in rows_of_task:
+        raise ValueError(f"{table_name}: no probe row for {task}; the comparison needs the frozen encoder's score.")
+
+    def aggregate(model: str, split: str) -> tuple[float, float, int]:
+        score = rows_of_task[model]["aggregate"][split]["score"]
+        return score["mean"], score["std"], score["n"]
+
+    def cells(model: str) -> str:
+        values = []
+        for split in (*TEST_SPLITS, "mean"):
+            mean, std, n = aggregate(model, split)
+            values.append(f"{mean:.3f} ± {std:.3f}" if n > 1 else f"{mean:.3f}")
+        return " | ".join(values)
+
+    own = scores_on_test_parts(results)
+    seed = results["config"].get("training_args", {}).get("seed")
+    rows = [
+        f"| model | {' | '.join(TEST_SPLITS)} | mean |",
+        "|---|---|---|---|",
+        f"| this classifier (seed {seed}) | {' | '.join(f'{own[split]:.3f}' for split in (*TEST_SPLITS, 'mean'))} |",
+    ]
+    labels = {
+        "finetune": "fine-tuned as this one, {seeds} seeds (mean ± std)",
+        "probe": "its starting point: the frozen encoder + a linear probe",
+        "baseline": "the organisers' baseline",
+    }
+    for model, label in labels.items():
+        if model in rows_of_task:
+            rows.append(f"| {label.format(seeds=aggregate(model, 'mean')[2])} | {cells(model)} |")
+    probe = aggregate("probe", "mean")[0]
+    if own["mean"] > probe:
+        verdict = (f"This classifier beats its starting point: {own['mean']:.3f} against {probe:.3f} for the frozen "
+                   "encoder with a linear probe, on the mean test Score.")
+    else:
+        verdict = (f"**This classifier does not beat its starting point**: its mean test Score is {own['mean']:.3f}, "
+                   f"against {probe:.3f} for the frozen encoder it was fine-tuned from with a linear probe trained on "
+                   "the same patients. Where the score matters, the probe on the frozen encoder is the better model.")
+    return f"""## Against its starting point
+
+The challenge's Score on each test part and their mean, beside the rows of the same task in `{table_name}` (the
+SPRSound challenge table, made by `bash results/sprsound_challenge.sh`; each row scored once on the test parts):
+
+{chr(10).join(rows)}
+
+{verdict}
+
+"""
+
+
+def model_card(
+    name: str, results: dict, class_names: list[str], base_model: str, comparison: str = ""
+) -> str:
     task = results["sprsound_task"]
     config = results["config"]
     validation = results.get("best_metric")
@@ -101,7 +172,7 @@ Trained on the train part of SPRSound 2022 minus the validation patients (one pa
 the four tasks); {results.get("num_train_examples", "?")} training examples; imbalance handling
 `{config.get("imbalance")}`, augmentation `{json.dumps(config.get("augmentation"))}`.
 
-## How to use
+{comparison}## How to use
 
 ```python
 import resp_audio_hf  # noqa: F401  (registers the model types; or pass trust_remote_code=True without it)
@@ -126,8 +197,43 @@ GPL-3.0, as the SPRSound data the weights were trained on (`LICENSE`). The base 
 """
 
 
-def export(run: Path, name: str, output_root: Path, max_megabytes: float = DEFAULT_MAX_MEGABYTES) -> Path:
-    """Write `output_root/name` from the finished fine-tuning run `run`; returns the folder."""
+def read_comparison(results: dict, compare_with: Path | None) -> str:
+    """The card's starting-point section from the challenge table `compare_with`, or nothing without one."""
+    if compare_with is None:
+        return ""
+    return starting_point_section(results, json.loads(Path(compare_with).read_text(encoding="utf-8")), str(compare_with))
+
+
+def card_of_exported_folder(folder: Path, compare_with: Path | None = None) -> str:
+    """The card of an exported folder, from its own `finetune_results.json` and config."""
+    from transformers import AutoConfig
+
+    results = read_run(folder)
+    config = AutoConfig.from_pretrained(folder)
+    class_names = [config.id2label[i] for i in range(config.num_labels)]
+    base_model = results["config"]["model"]["name_or_path"]
+    return model_card(folder.name, results, class_names, base_model, read_comparison(results, compare_with))
+
+
+def write_card(folder: Path, compare_with: Path | None = None) -> Path:
+    """Write the card of the exported `folder` again (`--card-only`); whole or not at all."""
+    card = card_of_exported_folder(folder, compare_with)
+    path = folder / "README.md"
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(card, encoding="utf-8")
+    os.replace(partial, path)
+    return path
+
+
+def export(
+    run: Path,
+    name: str,
+    output_root: Path,
+    max_megabytes: float = DEFAULT_MAX_MEGABYTES,
+    compare_with: Path | None = None,
+) -> Path:
+    """Write `output_root/name` from the finished fine-tuning run `run`; returns the folder. `compare_with`: the
+    challenge table whose probe row the card compares the classifier with."""
     from transformers import AutoModelForAudioClassification
 
     from resp_audio_hf import RespAudioFeatureExtractor
@@ -143,6 +249,7 @@ def export(run: Path, name: str, output_root: Path, max_megabytes: float = DEFAU
     if labels != class_names:
         raise ValueError(f"{model_folder}: id2label {labels} is not {results['sprsound_task']}'s classes {class_names}.")
     base_model = results["config"]["model"]["name_or_path"]
+    comparison = read_comparison(results, compare_with)
 
     def write(folder: Path) -> None:
         save_with_remote_code(model, feature_extractor, folder)
@@ -150,7 +257,9 @@ def export(run: Path, name: str, output_root: Path, max_megabytes: float = DEFAU
             if (run / file_name).is_file():
                 shutil.copy2(run / file_name, folder / file_name)
         (folder / "LICENSE").write_text(LICENSE_TEXT, encoding="utf-8")
-        (folder / "README.md").write_text(model_card(name, results, class_names, base_model), encoding="utf-8")
+        (folder / "README.md").write_text(
+            model_card(name, results, class_names, base_model, comparison), encoding="utf-8"
+        )
         size = sum(path.stat().st_size for path in folder.iterdir() if path.is_file())
         if size > max_megabytes * 2**20:
             raise ValueError(f"The export of {run} takes {size / 2**20:.1f} MB, over the {max_megabytes} MB limit.")
@@ -161,16 +270,27 @@ def export(run: Path, name: str, output_root: Path, max_megabytes: float = DEFAU
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", required=True, help="training_args.output_dir of a finished finetune.py run.")
+    parser.add_argument("--run", help="training_args.output_dir of a finished finetune.py run.")
     parser.add_argument("--name", required=True, help="Name of the exported classifier (folder name).")
     parser.add_argument("--output-root", default="pretrained", help="Folder that receives <name>/ (%(default)s).")
     parser.add_argument("--max-megabytes", type=float, default=DEFAULT_MAX_MEGABYTES)
+    parser.add_argument("--compare-with", type=Path, default=None,
+                        help="SPRSound challenge table (results/sprsound_challenge.json): the card compares the "
+                        "classifier with the frozen-encoder probe of its task.")
+    parser.add_argument("--card-only", action="store_true",
+                        help="write the card of the exported <output-root>/<name> again; the weights stay as they are.")
     args = parser.parse_args(argv)
-    folder = export(Path(args.run), args.name, Path(args.output_root), args.max_megabytes)
+    if args.card_only:
+        path = write_card(Path(args.output_root) / args.name, args.compare_with)
+        print(f"Wrote {path}.")
+        return
+    if not args.run:
+        parser.error("--run is required (or --card-only for an exported folder)")
+    folder = export(Path(args.run), args.name, Path(args.output_root), args.max_megabytes, args.compare_with)
     print(f"Exported {args.run} to {folder}.")
 
 
-__all__ = ["export", "model_card", "read_run"]
+__all__ = ["card_of_exported_folder", "export", "model_card", "read_run", "starting_point_section", "write_card"]
 
 if __name__ == "__main__":
     main()
