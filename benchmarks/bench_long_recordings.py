@@ -183,7 +183,8 @@ def main() -> None:
         "--layers", type=int, default=None, help="override the presets' encoder depth (default: theirs, 12)"
     )
     parser.add_argument(
-        "--windows-at-once", type=int, default=4, help="windows the streamed paths encode at a time (default 4)"
+        "--windows-at-once", type=int, default=None,
+        help="windows the streamed paths encode at a time (default: the model's, one on CPU)"
     )
     parser.add_argument(
         "--paths", default="streamed,streamed_file,one_pass", help="which paths to run (one_pass only up to its limit)"

@@ -201,3 +201,29 @@ def test_pool_frame_stream_windows_at_once(single_torch_thread):
     for windows in (1, 2, 5):
         streamed = model.pool_frame_stream(extractor.frame_blocks(audio, 8000), windows_at_once=windows)
         torch.testing.assert_close(streamed, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_stream_defaults_on_cpu_keep_one_window_and_short_blocks(single_torch_thread):
+    """On CPU, `pool_frame_stream` encodes one window per forward unless told otherwise (more at once are no faster
+    there and each ViT-B window adds about 105 MB to the peak), and `frame_blocks` yields blocks of 512 frames; the
+    result equals `forward`'s pooled output whatever the grouping."""
+    from resp_audio_hf.feature_extraction_resp_audio import STREAM_BLOCK_FRAMES
+
+    config = RespAudioConfig.from_preset("tiny-passt", window_batch_size=16)
+    torch.manual_seed(0)
+    model = RespAudioModel(config).eval()
+    extractor = RespAudioFeatureExtractor.from_model_config(config)
+    audio = synthetic_recording(30.0, 8000)
+    blocks = list(extractor.frame_blocks(audio, 8000))
+    assert STREAM_BLOCK_FRAMES == 512 and [len(block) for block in blocks[:-1]] == [512] * (len(blocks) - 1)
+    windows_per_call = []
+    model.encoder.register_forward_hook(lambda module, args, output: windows_per_call.append(args[0].shape[0]))
+    streamed = model.pool_frame_stream(iter(blocks))
+    assert len(windows_per_call) > 4 and set(windows_per_call) == {1}
+    windows_per_call.clear()
+    grouped = model.pool_frame_stream(iter(blocks), windows_at_once=3)
+    assert max(windows_per_call) == 3
+    with torch.no_grad():
+        whole = model(**extractor([audio], sampling_rate=8000, return_tensors="pt")).pooler_output
+    torch.testing.assert_close(streamed, whole, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grouped, whole, atol=1e-5, rtol=1e-5)

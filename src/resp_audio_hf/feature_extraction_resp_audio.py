@@ -105,6 +105,10 @@ MEL_BLOCK_SIZE = 16
 # A clip whose spectrogram has more bins than this (about 2.7 minutes for PaSST's front end) is featurised block by
 # block in `__call__`, as `frame_blocks` does, rather than as one STFT: memory then grows with its spectrogram only.
 STREAM_ABOVE_BINS = 8 * CPU_CHUNK_BINS
+# `frame_blocks`' default block: 512 frames (about 5 s at a 10 ms hop). Its temporaries (resampled samples, STFT,
+# power) stay a few MiB: a 3-minute PaSST stream peaks 8 MiB above its start with it, 54 MiB with 2,044-frame blocks
+# (2**20 bins), in the same time (benchmarks/README.md).
+STREAM_BLOCK_FRAMES = 512
 
 
 class RespAudioFeatureExtractor(SequenceFeatureExtractor):
@@ -425,7 +429,7 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
                 libsndfile reads (WAV, FLAC, OGG, ...), read block by block so that not even the waveform is held.
             sampling_rate (`int`): the clip's rate in Hz (a file's comes from its header); the clip is resampled to
                 `self.sampling_rate` block by block.
-            block_frames (`int`, *optional*): frames per block (default: about a million spectrogram bins).
+            block_frames (`int`, *optional*): frames per block (default 512, at least one patch).
         """
         if isinstance(audio, (str, os.PathLike)):
             clip = _AudioFileSamples(audio, self.reject_silent_audio)
@@ -436,7 +440,7 @@ class RespAudioFeatureExtractor(SequenceFeatureExtractor):
             self.check_sampling_rate(sampling_rate)
             clip = self.validated_clip(audio, 0)
         if block_frames is None:
-            block_frames = max(self.patch_size, CPU_CHUNK_BINS // (self.n_fft // 2 + 1))
+            block_frames = max(self.patch_size, STREAM_BLOCK_FRAMES)
         read, num_samples = self._resampled_reader(clip, int(sampling_rate))
         num_samples = max(num_samples, self._minimum_samples())  # as in __call__: at least one patch
         total = self.num_frames(num_samples)

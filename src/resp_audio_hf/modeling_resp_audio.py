@@ -485,14 +485,16 @@ class RespAudioModel(RespAudioPreTrainedModel):
         `pooler_output` `[1, config.pooled_size]` of one recording whose normalised log-mel frames arrive as
         consecutive `[frames, num_mel_bins]` blocks, e.g. from [`RespAudioFeatureExtractor.frame_blocks`]: equal to
         `model(input_values=all_frames[None]).pooler_output` within float round-off, but only `windows_at_once`
-        windows of frames and tokens are alive at a time (default `config.window_batch_size`; on CPU a ViT-B window
-        needs about 60 MB, so fewer bound memory tighter at about the same speed), so hours of audio embed in bounded
-        memory. Each group of windows is encoded as `forward` encodes it, then reduced to running sums (the poolings
-        are means over time), and freed. Runs without gradients; put the model in eval mode first.
+        windows of frames and tokens are alive at a time (default: one on CPU, `config.window_batch_size` on an
+        accelerator), so hours of audio embed in bounded memory. Each group of windows is encoded as `forward` encodes
+        it, then reduced to running sums (the poolings are means over time), and freed. Runs without gradients; put the
+        model in eval mode first.
         """
         config = self.config
-        group = windows_at_once or config.window_batch_size
         device = self.embeddings.patch_embeddings.projection.weight.device
+        # On CPU each ViT-B window adds about 105 MB at its peak and more windows at once are no faster (PaSST, 3 min:
+        # 54 s for 1, 2 or 4 at a time; benchmarks/README.md), so one at a time keeps the peak lowest.
+        group = windows_at_once or (1 if device.type == "cpu" else config.window_batch_size)
         hop_frames = config.num_time_patches * config.time_stride
         group_frames = (group - 1) * hop_frames + config.window_frames
         pooling = _RunningPool(config)

@@ -55,7 +55,7 @@ def derive_pooling(embeddings: np.ndarray, num_rows: int, pooling: str, rows: li
     Args:
         embeddings: frequency-preserving embeddings.
         num_rows: frequency rows `F'` in each embedding.
-        pooling: one of :data:`DERIVED_POOLINGS`.
+        pooling: one of `DERIVED_POOLINGS`.
         rows: the rows `band_limited` keeps (see `signal_rows`).
     """
     embeddings = np.asarray(embeddings)

@@ -21,8 +21,6 @@ from ..configuration_resp_audio import MODEL_TYPES
 POOLING_MODEL_TYPES = tuple(MODEL_TYPES)
 # Without a windowed streaming path (models other than resp_audio), clips longer than this go alone in their batch.
 LONG_CLIP_SECONDS = 30.0
-# Windows a resp_audio encoder on CPU streams at a time through a long clip (on GPU: its config.window_batch_size).
-LONG_CLIP_WINDOWS_AT_ONCE_ON_CPU = 4
 
 # Config fields that name, version or format a model's outputs without changing the embedding it computes.
 CONFIG_FIELDS_WITHOUT_EFFECT = frozenset(
@@ -261,9 +259,7 @@ class AudioEncoder:
         if not self.streams_long_clips:
             return self.embed(self.featurize([audio]))[0]
         blocks = self.feature_extractor.frame_blocks(audio, self.sampling_rate)
-        # On CPU a ViT-B window holds about 60 MB of activations; a few at a time run as fast as many.
-        windows = None if self.device.type == "cuda" else LONG_CLIP_WINDOWS_AT_ONCE_ON_CPU
-        return self.model.pool_frame_stream(blocks, windows_at_once=windows)[0].float().cpu().numpy()
+        return self.model.pool_frame_stream(blocks)[0].float().cpu().numpy()
 
     def featurize(self, clips: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
         """Feature-extractor inputs for a list of mono clips at `self.sampling_rate`."""
