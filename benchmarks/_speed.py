@@ -32,7 +32,8 @@ STAGES = ("decode", "resample", "front_end", "network", "pooling")
 
 
 def add_sprsound_clip_arguments(parser, clips: int, clips_help: str, encoders) -> None:
-    """The options both speed benchmarks take: where SPRSound is, how many of its recordings, which encoders."""
+    """The options both speed benchmarks take: where SPRSound is, how many of its recordings, which encoders; and one
+    thread unless `--threads` says otherwise."""
     parser.set_defaults(threads=1)
     parser.add_argument("--sprsound", type=Path, default=None,
                         help=f"SPRSound folder (default: {SPRSOUND_FULL}, else ../shared/data/sprsound)")

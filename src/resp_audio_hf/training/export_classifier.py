@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 from pathlib import Path
 
+from ..data.file_io import atomic_write_text
 from .checkpointing import FINAL_MODEL_NAME, save_final_folder
 
 DEFAULT_MAX_MEGABYTES = 25.0
@@ -127,11 +127,10 @@ SPRSound challenge table, made by `bash results/sprsound_challenge.sh`; each row
 """
 
 
-def model_card(
-    name: str, results: dict, class_names: list[str], base_model: str, comparison: str = ""
-) -> str:
+def model_card(name: str, results: dict, class_names: list[str], comparison: str = "") -> str:
     task = results["sprsound_task"]
     config = results["config"]
+    base_model = config["model"]["name_or_path"]
     validation = results.get("best_metric")
     command = results.get("command") or "(not recorded)"
     poor_quality = (
@@ -211,18 +210,12 @@ def card_of_exported_folder(folder: Path, compare_with: Path | None = None) -> s
     results = read_run(folder)
     config = AutoConfig.from_pretrained(folder)
     class_names = [config.id2label[i] for i in range(config.num_labels)]
-    base_model = results["config"]["model"]["name_or_path"]
-    return model_card(folder.name, results, class_names, base_model, read_comparison(results, compare_with))
+    return model_card(folder.name, results, class_names, read_comparison(results, compare_with))
 
 
 def write_card(folder: Path, compare_with: Path | None = None) -> Path:
     """Write the card of the exported `folder` again (`--card-only`); whole or not at all."""
-    card = card_of_exported_folder(folder, compare_with)
-    path = folder / "README.md"
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(card, encoding="utf-8")
-    os.replace(partial, path)
-    return path
+    return atomic_write_text(folder / "README.md", card_of_exported_folder(folder, compare_with))
 
 
 def export(
@@ -248,7 +241,6 @@ def export(
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     if labels != class_names:
         raise ValueError(f"{model_folder}: id2label {labels} is not {results['sprsound_task']}'s classes {class_names}.")
-    base_model = results["config"]["model"]["name_or_path"]
     comparison = read_comparison(results, compare_with)
 
     def write(folder: Path) -> None:
@@ -258,7 +250,7 @@ def export(
                 shutil.copy2(run / file_name, folder / file_name)
         (folder / "LICENSE").write_text(LICENSE_TEXT, encoding="utf-8")
         (folder / "README.md").write_text(
-            model_card(name, results, class_names, base_model, comparison), encoding="utf-8"
+            model_card(name, results, class_names, comparison), encoding="utf-8"
         )
         size = sum(path.stat().st_size for path in folder.iterdir() if path.is_file())
         if size > max_megabytes * 2**20:

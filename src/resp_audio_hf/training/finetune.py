@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.file_io import atomic_write_json
+from ..data.file_io import atomic_write_json, atomic_write_text
 from ..logging_setup import configure_logging
 from .augmentation import AugmentationConfig
 from .batch_norm import hold_batch_norm_statistics
@@ -485,9 +485,7 @@ def _record_command(output_dir: Path, command: str) -> None:
     path = output_dir / "command.txt"
     previous = path.read_text(encoding="utf-8") if path.is_file() else ""
     output_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".txt.tmp")
-    tmp.write_text(previous + command.strip() + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, previous + command.strip() + "\n")
 
 
 def _feature_extractor(config: FinetuneModelConfig):
