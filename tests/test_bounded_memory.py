@@ -191,3 +191,30 @@ def test_mn04_embeds_a_long_recording_in_bounded_memory():
     assert done.returncode == 0, done.stderr
     measured = json.loads(done.stdout.strip().splitlines()[-1])
     assert measured["dim"] == 384 * 4 and measured["extra_mib"] < 400, measured
+
+
+def test_vit_mlp_works_on_slices_of_tokens_without_autograd_with_bitwise_equal_outputs(single_torch_thread):
+    """Without autograd on CPU the MLP transforms `MLP_SLICE_TOKENS` tokens at a time and each layer adds its MLP's
+    output in place, so a window's 4x-wide activations are alive for one slice only: every hidden state is bitwise the
+    one-pass one, and neither the input nor the hidden states already returned are overwritten."""
+    from resp_audio_hf import RespAudioConfig, RespAudioModel, modeling_resp_audio
+
+    torch.manual_seed(0)
+    config = RespAudioConfig.from_preset("tiny-passt", window_frames=998)  # 12 x 99 patch tokens + 2 prefix tokens
+    model = RespAudioModel(config).eval()
+    tokens_seen = []
+    model.encoder.layers[0].mlp.fc1.register_forward_hook(lambda module, args, out: tokens_seen.append(args[0].shape[-2]))
+    spectrogram = torch.randn(1, 998, config.num_mel_bins)
+    original = spectrogram.clone()
+
+    one_pass = model(input_values=spectrogram, output_hidden_states=True)
+    assert tokens_seen == [12 * 99 + 2]
+    tokens_seen.clear()
+    with torch.no_grad():
+        sliced = model(input_values=spectrogram, output_hidden_states=True)
+    assert max(tokens_seen) == modeling_resp_audio.MLP_SLICE_TOKENS and sum(tokens_seen) == 12 * 99 + 2
+    assert torch.equal(spectrogram, original)
+    assert len(sliced.hidden_states) == config.num_hidden_layers + 1
+    for expected, got in zip(one_pass.hidden_states, sliced.hidden_states, strict=True):
+        assert torch.equal(expected.detach(), got)
+    assert torch.equal(one_pass.pooler_output.detach(), sliced.pooler_output)

@@ -31,6 +31,16 @@ def _frozen(**entries) -> Mapping[str, Any]:
     return MappingProxyType(entries)
 
 
+class _ResolvedAutoClass:
+    """A `ModelType` attribute that is the class the model type names for one Auto class (see `ModelType.resolve`)."""
+
+    def __init__(self, auto_class: str):
+        self.auto_class = auto_class
+
+    def __get__(self, model_type: ModelType | None, owner: type) -> type:
+        return self if model_type is None else model_type.resolve(self.auto_class)
+
+
 @dataclass(frozen=True)
 class ModelType:
     """
@@ -68,22 +78,11 @@ class ModelType:
     def export_graph_class(self) -> type:
         return _import_class(self.export_graph)
 
-    @property
-    def config_class(self) -> type:
-        return self.resolve("AutoConfig")
-
-    @property
-    def base_model_class(self) -> type:
-        return self.resolve("AutoModel")
-
-    @property
-    def classifier_class(self) -> type:
-        return self.resolve("AutoModelForAudioClassification")
-
-    @property
-    def feature_extractor_class(self) -> type:
-        """Its feature extractor; `feature_extractor_class.from_model_config(config)` is the front end of a model."""
-        return self.resolve("AutoFeatureExtractor")
+    config_class = _ResolvedAutoClass("AutoConfig")
+    base_model_class = _ResolvedAutoClass("AutoModel")
+    classifier_class = _ResolvedAutoClass("AutoModelForAudioClassification")
+    # `feature_extractor_class.from_model_config(config)` is the front end of a model.
+    feature_extractor_class = _ResolvedAutoClass("AutoFeatureExtractor")
 
 
 def _import_class(reference: str) -> type:

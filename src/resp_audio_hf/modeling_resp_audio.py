@@ -206,6 +206,12 @@ class RespAudioSelfAttention(nn.Module):
         return self.output_dropout(self.proj(context)), weights
 
 
+# Tokens the MLP transforms at a time when it runs on CPU without autograd. Its two 4x-wide activations are then
+# alive for one slice of tokens only (a PaSST window of 1,190 tokens: 2 x 14 MB at once instead of 2 x 3 MB), which
+# lowers a streamed recording's peak; the rows are independent, so the output is bitwise that of one pass.
+MLP_SLICE_TOKENS = 256
+
+
 class RespAudioMLP(nn.Module):
     def __init__(self, config: RespAudioConfig):
         super().__init__()
@@ -215,7 +221,16 @@ class RespAudioMLP(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden_states):
-        return self.dropout(self.fc2(self.dropout(self.activation(self.fc1(hidden_states)))))
+        sliced = (
+            hidden_states.device.type == "cpu"
+            and not torch.is_grad_enabled()
+            and not torch.compiler.is_compiling()
+            and hidden_states.shape[-2] > MLP_SLICE_TOKENS
+        )
+        if not sliced:
+            return self.dropout(self.fc2(self.dropout(self.activation(self.fc1(hidden_states)))))
+        slices = hidden_states.split(MLP_SLICE_TOKENS, dim=-2)
+        return torch.cat([self.dropout(self.fc2(self.dropout(self.activation(self.fc1(s))))) for s in slices], dim=-2)
 
 
 class RespAudioLayer(GradientCheckpointingLayer):
@@ -231,8 +246,12 @@ class RespAudioLayer(GradientCheckpointingLayer):
     def forward(self, hidden_states, key_mask=None, output_attentions: bool = False):
         attended, weights = self.attention(self.layernorm_before(hidden_states), key_mask, output_attentions)
         hidden_states = hidden_states + attended
-        hidden_states = hidden_states + self.mlp(self.layernorm_after(hidden_states))
-        return hidden_states, weights
+        del attended
+        transformed = self.mlp(self.layernorm_after(hidden_states))
+        if torch.is_grad_enabled():
+            return hidden_states + transformed, weights
+        # Without autograd the sum can overwrite this layer's own intermediate tensor: one ViT-B window buffer less.
+        return hidden_states.add_(transformed), weights
 
 
 class RespAudioEncoder(nn.Module):
@@ -540,8 +559,9 @@ class _RunningPool:
         weights = time_mask.to(hidden.dtype)[:, None, :, None]
         token_sums = (grid * weights).sum(dim=(0, 2))
         prefix_sum = hidden[:, :prefix_tokens].sum(dim=0)  # every window of one clip holds real audio
-        self.token_sums = token_sums if self.token_sums is None else self.token_sums + token_sums
-        self.prefix_sum = prefix_sum if self.prefix_sum is None else self.prefix_sum + prefix_sum
+        # Summed in place: a new sum per window would be a long-lived allocation made at the window's memory peak.
+        self.token_sums = token_sums if self.token_sums is None else self.token_sums.add_(token_sums)
+        self.prefix_sum = prefix_sum if self.prefix_sum is None else self.prefix_sum.add_(prefix_sum)
         self.columns += int(time_mask.sum())  # real (window, time column) pairs; every frequency row has them all
         self.windows += windows
 
