@@ -193,26 +193,31 @@ def test_mn04_embeds_a_long_recording_in_bounded_memory():
     assert measured["dim"] == 384 * 4 and measured["extra_mib"] < 400, measured
 
 
-def test_vit_mlp_works_on_slices_of_tokens_without_autograd_with_bitwise_equal_outputs(single_torch_thread):
-    """Without autograd on CPU the MLP transforms `MLP_SLICE_TOKENS` tokens at a time and each layer adds its MLP's
-    output in place, so a window's 4x-wide activations are alive for one slice only: every hidden state is bitwise the
-    one-pass one, and neither the input nor the hidden states already returned are overwritten."""
-    from resp_audio_hf import RespAudioConfig, RespAudioModel, modeling_resp_audio
+def test_vit_layers_keep_window_buffers_one_hidden_state_in_size_without_autograd(single_torch_thread):
+    """Without autograd on CPU the attention projects query, key and value as three products and the MLP transforms
+    a share of the tokens at a time (here intermediate / hidden = 2: half), and each layer adds its MLP's output in
+    place: every hidden state is bitwise the one-pass one, and neither the input nor the hidden states already
+    returned are overwritten."""
+    from resp_audio_hf import RespAudioConfig, RespAudioModel
 
     torch.manual_seed(0)
     config = RespAudioConfig.from_preset("tiny-passt", window_frames=998)  # 12 x 99 patch tokens + 2 prefix tokens
+    assert config.intermediate_size == 2 * config.hidden_size
     model = RespAudioModel(config).eval()
-    tokens_seen = []
-    model.encoder.layers[0].mlp.fc1.register_forward_hook(lambda module, args, out: tokens_seen.append(args[0].shape[-2]))
+    tokens = 12 * 99 + 2
+    mlp_tokens, fused_projections = [], []
+    layer = model.encoder.layers[0]
+    layer.mlp.fc1.register_forward_hook(lambda module, args, out: mlp_tokens.append(args[0].shape[-2]))
+    layer.attention.qkv.register_forward_hook(lambda module, args, out: fused_projections.append(out.shape[-1]))
     spectrogram = torch.randn(1, 998, config.num_mel_bins)
     original = spectrogram.clone()
 
     one_pass = model(input_values=spectrogram, output_hidden_states=True)
-    assert tokens_seen == [12 * 99 + 2]
-    tokens_seen.clear()
+    assert mlp_tokens == [tokens] and fused_projections == [3 * config.hidden_size]
+    mlp_tokens.clear(), fused_projections.clear()
     with torch.no_grad():
         sliced = model(input_values=spectrogram, output_hidden_states=True)
-    assert max(tokens_seen) == modeling_resp_audio.MLP_SLICE_TOKENS and sum(tokens_seen) == 12 * 99 + 2
+    assert mlp_tokens == [tokens // 2, tokens // 2] and fused_projections == []
     assert torch.equal(spectrogram, original)
     assert len(sliced.hidden_states) == config.num_hidden_layers + 1
     for expected, got in zip(one_pass.hidden_states, sliced.hidden_states, strict=True):
