@@ -532,8 +532,8 @@ class RespAudioModel(RespAudioPreTrainedModel):
         """
         config = self.config
         device = self.embeddings.patch_embeddings.projection.weight.device
-        # On CPU each ViT-B window adds about 105 MB at its peak and more windows at once are no faster (PaSST, 3 min:
-        # 54 s for 1, 2 or 4 at a time; benchmarks/README.md), so one at a time keeps the peak lowest.
+        # On CPU each more ViT-B window at once adds 50 to 100 MB to the peak and is no faster (PaSST, 3 min: 54 s for
+        # 1, 2 or 4 at a time; benchmarks/README.md), so one at a time keeps the peak lowest.
         group = windows_at_once or (1 if device.type == "cpu" else config.window_batch_size)
         hop_frames = config.num_time_patches * config.time_stride
         group_frames = (group - 1) * hop_frames + config.window_frames
