@@ -180,9 +180,9 @@ def _inference_on_cpu(hidden_states: torch.Tensor) -> bool:
     Whether a layer runs eagerly on CPU without autograd, where it keeps every large buffer of a window one hidden
     state in size: the attention projects query, key and value as three `dim`-wide products instead of one
     `3 * dim`-wide one, and the MLP transforms a `hidden_size / intermediate_size` share of the tokens at a time. The
-    allocator then reuses the buffers freed by one step for the next instead of growing its heap (a streamed ViT-B
-    window peaks 25 MB of tensors instead of 46 MB). The rows and columns of a product are independent, so the outputs
-    are bitwise those of the fused, one-pass computation.
+    allocator then reuses the buffers freed by one step for the next instead of growing its heap, and the 4x-wide
+    activations are alive for one share of the tokens only. The rows and columns of a product are independent, so the
+    outputs are bitwise those of the fused, one-pass computation.
     """
     return hidden_states.device.type == "cpu" and not torch.is_grad_enabled() and not torch.compiler.is_compiling()
 
