@@ -214,7 +214,8 @@ def test_vit_layers_keep_window_buffers_one_hidden_state_in_size_without_autogra
 
     one_pass = model(input_values=spectrogram, output_hidden_states=True)
     assert mlp_tokens == [tokens] and fused_projections == [3 * config.hidden_size]
-    mlp_tokens.clear(), fused_projections.clear()
+    mlp_tokens.clear()
+    fused_projections.clear()
     with torch.no_grad():
         sliced = model(input_values=spectrogram, output_hidden_states=True)
     assert mlp_tokens == [tokens // 2, tokens // 2] and fused_projections == []

@@ -241,17 +241,14 @@ class RespAudioMLP(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.slices = max(1, config.intermediate_size // config.hidden_size)
 
+    def transform(self, hidden_states):
+        return self.dropout(self.fc2(self.dropout(self.activation(self.fc1(hidden_states)))))
+
     def forward(self, hidden_states):
         if self.slices == 1 or not _inference_on_cpu(hidden_states):
-            return self.dropout(self.fc2(self.dropout(self.activation(self.fc1(hidden_states)))))
+            return self.transform(hidden_states)
         tokens_per_slice = -(-hidden_states.shape[-2] // self.slices)
-        return torch.cat(
-            [
-                self.dropout(self.fc2(self.dropout(self.activation(self.fc1(part)))))
-                for part in hidden_states.split(tokens_per_slice, dim=-2)
-            ],
-            dim=-2,
-        )
+        return torch.cat([self.transform(part) for part in hidden_states.split(tokens_per_slice, dim=-2)], dim=-2)
 
 
 class RespAudioLayer(GradientCheckpointingLayer):
