@@ -46,19 +46,8 @@ def hear21passt_mel() -> torch.nn.Module:
 
     with contextlib.redirect_stdout(io.StringIO()):  # it prints the f_max it derives
         mel = AugmentMelSTFT(
-            n_mels=128,
-            sr=32000,
-            win_length=800,
-            hopsize=320,
-            n_fft=1024,
-            freqm=48,
-            timem=192,
-            htk=False,
-            fmin=0.0,
-            fmax=None,
-            norm=1,
-            fmin_aug_range=10,
-            fmax_aug_range=2000,
+            n_mels=128, sr=32000, win_length=800, hopsize=320, n_fft=1024, freqm=48, timem=192, htk=False,
+            fmin=0.0, fmax=None, norm=1, fmin_aug_range=10, fmax_aug_range=2000,
         )
     return mel.eval()
 

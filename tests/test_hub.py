@@ -8,9 +8,11 @@ as a Hub user would.
 
 from __future__ import annotations
 
+import argparse
 import ast
 import contextlib
 import importlib.util
+import inspect
 import io
 import json
 import os
@@ -40,6 +42,7 @@ from resp_audio_hf import (
     RespAudioModel,
     hub,
 )
+from resp_audio_hf.commands.push import add_push_arguments
 
 SECRET_TOKEN = "hf_TestSecretTokenThatMustNeverBeShown0123"
 LABELS = ("healthy", "copd", "other")
@@ -384,6 +387,14 @@ def test_results_of_a_pooling_ablation_are_refused(classifier_dir, tmp_path):
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Staging and validation
+
+
+def test_every_publish_parameter_is_a_push_flag_of_the_same_name():
+    """`push` hands its arguments to `publish` by name: a new parameter of `publish` needs its flag, or `push` fails."""
+    parser = argparse.ArgumentParser()
+    add_push_arguments(parser)
+    flags = vars(parser.parse_args(["model-folder", "--repo-id", "org/resp-passt"]))
+    assert set(inspect.signature(hub.publish).parameters) <= set(flags)
 
 
 def test_dry_run_stages_exact_folder_without_contacting_hub(staged, no_token, hub_endpoint, capsys, tmp_path):

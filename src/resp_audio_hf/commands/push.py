@@ -9,6 +9,7 @@ without contacting the Hub. The logic lives in `resp_audio_hf.hub`; this is its 
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import sys
 from pathlib import Path
@@ -46,23 +47,12 @@ def add_push_arguments(parser: argparse.ArgumentParser) -> None:
 def run_push(args: argparse.Namespace) -> int:
     from ..hub import HubPublishError, publish
 
+    # Every parameter of `publish` is a flag of the same name (tests/test_hub.py checks that they stay in step),
+    # so the command passes them through by name; only --training-data is read from its file first.
+    options = {name: getattr(args, name) for name in inspect.signature(publish).parameters}
     try:
-        training_data = args.training_data.read_text() if args.training_data else None
-        result = publish(
-            args.model_dir,
-            args.repo_id,
-            private=args.private,
-            dry_run=args.dry_run,
-            output_dir=args.output_dir,
-            overwrite=args.overwrite,
-            benchmark=args.benchmark,
-            family=args.family,
-            training_data=training_data,
-            datasets=args.datasets,
-            template_dir=args.template_dir,
-            commit_message=args.commit_message,
-            revision=args.revision,
-        )
+        options["training_data"] = args.training_data.read_text() if args.training_data else None
+        result = publish(**options)
     except (HubPublishError, OSError) as error:  # OSError includes the Hub's HTTP errors (HfHubHTTPError)
         raise CommandFailed(error) from error
     staged = result.staged
