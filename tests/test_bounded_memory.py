@@ -195,9 +195,9 @@ def test_mn04_embeds_a_long_recording_in_bounded_memory():
 
 def test_vit_layers_keep_window_buffers_one_hidden_state_in_size_without_autograd(single_torch_thread):
     """Without autograd on CPU the attention projects query, key and value as three products and the MLP transforms
-    a share of the tokens at a time (here intermediate / hidden = 2: half), and each layer adds its MLP's output in
-    place: every hidden state is bitwise the one-pass one, and neither the input nor the hidden states already
-    returned are overwritten."""
+    a share of the tokens at a time (here intermediate / hidden = 2: a third, so that a slice's wide activation is
+    smaller than a hidden state), and each layer adds its MLP's output in place: every hidden state is bitwise the
+    one-pass one, and neither the input nor the hidden states already returned are overwritten."""
     from resp_audio_hf import RespAudioConfig, RespAudioModel
 
     torch.manual_seed(0)
@@ -218,9 +218,30 @@ def test_vit_layers_keep_window_buffers_one_hidden_state_in_size_without_autogra
     fused_projections.clear()
     with torch.no_grad():
         sliced = model(input_values=spectrogram, output_hidden_states=True)
-    assert mlp_tokens == [tokens // 2, tokens // 2] and fused_projections == []
+    assert mlp_tokens == [397, 397, 396] and fused_projections == []
+    assert all(share * config.intermediate_size < tokens * config.hidden_size for share in mlp_tokens)
     assert torch.equal(spectrogram, original)
     assert len(sliced.hidden_states) == config.num_hidden_layers + 1
     for expected, got in zip(one_pass.hidden_states, sliced.hidden_states, strict=True):
         assert torch.equal(expected.detach(), got)
     assert torch.equal(one_pass.pooler_output.detach(), sliced.pooler_output)
+
+
+@pytest.mark.parametrize(("batch", "tokens"), [(1, 298), (3, 298), (1, 20), (1, 19)])
+def test_vit_mlp_slices_are_bitwise_the_one_pass_mlp_at_passt_width(single_torch_thread, batch, tokens):
+    """PaSST's width (768 -> 3072: five slices) at a window's 298 tokens, one window or three at once (the slices run
+    across the windows), at the fewest tokens that are sliced (five slices of four) and at one token fewer, which is
+    transformed in one pass: a product of one to three rows takes another kernel, which rounds differently."""
+    from resp_audio_hf import RespAudioConfig
+    from resp_audio_hf.modeling_resp_audio import RespAudioMLP
+
+    torch.manual_seed(0)
+    mlp = RespAudioMLP(RespAudioConfig.from_preset("resp-passt")).eval()
+    calls = []
+    mlp.fc1.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[-2]))
+    hidden_states = torch.randn(batch, tokens, 768)
+    rows = batch * tokens
+    with torch.no_grad():
+        sliced = mlp(hidden_states)
+        assert calls == ([tokens] if rows < 20 else [len(share) for share in torch.arange(rows).tensor_split(5)])
+        assert torch.equal(sliced, mlp.transform(hidden_states))

@@ -177,12 +177,12 @@ class RespAudioEmbeddings(nn.Module):
 
 def _inference_on_cpu(hidden_states: torch.Tensor) -> bool:
     """
-    Whether a layer runs eagerly on CPU without autograd, where it keeps every large buffer of a window one hidden
-    state in size: the attention projects query, key and value as three `dim`-wide products instead of one
-    `3 * dim`-wide one, and the MLP transforms a `hidden_size / intermediate_size` share of the tokens at a time. The
-    allocator then reuses the buffers freed by one step for the next instead of growing its heap, and the 4x-wide
-    activations are alive for one share of the tokens only. The rows and columns of a product are independent, so the
-    outputs are bitwise those of the fused, one-pass computation.
+    Whether a layer runs eagerly on CPU without autograd, where it keeps every large buffer of a window at most one
+    hidden state in size: the attention projects query, key and value as three `dim`-wide products instead of one
+    `3 * dim`-wide one, and the MLP transforms one `intermediate_size / hidden_size + 1`-th of the tokens at a time
+    into a preallocated output. The allocator then reuses the buffers freed by one step for the next instead of
+    growing its heap, and the 4x-wide activations are alive for one share of the tokens only. The rows and columns of
+    a product are independent, so the outputs are bitwise those of the fused, one-pass computation.
     """
     return hidden_states.device.type == "cpu" and not torch.is_grad_enabled() and not torch.compiler.is_compiling()
 
@@ -239,16 +239,27 @@ class RespAudioMLP(nn.Module):
         self.activation = ACT2FN[config.hidden_act]
         self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.slices = max(1, config.intermediate_size // config.hidden_size)
+        # One slice more than the width ratio, so that a slice's wide activation is smaller than a hidden state and
+        # fits in the blocks the attention freed; at exactly the ratio, rounding up made it a few rows larger.
+        self.slices = config.intermediate_size // config.hidden_size + 1
+        self.min_tokens_per_slice = 4  # products of 1 to 3 rows take another kernel, which rounds differently
 
     def transform(self, hidden_states):
         return self.dropout(self.fc2(self.dropout(self.activation(self.fc1(hidden_states)))))
 
     def forward(self, hidden_states):
-        if self.slices == 1 or not _inference_on_cpu(hidden_states):
+        if hidden_states.numel() < self.slices * self.min_tokens_per_slice * hidden_states.shape[-1] or (
+            not _inference_on_cpu(hidden_states)
+        ):
             return self.transform(hidden_states)
-        tokens_per_slice = -(-hidden_states.shape[-2] // self.slices)
-        return torch.cat([self.transform(part) for part in hidden_states.split(tokens_per_slice, dim=-2)], dim=-2)
+        # Tokens of every batch item in one row each, so that every slice is a contiguous matrix, whose product is
+        # computed as the one-pass product is; a slice across a batch of 3-d tensors takes another kernel.
+        tokens = hidden_states.reshape(-1, hidden_states.shape[-1])
+        # Written into one preallocated output rather than concatenated: one window buffer less at the peak.
+        transformed = torch.empty_like(tokens)
+        for part, destination in zip(tokens.tensor_split(self.slices), transformed.tensor_split(self.slices), strict=True):
+            destination.copy_(self.transform(part))
+        return transformed.view_as(hidden_states)
 
 
 class RespAudioLayer(GradientCheckpointingLayer):
